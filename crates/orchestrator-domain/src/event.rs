@@ -1,0 +1,75 @@
+//! Domain events: what happened, published after the change is committed.
+
+use serde::Serialize;
+
+use crate::{Droplet, DropletStatus, Task, TaskStatus};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum DomainEvent {
+    TaskCreated(Task),
+    TaskAssigned(Task),
+    TaskStarted(Task),
+    TaskCompleted(Task),
+    TaskFailed(Task),
+    TaskCancelled(Task),
+    /// A failed task went back to `pending` to be tried again.
+    TaskRetried(Task),
+    /// An assigned task went back to `pending` because its droplet could not run it.
+    TaskRequeued(Task),
+    DropletRegistered(Droplet),
+    DropletHealthChanged {
+        droplet: Droplet,
+        previous: DropletStatus,
+    },
+    DropletHeartbeatMissed(Droplet),
+}
+
+impl DomainEvent {
+    /// The event for a task that just moved from `from` to its current status.
+    pub fn for_transition(from: TaskStatus, task: Task) -> DomainEvent {
+        match task.status {
+            TaskStatus::Assigned => DomainEvent::TaskAssigned(task),
+            TaskStatus::InProgress => DomainEvent::TaskStarted(task),
+            TaskStatus::Completed => DomainEvent::TaskCompleted(task),
+            TaskStatus::Failed => DomainEvent::TaskFailed(task),
+            TaskStatus::Cancelled => DomainEvent::TaskCancelled(task),
+            TaskStatus::Pending if from == TaskStatus::Failed => DomainEvent::TaskRetried(task),
+            TaskStatus::Pending => DomainEvent::TaskRequeued(task),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            DomainEvent::TaskCreated(_) => "task_created",
+            DomainEvent::TaskAssigned(_) => "task_assigned",
+            DomainEvent::TaskStarted(_) => "task_started",
+            DomainEvent::TaskCompleted(_) => "task_completed",
+            DomainEvent::TaskFailed(_) => "task_failed",
+            DomainEvent::TaskCancelled(_) => "task_cancelled",
+            DomainEvent::TaskRetried(_) => "task_retried",
+            DomainEvent::TaskRequeued(_) => "task_requeued",
+            DomainEvent::DropletRegistered(_) => "droplet_registered",
+            DomainEvent::DropletHealthChanged { .. } => "droplet_health_changed",
+            DomainEvent::DropletHeartbeatMissed(_) => "droplet_heartbeat_missed",
+        }
+    }
+
+    /// True when the event can make a pending task routable: new work, a
+    /// freed slot or a droplet that can take work again.
+    pub fn may_unblock_routing(&self) -> bool {
+        match self {
+            DomainEvent::TaskCreated(_)
+            | DomainEvent::TaskCompleted(_)
+            | DomainEvent::TaskFailed(_)
+            | DomainEvent::TaskCancelled(_)
+            | DomainEvent::TaskRetried(_)
+            | DomainEvent::TaskRequeued(_)
+            | DomainEvent::DropletRegistered(_) => true,
+            DomainEvent::DropletHealthChanged { droplet, .. } => droplet.status == DropletStatus::Active,
+            DomainEvent::TaskAssigned(_)
+            | DomainEvent::TaskStarted(_)
+            | DomainEvent::DropletHeartbeatMissed(_) => false,
+        }
+    }
+}

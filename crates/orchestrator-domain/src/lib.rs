@@ -1,0 +1,21 @@
+#![doc = include_str!("../README.md")]
+
+pub mod droplet;
+pub mod error;
+pub mod event;
+pub mod permission;
+pub mod priority;
+pub mod routing;
+pub mod state_machine;
+pub mod task;
+
+pub use droplet::{
+    Capability, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, RegistrationDraft,
+};
+pub use error::ValidationError;
+pub use event::DomainEvent;
+pub use permission::{Caller, Permission, Permissions};
+pub use priority::Priority;
+pub use routing::{Candidate, Placement, PlacementRule, RoutingPolicy};
+pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRule};
+pub use task::{HistoryEntry, NewTask, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate};

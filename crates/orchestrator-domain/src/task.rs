@@ -1,0 +1,516 @@
+//! Tasks: what a client submits, what the orchestrator tracks, and the audit
+//! trail of every state change.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::bounded_text;
+use crate::{Actor, Capability, DropletId, Priority, TransitionError, ValidationError};
+
+pub type TaskId = i64;
+
+/// Longest `task_type`, `title` and `required_capability` the schema holds.
+pub const MAX_TASK_TYPE_CHARS: usize = 50;
+pub const MAX_TITLE_CHARS: usize = 255;
+/// Retries a client may ask for; more is a mistake, not a policy.
+pub const MAX_RETRIES_LIMIT: u32 = 100;
+pub const DEFAULT_MAX_RETRIES: u32 = 3;
+
+/// Where a task is in its life. See [`crate::state_machine`] for the moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskStatus {
+    Pending,
+    Assigned,
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 6] = [
+        TaskStatus::Pending,
+        TaskStatus::Assigned,
+        TaskStatus::InProgress,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Pending => "pending",
+            TaskStatus::Assigned => "assigned",
+            TaskStatus::InProgress => "in_progress",
+            TaskStatus::Completed => "completed",
+            TaskStatus::Failed => "failed",
+            TaskStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// A task in this status occupies a slot of its droplet.
+    pub fn occupies_droplet(self) -> bool {
+        matches!(self, TaskStatus::Assigned | TaskStatus::InProgress)
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for TaskStatus {
+    type Err = ValidationError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TaskStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "status",
+                    format!(
+                        "unknown status '{s}'; expected one of pending, assigned, in_progress, completed, failed, cancelled"
+                    ),
+                )
+            })
+    }
+}
+
+/// A task as the orchestrator tracks it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub trace_id: Uuid,
+    pub task_type: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub payload: Value,
+    pub required_capability: Option<Capability>,
+    /// The external id of the droplet holding the task, if any.
+    pub assigned_droplet_id: Option<DropletId>,
+    pub status: TaskStatus,
+    pub priority: Priority,
+    pub created_at: DateTime<Utc>,
+    pub assigned_at: Option<DateTime<Utc>>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub deadline: Option<DateTime<Utc>>,
+    pub result: Option<Value>,
+    pub error_message: Option<String>,
+    pub retry_count: u32,
+    pub max_retries: u32,
+    pub created_by: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A change a caller or the system asks of a task; each has one target status.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskUpdate {
+    Assign {
+        droplet_id: DropletId,
+    },
+    Start,
+    Complete {
+        result: Option<Value>,
+    },
+    Fail {
+        error_message: Option<String>,
+    },
+    Cancel,
+    /// Back to `pending` from `assigned`, when its droplet cannot run it.
+    Requeue,
+    /// Back to `pending` from `failed`, spending one retry.
+    Retry,
+}
+
+impl TaskUpdate {
+    pub fn target(&self) -> TaskStatus {
+        match self {
+            TaskUpdate::Assign { .. } => TaskStatus::Assigned,
+            TaskUpdate::Start => TaskStatus::InProgress,
+            TaskUpdate::Complete { .. } => TaskStatus::Completed,
+            TaskUpdate::Fail { .. } => TaskStatus::Failed,
+            TaskUpdate::Cancel => TaskStatus::Cancelled,
+            TaskUpdate::Requeue | TaskUpdate::Retry => TaskStatus::Pending,
+        }
+    }
+}
+
+impl Task {
+    /// Checks the transition table for `actor` and returns the task as it is
+    /// after `update` at time `at`. The caller persists it with a
+    /// compare-and-set on the current status.
+    pub fn apply(
+        &self,
+        update: TaskUpdate,
+        actor: Actor,
+        at: DateTime<Utc>,
+    ) -> Result<Task, TransitionError> {
+        self.status.transition(update.target(), actor)?;
+        if matches!(update, TaskUpdate::Retry) && !self.can_retry() {
+            return Err(TransitionError::RetriesExhausted {
+                retry_count: self.retry_count,
+                max_retries: self.max_retries,
+            });
+        }
+        let mut next = self.clone();
+        next.status = update.target();
+        next.updated_at = at;
+        match update {
+            TaskUpdate::Assign { droplet_id } => {
+                next.assigned_droplet_id = Some(droplet_id);
+                next.assigned_at = Some(at);
+            }
+            TaskUpdate::Start => next.started_at = Some(at),
+            TaskUpdate::Complete { result } => {
+                next.result = result;
+                next.error_message = None;
+                next.completed_at = Some(at);
+            }
+            TaskUpdate::Fail { error_message } => {
+                next.error_message = error_message;
+                next.completed_at = Some(at);
+            }
+            TaskUpdate::Cancel => next.completed_at = Some(at),
+            TaskUpdate::Requeue => next.release(),
+            TaskUpdate::Retry => {
+                next.release();
+                next.retry_count += 1;
+                next.completed_at = None;
+            }
+        }
+        Ok(next)
+    }
+
+    fn release(&mut self) {
+        self.assigned_droplet_id = None;
+        self.assigned_at = None;
+        self.started_at = None;
+    }
+
+    /// A failed task may go back to `pending` while its retry budget lasts.
+    pub fn can_retry(&self) -> bool {
+        self.status == TaskStatus::Failed && self.retry_count < self.max_retries
+    }
+
+    /// Nothing will ever move this task again.
+    pub fn is_final(&self) -> bool {
+        match self.status {
+            TaskStatus::Completed | TaskStatus::Cancelled => true,
+            TaskStatus::Failed => !self.can_retry(),
+            _ => false,
+        }
+    }
+}
+
+/// A task submission as a client sends it, before validation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskDraft {
+    pub task_type: String,
+    pub title: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required_capability: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+}
+
+/// A validated task submission: every field is within the schema's bounds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub task_type: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub payload: Value,
+    pub required_capability: Option<Capability>,
+    pub priority: Priority,
+    pub max_retries: u32,
+    pub deadline: Option<DateTime<Utc>>,
+}
+
+impl NewTask {
+    /// Validates a draft; `now` is when it is submitted (a deadline must be later).
+    pub fn parse(draft: TaskDraft, now: DateTime<Utc>) -> Result<Self, ValidationError> {
+        let payload = match draft.payload {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(obj @ Value::Object(_)) => obj,
+            Some(_) => return Err(ValidationError::new("payload", "payload must be a JSON object")),
+        };
+        if draft.deadline.is_some_and(|deadline| deadline <= now) {
+            return Err(ValidationError::new("deadline", "deadline must be in the future"));
+        }
+        Ok(NewTask {
+            task_type: bounded_text("task_type", &draft.task_type, MAX_TASK_TYPE_CHARS)?,
+            title: bounded_text("title", &draft.title, MAX_TITLE_CHARS)?,
+            description: draft.description,
+            payload,
+            required_capability: draft
+                .required_capability
+                .as_deref()
+                .map(|c| {
+                    Capability::new(c).map_err(|e| ValidationError::new("required_capability", e.message))
+                })
+                .transpose()?,
+            priority: draft.priority.map(Priority::new).transpose()?.unwrap_or_default(),
+            max_retries: parse_max_retries(draft.max_retries)?,
+            deadline: draft.deadline,
+        })
+    }
+
+    /// The task as first stored: `pending`, nothing assigned, no retries spent.
+    pub fn into_task(
+        self,
+        id: TaskId,
+        trace_id: Uuid,
+        created_by: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Task {
+        Task {
+            id,
+            trace_id,
+            task_type: self.task_type,
+            title: self.title,
+            description: self.description,
+            payload: self.payload,
+            required_capability: self.required_capability,
+            assigned_droplet_id: None,
+            status: TaskStatus::Pending,
+            priority: self.priority,
+            created_at: at,
+            assigned_at: None,
+            started_at: None,
+            completed_at: None,
+            deadline: self.deadline,
+            result: None,
+            error_message: None,
+            retry_count: 0,
+            max_retries: self.max_retries,
+            created_by,
+            updated_at: at,
+        }
+    }
+}
+
+fn parse_max_retries(value: Option<i64>) -> Result<u32, ValidationError> {
+    match value {
+        None => Ok(DEFAULT_MAX_RETRIES),
+        Some(v) => u32::try_from(v)
+            .ok()
+            .filter(|v| *v <= MAX_RETRIES_LIMIT)
+            .ok_or_else(|| {
+                ValidationError::new(
+                    "max_retries",
+                    format!("max_retries must be between 0 and {MAX_RETRIES_LIMIT}, got {v}"),
+                )
+            }),
+    }
+}
+
+/// One row of a task's audit trail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub task_id: TaskId,
+    /// `None` for the row written when the task was created.
+    pub from_status: Option<TaskStatus>,
+    pub to_status: TaskStatus,
+    pub changed_by: Option<String>,
+    pub reason: Option<String>,
+    pub metadata: Option<Value>,
+    pub changed_at: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::Role;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.timestamp_opt(1_700_000_000 + secs, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    fn draft() -> TaskDraft {
+        TaskDraft {
+            task_type: "verify".into(),
+            title: "Verify droplet 14".into(),
+            ..TaskDraft::default()
+        }
+    }
+
+    fn task() -> Task {
+        NewTask::parse(draft(), at(0))
+            .expect("valid")
+            .into_task(1, Uuid::nil(), Some("alice".into()), at(0))
+    }
+
+    #[test]
+    fn draft_gets_defaults() {
+        let new = NewTask::parse(draft(), at(0)).expect("valid");
+        assert_eq!(new.priority, Priority::default());
+        assert_eq!(new.max_retries, DEFAULT_MAX_RETRIES);
+        assert_eq!(new.payload, serde_json::json!({}));
+    }
+
+    #[test]
+    fn draft_fields_are_validated() {
+        let cases: Vec<(TaskDraft, &str)> = vec![
+            (
+                TaskDraft {
+                    title: "  ".into(),
+                    ..draft()
+                },
+                "title",
+            ),
+            (
+                TaskDraft {
+                    task_type: "".into(),
+                    ..draft()
+                },
+                "task_type",
+            ),
+            (
+                TaskDraft {
+                    task_type: "x".repeat(51),
+                    ..draft()
+                },
+                "task_type",
+            ),
+            (
+                TaskDraft {
+                    title: "x".repeat(256),
+                    ..draft()
+                },
+                "title",
+            ),
+            (
+                TaskDraft {
+                    priority: Some(0),
+                    ..draft()
+                },
+                "priority",
+            ),
+            (
+                TaskDraft {
+                    priority: Some(11),
+                    ..draft()
+                },
+                "priority",
+            ),
+            (
+                TaskDraft {
+                    max_retries: Some(-1),
+                    ..draft()
+                },
+                "max_retries",
+            ),
+            (
+                TaskDraft {
+                    max_retries: Some(101),
+                    ..draft()
+                },
+                "max_retries",
+            ),
+            (
+                TaskDraft {
+                    payload: Some(serde_json::json!([1])),
+                    ..draft()
+                },
+                "payload",
+            ),
+            (
+                TaskDraft {
+                    deadline: Some(at(-1)),
+                    ..draft()
+                },
+                "deadline",
+            ),
+            (
+                TaskDraft {
+                    required_capability: Some("has space".into()),
+                    ..draft()
+                },
+                "required_capability",
+            ),
+        ];
+        for (draft, field) in cases {
+            let err = NewTask::parse(draft.clone(), at(0)).expect_err(field);
+            assert_eq!(err.field, field, "{draft:?}");
+        }
+    }
+
+    #[test]
+    fn full_lifecycle_sets_timestamps() {
+        let t = task();
+        let assigned = t
+            .apply(TaskUpdate::Assign { droplet_id: 8 }, Actor::SYSTEM, at(1))
+            .expect("assign");
+        assert_eq!(
+            (assigned.assigned_droplet_id, assigned.assigned_at),
+            (Some(8), Some(at(1)))
+        );
+        let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+        let started = assigned.apply(TaskUpdate::Start, droplet, at(2)).expect("start");
+        assert_eq!(started.started_at, Some(at(2)));
+        let done = started
+            .apply(
+                TaskUpdate::Complete {
+                    result: Some(serde_json::json!({"ok": true})),
+                },
+                droplet,
+                at(3),
+            )
+            .expect("complete");
+        assert_eq!(
+            (done.status, done.completed_at),
+            (TaskStatus::Completed, Some(at(3)))
+        );
+        assert!(done.is_final());
+    }
+
+    #[test]
+    fn retry_spends_budget_and_releases_droplet() {
+        let mut failed = task();
+        failed.status = TaskStatus::Failed;
+        failed.assigned_droplet_id = Some(8);
+        failed.max_retries = 1;
+        let retried = failed
+            .apply(TaskUpdate::Retry, Actor::SYSTEM, at(5))
+            .expect("retry");
+        assert_eq!((retried.status, retried.retry_count), (TaskStatus::Pending, 1));
+        assert_eq!(retried.assigned_droplet_id, None);
+        let mut again = retried;
+        again.status = TaskStatus::Failed;
+        assert!(again.is_final());
+        assert!(matches!(
+            again.apply(TaskUpdate::Retry, Actor::SYSTEM, at(6)),
+            Err(TransitionError::RetriesExhausted { .. })
+        ));
+    }
+
+    #[test]
+    fn status_parses_from_its_name() {
+        for status in TaskStatus::ALL {
+            assert_eq!(status.as_str().parse::<TaskStatus>(), Ok(status));
+        }
+        assert!("done".parse::<TaskStatus>().is_err());
+    }
+}

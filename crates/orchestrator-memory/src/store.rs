@@ -1,0 +1,305 @@
+//! The in-memory store: all state behind one mutex, so that every change is
+//! atomic and a compare-and-set that lost a race is a conflict.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use orchestrator_domain::{
+    Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask, Task,
+    TaskId, TaskStatus,
+};
+use orchestrator_ports::{
+    ChangeRecord, DropletChange, DropletFilter, DropletStore, StoreError, StoreResult, TaskFilter, TaskPage,
+    TaskStore, Transition,
+};
+use uuid::Uuid;
+
+/// Heartbeat rows kept per droplet; older ones are dropped (the PostgreSQL
+/// store keeps seven days instead).
+const HEARTBEATS_KEPT: usize = 1000;
+
+#[derive(Debug, Clone, Default)]
+pub struct MemoryStore {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    last_task_id: TaskId,
+    last_history_id: i64,
+    tasks: BTreeMap<TaskId, Task>,
+    history: HashMap<TaskId, Vec<HistoryEntry>>,
+    droplets: BTreeMap<DropletId, Droplet>,
+    heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
+}
+
+#[derive(Debug)]
+#[allow(dead_code)] // kept as the PostgreSQL heartbeats table keeps them
+struct HeartbeatRow {
+    status: DropletStatus,
+    metrics: Option<serde_json::Value>,
+    received_at: DateTime<Utc>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied change:
+        // every change below is computed first and written in one step.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// How many heartbeat rows are kept for a droplet (for tests of the cap).
+    pub fn heartbeat_count(&self, id: DropletId) -> usize {
+        self.lock().heartbeats.get(&id).map_or(0, VecDeque::len)
+    }
+}
+
+impl State {
+    fn task(&self, id: TaskId) -> StoreResult<&Task> {
+        self.tasks
+            .get(&id)
+            .ok_or(StoreError::NotFound { entity: "task", id })
+    }
+
+    fn droplet_mut(&mut self, id: DropletId) -> StoreResult<&mut Droplet> {
+        self.droplets.get_mut(&id).ok_or(StoreError::NotFound {
+            entity: "droplet",
+            id,
+        })
+    }
+
+    fn push_history(&mut self, entry: impl FnOnce(i64) -> HistoryEntry) {
+        self.last_history_id += 1;
+        let entry = entry(self.last_history_id);
+        self.history.entry(entry.task_id).or_default().push(entry);
+    }
+}
+
+#[async_trait]
+impl TaskStore for MemoryStore {
+    async fn create_task(
+        &self,
+        task: NewTask,
+        trace_id: Uuid,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Task> {
+        let mut state = self.lock();
+        if state.tasks.values().any(|t| t.trace_id == trace_id) {
+            return Err(StoreError::Conflict(format!(
+                "a task with trace_id {trace_id} already exists"
+            )));
+        }
+        state.last_task_id += 1;
+        let task = task.into_task(state.last_task_id, trace_id, record.changed_by.clone(), at);
+        state.tasks.insert(task.id, task.clone());
+        state.push_history(|id| HistoryEntry {
+            id,
+            task_id: task.id,
+            from_status: None,
+            to_status: TaskStatus::Pending,
+            changed_by: record.changed_by,
+            reason: record.reason,
+            metadata: record.metadata,
+            changed_at: at,
+        });
+        Ok(task)
+    }
+
+    async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
+        self.lock().task(id).cloned()
+    }
+
+    async fn task_history(&self, id: TaskId) -> StoreResult<Vec<HistoryEntry>> {
+        let state = self.lock();
+        state.task(id)?;
+        Ok(state.history.get(&id).cloned().unwrap_or_default())
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<TaskPage> {
+        let state = self.lock();
+        let mut matching: Vec<&Task> = state.tasks.values().filter(|t| filter.matches(t)).collect();
+        matching.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
+        let offset = usize::try_from(filter.offset).unwrap_or(usize::MAX);
+        Ok(TaskPage {
+            total: matching.len() as u64,
+            tasks: matching
+                .into_iter()
+                .skip(offset)
+                .take(filter.limit as usize)
+                .cloned()
+                .collect(),
+        })
+    }
+
+    async fn apply_transition(&self, transition: Transition) -> StoreResult<Task> {
+        let mut state = self.lock();
+        let current = state.task(transition.task.id)?;
+        if current.status != transition.expected_status
+            || current.assigned_droplet_id != transition.expected_droplet
+        {
+            return Err(StoreError::Conflict(format!(
+                "task {} is {} now, not {}",
+                current.id, current.status, transition.expected_status
+            )));
+        }
+        let task = transition.task.clone();
+        if let (TaskStatus::Assigned, Some(droplet_id)) = (task.status, task.assigned_droplet_id) {
+            state.droplet_mut(droplet_id)?.last_assigned_at = Some(task.updated_at);
+        }
+        state.tasks.insert(task.id, task.clone());
+        state.push_history(|id| transition.history_entry(id));
+        Ok(task)
+    }
+
+    async fn pending_tasks(&self, limit: u32) -> StoreResult<Vec<Task>> {
+        let state = self.lock();
+        let mut pending: Vec<&Task> = state
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Pending)
+            .collect();
+        pending.sort_by_key(|t| (t.priority, t.created_at, t.id));
+        Ok(pending.into_iter().take(limit as usize).cloned().collect())
+    }
+
+    async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>> {
+        let state = self.lock();
+        let mut counts = HashMap::new();
+        for task in state.tasks.values().filter(|t| t.status.occupies_droplet()) {
+            if let Some(droplet) = task.assigned_droplet_id {
+                *counts.entry(droplet).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
+    async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {
+        let state = self.lock();
+        let mut counts = HashMap::new();
+        for task in state.tasks.values() {
+            *counts.entry(task.status).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+}
+
+#[async_trait]
+impl DropletStore for MemoryStore {
+    async fn register_droplet(
+        &self,
+        registration: DropletRegistration,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange> {
+        let mut state = self.lock();
+        let existing = state.droplets.get(&registration.droplet_id).cloned();
+        let droplet = match &existing {
+            Some(old) => Droplet {
+                name: registration.name,
+                steward: registration.steward,
+                endpoint: registration.endpoint,
+                capabilities: registration.capabilities,
+                max_concurrent_tasks: registration.max_concurrent_tasks,
+                status: old.status_after_heartbeat(None),
+                last_heartbeat: Some(at),
+                updated_at: at,
+                ..old.clone()
+            },
+            None => Droplet {
+                droplet_id: registration.droplet_id,
+                name: registration.name,
+                steward: registration.steward,
+                endpoint: registration.endpoint,
+                capabilities: registration.capabilities,
+                status: DropletStatus::Active,
+                max_concurrent_tasks: registration.max_concurrent_tasks,
+                manually_deactivated: false,
+                last_heartbeat: Some(at),
+                last_assigned_at: None,
+                registered_at: at,
+                updated_at: at,
+            },
+        };
+        state.droplets.insert(droplet.droplet_id, droplet.clone());
+        Ok(DropletChange {
+            droplet,
+            previous_status: existing.map(|d| d.status),
+        })
+    }
+
+    async fn get_droplet(&self, id: DropletId) -> StoreResult<Droplet> {
+        self.lock().droplet_mut(id).map(|d| d.clone())
+    }
+
+    async fn list_droplets(&self, filter: &DropletFilter) -> StoreResult<Vec<Droplet>> {
+        let state = self.lock();
+        Ok(state
+            .droplets
+            .values()
+            .filter(|d| filter.matches(d))
+            .cloned()
+            .collect())
+    }
+
+    async fn record_heartbeat(
+        &self,
+        id: DropletId,
+        report: HeartbeatReport,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange> {
+        let mut state = self.lock();
+        let droplet = state.droplet_mut(id)?;
+        let previous_status = droplet.status;
+        droplet.status = droplet.status_after_heartbeat(report.status);
+        droplet.last_heartbeat = Some(at);
+        droplet.updated_at = at;
+        let change = DropletChange {
+            droplet: droplet.clone(),
+            previous_status: Some(previous_status),
+        };
+        let rows = state.heartbeats.entry(id).or_default();
+        if rows.len() == HEARTBEATS_KEPT {
+            rows.pop_front();
+        }
+        rows.push_back(HeartbeatRow {
+            status: report.status.unwrap_or(DropletStatus::Active),
+            metrics: report.metrics,
+            received_at: at,
+        });
+        Ok(change)
+    }
+
+    async fn set_droplet_status(
+        &self,
+        id: DropletId,
+        status: DropletStatus,
+        manual: bool,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange> {
+        let mut state = self.lock();
+        let droplet = state.droplet_mut(id)?;
+        let previous_status = droplet.status;
+        droplet.status = status;
+        droplet.manually_deactivated = manual;
+        droplet.updated_at = at;
+        Ok(DropletChange {
+            droplet: droplet.clone(),
+            previous_status: Some(previous_status),
+        })
+    }
+
+    async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>> {
+        let state = self.lock();
+        let mut counts = HashMap::new();
+        for droplet in state.droplets.values() {
+            *counts.entry(droplet.status).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+}

@@ -1,0 +1,219 @@
+#![doc = include_str!("../README.md")]
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures_core::Stream;
+use orchestrator_domain::{
+    DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry,
+    NewTask, Priority, Task, TaskId, TaskStatus, ValidationError,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// What went wrong in a store, in domain words.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: i64 },
+    /// A compare-and-set lost a race: the row is no longer as expected.
+    #[error("{0}")]
+    Conflict(String),
+    /// The store refused a value it cannot hold.
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    /// The store cannot be reached; the request may be retried later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Filters of `GET /tasks`. Results are newest first.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub task_type: Option<String>,
+    pub priority_min: Option<Priority>,
+    pub priority_max: Option<Priority>,
+    pub assigned_droplet_id: Option<DropletId>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+impl TaskFilter {
+    pub fn matches(&self, task: &Task) -> bool {
+        self.status.is_none_or(|s| task.status == s)
+            && self.task_type.as_ref().is_none_or(|t| &task.task_type == t)
+            && self.priority_min.is_none_or(|p| task.priority >= p)
+            && self.priority_max.is_none_or(|p| task.priority <= p)
+            && self
+                .assigned_droplet_id
+                .is_none_or(|d| task.assigned_droplet_id == Some(d))
+    }
+}
+
+/// One page of tasks and how many match in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskPage {
+    pub tasks: Vec<Task>,
+    pub total: u64,
+}
+
+/// Who made a change and why, written to `task_state_history` with it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChangeRecord {
+    pub changed_by: Option<String>,
+    pub reason: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+/// A state change to persist: `task` is the task as it is after the change.
+/// The store applies it only if the stored task still has
+/// `expected_status` and `expected_droplet`, else it is a `Conflict`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub expected_status: TaskStatus,
+    pub expected_droplet: Option<DropletId>,
+    pub task: Task,
+    pub record: ChangeRecord,
+}
+
+impl Transition {
+    /// The history row this transition writes.
+    pub fn history_entry(&self, id: i64) -> HistoryEntry {
+        HistoryEntry {
+            id,
+            task_id: self.task.id,
+            from_status: Some(self.expected_status),
+            to_status: self.task.status,
+            changed_by: self.record.changed_by.clone(),
+            reason: self.record.reason.clone(),
+            metadata: self.record.metadata.clone(),
+            changed_at: self.task.updated_at,
+        }
+    }
+}
+
+/// Where tasks and their audit trail live.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Stores a new `pending` task with its first history row.
+    async fn create_task(
+        &self,
+        task: NewTask,
+        trace_id: Uuid,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Task>;
+
+    async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
+
+    /// The task's history, oldest first.
+    async fn task_history(&self, id: TaskId) -> StoreResult<Vec<HistoryEntry>>;
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<TaskPage>;
+
+    /// Applies a transition as one compare-and-set together with its history row.
+    async fn apply_transition(&self, transition: Transition) -> StoreResult<Task>;
+
+    /// Up to `limit` pending tasks in routing order: priority, then age.
+    async fn pending_tasks(&self, limit: u32) -> StoreResult<Vec<Task>>;
+
+    /// How many tasks each droplet holds (`assigned` or `in_progress`).
+    async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>>;
+
+    async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>>;
+}
+
+/// Filters of `GET /droplets`. Results are ordered by droplet id.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DropletFilter {
+    pub status: Option<DropletStatus>,
+    pub capability: Option<orchestrator_domain::Capability>,
+}
+
+impl DropletFilter {
+    pub fn matches(&self, droplet: &Droplet) -> bool {
+        self.status.is_none_or(|s| droplet.status == s)
+            && self.capability.as_ref().is_none_or(|c| droplet.has_capability(c))
+    }
+}
+
+/// A droplet after a change, with the status it had before.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropletChange {
+    pub droplet: Droplet,
+    /// `None` when the droplet did not exist before.
+    pub previous_status: Option<DropletStatus>,
+}
+
+/// Where droplets and their heartbeats live.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait DropletStore: Send + Sync {
+    /// Creates the droplet, or updates name, steward, endpoint, capabilities
+    /// and capacity of an existing one. Registering is a sign of life: it
+    /// sets `last_heartbeat` and makes the droplet active unless an admin
+    /// deactivated it.
+    async fn register_droplet(
+        &self,
+        registration: DropletRegistration,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange>;
+
+    async fn get_droplet(&self, id: DropletId) -> StoreResult<Droplet>;
+
+    async fn list_droplets(&self, filter: &DropletFilter) -> StoreResult<Vec<Droplet>>;
+
+    /// Stores a heartbeat row and updates `last_heartbeat` and the status
+    /// (see `Droplet::status_after_heartbeat`).
+    async fn record_heartbeat(
+        &self,
+        id: DropletId,
+        report: HeartbeatReport,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange>;
+
+    /// Sets the status; `manual` marks an admin's decision that heartbeats do not undo.
+    async fn set_droplet_status(
+        &self,
+        id: DropletId,
+        status: DropletStatus,
+        manual: bool,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange>;
+
+    async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>>;
+}
+
+/// A stream of events from the moment of subscription on.
+pub type EventStream = Pin<Box<dyn Stream<Item = DomainEvent> + Send>>;
+
+/// Carries domain events from the use cases to whoever listens (the router's
+/// wake-up, WebSocket feeds, metrics). Events are published after commit.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventBus: Send + Sync {
+    async fn publish(&self, event: DomainEvent);
+    fn subscribe(&self) -> EventStream;
+}
+
+/// The time, as a port so that tests can control it.
+#[cfg_attr(feature = "mock", mockall::automock)]
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

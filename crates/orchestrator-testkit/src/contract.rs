@@ -1,0 +1,637 @@
+//! The store contract: what every `TaskStore` and `DropletStore` adapter
+//! must do. Run it with [`crate::store_contract_tests!`].
+
+use std::collections::HashSet;
+
+use futures_util::future::join_all;
+use orchestrator_domain::{
+    Actor, DropletStatus, HeartbeatReport, Role, Task, TaskId, TaskStatus, TaskUpdate,
+};
+use orchestrator_ports::{ChangeRecord, DropletFilter, StoreError, TaskFilter, Transition};
+use uuid::Uuid;
+
+use crate::Stores;
+use crate::fixtures::{at, capability, new_task, priority, registration};
+
+fn by(who: &str) -> ChangeRecord {
+    ChangeRecord {
+        changed_by: Some(who.to_owned()),
+        reason: Some(format!("done by {who}")),
+        metadata: Some(serde_json::json!({ "who": who })),
+    }
+}
+
+async fn create(stores: &Stores, task_type: &str, prio: i64, secs: i64) -> Task {
+    stores
+        .tasks
+        .create_task(
+            new_task(task_type, prio, None),
+            Uuid::new_v4(),
+            by("alice"),
+            at(secs),
+        )
+        .await
+        .expect("create task")
+}
+
+/// The transition a caller would build: the domain computes the next state.
+fn transition(task: &Task, update: TaskUpdate, actor: Actor, secs: i64) -> Transition {
+    Transition {
+        expected_status: task.status,
+        expected_droplet: task.assigned_droplet_id,
+        task: task
+            .apply(update, actor, at(secs))
+            .expect("allowed by the state machine"),
+        record: by("system"),
+    }
+}
+
+async fn assign(stores: &Stores, task: &Task, droplet: i64, secs: i64) -> Task {
+    let t = transition(
+        task,
+        TaskUpdate::Assign { droplet_id: droplet },
+        Actor::SYSTEM,
+        secs,
+    );
+    stores.tasks.apply_transition(t).await.expect("assign")
+}
+
+async fn start(stores: &Stores, task: &Task, secs: i64) -> Task {
+    let actor = Actor::from_roles(&[Role::AssignedDroplet]);
+    let t = transition(task, TaskUpdate::Start, actor, secs);
+    stores.tasks.apply_transition(t).await.expect("start")
+}
+
+async fn history_statuses(stores: &Stores, id: TaskId) -> Vec<(Option<TaskStatus>, TaskStatus)> {
+    let rows = stores.tasks.task_history(id).await.expect("history");
+    rows.iter().map(|r| (r.from_status, r.to_status)).collect()
+}
+
+pub async fn create_task_is_pending_with_first_history_row(stores: &Stores) {
+    let task = create(stores, "verify", 3, 0).await;
+    assert_eq!(task.status, TaskStatus::Pending);
+    assert_eq!((task.retry_count, task.created_by.as_deref()), (0, Some("alice")));
+    assert_eq!(stores.tasks.get_task(task.id).await.expect("get"), task);
+    let history = stores.tasks.task_history(task.id).await.expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].from_status, history[0].to_status),
+        (None, TaskStatus::Pending)
+    );
+    assert_eq!(history[0].changed_by.as_deref(), Some("alice"));
+    assert_eq!(history[0].changed_at, at(0));
+    let other = create(stores, "verify", 3, 1).await;
+    assert_ne!(task.id, other.id, "ids are unique");
+}
+
+pub async fn trace_ids_are_unique(stores: &Stores) {
+    let trace = Uuid::new_v4();
+    let first = stores
+        .tasks
+        .create_task(new_task("a", 5, None), trace, by("a"), at(0))
+        .await;
+    assert!(first.is_ok());
+    let second = stores
+        .tasks
+        .create_task(new_task("a", 5, None), trace, by("a"), at(0))
+        .await;
+    assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
+}
+
+pub async fn unknown_task_is_not_found(stores: &Stores) {
+    let not_found = |r: &Result<_, StoreError>| matches!(r, Err(StoreError::NotFound { entity: "task", .. }));
+    assert!(not_found(&stores.tasks.get_task(4242).await.map(|_| ())));
+    assert!(not_found(&stores.tasks.task_history(4242).await.map(|_| ())));
+    let task = create(stores, "a", 5, 0).await;
+    let mut ghost = transition(&task, TaskUpdate::Cancel, Actor::from_roles(&[Role::Admin]), 1);
+    ghost.task.id = 4242;
+    assert!(not_found(&stores.tasks.apply_transition(ghost).await.map(|_| ())));
+}
+
+pub async fn list_filters_paginates_and_counts(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let mut ids = Vec::new();
+    for (i, (kind, prio)) in [("verify", 1), ("verify", 5), ("build", 5), ("build", 9)]
+        .iter()
+        .enumerate()
+    {
+        ids.push(create(stores, kind, *prio, i as i64).await);
+    }
+    let assigned = assign(stores, &ids[1], 8, 10).await;
+
+    let count = |filter: TaskFilter| async move {
+        let page = stores
+            .tasks
+            .list_tasks(&TaskFilter { limit: 50, ..filter })
+            .await
+            .expect("list");
+        assert_eq!(page.tasks.len() as u64, page.total);
+        page.total
+    };
+    assert_eq!(count(TaskFilter::default()).await, 4);
+    assert_eq!(
+        count(TaskFilter {
+            task_type: Some("verify".into()),
+            ..Default::default()
+        })
+        .await,
+        2
+    );
+    assert_eq!(
+        count(TaskFilter {
+            status: Some(TaskStatus::Assigned),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    assert_eq!(
+        count(TaskFilter {
+            priority_min: Some(priority(5)),
+            ..Default::default()
+        })
+        .await,
+        3
+    );
+    assert_eq!(
+        count(TaskFilter {
+            priority_max: Some(priority(5)),
+            ..Default::default()
+        })
+        .await,
+        3
+    );
+    let band = TaskFilter {
+        priority_min: Some(priority(2)),
+        priority_max: Some(priority(8)),
+        ..Default::default()
+    };
+    assert_eq!(count(band).await, 2);
+    let on_8 = TaskFilter {
+        assigned_droplet_id: Some(8),
+        ..Default::default()
+    };
+    let page = stores
+        .tasks
+        .list_tasks(&TaskFilter { limit: 50, ..on_8 })
+        .await
+        .expect("list");
+    assert_eq!(page.tasks, vec![assigned]);
+
+    let page = stores
+        .tasks
+        .list_tasks(&TaskFilter {
+            limit: 3,
+            offset: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("page");
+    assert_eq!((page.tasks.len(), page.total), (2, 4), "offset 2 of 4 leaves 2");
+}
+
+pub async fn list_is_newest_first(stores: &Stores) {
+    let older = create(stores, "a", 5, 0).await;
+    let newer = create(stores, "a", 5, 5).await;
+    let page = stores
+        .tasks
+        .list_tasks(&TaskFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    let ids: Vec<TaskId> = page.tasks.iter().map(|t| t.id).collect();
+    assert_eq!(ids, vec![newer.id, older.id]);
+}
+
+pub async fn transition_applies_with_its_history_row(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let task = create(stores, "verify", 5, 0).await;
+    let assigned = assign(stores, &task, 8, 1).await;
+    assert_eq!(
+        (assigned.status, assigned.assigned_droplet_id),
+        (TaskStatus::Assigned, Some(8))
+    );
+    assert_eq!(stores.tasks.get_task(task.id).await.expect("get"), assigned);
+    let started = start(stores, &assigned, 2).await;
+    let done = transition(
+        &started,
+        TaskUpdate::Complete {
+            result: Some(serde_json::json!({"ok": true})),
+        },
+        Actor::from_roles(&[Role::AssignedDroplet]),
+        3,
+    );
+    let done = stores.tasks.apply_transition(done).await.expect("complete");
+    assert_eq!(done.result, Some(serde_json::json!({"ok": true})));
+    assert_eq!(
+        history_statuses(stores, task.id).await,
+        vec![
+            (None, TaskStatus::Pending),
+            (Some(TaskStatus::Pending), TaskStatus::Assigned),
+            (Some(TaskStatus::Assigned), TaskStatus::InProgress),
+            (Some(TaskStatus::InProgress), TaskStatus::Completed),
+        ]
+    );
+    let last = stores
+        .tasks
+        .task_history(task.id)
+        .await
+        .expect("history")
+        .pop()
+        .expect("row");
+    assert_eq!(
+        (last.changed_by.as_deref(), last.changed_at),
+        (Some("system"), at(3))
+    );
+    assert_eq!(last.metadata, Some(serde_json::json!({"who": "system"})));
+}
+
+pub async fn stale_status_is_a_conflict_and_changes_nothing(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let task = create(stores, "verify", 5, 0).await;
+    let cancel = transition(&task, TaskUpdate::Cancel, Actor::from_roles(&[Role::Creator]), 1);
+    let assign_late = transition(&task, TaskUpdate::Assign { droplet_id: 8 }, Actor::SYSTEM, 1);
+    stores.tasks.apply_transition(cancel).await.expect("cancel first");
+    let lost = stores.tasks.apply_transition(assign_late).await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "{lost:?}");
+    let stored = stores.tasks.get_task(task.id).await.expect("get");
+    assert_eq!(
+        (stored.status, stored.assigned_droplet_id),
+        (TaskStatus::Cancelled, None)
+    );
+    assert_eq!(
+        history_statuses(stores, task.id).await.len(),
+        2,
+        "no row for the lost race"
+    );
+}
+
+pub async fn wrong_droplet_is_a_conflict(stores: &Stores) {
+    for id in [8, 9] {
+        stores
+            .droplets
+            .register_droplet(registration(id, &[]), at(0))
+            .await
+            .expect("register");
+    }
+    let task = create(stores, "verify", 5, 0).await;
+    let assigned = assign(stores, &task, 8, 1).await;
+    let mut as_if_on_9 = transition(
+        &assigned,
+        TaskUpdate::Start,
+        Actor::from_roles(&[Role::AssignedDroplet]),
+        2,
+    );
+    as_if_on_9.expected_droplet = Some(9);
+    let refused = stores.tasks.apply_transition(as_if_on_9).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(
+        stores.tasks.get_task(task.id).await.expect("get").status,
+        TaskStatus::Assigned
+    );
+}
+
+pub async fn concurrent_transitions_have_one_winner(stores: &Stores) {
+    for id in 1..=50 {
+        stores
+            .droplets
+            .register_droplet(registration(id, &[]), at(0))
+            .await
+            .expect("register");
+    }
+    let task = create(stores, "verify", 5, 0).await;
+    let attempts = (1..=50).map(|droplet| {
+        let store = stores.tasks.clone();
+        let t = transition(
+            &task,
+            TaskUpdate::Assign { droplet_id: droplet },
+            Actor::SYSTEM,
+            1,
+        );
+        tokio::spawn(async move { store.apply_transition(t).await })
+    });
+    let outcomes: Vec<_> = join_all(attempts)
+        .await
+        .into_iter()
+        .map(|r| r.expect("join"))
+        .collect();
+    let winners: Vec<&Task> = outcomes.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(winners.len(), 1, "exactly one assignment wins");
+    assert!(
+        outcomes
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, StoreError::Conflict(_))),
+        "every loser gets a conflict"
+    );
+    let stored = stores.tasks.get_task(task.id).await.expect("get");
+    assert_eq!(stored.assigned_droplet_id, winners[0].assigned_droplet_id);
+    assert_eq!(
+        history_statuses(stores, task.id).await.len(),
+        2,
+        "one history row per transition"
+    );
+}
+
+pub async fn pending_tasks_come_by_priority_then_age(stores: &Stores) {
+    let low_old = create(stores, "a", 7, 0).await;
+    let high_new = create(stores, "a", 2, 5).await;
+    let high_old = create(stores, "a", 2, 1).await;
+    let cancelled = create(stores, "a", 1, 2).await;
+    let cancel = transition(
+        &cancelled,
+        TaskUpdate::Cancel,
+        Actor::from_roles(&[Role::Admin]),
+        3,
+    );
+    stores.tasks.apply_transition(cancel).await.expect("cancel");
+    let order: Vec<TaskId> = stores
+        .tasks
+        .pending_tasks(10)
+        .await
+        .expect("pending")
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(order, vec![high_old.id, high_new.id, low_old.id]);
+    assert_eq!(
+        stores.tasks.pending_tasks(1).await.expect("pending").len(),
+        1,
+        "limit holds"
+    );
+}
+
+pub async fn active_counts_cover_assigned_and_in_progress(stores: &Stores) {
+    for id in [8, 9] {
+        stores
+            .droplets
+            .register_droplet(registration(id, &[]), at(0))
+            .await
+            .expect("register");
+    }
+    let a = create(stores, "a", 5, 0).await;
+    let b = create(stores, "a", 5, 0).await;
+    let c = create(stores, "a", 5, 0).await;
+    let a = assign(stores, &a, 8, 1).await;
+    start(stores, &a, 2).await;
+    assign(stores, &b, 8, 1).await;
+    let c = assign(stores, &c, 9, 1).await;
+    let cancel = transition(&c, TaskUpdate::Cancel, Actor::from_roles(&[Role::Admin]), 3);
+    stores.tasks.apply_transition(cancel).await.expect("cancel");
+    let counts = stores.tasks.active_task_counts().await.expect("counts");
+    assert_eq!(counts.get(&8), Some(&2));
+    assert_eq!(
+        counts.get(&9).copied().unwrap_or(0),
+        0,
+        "a cancelled task frees its slot"
+    );
+}
+
+pub async fn assignment_marks_the_droplet_busy(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    assert_eq!(
+        stores
+            .droplets
+            .get_droplet(8)
+            .await
+            .expect("get")
+            .last_assigned_at,
+        None
+    );
+    let task = create(stores, "a", 5, 0).await;
+    assign(stores, &task, 8, 7).await;
+    assert_eq!(
+        stores
+            .droplets
+            .get_droplet(8)
+            .await
+            .expect("get")
+            .last_assigned_at,
+        Some(at(7))
+    );
+}
+
+pub async fn tasks_are_counted_by_status(stores: &Stores) {
+    create(stores, "a", 5, 0).await;
+    let b = create(stores, "a", 5, 0).await;
+    let cancel = transition(&b, TaskUpdate::Cancel, Actor::from_roles(&[Role::Admin]), 1);
+    stores.tasks.apply_transition(cancel).await.expect("cancel");
+    let counts = stores.tasks.count_tasks_by_status().await.expect("counts");
+    assert_eq!(counts.get(&TaskStatus::Pending), Some(&1));
+    assert_eq!(counts.get(&TaskStatus::Cancelled), Some(&1));
+    assert_eq!(counts.get(&TaskStatus::Completed).copied().unwrap_or(0), 0);
+}
+
+pub async fn register_creates_then_updates(stores: &Stores) {
+    let first = stores
+        .droplets
+        .register_droplet(registration(14, &["monitoring"]), at(0))
+        .await
+        .expect("register");
+    assert_eq!(first.previous_status, None);
+    assert_eq!(
+        (first.droplet.status, first.droplet.registered_at),
+        (DropletStatus::Active, at(0))
+    );
+    assert_eq!(first.droplet.last_heartbeat, Some(at(0)));
+
+    let mut again = registration(14, &["alerts", "snapshots"]);
+    again.name = "Visibility Deck".into();
+    again.endpoint = "https://deck.example".into();
+    let second = stores
+        .droplets
+        .register_droplet(again, at(5))
+        .await
+        .expect("re-register");
+    assert_eq!(second.previous_status, Some(DropletStatus::Active));
+    let stored = stores.droplets.get_droplet(14).await.expect("get");
+    assert_eq!(stored, second.droplet);
+    assert_eq!(
+        (stored.name.as_str(), stored.endpoint.as_str()),
+        ("Visibility Deck", "https://deck.example")
+    );
+    assert_eq!(
+        stored.capabilities,
+        vec![capability("alerts"), capability("snapshots")]
+    );
+    assert_eq!(
+        (stored.registered_at, stored.updated_at),
+        (at(0), at(5)),
+        "registration time is kept"
+    );
+    assert_eq!(
+        stores
+            .droplets
+            .list_droplets(&DropletFilter::default())
+            .await
+            .expect("list")
+            .len(),
+        1
+    );
+}
+
+pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(3, &[]), at(0))
+        .await
+        .expect("register");
+    let down = stores
+        .droplets
+        .set_droplet_status(3, DropletStatus::Inactive, false, at(1))
+        .await
+        .expect("down");
+    assert_eq!(down.previous_status, Some(DropletStatus::Active));
+    let beat = stores
+        .droplets
+        .record_heartbeat(3, HeartbeatReport::default(), at(2))
+        .await
+        .expect("beat");
+    assert_eq!(
+        (beat.previous_status, beat.droplet.status),
+        (Some(DropletStatus::Inactive), DropletStatus::Active)
+    );
+    assert_eq!(beat.droplet.last_heartbeat, Some(at(2)));
+
+    let report = HeartbeatReport {
+        status: Some(DropletStatus::Error),
+        metrics: Some(serde_json::json!({"cpu": 99})),
+    };
+    let sick = stores
+        .droplets
+        .record_heartbeat(3, report, at(3))
+        .await
+        .expect("beat");
+    assert_eq!(
+        sick.droplet.status,
+        DropletStatus::Error,
+        "a droplet may report itself in error"
+    );
+
+    stores
+        .droplets
+        .set_droplet_status(3, DropletStatus::Inactive, true, at(4))
+        .await
+        .expect("admin off");
+    let ignored = stores
+        .droplets
+        .record_heartbeat(3, HeartbeatReport::default(), at(5))
+        .await
+        .expect("beat");
+    assert_eq!(ignored.droplet.status, DropletStatus::Inactive);
+    let back = stores
+        .droplets
+        .register_droplet(registration(3, &[]), at(6))
+        .await
+        .expect("register");
+    assert_eq!(
+        back.droplet.status,
+        DropletStatus::Inactive,
+        "re-registering does not undo an admin"
+    );
+    let on = stores
+        .droplets
+        .set_droplet_status(3, DropletStatus::Active, false, at(7))
+        .await
+        .expect("admin on");
+    assert!(!on.droplet.manually_deactivated);
+    let beat = stores
+        .droplets
+        .record_heartbeat(3, HeartbeatReport::default(), at(8))
+        .await
+        .expect("beat");
+    assert_eq!(beat.droplet.status, DropletStatus::Active);
+}
+
+pub async fn droplets_filter_by_status_and_capability(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(2, &["build", "verify"]), at(0))
+        .await
+        .expect("r");
+    stores
+        .droplets
+        .register_droplet(registration(1, &["verify"]), at(0))
+        .await
+        .expect("r");
+    stores
+        .droplets
+        .register_droplet(registration(3, &["deploy"]), at(0))
+        .await
+        .expect("r");
+    stores
+        .droplets
+        .set_droplet_status(3, DropletStatus::Inactive, false, at(1))
+        .await
+        .expect("off");
+    let ids = |filter: DropletFilter| async move {
+        let list = stores.droplets.list_droplets(&filter).await.expect("list");
+        list.iter().map(|d| d.droplet_id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(DropletFilter::default()).await,
+        vec![1, 2, 3],
+        "ordered by droplet id"
+    );
+    let verify = DropletFilter {
+        capability: Some(capability("verify")),
+        ..Default::default()
+    };
+    assert_eq!(ids(verify).await, vec![1, 2]);
+    let inactive = DropletFilter {
+        status: Some(DropletStatus::Inactive),
+        ..Default::default()
+    };
+    assert_eq!(ids(inactive).await, vec![3]);
+    let counts = stores.droplets.count_droplets_by_status().await.expect("counts");
+    assert_eq!(
+        (
+            counts.get(&DropletStatus::Active),
+            counts.get(&DropletStatus::Inactive)
+        ),
+        (Some(&2), Some(&1))
+    );
+    let distinct: HashSet<i64> = ids(DropletFilter::default()).await.into_iter().collect();
+    assert_eq!(distinct.len(), 3);
+}
+
+pub async fn unknown_droplet_is_not_found(stores: &Stores) {
+    let is_not_found = |r: Result<(), StoreError>| {
+        matches!(
+            r,
+            Err(StoreError::NotFound {
+                entity: "droplet",
+                id: 77
+            })
+        )
+    };
+    assert!(is_not_found(stores.droplets.get_droplet(77).await.map(|_| ())));
+    let beat = stores
+        .droplets
+        .record_heartbeat(77, HeartbeatReport::default(), at(0))
+        .await;
+    assert!(is_not_found(beat.map(|_| ())));
+    let off = stores
+        .droplets
+        .set_droplet_status(77, DropletStatus::Inactive, true, at(0))
+        .await;
+    assert!(is_not_found(off.map(|_| ())));
+}

@@ -1,0 +1,71 @@
+#![doc = include_str!("../README.md")]
+
+pub mod contract;
+pub mod fixtures;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use orchestrator_ports::{DropletStore, TaskStore};
+
+/// The stores under test. `guard` keeps whatever backs them alive (a
+/// throwaway database, say) until the test ends.
+pub struct Stores {
+    pub tasks: Arc<dyn TaskStore>,
+    pub droplets: Arc<dyn DropletStore>,
+    pub guard: Option<Box<dyn Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stores")
+    }
+}
+
+impl Stores {
+    /// Stores backed by one object that implements both ports.
+    pub fn from_one<S: TaskStore + DropletStore + 'static>(store: S) -> Self {
+        let store = Arc::new(store);
+        Stores {
+            tasks: store.clone(),
+            droplets: store,
+            guard: None,
+        }
+    }
+}
+
+/// Expands to one `#[tokio::test]` per contract case, each given fresh
+/// stores by `$make` (an expression evaluating to a future of [`Stores`]).
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@cases $make;
+            create_task_is_pending_with_first_history_row,
+            trace_ids_are_unique,
+            unknown_task_is_not_found,
+            list_filters_paginates_and_counts,
+            list_is_newest_first,
+            transition_applies_with_its_history_row,
+            stale_status_is_a_conflict_and_changes_nothing,
+            wrong_droplet_is_a_conflict,
+            concurrent_transitions_have_one_winner,
+            pending_tasks_come_by_priority_then_age,
+            active_counts_cover_assigned_and_in_progress,
+            assignment_marks_the_droplet_busy,
+            tasks_are_counted_by_status,
+            register_creates_then_updates,
+            heartbeat_revives_unless_deactivated_by_admin,
+            droplets_filter_by_status_and_capability,
+            unknown_droplet_is_not_found,
+        );
+    };
+    (@cases $make:expr; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let stores: $crate::Stores = $make.await;
+                $crate::contract::$case(&stores).await;
+            }
+        )+
+    };
+}
