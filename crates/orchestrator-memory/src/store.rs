@@ -11,8 +11,8 @@ use orchestrator_domain::{
     TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletChange, DropletFilter, DropletStore, StoreError, StoreResult, TaskFilter, TaskPage,
-    TaskStore, Transition,
+    ChangeRecord, DropletChange, DropletFilter, DropletStore, RoutableQuery, StoreError, StoreResult,
+    TaskFilter, TaskPage, TaskStore, Transition,
 };
 use uuid::Uuid;
 
@@ -158,15 +158,11 @@ impl TaskStore for MemoryStore {
         Ok(task)
     }
 
-    async fn pending_tasks(&self, limit: u32) -> StoreResult<Vec<Task>> {
+    async fn pending_tasks(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
         let state = self.lock();
-        let mut pending: Vec<&Task> = state
-            .tasks
-            .values()
-            .filter(|t| t.status == TaskStatus::Pending)
-            .collect();
+        let mut pending: Vec<&Task> = state.tasks.values().filter(|t| query.matches(t)).collect();
         pending.sort_by_key(|t| (t.priority, t.created_at, t.id));
-        Ok(pending.into_iter().take(limit as usize).cloned().collect())
+        Ok(pending.into_iter().take(query.limit as usize).cloned().collect())
     }
 
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>> {

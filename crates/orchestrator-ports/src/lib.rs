@@ -62,6 +62,27 @@ pub struct TaskPage {
     pub total: u64,
 }
 
+/// Which pending tasks the router asks for: those needing one of
+/// `capabilities` (what droplets with free slots can do), plus those needing
+/// none when `include_unconstrained`. Tasks no free droplet could take are
+/// left out, so they never hide routable tasks behind them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RoutableQuery {
+    pub capabilities: Vec<orchestrator_domain::Capability>,
+    pub include_unconstrained: bool,
+    pub limit: u32,
+}
+
+impl RoutableQuery {
+    pub fn matches(&self, task: &Task) -> bool {
+        task.status == TaskStatus::Pending
+            && match &task.required_capability {
+                None => self.include_unconstrained,
+                Some(c) => self.capabilities.contains(c),
+            }
+    }
+}
+
 /// Who made a change and why, written to `task_state_history` with it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ChangeRecord {
@@ -120,8 +141,9 @@ pub trait TaskStore: Send + Sync {
     /// Applies a transition as one compare-and-set together with its history row.
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Task>;
 
-    /// Up to `limit` pending tasks in routing order: priority, then age.
-    async fn pending_tasks(&self, limit: u32) -> StoreResult<Vec<Task>>;
+    /// Pending tasks the router could place now, in routing order: priority,
+    /// then age. See [`RoutableQuery`].
+    async fn pending_tasks(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>>;
 
     /// How many tasks each droplet holds (`assigned` or `in_progress`).
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>>;

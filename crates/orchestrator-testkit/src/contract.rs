@@ -7,7 +7,7 @@ use futures_util::future::join_all;
 use orchestrator_domain::{
     Actor, DropletStatus, HeartbeatReport, Role, Task, TaskId, TaskStatus, TaskUpdate,
 };
-use orchestrator_ports::{ChangeRecord, DropletFilter, StoreError, TaskFilter, Transition};
+use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError, TaskFilter, Transition};
 use uuid::Uuid;
 
 use crate::Stores;
@@ -359,20 +359,52 @@ pub async fn pending_tasks_come_by_priority_then_age(stores: &Stores) {
         3,
     );
     stores.tasks.apply_transition(cancel).await.expect("cancel");
+    let any = RoutableQuery {
+        include_unconstrained: true,
+        limit: 10,
+        ..Default::default()
+    };
     let order: Vec<TaskId> = stores
         .tasks
-        .pending_tasks(10)
+        .pending_tasks(&any)
         .await
         .expect("pending")
         .iter()
         .map(|t| t.id)
         .collect();
     assert_eq!(order, vec![high_old.id, high_new.id, low_old.id]);
+    let one = RoutableQuery { limit: 1, ..any };
     assert_eq!(
-        stores.tasks.pending_tasks(1).await.expect("pending").len(),
+        stores.tasks.pending_tasks(&one).await.expect("pending").len(),
         1,
         "limit holds"
     );
+}
+
+pub async fn pending_tasks_leave_out_what_no_free_droplet_can_take(stores: &Stores) {
+    let create_needing = |cap: Option<&'static str>, secs: i64| async move {
+        let task = new_task("a", 5, cap);
+        stores
+            .tasks
+            .create_task(task, Uuid::new_v4(), by("alice"), at(secs))
+            .await
+            .expect("create")
+    };
+    let free = create_needing(None, 0).await;
+    let gpu = create_needing(Some("gpu"), 1).await;
+    let _build = create_needing(Some("build"), 2).await;
+    let query = |caps: &[&str], unconstrained: bool| RoutableQuery {
+        capabilities: caps.iter().map(|c| capability(c)).collect(),
+        include_unconstrained: unconstrained,
+        limit: 10,
+    };
+    let ids = |q: RoutableQuery| async move {
+        let tasks = stores.tasks.pending_tasks(&q).await.expect("pending");
+        tasks.iter().map(|t| t.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(query(&["gpu"], false)).await, vec![gpu.id]);
+    assert_eq!(ids(query(&["gpu"], true)).await, vec![free.id, gpu.id]);
+    assert_eq!(ids(query(&[], false)).await, Vec::<TaskId>::new());
 }
 
 pub async fn active_counts_cover_assigned_and_in_progress(stores: &Stores) {

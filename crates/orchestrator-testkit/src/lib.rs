@@ -50,6 +50,7 @@ macro_rules! store_contract_tests {
             wrong_droplet_is_a_conflict,
             concurrent_transitions_have_one_winner,
             pending_tasks_come_by_priority_then_age,
+            pending_tasks_leave_out_what_no_free_droplet_can_take,
             active_counts_cover_assigned_and_in_progress,
             assignment_marks_the_droplet_busy,
             tasks_are_counted_by_status,

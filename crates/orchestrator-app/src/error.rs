@@ -1,0 +1,44 @@
+//! The use cases' error: what went wrong, in words a client can act on.
+
+use orchestrator_domain::{TaskStatus, TransitionError, ValidationError};
+use orchestrator_ports::StoreError;
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum AppError {
+    #[error("{entity} {id} not found")]
+    NotFound { entity: &'static str, id: i64 },
+    /// The caller is known but may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The state machine refuses the move from the task's current status.
+    #[error("{message}")]
+    InvalidTransition { current: TaskStatus, message: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Validation(#[from] ValidationError),
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type AppResult<T> = Result<T, AppError>;
+
+impl From<StoreError> for AppError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound { entity, id } => AppError::NotFound { entity, id },
+            StoreError::Conflict(message) => AppError::Conflict(message),
+            StoreError::Invalid(invalid) => AppError::Validation(invalid),
+            StoreError::Unavailable(why) => AppError::Unavailable(why),
+        }
+    }
+}
+
+impl AppError {
+    pub(crate) fn transition(current: TaskStatus, err: TransitionError) -> Self {
+        AppError::InvalidTransition {
+            current,
+            message: format!("{err} (the task is {current})"),
+        }
+    }
+}

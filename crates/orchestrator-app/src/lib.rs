@@ -1,0 +1,33 @@
+#![doc = include_str!("../README.md")]
+
+mod authz;
+pub mod droplets;
+pub mod error;
+pub mod router;
+pub mod status;
+pub mod tasks;
+
+use std::sync::Arc;
+
+use orchestrator_ports::{Clock, DropletStore, EventBus, TaskStore};
+
+pub use droplets::DropletService;
+pub use error::{AppError, AppResult};
+pub use router::{Router, RouterHandle};
+pub use status::{StatusService, StatusSnapshot};
+pub use tasks::{TaskDetails, TaskService, TaskView};
+
+/// The adapters every use case is built over.
+#[derive(Clone)]
+pub struct Ports {
+    pub tasks: Arc<dyn TaskStore>,
+    pub droplets: Arc<dyn DropletStore>,
+    pub events: Arc<dyn EventBus>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Ports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ports")
+    }
+}

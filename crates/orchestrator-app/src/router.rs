@@ -1,0 +1,201 @@
+//! The router: places pending tasks on droplets as soon as it can.
+//!
+//! It runs when an event may make a task routable (the event bus wakes it)
+//! and on a periodic sweep that catches anything an event did not. One pass
+//! repeats until no pending task can be placed: it asks the store only for
+//! tasks that a droplet with a free slot could take, places each with the
+//! domain's `RoutingPolicy`, and assigns it with a compare-and-set, so a task
+//! taken meanwhile (by a cancel or another replica) is skipped, never assigned
+//! twice.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use orchestrator_domain::{
+    Actor, Candidate, Capability, DomainEvent, DropletId, DropletStatus, Placement, RoutingPolicy, Task,
+    TaskUpdate,
+};
+use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError, Transition};
+use tokio::sync::{Mutex, Notify};
+use tokio::task::JoinHandle;
+
+use crate::{AppResult, Ports};
+
+/// Pending tasks fetched per round of a pass.
+const BATCH: u32 = 100;
+
+#[derive(Debug)]
+pub struct Router {
+    ports: Ports,
+    wake: Notify,
+    /// One pass at a time within a process: passes would race for the same slots.
+    pass: Mutex<()>,
+}
+
+impl Router {
+    pub fn new(ports: Ports) -> Arc<Self> {
+        Arc::new(Self {
+            ports,
+            wake: Notify::new(),
+            pass: Mutex::new(()),
+        })
+    }
+
+    /// Asks for a pass as soon as possible; wake-ups during a pass cause one more.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Places every pending task that can be placed now; returns how many were assigned.
+    pub async fn route_pending(&self) -> AppResult<usize> {
+        let _one_pass = self.pass.lock().await;
+        let mut assigned = 0;
+        loop {
+            let mut candidates = self.candidates().await?;
+            let Some(query) = routable_query(&candidates) else {
+                break;
+            };
+            let pending = self.ports.tasks.pending_tasks(&query).await?;
+            let mut this_round = 0;
+            for task in &pending {
+                if self.place(task, &mut candidates).await? {
+                    this_round += 1;
+                }
+            }
+            assigned += this_round;
+            // A short batch was the last; a round with no assignment means
+            // others took the tasks, and the next event or sweep retries.
+            if this_round == 0 || pending.len() < query.limit as usize {
+                break;
+            }
+        }
+        Ok(assigned)
+    }
+
+    async fn candidates(&self) -> AppResult<Vec<Candidate>> {
+        let active = DropletFilter {
+            status: Some(DropletStatus::Active),
+            ..DropletFilter::default()
+        };
+        let droplets = self.ports.droplets.list_droplets(&active).await?;
+        let counts = self.ports.tasks.active_task_counts().await?;
+        Ok(droplets
+            .iter()
+            .map(|d| Candidate::new(d, counts.get(&d.droplet_id).copied().unwrap_or(0)))
+            .collect())
+    }
+
+    /// Assigns `task` if the policy finds a droplet; true when it did.
+    async fn place(&self, task: &Task, candidates: &mut [Candidate]) -> AppResult<bool> {
+        let Placement::Assign { droplet_id, rule } =
+            RoutingPolicy::place(task.required_capability.as_ref(), candidates)
+        else {
+            return Ok(false);
+        };
+        let now = self.ports.clock.now();
+        let next = match task.apply(TaskUpdate::Assign { droplet_id }, Actor::SYSTEM, now) {
+            Ok(next) => next,
+            Err(_) => return Ok(false),
+        };
+        let transition = Transition {
+            expected_status: task.status,
+            expected_droplet: None,
+            task: next,
+            record: ChangeRecord {
+                changed_by: Some("system:router".into()),
+                reason: Some(format!("routed to droplet {droplet_id}")),
+                metadata: Some(serde_json::json!({ "droplet_id": droplet_id, "rule": rule })),
+            },
+        };
+        match self.ports.tasks.apply_transition(transition).await {
+            Ok(saved) => {
+                take_slot(candidates, droplet_id, now);
+                self.ports.events.publish(DomainEvent::TaskAssigned(saved)).await;
+                Ok(true)
+            }
+            Err(StoreError::Conflict(_)) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Runs the router until the returned handle is dropped: on every event
+    /// that may unblock routing, and every `sweep` as a safety net.
+    pub fn start(self: &Arc<Self>, sweep: Duration) -> RouterHandle {
+        let mut events = self.ports.events.subscribe();
+        let listener = {
+            let router = Arc::clone(self);
+            tokio::spawn(async move {
+                while let Some(event) = events.next().await {
+                    if event.may_unblock_routing() {
+                        router.wake();
+                    }
+                }
+            })
+        };
+        let worker = {
+            let router = Arc::clone(self);
+            tokio::spawn(async move { router.run(sweep).await })
+        };
+        RouterHandle {
+            tasks: vec![listener, worker],
+        }
+    }
+
+    async fn run(&self, sweep: Duration) {
+        let mut ticker = tokio::time::interval(sweep);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = self.wake.notified() => {}
+            }
+            match self.route_pending().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(assigned = n, "routing pass"),
+                Err(err) => {
+                    tracing::warn!(error = %err, "routing pass failed; the next event or sweep retries")
+                }
+            }
+        }
+    }
+}
+
+/// Stops the router's background tasks when dropped.
+#[derive(Debug)]
+pub struct RouterHandle {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for RouterHandle {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The tasks worth fetching: those some droplet with a free slot can take.
+fn routable_query(candidates: &[Candidate]) -> Option<RoutableQuery> {
+    let free: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.active_tasks < c.capacity)
+        .collect();
+    if free.is_empty() {
+        return None;
+    }
+    let capabilities: BTreeSet<&Capability> = free.iter().flat_map(|c| c.capabilities.iter()).collect();
+    Some(RoutableQuery {
+        capabilities: capabilities.into_iter().cloned().collect(),
+        include_unconstrained: true,
+        limit: BATCH,
+    })
+}
+
+fn take_slot(candidates: &mut [Candidate], droplet_id: DropletId, now: chrono::DateTime<chrono::Utc>) {
+    if let Some(c) = candidates.iter_mut().find(|c| c.droplet_id == droplet_id) {
+        c.active_tasks += 1;
+        c.idle_since = now;
+    }
+}

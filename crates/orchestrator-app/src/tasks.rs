@@ -1,0 +1,293 @@
+//! Task use cases: create, list, get with history, update status, cancel.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use orchestrator_domain::{
+    Actor, Caller, DomainEvent, DropletId, HistoryEntry, NewTask, Permission, Role, Task, TaskDraft, TaskId,
+    TaskStatus, TaskUpdate, ValidationError,
+};
+use orchestrator_ports::{ChangeRecord, DropletFilter, StoreError, TaskFilter, Transition};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::authz::require;
+use crate::{AppError, AppResult, Ports};
+
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+/// A task with the name of the droplet holding it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    pub task: Task,
+    pub assigned_droplet_name: Option<String>,
+}
+
+/// A task with its full audit trail.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskDetails {
+    pub view: TaskView,
+    pub history: Vec<HistoryEntry>,
+}
+
+/// One page of `GET /tasks`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskListing {
+    pub tasks: Vec<TaskView>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+impl TaskListing {
+    pub fn has_more(&self) -> bool {
+        self.offset + (self.tasks.len() as u64) < self.total
+    }
+}
+
+/// What `PATCH /tasks/{id}` asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusChange {
+    pub status: TaskStatus,
+    pub result: Option<Value>,
+    pub error_message: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskService {
+    ports: Ports,
+}
+
+impl TaskService {
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+
+    pub async fn create(&self, caller: &Caller, draft: TaskDraft) -> AppResult<Task> {
+        require(caller, Permission::Write)?;
+        let now = self.ports.clock.now();
+        let new = NewTask::parse(draft, now)?;
+        let record = ChangeRecord {
+            changed_by: Some(caller.subject.clone()),
+            reason: Some("task created".into()),
+            metadata: None,
+        };
+        let task = self
+            .ports
+            .tasks
+            .create_task(new, Uuid::new_v4(), record, now)
+            .await?;
+        self.ports
+            .events
+            .publish(DomainEvent::TaskCreated(task.clone()))
+            .await;
+        Ok(task)
+    }
+
+    pub async fn list(&self, caller: &Caller, filter: TaskFilter) -> AppResult<TaskListing> {
+        require(caller, Permission::Read)?;
+        validate_filter(&filter)?;
+        let page = self.ports.tasks.list_tasks(&filter).await?;
+        let names = self.droplet_names().await?;
+        Ok(TaskListing {
+            tasks: page.tasks.into_iter().map(|task| view(task, &names)).collect(),
+            total: page.total,
+            limit: filter.limit,
+            offset: filter.offset,
+        })
+    }
+
+    pub async fn get(&self, caller: &Caller, id: TaskId) -> AppResult<TaskDetails> {
+        require(caller, Permission::Read)?;
+        let task = self.ports.tasks.get_task(id).await?;
+        let history = self.ports.tasks.task_history(id).await?;
+        Ok(TaskDetails {
+            view: self.view_one(task).await?,
+            history,
+        })
+    }
+
+    /// A droplet reports progress on a task it holds (or an admin steps in).
+    pub async fn update_status(
+        &self,
+        caller: &Caller,
+        id: TaskId,
+        change: StatusChange,
+    ) -> AppResult<TaskView> {
+        require(caller, Permission::Write)?;
+        let task = self.ports.tasks.get_task(id).await?;
+        let holds_it = task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d));
+        if !(holds_it || caller.is_admin()) {
+            return Err(AppError::Forbidden(format!(
+                "only the droplet task {id} is assigned to, or an admin, may update its status"
+            )));
+        }
+        let update = status_update(&task, change)?;
+        let reason = match &update {
+            TaskUpdate::Fail { error_message } => error_message.clone(),
+            _ => None,
+        };
+        let task = self.transition(caller, task, update, reason).await?;
+        self.view_one(task).await
+    }
+
+    /// Cancels a task that has not started; its creator or an admin may.
+    pub async fn cancel(&self, caller: &Caller, id: TaskId) -> AppResult<Task> {
+        require(caller, Permission::Write)?;
+        let task = self.ports.tasks.get_task(id).await?;
+        if !(caller.is_admin() || is_creator(caller, &task)) {
+            return Err(AppError::Forbidden(format!(
+                "only the creator of task {id}, or an admin, may cancel it"
+            )));
+        }
+        let reason = Some(format!("cancelled by {}", caller.subject));
+        self.transition(caller, task, TaskUpdate::Cancel, reason).await
+    }
+
+    async fn transition(
+        &self,
+        caller: &Caller,
+        task: Task,
+        update: TaskUpdate,
+        reason: Option<String>,
+    ) -> AppResult<Task> {
+        let now = self.ports.clock.now();
+        let next = task
+            .apply(update, actor_for(caller, &task), now)
+            .map_err(|e| AppError::transition(task.status, e))?;
+        let transition = Transition {
+            expected_status: task.status,
+            expected_droplet: task.assigned_droplet_id,
+            task: next,
+            record: ChangeRecord {
+                changed_by: Some(caller.subject.clone()),
+                reason,
+                metadata: None,
+            },
+        };
+        let saved = match self.ports.tasks.apply_transition(transition).await {
+            Err(StoreError::Conflict(_)) => return Err(self.lost_race(task.id).await),
+            other => other?,
+        };
+        self.ports
+            .events
+            .publish(DomainEvent::for_transition(task.status, saved.clone()))
+            .await;
+        Ok(saved)
+    }
+
+    /// Another change got there first: report the task's status now.
+    async fn lost_race(&self, id: TaskId) -> AppError {
+        match self.ports.tasks.get_task(id).await {
+            Ok(now) => AppError::InvalidTransition {
+                current: now.status,
+                message: format!("task {id} changed meanwhile and is {} now", now.status),
+            },
+            Err(err) => err.into(),
+        }
+    }
+
+    async fn view_one(&self, task: Task) -> AppResult<TaskView> {
+        let name = match task.assigned_droplet_id {
+            None => None,
+            Some(id) => match self.ports.droplets.get_droplet(id).await {
+                Ok(droplet) => Some(droplet.name),
+                Err(StoreError::NotFound { .. }) => None,
+                Err(err) => return Err(err.into()),
+            },
+        };
+        Ok(TaskView {
+            task,
+            assigned_droplet_name: name,
+        })
+    }
+
+    async fn droplet_names(&self) -> AppResult<HashMap<DropletId, String>> {
+        let droplets = self
+            .ports
+            .droplets
+            .list_droplets(&DropletFilter::default())
+            .await?;
+        Ok(droplets.into_iter().map(|d| (d.droplet_id, d.name)).collect())
+    }
+}
+
+fn view(task: Task, names: &HashMap<DropletId, String>) -> TaskView {
+    let assigned_droplet_name = task.assigned_droplet_id.and_then(|id| names.get(&id).cloned());
+    TaskView {
+        task,
+        assigned_droplet_name,
+    }
+}
+
+fn is_creator(caller: &Caller, task: &Task) -> bool {
+    task.created_by.as_deref() == Some(caller.subject.as_str())
+}
+
+/// The roles `caller` holds towards `task`.
+fn actor_for(caller: &Caller, task: &Task) -> Actor {
+    let mut actor = Actor::default();
+    if caller.is_admin() {
+        actor = actor.with(Role::Admin);
+    }
+    if is_creator(caller, task) {
+        actor = actor.with(Role::Creator);
+    }
+    if task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d)) {
+        actor = actor.with(Role::AssignedDroplet);
+    }
+    actor
+}
+
+fn status_update(task: &Task, change: StatusChange) -> AppResult<TaskUpdate> {
+    Ok(match change.status {
+        TaskStatus::InProgress => TaskUpdate::Start,
+        TaskStatus::Completed => TaskUpdate::Complete {
+            result: change.result,
+        },
+        TaskStatus::Failed => TaskUpdate::Fail {
+            error_message: change.error_message,
+        },
+        TaskStatus::Cancelled => TaskUpdate::Cancel,
+        TaskStatus::Pending | TaskStatus::Assigned => {
+            return Err(AppError::InvalidTransition {
+                current: task.status,
+                message: format!(
+                    "only the orchestrator moves a task to {} (the task is {})",
+                    change.status, task.status
+                ),
+            });
+        }
+    })
+}
+
+fn validate_filter(filter: &TaskFilter) -> AppResult<()> {
+    if !(1..=MAX_PAGE_SIZE).contains(&filter.limit) {
+        return Err(ValidationError::new(
+            "limit",
+            format!(
+                "limit must be between 1 and {MAX_PAGE_SIZE}, got {}",
+                filter.limit
+            ),
+        )
+        .into());
+    }
+    if let (Some(min), Some(max)) = (filter.priority_min, filter.priority_max) {
+        if min > max {
+            return Err(ValidationError::new(
+                "priority_min",
+                "priority_min must not be greater than priority_max",
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// When a task was cancelled (its `completed_at`), for the cancel response.
+pub fn cancelled_at(task: &Task) -> Option<DateTime<Utc>> {
+    (task.status == TaskStatus::Cancelled)
+        .then_some(task.completed_at)
+        .flatten()
+}
