@@ -273,14 +273,14 @@ fn validate_filter(filter: &TaskFilter) -> AppResult<()> {
         )
         .into());
     }
-    if let (Some(min), Some(max)) = (filter.priority_min, filter.priority_max) {
-        if min > max {
-            return Err(ValidationError::new(
-                "priority_min",
-                "priority_min must not be greater than priority_max",
-            )
-            .into());
-        }
+    if let (Some(min), Some(max)) = (filter.priority_min, filter.priority_max)
+        && min > max
+    {
+        return Err(ValidationError::new(
+            "priority_min",
+            "priority_min must not be greater than priority_max",
+        )
+        .into());
     }
     Ok(())
 }
