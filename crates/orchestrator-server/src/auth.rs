@@ -1,0 +1,184 @@
+//! HS256 tokens (API.md, "Identity and tokens") and the extractor that turns
+//! a bearer token into a [`Caller`].
+
+use std::future::{Ready, ready};
+use std::time::Duration;
+
+use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use orchestrator_domain::{Caller, DropletId, Permission, Permissions};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// The claims of an orchestrator token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub permissions: Vec<Permission>,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub droplet_id: Option<DropletId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steward: Option<String>,
+}
+
+/// What a new token should say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRequest {
+    pub subject: String,
+    pub permissions: Vec<Permission>,
+    pub droplet_id: Option<DropletId>,
+    pub steward: Option<String>,
+    pub ttl: Duration,
+}
+
+/// Signs and verifies tokens with the configured secret.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for JwtKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("JwtKeys(HS256, secret hidden)")
+    }
+}
+
+impl JwtKeys {
+    pub fn hs256(secret: &[u8]) -> Self {
+        // Only one crypto backend is built in; installing it is idempotent.
+        let _ = jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER.install_default();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 5;
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn issue(&self, request: &TokenRequest) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: request.subject.clone(),
+            permissions: request.permissions.clone(),
+            iat: now,
+            exp: now.saturating_add(i64::try_from(request.ttl.as_secs()).unwrap_or(i64::MAX)),
+            droplet_id: request.droplet_id,
+            steward: request.steward.clone(),
+        };
+        encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    /// Checks signature, algorithm and expiry; anything else wrong is 401.
+    pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let data = decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {}", describe(&e))))?;
+        Ok(Caller {
+            subject: data.claims.sub,
+            permissions: Permissions::new(data.claims.permissions),
+            droplet_id: data.claims.droplet_id,
+        })
+    }
+}
+
+fn describe(err: &jsonwebtoken::errors::Error) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match err.kind() {
+        ErrorKind::ExpiredSignature => "it has expired",
+        ErrorKind::InvalidSignature => "its signature does not match",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "its algorithm is not HS256",
+        ErrorKind::MissingRequiredClaim(_) => "a required claim (sub, exp) is missing",
+        ErrorKind::Json(_) => "its claims are not valid (sub, permissions, exp, iat expected)",
+        _ => "it is not a well-formed JWT",
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub Caller);
+
+/// The subject of the authenticated caller, kept on the request for the envelope.
+#[derive(Debug, Clone)]
+pub struct CallerSubject(pub String);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    let keys = req
+        .app_data::<web::Data<JwtKeys>>()
+        .ok_or_else(|| ApiError::Internal("token keys are not configured".into()))?;
+    let token = bearer_token(req)?;
+    let caller = keys.verify(token)?;
+    req.extensions_mut().insert(CallerSubject(caller.subject.clone()));
+    Ok(Authenticated(caller))
+}
+
+fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized("missing token: send 'Authorization: Bearer <token>'".into())
+    })?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("the Authorization header is not valid text".into()))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("the Authorization header must be 'Bearer <token>'".into()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "the Authorization header must be 'Bearer <token>'".into(),
+        ));
+    }
+    Ok(token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(subject: &str, ttl: u64) -> TokenRequest {
+        TokenRequest {
+            subject: subject.into(),
+            permissions: vec![Permission::Write],
+            droplet_id: Some(8),
+            steward: None,
+            ttl: Duration::from_secs(ttl),
+        }
+    }
+
+    #[test]
+    fn issued_tokens_verify_with_the_same_secret_only() {
+        let keys = JwtKeys::hs256(b"a-secret-that-is-long-enough-1234");
+        let token = keys.issue(&request("droplet-8", 60)).expect("sign");
+        let caller = keys.verify(&token).expect("valid");
+        assert_eq!(
+            (caller.subject.as_str(), caller.droplet_id),
+            ("droplet-8", Some(8))
+        );
+        assert!(caller.can(Permission::Read));
+        let other = JwtKeys::hs256(b"another-secret-that-is-long-enough");
+        assert!(matches!(other.verify(&token), Err(ApiError::Unauthorized(_))));
+    }
+
+    #[test]
+    fn unsigned_tokens_are_refused() {
+        let keys = JwtKeys::hs256(b"a-secret-that-is-long-enough-1234");
+        let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0"; // {"alg":"none","typ":"JWT"}
+        let claims = "eyJzdWIiOiJ4IiwicGVybWlzc2lvbnMiOlsiYWRtaW4iXSwiZXhwIjo0MTAyNDQ0ODAwLCJpYXQiOjB9";
+        let forged = format!("{header}.{claims}.");
+        assert!(matches!(keys.verify(&forged), Err(ApiError::Unauthorized(_))));
+    }
+}

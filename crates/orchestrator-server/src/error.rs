@@ -1,0 +1,127 @@
+//! `ApiError`: the one place that turns failures into status codes and the
+//! error body of API.md, `{"error":{"code","message","details"}}`.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, ResponseError};
+use orchestrator_app::AppError;
+use serde_json::{Value, json};
+
+/// Seconds a client should wait before retrying when the store is down.
+pub const RETRY_AFTER_SECONDS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    App(#[from] AppError),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    MalformedBody(String),
+    #[error("{0}")]
+    InvalidBody(String),
+    #[error("{0}")]
+    InvalidPath(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("the request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("no endpoint at this path")]
+    RouteNotFound,
+    #[error("this endpoint does not accept that method")]
+    MethodNotAllowed,
+    /// A fault of ours, never of the client's request.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// The error body of a response, kept on it so that the envelope layer can
+/// re-wrap it for authenticated endpoints.
+#[derive(Debug, Clone)]
+pub struct ErrorBody(pub Value);
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::App(AppError::NotFound { .. }) | ApiError::RouteNotFound => "not_found",
+            ApiError::App(AppError::Forbidden(_)) => "forbidden",
+            ApiError::App(AppError::InvalidTransition { .. }) => "invalid_transition",
+            ApiError::App(AppError::Conflict(_)) => "conflict",
+            ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => "validation_failed",
+            ApiError::App(AppError::Unavailable(_)) => "store_unavailable",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::MalformedBody(_) => "malformed_json",
+            ApiError::InvalidPath(_) => "invalid_path",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::Internal(_) => "internal_error",
+        }
+    }
+
+    fn details(&self) -> Value {
+        match self {
+            ApiError::App(AppError::NotFound { entity, id }) => json!({ "entity": entity, "id": id }),
+            ApiError::App(AppError::InvalidTransition { current, .. }) => {
+                json!({ "current_status": current })
+            }
+            ApiError::App(AppError::Validation(v)) => json!({ "field": v.field }),
+            ApiError::PayloadTooLarge { limit } => json!({ "limit_bytes": limit }),
+            ApiError::App(AppError::Unavailable(_)) => json!({ "retry_after_seconds": RETRY_AFTER_SECONDS }),
+            _ => Value::Null,
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            // The store's own words may name hosts or credentials; keep them in the log.
+            ApiError::App(AppError::Unavailable(_)) => "the task store is unavailable; retry shortly".into(),
+            ApiError::Internal(_) => "an internal error occurred".into(),
+            other => other.to_string(),
+        }
+    }
+
+    pub fn body(&self) -> Value {
+        json!({ "error": { "code": self.code(), "message": self.message(), "details": self.details() } })
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::App(AppError::NotFound { .. }) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::App(AppError::Forbidden(_)) => StatusCode::FORBIDDEN,
+            ApiError::App(AppError::InvalidTransition { .. } | AppError::Conflict(_)) => StatusCode::CONFLICT,
+            ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::App(AppError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::MalformedBody(_) | ApiError::InvalidPath(_) | ApiError::InvalidQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let ApiError::App(AppError::Unavailable(why)) | ApiError::Internal(why) = self {
+            tracing::error!(code = self.code(), cause = %why, "request failed");
+        }
+        let mut response = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+            }
+            ApiError::App(AppError::Unavailable(_)) => {
+                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
+            }
+            _ => {}
+        }
+        let body = self.body();
+        let mut response = response.json(&body);
+        response.extensions_mut().insert(ErrorBody(body));
+        response
+    }
+}

@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+pub mod auth;
+pub mod envelope;
+pub mod error;
+pub mod process_stats;
+pub mod routes;
+pub mod settings;
+pub mod startup;
+
+pub use auth::{JwtKeys, TokenRequest};
+pub use settings::Settings;
+pub use startup::Application;

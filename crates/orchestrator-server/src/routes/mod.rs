@@ -1,0 +1,41 @@
+//! One module per resource, each with `configure`; this module holds what
+//! they share: the error handlers for paths, queries and unknown routes.
+
+pub mod droplets;
+pub mod health;
+pub mod tasks;
+
+use actix_web::{HttpResponse, web};
+
+use crate::error::ApiError;
+
+/// Registers every route of the API.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(path_config())
+        .app_data(query_config())
+        .configure(health::configure)
+        .configure(tasks::configure)
+        .configure(droplets::configure);
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err, _| {
+        ApiError::InvalidPath(format!(
+            "invalid id in the path: {err}; ids are positive integers"
+        ))
+        .into()
+    })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default()
+        .error_handler(|err, _| ApiError::InvalidQuery(format!("invalid query parameters: {err}")).into())
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::RouteNotFound)
+}
+
+pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

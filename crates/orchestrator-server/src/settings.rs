@@ -1,0 +1,301 @@
+//! Configuration from the environment (spec section 9 plus API.md), read
+//! once at start. Every bad variable is reported, one line each.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+/// Shortest `JWT_SECRET_KEY` accepted outside development.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The in-process store: nothing survives a restart.
+    Memory,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Test,
+    Staging,
+    Production,
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Environment::Development),
+            "test" => Ok(Environment::Test),
+            "staging" => Ok(Environment::Staging),
+            "production" | "prod" => Ok(Environment::Production),
+            _ => Err("expected development, test, staging or production".into()),
+        }
+    }
+}
+
+/// Who the orchestrator is in the mesh (`/health`, envelopes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub droplet_id: i64,
+    pub name: String,
+    pub steward: String,
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub store: StoreKind,
+    pub jwt_secret: SecretString,
+    /// True when no secret was configured and one was made up (development only).
+    pub jwt_secret_generated: bool,
+    pub jwt_expiration: Duration,
+    pub identity: Identity,
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub log_level: String,
+    pub environment: Environment,
+    pub router_interval: Duration,
+    pub heartbeat_check_interval: Duration,
+    pub heartbeat_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub registry_url: Option<String>,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, Vec<String>> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Reads settings from name/value pairs; unset names take their defaults.
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, Vec<String>> {
+        let mut reader = Reader {
+            vars: vars.into_iter().collect(),
+            errors: Vec::new(),
+        };
+        let environment = reader.parsed("ENVIRONMENT", Environment::Production);
+        let (jwt_secret, jwt_secret_generated) = reader.jwt_secret(environment);
+        let settings = Settings {
+            store: reader.store(),
+            jwt_secret,
+            jwt_secret_generated,
+            jwt_expiration: reader.seconds("JWT_EXPIRATION_SECONDS", 86_400),
+            identity: Identity {
+                droplet_id: reader.parsed("DROPLET_ID", 10),
+                name: reader.text("DROPLET_NAME", "Orchestrator"),
+                steward: reader.text("DROPLET_STEWARD", "Tnsae"),
+                endpoint: reader.text("DROPLET_ENDPOINT", "http://localhost:8000"),
+            },
+            host: reader.text("HOST", "0.0.0.0"),
+            port: reader.parsed("PORT", 8000),
+            workers: reader.positive("WORKERS", 4),
+            log_level: reader.log_level(),
+            environment,
+            router_interval: reader.seconds("ROUTER_INTERVAL", 10),
+            heartbeat_check_interval: reader.seconds("HEARTBEAT_CHECK_INTERVAL", 60),
+            heartbeat_timeout: reader.seconds("HEARTBEAT_TIMEOUT", 90),
+            max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),
+            registry_url: reader.optional("REGISTRY_URL"),
+        };
+        reader.check_algorithm();
+        if reader.errors.is_empty() {
+            Ok(settings)
+        } else {
+            Err(reader.errors)
+        }
+    }
+
+    pub fn is_development(&self) -> bool {
+        self.environment == Environment::Development
+    }
+}
+
+struct Reader {
+    vars: HashMap<String, String>,
+    errors: Vec<String>,
+}
+
+impl Reader {
+    fn optional(&self, name: &str) -> Option<String> {
+        self.vars
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn text(&self, name: &str, default: &str) -> String {
+        self.optional(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    fn parsed<T: FromStr>(&mut self, name: &str, default: T) -> T
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.optional(name) {
+            None => default,
+            Some(raw) => raw.parse().unwrap_or_else(|e| {
+                self.errors.push(format!("{name}={raw:?} is invalid: {e}"));
+                default
+            }),
+        }
+    }
+
+    fn positive<T: FromStr + PartialOrd + Default + Copy>(&mut self, name: &str, default: T) -> T
+    where
+        T::Err: std::fmt::Display,
+    {
+        let value = self.parsed(name, default);
+        if value <= T::default() {
+            self.errors.push(format!("{name} must be greater than zero"));
+            return default;
+        }
+        value
+    }
+
+    fn seconds(&mut self, name: &str, default: u64) -> Duration {
+        Duration::from_secs(self.positive(name, default))
+    }
+
+    fn store(&mut self) -> StoreKind {
+        match self.optional("DATABASE_URL").as_deref() {
+            None | Some("memory") => StoreKind::Memory,
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                self.errors.push(
+                    "DATABASE_URL names a PostgreSQL database, but this build has only the in-memory store; \
+                     set DATABASE_URL=memory"
+                        .into(),
+                );
+                StoreKind::Memory
+            }
+            Some(_) => {
+                self.errors
+                    .push("DATABASE_URL must be 'memory' or a postgres:// URL".into());
+                StoreKind::Memory
+            }
+        }
+    }
+
+    fn jwt_secret(&mut self, environment: Environment) -> (SecretString, bool) {
+        match self.optional("JWT_SECRET_KEY") {
+            Some(secret) if secret.len() >= MIN_SECRET_BYTES || environment == Environment::Development => {
+                (SecretString::from(secret), false)
+            }
+            Some(_) => {
+                self.errors.push(format!(
+                    "JWT_SECRET_KEY is too short: use at least {MIN_SECRET_BYTES} bytes outside development"
+                ));
+                (SecretString::from(String::new()), false)
+            }
+            None if environment == Environment::Development => (SecretString::from(random_secret()), true),
+            None => {
+                self.errors.push(
+                    "JWT_SECRET_KEY is required outside development (set ENVIRONMENT=development to try it out)"
+                        .into(),
+                );
+                (SecretString::from(String::new()), false)
+            }
+        }
+    }
+
+    fn check_algorithm(&mut self) {
+        if let Some(alg) = self.optional("JWT_ALGORITHM").filter(|a| a != "HS256") {
+            self.errors
+                .push(format!("JWT_ALGORITHM={alg:?} is not supported: only HS256 is"));
+        }
+    }
+
+    fn log_level(&mut self) -> String {
+        let level = self.text("LOG_LEVEL", "INFO").to_ascii_lowercase();
+        match level.as_str() {
+            "trace" | "debug" | "info" | "warn" | "warning" | "error" => level.replace("warning", "warn"),
+            _ => {
+                self.errors.push(format!(
+                    "LOG_LEVEL={level:?} is invalid: expected TRACE, DEBUG, INFO, WARNING or ERROR"
+                ));
+                "info".into()
+            }
+        }
+    }
+}
+
+fn random_secret() -> String {
+    rand::random::<[u8; 32]>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let s = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &"k".repeat(32))])).expect("valid");
+        assert_eq!((s.port, s.workers, s.identity.droplet_id), (8000, 4, 10));
+        assert_eq!(s.router_interval, Duration::from_secs(10));
+        assert_eq!(s.heartbeat_timeout, Duration::from_secs(90));
+        assert_eq!(
+            (s.max_body_bytes, s.store.clone()),
+            (1_048_576, StoreKind::Memory)
+        );
+        assert_eq!(s.environment, Environment::Production);
+    }
+
+    #[test]
+    fn every_bad_variable_gets_its_own_line() {
+        let errors = Settings::from_vars(vars(&[
+            ("PORT", "eighty"),
+            ("ROUTER_INTERVAL", "0"),
+            ("LOG_LEVEL", "loud"),
+            ("JWT_ALGORITHM", "none"),
+        ]))
+        .expect_err("invalid");
+        assert_eq!(errors.len(), 5, "{errors:#?}");
+        for name in [
+            "PORT",
+            "ROUTER_INTERVAL",
+            "LOG_LEVEL",
+            "JWT_ALGORITHM",
+            "JWT_SECRET_KEY",
+        ] {
+            assert!(
+                errors.iter().any(|e| e.starts_with(name)),
+                "{name} missing from {errors:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn production_needs_a_long_secret_development_makes_one() {
+        let short = Settings::from_vars(vars(&[("JWT_SECRET_KEY", "short")])).expect_err("too short");
+        assert!(short[0].contains("too short"));
+        let dev = Settings::from_vars(vars(&[("ENVIRONMENT", "development")])).expect("dev");
+        assert!(dev.jwt_secret_generated);
+        assert_eq!(dev.jwt_secret.expose_secret().len(), 64);
+    }
+
+    #[test]
+    fn postgres_urls_are_refused_clearly_until_supported() {
+        let errors = Settings::from_vars(vars(&[
+            ("ENVIRONMENT", "development"),
+            ("DATABASE_URL", "postgres://localhost/orchestrator"),
+        ]))
+        .expect_err("unsupported");
+        assert!(errors[0].starts_with("DATABASE_URL"));
+    }
+}

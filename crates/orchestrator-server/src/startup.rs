@@ -1,0 +1,109 @@
+//! Builds the application from settings: store, event bus, use cases,
+//! router and HTTP server. `main` and the tests use the same path.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use orchestrator_app::{DropletService, Ports, Router, RouterHandle, StatusService, TaskService};
+use orchestrator_memory::{InProcessEventBus, MemoryStore};
+use orchestrator_ports::SystemClock;
+use secrecy::ExposeSecret;
+
+use crate::auth::JwtKeys;
+use crate::envelope::{BodyLimit, Source, trace_requests};
+use crate::process_stats::ProcessStats;
+use crate::routes;
+use crate::settings::{Settings, StoreKind};
+
+/// What every request handler can reach.
+#[derive(Debug)]
+pub struct AppState {
+    pub settings: Settings,
+    pub tasks: TaskService,
+    pub droplets: DropletService,
+    pub status: StatusService,
+}
+
+/// A running orchestrator: its HTTP server and its background jobs.
+pub struct Application {
+    port: u16,
+    server: Server,
+    _router: RouterHandle,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application").field("port", &self.port).finish()
+    }
+}
+
+impl Application {
+    /// Wires everything and starts serving on `listener` (bind port 0 in tests).
+    /// Must be called within a tokio runtime.
+    pub fn build(settings: Settings, listener: TcpListener) -> std::io::Result<Self> {
+        let ports = match settings.store {
+            StoreKind::Memory => memory_ports(),
+        };
+        let router = Router::new(ports.clone());
+        let router_handle = router.start(settings.router_interval);
+        let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
+        let source = web::Data::new(Source(format!("droplet-{}", settings.identity.droplet_id)));
+        let limit = web::Data::new(BodyLimit(settings.max_body_bytes));
+        let stats = web::Data::new(ProcessStats::default());
+        let workers = settings.workers;
+        let state = web::Data::new(AppState {
+            tasks: TaskService::new(ports.clone()),
+            droplets: DropletService::new(ports.clone()),
+            status: StatusService::new(ports),
+            settings,
+        });
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(keys.clone())
+                .app_data(source.clone())
+                .app_data(limit.clone())
+                .app_data(stats.clone())
+                .wrap(from_fn(trace_requests))
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .workers(workers)
+        .disable_signals()
+        .listen(listener)?
+        .run();
+        Ok(Application {
+            port,
+            server,
+            _router: router_handle,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until the server stops (on SIGINT/SIGTERM in `main`).
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+}
+
+fn memory_ports() -> Ports {
+    let store = Arc::new(MemoryStore::new());
+    Ports {
+        tasks: store.clone(),
+        droplets: store,
+        events: Arc::new(InProcessEventBus::default()),
+        clock: Arc::new(SystemClock),
+    }
+}
