@@ -1,0 +1,43 @@
+# Targets mirror CI: fmt, lint (clippy + domain purity), deny, test, run.
+CARGO ?= cargo
+# Crates the pure domain must never depend on (see ARCHITECTURE.md).
+IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
+
+.PHONY: run build test fmt fmt-check lint clippy purity deny ci
+
+## Run the server in development mode with the in-memory store.
+run:
+	ENVIRONMENT=$${ENVIRONMENT:-development} $(CARGO) run -p orchestrator-server --bin orchestrator -- serve
+
+build:
+	$(CARGO) build --workspace --all-targets
+
+## Run every test of the workspace (unit, contract and HTTP suites).
+test:
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lint: clippy purity
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## The domain stays pure: no framework, database, HTTP client or runtime.
+purity:
+	@found=$$($(CARGO) tree -p orchestrator-domain -e normal --prefix none | grep -Eo '$(IMPURE)' | sort -u); \
+	if [ -n "$$found" ]; then echo "orchestrator-domain must stay pure but depends on: $$found"; exit 1; fi; \
+	echo "orchestrator-domain is pure"
+
+deny:
+	$(CARGO) deny check licenses bans sources
+
+ci: fmt-check lint test deny

@@ -1,0 +1,234 @@
+//! The harness of the HTTP suite: starts the real `Application` on port 0
+//! and talks to it with a real HTTP client. Every request it makes fails the
+//! test on a 500: nothing a client sends may cause one.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use orchestrator_domain::Permission;
+use orchestrator_server::{Application, JwtKeys, Settings, TokenRequest};
+use reqwest::Method;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+pub const SECRET: &str = "test-secret-that-is-long-enough-for-production";
+/// Small enough that an oversized body is cheap to send.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A running orchestrator and a client for it.
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub keys: JwtKeys,
+}
+
+/// An HTTP answer: status, headers and the JSON body (`Null` if none).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The payload of an envelope.
+    pub fn payload(&self) -> &Value {
+        &self.body["payload"]
+    }
+
+    /// The error code, from an envelope or a bare error body.
+    pub fn error_code(&self) -> &str {
+        let error = if self.body["payload"].is_object() {
+            &self.body["payload"]["error"]
+        } else {
+            &self.body["error"]
+        };
+        error["code"].as_str().unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Starts an orchestrator whose periodic sweep is an hour away, so that a
+/// test sees routing happen on events alone. `extra` overrides settings.
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let mut vars: Vec<(String, String)> = [
+        ("ENVIRONMENT", "test"),
+        ("JWT_SECRET_KEY", SECRET),
+        ("ROUTER_INTERVAL", "3600"),
+        ("WORKERS", "1"),
+        ("LOG_LEVEL", "WARNING"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    vars.push(("MAX_BODY_BYTES".into(), MAX_BODY_BYTES.to_string()));
+    vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let settings = Settings::from_vars(vars).unwrap_or_else(|e| panic!("test settings: {e:?}"));
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let app = Application::build(settings, listener).expect("build the application");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("client"),
+        keys: JwtKeys::hs256(SECRET.as_bytes()),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+impl TestApp {
+    pub fn token(&self, subject: &str, permissions: &[Permission], droplet_id: Option<i64>) -> String {
+        self.keys
+            .issue(&TokenRequest {
+                subject: subject.into(),
+                permissions: permissions.to_vec(),
+                droplet_id,
+                steward: None,
+                ttl: Duration::from_secs(600),
+            })
+            .expect("sign a token")
+    }
+
+    pub fn admin(&self) -> String {
+        self.token("admin", &[Permission::Admin], None)
+    }
+
+    /// A token for droplet `id` acting for itself.
+    pub fn droplet(&self, id: i64) -> String {
+        self.token(&format!("droplet-{id}"), &[Permission::Write], Some(id))
+    }
+
+    pub fn writer(&self, subject: &str) -> String {
+        self.token(subject, &[Permission::Write], None)
+    }
+
+    /// Sends a request with an optional bearer token and raw body.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> Reply {
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body);
+        }
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("read the body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        assert_ne!(status, 500, "{method} {path} got a 500: {body}");
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.send(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(
+            Method::POST,
+            path,
+            Some(token),
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.send(
+            Method::PATCH,
+            path,
+            Some(token),
+            Some(body.to_string().into_bytes()),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.send(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Registers droplet `id` with its own token.
+    pub async fn register(&self, id: i64, capabilities: &[&str], capacity: u32) -> Reply {
+        let body = json!({
+            "droplet_id": id,
+            "name": format!("droplet {id}"),
+            "endpoint": format!("http://127.0.0.1:9/{id}"),
+            "capabilities": capabilities,
+            "max_concurrent_tasks": capacity,
+        });
+        let reply = self.post("/droplets/register", &self.droplet(id), body).await;
+        assert!(matches!(reply.status, 200 | 201), "register {id}: {reply:?}");
+        reply
+    }
+
+    /// Creates a task as `alice` and returns its id.
+    pub async fn create_task(&self, priority: i64, capability: Option<&str>) -> i64 {
+        let mut body =
+            json!({ "task_type": "verify", "title": format!("priority {priority}"), "priority": priority });
+        if let Some(capability) = capability {
+            body["required_capability"] = json!(capability);
+        }
+        let reply = self.post("/tasks", &self.writer("alice"), body).await;
+        assert_eq!(reply.status, 201, "create: {reply:?}");
+        reply.payload()["task_id"].as_i64().expect("task_id")
+    }
+
+    /// The task as `GET /tasks/{id}` shows it.
+    pub async fn task(&self, id: i64) -> Value {
+        let reply = self.get(&format!("/tasks/{id}"), &self.admin()).await;
+        assert_eq!(reply.status, 200, "get task {id}: {reply:?}");
+        reply.payload()["task"].clone()
+    }
+
+    /// Polls until the task has `status`, failing after `within`.
+    pub async fn wait_for_status(&self, id: i64, status: &str, within: Duration) -> Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let task = self.task(id).await;
+            if task["status"] == status {
+                return task;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "task {id} not {status} within {within:?}: {task}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A droplet (or anyone with `token`) sets a task's status.
+    pub async fn set_status(&self, id: i64, token: &str, status: &str) -> Reply {
+        self.patch(&format!("/tasks/{id}"), token, json!({ "status": status }))
+            .await
+    }
+}

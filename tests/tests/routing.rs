@@ -1,0 +1,97 @@
+//! Routing by capability, load and priority, driven by events.
+
+use std::time::Duration;
+
+use orchestrator_tests::spawn_app;
+
+const SOON: Duration = Duration::from_secs(1);
+
+#[tokio::test]
+async fn tasks_go_to_droplets_with_the_capability() {
+    let app = spawn_app().await;
+    app.register(1, &["build"], 10).await;
+    app.register(2, &["verify"], 10).await;
+    let verify = app.create_task(5, Some("verify")).await;
+    let build = app.create_task(5, Some("build")).await;
+    let any = app.create_task(5, None).await;
+    assert_eq!(
+        app.wait_for_status(verify, "assigned", SOON).await["assigned_droplet_id"],
+        2
+    );
+    assert_eq!(
+        app.wait_for_status(build, "assigned", SOON).await["assigned_droplet_id"],
+        1
+    );
+    assert!(app.wait_for_status(any, "assigned", SOON).await["assigned_droplet_id"].is_i64());
+}
+
+#[tokio::test]
+async fn a_task_waits_for_its_capability_and_goes_as_soon_as_it_appears() {
+    let app = spawn_app().await;
+    app.register(1, &["build"], 10).await;
+    let id = app.create_task(5, Some("gpu")).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.task(id).await["status"], "pending");
+    app.register(7, &["gpu"], 1).await;
+    assert_eq!(
+        app.wait_for_status(id, "assigned", SOON).await["assigned_droplet_id"],
+        7
+    );
+}
+
+#[tokio::test]
+async fn the_least_loaded_droplet_gets_the_next_task() {
+    let app = spawn_app().await;
+    app.register(1, &["x"], 10).await;
+    let first = app.create_task(5, Some("x")).await;
+    app.wait_for_status(first, "assigned", SOON).await;
+    app.register(2, &["x"], 10).await;
+    let second = app.create_task(5, Some("x")).await;
+    assert_eq!(
+        app.wait_for_status(second, "assigned", SOON).await["assigned_droplet_id"],
+        2
+    );
+    let third = app.create_task(5, Some("x")).await;
+    let droplet = app.wait_for_status(third, "assigned", SOON).await["assigned_droplet_id"].clone();
+    assert_eq!(
+        droplet, 1,
+        "tied at one task each: droplet 1 has been idle longer"
+    );
+}
+
+#[tokio::test]
+async fn higher_priority_goes_first_when_slots_are_scarce() {
+    let app = spawn_app().await;
+    let low = app.create_task(9, Some("x")).await;
+    let high = app.create_task(1, Some("x")).await;
+    let middle = app.create_task(5, Some("x")).await;
+    app.register(1, &["x"], 1).await;
+    app.wait_for_status(high, "assigned", SOON).await;
+    assert_eq!(app.task(middle).await["status"], "pending");
+    assert_eq!(app.task(low).await["status"], "pending");
+
+    // Finishing frees the slot, which wakes the router for the next in line.
+    let droplet = app.droplet(1);
+    assert_eq!(app.set_status(high, &droplet, "in_progress").await.status, 200);
+    assert_eq!(app.set_status(high, &droplet, "completed").await.status, 200);
+    app.wait_for_status(middle, "assigned", SOON).await;
+    assert_eq!(app.task(low).await["status"], "pending");
+}
+
+#[tokio::test]
+async fn a_droplet_never_holds_more_than_its_capacity() {
+    let app = spawn_app().await;
+    app.register(1, &["x"], 3).await;
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        ids.push(app.create_task(5, Some("x")).await);
+    }
+    app.wait_for_status(ids[2], "assigned", SOON).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let admin = app.admin();
+    let held = app.get("/tasks?assigned_droplet_id=1", &admin).await;
+    assert_eq!(held.payload()["total"], 3);
+    let state = app.send(reqwest::Method::GET, "/state", None, None).await;
+    assert_eq!(state.body["custom_metrics"]["tasks_pending"], 3);
+    assert_eq!(state.body["custom_metrics"]["tasks_active"], 3);
+}
