@@ -1,7 +1,7 @@
 //! The in-memory store: all state behind one mutex, so that every change is
 //! atomic and a compare-and-set that lost a race is a conflict.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -30,6 +30,7 @@ struct State {
     last_task_id: TaskId,
     last_history_id: i64,
     tasks: BTreeMap<TaskId, Task>,
+    trace_ids: HashSet<Uuid>,
     history: HashMap<TaskId, Vec<HistoryEntry>>,
     droplets: BTreeMap<DropletId, Droplet>,
     heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
@@ -91,7 +92,7 @@ impl TaskStore for MemoryStore {
         at: DateTime<Utc>,
     ) -> StoreResult<Task> {
         let mut state = self.lock();
-        if state.tasks.values().any(|t| t.trace_id == trace_id) {
+        if !state.trace_ids.insert(trace_id) {
             return Err(StoreError::Conflict(format!(
                 "a task with trace_id {trace_id} already exists"
             )));
