@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use orchestrator_domain::{
     Actor, Candidate, Capability, DomainEvent, DropletId, DropletStatus, Placement, RoutingPolicy, Task,
-    TaskUpdate,
+    TaskId, TaskUpdate,
 };
 use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError, Transition};
 use tokio::sync::{Mutex, Notify};
@@ -23,8 +23,11 @@ use tokio::task::JoinHandle;
 
 use crate::{AppResult, Ports};
 
-/// Pending tasks fetched per round of a pass.
+/// Pending tasks claimed per round of a pass.
 const BATCH: u32 = 100;
+/// How long claimed tasks stay hidden from other replicas' routers; a pass
+/// releases what it did not place long before this.
+const CLAIM_LEASE: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct Router {
@@ -57,13 +60,21 @@ impl Router {
             let Some(query) = routable_query(&candidates) else {
                 break;
             };
-            let pending = self.ports.tasks.pending_tasks(&query).await?;
+            let pending = self.ports.tasks.claim_pending(&query).await?;
             let mut this_round = 0;
+            let mut unplaced = Vec::new();
             for task in &pending {
-                if self.place(task, &mut candidates).await? {
-                    this_round += 1;
+                match self.place(task, &mut candidates).await {
+                    Ok(true) => this_round += 1,
+                    Ok(false) => unplaced.push(task.id),
+                    Err(err) => {
+                        self.release(&pending.iter().map(|t| t.id).collect::<Vec<_>>())
+                            .await;
+                        return Err(err);
+                    }
                 }
             }
+            self.release(&unplaced).await;
             assigned += this_round;
             // A short batch was the last; a round with no assignment means
             // others took the tasks, and the next event or sweep retries.
@@ -72,6 +83,18 @@ impl Router {
             }
         }
         Ok(assigned)
+    }
+
+    /// Gives back claims on tasks this pass did not place, so that the next
+    /// event (here or on another replica) can route them at once. A failed
+    /// release only delays them until the lease ends.
+    async fn release(&self, ids: &[TaskId]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(err) = self.ports.tasks.release_claims(ids).await {
+            tracing::warn!(error = %err, "could not release routing claims; they lapse with their lease");
+        }
     }
 
     async fn candidates(&self) -> AppResult<Vec<Candidate>> {
@@ -190,6 +213,7 @@ fn routable_query(candidates: &[Candidate]) -> Option<RoutableQuery> {
         capabilities: capabilities.into_iter().cloned().collect(),
         include_unconstrained: true,
         limit: BATCH,
+        lease: CLAIM_LEASE,
     })
 }
 

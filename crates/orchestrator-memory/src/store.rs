@@ -31,6 +31,8 @@ struct State {
     last_history_id: i64,
     tasks: BTreeMap<TaskId, Task>,
     trace_ids: HashSet<Uuid>,
+    /// Routing claims: task id to the end of its lease.
+    leases: HashMap<TaskId, DateTime<Utc>>,
     history: HashMap<TaskId, Vec<HistoryEntry>>,
     droplets: BTreeMap<DropletId, Droplet>,
     heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
@@ -73,6 +75,14 @@ impl State {
             entity: "droplet",
             id,
         })
+    }
+
+    /// Tasks droplet `id` holds (`assigned` or `in_progress`).
+    fn held_by(&self, id: DropletId) -> usize {
+        self.tasks
+            .values()
+            .filter(|t| t.status.occupies_droplet() && t.assigned_droplet_id == Some(id))
+            .count()
     }
 
     fn push_history(&mut self, entry: impl FnOnce(i64) -> HistoryEntry) {
@@ -152,18 +162,46 @@ impl TaskStore for MemoryStore {
         }
         let task = transition.task.clone();
         if let (TaskStatus::Assigned, Some(droplet_id)) = (task.status, task.assigned_droplet_id) {
-            state.droplet_mut(droplet_id)?.last_assigned_at = Some(task.updated_at);
+            let held = state.held_by(droplet_id);
+            let droplet = state.droplet_mut(droplet_id)?;
+            if held >= droplet.max_concurrent_tasks as usize {
+                return Err(StoreError::Conflict(format!(
+                    "droplet {droplet_id} already holds {held} of {} tasks",
+                    droplet.max_concurrent_tasks
+                )));
+            }
+            droplet.last_assigned_at = Some(task.updated_at);
         }
+        state.leases.remove(&task.id);
         state.tasks.insert(task.id, task.clone());
         state.push_history(|id| transition.history_entry(id));
         Ok(task)
     }
 
-    async fn pending_tasks(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
-        let state = self.lock();
-        let mut pending: Vec<&Task> = state.tasks.values().filter(|t| query.matches(t)).collect();
+    async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        let leased = |state: &State, id: TaskId| state.leases.get(&id).is_some_and(|until| *until > now);
+        let mut pending: Vec<&Task> = state
+            .tasks
+            .values()
+            .filter(|t| query.matches(t) && !leased(&state, t.id))
+            .collect();
         pending.sort_by_key(|t| (t.priority, t.created_at, t.id));
-        Ok(pending.into_iter().take(query.limit as usize).cloned().collect())
+        let claimed: Vec<Task> = pending.into_iter().take(query.limit as usize).cloned().collect();
+        let until = now + chrono::Duration::from_std(query.lease).unwrap_or(chrono::Duration::zero());
+        for task in &claimed {
+            state.leases.insert(task.id, until);
+        }
+        Ok(claimed)
+    }
+
+    async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()> {
+        let mut state = self.lock();
+        for id in ids {
+            state.leases.remove(id);
+        }
+        Ok(())
     }
 
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>> {

@@ -71,6 +71,8 @@ pub struct RoutableQuery {
     pub capabilities: Vec<orchestrator_domain::Capability>,
     pub include_unconstrained: bool,
     pub limit: u32,
+    /// How long the claimed tasks stay hidden from other claims.
+    pub lease: std::time::Duration,
 }
 
 impl RoutableQuery {
@@ -138,12 +140,19 @@ pub trait TaskStore: Send + Sync {
 
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<TaskPage>;
 
-    /// Applies a transition as one compare-and-set together with its history row.
+    /// Applies a transition as one compare-and-set together with its history
+    /// row. An assignment that would put a droplet above its
+    /// `max_concurrent_tasks` is a `Conflict`.
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Task>;
 
-    /// Pending tasks the router could place now, in routing order: priority,
-    /// then age. See [`RoutableQuery`].
-    async fn pending_tasks(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>>;
+    /// Claims up to `query.limit` pending tasks the router could place now,
+    /// in routing order (priority, then age), for `query.lease`: until the
+    /// lease ends or the claim is released, no other claim returns them.
+    /// Any transition of a task ends its claim.
+    async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>>;
+
+    /// Ends the claims on tasks the router could not place.
+    async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()>;
 
     /// How many tasks each droplet holds (`assigned` or `in_progress`).
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>>;

@@ -2,6 +2,7 @@
 //! must do. Run it with [`crate::store_contract_tests!`].
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use orchestrator_domain::{
@@ -347,7 +348,24 @@ pub async fn concurrent_transitions_have_one_winner(stores: &Stores) {
     );
 }
 
-pub async fn pending_tasks_come_by_priority_then_age(stores: &Stores) {
+/// Claims every pending task needing no capability or one of `caps`.
+fn claim_query(caps: &[&str], unconstrained: bool, limit: u32) -> RoutableQuery {
+    RoutableQuery {
+        capabilities: caps.iter().map(|c| capability(c)).collect(),
+        include_unconstrained: unconstrained,
+        limit,
+        lease: Duration::from_secs(30),
+    }
+}
+
+async fn claim_ids(stores: &Stores, query: RoutableQuery) -> Vec<TaskId> {
+    let claimed = stores.tasks.claim_pending(&query).await.expect("claim");
+    let ids: Vec<TaskId> = claimed.iter().map(|t| t.id).collect();
+    stores.tasks.release_claims(&ids).await.expect("release");
+    ids
+}
+
+pub async fn claims_come_by_priority_then_age(stores: &Stores) {
     let low_old = create(stores, "a", 7, 0).await;
     let high_new = create(stores, "a", 2, 5).await;
     let high_old = create(stores, "a", 2, 1).await;
@@ -359,29 +377,16 @@ pub async fn pending_tasks_come_by_priority_then_age(stores: &Stores) {
         3,
     );
     stores.tasks.apply_transition(cancel).await.expect("cancel");
-    let any = RoutableQuery {
-        include_unconstrained: true,
-        limit: 10,
-        ..Default::default()
-    };
-    let order: Vec<TaskId> = stores
-        .tasks
-        .pending_tasks(&any)
-        .await
-        .expect("pending")
-        .iter()
-        .map(|t| t.id)
-        .collect();
+    let order = claim_ids(stores, claim_query(&[], true, 10)).await;
     assert_eq!(order, vec![high_old.id, high_new.id, low_old.id]);
-    let one = RoutableQuery { limit: 1, ..any };
     assert_eq!(
-        stores.tasks.pending_tasks(&one).await.expect("pending").len(),
+        claim_ids(stores, claim_query(&[], true, 1)).await.len(),
         1,
         "limit holds"
     );
 }
 
-pub async fn pending_tasks_leave_out_what_no_free_droplet_can_take(stores: &Stores) {
+pub async fn claims_leave_out_what_no_free_droplet_can_take(stores: &Stores) {
     let create_needing = |cap: Option<&'static str>, secs: i64| async move {
         let task = new_task("a", 5, cap);
         stores
@@ -393,18 +398,115 @@ pub async fn pending_tasks_leave_out_what_no_free_droplet_can_take(stores: &Stor
     let free = create_needing(None, 0).await;
     let gpu = create_needing(Some("gpu"), 1).await;
     let _build = create_needing(Some("build"), 2).await;
-    let query = |caps: &[&str], unconstrained: bool| RoutableQuery {
-        capabilities: caps.iter().map(|c| capability(c)).collect(),
-        include_unconstrained: unconstrained,
-        limit: 10,
-    };
-    let ids = |q: RoutableQuery| async move {
-        let tasks = stores.tasks.pending_tasks(&q).await.expect("pending");
-        tasks.iter().map(|t| t.id).collect::<Vec<_>>()
-    };
-    assert_eq!(ids(query(&["gpu"], false)).await, vec![gpu.id]);
-    assert_eq!(ids(query(&["gpu"], true)).await, vec![free.id, gpu.id]);
-    assert_eq!(ids(query(&[], false)).await, Vec::<TaskId>::new());
+    assert_eq!(
+        claim_ids(stores, claim_query(&["gpu"], false, 10)).await,
+        vec![gpu.id]
+    );
+    assert_eq!(
+        claim_ids(stores, claim_query(&["gpu"], true, 10)).await,
+        vec![free.id, gpu.id]
+    );
+    assert_eq!(
+        claim_ids(stores, claim_query(&[], false, 10)).await,
+        Vec::<TaskId>::new()
+    );
+}
+
+pub async fn claimed_tasks_are_hidden_until_released_or_moved(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let first = create(stores, "a", 5, 0).await;
+    let second = create(stores, "a", 5, 1).await;
+    let claimed = stores
+        .tasks
+        .claim_pending(&claim_query(&[], true, 1))
+        .await
+        .expect("claim");
+    assert_eq!(claimed.iter().map(|t| t.id).collect::<Vec<_>>(), vec![first.id]);
+    let other = stores
+        .tasks
+        .claim_pending(&claim_query(&[], true, 10))
+        .await
+        .expect("claim");
+    assert_eq!(
+        other.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![second.id],
+        "a claimed task is skipped"
+    );
+    stores.tasks.release_claims(&[first.id]).await.expect("release");
+    let again = stores
+        .tasks
+        .claim_pending(&claim_query(&[], true, 10))
+        .await
+        .expect("claim");
+    assert_eq!(
+        again.iter().map(|t| t.id).collect::<Vec<_>>(),
+        vec![first.id],
+        "released, claimable again"
+    );
+
+    // A requeued task is pending again and claimable at once.
+    let assigned = assign(stores, &first, 8, 2).await;
+    let requeue = transition(&assigned, TaskUpdate::Requeue, Actor::SYSTEM, 3);
+    stores.tasks.apply_transition(requeue).await.expect("requeue");
+    let after = claim_ids(stores, claim_query(&[], true, 10)).await;
+    assert_eq!(after, vec![first.id], "a transition ends the claim");
+}
+
+pub async fn an_assignment_beyond_capacity_is_a_conflict(stores: &Stores) {
+    let mut small = registration(8, &[]);
+    small.max_concurrent_tasks = 2;
+    stores
+        .droplets
+        .register_droplet(small, at(0))
+        .await
+        .expect("register");
+    let tasks = [
+        create(stores, "a", 5, 0).await,
+        create(stores, "a", 5, 1).await,
+        create(stores, "a", 5, 2).await,
+    ];
+    assign(stores, &tasks[0], 8, 3).await;
+    assign(stores, &tasks[1], 8, 3).await;
+    let third = transition(&tasks[2], TaskUpdate::Assign { droplet_id: 8 }, Actor::SYSTEM, 4);
+    let refused = stores.tasks.apply_transition(third).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert_eq!(
+        stores.tasks.get_task(tasks[2].id).await.expect("get").status,
+        TaskStatus::Pending
+    );
+}
+
+pub async fn concurrent_assignments_never_overfill_a_droplet(stores: &Stores) {
+    let mut small = registration(8, &[]);
+    small.max_concurrent_tasks = 3;
+    stores
+        .droplets
+        .register_droplet(small, at(0))
+        .await
+        .expect("register");
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        tasks.push(create(stores, "a", 5, i).await);
+    }
+    let attempts = tasks.iter().map(|task| {
+        let store = stores.tasks.clone();
+        let t = transition(task, TaskUpdate::Assign { droplet_id: 8 }, Actor::SYSTEM, 30);
+        tokio::spawn(async move { store.apply_transition(t).await })
+    });
+    let won = join_all(attempts)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Ok(Ok(_))))
+        .count();
+    assert_eq!(won, 3, "exactly the capacity");
+    assert_eq!(
+        stores.tasks.active_task_counts().await.expect("counts").get(&8),
+        Some(&3)
+    );
 }
 
 pub async fn active_counts_cover_assigned_and_in_progress(stores: &Stores) {

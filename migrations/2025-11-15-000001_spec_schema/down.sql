@@ -1,0 +1,4 @@
+DROP TABLE heartbeats;
+DROP TABLE task_state_history;
+DROP TABLE tasks;
+DROP TABLE droplets;
