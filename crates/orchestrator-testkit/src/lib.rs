@@ -2,6 +2,7 @@
 
 pub mod contract;
 pub mod fixtures;
+pub mod pg;
 
 use std::any::Any;
 use std::sync::Arc;

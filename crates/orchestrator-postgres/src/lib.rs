@@ -1,0 +1,10 @@
+#![doc = include_str!("../README.md")]
+
+mod error;
+mod migrations;
+mod rows;
+mod schema;
+mod store;
+
+pub use migrations::{MIGRATIONS, run_migrations, verify_schema};
+pub use store::{PgStore, PoolSettings};

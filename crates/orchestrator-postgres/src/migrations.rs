@@ -1,0 +1,148 @@
+//! The embedded migrations of `migrations/` and the schema check at start.
+
+use diesel::Connection;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use diesel_async::AsyncPgConnection;
+use diesel_async::RunQueryDsl;
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use orchestrator_ports::StoreError;
+
+use crate::error::store_error;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+/// Applies pending migrations; returns the versions applied.
+///
+/// Diesel's migration harness is synchronous, so it runs on a thread of its
+/// own with its own runtime, never blocking the server's.
+pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, StoreError> {
+    let url = database_url.to_owned();
+    let worker = std::thread::spawn(move || -> Result<Vec<String>, String> {
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
+            .map_err(|e| format!("cannot connect to the database: {e}"))?;
+        let applied = conn
+            .run_pending_migrations(MIGRATIONS)
+            .map_err(|e| format!("a migration failed: {e}"))?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    });
+    tokio::task::spawn_blocking(move || worker.join())
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("the migration thread failed: {e}")))?
+        .map_err(|_| StoreError::Unavailable("the migration thread panicked".into()))?
+        .map_err(StoreError::Unavailable)
+}
+
+/// The columns and types the store relies on, table by table.
+const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "droplets",
+        &[
+            ("id", "integer"),
+            ("droplet_id", "integer"),
+            ("name", "character varying"),
+            ("steward", "character varying"),
+            ("endpoint", "character varying"),
+            ("capabilities", "jsonb"),
+            ("status", "character varying"),
+            ("last_heartbeat", "timestamp without time zone"),
+            ("registered_at", "timestamp without time zone"),
+            ("updated_at", "timestamp without time zone"),
+            ("max_concurrent_tasks", "integer"),
+            ("manually_deactivated", "boolean"),
+            ("last_assigned_at", "timestamp without time zone"),
+        ],
+    ),
+    (
+        "tasks",
+        &[
+            ("id", "integer"),
+            ("trace_id", "uuid"),
+            ("task_type", "character varying"),
+            ("title", "character varying"),
+            ("description", "text"),
+            ("payload", "jsonb"),
+            ("required_capability", "character varying"),
+            ("assigned_droplet_id", "integer"),
+            ("status", "character varying"),
+            ("priority", "integer"),
+            ("created_at", "timestamp without time zone"),
+            ("assigned_at", "timestamp without time zone"),
+            ("started_at", "timestamp without time zone"),
+            ("completed_at", "timestamp without time zone"),
+            ("deadline", "timestamp without time zone"),
+            ("result", "jsonb"),
+            ("error_message", "text"),
+            ("retry_count", "integer"),
+            ("max_retries", "integer"),
+            ("created_by", "character varying"),
+            ("updated_at", "timestamp without time zone"),
+            ("routing_lease_until", "timestamp without time zone"),
+        ],
+    ),
+    (
+        "task_state_history",
+        &[
+            ("id", "integer"),
+            ("task_id", "integer"),
+            ("from_status", "character varying"),
+            ("to_status", "character varying"),
+            ("changed_by", "character varying"),
+            ("reason", "text"),
+            ("metadata", "jsonb"),
+            ("changed_at", "timestamp without time zone"),
+        ],
+    ),
+    (
+        "heartbeats",
+        &[
+            ("id", "integer"),
+            ("droplet_id", "integer"),
+            ("status", "character varying"),
+            ("metrics", "jsonb"),
+            ("received_at", "timestamp without time zone"),
+        ],
+    ),
+];
+
+#[derive(Debug, QueryableByName)]
+struct ColumnRow {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+    #[diesel(sql_type = Text)]
+    column_name: String,
+    #[diesel(sql_type = Text)]
+    data_type: String,
+}
+
+/// Checks that every table and column the store uses exists with its type.
+/// Returns one line per difference; empty means the schema matches.
+pub async fn verify_schema(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
+    let found: Vec<ColumnRow> = diesel::sql_query(
+        "SELECT table_name::text AS table_name, column_name::text AS column_name, data_type::text AS data_type \
+         FROM information_schema.columns WHERE table_schema = current_schema()",
+    )
+    .load(conn)
+    .await
+    .map_err(store_error)?;
+    let mut problems = Vec::new();
+    for (table, columns) in EXPECTED_COLUMNS {
+        for (column, expected) in *columns {
+            match found
+                .iter()
+                .find(|r| r.table_name == *table && r.column_name == *column)
+            {
+                None => problems.push(format!("{table}.{column} is missing")),
+                Some(row) if row.data_type != *expected => {
+                    problems.push(format!(
+                        "{table}.{column} is {}, expected {expected}",
+                        row.data_type
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    Ok(problems)
+}

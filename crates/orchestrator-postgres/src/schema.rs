@@ -1,0 +1,89 @@
+//! The tables as diesel sees them: the spec's columns plus those added by
+//! later migrations (see `migrations/`).
+
+diesel::table! {
+    droplets (id) {
+        id -> Int4,
+        droplet_id -> Int4,
+        #[max_length = 100]
+        name -> Varchar,
+        #[max_length = 100]
+        steward -> Nullable<Varchar>,
+        #[max_length = 255]
+        endpoint -> Varchar,
+        capabilities -> Nullable<Jsonb>,
+        #[max_length = 20]
+        status -> Varchar,
+        last_heartbeat -> Nullable<Timestamp>,
+        registered_at -> Nullable<Timestamp>,
+        updated_at -> Nullable<Timestamp>,
+        max_concurrent_tasks -> Int4,
+        manually_deactivated -> Bool,
+        last_assigned_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    tasks (id) {
+        id -> Int4,
+        trace_id -> Uuid,
+        #[max_length = 50]
+        task_type -> Varchar,
+        #[max_length = 255]
+        title -> Varchar,
+        description -> Nullable<Text>,
+        payload -> Jsonb,
+        #[max_length = 100]
+        required_capability -> Nullable<Varchar>,
+        assigned_droplet_id -> Nullable<Int4>,
+        #[max_length = 20]
+        status -> Varchar,
+        priority -> Nullable<Int4>,
+        created_at -> Nullable<Timestamp>,
+        assigned_at -> Nullable<Timestamp>,
+        started_at -> Nullable<Timestamp>,
+        completed_at -> Nullable<Timestamp>,
+        deadline -> Nullable<Timestamp>,
+        result -> Nullable<Jsonb>,
+        error_message -> Nullable<Text>,
+        retry_count -> Nullable<Int4>,
+        max_retries -> Nullable<Int4>,
+        #[max_length = 100]
+        created_by -> Nullable<Varchar>,
+        updated_at -> Nullable<Timestamp>,
+        routing_lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    task_state_history (id) {
+        id -> Int4,
+        task_id -> Int4,
+        #[max_length = 20]
+        from_status -> Nullable<Varchar>,
+        #[max_length = 20]
+        to_status -> Varchar,
+        #[max_length = 100]
+        changed_by -> Nullable<Varchar>,
+        reason -> Nullable<Text>,
+        metadata -> Nullable<Jsonb>,
+        changed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    heartbeats (id) {
+        id -> Int4,
+        droplet_id -> Int4,
+        #[max_length = 20]
+        status -> Varchar,
+        metrics -> Nullable<Jsonb>,
+        received_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(tasks -> droplets (assigned_droplet_id));
+diesel::joinable!(task_state_history -> tasks (task_id));
+diesel::joinable!(heartbeats -> droplets (droplet_id));
+
+diesel::allow_tables_to_appear_in_same_query!(droplets, tasks, task_state_history, heartbeats);

@@ -1,0 +1,656 @@
+//! `PgStore`: the store ports over PostgreSQL. Every statement is
+//! parameterised; every state change is one transaction.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::dsl::count_star;
+use diesel::pg::Pg;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Bool, Double, Integer, Text};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use orchestrator_domain::{
+    Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask, Task,
+    TaskId, TaskStatus,
+};
+use orchestrator_ports::{
+    ChangeRecord, DropletChange, DropletFilter, DropletStore, RoutableQuery, StoreError, StoreResult,
+    TaskFilter, TaskPage, TaskStore, Transition,
+};
+use uuid::Uuid;
+
+use crate::error::{TxError, pool_error, store_error};
+use crate::migrations::verify_schema;
+use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, TaskChanges, TaskRow, naive};
+use crate::schema::{droplets, heartbeats, task_state_history, tasks};
+
+/// Statuses in which a task occupies a slot of its droplet.
+const HELD: [&str; 2] = ["assigned", "in_progress"];
+
+/// How the connection pool is sized and how long a request waits for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// `DATABASE_POOL_SIZE + DATABASE_MAX_OVERFLOW`: deadpool has no
+    /// separate overflow, so the pool may grow to the sum.
+    pub max_size: usize,
+    /// How long a request waits for a connection before the store counts as unavailable.
+    pub timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_size: 30,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+type Conn = Object<AsyncPgConnection>;
+
+impl PgStore {
+    /// A pool over `database_url`. Connections are made lazily, so this
+    /// succeeds while the database is down; requests then get `Unavailable`.
+    pub fn new(database_url: &str, settings: PoolSettings) -> StoreResult<Self> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+        let pool = Pool::builder(manager)
+            .max_size(settings.max_size)
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(settings.timeout))
+            .create_timeout(Some(settings.timeout))
+            .recycle_timeout(Some(settings.timeout))
+            .build()
+            .map_err(pool_error)?;
+        Ok(PgStore { pool })
+    }
+
+    async fn conn(&self) -> StoreResult<Conn> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Lines describing how the database's schema differs from what the store needs.
+    pub async fn schema_problems(&self) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn().await?;
+        verify_schema(&mut conn).await
+    }
+}
+
+fn task_key(id: TaskId) -> StoreResult<i32> {
+    i32::try_from(id).map_err(|_| StoreError::NotFound { entity: "task", id })
+}
+
+fn droplet_key(id: DropletId) -> StoreResult<i32> {
+    i32::try_from(id).map_err(|_| StoreError::NotFound {
+        entity: "droplet",
+        id,
+    })
+}
+
+/// The internal id of droplet `id`, locking its row when `lock` is set.
+async fn droplet_row(conn: &mut AsyncPgConnection, id: DropletId, lock: bool) -> Result<DropletRow, TxError> {
+    let query = droplets::table
+        .filter(droplets::droplet_id.eq(droplet_key(id)?))
+        .select(DropletRow::as_select());
+    let row = if lock {
+        query.for_update().first(conn).await.optional()?
+    } else {
+        query.first(conn).await.optional()?
+    };
+    row.ok_or(TxError::Store(StoreError::NotFound {
+        entity: "droplet",
+        id,
+    }))
+}
+
+fn history_row(
+    task_id: i32,
+    from: Option<TaskStatus>,
+    to: TaskStatus,
+    record: ChangeRecord,
+    at: DateTime<Utc>,
+) -> NewHistoryRow {
+    NewHistoryRow {
+        task_id,
+        from_status: from.map(|s| s.as_str().to_owned()),
+        to_status: to.as_str().to_owned(),
+        changed_by: record.changed_by,
+        reason: record.reason,
+        metadata: record.metadata,
+        changed_at: Some(naive(at)),
+    }
+}
+
+/// The filtered task query of `GET /tasks`, joined to droplets for their external ids.
+fn filtered(filter: &TaskFilter) -> StoreResult<tasks::BoxedQuery<'static, Pg>> {
+    let mut query = tasks::table.into_boxed();
+    if let Some(status) = filter.status {
+        query = query.filter(tasks::status.eq(status.as_str()));
+    }
+    if let Some(task_type) = &filter.task_type {
+        query = query.filter(tasks::task_type.eq(task_type.clone()));
+    }
+    if let Some(min) = filter.priority_min {
+        query = query.filter(tasks::priority.ge(i32::from(min.value())));
+    }
+    if let Some(max) = filter.priority_max {
+        query = query.filter(tasks::priority.le(i32::from(max.value())));
+    }
+    if let Some(droplet) = filter.assigned_droplet_id {
+        let Ok(key) = i32::try_from(droplet) else {
+            return Ok(query.filter(tasks::id.eq(-1)));
+        };
+        let internal = droplets::table
+            .filter(droplets::droplet_id.eq(key))
+            .select(droplets::id);
+        query = query.filter(tasks::assigned_droplet_id.assume_not_null().eq_any(internal));
+    }
+    Ok(query)
+}
+
+#[async_trait]
+impl TaskStore for PgStore {
+    async fn create_task(
+        &self,
+        task: NewTask,
+        trace_id: Uuid,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Task> {
+        let mut pooled = self.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let row = conn
+            .transaction::<_, TxError, _>(async move |conn| {
+                let row: TaskRow = diesel::insert_into(tasks::table)
+                    .values((
+                        tasks::trace_id.eq(trace_id),
+                        tasks::task_type.eq(&task.task_type),
+                        tasks::title.eq(&task.title),
+                        tasks::description.eq(&task.description),
+                        tasks::payload.eq(&task.payload),
+                        tasks::required_capability.eq(task.required_capability.as_ref().map(|c| c.as_str())),
+                        tasks::status.eq(TaskStatus::Pending.as_str()),
+                        tasks::priority.eq(i32::from(task.priority.value())),
+                        tasks::created_at.eq(naive(at)),
+                        tasks::deadline.eq(task.deadline.map(naive)),
+                        tasks::retry_count.eq(0),
+                        tasks::max_retries.eq(i32::try_from(task.max_retries).unwrap_or(i32::MAX)),
+                        tasks::created_by.eq(&record.changed_by),
+                        tasks::updated_at.eq(naive(at)),
+                    ))
+                    .returning(TaskRow::as_returning())
+                    .get_result(conn)
+                    .await?;
+                diesel::insert_into(task_state_history::table)
+                    .values(history_row(row.id, None, TaskStatus::Pending, record, at))
+                    .execute(conn)
+                    .await?;
+                Ok(row)
+            })
+            .await?;
+        row.into_task(None)
+    }
+
+    async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
+        let key = task_key(id)?;
+        let mut conn = self.conn().await?;
+        let found: Option<(TaskRow, Option<i32>)> = tasks::table
+            .left_join(droplets::table)
+            .filter(tasks::id.eq(key))
+            .select((TaskRow::as_select(), droplets::droplet_id.nullable()))
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(store_error)?;
+        let (row, droplet) = found.ok_or(StoreError::NotFound { entity: "task", id })?;
+        row.into_task(droplet)
+    }
+
+    async fn task_history(&self, id: TaskId) -> StoreResult<Vec<HistoryEntry>> {
+        let key = task_key(id)?;
+        let mut conn = self.conn().await?;
+        let exists: Option<i32> = tasks::table
+            .filter(tasks::id.eq(key))
+            .select(tasks::id)
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(store_error)?;
+        exists.ok_or(StoreError::NotFound { entity: "task", id })?;
+        let rows: Vec<HistoryRow> = task_state_history::table
+            .filter(task_state_history::task_id.eq(key))
+            .order(task_state_history::id.asc())
+            .select(HistoryRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        rows.into_iter().map(HistoryRow::into_entry).collect()
+    }
+
+    async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<TaskPage> {
+        let mut conn = self.conn().await?;
+        let total: i64 = filtered(filter)?
+            .count()
+            .get_result(&mut conn)
+            .await
+            .map_err(store_error)?;
+        let rows: Vec<TaskRow> = filtered(filter)?
+            .order((tasks::created_at.desc(), tasks::id.desc()))
+            .limit(i64::from(filter.limit))
+            .offset(i64::try_from(filter.offset).unwrap_or(i64::MAX))
+            .select(TaskRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        let tasks = self.with_droplet_ids(&mut conn, rows).await?;
+        Ok(TaskPage {
+            tasks,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn apply_transition(&self, transition: Transition) -> StoreResult<Task> {
+        let mut pooled = self.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let row = conn
+            .transaction::<_, TxError, _>(async move |conn| apply(conn, transition).await)
+            .await?;
+        Ok(row)
+    }
+
+    async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
+        let mut conn = self.conn().await?;
+        let capabilities: Vec<String> = query.capabilities.iter().map(|c| c.as_str().to_owned()).collect();
+        let mut rows: Vec<TaskRow> = diesel::sql_query(CLAIM_PENDING)
+            .bind::<Double, _>(query.lease.as_secs_f64())
+            .bind::<Bool, _>(query.include_unconstrained)
+            .bind::<Array<Text>, _>(capabilities)
+            .bind::<Integer, _>(i32::try_from(query.limit).unwrap_or(i32::MAX))
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        // RETURNING does not keep the subquery's order.
+        rows.sort_by_key(|r| (r.priority, r.created_at, r.id));
+        rows.into_iter().map(|row| row.into_task(None)).collect()
+    }
+
+    async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()> {
+        let keys: Vec<i32> = ids.iter().filter_map(|id| i32::try_from(*id).ok()).collect();
+        let mut conn = self.conn().await?;
+        diesel::update(tasks::table.filter(tasks::id.eq_any(keys)))
+            .set(tasks::routing_lease_until.eq(None::<chrono::NaiveDateTime>))
+            .execute(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(())
+    }
+
+    async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(i32, i64)> = tasks::table
+            .inner_join(droplets::table)
+            .filter(tasks::status.eq_any(HELD))
+            .group_by(droplets::droplet_id)
+            .select((droplets::droplet_id, count_star()))
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, n)| (DropletId::from(id), u32::try_from(n).unwrap_or(u32::MAX)))
+            .collect())
+    }
+
+    async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, i64)> = tasks::table
+            .group_by(tasks::status)
+            .select((tasks::status, count_star()))
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| Some((s.parse().ok()?, u64::try_from(n).unwrap_or(0))))
+            .collect())
+    }
+}
+
+/// Claims a batch for a lease measured on the database's clock. `SKIP
+/// LOCKED` lets concurrent claims on other replicas pass over rows being
+/// claimed here instead of waiting for them.
+const CLAIM_PENDING: &str = "\
+UPDATE tasks SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => $1)
+WHERE id IN (
+    SELECT id FROM tasks
+    WHERE status = 'pending'
+      AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
+      AND ((required_capability IS NULL AND $2) OR required_capability = ANY($3))
+    ORDER BY priority, created_at, id
+    LIMIT $4
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, trace_id, task_type, title, description, payload, required_capability, status, priority,
+          created_at, assigned_at, started_at, completed_at, deadline, result, error_message,
+          retry_count, max_retries, created_by, updated_at";
+
+/// One transition: lock the droplet it is assigned to (checking its
+/// capacity), compare-and-set the task, write its history row.
+async fn apply(conn: &mut AsyncPgConnection, transition: Transition) -> Result<Task, TxError> {
+    let task = &transition.task;
+    let key = task_key(task.id)?;
+    let expected_droplet = match transition.expected_droplet {
+        Some(id) => Some(droplet_row(conn, id, false).await?.id),
+        None => None,
+    };
+    let new_droplet = match task.assigned_droplet_id {
+        Some(id) if task.status == TaskStatus::Assigned => {
+            Some(reserve_slot(conn, id, task.updated_at).await?)
+        }
+        Some(id) if Some(id) == transition.expected_droplet => expected_droplet,
+        Some(id) => Some(droplet_row(conn, id, false).await?.id),
+        None => None,
+    };
+    let updated: Option<TaskRow> = diesel::update(
+        tasks::table
+            .filter(tasks::id.eq(key))
+            .filter(tasks::status.eq(transition.expected_status.as_str()))
+            .filter(tasks::assigned_droplet_id.is_not_distinct_from(expected_droplet)),
+    )
+    .set(TaskChanges::of(task, new_droplet))
+    .returning(TaskRow::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(row) = updated else {
+        return Err(lost_race(conn, key, &transition).await);
+    };
+    diesel::insert_into(task_state_history::table)
+        .values(history_row(
+            key,
+            Some(transition.expected_status),
+            task.status,
+            transition.record.clone(),
+            task.updated_at,
+        ))
+        .execute(conn)
+        .await?;
+    Ok(row.into_task(task.assigned_droplet_id.and_then(|d| i32::try_from(d).ok()))?)
+}
+
+/// Locks droplet `id` and takes one of its slots, or refuses when it is full.
+async fn reserve_slot(
+    conn: &mut AsyncPgConnection,
+    id: DropletId,
+    at: DateTime<Utc>,
+) -> Result<i32, TxError> {
+    let droplet = droplet_row(conn, id, true).await?;
+    let held: i64 = tasks::table
+        .filter(tasks::assigned_droplet_id.eq(droplet.id))
+        .filter(tasks::status.eq_any(HELD))
+        .count()
+        .get_result(conn)
+        .await?;
+    if held >= i64::from(droplet.max_concurrent_tasks) {
+        return Err(TxError::Store(StoreError::Conflict(format!(
+            "droplet {id} already holds {held} of {} tasks",
+            droplet.max_concurrent_tasks
+        ))));
+    }
+    diesel::update(droplets::table.filter(droplets::id.eq(droplet.id)))
+        .set(droplets::last_assigned_at.eq(Some(naive(at))))
+        .execute(conn)
+        .await?;
+    Ok(droplet.id)
+}
+
+/// The compare-and-set matched nothing: the task is gone or has moved.
+async fn lost_race(conn: &mut AsyncPgConnection, key: i32, transition: &Transition) -> TxError {
+    let current: Result<Option<String>, _> = tasks::table
+        .filter(tasks::id.eq(key))
+        .select(tasks::status)
+        .first(conn)
+        .await
+        .optional();
+    match current {
+        Ok(Some(status)) => TxError::Store(StoreError::Conflict(format!(
+            "task {key} is {status} now, not {}",
+            transition.expected_status
+        ))),
+        Ok(None) => TxError::Store(StoreError::NotFound {
+            entity: "task",
+            id: i64::from(key),
+        }),
+        Err(err) => TxError::Db(err),
+    }
+}
+
+impl PgStore {
+    /// Adds each task's external droplet id.
+    async fn with_droplet_ids(&self, conn: &mut Conn, rows: Vec<TaskRow>) -> StoreResult<Vec<Task>> {
+        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
+        let pairs: Vec<(i32, i32)> = tasks::table
+            .inner_join(droplets::table)
+            .filter(tasks::id.eq_any(ids))
+            .select((tasks::id, droplets::droplet_id))
+            .load(conn)
+            .await
+            .map_err(store_error)?;
+        let external: HashMap<i32, i32> = pairs.into_iter().collect();
+        rows.into_iter()
+            .map(|row| {
+                let droplet = external.get(&row.id).copied();
+                row.into_task(droplet)
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl DropletStore for PgStore {
+    async fn register_droplet(
+        &self,
+        registration: DropletRegistration,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange> {
+        let mut pooled = self.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let change = conn
+            .transaction::<_, TxError, _>(async move |conn| register(conn, registration, at).await)
+            .await?;
+        Ok(change)
+    }
+
+    async fn get_droplet(&self, id: DropletId) -> StoreResult<Droplet> {
+        let mut conn = self.conn().await?;
+        let row = droplet_row(&mut conn, id, false)
+            .await
+            .map_err(StoreError::from)?;
+        row.into_droplet()
+    }
+
+    async fn list_droplets(&self, filter: &DropletFilter) -> StoreResult<Vec<Droplet>> {
+        let mut query = droplets::table.into_boxed();
+        if let Some(status) = filter.status {
+            query = query.filter(droplets::status.eq(status.as_str()));
+        }
+        if let Some(capability) = &filter.capability {
+            query = query.filter(droplets::capabilities.contains(serde_json::json!([capability.as_str()])));
+        }
+        let mut conn = self.conn().await?;
+        let rows: Vec<DropletRow> = query
+            .order(droplets::droplet_id.asc())
+            .select(DropletRow::as_select())
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        rows.into_iter().map(DropletRow::into_droplet).collect()
+    }
+
+    async fn record_heartbeat(
+        &self,
+        id: DropletId,
+        report: HeartbeatReport,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange> {
+        let mut pooled = self.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let change = conn
+            .transaction::<_, TxError, _>(async move |conn| {
+                let row = droplet_row(conn, id, true).await?;
+                let internal = row.id;
+                let before = row.into_droplet()?;
+                let status = before.status_after_heartbeat(report.status);
+                diesel::insert_into(heartbeats::table)
+                    .values((
+                        heartbeats::droplet_id.eq(internal),
+                        heartbeats::status.eq(report.status.unwrap_or(DropletStatus::Active).as_str()),
+                        heartbeats::metrics.eq(&report.metrics),
+                        heartbeats::received_at.eq(naive(at)),
+                    ))
+                    .execute(conn)
+                    .await?;
+                let after =
+                    update_status(conn, internal, status, before.manually_deactivated, Some(at), at).await?;
+                Ok(DropletChange {
+                    droplet: after,
+                    previous_status: Some(before.status),
+                })
+            })
+            .await?;
+        Ok(change)
+    }
+
+    async fn set_droplet_status(
+        &self,
+        id: DropletId,
+        status: DropletStatus,
+        manual: bool,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange> {
+        let mut pooled = self.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let change = conn
+            .transaction::<_, TxError, _>(async move |conn| {
+                let row = droplet_row(conn, id, true).await?;
+                let internal = row.id;
+                let before = row.into_droplet()?;
+                let after = update_status(conn, internal, status, manual, before.last_heartbeat, at).await?;
+                Ok(DropletChange {
+                    droplet: after,
+                    previous_status: Some(before.status),
+                })
+            })
+            .await?;
+        Ok(change)
+    }
+
+    async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, i64)> = droplets::table
+            .group_by(droplets::status)
+            .select((droplets::status, count_star()))
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(s, n)| Some((s.parse().ok()?, u64::try_from(n).unwrap_or(0))))
+            .collect())
+    }
+}
+
+async fn update_status(
+    conn: &mut AsyncPgConnection,
+    internal: i32,
+    status: DropletStatus,
+    manual: bool,
+    last_heartbeat: Option<DateTime<Utc>>,
+    at: DateTime<Utc>,
+) -> Result<Droplet, TxError> {
+    let row: DropletRow = diesel::update(droplets::table.filter(droplets::id.eq(internal)))
+        .set((
+            droplets::status.eq(status.as_str()),
+            droplets::manually_deactivated.eq(manual),
+            droplets::last_heartbeat.eq(last_heartbeat.map(naive)),
+            droplets::updated_at.eq(Some(naive(at))),
+        ))
+        .returning(DropletRow::as_returning())
+        .get_result(conn)
+        .await?;
+    Ok(row.into_droplet()?)
+}
+
+/// Inserts a new droplet, or updates the one with this `droplet_id`.
+async fn register(
+    conn: &mut AsyncPgConnection,
+    registration: DropletRegistration,
+    at: DateTime<Utc>,
+) -> Result<DropletChange, TxError> {
+    let capabilities = serde_json::to_value(&registration.capabilities)
+        .map_err(|e| TxError::Store(StoreError::Unavailable(e.to_string())))?;
+    let key = droplet_key(registration.droplet_id)?;
+    let capacity = i32::try_from(registration.max_concurrent_tasks).unwrap_or(i32::MAX);
+    let inserted: Option<DropletRow> = diesel::insert_into(droplets::table)
+        .values((
+            droplets::droplet_id.eq(key),
+            droplets::name.eq(&registration.name),
+            droplets::steward.eq(&registration.steward),
+            droplets::endpoint.eq(&registration.endpoint),
+            droplets::capabilities.eq(Some(&capabilities)),
+            droplets::status.eq(DropletStatus::Active.as_str()),
+            droplets::max_concurrent_tasks.eq(capacity),
+            droplets::last_heartbeat.eq(Some(naive(at))),
+            droplets::registered_at.eq(Some(naive(at))),
+            droplets::updated_at.eq(Some(naive(at))),
+        ))
+        .on_conflict(droplets::droplet_id)
+        .do_nothing()
+        .returning(DropletRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    if let Some(row) = inserted {
+        return Ok(DropletChange {
+            droplet: row.into_droplet()?,
+            previous_status: None,
+        });
+    }
+    let before = droplet_row(conn, registration.droplet_id, true).await?;
+    let internal = before.id;
+    let before = before.into_droplet()?;
+    let row: DropletRow = diesel::update(droplets::table.filter(droplets::id.eq(internal)))
+        .set((
+            droplets::name.eq(&registration.name),
+            droplets::steward.eq(&registration.steward),
+            droplets::endpoint.eq(&registration.endpoint),
+            droplets::capabilities.eq(Some(&capabilities)),
+            droplets::max_concurrent_tasks.eq(capacity),
+            droplets::status.eq(before.status_after_heartbeat(None).as_str()),
+            droplets::last_heartbeat.eq(Some(naive(at))),
+            droplets::updated_at.eq(Some(naive(at))),
+        ))
+        .returning(DropletRow::as_returning())
+        .get_result(conn)
+        .await?;
+    Ok(DropletChange {
+        droplet: row.into_droplet()?,
+        previous_status: Some(before.status),
+    })
+}
