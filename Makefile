@@ -12,12 +12,18 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## Run every test of the workspace (unit, contract and HTTP suites).
+## Run every test of the workspace (unit, contract and HTTP suites). Tests
+## that need PostgreSQL use DATABASE_URL, else the server on 127.0.0.1:5432,
+## else a throwaway cluster that scripts/ensure-postgres starts. The HTTP
+## suite runs twice: on PostgreSQL, then on the in-memory store.
 test:
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast && \
+		ORCHESTRATOR_TEST_STORE=memory $(CARGO) nextest run -p orchestrator-tests --no-fail-fast; \
 	else \
-		$(CARGO) test --workspace --no-fail-fast; \
+		$(CARGO) test --workspace --no-fail-fast && \
+		ORCHESTRATOR_TEST_STORE=memory $(CARGO) test -p orchestrator-tests --no-fail-fast; \
 	fi
 
 fmt:

@@ -1,12 +1,17 @@
 //! The harness of the HTTP suite: starts the real `Application` on port 0
 //! and talks to it with a real HTTP client. Every request it makes fails the
 //! test on a 500: nothing a client sends may cause one.
+//!
+//! The suite runs on the store named by `ORCHESTRATOR_TEST_STORE`:
+//! `postgres` (the default; each test gets a fresh database) or `memory`.
+//! `make test` runs it on both.
 
 use std::net::TcpListener;
 use std::time::Duration;
 
 use orchestrator_domain::Permission;
 use orchestrator_server::{Application, JwtKeys, Settings, TokenRequest};
+use orchestrator_testkit::pg::TestDatabase;
 use reqwest::Method;
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -21,6 +26,17 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub keys: JwtKeys,
+    /// The database of this test, when the suite runs on PostgreSQL.
+    pub database: Option<TestDatabase>,
+}
+
+/// True when the suite runs on PostgreSQL (`ORCHESTRATOR_TEST_STORE`).
+pub fn on_postgres() -> bool {
+    match std::env::var("ORCHESTRATOR_TEST_STORE").as_deref() {
+        Ok("memory") => false,
+        Ok("postgres") | Err(_) => true,
+        Ok(other) => panic!("ORCHESTRATOR_TEST_STORE={other:?}: expected postgres or memory"),
+    }
 }
 
 /// An HTTP answer: status, headers and the JSON body (`Null` if none).
@@ -66,10 +82,20 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
     .collect();
     vars.push(("MAX_BODY_BYTES".into(), MAX_BODY_BYTES.to_string()));
+    let database = if on_postgres() {
+        Some(TestDatabase::create().await)
+    } else {
+        None
+    };
+    if let Some(database) = &database {
+        vars.push(("DATABASE_URL".into(), database.url.clone()));
+    }
     vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
     let settings = Settings::from_vars(vars).unwrap_or_else(|e| panic!("test settings: {e:?}"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let app = Application::build(settings, listener).expect("build the application");
+    let app = Application::build(settings, listener)
+        .await
+        .expect("build the application");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -79,6 +105,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
             .build()
             .expect("client"),
         keys: JwtKeys::hs256(SECRET.as_bytes()),
+        database,
     }
 }
 

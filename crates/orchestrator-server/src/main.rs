@@ -81,11 +81,11 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         let address = format!("{}:{}", settings.host, settings.port);
         let listener =
             TcpListener::bind(&address).map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
-        if settings.store == StoreKind::Memory {
+        if matches!(settings.store, StoreKind::Memory) {
             tracing::warn!("DATABASE_URL is not set: using the in-memory store; nothing survives a restart");
         }
         let dev_token = development_token(&settings)?;
-        let app = Application::build(settings, listener)?;
+        let app = Application::build(settings, listener).await?;
         tracing::info!(port = app.port(), "orchestrator listening");
         if let Some(token) = dev_token {
             print_development_help(app.port(), &token);
@@ -126,12 +126,19 @@ fn print_development_help(port: u16, token: &str) {
 }
 
 fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    match settings.store {
-        StoreKind::Memory => {
-            eprintln!("DATABASE_URL is the in-memory store: there is nothing to migrate.");
-            Ok(())
-        }
+    let StoreKind::Postgres { url } = &settings.store else {
+        eprintln!("DATABASE_URL is the in-memory store: there is nothing to migrate.");
+        return Ok(());
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let applied = runtime.block_on(orchestrator_postgres::run_migrations(url.expose_secret()))?;
+    if applied.is_empty() {
+        eprintln!("The database is up to date: no migration to apply.");
     }
+    for version in applied {
+        eprintln!("applied migration {version}");
+    }
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

@@ -10,10 +10,19 @@ use secrecy::SecretString;
 /// Shortest `JWT_SECRET_KEY` accepted outside development.
 pub const MIN_SECRET_BYTES: usize = 32;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum StoreKind {
     /// The in-process store: nothing survives a restart.
     Memory,
+    /// PostgreSQL at this URL, the production store.
+    Postgres { url: SecretString },
+}
+
+/// The pool of the PostgreSQL store (`DATABASE_POOL_SIZE`, `DATABASE_MAX_OVERFLOW`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    pub size: usize,
+    pub max_overflow: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +58,7 @@ pub struct Identity {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub store: StoreKind,
+    pub pool: PoolSize,
     pub jwt_secret: SecretString,
     /// True when no secret was configured and one was made up (development only).
     pub jwt_secret_generated: bool,
@@ -82,6 +92,10 @@ impl Settings {
         let (jwt_secret, jwt_secret_generated) = reader.jwt_secret(environment);
         let settings = Settings {
             store: reader.store(),
+            pool: PoolSize {
+                size: reader.positive("DATABASE_POOL_SIZE", 20),
+                max_overflow: reader.parsed("DATABASE_MAX_OVERFLOW", 10),
+            },
             jwt_secret,
             jwt_secret_generated,
             jwt_expiration: reader.seconds("JWT_EXPIRATION_SECONDS", 86_400),
@@ -162,15 +176,13 @@ impl Reader {
     }
 
     fn store(&mut self) -> StoreKind {
-        match self.optional("DATABASE_URL").as_deref() {
-            None | Some("memory") => StoreKind::Memory,
+        match self.optional("DATABASE_URL") {
+            None => StoreKind::Memory,
+            Some(url) if url == "memory" => StoreKind::Memory,
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                self.errors.push(
-                    "DATABASE_URL names a PostgreSQL database, but this build has only the in-memory store; \
-                     set DATABASE_URL=memory"
-                        .into(),
-                );
-                StoreKind::Memory
+                StoreKind::Postgres {
+                    url: SecretString::from(url),
+                }
             }
             Some(_) => {
                 self.errors
@@ -249,10 +261,9 @@ mod tests {
         assert_eq!((s.port, s.workers, s.identity.droplet_id), (8000, 4, 10));
         assert_eq!(s.router_interval, Duration::from_secs(10));
         assert_eq!(s.heartbeat_timeout, Duration::from_secs(90));
-        assert_eq!(
-            (s.max_body_bytes, s.store.clone()),
-            (1_048_576, StoreKind::Memory)
-        );
+        assert_eq!(s.max_body_bytes, 1_048_576);
+        assert!(matches!(s.store, StoreKind::Memory));
+        assert_eq!((s.pool.size, s.pool.max_overflow), (20, 10));
         assert_eq!(s.environment, Environment::Production);
     }
 
@@ -290,12 +301,15 @@ mod tests {
     }
 
     #[test]
-    fn postgres_urls_are_refused_clearly_until_supported() {
-        let errors = Settings::from_vars(vars(&[
-            ("ENVIRONMENT", "development"),
-            ("DATABASE_URL", "postgres://localhost/orchestrator"),
-        ]))
-        .expect_err("unsupported");
+    fn database_url_chooses_the_store() {
+        let dev =
+            |url: &str| Settings::from_vars(vars(&[("ENVIRONMENT", "development"), ("DATABASE_URL", url)]));
+        let pg = dev("postgres://localhost/orchestrator").expect("postgres");
+        assert!(
+            matches!(&pg.store, StoreKind::Postgres { url } if url.expose_secret().ends_with("/orchestrator"))
+        );
+        assert!(matches!(dev("memory").expect("memory").store, StoreKind::Memory));
+        let errors = dev("mysql://localhost/x").expect_err("unsupported");
         assert!(errors[0].starts_with("DATABASE_URL"));
     }
 }

@@ -10,13 +10,14 @@ use actix_web::{App, HttpServer, web};
 use orchestrator_app::{DropletService, Ports, Router, RouterHandle, StatusService, TaskService};
 use orchestrator_memory::{InProcessEventBus, MemoryStore};
 use orchestrator_ports::SystemClock;
+use orchestrator_postgres::{PgStore, PoolSettings, run_migrations};
 use secrecy::ExposeSecret;
 
 use crate::auth::JwtKeys;
 use crate::envelope::{BodyLimit, Source, trace_requests};
 use crate::process_stats::ProcessStats;
 use crate::routes;
-use crate::settings::{Settings, StoreKind};
+use crate::settings::{PoolSize, Settings, StoreKind};
 
 /// What every request handler can reach.
 #[derive(Debug)]
@@ -41,11 +42,13 @@ impl std::fmt::Debug for Application {
 }
 
 impl Application {
-    /// Wires everything and starts serving on `listener` (bind port 0 in tests).
-    /// Must be called within a tokio runtime.
-    pub fn build(settings: Settings, listener: TcpListener) -> std::io::Result<Self> {
-        let ports = match settings.store {
+    /// Wires everything and starts serving on `listener` (bind port 0 in
+    /// tests). With PostgreSQL it first applies pending migrations and
+    /// refuses to start if the schema it finds does not match.
+    pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
+        let ports = match &settings.store {
             StoreKind::Memory => memory_ports(),
+            StoreKind::Postgres { url } => postgres_ports(url.expose_secret(), settings.pool).await?,
         };
         let router = Router::new(ports.clone());
         let router_handle = router.start(settings.router_interval);
@@ -106,4 +109,33 @@ fn memory_ports() -> Ports {
         events: Arc::new(InProcessEventBus::default()),
         clock: Arc::new(SystemClock),
     }
+}
+
+/// How long a request waits for a database connection before it is told
+/// the store is unavailable (503).
+const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+async fn postgres_ports(url: &str, pool: PoolSize) -> anyhow::Result<Ports> {
+    let applied = run_migrations(url).await?;
+    for version in &applied {
+        tracing::info!(version, "applied migration");
+    }
+    let settings = PoolSettings {
+        max_size: pool.size + pool.max_overflow,
+        timeout: DATABASE_WAIT,
+    };
+    let store = Arc::new(PgStore::new(url, settings)?);
+    let problems = store.schema_problems().await?;
+    if !problems.is_empty() {
+        anyhow::bail!(
+            "the database schema does not match what this version needs: {}",
+            problems.join("; ")
+        );
+    }
+    Ok(Ports {
+        tasks: store.clone(),
+        droplets: store,
+        events: Arc::new(InProcessEventBus::default()),
+        clock: Arc::new(SystemClock),
+    })
 }
