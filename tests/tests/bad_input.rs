@@ -229,3 +229,81 @@ async fn wrapped_requests_are_unwrapped_and_keep_their_trace_id() {
     assert_eq!(reply.body["trace_id"], json!(trace));
     assert_eq!(reply.header("x-trace-id"), Some(trace.to_string().as_str()));
 }
+
+#[tokio::test]
+async fn values_the_database_cannot_hold_are_422_naming_the_field() {
+    let app = spawn_app().await;
+    let writer = app.writer("alice");
+    let nul = "bad\u{0}value";
+    let cases = [
+        (task(json!({ "payload": { "note": nul } })), "payload"),
+        (task(json!({ "payload": { nul: 1 } })), "payload"),
+        (task(json!({ "title": nul })), "title"),
+        (task(json!({ "description": nul })), "description"),
+        (task(json!({ "task_type": nul })), "task_type"),
+    ];
+    for (body, field) in cases {
+        let reply = app.post("/tasks", &writer, body.clone()).await;
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (422, "validation_failed"),
+            "{body}: {reply:?}"
+        );
+        assert_eq!(reply.payload()["error"]["details"]["field"], field, "{body}");
+    }
+    let long_name = json!({ "droplet_id": 1, "name": "n".repeat(101), "endpoint": "http://a" });
+    let reply = app.post("/droplets/register", &app.admin(), long_name).await;
+    assert_eq!(
+        (
+            reply.status,
+            reply.payload()["error"]["details"]["field"].as_str()
+        ),
+        (422, Some("name"))
+    );
+
+    app.register(8, &["x"], 5).await;
+    let metrics = app
+        .post(
+            "/droplets/8/heartbeat",
+            &app.droplet(8),
+            json!({ "metrics": { "m": nul } }),
+        )
+        .await;
+    assert_eq!(
+        (
+            metrics.status,
+            metrics.payload()["error"]["details"]["field"].as_str()
+        ),
+        (422, Some("metrics"))
+    );
+    let id = app.create_task(5, Some("x")).await;
+    app.wait_for_status(id, "assigned", std::time::Duration::from_secs(1))
+        .await;
+    app.set_status(id, &app.droplet(8), "in_progress").await;
+    let result = app
+        .patch(
+            &format!("/tasks/{id}"),
+            &app.droplet(8),
+            json!({ "status": "completed", "result": { "r": nul } }),
+        )
+        .await;
+    assert_eq!(
+        (
+            result.status,
+            result.payload()["error"]["details"]["field"].as_str()
+        ),
+        (422, Some("result"))
+    );
+    let failed = app
+        .patch(
+            &format!("/tasks/{id}"),
+            &app.droplet(8),
+            json!({ "status": "failed", "error_message": nul }),
+        )
+        .await;
+    assert_eq!(failed.status, 422, "{failed:?}");
+    assert_eq!(app.task(id).await["status"], "in_progress", "nothing was stored");
+
+    let long_subject = app.token(&"s".repeat(101), &[orchestrator_domain::Permission::Write], None);
+    assert_eq!(app.get("/tasks", &long_subject).await.status, 401);
+}

@@ -40,6 +40,9 @@ impl DropletService {
         report: HeartbeatReport,
     ) -> AppResult<DropletChange> {
         require_droplet_or_admin(caller, id)?;
+        if let Some(metrics) = &report.metrics {
+            orchestrator_domain::storable_json("metrics", metrics)?;
+        }
         let now = self.ports.clock.now();
         let change = self.ports.droplets.record_heartbeat(id, report, now).await?;
         self.publish_if_changed(&change).await;

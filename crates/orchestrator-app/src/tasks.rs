@@ -123,6 +123,7 @@ impl TaskService {
                 "only the droplet task {id} is assigned to, or an admin, may update its status"
             )));
         }
+        check_storable(&change)?;
         let update = status_update(&task, change)?;
         let reason = match &update {
             TaskUpdate::Fail { error_message } => error_message.clone(),
@@ -260,6 +261,16 @@ fn status_update(task: &Task, change: StatusChange) -> AppResult<TaskUpdate> {
             });
         }
     })
+}
+
+fn check_storable(change: &StatusChange) -> AppResult<()> {
+    if let Some(result) = &change.result {
+        orchestrator_domain::storable_json("result", result)?;
+    }
+    if let Some(message) = &change.error_message {
+        orchestrator_domain::storable_text("error_message", message)?;
+    }
+    Ok(())
 }
 
 fn validate_filter(filter: &TaskFilter) -> AppResult<()> {

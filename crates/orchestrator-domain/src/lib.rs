@@ -12,7 +12,7 @@ pub mod task;
 pub use droplet::{
     Capability, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, RegistrationDraft,
 };
-pub use error::ValidationError;
+pub use error::{ValidationError, storable_json, storable_text};
 pub use event::DomainEvent;
 pub use permission::{Caller, Permission, Permissions};
 pub use priority::Priority;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::error::bounded_text;
+use crate::error::{bounded_text, storable_json, storable_text};
 use crate::{Actor, Capability, DropletId, Priority, TransitionError, ValidationError};
 
 pub type TaskId = i64;
@@ -246,11 +246,15 @@ pub struct NewTask {
 impl NewTask {
     /// Validates a draft; `now` is when it is submitted (a deadline must be later).
     pub fn parse(draft: TaskDraft, now: DateTime<Utc>) -> Result<Self, ValidationError> {
+        if let Some(description) = &draft.description {
+            storable_text("description", description)?;
+        }
         let payload = match draft.payload {
             None | Some(Value::Null) => Value::Object(Default::default()),
             Some(obj @ Value::Object(_)) => obj,
             Some(_) => return Err(ValidationError::new("payload", "payload must be a JSON object")),
         };
+        storable_json("payload", &payload)?;
         if draft.deadline.is_some_and(|deadline| deadline <= now) {
             return Err(ValidationError::new("deadline", "deadline must be in the future"));
         }

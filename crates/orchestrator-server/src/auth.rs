@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 
+/// Longest token subject: it is stored in 100-character columns.
+pub const MAX_SUBJECT_CHARS: usize = 100;
+
 /// The claims of an orchestrator token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -80,6 +83,13 @@ impl JwtKeys {
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| ApiError::Unauthorized(format!("invalid token: {}", describe(&e))))?;
+        let sub = &data.claims.sub;
+        // The subject is recorded as `created_by` and `changed_by` (100 characters).
+        if sub.trim().is_empty() || sub.chars().count() > MAX_SUBJECT_CHARS || sub.contains('\0') {
+            return Err(ApiError::Unauthorized(format!(
+                "invalid token: its subject must be 1 to {MAX_SUBJECT_CHARS} characters"
+            )));
+        }
         Ok(Caller {
             subject: data.claims.sub,
             permissions: Permissions::new(data.claims.permissions),
