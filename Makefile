@@ -1,5 +1,7 @@
 # Targets mirror CI: fmt, lint (clippy + domain purity), deny, test, run.
 CARGO ?= cargo
+# HTTP suites that run on either store; replicas and outage need PostgreSQL.
+STORE_SUITES := $(foreach t,auth bad_input lifecycle public routing transitions,--test $(t))
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
@@ -20,10 +22,10 @@ test:
 	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast && \
-		ORCHESTRATOR_TEST_STORE=memory $(CARGO) nextest run -p orchestrator-tests --no-fail-fast; \
+		ORCHESTRATOR_TEST_STORE=memory $(CARGO) nextest run -p orchestrator-tests $(STORE_SUITES) --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast && \
-		ORCHESTRATOR_TEST_STORE=memory $(CARGO) test -p orchestrator-tests --no-fail-fast; \
+		ORCHESTRATOR_TEST_STORE=memory $(CARGO) test -p orchestrator-tests $(STORE_SUITES) --no-fail-fast; \
 	fi
 
 fmt:

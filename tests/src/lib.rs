@@ -71,26 +71,43 @@ impl Reply {
 /// Starts an orchestrator whose periodic sweep is an hour away, so that a
 /// test sees routing happen on events alone. `extra` overrides settings.
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
-    let mut vars: Vec<(String, String)> = [
-        ("ENVIRONMENT", "test"),
-        ("JWT_SECRET_KEY", SECRET),
-        ("ROUTER_INTERVAL", "3600"),
-        ("WORKERS", "1"),
-        ("LOG_LEVEL", "WARNING"),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    vars.push(("MAX_BODY_BYTES".into(), MAX_BODY_BYTES.to_string()));
     let database = if on_postgres() {
         Some(TestDatabase::create().await)
     } else {
         None
     };
+    let mut vars: Vec<(&str, &str)> = Vec::new();
     if let Some(database) = &database {
-        vars.push(("DATABASE_URL".into(), database.url.clone()));
+        vars.push(("DATABASE_URL", &database.url));
     }
-    vars.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    vars.extend_from_slice(extra);
+    let mut app = start(&vars).await;
+    app.database = database;
+    app
+}
+
+/// Starts another orchestrator on the PostgreSQL database at `url`, as a
+/// replica sharing it with others.
+pub async fn spawn_replica(url: &str, extra: &[(&str, &str)]) -> TestApp {
+    let mut vars = vec![("DATABASE_URL", url)];
+    vars.extend_from_slice(extra);
+    start(&vars).await
+}
+
+async fn start(extra: &[(&str, &str)]) -> TestApp {
+    let max_body = MAX_BODY_BYTES.to_string();
+    let defaults = [
+        ("ENVIRONMENT", "test"),
+        ("JWT_SECRET_KEY", SECRET),
+        ("ROUTER_INTERVAL", "3600"),
+        ("WORKERS", "1"),
+        ("LOG_LEVEL", "WARNING"),
+        ("MAX_BODY_BYTES", max_body.as_str()),
+    ];
+    let vars = defaults
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
     let settings = Settings::from_vars(vars).unwrap_or_else(|e| panic!("test settings: {e:?}"));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
     let app = Application::build(settings, listener)
@@ -101,11 +118,11 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
             .build()
             .expect("client"),
         keys: JwtKeys::hs256(SECRET.as_bytes()),
-        database,
+        database: None,
     }
 }
 

@@ -32,6 +32,8 @@ const CLAIM_LEASE: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Router {
     ports: Ports,
+    /// Names this router in the history, telling replicas' assignments apart.
+    instance: uuid::Uuid,
     wake: Notify,
     /// One pass at a time within a process: passes would race for the same slots.
     pass: Mutex<()>,
@@ -41,6 +43,7 @@ impl Router {
     pub fn new(ports: Ports) -> Arc<Self> {
         Arc::new(Self {
             ports,
+            instance: uuid::Uuid::new_v4(),
             wake: Notify::new(),
             pass: Mutex::new(()),
         })
@@ -129,7 +132,11 @@ impl Router {
             record: ChangeRecord {
                 changed_by: Some("system:router".into()),
                 reason: Some(format!("routed to droplet {droplet_id}")),
-                metadata: Some(serde_json::json!({ "droplet_id": droplet_id, "rule": rule })),
+                metadata: Some(serde_json::json!({
+                    "droplet_id": droplet_id,
+                    "rule": rule,
+                    "router": self.instance,
+                })),
             },
         };
         match self.ports.tasks.apply_transition(transition).await {

@@ -2,7 +2,7 @@
 
 use diesel::Connection;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::AsyncPgConnection;
 use diesel_async::RunQueryDsl;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -13,6 +13,10 @@ use crate::error::store_error;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
+/// The advisory lock that serialises migrations when several replicas start
+/// at once on one database (any constant unique to this purpose).
+const MIGRATION_LOCK: i64 = 0x6f72_6368_6d69_6772; // "orchmigr"
+
 /// Applies pending migrations; returns the versions applied.
 ///
 /// Diesel's migration harness is synchronous, so it runs on a thread of its
@@ -22,10 +26,17 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, StoreErro
     let worker = std::thread::spawn(move || -> Result<Vec<String>, String> {
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)
             .map_err(|e| format!("cannot connect to the database: {e}"))?;
+        let lock = |sql: &str, conn: &mut AsyncConnectionWrapper<AsyncPgConnection>| {
+            diesel::RunQueryDsl::execute(diesel::sql_query(sql).bind::<BigInt, _>(MIGRATION_LOCK), conn)
+                .map_err(|e| format!("cannot take the migration lock: {e}"))
+        };
+        lock("SELECT pg_advisory_lock($1)", &mut conn)?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
-            .map_err(|e| format!("a migration failed: {e}"))?;
-        Ok(applied.iter().map(ToString::to_string).collect())
+            .map(|versions| versions.iter().map(ToString::to_string).collect())
+            .map_err(|e| format!("a migration failed: {e}"));
+        lock("SELECT pg_advisory_unlock($1)", &mut conn)?;
+        applied
     });
     tokio::task::spawn_blocking(move || worker.join())
         .await

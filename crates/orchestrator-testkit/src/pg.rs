@@ -91,6 +91,133 @@ async fn execute(server: &str, sql: &str) {
     let _ = driver.await;
 }
 
+/// A PostgreSQL cluster of its own, for tests that stop and restart the
+/// database. It runs as the `postgres` user when the tests run as root
+/// (PostgreSQL refuses to run as root) and is removed on drop.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: std::path::PathBuf,
+    bin: std::path::PathBuf,
+    port: u16,
+}
+
+impl Cluster {
+    /// Initialises and starts a cluster on a free port. Panics with the
+    /// reason when PostgreSQL's server programs are not installed.
+    pub fn start() -> Cluster {
+        let bin = server_bin_dir();
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("orchestrator-cluster-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        if running_as_root() {
+            run("chown", &["postgres:postgres", &dir.to_string_lossy()]);
+        }
+        let cluster = Cluster { dir, bin, port };
+        let data = cluster.dir.to_string_lossy().into_owned();
+        cluster.pg(
+            "initdb",
+            &["-D", &data, "-U", "postgres", "--auth=trust", "--no-sync"],
+        );
+        cluster.resume();
+        cluster
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Stops the server at once, as a crash or an outage would.
+    pub fn stop(&self) {
+        let data = self.dir.to_string_lossy().into_owned();
+        self.pg("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Starts the server again on the same port and data.
+    pub fn resume(&self) {
+        let data = self.dir.to_string_lossy().into_owned();
+        let options = format!(
+            "-p {} -k {data} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port
+        );
+        let log = format!("{data}/server.log");
+        self.pg(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &options, "-w", "start"],
+        );
+    }
+
+    fn pg(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program).to_string_lossy().into_owned();
+        if running_as_root() {
+            let mut full = vec!["-u", "postgres", "--", program.as_str()];
+            full.extend_from_slice(args);
+            run("runuser", &full);
+        } else {
+            run(&program, args);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let data = self.dir.to_string_lossy().into_owned();
+        let program = self.bin.join("pg_ctl").to_string_lossy().into_owned();
+        let stop = ["-D", data.as_str(), "-m", "immediate", "stop"];
+        let _ = if running_as_root() {
+            std::process::Command::new("runuser")
+                .args(["-u", "postgres", "--", &program])
+                .args(stop)
+                .output()
+        } else {
+            std::process::Command::new(&program).args(stop).output()
+        };
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn server_bin_dir() -> std::path::PathBuf {
+    let mut dirs: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.retain(|d| d.join("initdb").exists());
+    dirs.sort();
+    dirs.pop().unwrap_or_else(|| {
+        panic!("this test runs a PostgreSQL cluster of its own: install the server (apt-get install postgresql-15)")
+    })
+}
+
+fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+fn run(program: &str, args: &[&str]) {
+    let output = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

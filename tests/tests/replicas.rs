@@ -1,0 +1,104 @@
+//! Two orchestrators on one PostgreSQL database: every task is assigned
+//! exactly once and none is lost. (PostgreSQL only: replicas share a database.)
+
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use orchestrator_testkit::pg::TestDatabase;
+use orchestrator_tests::{TestApp, spawn_replica};
+use serde_json::json;
+use tokio_postgres::NoTls;
+
+const TASKS: usize = 5_000;
+const DROPLETS: i64 = 20;
+/// Enough room for every task: 20 droplets of 250 slots.
+const CAPACITY: u32 = 250;
+
+async fn submit(app: &TestApp, token: &str, n: usize) {
+    let body = json!({ "task_type": "replica", "title": format!("task {n}"), "required_capability": "work" });
+    let reply = app.post("/tasks", token, body).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+}
+
+async fn scalar(client: &tokio_postgres::Client, sql: &str) -> i64 {
+    client
+        .query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_assign_every_task_exactly_once() {
+    let database = TestDatabase::create().await;
+    let replicas = [
+        spawn_replica(&database.url, &[]).await,
+        spawn_replica(&database.url, &[]).await,
+    ];
+    for id in 1..=DROPLETS {
+        replicas[(id % 2) as usize]
+            .register(id, &["work"], CAPACITY)
+            .await;
+    }
+
+    let started = Instant::now();
+    let tokens = [replicas[0].writer("loader"), replicas[1].writer("loader")];
+    stream::iter(0..TASKS)
+        .for_each_concurrent(16, |n| submit(&replicas[n % 2], &tokens[n % 2], n))
+        .await;
+
+    let (client, connection) = tokio_postgres::connect(&database.url, NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    loop {
+        let pending = scalar(&client, "SELECT count(*) FROM tasks WHERE status = 'pending'").await;
+        if pending == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(180),
+            "{pending} tasks still pending"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let tasks = scalar(&client, "SELECT count(*) FROM tasks").await;
+    assert_eq!(tasks, TASKS as i64, "no task lost");
+    let assignments = scalar(
+        &client,
+        "SELECT count(*) FROM task_state_history WHERE to_status = 'assigned'",
+    )
+    .await;
+    assert_eq!(assignments, TASKS as i64, "one assignment row per task");
+    let twice = scalar(
+        &client,
+        "SELECT count(*) FROM (SELECT task_id FROM task_state_history WHERE to_status = 'assigned' \
+         GROUP BY task_id HAVING count(*) <> 1) AS t",
+    )
+    .await;
+    assert_eq!(twice, 0, "no task assigned twice");
+    let unassigned = scalar(
+        &client,
+        "SELECT count(*) FROM tasks WHERE status <> 'assigned' OR assigned_droplet_id IS NULL",
+    )
+    .await;
+    assert_eq!(unassigned, 0);
+    let over = scalar(
+        &client,
+        "SELECT count(*) FROM (SELECT d.id FROM droplets d JOIN tasks t ON t.assigned_droplet_id = d.id \
+         GROUP BY d.id, d.max_concurrent_tasks HAVING count(*) > d.max_concurrent_tasks) AS o",
+    )
+    .await;
+    assert_eq!(over, 0, "no droplet above its capacity");
+    let routers = scalar(
+        &client,
+        "SELECT count(DISTINCT metadata->>'router') FROM task_state_history WHERE to_status = 'assigned'",
+    )
+    .await;
+    assert_eq!(routers, 2, "both replicas routed");
+    eprintln!(
+        "{TASKS} tasks submitted and assigned across two replicas in {:?}",
+        started.elapsed()
+    );
+}
