@@ -46,6 +46,13 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Migrate)) {
+        return finish(
+            Settings::store_from_vars(std::env::vars())
+                .map_err(report)
+                .and_then(|s| migrate(&s)),
+        );
+    }
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(errors) => {
@@ -57,7 +64,7 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
-        Command::Migrate => migrate(&settings),
+        Command::Migrate => migrate(&settings.store),
         Command::Token {
             subject,
             permissions,
@@ -65,6 +72,10 @@ fn main() -> ExitCode {
             ttl,
         } => token(&settings, subject, &permissions, droplet_id, ttl),
     };
+    finish(outcome)
+}
+
+fn finish(outcome: anyhow::Result<()>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -72,6 +83,10 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn report(errors: Vec<String>) -> anyhow::Error {
+    anyhow::anyhow!("configuration error: {}", errors.join("; "))
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
@@ -125,8 +140,8 @@ fn print_development_help(port: u16, token: &str) {
     println!("  curl -s -H \"Authorization: Bearer $TOKEN\" http://localhost:{port}/tasks\n");
 }
 
-fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    let StoreKind::Postgres { url } = &settings.store else {
+fn migrate(store: &StoreKind) -> anyhow::Result<()> {
+    let StoreKind::Postgres { url } = store else {
         eprintln!("DATABASE_URL is the in-memory store: there is nothing to migrate.");
         return Ok(());
     };

@@ -124,6 +124,23 @@ impl Settings {
         }
     }
 
+    /// Only the store (`DATABASE_URL`), for commands that need nothing
+    /// else, such as `migrate`.
+    pub fn store_from_vars(
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<StoreKind, Vec<String>> {
+        let mut reader = Reader {
+            vars: vars.into_iter().collect(),
+            errors: Vec::new(),
+        };
+        let store = reader.store();
+        if reader.errors.is_empty() {
+            Ok(store)
+        } else {
+            Err(reader.errors)
+        }
+    }
+
     pub fn is_development(&self) -> bool {
         self.environment == Environment::Development
     }

@@ -1,0 +1,73 @@
+//! Start-up on PostgreSQL: migrations are applied, and a schema that does
+//! not match what the server needs stops the start with a clear line.
+
+use std::net::TcpListener;
+
+use orchestrator_server::{Application, Settings};
+use orchestrator_testkit::pg::TestDatabase;
+use orchestrator_tests::SECRET;
+use tokio_postgres::NoTls;
+
+fn settings(url: &str) -> Settings {
+    let vars = [
+        ("JWT_SECRET_KEY", SECRET),
+        ("DATABASE_URL", url),
+        ("WORKERS", "1"),
+    ];
+    Settings::from_vars(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))).expect("settings")
+}
+
+async fn sql(url: &str, statement: &str) -> Vec<tokio_postgres::Row> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await.expect("connect");
+    tokio::spawn(connection);
+    client.query(statement, &[]).await.expect(statement)
+}
+
+#[tokio::test]
+async fn serve_applies_the_migrations_to_an_empty_database() {
+    let database = TestDatabase::create().await;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("port");
+    Application::build(settings(&database.url), listener)
+        .await
+        .expect("starts");
+    let tables = sql(
+        &database.url,
+        "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public' ORDER BY 1",
+    )
+    .await;
+    let names: Vec<String> = tables.iter().map(|r| r.get(0)).collect();
+    for table in ["droplets", "heartbeats", "task_state_history", "tasks"] {
+        assert!(names.iter().any(|n| n == table), "{table} in {names:?}");
+    }
+    let applied = sql(&database.url, "SELECT count(*) FROM __diesel_schema_migrations").await;
+    assert_eq!(applied[0].get::<_, i64>(0), 4);
+}
+
+#[tokio::test]
+async fn a_schema_that_does_not_match_stops_the_start() {
+    let database = TestDatabase::create().await;
+    orchestrator_postgres_migrate(&database.url).await;
+    sql(&database.url, "ALTER TABLE tasks DROP COLUMN title").await;
+    sql(
+        &database.url,
+        "ALTER TABLE droplets ALTER COLUMN endpoint TYPE text",
+    )
+    .await;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("port");
+    let err = Application::build(settings(&database.url), listener)
+        .await
+        .expect_err("refused");
+    let message = err.to_string();
+    assert!(message.contains("tasks.title is missing"), "{message}");
+    assert!(
+        message.contains("droplets.endpoint is text, expected character varying"),
+        "{message}"
+    );
+}
+
+async fn orchestrator_postgres_migrate(url: &str) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("port");
+    Application::build(settings(url), listener)
+        .await
+        .expect("first start migrates");
+}
