@@ -28,6 +28,9 @@ impl From<StoreError> for AppError {
         match err {
             StoreError::NotFound { entity, id } => AppError::NotFound { entity, id },
             StoreError::Conflict(message) => AppError::Conflict(message),
+            unavailable @ StoreError::DropletUnavailable { .. } => {
+                AppError::Conflict(unavailable.to_string())
+            }
             StoreError::Invalid(invalid) => AppError::Validation(invalid),
             StoreError::Unavailable(why) => AppError::Unavailable(why),
         }

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use orchestrator_domain::{
-    Actor, Candidate, Capability, DomainEvent, DropletId, DropletStatus, Placement, RoutingPolicy, Task,
-    TaskId, TaskUpdate,
+    Actor, Candidate, Capability, DomainEvent, DropletId, DropletStatus, Placement, PlacementRule,
+    RoutingPolicy, Task, TaskId, TaskUpdate,
 };
 use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError, Transition};
 use tokio::sync::{Mutex, Notify};
@@ -113,18 +113,39 @@ impl Router {
             .collect())
     }
 
-    /// Assigns `task` if the policy finds a droplet; true when it did.
+    /// Assigns `task` if the policy finds a droplet; true when it did. A
+    /// droplet found full or inactive at commit (another replica filled it,
+    /// an admin took it out) is set aside and the task placed again.
     async fn place(&self, task: &Task, candidates: &mut [Candidate]) -> AppResult<bool> {
-        let Placement::Assign { droplet_id, rule } =
-            RoutingPolicy::place(task.required_capability.as_ref(), candidates)
-        else {
-            return Ok(false);
-        };
+        loop {
+            let Placement::Assign { droplet_id, rule } =
+                RoutingPolicy::place(task.required_capability.as_ref(), candidates)
+            else {
+                return Ok(false);
+            };
+            match self.assign(task, droplet_id, rule).await {
+                Ok(saved) => {
+                    take_slot(candidates, droplet_id, saved.updated_at);
+                    self.ports.events.publish(DomainEvent::TaskAssigned(saved)).await;
+                    return Ok(true);
+                }
+                Err(StoreError::DropletUnavailable { .. }) => set_aside(candidates, droplet_id),
+                Err(StoreError::Conflict(_)) => return Ok(false),
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+
+    async fn assign(
+        &self,
+        task: &Task,
+        droplet_id: DropletId,
+        rule: PlacementRule,
+    ) -> Result<Task, StoreError> {
         let now = self.ports.clock.now();
-        let next = match task.apply(TaskUpdate::Assign { droplet_id }, Actor::SYSTEM, now) {
-            Ok(next) => next,
-            Err(_) => return Ok(false),
-        };
+        let next = task
+            .apply(TaskUpdate::Assign { droplet_id }, Actor::SYSTEM, now)
+            .map_err(|e| StoreError::Conflict(e.to_string()))?;
         let transition = Transition {
             expected_status: task.status,
             expected_droplet: None,
@@ -139,15 +160,7 @@ impl Router {
                 })),
             },
         };
-        match self.ports.tasks.apply_transition(transition).await {
-            Ok(saved) => {
-                take_slot(candidates, droplet_id, now);
-                self.ports.events.publish(DomainEvent::TaskAssigned(saved)).await;
-                Ok(true)
-            }
-            Err(StoreError::Conflict(_)) => Ok(false),
-            Err(err) => Err(err.into()),
-        }
+        self.ports.tasks.apply_transition(transition).await
     }
 
     /// Runs the router until the returned handle is dropped: on every event
@@ -222,6 +235,13 @@ fn routable_query(candidates: &[Candidate]) -> Option<RoutableQuery> {
         limit: BATCH,
         lease: CLAIM_LEASE,
     })
+}
+
+/// Takes a droplet out of this pass: the store says it cannot take work.
+fn set_aside(candidates: &mut [Candidate], droplet_id: DropletId) {
+    if let Some(c) = candidates.iter_mut().find(|c| c.droplet_id == droplet_id) {
+        c.active_tasks = c.capacity;
+    }
 }
 
 fn take_slot(candidates: &mut [Candidate], droplet_id: DropletId, now: chrono::DateTime<chrono::Utc>) {

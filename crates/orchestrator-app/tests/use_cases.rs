@@ -469,3 +469,58 @@ async fn an_unavailable_store_is_reported_as_such() {
     let err = service.get(&admin(), 7).await.expect_err("down");
     assert!(matches!(err, AppError::Unavailable(_)), "{err:?}");
 }
+
+#[tokio::test]
+async fn the_router_sets_aside_a_droplet_the_store_refuses_and_tries_another() {
+    use orchestrator_domain::{Droplet, DropletStatus};
+    let droplet = |id: i64| Droplet {
+        droplet_id: id,
+        name: format!("d{id}"),
+        steward: None,
+        endpoint: format!("http://127.0.0.1:9/{id}"),
+        capabilities: vec![],
+        status: DropletStatus::Active,
+        max_concurrent_tasks: 5,
+        manually_deactivated: false,
+        last_heartbeat: None,
+        last_assigned_at: None,
+        registered_at: at(id),
+        updated_at: at(0),
+    };
+    let mut droplets = MockDropletStore::new();
+    droplets
+        .expect_list_droplets()
+        .returning(move |_| Ok(vec![droplet(1), droplet(2)]));
+    let mut tasks = MockTaskStore::new();
+    let mut claims = vec![vec![pending_task()], vec![]].into_iter();
+    tasks
+        .expect_claim_pending()
+        .returning(move |_| Ok(claims.next().unwrap_or_default()));
+    tasks
+        .expect_active_task_counts()
+        .returning(|| Ok(Default::default()));
+    tasks.expect_release_claims().returning(|_| Ok(()));
+    tasks
+        .expect_apply_transition()
+        .returning(|t| match t.task.assigned_droplet_id {
+            // Droplet 1 (idle longest, so chosen first) filled up on another replica.
+            Some(1) => Err(StoreError::DropletUnavailable {
+                droplet_id: 1,
+                reason: "full".into(),
+            }),
+            _ => Ok(t.task),
+        });
+    let mut events = MockEventBus::new();
+    events.expect_publish().times(1).returning(|_| ());
+    let router = Router::new(Ports {
+        tasks: Arc::new(tasks),
+        droplets: Arc::new(droplets),
+        events: Arc::new(events),
+        clock: Arc::new(FixedClock(at(10))),
+    });
+    assert_eq!(
+        router.route_pending().await.expect("route"),
+        1,
+        "placed on droplet 2"
+    );
+}

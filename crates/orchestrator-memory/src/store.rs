@@ -16,8 +16,8 @@ use orchestrator_ports::{
 };
 use uuid::Uuid;
 
-/// Heartbeat rows kept per droplet; older ones are dropped (the PostgreSQL
-/// store keeps seven days instead).
+/// Heartbeat rows kept per droplet; older ones are dropped so that memory
+/// stays bounded.
 const HEARTBEATS_KEPT: usize = 1000;
 
 #[derive(Debug, Clone, Default)]
@@ -60,6 +60,20 @@ impl MemoryStore {
     /// How many heartbeat rows are kept for a droplet (for tests of the cap).
     pub fn heartbeat_count(&self, id: DropletId) -> usize {
         self.lock().heartbeats.get(&id).map_or(0, VecDeque::len)
+    }
+}
+
+/// Why `droplet`, holding `held` tasks, cannot take one more (None: it can).
+fn cannot_take(droplet: &Droplet, held: usize) -> Option<String> {
+    if droplet.status != DropletStatus::Active {
+        Some(format!("it is {}", droplet.status))
+    } else if held >= droplet.max_concurrent_tasks as usize {
+        Some(format!(
+            "it already holds {held} of {} tasks",
+            droplet.max_concurrent_tasks
+        ))
+    } else {
+        None
     }
 }
 
@@ -164,11 +178,8 @@ impl TaskStore for MemoryStore {
         if let (TaskStatus::Assigned, Some(droplet_id)) = (task.status, task.assigned_droplet_id) {
             let held = state.held_by(droplet_id);
             let droplet = state.droplet_mut(droplet_id)?;
-            if held >= droplet.max_concurrent_tasks as usize {
-                return Err(StoreError::Conflict(format!(
-                    "droplet {droplet_id} already holds {held} of {} tasks",
-                    droplet.max_concurrent_tasks
-                )));
+            if let Some(reason) = cannot_take(droplet, held) {
+                return Err(StoreError::DropletUnavailable { droplet_id, reason });
             }
             droplet.last_assigned_at = Some(task.updated_at);
         }

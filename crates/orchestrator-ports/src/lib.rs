@@ -21,6 +21,10 @@ pub enum StoreError {
     /// A compare-and-set lost a race: the row is no longer as expected.
     #[error("{0}")]
     Conflict(String),
+    /// An assignment was refused because the droplet is full or no longer
+    /// active; another droplet may take the task.
+    #[error("droplet {droplet_id} cannot take the task: {reason}")]
+    DropletUnavailable { droplet_id: DropletId, reason: String },
     /// The store refused a value it cannot hold.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -141,8 +145,8 @@ pub trait TaskStore: Send + Sync {
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<TaskPage>;
 
     /// Applies a transition as one compare-and-set together with its history
-    /// row. An assignment that would put a droplet above its
-    /// `max_concurrent_tasks` is a `Conflict`.
+    /// row. An assignment to a droplet that is not active, or that would put
+    /// it above its `max_concurrent_tasks`, is `DropletUnavailable`.
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Task>;
 
     /// Claims up to `query.limit` pending tasks the router could place now,

@@ -48,9 +48,11 @@ pub(crate) fn store_error(err: DieselError) -> StoreError {
         DieselError::DatabaseError(kind, info) => {
             let message = info.message().to_owned();
             match kind {
-                DatabaseErrorKind::UniqueViolation
-                | DatabaseErrorKind::ForeignKeyViolation
-                | DatabaseErrorKind::SerializationFailure => StoreError::Conflict(message),
+                DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::ForeignKeyViolation => {
+                    StoreError::Conflict(message)
+                }
+                // Nothing the client sent was wrong; the request may be retried.
+                DatabaseErrorKind::SerializationFailure => StoreError::Unavailable(message),
                 DatabaseErrorKind::CheckViolation | DatabaseErrorKind::NotNullViolation => {
                     StoreError::Invalid(invalid(info.column_name().or(info.constraint_name()), &message))
                 }

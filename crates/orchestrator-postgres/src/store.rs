@@ -137,9 +137,13 @@ fn history_row(
     }
 }
 
-/// The filtered task query of `GET /tasks`, joined to droplets for their external ids.
-fn filtered(filter: &TaskFilter) -> StoreResult<tasks::BoxedQuery<'static, Pg>> {
-    let mut query = tasks::table.into_boxed();
+type TasksWithDroplets =
+    diesel::dsl::IntoBoxed<'static, diesel::dsl::LeftJoin<tasks::table, droplets::table>, Pg>;
+
+/// The filtered task query of `GET /tasks`, joined to droplets for their
+/// external ids so that a page is read in one statement.
+fn filtered(filter: &TaskFilter) -> StoreResult<TasksWithDroplets> {
+    let mut query = tasks::table.left_join(droplets::table).into_boxed();
     if let Some(status) = filter.status {
         query = query.filter(tasks::status.eq(status.as_str()));
     }
@@ -156,10 +160,7 @@ fn filtered(filter: &TaskFilter) -> StoreResult<tasks::BoxedQuery<'static, Pg>> 
         let Ok(key) = i32::try_from(droplet) else {
             return Ok(query.filter(tasks::id.eq(-1)));
         };
-        let internal = droplets::table
-            .filter(droplets::droplet_id.eq(key))
-            .select(droplets::id);
-        query = query.filter(tasks::assigned_droplet_id.assume_not_null().eq_any(internal));
+        query = query.filter(droplets::droplet_id.nullable().eq(key));
     }
     Ok(query)
 }
@@ -250,15 +251,18 @@ impl TaskStore for PgStore {
             .get_result(&mut conn)
             .await
             .map_err(store_error)?;
-        let rows: Vec<TaskRow> = filtered(filter)?
+        let rows: Vec<(TaskRow, Option<i32>)> = filtered(filter)?
             .order((tasks::created_at.desc(), tasks::id.desc()))
             .limit(i64::from(filter.limit))
             .offset(i64::try_from(filter.offset).unwrap_or(i64::MAX))
-            .select(TaskRow::as_select())
+            .select((TaskRow::as_select(), droplets::droplet_id.nullable()))
             .load(&mut conn)
             .await
             .map_err(store_error)?;
-        let tasks = self.with_droplet_ids(&mut conn, rows).await?;
+        let tasks = rows
+            .into_iter()
+            .map(|(row, droplet)| row.into_task(droplet))
+            .collect::<StoreResult<Vec<Task>>>()?;
         Ok(TaskPage {
             tasks,
             total: u64::try_from(total).unwrap_or(0),
@@ -293,11 +297,15 @@ impl TaskStore for PgStore {
     async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()> {
         let keys: Vec<i32> = ids.iter().filter_map(|id| i32::try_from(*id).ok()).collect();
         let mut conn = self.conn().await?;
-        diesel::update(tasks::table.filter(tasks::id.eq_any(keys)))
-            .set(tasks::routing_lease_until.eq(None::<chrono::NaiveDateTime>))
-            .execute(&mut conn)
-            .await
-            .map_err(store_error)?;
+        diesel::update(
+            tasks::table
+                .filter(tasks::id.eq_any(keys))
+                .filter(tasks::status.eq(TaskStatus::Pending.as_str())),
+        )
+        .set(tasks::routing_lease_until.eq(None::<chrono::NaiveDateTime>))
+        .execute(&mut conn)
+        .await
+        .map_err(store_error)?;
         Ok(())
     }
 
@@ -394,7 +402,8 @@ async fn apply(conn: &mut AsyncPgConnection, transition: Transition) -> Result<T
     Ok(row.into_task(task.assigned_droplet_id.and_then(|d| i32::try_from(d).ok()))?)
 }
 
-/// Locks droplet `id` and takes one of its slots, or refuses when it is full.
+/// Locks droplet `id` and takes one of its slots, or refuses when it is
+/// full or no longer active.
 async fn reserve_slot(
     conn: &mut AsyncPgConnection,
     id: DropletId,
@@ -407,11 +416,21 @@ async fn reserve_slot(
         .count()
         .get_result(conn)
         .await?;
-    if held >= i64::from(droplet.max_concurrent_tasks) {
-        return Err(TxError::Store(StoreError::Conflict(format!(
-            "droplet {id} already holds {held} of {} tasks",
+    let reason = if droplet.status != DropletStatus::Active.as_str() {
+        Some(format!("it is {}", droplet.status))
+    } else if held >= i64::from(droplet.max_concurrent_tasks) {
+        Some(format!(
+            "it already holds {held} of {} tasks",
             droplet.max_concurrent_tasks
-        ))));
+        ))
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        return Err(TxError::Store(StoreError::DropletUnavailable {
+            droplet_id: id,
+            reason,
+        }));
     }
     diesel::update(droplets::table.filter(droplets::id.eq(droplet.id)))
         .set(droplets::last_assigned_at.eq(Some(naive(at))))
@@ -438,27 +457,6 @@ async fn lost_race(conn: &mut AsyncPgConnection, key: i32, transition: &Transiti
             id: i64::from(key),
         }),
         Err(err) => TxError::Db(err),
-    }
-}
-
-impl PgStore {
-    /// Adds each task's external droplet id.
-    async fn with_droplet_ids(&self, conn: &mut Conn, rows: Vec<TaskRow>) -> StoreResult<Vec<Task>> {
-        let ids: Vec<i32> = rows.iter().map(|r| r.id).collect();
-        let pairs: Vec<(i32, i32)> = tasks::table
-            .inner_join(droplets::table)
-            .filter(tasks::id.eq_any(ids))
-            .select((tasks::id, droplets::droplet_id))
-            .load(conn)
-            .await
-            .map_err(store_error)?;
-        let external: HashMap<i32, i32> = pairs.into_iter().collect();
-        rows.into_iter()
-            .map(|row| {
-                let droplet = external.get(&row.id).copied();
-                row.into_task(droplet)
-            })
-            .collect()
     }
 }
 

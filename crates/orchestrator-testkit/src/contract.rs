@@ -456,7 +456,7 @@ pub async fn claimed_tasks_are_hidden_until_released_or_moved(stores: &Stores) {
     assert_eq!(after, vec![first.id], "a transition ends the claim");
 }
 
-pub async fn an_assignment_beyond_capacity_is_a_conflict(stores: &Stores) {
+pub async fn an_assignment_beyond_capacity_is_refused(stores: &Stores) {
     let mut small = registration(8, &[]);
     small.max_concurrent_tasks = 2;
     stores
@@ -473,11 +473,39 @@ pub async fn an_assignment_beyond_capacity_is_a_conflict(stores: &Stores) {
     assign(stores, &tasks[1], 8, 3).await;
     let third = transition(&tasks[2], TaskUpdate::Assign { droplet_id: 8 }, Actor::SYSTEM, 4);
     let refused = stores.tasks.apply_transition(third).await;
-    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::DropletUnavailable { droplet_id: 8, .. })),
+        "{refused:?}"
+    );
     assert_eq!(
         stores.tasks.get_task(tasks[2].id).await.expect("get").status,
         TaskStatus::Pending
     );
+}
+
+pub async fn an_assignment_to_an_inactive_droplet_is_refused(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let task = create(stores, "a", 5, 0).await;
+    stores
+        .droplets
+        .set_droplet_status(8, DropletStatus::Inactive, true, at(1))
+        .await
+        .expect("off");
+    let late = transition(&task, TaskUpdate::Assign { droplet_id: 8 }, Actor::SYSTEM, 2);
+    let refused = stores.tasks.apply_transition(late).await;
+    assert!(
+        matches!(refused, Err(StoreError::DropletUnavailable { droplet_id: 8, .. })),
+        "{refused:?}"
+    );
+    assert_eq!(
+        stores.tasks.get_task(task.id).await.expect("get").status,
+        TaskStatus::Pending
+    );
+    assert_eq!(history_statuses(stores, task.id).await.len(), 1, "no history row");
 }
 
 pub async fn concurrent_assignments_never_overfill_a_droplet(stores: &Stores) {
