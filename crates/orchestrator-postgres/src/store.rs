@@ -333,11 +333,17 @@ impl TaskStore for PgStore {
             .load(&mut conn)
             .await
             .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(s, n)| Some((s.parse().ok()?, u64::try_from(n).unwrap_or(0))))
-            .collect())
+        Ok(counts_by_status(rows))
     }
+}
+
+/// `(status, count)` rows as a map; a status this version does not know is left out.
+fn counts_by_status<S: std::str::FromStr + Eq + std::hash::Hash>(
+    rows: Vec<(String, i64)>,
+) -> HashMap<S, u64> {
+    rows.into_iter()
+        .filter_map(|(status, n)| Some((status.parse().ok()?, u64::try_from(n).unwrap_or(0))))
+        .collect()
 }
 
 /// Claims a batch for a lease measured on the database's clock. `SKIP
@@ -567,10 +573,7 @@ impl DropletStore for PgStore {
             .load(&mut conn)
             .await
             .map_err(store_error)?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(s, n)| Some((s.parse().ok()?, u64::try_from(n).unwrap_or(0))))
-            .collect())
+        Ok(counts_by_status(rows))
     }
 }
 
