@@ -40,7 +40,7 @@ async fn serve_applies_the_migrations_to_an_empty_database() {
         assert!(names.iter().any(|n| n == table), "{table} in {names:?}");
     }
     let applied = sql(&database.url, "SELECT count(*) FROM __diesel_schema_migrations").await;
-    assert_eq!(applied[0].get::<_, i64>(0), 4);
+    assert_eq!(applied[0].get::<_, i64>(0), 5);
 }
 
 #[tokio::test]

@@ -108,6 +108,8 @@ pub struct Task {
     pub max_retries: u32,
     pub created_by: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// A retried task is not routed before this time (its backoff).
+    pub retry_after: Option<DateTime<Utc>>,
 }
 
 /// A change a caller or the system asks of a task; each has one target status.
@@ -126,8 +128,11 @@ pub enum TaskUpdate {
     Cancel,
     /// Back to `pending` from `assigned`, when its droplet cannot run it.
     Requeue,
-    /// Back to `pending` from `failed`, spending one retry.
-    Retry,
+    /// Back to `pending` from `failed`, spending one retry; the router
+    /// leaves it alone until `retry_after` (the backoff).
+    Retry {
+        retry_after: DateTime<Utc>,
+    },
 }
 
 impl TaskUpdate {
@@ -138,7 +143,7 @@ impl TaskUpdate {
             TaskUpdate::Complete { .. } => TaskStatus::Completed,
             TaskUpdate::Fail { .. } => TaskStatus::Failed,
             TaskUpdate::Cancel => TaskStatus::Cancelled,
-            TaskUpdate::Requeue | TaskUpdate::Retry => TaskStatus::Pending,
+            TaskUpdate::Requeue | TaskUpdate::Retry { .. } => TaskStatus::Pending,
         }
     }
 }
@@ -154,7 +159,7 @@ impl Task {
         at: DateTime<Utc>,
     ) -> Result<Task, TransitionError> {
         self.status.transition(update.target(), actor)?;
-        if matches!(update, TaskUpdate::Retry) && !self.can_retry() {
+        if matches!(update, TaskUpdate::Retry { .. }) && !self.can_retry() {
             return Err(TransitionError::RetriesExhausted {
                 retry_count: self.retry_count,
                 max_retries: self.max_retries,
@@ -167,6 +172,7 @@ impl Task {
             TaskUpdate::Assign { droplet_id } => {
                 next.assigned_droplet_id = Some(droplet_id);
                 next.assigned_at = Some(at);
+                next.retry_after = None;
             }
             TaskUpdate::Start => next.started_at = Some(at),
             TaskUpdate::Complete { result } => {
@@ -180,10 +186,11 @@ impl Task {
             }
             TaskUpdate::Cancel => next.completed_at = Some(at),
             TaskUpdate::Requeue => next.release(),
-            TaskUpdate::Retry => {
+            TaskUpdate::Retry { retry_after } => {
                 next.release();
                 next.retry_count += 1;
                 next.completed_at = None;
+                next.retry_after = Some(retry_after);
             }
         }
         Ok(next)
@@ -306,6 +313,7 @@ impl NewTask {
             max_retries: self.max_retries,
             created_by,
             updated_at: at,
+            retry_after: None,
         }
     }
 }
@@ -497,7 +505,7 @@ mod tests {
         failed.assigned_droplet_id = Some(8);
         failed.max_retries = 1;
         let retried = failed
-            .apply(TaskUpdate::Retry, Actor::SYSTEM, at(5))
+            .apply(TaskUpdate::Retry { retry_after: at(9) }, Actor::SYSTEM, at(5))
             .expect("retry");
         assert_eq!((retried.status, retried.retry_count), (TaskStatus::Pending, 1));
         assert_eq!(retried.assigned_droplet_id, None);
@@ -505,7 +513,7 @@ mod tests {
         again.status = TaskStatus::Failed;
         assert!(again.is_final());
         assert!(matches!(
-            again.apply(TaskUpdate::Retry, Actor::SYSTEM, at(6)),
+            again.apply(TaskUpdate::Retry { retry_after: at(9) }, Actor::SYSTEM, at(6)),
             Err(TransitionError::RetriesExhausted { .. })
         ));
     }

@@ -196,7 +196,7 @@ impl TaskStore for MemoryStore {
         let mut pending: Vec<&Task> = state
             .tasks
             .values()
-            .filter(|t| query.matches(t) && !leased(&state, t.id))
+            .filter(|t| query.matches(t) && !leased(&state, t.id) && t.retry_after.is_none_or(|r| r <= now))
             .collect();
         pending.sort_by_key(|t| (t.priority, t.created_at, t.id));
         let claimed: Vec<Task> = pending.into_iter().take(query.limit as usize).cloned().collect();

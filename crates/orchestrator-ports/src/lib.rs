@@ -149,8 +149,9 @@ pub trait TaskStore: Send + Sync {
     /// it above its `max_concurrent_tasks`, is `DropletUnavailable`.
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Task>;
 
-    /// Claims up to `query.limit` pending tasks the router could place now,
-    /// in routing order (priority, then age), for `query.lease`: until the
+    /// Claims up to `query.limit` pending tasks the router could place now
+    /// (not waiting out a retry backoff, judged by the store's clock), in
+    /// routing order (priority, then age), for `query.lease`: until the
     /// lease ends or the claim is released, no other claim returns them.
     /// Any transition of a task ends its claim.
     async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>>;

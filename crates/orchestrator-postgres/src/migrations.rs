@@ -90,6 +90,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("created_by", "character varying"),
             ("updated_at", "timestamp without time zone"),
             ("routing_lease_until", "timestamp without time zone"),
+            ("retry_after", "timestamp without time zone"),
         ],
     ),
     (

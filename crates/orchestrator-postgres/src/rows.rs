@@ -49,6 +49,7 @@ pub(crate) struct TaskRow {
     pub max_retries: Option<i32>,
     pub created_by: Option<String>,
     pub updated_at: Option<NaiveDateTime>,
+    pub retry_after: Option<NaiveDateTime>,
 }
 
 impl TaskRow {
@@ -83,6 +84,7 @@ impl TaskRow {
             max_retries: count(self.max_retries, 3),
             created_by: self.created_by,
             updated_at: self.updated_at.map_or(created_at, utc),
+            retry_after: self.retry_after.map(utc),
         })
     }
 }
@@ -105,6 +107,7 @@ pub(crate) struct TaskChanges {
     pub retry_count: Option<i32>,
     pub updated_at: Option<NaiveDateTime>,
     pub routing_lease_until: Option<NaiveDateTime>,
+    pub retry_after: Option<NaiveDateTime>,
 }
 
 impl TaskChanges {
@@ -121,6 +124,7 @@ impl TaskChanges {
             retry_count: i32::try_from(task.retry_count).ok(),
             updated_at: Some(naive(task.updated_at)),
             routing_lease_until: None,
+            retry_after: task.retry_after.map(naive),
         }
     }
 }

@@ -52,6 +52,7 @@ diesel::table! {
         created_by -> Nullable<Varchar>,
         updated_at -> Nullable<Timestamp>,
         routing_lease_until -> Nullable<Timestamp>,
+        retry_after -> Nullable<Timestamp>,
     }
 }
 

@@ -355,6 +355,7 @@ WHERE id IN (
     SELECT id FROM tasks
     WHERE status = 'pending'
       AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
+      AND (retry_after IS NULL OR retry_after <= (now() AT TIME ZONE 'UTC'))
       AND ((required_capability IS NULL AND $2) OR required_capability = ANY($3))
     ORDER BY priority, created_at, id
     LIMIT $4
@@ -362,7 +363,7 @@ WHERE id IN (
 )
 RETURNING id, trace_id, task_type, title, description, payload, required_capability, status, priority,
           created_at, assigned_at, started_at, completed_at, deadline, result, error_message,
-          retry_count, max_retries, created_by, updated_at";
+          retry_count, max_retries, created_by, updated_at, retry_after";
 
 /// One transition: lock the droplet it is assigned to (checking its
 /// capacity), compare-and-set the task, write its history row.

@@ -456,6 +456,56 @@ pub async fn claimed_tasks_are_hidden_until_released_or_moved(stores: &Stores) {
     assert_eq!(after, vec![first.id], "a transition ends the claim");
 }
 
+pub async fn claims_skip_tasks_waiting_out_a_retry_backoff(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let fail_and_retry = |task: Task, retry_after: chrono::DateTime<chrono::Utc>| async move {
+        let assigned = assign(stores, &task, 8, 1).await;
+        let started = start(stores, &assigned, 2).await;
+        let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+        let failed = transition(
+            &started,
+            TaskUpdate::Fail {
+                error_message: Some("boom".into()),
+            },
+            droplet,
+            3,
+        );
+        let failed = stores.tasks.apply_transition(failed).await.expect("fail");
+        let retry = Transition {
+            expected_status: failed.status,
+            expected_droplet: failed.assigned_droplet_id,
+            task: failed
+                .apply(TaskUpdate::Retry { retry_after }, Actor::SYSTEM, at(4))
+                .expect("retry"),
+            record: by("system"),
+        };
+        stores.tasks.apply_transition(retry).await.expect("retry")
+    };
+    let now = chrono::Utc::now();
+    let waiting = fail_and_retry(create(stores, "a", 5, 0).await, now + chrono::Duration::hours(1)).await;
+    let due = fail_and_retry(
+        create(stores, "a", 5, 0).await,
+        now - chrono::Duration::seconds(1),
+    )
+    .await;
+    assert_eq!((waiting.retry_count, waiting.assigned_droplet_id), (1, None));
+    assert!(waiting.retry_after.is_some());
+    let stored = stores.tasks.get_task(waiting.id).await.expect("get");
+    assert_eq!(
+        stored.retry_after.map(|t| t.timestamp()),
+        waiting.retry_after.map(|t| t.timestamp())
+    );
+    assert_eq!(
+        claim_ids(stores, claim_query(&[], true, 10)).await,
+        vec![due.id],
+        "the backoff is respected"
+    );
+}
+
 pub async fn an_assignment_beyond_capacity_is_refused(stores: &Stores) {
     let mut small = registration(8, &[]);
     small.max_concurrent_tasks = 2;
