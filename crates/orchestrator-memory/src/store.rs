@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
-    Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask, Task,
-    TaskId, TaskStatus,
+    Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask,
+    RecoveryReason, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletChange, DropletFilter, DropletStore, RoutableQuery, StoreError, StoreResult,
-    TaskFilter, TaskPage, TaskStore, Transition,
+    ChangeRecord, DropletChange, DropletFilter, DropletStore, RecoveryCandidate, RoutableQuery, StoreError,
+    StoreResult, TaskFilter, TaskPage, TaskStore, Transition,
 };
 use uuid::Uuid;
 
@@ -226,6 +226,45 @@ impl TaskStore for MemoryStore {
         Ok(counts)
     }
 
+    async fn tasks_to_recover(
+        &self,
+        ack_timeout: std::time::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<RecoveryCandidate>> {
+        let now = Utc::now();
+        let ack = chrono::Duration::from_std(ack_timeout).unwrap_or(chrono::Duration::MAX);
+        let state = self.lock();
+        let droplet_active = |id: Option<DropletId>| {
+            id.and_then(|id| state.droplets.get(&id))
+                .is_some_and(|d| d.status == DropletStatus::Active)
+        };
+        let reason = |t: &Task| {
+            let deadline_passed = t.deadline.is_some_and(|d| d < now);
+            if deadline_passed && !t.status.is_terminal() && t.status != TaskStatus::Failed {
+                Some(RecoveryReason::DeadlinePassed)
+            } else if t.status.occupies_droplet() && !droplet_active(t.assigned_droplet_id) {
+                Some(RecoveryReason::DropletInactive)
+            } else if t.status == TaskStatus::Assigned && t.assigned_at.is_some_and(|a| a < now - ack) {
+                Some(RecoveryReason::NotStarted)
+            } else if t.can_retry() && !deadline_passed {
+                Some(RecoveryReason::RetryPending)
+            } else {
+                None
+            }
+        };
+        Ok(state
+            .tasks
+            .values()
+            .filter_map(|t| {
+                reason(t).map(|reason| RecoveryCandidate {
+                    task: t.clone(),
+                    reason,
+                })
+            })
+            .take(limit as usize)
+            .collect())
+    }
+
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {
         let state = self.lock();
         let mut counts = HashMap::new();
@@ -338,6 +377,25 @@ impl DropletStore for MemoryStore {
             droplet: droplet.clone(),
             previous_status: Some(previous_status),
         })
+    }
+
+    async fn mark_silent_droplets(&self, timeout: std::time::Duration) -> StoreResult<Vec<DropletChange>> {
+        let now = Utc::now();
+        let oldest = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+        let mut state = self.lock();
+        let mut changes = Vec::new();
+        for droplet in state.droplets.values_mut() {
+            let silent = droplet.last_heartbeat.is_none_or(|beat| beat < oldest);
+            if droplet.status == DropletStatus::Active && silent {
+                droplet.status = DropletStatus::Inactive;
+                droplet.updated_at = now;
+                changes.push(DropletChange {
+                    droplet: droplet.clone(),
+                    previous_status: Some(DropletStatus::Active),
+                });
+            }
+        }
+        Ok(changes)
     }
 
     async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>> {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use orchestrator_domain::{
     DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry,
-    NewTask, Priority, Task, TaskId, TaskStatus, ValidationError,
+    NewTask, Priority, RecoveryReason, Task, TaskId, TaskStatus, ValidationError,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -163,6 +163,24 @@ pub trait TaskStore: Send + Sync {
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>>;
 
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>>;
+
+    /// Up to `limit` tasks recovery must move now, judged by the store's
+    /// clock, each with the first reason that applies (see
+    /// [`RecoveryReason`]): past its deadline and not finished; held by a
+    /// droplet that is not active; assigned longer than `ack_timeout`
+    /// without starting; failed with retries left and its deadline not passed.
+    async fn tasks_to_recover(
+        &self,
+        ack_timeout: std::time::Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<RecoveryCandidate>>;
+}
+
+/// A task recovery must move, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryCandidate {
+    pub task: Task,
+    pub reason: RecoveryReason,
 }
 
 /// Filters of `GET /droplets`. Results are ordered by droplet id.
@@ -224,6 +242,10 @@ pub trait DropletStore: Send + Sync {
     ) -> StoreResult<DropletChange>;
 
     async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>>;
+
+    /// Marks `inactive` every active droplet whose last heartbeat is older
+    /// than `timeout` by the store's clock, and returns them.
+    async fn mark_silent_droplets(&self, timeout: std::time::Duration) -> StoreResult<Vec<DropletChange>>;
 }
 
 /// A stream of events from the moment of subscription on.

@@ -174,7 +174,7 @@ pub(crate) struct NewHistoryRow {
     pub changed_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Queryable, Selectable)]
+#[derive(Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = droplets, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct DropletRow {
     pub id: i32,
@@ -222,4 +222,15 @@ impl DropletRow {
             updated_at: self.updated_at.map_or(registered_at, utc),
         })
     }
+}
+
+/// A row of the recovery query: the task, its droplet's external id and the reason.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct RecoveryRow {
+    #[diesel(embed)]
+    pub task: TaskRow,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    pub external_droplet_id: Option<i32>,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub reason: String,
 }

@@ -18,14 +18,14 @@ use orchestrator_domain::{
     TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletChange, DropletFilter, DropletStore, RoutableQuery, StoreError, StoreResult,
-    TaskFilter, TaskPage, TaskStore, Transition,
+    ChangeRecord, DropletChange, DropletFilter, DropletStore, RecoveryCandidate, RoutableQuery, StoreError,
+    StoreResult, TaskFilter, TaskPage, TaskStore, Transition,
 };
 use uuid::Uuid;
 
 use crate::error::{TxError, pool_error, store_error};
 use crate::migrations::verify_schema;
-use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, TaskChanges, TaskRow, naive};
+use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskChanges, TaskRow, naive};
 use crate::schema::{droplets, heartbeats, task_state_history, tasks};
 
 /// Statuses in which a task occupies a slot of its droplet.
@@ -325,6 +325,32 @@ impl TaskStore for PgStore {
             .collect())
     }
 
+    async fn tasks_to_recover(
+        &self,
+        ack_timeout: Duration,
+        limit: u32,
+    ) -> StoreResult<Vec<RecoveryCandidate>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<RecoveryRow> = diesel::sql_query(TASKS_TO_RECOVER)
+            .bind::<Double, _>(ack_timeout.as_secs_f64())
+            .bind::<Integer, _>(i32::try_from(limit).unwrap_or(i32::MAX))
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        rows.into_iter()
+            .map(|row| {
+                let reason = row
+                    .reason
+                    .parse()
+                    .map_err(|e: String| StoreError::Unavailable(e))?;
+                Ok(RecoveryCandidate {
+                    task: row.task.into_task(row.external_droplet_id)?,
+                    reason,
+                })
+            })
+            .collect()
+    }
+
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {
         let mut conn = self.conn().await?;
         let rows: Vec<(String, i64)> = tasks::table
@@ -345,6 +371,39 @@ fn counts_by_status<S: std::str::FromStr + Eq + std::hash::Hash>(
         .filter_map(|(status, n)| Some((status.parse().ok()?, u64::try_from(n).unwrap_or(0))))
         .collect()
 }
+
+/// Tasks recovery must move, with the first reason that applies, on the
+/// database's clock. `$1` is the acknowledgement timeout in seconds.
+const TASKS_TO_RECOVER: &str = "\
+WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now)
+SELECT t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,
+       t.priority, t.created_at, t.assigned_at, t.started_at, t.completed_at, t.deadline, t.result,
+       t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after,
+       d.droplet_id AS external_droplet_id,
+       CASE
+         WHEN t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress') THEN 'deadline_passed'
+         WHEN t.status IN ('assigned', 'in_progress') AND d.status IS DISTINCT FROM 'active' THEN 'droplet_inactive'
+         WHEN t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => $1) THEN 'not_started'
+         ELSE 'retry_pending'
+       END AS reason
+FROM tasks t
+LEFT JOIN droplets d ON d.id = t.assigned_droplet_id
+CROSS JOIN clock c
+WHERE (t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress'))
+   OR (t.status IN ('assigned', 'in_progress') AND d.status IS DISTINCT FROM 'active')
+   OR (t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => $1))
+   OR (t.status = 'failed' AND coalesce(t.retry_count, 0) < coalesce(t.max_retries, 3)
+       AND (t.deadline IS NULL OR t.deadline >= c.now))
+ORDER BY t.id
+LIMIT $2";
+
+/// Active droplets whose last heartbeat is older than `$1` seconds become inactive.
+const MARK_SILENT_DROPLETS: &str = "\
+UPDATE droplets SET status = 'inactive', updated_at = now() AT TIME ZONE 'UTC'
+WHERE status = 'active'
+  AND (last_heartbeat IS NULL OR last_heartbeat < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1))
+RETURNING id, droplet_id, name, steward, endpoint, capabilities, status, last_heartbeat, registered_at,
+          updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at";
 
 /// Claims a batch for a lease measured on the database's clock. `SKIP
 /// LOCKED` lets concurrent claims on other replicas pass over rows being
@@ -564,6 +623,23 @@ impl DropletStore for PgStore {
             })
             .await?;
         Ok(change)
+    }
+
+    async fn mark_silent_droplets(&self, timeout: Duration) -> StoreResult<Vec<DropletChange>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<DropletRow> = diesel::sql_query(MARK_SILENT_DROPLETS)
+            .bind::<Double, _>(timeout.as_secs_f64())
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(DropletChange {
+                    droplet: row.into_droplet()?,
+                    previous_status: Some(DropletStatus::Active),
+                })
+            })
+            .collect()
     }
 
     async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>> {

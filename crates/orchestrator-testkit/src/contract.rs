@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use orchestrator_domain::{
-    Actor, DropletStatus, HeartbeatReport, Role, Task, TaskId, TaskStatus, TaskUpdate,
+    Actor, DropletStatus, HeartbeatReport, RecoveryReason, Role, Task, TaskId, TaskStatus, TaskUpdate,
 };
 use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError, TaskFilter, Transition};
 use uuid::Uuid;
@@ -504,6 +504,144 @@ pub async fn claims_skip_tasks_waiting_out_a_retry_backoff(stores: &Stores) {
         vec![due.id],
         "the backoff is respected"
     );
+}
+
+pub async fn silent_droplets_become_inactive(stores: &Stores) {
+    let now = chrono::Utc::now();
+    let long_ago = now - chrono::Duration::minutes(10);
+    stores
+        .droplets
+        .register_droplet(registration(1, &[]), long_ago)
+        .await
+        .expect("register");
+    stores
+        .droplets
+        .register_droplet(registration(2, &[]), now)
+        .await
+        .expect("register");
+    stores
+        .droplets
+        .register_droplet(registration(3, &[]), long_ago)
+        .await
+        .expect("register");
+    stores
+        .droplets
+        .set_droplet_status(3, DropletStatus::Error, false, long_ago)
+        .await
+        .expect("error");
+    let silent = stores
+        .droplets
+        .mark_silent_droplets(Duration::from_secs(60))
+        .await
+        .expect("mark");
+    let ids: Vec<i64> = silent.iter().map(|c| c.droplet.droplet_id).collect();
+    assert_eq!(ids, vec![1], "only active droplets past the timeout");
+    assert_eq!(silent[0].previous_status, Some(DropletStatus::Active));
+    assert_eq!(
+        stores.droplets.get_droplet(1).await.expect("get").status,
+        DropletStatus::Inactive
+    );
+    assert!(
+        !stores
+            .droplets
+            .get_droplet(1)
+            .await
+            .expect("get")
+            .manually_deactivated,
+        "a heartbeat revives it"
+    );
+    let again = stores
+        .droplets
+        .mark_silent_droplets(Duration::from_secs(60))
+        .await
+        .expect("mark");
+    assert!(again.is_empty(), "already inactive");
+}
+
+pub async fn recovery_finds_each_kind_of_stuck_task(stores: &Stores) {
+    let now = chrono::Utc::now();
+    for id in [8, 9] {
+        stores
+            .droplets
+            .register_droplet(registration(id, &[]), now)
+            .await
+            .expect("register");
+    }
+    let assign_now = |task: Task, droplet: i64| async move {
+        let t = Transition {
+            expected_status: task.status,
+            expected_droplet: None,
+            task: task
+                .apply(TaskUpdate::Assign { droplet_id: droplet }, Actor::SYSTEM, now)
+                .expect("assign"),
+            record: by("system"),
+        };
+        stores.tasks.apply_transition(t).await.expect("assign")
+    };
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    let mut late = new_task("a", 5, None);
+    late.deadline = Some(now - chrono::Duration::seconds(1));
+    let past_deadline = stores
+        .tasks
+        .create_task(late, Uuid::new_v4(), by("a"), at(0))
+        .await
+        .expect("create");
+    let on_dead = assign_now(create(stores, "a", 5, 0).await, 9).await;
+    let running_on_dead = start(stores, &assign_now(create(stores, "a", 5, 0).await, 9).await, 1).await;
+    let not_started = assign(stores, &create(stores, "a", 5, 0).await, 8, 1).await;
+    let fresh = assign_now(create(stores, "a", 5, 0).await, 8).await;
+    let failed = {
+        let running = start(stores, &assign_now(create(stores, "a", 5, 0).await, 8).await, 2).await;
+        let fail = transition(&running, TaskUpdate::Fail { error_message: None }, droplet, 3);
+        stores.tasks.apply_transition(fail).await.expect("fail")
+    };
+    let spent = {
+        let mut none_left = new_task("a", 5, None);
+        none_left.max_retries = 0;
+        let task = stores
+            .tasks
+            .create_task(none_left, Uuid::new_v4(), by("a"), at(0))
+            .await
+            .expect("create");
+        let running = start(stores, &assign_now(task, 8).await, 2).await;
+        let fail = transition(&running, TaskUpdate::Fail { error_message: None }, droplet, 3);
+        stores.tasks.apply_transition(fail).await.expect("fail")
+    };
+    stores
+        .droplets
+        .set_droplet_status(9, DropletStatus::Inactive, false, now)
+        .await
+        .expect("9 dies");
+
+    let found = stores
+        .tasks
+        .tasks_to_recover(Duration::from_secs(60), 100)
+        .await
+        .expect("recover");
+    let reason_of = |id: TaskId| found.iter().find(|c| c.task.id == id).map(|c| c.reason);
+    assert_eq!(reason_of(past_deadline.id), Some(RecoveryReason::DeadlinePassed));
+    assert_eq!(reason_of(on_dead.id), Some(RecoveryReason::DropletInactive));
+    assert_eq!(
+        reason_of(running_on_dead.id),
+        Some(RecoveryReason::DropletInactive)
+    );
+    assert_eq!(reason_of(not_started.id), Some(RecoveryReason::NotStarted));
+    assert_eq!(reason_of(failed.id), Some(RecoveryReason::RetryPending));
+    assert_eq!(reason_of(fresh.id), None, "assigned just now");
+    assert_eq!(reason_of(spent.id), None, "no retries left");
+    assert_eq!(found.len(), 5);
+    let on_dead_found = found.iter().find(|c| c.task.id == on_dead.id).expect("found");
+    assert_eq!(
+        on_dead_found.task.assigned_droplet_id,
+        Some(9),
+        "with its droplet"
+    );
+    let limited = stores
+        .tasks
+        .tasks_to_recover(Duration::from_secs(60), 2)
+        .await
+        .expect("recover");
+    assert_eq!(limited.len(), 2, "limit holds");
 }
 
 pub async fn an_assignment_beyond_capacity_is_refused(stores: &Stores) {

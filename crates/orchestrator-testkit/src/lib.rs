@@ -54,6 +54,8 @@ macro_rules! store_contract_tests {
             claims_leave_out_what_no_free_droplet_can_take,
             claimed_tasks_are_hidden_until_released_or_moved,
             claims_skip_tasks_waiting_out_a_retry_backoff,
+            silent_droplets_become_inactive,
+            recovery_finds_each_kind_of_stuck_task,
             an_assignment_beyond_capacity_is_refused,
             an_assignment_to_an_inactive_droplet_is_refused,
             concurrent_assignments_never_overfill_a_droplet,
