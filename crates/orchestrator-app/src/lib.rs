@@ -3,6 +3,7 @@
 mod authz;
 pub mod droplets;
 pub mod error;
+pub mod recovery;
 pub mod router;
 pub mod status;
 pub mod tasks;
@@ -13,6 +14,7 @@ use orchestrator_ports::{Clock, DropletStore, EventBus, TaskStore};
 
 pub use droplets::DropletService;
 pub use error::{AppError, AppResult};
+pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use router::{Router, RouterHandle};
 pub use status::{StatusService, StatusSnapshot};
 pub use tasks::{TaskDetails, TaskService, TaskView};

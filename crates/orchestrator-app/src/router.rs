@@ -54,6 +54,19 @@ impl Router {
         self.wake.notify_one();
     }
 
+    /// Wakes the router when a retried task's backoff ends, so that it is
+    /// routed then rather than on the next sweep.
+    fn wake_at(self: &Arc<Self>, at: Option<chrono::DateTime<chrono::Utc>>) {
+        let Some(wait) = at.and_then(|at| (at - self.ports.clock.now()).to_std().ok()) else {
+            return;
+        };
+        let router = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            router.wake();
+        });
+    }
+
     /// Places every pending task that can be placed now; returns how many were assigned.
     pub async fn route_pending(&self) -> AppResult<usize> {
         let _one_pass = self.pass.lock().await;
@@ -173,6 +186,9 @@ impl Router {
                 while let Some(event) = events.next().await {
                     if event.may_unblock_routing() {
                         router.wake();
+                    }
+                    if let DomainEvent::TaskRetried(task) = &event {
+                        router.wake_at(task.retry_after);
                     }
                 }
             })

@@ -119,6 +119,19 @@ impl TaskService {
         let task = self.ports.tasks.get_task(id).await?;
         let holds_it = task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d));
         if !(holds_it || caller.is_admin()) {
+            if let Some(droplet) = caller.droplet_id
+                && self.was_assigned_to(id, droplet).await?
+            {
+                // A late report from a droplet the task was taken from must
+                // never complete it twice: refuse it as a stale transition.
+                return Err(AppError::InvalidTransition {
+                    current: task.status,
+                    message: format!(
+                        "task {id} was taken from droplet {droplet} and is {} now; this report was not applied",
+                        task.status
+                    ),
+                });
+            }
             return Err(AppError::Forbidden(format!(
                 "only the droplet task {id} is assigned to, or an admin, may update its status"
             )));
@@ -176,6 +189,20 @@ impl TaskService {
             .publish(DomainEvent::for_transition(task.status, saved.clone()))
             .await;
         Ok(saved)
+    }
+
+    /// True when the history shows the task was once assigned to `droplet`.
+    async fn was_assigned_to(&self, id: TaskId, droplet: DropletId) -> AppResult<bool> {
+        let history = self.ports.tasks.task_history(id).await?;
+        Ok(history.iter().any(|row| {
+            row.to_status == TaskStatus::Assigned
+                && row
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.get("droplet_id"))
+                    .and_then(Value::as_i64)
+                    == Some(droplet)
+        }))
     }
 
     /// Another change got there first: report the task's status now.

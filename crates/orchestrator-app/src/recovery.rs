@@ -1,0 +1,217 @@
+//! Recovery: keeps work moving when droplets die, stall or fail (spec R5,
+//! R7). Silent droplets become inactive; their assigned tasks go back to
+//! pending, their running tasks fail; assignments not started in time go
+//! back to pending; tasks past their deadline fail; failed tasks with
+//! retries left go back to pending after a backoff. Every move is a
+//! compare-and-set through the state machine, so a task that moved
+//! meanwhile (its droplet reported after all) is left alone.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use orchestrator_domain::{Actor, DomainEvent, RecoveryReason, RetryPolicy, Task, TaskStatus, TaskUpdate};
+use orchestrator_ports::{ChangeRecord, StoreError, Transition};
+use tokio::task::JoinHandle;
+
+use crate::{AppResult, Ports};
+
+/// Tasks examined per round of a pass.
+const BATCH: u32 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecoverySettings {
+    /// A droplet without a heartbeat for this long becomes inactive.
+    pub heartbeat_timeout: Duration,
+    /// An assigned task not started within this goes back to pending.
+    pub ack_timeout: Duration,
+    pub retry: RetryPolicy,
+    /// `ENABLE_AUTO_RECOVERY`: when off, tasks are never moved by the system
+    /// (droplets are still marked inactive).
+    pub enabled: bool,
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RecoveryReport {
+    pub droplets_marked_inactive: usize,
+    pub tasks_moved: usize,
+}
+
+#[derive(Debug)]
+pub struct Recovery {
+    ports: Ports,
+    settings: RecoverySettings,
+}
+
+impl Recovery {
+    pub fn new(ports: Ports, settings: RecoverySettings) -> Arc<Self> {
+        Arc::new(Recovery { ports, settings })
+    }
+
+    /// One pass of the health monitor.
+    pub async fn run_pass(&self) -> AppResult<RecoveryReport> {
+        let droplets_marked_inactive = self.mark_silent_droplets().await?;
+        let tasks_moved = if self.settings.enabled {
+            self.recover_tasks().await?
+        } else {
+            0
+        };
+        Ok(RecoveryReport {
+            droplets_marked_inactive,
+            tasks_moved,
+        })
+    }
+
+    async fn mark_silent_droplets(&self) -> AppResult<usize> {
+        let changes = self
+            .ports
+            .droplets
+            .mark_silent_droplets(self.settings.heartbeat_timeout)
+            .await?;
+        for change in &changes {
+            tracing::warn!(
+                droplet_id = change.droplet.droplet_id,
+                "no heartbeat in time: droplet marked inactive"
+            );
+            let events = [
+                DomainEvent::DropletHeartbeatMissed(change.droplet.clone()),
+                DomainEvent::DropletHealthChanged {
+                    droplet: change.droplet.clone(),
+                    previous: change.previous_status.unwrap_or(change.droplet.status),
+                },
+            ];
+            for event in events {
+                self.ports.events.publish(event).await;
+            }
+        }
+        Ok(changes.len())
+    }
+
+    /// Moves every task recovery finds, batch by batch.
+    pub async fn recover_tasks(&self) -> AppResult<usize> {
+        let mut moved = 0;
+        loop {
+            let candidates = self
+                .ports
+                .tasks
+                .tasks_to_recover(self.settings.ack_timeout, BATCH)
+                .await?;
+            let mut this_round = 0;
+            for candidate in &candidates {
+                if self.recover(&candidate.task, candidate.reason).await? {
+                    this_round += 1;
+                }
+            }
+            moved += this_round;
+            if this_round == 0 || candidates.len() < BATCH as usize {
+                return Ok(moved);
+            }
+        }
+    }
+
+    /// Makes the move `reason` calls for; false when the task moved meanwhile.
+    async fn recover(&self, task: &Task, reason: RecoveryReason) -> AppResult<bool> {
+        let now = self.ports.clock.now();
+        let Some(update) = reason.update(task, now + self.backoff(task)) else {
+            return Ok(false);
+        };
+        let Some(saved) = self.apply(task, update, reason).await? else {
+            return Ok(false);
+        };
+        if saved.status == TaskStatus::Failed && reason != RecoveryReason::DeadlinePassed {
+            self.retry(&saved).await?;
+        }
+        Ok(true)
+    }
+
+    /// Sends a failed task with retries left back to pending after its
+    /// backoff. Called right after a failure and by every pass.
+    pub async fn retry(&self, task: &Task) -> AppResult<Option<Task>> {
+        let deadline_passed = task.deadline.is_some_and(|d| d <= self.ports.clock.now());
+        if !self.settings.enabled || !task.can_retry() || deadline_passed {
+            return Ok(None);
+        }
+        let retry_after = self.ports.clock.now() + self.backoff(task);
+        self.apply(
+            task,
+            TaskUpdate::Retry { retry_after },
+            RecoveryReason::RetryPending,
+        )
+        .await
+    }
+
+    fn backoff(&self, task: &Task) -> chrono::Duration {
+        let delay = self.settings.retry.delay(task.retry_count, rand::random::<f64>());
+        chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
+    }
+
+    async fn apply(
+        &self,
+        task: &Task,
+        update: TaskUpdate,
+        reason: RecoveryReason,
+    ) -> AppResult<Option<Task>> {
+        let now = self.ports.clock.now();
+        let Ok(next) = task.apply(update, Actor::SYSTEM, now) else {
+            return Ok(None);
+        };
+        let transition = Transition {
+            expected_status: task.status,
+            expected_droplet: task.assigned_droplet_id,
+            record: ChangeRecord {
+                changed_by: Some("system:recovery".into()),
+                reason: Some(describe(reason, &next)),
+                metadata: Some(serde_json::json!({
+                    "recovery": reason,
+                    "droplet_id": task.assigned_droplet_id,
+                    "retry_after": next.retry_after,
+                })),
+            },
+            task: next,
+        };
+        match self.ports.tasks.apply_transition(transition).await {
+            Ok(saved) => {
+                tracing::info!(task_id = saved.id, reason = %reason, status = %saved.status, "task recovered");
+                let event = DomainEvent::for_transition(task.status, saved.clone());
+                self.ports.events.publish(event).await;
+                Ok(Some(saved))
+            }
+            Err(StoreError::Conflict(_) | StoreError::DropletUnavailable { .. }) => Ok(None),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Retries failures as soon as they happen, on every replica (a
+    /// compare-and-set lets one win); the periodic pass catches the rest.
+    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+        let mut events = self.ports.events.subscribe();
+        let recovery = Arc::clone(self);
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                if let DomainEvent::TaskFailed(task) = event
+                    && let Err(err) = recovery.retry(&task).await
+                {
+                    tracing::warn!(task_id = task.id, error = %err, "retry failed; the next health check retries");
+                }
+            }
+        })
+    }
+}
+
+fn describe(reason: RecoveryReason, next: &Task) -> String {
+    match reason {
+        RecoveryReason::DeadlinePassed => "the deadline passed before the task finished".into(),
+        RecoveryReason::DropletInactive if next.status == TaskStatus::Pending => {
+            "its droplet went inactive before starting it; requeued".into()
+        }
+        RecoveryReason::DropletInactive => "its droplet went inactive while running it".into(),
+        RecoveryReason::NotStarted => {
+            "its droplet did not start it within the acknowledgement timeout".into()
+        }
+        RecoveryReason::RetryPending => format!(
+            "retry {} of {} after a backoff",
+            next.retry_count, next.max_retries
+        ),
+    }
+}

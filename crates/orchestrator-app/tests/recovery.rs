@@ -1,0 +1,279 @@
+//! Recovery against the in-memory adapters, on the real clock with short timeouts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use orchestrator_app::tasks::StatusChange;
+use orchestrator_app::{AppError, DropletService, Ports, Recovery, RecoverySettings, Router, TaskService};
+use orchestrator_domain::{
+    Caller, DropletStatus, HeartbeatReport, Permission, Permissions, RegistrationDraft, RetryPolicy, Task,
+    TaskDraft, TaskStatus,
+};
+use orchestrator_memory::{InProcessEventBus, MemoryStore};
+use orchestrator_ports::SystemClock;
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+struct World {
+    tasks: TaskService,
+    droplets: DropletService,
+    router: Arc<Router>,
+    recovery: Arc<Recovery>,
+}
+
+fn world(enabled: bool) -> World {
+    let store = Arc::new(MemoryStore::new());
+    let ports = Ports {
+        tasks: store.clone(),
+        droplets: store,
+        events: Arc::new(InProcessEventBus::default()),
+        clock: Arc::new(SystemClock),
+    };
+    let settings = RecoverySettings {
+        heartbeat_timeout: TIMEOUT,
+        ack_timeout: TIMEOUT,
+        retry: RetryPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(200),
+        },
+        enabled,
+    };
+    World {
+        tasks: TaskService::new(ports.clone()),
+        droplets: DropletService::new(ports.clone()),
+        router: Router::new(ports.clone()),
+        recovery: Recovery::new(ports, settings),
+    }
+}
+
+fn droplet(id: i64) -> Caller {
+    Caller {
+        subject: format!("droplet-{id}"),
+        permissions: Permissions::new([Permission::Write]),
+        droplet_id: Some(id),
+    }
+}
+
+fn admin() -> Caller {
+    Caller {
+        subject: "admin".into(),
+        permissions: Permissions::new([Permission::Admin]),
+        droplet_id: None,
+    }
+}
+
+impl World {
+    async fn register(&self, id: i64) {
+        let draft = RegistrationDraft {
+            droplet_id: id,
+            name: format!("d{id}"),
+            endpoint: format!("http://127.0.0.1:9/{id}"),
+            capabilities: vec!["x".into()],
+            max_concurrent_tasks: Some(1),
+            ..RegistrationDraft::default()
+        };
+        self.droplets
+            .register(&droplet(id), draft)
+            .await
+            .expect("register");
+    }
+
+    async fn beat(&self, id: i64) {
+        self.droplets
+            .heartbeat(&droplet(id), id, HeartbeatReport::default())
+            .await
+            .expect("beat");
+    }
+
+    async fn submit(&self, deadline_in: Option<chrono::Duration>) -> Task {
+        let draft = TaskDraft {
+            task_type: "t".into(),
+            title: "t".into(),
+            required_capability: Some("x".into()),
+            max_retries: Some(2),
+            deadline: deadline_in.map(|d| chrono::Utc::now() + d),
+            ..TaskDraft::default()
+        };
+        self.tasks.create(&admin(), draft).await.expect("create")
+    }
+
+    async fn task(&self, id: i64) -> Task {
+        self.tasks.get(&admin(), id).await.expect("get").view.task
+    }
+
+    async fn report(&self, by: i64, id: i64, status: TaskStatus) -> Result<Task, AppError> {
+        let change = StatusChange {
+            status,
+            result: None,
+            error_message: None,
+        };
+        self.tasks
+            .update_status(&droplet(by), id, change)
+            .await
+            .map(|v| v.task)
+    }
+}
+
+#[tokio::test]
+async fn a_silent_droplets_work_moves_to_another_and_its_late_report_is_refused() {
+    let w = world(true);
+    w.register(1).await;
+    let queued = w.submit(None).await;
+    let running = w.submit(None).await;
+    w.router.route_pending().await.expect("route");
+    w.register(2).await;
+    w.router.route_pending().await.expect("route");
+    let on_one = if w.task(queued.id).await.assigned_droplet_id == Some(1) {
+        queued.id
+    } else {
+        running.id
+    };
+    let on_two = if on_one == queued.id {
+        running.id
+    } else {
+        queued.id
+    };
+    w.report(2, on_two, TaskStatus::InProgress)
+        .await
+        .expect("2 starts");
+
+    // Droplet 1 stops beating; droplet 2 keeps beating.
+    tokio::time::sleep(TIMEOUT + Duration::from_millis(100)).await;
+    w.beat(2).await;
+    let report = w.recovery.run_pass().await.expect("pass");
+    assert_eq!(report.droplets_marked_inactive, 1);
+    assert_eq!(
+        w.droplets.get(&admin(), 1).await.expect("get").status,
+        DropletStatus::Inactive
+    );
+    let requeued = w.task(on_one).await;
+    assert_eq!(
+        (requeued.status, requeued.assigned_droplet_id),
+        (TaskStatus::Pending, None)
+    );
+    assert_eq!(
+        w.task(on_two).await.status,
+        TaskStatus::InProgress,
+        "droplet 2 is alive"
+    );
+
+    // Droplet 2 finishes; the requeued task goes to it.
+    w.report(2, on_two, TaskStatus::Completed)
+        .await
+        .expect("2 completes");
+    w.router.route_pending().await.expect("route");
+    assert_eq!(w.task(on_one).await.assigned_droplet_id, Some(2));
+    let late = w.report(1, on_one, TaskStatus::InProgress).await;
+    assert!(
+        matches!(late, Err(AppError::InvalidTransition { .. })),
+        "409 for a taken task: {late:?}"
+    );
+    let stranger = w.report(3, on_one, TaskStatus::InProgress).await;
+    assert!(
+        matches!(stranger, Err(AppError::Forbidden(_))),
+        "403 for one that never had it"
+    );
+}
+
+#[tokio::test]
+async fn a_running_task_of_a_dead_droplet_fails_and_is_retried_after_a_backoff() {
+    let w = world(true);
+    w.register(1).await;
+    let task = w.submit(None).await;
+    w.router.route_pending().await.expect("route");
+    w.report(1, task.id, TaskStatus::InProgress).await.expect("start");
+    tokio::time::sleep(TIMEOUT + Duration::from_millis(100)).await;
+    w.recovery.run_pass().await.expect("pass");
+    let retried = w.task(task.id).await;
+    assert_eq!((retried.status, retried.retry_count), (TaskStatus::Pending, 1));
+    let retry_after = retried.retry_after.expect("a backoff");
+    let wait = retry_after - chrono::Utc::now();
+    assert!(
+        wait <= chrono::Duration::milliseconds(100),
+        "first backoff is at most the base: {wait:?}"
+    );
+    let history = w.tasks.get(&admin(), task.id).await.expect("get").history;
+    let moves: Vec<(TaskStatus, Option<String>)> = history
+        .iter()
+        .map(|h| (h.to_status, h.changed_by.clone()))
+        .collect();
+    assert_eq!(moves[3], (TaskStatus::Failed, Some("system:recovery".into())));
+    assert_eq!(moves[4], (TaskStatus::Pending, Some("system:recovery".into())));
+}
+
+#[tokio::test]
+async fn an_assignment_not_started_in_time_goes_back_to_pending() {
+    let w = world(true);
+    w.register(1).await;
+    let task = w.submit(None).await;
+    w.router.route_pending().await.expect("route");
+    w.beat(1).await;
+    assert_eq!(w.recovery.recover_tasks().await.expect("pass"), 0, "not yet");
+    tokio::time::sleep(TIMEOUT + Duration::from_millis(100)).await;
+    w.beat(1).await;
+    assert_eq!(w.recovery.recover_tasks().await.expect("pass"), 1);
+    assert_eq!(w.task(task.id).await.status, TaskStatus::Pending);
+}
+
+#[tokio::test]
+async fn a_passed_deadline_fails_the_task_without_retry() {
+    let w = world(true);
+    let task = w.submit(Some(chrono::Duration::milliseconds(200))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.recovery.run_pass().await.expect("pass");
+    let failed = w.task(task.id).await;
+    assert_eq!((failed.status, failed.retry_count), (TaskStatus::Failed, 0));
+    assert!(failed.error_message.is_some_and(|m| m.contains("deadline")));
+    w.recovery.run_pass().await.expect("pass");
+    assert_eq!(
+        w.task(task.id).await.status,
+        TaskStatus::Failed,
+        "no retry after a deadline"
+    );
+}
+
+#[tokio::test]
+async fn a_failure_reported_by_a_droplet_is_retried_at_once_until_the_budget_is_spent() {
+    let w = world(true);
+    let _listening = w.recovery.start();
+    w.register(1).await;
+    let task = w.submit(None).await;
+    for attempt in 1..=3 {
+        w.router.route_pending().await.expect("route");
+        let held = w.task(task.id).await;
+        assert_eq!(held.status, TaskStatus::Assigned, "attempt {attempt}");
+        w.report(1, task.id, TaskStatus::InProgress).await.expect("start");
+        w.report(1, task.id, TaskStatus::Failed).await.expect("fail");
+        if attempt == 3 {
+            break;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while w.task(task.id).await.status != TaskStatus::Pending {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "retry {attempt} did not happen"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await; // the backoff
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let spent = w.task(task.id).await;
+    assert_eq!(
+        (spent.status, spent.retry_count),
+        (TaskStatus::Failed, 2),
+        "two retries, then it stays failed"
+    );
+}
+
+#[tokio::test]
+async fn with_recovery_disabled_tasks_stay_where_they_are() {
+    let w = world(false);
+    w.register(1).await;
+    let task = w.submit(None).await;
+    w.router.route_pending().await.expect("route");
+    tokio::time::sleep(TIMEOUT + Duration::from_millis(100)).await;
+    let report = w.recovery.run_pass().await.expect("pass");
+    assert_eq!((report.droplets_marked_inactive, report.tasks_moved), (1, 0));
+    assert_eq!(w.task(task.id).await.status, TaskStatus::Assigned);
+}
