@@ -39,7 +39,7 @@ struct State {
 }
 
 #[derive(Debug)]
-#[allow(dead_code)] // kept as the PostgreSQL heartbeats table keeps them
+#[allow(dead_code)] // status and metrics are kept as the PostgreSQL heartbeats table keeps them
 struct HeartbeatRow {
     status: DropletStatus,
     metrics: Option<serde_json::Value>,
@@ -396,6 +396,19 @@ impl DropletStore for MemoryStore {
             }
         }
         Ok(changes)
+    }
+
+    async fn delete_old_heartbeats(&self, age: std::time::Duration, batch: u32) -> StoreResult<u64> {
+        let oldest = Utc::now() - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        let mut state = self.lock();
+        let mut deleted = 0u64;
+        for rows in state.heartbeats.values_mut() {
+            while deleted < u64::from(batch) && rows.front().is_some_and(|r| r.received_at < oldest) {
+                rows.pop_front();
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
     }
 
     async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>> {

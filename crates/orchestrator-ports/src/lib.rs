@@ -246,6 +246,19 @@ pub trait DropletStore: Send + Sync {
     /// Marks `inactive` every active droplet whose last heartbeat is older
     /// than `timeout` by the store's clock, and returns them.
     async fn mark_silent_droplets(&self, timeout: std::time::Duration) -> StoreResult<Vec<DropletChange>>;
+
+    /// Deletes up to `batch` heartbeat rows received more than `age` ago (by
+    /// the store's clock); returns how many it deleted.
+    async fn delete_old_heartbeats(&self, age: std::time::Duration, batch: u32) -> StoreResult<u64>;
+}
+
+/// Decides which replica runs the periodic jobs: one at a time, with
+/// another taking over when the holder dies.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait LeaderElection: Send + Sync {
+    /// True while this process holds the leadership; tries to take it when free.
+    async fn is_leader(&self) -> bool;
 }
 
 /// A stream of events from the moment of subscription on.

@@ -397,6 +397,16 @@ WHERE (t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress')
 ORDER BY t.id
 LIMIT $2";
 
+/// At most `$2` heartbeat rows older than `$1` seconds, oldest first, so
+/// that one run never holds locks on a large part of the table.
+const DELETE_OLD_HEARTBEATS: &str = "\
+DELETE FROM heartbeats WHERE id IN (
+    SELECT id FROM heartbeats
+    WHERE received_at < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1)
+    ORDER BY received_at
+    LIMIT $2
+)";
+
 /// Active droplets whose last heartbeat is older than `$1` seconds become inactive.
 const MARK_SILENT_DROPLETS: &str = "\
 UPDATE droplets SET status = 'inactive', updated_at = now() AT TIME ZONE 'UTC'
@@ -640,6 +650,17 @@ impl DropletStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn delete_old_heartbeats(&self, age: Duration, batch: u32) -> StoreResult<u64> {
+        let mut conn = self.conn().await?;
+        let deleted = diesel::sql_query(DELETE_OLD_HEARTBEATS)
+            .bind::<Double, _>(age.as_secs_f64())
+            .bind::<Integer, _>(i32::try_from(batch).unwrap_or(i32::MAX))
+            .execute(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(deleted as u64)
     }
 
     async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>> {

@@ -644,6 +644,53 @@ pub async fn recovery_finds_each_kind_of_stuck_task(stores: &Stores) {
     assert_eq!(limited.len(), 2, "limit holds");
 }
 
+pub async fn old_heartbeats_are_deleted_in_bounded_batches(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(1, &[]), at(0))
+        .await
+        .expect("register");
+    for secs in 1..=3 {
+        stores
+            .droplets
+            .record_heartbeat(1, HeartbeatReport::default(), at(secs))
+            .await
+            .expect("old beat");
+    }
+    stores
+        .droplets
+        .record_heartbeat(1, HeartbeatReport::default(), chrono::Utc::now())
+        .await
+        .expect("beat");
+    let week = Duration::from_secs(7 * 24 * 3600);
+    assert_eq!(
+        stores
+            .droplets
+            .delete_old_heartbeats(week, 2)
+            .await
+            .expect("delete"),
+        2,
+        "bounded"
+    );
+    assert_eq!(
+        stores
+            .droplets
+            .delete_old_heartbeats(week, 2)
+            .await
+            .expect("delete"),
+        1
+    );
+    assert_eq!(
+        stores
+            .droplets
+            .delete_old_heartbeats(week, 2)
+            .await
+            .expect("delete"),
+        0,
+        "the recent one stays"
+    );
+}
+
 pub async fn an_assignment_beyond_capacity_is_refused(stores: &Stores) {
     let mut small = registration(8, &[]);
     small.max_concurrent_tasks = 2;

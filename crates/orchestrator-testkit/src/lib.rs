@@ -56,6 +56,7 @@ macro_rules! store_contract_tests {
             claims_skip_tasks_waiting_out_a_retry_backoff,
             silent_droplets_become_inactive,
             recovery_finds_each_kind_of_stuck_task,
+            old_heartbeats_are_deleted_in_bounded_batches,
             an_assignment_beyond_capacity_is_refused,
             an_assignment_to_an_inactive_droplet_is_refused,
             concurrent_assignments_never_overfill_a_droplet,
