@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use orchestrator_tests::{TestApp, spawn_app};
+use serde_json::json;
 
 const STATUSES: [&str; 6] = [
     "pending",
@@ -36,7 +37,10 @@ async fn task_in(app: &TestApp, status: &str) -> i64 {
         }
         return id;
     }
-    let id = app.create_task(5, Some("x")).await;
+    // No retries: a failed task stays failed instead of going back to pending.
+    let body = json!({ "task_type": "t", "title": status, "required_capability": "x", "max_retries": 0 });
+    let created = app.post("/tasks", &app.writer("alice"), body).await;
+    let id = created.payload()["task_id"].as_i64().expect("task id");
     app.wait_for_status(id, "assigned", Duration::from_secs(1)).await;
     if status == "assigned" {
         return id;

@@ -7,6 +7,9 @@ use orchestrator_ports::StoreError;
 pub enum AppError {
     #[error("{entity} {id} not found")]
     NotFound { entity: &'static str, id: i64 },
+    /// Something addressed by name, such as a scheduler job, does not exist.
+    #[error("{entity} '{name}' not found")]
+    UnknownName { entity: &'static str, name: String },
     /// The caller is known but may not do this.
     #[error("{0}")]
     Forbidden(String),

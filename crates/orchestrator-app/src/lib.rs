@@ -3,8 +3,11 @@
 mod authz;
 pub mod droplets;
 pub mod error;
+pub mod jobs;
+pub mod management;
 pub mod recovery;
 pub mod router;
+pub mod scheduler;
 pub mod status;
 pub mod tasks;
 
@@ -14,8 +17,10 @@ use orchestrator_ports::{Clock, DropletStore, EventBus, TaskStore};
 
 pub use droplets::DropletService;
 pub use error::{AppError, AppResult};
+pub use management::ManagementService;
 pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use router::{Router, RouterHandle};
+pub use scheduler::{JobStatus, Scheduler, SchedulerHandle};
 pub use status::{StatusService, StatusSnapshot};
 pub use tasks::{TaskDetails, TaskService, TaskView};
 

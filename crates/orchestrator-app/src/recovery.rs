@@ -2,7 +2,8 @@
 //! R7). Silent droplets become inactive; their assigned tasks go back to
 //! pending, their running tasks fail; assignments not started in time go
 //! back to pending; tasks past their deadline fail; failed tasks with
-//! retries left go back to pending after a backoff. Every move is a
+//! retries left go back to pending after a backoff (at once when the
+//! failure was its droplet dying rather than the task). Every move is a
 //! compare-and-set through the state machine, so a task that moved
 //! meanwhile (its droplet reported after all) is left alone.
 
@@ -119,8 +120,16 @@ impl Recovery {
         let Some(saved) = self.apply(task, update, reason).await? else {
             return Ok(false);
         };
-        if saved.status == TaskStatus::Failed && reason != RecoveryReason::DeadlinePassed {
-            self.retry(&saved).await?;
+        match reason {
+            // Its droplet died, not the task: reroute at once, no backoff.
+            RecoveryReason::DropletInactive if saved.status == TaskStatus::Failed => {
+                self.retry_after(&saved, self.ports.clock.now()).await?;
+            }
+            RecoveryReason::DeadlinePassed | RecoveryReason::DropletInactive => {}
+            _ if saved.status == TaskStatus::Failed => {
+                self.retry(&saved).await?;
+            }
+            _ => {}
         }
         Ok(true)
     }
@@ -128,14 +137,18 @@ impl Recovery {
     /// Sends a failed task with retries left back to pending after its
     /// backoff. Called right after a failure and by every pass.
     pub async fn retry(&self, task: &Task) -> AppResult<Option<Task>> {
+        self.retry_after(task, self.ports.clock.now() + self.backoff(task))
+            .await
+    }
+
+    async fn retry_after(&self, task: &Task, at: chrono::DateTime<chrono::Utc>) -> AppResult<Option<Task>> {
         let deadline_passed = task.deadline.is_some_and(|d| d <= self.ports.clock.now());
         if !self.settings.enabled || !task.can_retry() || deadline_passed {
             return Ok(None);
         }
-        let retry_after = self.ports.clock.now() + self.backoff(task);
         self.apply(
             task,
-            TaskUpdate::Retry { retry_after },
+            TaskUpdate::Retry { retry_after: at },
             RecoveryReason::RetryPending,
         )
         .await

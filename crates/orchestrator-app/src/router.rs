@@ -37,6 +37,8 @@ pub struct Router {
     wake: Notify,
     /// One pass at a time within a process: passes would race for the same slots.
     pass: Mutex<()>,
+    /// Set while the `task_router` job is paused: no pass assigns anything.
+    paused: std::sync::atomic::AtomicBool,
 }
 
 impl Router {
@@ -46,7 +48,20 @@ impl Router {
             instance: uuid::Uuid::new_v4(),
             wake: Notify::new(),
             pass: Mutex::new(()),
+            paused: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Pauses or resumes routing; a resumed router makes a pass at once.
+    pub fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, std::sync::atomic::Ordering::SeqCst);
+        if !paused {
+            self.wake();
+        }
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Asks for a pass as soon as possible; wake-ups during a pass cause one more.
@@ -70,6 +85,9 @@ impl Router {
     /// Places every pending task that can be placed now; returns how many were assigned.
     pub async fn route_pending(&self) -> AppResult<usize> {
         let _one_pass = self.pass.lock().await;
+        if self.is_paused() {
+            return Ok(0);
+        }
         let mut assigned = 0;
         loop {
             let mut candidates = self.candidates().await?;
@@ -176,9 +194,10 @@ impl Router {
         self.ports.tasks.apply_transition(transition).await
     }
 
-    /// Runs the router until the returned handle is dropped: on every event
-    /// that may unblock routing, and every `sweep` as a safety net.
-    pub fn start(self: &Arc<Self>, sweep: Duration) -> RouterHandle {
+    /// Routes on every event that may unblock routing until the returned
+    /// handle is dropped. The periodic sweep is the scheduler's
+    /// `task_router` job.
+    pub fn start(self: &Arc<Self>) -> RouterHandle {
         let mut events = self.ports.events.subscribe();
         let listener = {
             let router = Arc::clone(self);
@@ -195,21 +214,16 @@ impl Router {
         };
         let worker = {
             let router = Arc::clone(self);
-            tokio::spawn(async move { router.run(sweep).await })
+            tokio::spawn(async move { router.run().await })
         };
         RouterHandle {
             tasks: vec![listener, worker],
         }
     }
 
-    async fn run(&self, sweep: Duration) {
-        let mut ticker = tokio::time::interval(sweep);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    async fn run(&self) {
         loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = self.wake.notified() => {}
-            }
+            self.wake.notified().await;
             match self.route_pending().await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(assigned = n, "routing pass"),

@@ -330,7 +330,7 @@ async fn unroutable_tasks_do_not_block_routable_ones() {
 #[tokio::test]
 async fn a_started_router_assigns_on_events_without_waiting_for_the_sweep() {
     let w = world();
-    let _running = w.router.start(Duration::from_secs(3600));
+    let _running = w.router.start();
     let task = w.submit(5, Some("late")).await;
     let mut events = w.ports.events.subscribe();
     w.register(8, &["late"], 5).await;
@@ -523,4 +523,16 @@ async fn the_router_sets_aside_a_droplet_the_store_refuses_and_tries_another() {
         1,
         "placed on droplet 2"
     );
+}
+
+#[tokio::test]
+async fn a_paused_router_assigns_nothing_until_resumed() {
+    let w = world();
+    w.register(8, &[], 5).await;
+    let task = w.submit(5, None).await;
+    w.router.set_paused(true);
+    assert_eq!(w.router.route_pending().await.expect("route"), 0);
+    assert_eq!(w.task(task.id).await.status, TaskStatus::Pending);
+    w.router.set_paused(false);
+    assert_eq!(w.router.route_pending().await.expect("route"), 1);
 }

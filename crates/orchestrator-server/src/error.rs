@@ -42,7 +42,8 @@ pub struct ErrorBody(pub Value);
 impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::App(AppError::NotFound { .. }) | ApiError::RouteNotFound => "not_found",
+            ApiError::App(AppError::NotFound { .. } | AppError::UnknownName { .. })
+            | ApiError::RouteNotFound => "not_found",
             ApiError::App(AppError::Forbidden(_)) => "forbidden",
             ApiError::App(AppError::InvalidTransition { .. }) => "invalid_transition",
             ApiError::App(AppError::Conflict(_)) => "conflict",
@@ -61,6 +62,7 @@ impl ApiError {
     fn details(&self) -> Value {
         match self {
             ApiError::App(AppError::NotFound { entity, id }) => json!({ "entity": entity, "id": id }),
+            ApiError::App(AppError::UnknownName { entity, name }) => json!({ "entity": entity, "id": name }),
             ApiError::App(AppError::InvalidTransition { current, .. }) => {
                 json!({ "current_status": current })
             }
@@ -88,7 +90,8 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::App(AppError::NotFound { .. }) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::App(AppError::NotFound { .. } | AppError::UnknownName { .. })
+            | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::App(AppError::Forbidden(_)) => StatusCode::FORBIDDEN,
             ApiError::App(AppError::InvalidTransition { .. } | AppError::Conflict(_)) => StatusCode::CONFLICT,
             ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => {

@@ -72,6 +72,11 @@ pub struct Settings {
     pub router_interval: Duration,
     pub heartbeat_check_interval: Duration,
     pub heartbeat_timeout: Duration,
+    pub heartbeat_cleanup_interval: Duration,
+    pub assignment_ack_timeout: Duration,
+    pub auto_recovery: bool,
+    pub retry_backoff_base: Duration,
+    pub retry_backoff_max: Duration,
     pub max_body_bytes: usize,
     pub registry_url: Option<String>,
 }
@@ -113,6 +118,11 @@ impl Settings {
             router_interval: reader.seconds("ROUTER_INTERVAL", 10),
             heartbeat_check_interval: reader.seconds("HEARTBEAT_CHECK_INTERVAL", 60),
             heartbeat_timeout: reader.seconds("HEARTBEAT_TIMEOUT", 90),
+            heartbeat_cleanup_interval: reader.seconds("HEARTBEAT_CLEANUP_INTERVAL", 3600),
+            assignment_ack_timeout: reader.seconds("ASSIGNMENT_ACK_TIMEOUT", 60),
+            auto_recovery: reader.flag("ENABLE_AUTO_RECOVERY", true),
+            retry_backoff_base: reader.seconds("RETRY_BACKOFF_BASE_SECONDS", 2),
+            retry_backoff_max: reader.seconds("RETRY_BACKOFF_MAX_SECONDS", 300),
             max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),
             registry_url: reader.optional("REGISTRY_URL"),
         };
@@ -186,6 +196,19 @@ impl Reader {
             return default;
         }
         value
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.optional(name).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None => default,
+            Some("true" | "1" | "yes" | "on") => true,
+            Some("false" | "0" | "no" | "off") => false,
+            Some(other) => {
+                self.errors
+                    .push(format!("{name}={other:?} is invalid: expected true or false"));
+                default
+            }
+        }
     }
 
     fn seconds(&mut self, name: &str, default: u64) -> Duration {
@@ -278,6 +301,8 @@ mod tests {
         assert_eq!((s.port, s.workers, s.identity.droplet_id), (8000, 4, 10));
         assert_eq!(s.router_interval, Duration::from_secs(10));
         assert_eq!(s.heartbeat_timeout, Duration::from_secs(90));
+        assert_eq!(s.assignment_ack_timeout, Duration::from_secs(60));
+        assert!(s.auto_recovery);
         assert_eq!(s.max_body_bytes, 1_048_576);
         assert!(matches!(s.store, StoreKind::Memory));
         assert_eq!((s.pool.size, s.pool.max_overflow), (20, 10));

@@ -7,10 +7,15 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use orchestrator_app::{DropletService, Ports, Router, RouterHandle, StatusService, TaskService};
-use orchestrator_memory::{InProcessEventBus, MemoryStore};
-use orchestrator_ports::SystemClock;
-use orchestrator_postgres::{PgStore, PoolSettings, run_migrations};
+use orchestrator_app::jobs::{HealthMonitorJob, HeartbeatCleanupJob, RouterJob};
+use orchestrator_app::{
+    DropletService, ManagementService, Ports, Recovery, RecoverySettings, Router, RouterHandle, Scheduler,
+    SchedulerHandle, StatusService, TaskService,
+};
+use orchestrator_domain::RetryPolicy;
+use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
+use orchestrator_ports::{LeaderElection, SystemClock};
+use orchestrator_postgres::{PgLeaderElection, PgStore, PoolSettings, run_migrations};
 use secrecy::ExposeSecret;
 
 use crate::auth::JwtKeys;
@@ -26,13 +31,29 @@ pub struct AppState {
     pub tasks: TaskService,
     pub droplets: DropletService,
     pub status: StatusService,
+    pub management: ManagementService,
 }
 
 /// A running orchestrator: its HTTP server and its background jobs.
 pub struct Application {
     port: u16,
     server: Server,
+    _background: Background,
+}
+
+/// The background work of a running application; it stops when dropped.
+struct Background {
     _router: RouterHandle,
+    _scheduler: SchedulerHandle,
+    _retries: AbortOnDrop,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for Application {
@@ -46,12 +67,21 @@ impl Application {
     /// tests). With PostgreSQL it first applies pending migrations and
     /// refuses to start if the schema it finds does not match.
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        let ports = match &settings.store {
-            StoreKind::Memory => memory_ports(),
-            StoreKind::Postgres { url } => postgres_ports(url.expose_secret(), settings.pool).await?,
+        let (ports, leader): (Ports, Arc<dyn LeaderElection>) = match &settings.store {
+            StoreKind::Memory => (memory_ports(), Arc::new(SoleLeader)),
+            StoreKind::Postgres { url } => (
+                postgres_ports(url.expose_secret(), settings.pool).await?,
+                Arc::new(PgLeaderElection::new(url.expose_secret())),
+            ),
         };
         let router = Router::new(ports.clone());
-        let router_handle = router.start(settings.router_interval);
+        let recovery = Recovery::new(ports.clone(), recovery_settings(&settings));
+        let scheduler = Arc::new(scheduler(&settings, &ports, leader, &router, &recovery));
+        let background = Background {
+            _router: router.start(),
+            _scheduler: scheduler.start(),
+            _retries: AbortOnDrop(recovery.start()),
+        };
         let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
         let source = web::Data::new(Source(format!("droplet-{}", settings.identity.droplet_id)));
         let limit = web::Data::new(BodyLimit(settings.max_body_bytes));
@@ -61,6 +91,7 @@ impl Application {
             tasks: TaskService::new(ports.clone()),
             droplets: DropletService::new(ports.clone()),
             status: StatusService::new(ports),
+            management: ManagementService::new(scheduler),
             settings,
         });
         let port = listener.local_addr()?.port();
@@ -82,7 +113,7 @@ impl Application {
         Ok(Application {
             port,
             server,
-            _router: router_handle,
+            _background: background,
         })
     }
 
@@ -99,6 +130,39 @@ impl Application {
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
+}
+
+fn recovery_settings(settings: &Settings) -> RecoverySettings {
+    RecoverySettings {
+        heartbeat_timeout: settings.heartbeat_timeout,
+        ack_timeout: settings.assignment_ack_timeout,
+        retry: RetryPolicy {
+            base: settings.retry_backoff_base,
+            max: settings.retry_backoff_max,
+        },
+        enabled: settings.auto_recovery,
+    }
+}
+
+/// The periodic jobs of spec section 6 that this version has.
+fn scheduler(
+    settings: &Settings,
+    ports: &Ports,
+    leader: Arc<dyn LeaderElection>,
+    router: &Arc<Router>,
+    recovery: &Arc<Recovery>,
+) -> Scheduler {
+    let mut scheduler = Scheduler::new(leader, ports.clock.clone());
+    scheduler.add(
+        Arc::new(HealthMonitorJob(recovery.clone())),
+        settings.heartbeat_check_interval,
+    );
+    scheduler.add(Arc::new(RouterJob(router.clone())), settings.router_interval);
+    scheduler.add(
+        Arc::new(HeartbeatCleanupJob(ports.droplets.clone())),
+        settings.heartbeat_cleanup_interval,
+    );
+    scheduler
 }
 
 fn memory_ports() -> Ports {

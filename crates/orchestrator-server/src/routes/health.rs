@@ -16,6 +16,9 @@ pub const FEATURES: &[&str] = &[
     "workflow_management",
     "state_machine_management",
     "priority_queuing",
+    "health_monitoring",
+    "task_recovery",
+    "automatic_retry",
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -3,6 +3,7 @@
 
 pub mod droplets;
 pub mod health;
+pub mod management;
 pub mod tasks;
 
 use actix_web::{HttpResponse, web};
@@ -15,7 +16,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(query_config())
         .configure(health::configure)
         .configure(tasks::configure)
-        .configure(droplets::configure);
+        .configure(droplets::configure)
+        .configure(management::configure);
 }
 
 fn path_config() -> web::PathConfig {

@@ -1,0 +1,199 @@
+//! The scheduler of the periodic jobs (spec section 6, ids of API.md).
+//!
+//! Each job runs every `interval`; a run that fails is logged and recorded
+//! in `last_error`, and the job runs again next time. Jobs that must run
+//! on one replica only ask the `LeaderElection` port before each run.
+//! Pausing a job stops its runs (and, for the router, its event-driven
+//! passes too) until it is resumed.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use orchestrator_ports::{Clock, LeaderElection};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::{AppError, AppResult};
+
+pub const HEALTH_MONITOR: &str = "health_monitor";
+pub const TASK_ROUTER: &str = "task_router";
+pub const HEARTBEAT_CLEANUP: &str = "heartbeat_cleanup";
+
+/// A periodic job.
+#[async_trait]
+pub trait Job: Send + Sync {
+    fn id(&self) -> &'static str;
+    /// True when only the leader replica may run it.
+    fn leader_only(&self) -> bool;
+    async fn run(&self) -> AppResult<()>;
+    /// Told when the job is paused or resumed, for jobs that also act outside their runs.
+    fn set_paused(&self, _paused: bool) {}
+}
+
+/// A job as `GET /management/scheduler/jobs` shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobStatus {
+    pub id: &'static str,
+    pub interval_seconds: u64,
+    pub paused: bool,
+    /// False on a replica that waits for the leader to go (leader-only jobs).
+    pub leader: bool,
+    pub last_run_at: Option<DateTime<Utc>>,
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub runs: u64,
+}
+
+struct Entry {
+    job: Arc<dyn Job>,
+    interval: Duration,
+    status: Mutex<JobStatus>,
+    resumed: Notify,
+}
+
+pub struct Scheduler {
+    entries: Vec<Arc<Entry>>,
+    leader: Arc<dyn LeaderElection>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("jobs", &self.jobs()).finish()
+    }
+}
+
+impl Scheduler {
+    pub fn new(leader: Arc<dyn LeaderElection>, clock: Arc<dyn Clock>) -> Self {
+        Scheduler {
+            entries: Vec::new(),
+            leader,
+            clock,
+        }
+    }
+
+    pub fn add(&mut self, job: Arc<dyn Job>, interval: Duration) {
+        let status = JobStatus {
+            id: job.id(),
+            interval_seconds: interval.as_secs(),
+            paused: false,
+            leader: !job.leader_only(),
+            last_run_at: None,
+            next_run_at: None,
+            last_error: None,
+            runs: 0,
+        };
+        self.entries.push(Arc::new(Entry {
+            job,
+            interval,
+            status: Mutex::new(status),
+            resumed: Notify::new(),
+        }));
+    }
+
+    /// Runs every job until the handle is dropped.
+    pub fn start(self: &Arc<Self>) -> SchedulerHandle {
+        let tasks = self
+            .entries
+            .iter()
+            .map(|entry| {
+                let (scheduler, entry) = (Arc::clone(self), Arc::clone(entry));
+                tokio::spawn(async move { scheduler.drive(&entry).await })
+            })
+            .collect();
+        SchedulerHandle { tasks }
+    }
+
+    async fn drive(&self, entry: &Entry) {
+        let mut ticker = tokio::time::interval(entry.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            while entry.status().paused {
+                entry.resumed.notified().await;
+            }
+            let leader = !entry.job.leader_only() || self.leader.is_leader().await;
+            let outcome = if leader { Some(entry.job.run().await) } else { None };
+            self.record(entry, leader, outcome);
+        }
+    }
+
+    fn record(&self, entry: &Entry, leader: bool, outcome: Option<AppResult<()>>) {
+        let now = self.clock.now();
+        let mut status = entry.status();
+        status.leader = leader;
+        status.next_run_at = Some(now + chrono::Duration::from_std(entry.interval).unwrap_or_default());
+        if let Some(outcome) = outcome {
+            status.last_run_at = Some(now);
+            status.runs += 1;
+            status.last_error = outcome.err().map(|err| {
+                tracing::warn!(job = status.id, error = %err, "job failed; it runs again next time");
+                err.to_string()
+            });
+        }
+    }
+
+    pub fn jobs(&self) -> Vec<JobStatus> {
+        self.entries.iter().map(|e| e.status().clone()).collect()
+    }
+
+    pub fn pause(&self, id: &str) -> AppResult<JobStatus> {
+        self.set_paused(id, true)
+    }
+
+    pub fn resume(&self, id: &str) -> AppResult<JobStatus> {
+        self.set_paused(id, false)
+    }
+
+    /// Pauses every job at once (emergency stop); returns their states.
+    pub fn pause_all(&self) -> Vec<JobStatus> {
+        self.entries.iter().map(|e| e.set_paused(true)).collect()
+    }
+
+    fn set_paused(&self, id: &str, paused: bool) -> AppResult<JobStatus> {
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.job.id() == id)
+            .ok_or_else(|| AppError::UnknownName {
+                entity: "job",
+                name: id.to_owned(),
+            })?;
+        Ok(entry.set_paused(paused))
+    }
+}
+
+impl Entry {
+    fn status(&self) -> std::sync::MutexGuard<'_, JobStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_paused(&self, paused: bool) -> JobStatus {
+        self.job.set_paused(paused);
+        let status = {
+            let mut status = self.status();
+            status.paused = paused;
+            status.clone()
+        };
+        if !paused {
+            self.resumed.notify_one();
+        }
+        status
+    }
+}
+
+/// Stops the jobs when dropped.
+#[derive(Debug)]
+pub struct SchedulerHandle {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for SchedulerHandle {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! The scheduler runs jobs on their intervals, records each run, keeps
+//! going after errors, runs leader-only jobs on the leader only, and
+//! pauses and resumes them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use orchestrator_app::scheduler::Job;
+use orchestrator_app::{AppError, AppResult, Scheduler};
+use orchestrator_ports::{MockLeaderElection, SystemClock};
+
+const TICK: Duration = Duration::from_millis(40);
+
+struct Counting {
+    id: &'static str,
+    leader_only: bool,
+    runs: AtomicU32,
+    always_fails: bool,
+}
+
+#[async_trait]
+impl Job for Counting {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+    fn leader_only(&self) -> bool {
+        self.leader_only
+    }
+    async fn run(&self) -> AppResult<()> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        if self.always_fails {
+            Err(AppError::Unavailable("the store is down".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn job(id: &'static str, leader_only: bool, always_fails: bool) -> Arc<Counting> {
+    Arc::new(Counting {
+        id,
+        leader_only,
+        runs: AtomicU32::new(0),
+        always_fails,
+    })
+}
+
+fn scheduler(leader: bool, jobs: &[Arc<Counting>]) -> Arc<Scheduler> {
+    let mut election = MockLeaderElection::new();
+    election.expect_is_leader().returning(move || leader);
+    let mut scheduler = Scheduler::new(Arc::new(election), Arc::new(SystemClock));
+    for job in jobs {
+        scheduler.add(job.clone(), TICK);
+    }
+    Arc::new(scheduler)
+}
+
+#[tokio::test]
+async fn jobs_run_on_their_interval_and_keep_going_after_errors() {
+    let flaky = job("health_monitor", false, true);
+    let scheduler = scheduler(true, std::slice::from_ref(&flaky));
+    let _running = scheduler.start();
+    tokio::time::sleep(TICK * 5).await;
+    let status = scheduler.jobs().remove(0);
+    assert!(status.runs >= 3, "{status:?}");
+    assert_eq!(u64::from(flaky.runs.load(Ordering::SeqCst)), status.runs);
+    assert!(status.last_run_at.is_some() && status.next_run_at > status.last_run_at);
+    assert_eq!(status.interval_seconds, 0);
+    let errors_seen = (0..4).any(|_| scheduler.jobs()[0].last_error.is_some());
+    assert!(
+        errors_seen || status.runs % 2 == 1,
+        "failures are recorded: {status:?}"
+    );
+}
+
+#[tokio::test]
+async fn leader_only_jobs_wait_on_a_replica_that_does_not_lead() {
+    let everywhere = job("task_router", false, false);
+    let leader_only = job("heartbeat_cleanup", true, false);
+    let scheduler = scheduler(false, &[everywhere.clone(), leader_only.clone()]);
+    let _running = scheduler.start();
+    tokio::time::sleep(TICK * 4).await;
+    assert!(everywhere.runs.load(Ordering::SeqCst) >= 2);
+    assert_eq!(leader_only.runs.load(Ordering::SeqCst), 0, "not the leader");
+    let status = scheduler
+        .jobs()
+        .into_iter()
+        .find(|j| j.id == "heartbeat_cleanup")
+        .expect("job");
+    assert!(!status.leader && status.next_run_at.is_some(), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_paused_job_does_not_run_until_resumed() {
+    let one = job("health_monitor", false, false);
+    let scheduler = scheduler(true, std::slice::from_ref(&one));
+    assert!(scheduler.pause("health_monitor").expect("known").paused);
+    let _running = scheduler.start();
+    tokio::time::sleep(TICK * 3).await;
+    assert_eq!(one.runs.load(Ordering::SeqCst), 0);
+    assert!(!scheduler.resume("health_monitor").expect("known").paused);
+    tokio::time::sleep(TICK * 3).await;
+    assert!(one.runs.load(Ordering::SeqCst) >= 1);
+    let unknown = scheduler.pause("nope");
+    assert!(
+        matches!(unknown, Err(AppError::UnknownName { entity: "job", .. })),
+        "{unknown:?}"
+    );
+    assert!(scheduler.pause_all().iter().all(|j| j.paused));
+}

@@ -1,0 +1,78 @@
+//! `/management`: version, the scheduler's jobs, emergency stop (admin only).
+
+use actix_web::{middleware::from_fn, web};
+use serde_json::{Value, json};
+
+use crate::auth::Authenticated;
+use crate::envelope::{Udc, envelope_errors};
+use crate::error::ApiError;
+use crate::routes::{method_not_allowed, not_found};
+use crate::settings::StoreKind;
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
+    cfg.service(
+        web::scope("/management")
+            .wrap(from_fn(envelope_errors))
+            .service(resource("/version").route(web::get().to(version)))
+            .service(resource("/scheduler/jobs").route(web::get().to(jobs)))
+            .service(resource("/scheduler/jobs/{job_id}/pause").route(web::post().to(pause)))
+            .service(resource("/scheduler/jobs/{job_id}/resume").route(web::post().to(resume)))
+            .service(resource("/emergency-stop").route(web::post().to(emergency_stop)))
+            .default_service(web::to(not_found)),
+    );
+}
+
+async fn version(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Udc<Value>, ApiError> {
+    app.management.authorize(&caller)?;
+    let store = match app.settings.store {
+        StoreKind::Memory => "memory",
+        StoreKind::Postgres { .. } => "postgres",
+    };
+    Ok(Udc::ok(json!({
+        "name": "orchestrator",
+        "version": env!("CARGO_PKG_VERSION"),
+        "udc_version": crate::envelope::UDC_VERSION,
+        "store": store,
+        "environment": format!("{:?}", app.settings.environment).to_lowercase(),
+    })))
+}
+
+async fn jobs(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Udc<Value>, ApiError> {
+    Ok(Udc::ok(json!({ "jobs": app.management.jobs(&caller)? })))
+}
+
+async fn pause(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+    id: web::Path<String>,
+) -> Result<Udc<Value>, ApiError> {
+    Ok(Udc::ok(json!({ "job": app.management.pause(&caller, &id)? })))
+}
+
+async fn resume(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+    id: web::Path<String>,
+) -> Result<Udc<Value>, ApiError> {
+    Ok(Udc::ok(json!({ "job": app.management.resume(&caller, &id)? })))
+}
+
+async fn emergency_stop(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Udc<Value>, ApiError> {
+    let jobs = app.management.emergency_stop(&caller)?;
+    Ok(Udc::ok(json!({
+        "stopped": true,
+        "jobs": jobs,
+        "resume": "POST /management/scheduler/jobs/{id}/resume for each job, task_router first",
+    })))
+}

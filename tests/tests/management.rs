@@ -1,0 +1,93 @@
+//! The management endpoints: version, jobs, pause and resume, emergency stop.
+
+use std::time::Duration;
+
+use orchestrator_tests::spawn_app;
+use reqwest::Method;
+use serde_json::json;
+
+#[tokio::test]
+async fn admins_see_the_jobs_and_others_are_refused() {
+    let app = spawn_app().await;
+    let reply = app.get("/management/scheduler/jobs", &app.admin()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let jobs = reply.payload()["jobs"].as_array().cloned().expect("jobs");
+    let ids: Vec<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
+    assert_eq!(ids, vec!["health_monitor", "task_router", "heartbeat_cleanup"]);
+    for field in [
+        "interval_seconds",
+        "paused",
+        "last_run_at",
+        "next_run_at",
+        "last_error",
+        "runs",
+    ] {
+        assert!(jobs[1].get(field).is_some(), "{field} in {}", jobs[1]);
+    }
+    assert_eq!(jobs[1]["interval_seconds"], 3600, "ROUTER_INTERVAL of the suite");
+    assert_eq!(
+        app.get("/management/scheduler/jobs", &app.writer("alice"))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        app.send(Method::GET, "/management/scheduler/jobs", None, None)
+            .await
+            .status,
+        401
+    );
+    let version = app.get("/management/version", &app.admin()).await;
+    assert_eq!(version.payload()["version"], env!("CARGO_PKG_VERSION"));
+    let unknown = app
+        .post("/management/scheduler/jobs/nope/pause", &app.admin(), json!({}))
+        .await;
+    assert_eq!((unknown.status, unknown.error_code()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn a_paused_router_assigns_nothing_until_resumed() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let paused = app
+        .post("/management/scheduler/jobs/task_router/pause", &admin, json!({}))
+        .await;
+    assert_eq!(paused.payload()["job"]["paused"], true);
+    app.register(1, &["x"], 5).await;
+    let id = app.create_task(5, Some("x")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(app.task(id).await["status"], "pending");
+    let resumed = app
+        .post("/management/scheduler/jobs/task_router/resume", &admin, json!({}))
+        .await;
+    assert_eq!(resumed.payload()["job"]["paused"], false);
+    app.wait_for_status(id, "assigned", Duration::from_secs(1)).await;
+}
+
+#[tokio::test]
+async fn an_emergency_stop_halts_routing_but_keeps_reads() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    app.register(1, &["x"], 5).await;
+    let stop = app.post("/management/emergency-stop", &admin, json!({})).await;
+    assert_eq!(stop.status, 200, "{stop:?}");
+    let jobs = stop.payload()["jobs"].as_array().cloned().expect("jobs");
+    assert!(jobs.iter().all(|j| j["paused"] == true), "{jobs:?}");
+    let id = app.create_task(5, Some("x")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        app.task(id).await["status"],
+        "pending",
+        "no routing during the stop"
+    );
+    assert_eq!(app.get("/tasks", &admin).await.status, 200, "reads go on");
+    assert_eq!(
+        app.post("/management/emergency-stop", &app.writer("x"), json!({}))
+            .await
+            .status,
+        403
+    );
+    app.post("/management/scheduler/jobs/task_router/resume", &admin, json!({}))
+        .await;
+    app.wait_for_status(id, "assigned", Duration::from_secs(1)).await;
+}
