@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod authz;
+pub mod delivery;
 pub mod droplets;
 pub mod error;
 pub mod jobs;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 
 use orchestrator_ports::{Clock, DropletStore, EventBus, TaskStore};
 
+pub use delivery::Delivery;
 pub use droplets::DropletService;
 pub use error::{AppError, AppResult};
 pub use management::ManagementService;

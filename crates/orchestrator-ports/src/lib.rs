@@ -252,6 +252,24 @@ pub trait DropletStore: Send + Sync {
     async fn delete_old_heartbeats(&self, age: std::time::Duration, batch: u32) -> StoreResult<u64>;
 }
 
+/// Why a delivery to a droplet failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct DeliveryError {
+    /// False when trying again cannot help (the droplet has no `/message`
+    /// endpoint, or refused the message as invalid).
+    pub retryable: bool,
+    pub message: String,
+}
+
+/// Delivers work to droplets that want it pushed (API.md, "Work delivery").
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait Dispatcher: Send + Sync {
+    /// Sends the `task_assignment` message for `task` to `droplet`.
+    async fn deliver_assignment(&self, droplet: &Droplet, task: &Task) -> Result<(), DeliveryError>;
+}
+
 /// Decides which replica runs the periodic jobs: one at a time, with
 /// another taking over when the holder dies.
 #[cfg_attr(feature = "mock", mockall::automock)]

@@ -75,6 +75,8 @@ pub struct Settings {
     pub heartbeat_cleanup_interval: Duration,
     pub assignment_ack_timeout: Duration,
     pub auto_recovery: bool,
+    /// `ENABLE_PUSH_DELIVERY`: send each assignment to the droplet's `/message`.
+    pub push_delivery: bool,
     pub retry_backoff_base: Duration,
     pub retry_backoff_max: Duration,
     pub max_body_bytes: usize,
@@ -121,6 +123,7 @@ impl Settings {
             heartbeat_cleanup_interval: reader.seconds("HEARTBEAT_CLEANUP_INTERVAL", 3600),
             assignment_ack_timeout: reader.seconds("ASSIGNMENT_ACK_TIMEOUT", 60),
             auto_recovery: reader.flag("ENABLE_AUTO_RECOVERY", true),
+            push_delivery: reader.flag("ENABLE_PUSH_DELIVERY", true),
             retry_backoff_base: reader.seconds("RETRY_BACKOFF_BASE_SECONDS", 2),
             retry_backoff_max: reader.seconds("RETRY_BACKOFF_MAX_SECONDS", 300),
             max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),

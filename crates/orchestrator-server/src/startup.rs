@@ -9,10 +9,11 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{HealthMonitorJob, HeartbeatCleanupJob, RouterJob};
 use orchestrator_app::{
-    DropletService, ManagementService, Ports, Recovery, RecoverySettings, Router, RouterHandle, Scheduler,
-    SchedulerHandle, StatusService, TaskService,
+    Delivery, DropletService, ManagementService, Ports, Recovery, RecoverySettings, Router, RouterHandle,
+    Scheduler, SchedulerHandle, StatusService, TaskService,
 };
 use orchestrator_domain::RetryPolicy;
+use orchestrator_http::HttpDispatcher;
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
 use orchestrator_ports::{LeaderElection, SystemClock};
 use orchestrator_postgres::{PgLeaderElection, PgStore, PoolSettings, run_migrations};
@@ -46,6 +47,7 @@ struct Background {
     _router: RouterHandle,
     _scheduler: SchedulerHandle,
     _retries: AbortOnDrop,
+    _delivery: Option<AbortOnDrop>,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -81,6 +83,7 @@ impl Application {
             _router: router.start(),
             _scheduler: scheduler.start(),
             _retries: AbortOnDrop(recovery.start()),
+            _delivery: push_delivery(&settings, &ports)?,
         };
         let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
         let source = web::Data::new(Source(format!("droplet-{}", settings.identity.droplet_id)));
@@ -130,6 +133,17 @@ impl Application {
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
+}
+
+/// Starts pushing assignments to droplets, unless `ENABLE_PUSH_DELIVERY` is off.
+fn push_delivery(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<AbortOnDrop>> {
+    if !settings.push_delivery {
+        return Ok(None);
+    }
+    let dispatcher = HttpDispatcher::new(format!("droplet-{}", settings.identity.droplet_id))?;
+    Ok(Some(AbortOnDrop(
+        Delivery::new(ports.clone(), Arc::new(dispatcher)).start(),
+    )))
 }
 
 fn recovery_settings(settings: &Settings) -> RecoverySettings {

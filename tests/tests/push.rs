@@ -1,0 +1,116 @@
+//! Push delivery against a fake droplet that records what it receives.
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use orchestrator_tests::spawn_app_with;
+use serde_json::{Value, json};
+
+/// A droplet endpoint that refuses the first `refusals` messages with 503.
+struct FakeDroplet {
+    received: Mutex<Vec<Value>>,
+    refusals: AtomicU32,
+    /// Requests to any other path, answered 404.
+    misses: AtomicU32,
+}
+
+async fn elsewhere(fake: web::Data<FakeDroplet>) -> HttpResponse {
+    fake.misses.fetch_add(1, Ordering::SeqCst);
+    HttpResponse::NotFound().finish()
+}
+
+async fn message(fake: web::Data<FakeDroplet>, body: web::Json<Value>) -> HttpResponse {
+    fake.received.lock().expect("lock").push(body.into_inner());
+    let refuse = fake
+        .refusals
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    if refuse {
+        HttpResponse::ServiceUnavailable().finish()
+    } else {
+        HttpResponse::Ok().json(json!({"ok": true}))
+    }
+}
+
+fn fake_droplet(refusals: u32) -> (String, Arc<FakeDroplet>) {
+    let fake = web::Data::new(FakeDroplet {
+        received: Mutex::new(Vec::new()),
+        refusals: AtomicU32::new(refusals),
+        misses: AtomicU32::new(0),
+    });
+    let state = fake.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("port");
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/message", web::post().to(message))
+            .default_service(web::to(elsewhere))
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .expect("listen")
+    .run();
+    tokio::spawn(server);
+    (url, fake.into_inner())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_is_pushed_and_retried_until_accepted() {
+    let app = spawn_app_with(&[("ENABLE_PUSH_DELIVERY", "true")]).await;
+    let (endpoint, fake) = fake_droplet(2);
+    let body = json!({ "droplet_id": 21, "name": "pushy", "endpoint": endpoint, "capabilities": ["x"] });
+    assert_eq!(
+        app.post("/droplets/register", &app.droplet(21), body)
+            .await
+            .status,
+        201
+    );
+    let id = app.create_task(4, Some("x")).await;
+    app.wait_for_status(id, "assigned", Duration::from_secs(1)).await;
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while fake.received.lock().expect("lock").len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not retried until accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let received = fake.received.lock().expect("lock").clone();
+    assert_eq!(received.len(), 3, "two refusals, one acceptance, then no more");
+    let message = &received[2];
+    assert_eq!(message["message_type"], "task_assignment");
+    assert_eq!(
+        (message["source"].as_str(), message["target"].as_str()),
+        (Some("droplet-10"), Some("droplet-21"))
+    );
+    assert_eq!(message["udc_version"], "1.0");
+    assert_eq!(message["payload"]["task"]["id"], id);
+    assert_eq!(message["payload"]["task"]["status"], "assigned");
+    assert_eq!(message["payload"]["task"]["assigned_droplet_id"], 21);
+    assert_eq!(message["trace_id"], message["payload"]["task"]["trace_id"]);
+}
+
+#[tokio::test]
+async fn a_droplet_without_a_message_endpoint_is_not_pestered() {
+    let app = spawn_app_with(&[("ENABLE_PUSH_DELIVERY", "true")]).await;
+    let (endpoint, fake) = fake_droplet(0);
+    let body = json!({ "droplet_id": 22, "name": "puller", "endpoint": format!("{endpoint}/elsewhere"), "capabilities": ["x"] });
+    app.post("/droplets/register", &app.droplet(22), body).await;
+    let id = app.create_task(4, Some("x")).await;
+    app.wait_for_status(id, "assigned", Duration::from_secs(1)).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(fake.misses.load(Ordering::SeqCst), 1, "one try: a 404 is final");
+    assert!(fake.received.lock().expect("lock").is_empty());
+    assert_eq!(
+        app.task(id).await["status"],
+        "assigned",
+        "it can still pull its work"
+    );
+}
