@@ -6,7 +6,7 @@ STORE_SUITES := $(foreach t,auth bad_input lifecycle management public push reco
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test fmt fmt-check lint clippy purity deny ci
+.PHONY: run build test bench fmt fmt-check lint clippy purity deny ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -28,6 +28,11 @@ test:
 		$(CARGO) test --workspace --no-fail-fast && \
 		ORCHESTRATOR_TEST_STORE=memory $(CARGO) test -p orchestrator-tests $(STORE_SUITES) --no-fail-fast; \
 	fi
+
+## Print the lifecycle benchmark's figures (see docs/benchmarks.md).
+bench:
+	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
+	$(CARGO) run --release -p orchestrator-bench
 
 fmt:
 	$(CARGO) fmt --all

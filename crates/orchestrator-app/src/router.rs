@@ -8,7 +8,7 @@
 //! taken meanwhile (by a cancel or another replica) is skipped, never assigned
 //! twice.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,10 +21,12 @@ use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError,
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
-use crate::{AppResult, Ports};
+use crate::{AppError, AppResult, Ports};
 
 /// Pending tasks claimed per round of a pass.
 const BATCH: u32 = 100;
+/// Assignments of a round in flight at once.
+const IN_FLIGHT: usize = 16;
 /// How long claimed tasks stay hidden from other replicas' routers; a pass
 /// releases what it did not place long before this.
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
@@ -88,35 +90,79 @@ impl Router {
         if self.is_paused() {
             return Ok(0);
         }
+        // Droplets the store refused during this pass (full or gone).
+        let mut set_aside = HashSet::new();
         let mut assigned = 0;
         loop {
             let mut candidates = self.candidates().await?;
+            for droplet in &set_aside {
+                take_all_slots(&mut candidates, *droplet);
+            }
             let Some(query) = routable_query(&candidates) else {
                 break;
             };
             let pending = self.ports.tasks.claim_pending(&query).await?;
-            let mut this_round = 0;
-            let mut unplaced = Vec::new();
-            for task in &pending {
-                match self.place(task, &mut candidates).await {
-                    Ok(true) => this_round += 1,
-                    Ok(false) => unplaced.push(task.id),
-                    Err(err) => {
-                        self.release(&pending.iter().map(|t| t.id).collect::<Vec<_>>())
-                            .await;
-                        return Err(err);
-                    }
-                }
+            let round = self.assign_batch(&pending, &mut candidates).await;
+            self.release(&round.unplaced).await;
+            let refused = round.refused.len();
+            set_aside.extend(round.refused);
+            if let Some(err) = round.error {
+                return Err(err);
             }
-            self.release(&unplaced).await;
-            assigned += this_round;
-            // A short batch was the last; a round with no assignment means
-            // others took the tasks, and the next event or sweep retries.
-            if this_round == 0 || pending.len() < query.limit as usize {
+            assigned += round.assigned;
+            // A short batch was the last, unless a refusal left tasks to
+            // place elsewhere; a round with no progress ends the pass, and
+            // the next event or sweep retries.
+            let more = pending.len() == query.limit as usize || refused > 0;
+            if !more || (round.assigned == 0 && refused == 0) {
                 break;
             }
         }
         Ok(assigned)
+    }
+
+    /// Plans every task of the batch against the droplets' free slots, then
+    /// runs the assignments concurrently: each is its own compare-and-set,
+    /// and tasks planned on different droplets lock different rows.
+    async fn assign_batch(&self, pending: &[Task], candidates: &mut [Candidate]) -> Round {
+        let mut round = Round::default();
+        let mut plans = Vec::new();
+        for task in pending {
+            match RoutingPolicy::place(task.required_capability.as_ref(), candidates) {
+                Placement::Assign { droplet_id, rule } => {
+                    take_slot(candidates, droplet_id, self.ports.clock.now());
+                    plans.push((task.clone(), droplet_id, rule));
+                }
+                _ => round.unplaced.push(task.id),
+            }
+        }
+        let outcomes: Vec<_> = futures_util::stream::iter(plans)
+            .map(
+                |(task, droplet_id, rule): (Task, DropletId, PlacementRule)| async move {
+                    (task.id, droplet_id, self.assign(&task, droplet_id, rule).await)
+                },
+            )
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        for (task_id, droplet_id, outcome) in outcomes {
+            match outcome {
+                Ok(saved) => {
+                    round.assigned += 1;
+                    self.ports.events.publish(DomainEvent::TaskAssigned(saved)).await;
+                }
+                Err(StoreError::DropletUnavailable { .. }) => {
+                    round.refused.push(droplet_id);
+                    round.unplaced.push(task_id);
+                }
+                Err(StoreError::Conflict(_)) => round.unplaced.push(task_id),
+                Err(err) => {
+                    round.unplaced.push(task_id);
+                    round.error.get_or_insert(err.into());
+                }
+            }
+        }
+        round
     }
 
     /// Gives back claims on tasks this pass did not place, so that the next
@@ -142,29 +188,6 @@ impl Router {
             .iter()
             .map(|d| Candidate::new(d, counts.get(&d.droplet_id).copied().unwrap_or(0)))
             .collect())
-    }
-
-    /// Assigns `task` if the policy finds a droplet; true when it did. A
-    /// droplet found full or inactive at commit (another replica filled it,
-    /// an admin took it out) is set aside and the task placed again.
-    async fn place(&self, task: &Task, candidates: &mut [Candidate]) -> AppResult<bool> {
-        loop {
-            let Placement::Assign { droplet_id, rule } =
-                RoutingPolicy::place(task.required_capability.as_ref(), candidates)
-            else {
-                return Ok(false);
-            };
-            match self.assign(task, droplet_id, rule).await {
-                Ok(saved) => {
-                    take_slot(candidates, droplet_id, saved.updated_at);
-                    self.ports.events.publish(DomainEvent::TaskAssigned(saved)).await;
-                    return Ok(true);
-                }
-                Err(StoreError::DropletUnavailable { .. }) => set_aside(candidates, droplet_id),
-                Err(StoreError::Conflict(_)) => return Ok(false),
-                Err(err) => return Err(err.into()),
-            }
-        }
     }
 
     async fn assign(
@@ -267,8 +290,19 @@ fn routable_query(candidates: &[Candidate]) -> Option<RoutableQuery> {
     })
 }
 
+/// What one round of a pass did.
+#[derive(Default)]
+struct Round {
+    assigned: usize,
+    /// Claimed tasks not assigned, to release.
+    unplaced: Vec<TaskId>,
+    /// Droplets the store refused (full or no longer active).
+    refused: Vec<DropletId>,
+    error: Option<AppError>,
+}
+
 /// Takes a droplet out of this pass: the store says it cannot take work.
-fn set_aside(candidates: &mut [Candidate], droplet_id: DropletId) {
+fn take_all_slots(candidates: &mut [Candidate], droplet_id: DropletId) {
     if let Some(c) = candidates.iter_mut().find(|c| c.droplet_id == droplet_id) {
         c.active_tasks = c.capacity;
     }

@@ -492,7 +492,8 @@ async fn the_router_sets_aside_a_droplet_the_store_refuses_and_tries_another() {
         .expect_list_droplets()
         .returning(move |_| Ok(vec![droplet(1), droplet(2)]));
     let mut tasks = MockTaskStore::new();
-    let mut claims = vec![vec![pending_task()], vec![]].into_iter();
+    // Claimed, refused on droplet 1 and released, then claimed again.
+    let mut claims = vec![vec![pending_task()], vec![pending_task()], vec![]].into_iter();
     tasks
         .expect_claim_pending()
         .returning(move |_| Ok(claims.next().unwrap_or_default()));

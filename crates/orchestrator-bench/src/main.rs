@@ -1,0 +1,341 @@
+//! `make bench`: the task lifecycle on PostgreSQL through the use-case layer.
+//!
+//! - W1: preload `BENCH_TASKS` tasks (default 100,000), then 50 simulated
+//!   droplets run them all `pending → assigned → in_progress → completed`;
+//!   prints tasks per second end to end.
+//! - W2: tasks submitted at a fixed rate (500/s and 2,000/s) to idle
+//!   droplets; prints p50, p99 and max of submit→assigned and
+//!   submit→completed, measured from each task's intended send time so that
+//!   a slow system cannot hide its delay (no coordinated omission).
+//! - pgbench `-N`, 16 clients, 10 s on the same server: the machine's
+//!   ceiling, with W1 as a ratio of it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use orchestrator_app::tasks::StatusChange;
+use orchestrator_app::{DropletService, Ports, Router, TaskService};
+use orchestrator_domain::{
+    Caller, DomainEvent, Permission, Permissions, RegistrationDraft, TaskDraft, TaskId, TaskStatus,
+};
+use orchestrator_memory::InProcessEventBus;
+use orchestrator_ports::{SystemClock, TaskFilter};
+use orchestrator_postgres::{PgStore, PoolSettings, run_migrations};
+use orchestrator_testkit::pg::TestDatabase;
+use tokio::sync::mpsc;
+
+const DROPLETS: i64 = 50;
+/// Tasks each droplet may hold; the router keeps them all busy.
+const CAPACITY: i64 = 20;
+const CAPABILITY: &str = "bench";
+
+struct Bench {
+    ports: Ports,
+    tasks: TaskService,
+    router: Arc<Router>,
+    _database: TestDatabase,
+}
+
+fn caller(subject: String, permission: Permission, droplet_id: Option<i64>) -> Caller {
+    Caller {
+        subject,
+        permissions: Permissions::new([permission]),
+        droplet_id,
+    }
+}
+
+async fn setup() -> anyhow::Result<Bench> {
+    let database = TestDatabase::create().await;
+    run_migrations(&database.url).await?;
+    let settings = PoolSettings {
+        max_size: 32,
+        timeout: Duration::from_secs(30),
+    };
+    let store = Arc::new(PgStore::new(&database.url, settings)?);
+    let ports = Ports {
+        tasks: store.clone(),
+        droplets: store,
+        events: Arc::new(InProcessEventBus::default()),
+        clock: Arc::new(SystemClock),
+    };
+    let droplets = DropletService::new(ports.clone());
+    for id in 1..=DROPLETS {
+        let draft = RegistrationDraft {
+            droplet_id: id,
+            name: format!("bench {id}"),
+            endpoint: format!("http://127.0.0.1:9/{id}"),
+            capabilities: vec![CAPABILITY.into()],
+            max_concurrent_tasks: Some(CAPACITY),
+            ..RegistrationDraft::default()
+        };
+        droplets
+            .register(
+                &caller(format!("droplet-{id}"), Permission::Write, Some(id)),
+                draft,
+            )
+            .await?;
+    }
+    Ok(Bench {
+        tasks: TaskService::new(ports.clone()),
+        router: Router::new(ports.clone()),
+        ports,
+        _database: database,
+    })
+}
+
+fn draft(n: usize) -> TaskDraft {
+    TaskDraft {
+        task_type: "bench".into(),
+        title: format!("task {n}"),
+        required_capability: Some(CAPABILITY.into()),
+        ..TaskDraft::default()
+    }
+}
+
+/// Simulated droplets: each runs its assignments in order, learning of them
+/// from `task_assigned` events and, as a safety net, by polling.
+fn start_droplets(bench: &Bench) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut senders = HashMap::new();
+    let mut handles = Vec::new();
+    for id in 1..=DROPLETS {
+        let (tx, rx) = mpsc::unbounded_channel::<TaskId>();
+        senders.insert(id, tx);
+        handles.push(tokio::spawn(run_droplet(bench.tasks.clone(), id, rx)));
+    }
+    let mut events = bench.ports.events.subscribe();
+    handles.push(tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            if let DomainEvent::TaskAssigned(task) = event
+                && let Some(tx) = task.assigned_droplet_id.and_then(|d| senders.get(&d))
+            {
+                let _ = tx.send(task.id);
+            }
+        }
+    }));
+    handles
+}
+
+async fn run_droplet(tasks: TaskService, id: i64, mut assigned: mpsc::UnboundedReceiver<TaskId>) {
+    let me = caller(format!("droplet-{id}"), Permission::Write, Some(id));
+    let mut poll = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let batch: Vec<TaskId> = tokio::select! {
+            Some(task) = assigned.recv() => vec![task],
+            _ = poll.tick() => held(&tasks, &me, id).await,
+        };
+        for task in batch {
+            for status in [TaskStatus::InProgress, TaskStatus::Completed] {
+                let change = StatusChange {
+                    status,
+                    result: None,
+                    error_message: None,
+                };
+                // Already moved (a poll and an event for the same task): skip.
+                let _ = tasks.update_status(&me, task, change).await;
+            }
+        }
+    }
+}
+
+async fn held(tasks: &TaskService, me: &Caller, id: i64) -> Vec<TaskId> {
+    let filter = TaskFilter {
+        status: Some(TaskStatus::Assigned),
+        assigned_droplet_id: Some(id),
+        limit: 100,
+        ..TaskFilter::default()
+    };
+    match tasks.list(me, filter).await {
+        Ok(page) => page.tasks.into_iter().map(|v| v.task.id).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+async fn completed(bench: &Bench) -> u64 {
+    let counts = bench
+        .ports
+        .tasks
+        .count_tasks_by_status()
+        .await
+        .unwrap_or_default();
+    counts.get(&TaskStatus::Completed).copied().unwrap_or(0)
+}
+
+async fn w1(total: usize) -> anyhow::Result<f64> {
+    let bench = setup().await?;
+    bench.router.set_paused(true);
+    let loader = caller("loader".into(), Permission::Write, None);
+    let started = Instant::now();
+    futures_util::stream::iter(0..total)
+        .for_each_concurrent(32, |n| {
+            let (tasks, loader) = (bench.tasks.clone(), loader.clone());
+            async move {
+                let _ = tasks.create(&loader, draft(n)).await;
+            }
+        })
+        .await;
+    println!(
+        "  preloaded {total} tasks in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
+    let droplets = start_droplets(&bench);
+    let _routing = bench.router.start();
+    let started = Instant::now();
+    bench.router.set_paused(false);
+    while completed(&bench).await < total as u64 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    droplets.iter().for_each(|h| h.abort());
+    let rate = total as f64 / elapsed;
+    println!(
+        "  {total} tasks pending → assigned → in_progress → completed in {elapsed:.1} s: {rate:.0} tasks/s end to end"
+    );
+    Ok(rate)
+}
+
+#[derive(Default)]
+struct Timings {
+    intended: HashMap<TaskId, Instant>,
+    assigned: HashMap<TaskId, Instant>,
+    completed: HashMap<TaskId, Instant>,
+}
+
+async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
+    let bench = setup().await?;
+    let timings = Arc::new(Mutex::new(Timings::default()));
+    let mut events = bench.ports.events.subscribe();
+    let recorder = {
+        let timings = timings.clone();
+        tokio::spawn(async move {
+            while let Some(event) = events.next().await {
+                let now = Instant::now();
+                let mut t = timings.lock().unwrap_or_else(|p| p.into_inner());
+                match event {
+                    DomainEvent::TaskAssigned(task) => {
+                        t.assigned.entry(task.id).or_insert(now);
+                    }
+                    DomainEvent::TaskCompleted(task) => {
+                        t.completed.insert(task.id, now);
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    let droplets = start_droplets(&bench);
+    let _routing = bench.router.start();
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let loader = caller("loader".into(), Permission::Write, None);
+    let start = tokio::time::Instant::now() + Duration::from_millis(100);
+    for n in 0..total {
+        let intended = start + interval * n as u32;
+        tokio::time::sleep_until(intended).await;
+        let (tasks, loader, timings) = (bench.tasks.clone(), loader.clone(), timings.clone());
+        tokio::spawn(async move {
+            if let Ok(task) = tasks.create(&loader, draft(n)).await {
+                let mut t = timings.lock().unwrap_or_else(|p| p.into_inner());
+                t.intended.insert(task.id, intended.into_std());
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while completed(&bench).await < total as u64 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    recorder.abort();
+    droplets.iter().for_each(|h| h.abort());
+    let t = timings.lock().unwrap_or_else(|p| p.into_inner());
+    let latencies = |at: &HashMap<TaskId, Instant>| {
+        let mut ms: Vec<f64> = t
+            .intended
+            .iter()
+            .filter_map(|(id, sent)| {
+                at.get(id)
+                    .map(|done| done.saturating_duration_since(*sent).as_secs_f64() * 1e3)
+            })
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms
+    };
+    let (assigned, done) = (latencies(&t.assigned), latencies(&t.completed));
+    println!(
+        "  {rate}/s for {seconds} s ({total} tasks, {} completed):\n    submit→assigned  {}\n    submit→completed {}",
+        done.len(),
+        summary(&assigned),
+        summary(&done)
+    );
+    Ok(())
+}
+
+fn summary(sorted_ms: &[f64]) -> String {
+    if sorted_ms.is_empty() {
+        return "no samples".into();
+    }
+    let at = |q: f64| sorted_ms[((sorted_ms.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "p50 {:7.2} ms   p99 {:7.2} ms   max {:7.2} ms",
+        at(0.50),
+        at(0.99),
+        sorted_ms[sorted_ms.len() - 1]
+    )
+}
+
+/// pgbench `-N` (no updates of the branch and teller rows), 16 clients, 10 s.
+async fn pgbench() -> anyhow::Result<f64> {
+    let database = TestDatabase::create().await;
+    let run = |args: &[&str]| {
+        std::process::Command::new("pgbench")
+            .args(args)
+            .arg(&database.url)
+            .output()
+            .map_err(|e| {
+                anyhow::anyhow!("pgbench is needed for the ceiling (apt-get install postgresql-client): {e}")
+            })
+    };
+    run(&["-i", "-s", "10", "-q"])?;
+    let out = run(&["-N", "-c", "16", "-j", "2", "-T", "10"])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let tps = text
+        .lines()
+        .find_map(|l| l.strip_prefix("tps = "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "pgbench printed no tps: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    println!("  pgbench -N, 16 clients, 10 s: {tps:.0} transactions/s");
+    Ok(tps)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let total: usize = std::env::var("BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let seconds: u32 = std::env::var("BENCH_W2_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    println!("orchestrator lifecycle benchmark on PostgreSQL ({DROPLETS} droplets × {CAPACITY} slots)");
+    println!("W1: burn-down");
+    let w1 = w1(total).await?;
+    println!("W2: fixed arrival rate, idle droplets");
+    for rate in [500, 2_000] {
+        w2(rate, seconds).await?;
+    }
+    println!("Ceiling of this machine and server:");
+    let tps = pgbench().await?;
+    println!(
+        "W1 / pgbench: {:.2} (each task is 4 state changes, each its own transaction)",
+        w1 / tps
+    );
+    Ok(())
+}
