@@ -11,6 +11,7 @@
 //!   ceiling, with W1 as a ratio of it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -119,7 +120,9 @@ fn start_droplets(bench: &Bench) -> Vec<tokio::task::JoinHandle<()>> {
 
 async fn run_droplet(tasks: TaskService, id: i64, mut assigned: mpsc::UnboundedReceiver<TaskId>) {
     let me = caller(format!("droplet-{id}"), Permission::Write, Some(id));
-    let mut poll = tokio::time::interval(Duration::from_millis(500));
+    // Events rarely lag; the poll is only a safety net, kept rare so that
+    // it does not load the database it measures.
+    let mut poll = tokio::time::interval(Duration::from_secs(5));
     loop {
         let batch: Vec<TaskId> = tokio::select! {
             Some(task) = assigned.recv() => vec![task],
@@ -162,6 +165,46 @@ async fn completed(bench: &Bench) -> u64 {
     counts.get(&TaskStatus::Completed).copied().unwrap_or(0)
 }
 
+/// Counts `task_completed` events from now on.
+struct Completions {
+    seen: Arc<AtomicU64>,
+    counter: tokio::task::JoinHandle<()>,
+}
+
+impl Completions {
+    fn start(bench: &Bench) -> Self {
+        let seen = Arc::new(AtomicU64::new(0));
+        let mut events = bench.ports.events.subscribe();
+        let counter = {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                while let Some(event) = events.next().await {
+                    if matches!(event, DomainEvent::TaskCompleted(_)) {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        };
+        Completions { seen, counter }
+    }
+
+    /// Waits until `total` tasks are completed, checking the store every two
+    /// seconds in case events were skipped under load; gives up after `limit`.
+    async fn wait(self, bench: &Bench, total: u64, limit: Duration) {
+        let (started, mut checked) = (Instant::now(), Instant::now());
+        while started.elapsed() < limit && self.seen.load(Ordering::Relaxed) < total {
+            if checked.elapsed() > Duration::from_secs(2) {
+                if completed(bench).await >= total {
+                    break;
+                }
+                checked = Instant::now();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.counter.abort();
+    }
+}
+
 async fn w1(total: usize) -> anyhow::Result<f64> {
     let bench = setup().await?;
     bench.router.set_paused(true);
@@ -182,11 +225,12 @@ async fn w1(total: usize) -> anyhow::Result<f64> {
 
     let droplets = start_droplets(&bench);
     let _routing = bench.router.start();
+    let completions = Completions::start(&bench);
     let started = Instant::now();
     bench.router.set_paused(false);
-    while completed(&bench).await < total as u64 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    completions
+        .wait(&bench, total as u64, Duration::from_secs(3600))
+        .await;
     let elapsed = started.elapsed().as_secs_f64();
     droplets.iter().for_each(|h| h.abort());
     let rate = total as f64 / elapsed;
@@ -227,6 +271,7 @@ async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
     };
     let droplets = start_droplets(&bench);
     let _routing = bench.router.start();
+    let completions = Completions::start(&bench);
     let total = (rate * seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let loader = caller("loader".into(), Permission::Write, None);
@@ -242,10 +287,9 @@ async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
             }
         });
     }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while completed(&bench).await < total as u64 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    completions
+        .wait(&bench, total as u64, Duration::from_secs(60))
+        .await;
     recorder.abort();
     droplets.iter().for_each(|h| h.abort());
     let t = timings.lock().unwrap_or_else(|p| p.into_inner());
