@@ -91,3 +91,41 @@ async fn an_emergency_stop_halts_routing_but_keeps_reads() {
         .await;
     app.wait_for_status(id, "assigned", Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn shutdown_is_graceful_and_admin_only() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post("/management/shutdown", &app.writer("x"), json!({}))
+            .await
+            .status,
+        403
+    );
+    let cleared = app.post("/management/cache/clear", &app.admin(), json!({})).await;
+    assert_eq!(
+        (cleared.status, cleared.payload()["cleared"].clone()),
+        (200, json!([]))
+    );
+    let reply = app.post("/management/shutdown", &app.admin(), json!({})).await;
+    assert_eq!(
+        (reply.status, reply.payload()["shutting_down"].as_bool()),
+        (200, Some(true))
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let refused = app
+            .client
+            .get(format!("{}/health", app.address))
+            .send()
+            .await
+            .is_err();
+        if refused {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still serving after shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -87,13 +87,11 @@ impl Router {
     /// Places every pending task that can be placed now; returns how many were assigned.
     pub async fn route_pending(&self) -> AppResult<usize> {
         let _one_pass = self.pass.lock().await;
-        if self.is_paused() {
-            return Ok(0);
-        }
         // Droplets the store refused during this pass (full or gone).
         let mut set_aside = HashSet::new();
         let mut assigned = 0;
-        loop {
+        // Checked every round: a pause takes effect within the running pass.
+        while !self.is_paused() {
             let mut candidates = self.candidates().await?;
             for droplet in &set_aside {
                 take_all_slots(&mut candidates, *droplet);

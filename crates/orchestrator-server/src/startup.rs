@@ -33,6 +33,9 @@ pub struct AppState {
     pub droplets: DropletService,
     pub status: StatusService,
     pub management: ManagementService,
+    /// Stops the HTTP server gracefully (`POST /management/shutdown`); set
+    /// once the server exists.
+    pub server: std::sync::OnceLock<actix_web::dev::ServerHandle>,
 }
 
 /// A running orchestrator: its HTTP server and its background jobs.
@@ -96,7 +99,9 @@ impl Application {
             status: StatusService::new(ports),
             management: ManagementService::new(scheduler),
             settings,
+            server: std::sync::OnceLock::new(),
         });
+        let shared = state.clone();
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
@@ -113,6 +118,7 @@ impl Application {
         .disable_signals()
         .listen(listener)?
         .run();
+        let _ = shared.server.set(server.handle());
         Ok(Application {
             port,
             server,

@@ -20,6 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/scheduler/jobs/{job_id}/pause").route(web::post().to(pause)))
             .service(resource("/scheduler/jobs/{job_id}/resume").route(web::post().to(resume)))
             .service(resource("/emergency-stop").route(web::post().to(emergency_stop)))
+            .service(resource("/shutdown").route(web::post().to(shutdown)))
+            .service(resource("/cache/clear").route(web::post().to(clear_cache)))
             .default_service(web::to(not_found)),
     );
 }
@@ -75,4 +77,35 @@ async fn emergency_stop(
         "jobs": jobs,
         "resume": "POST /management/scheduler/jobs/{id}/resume for each job, task_router first",
     })))
+}
+
+/// Stops accepting connections, lets in-flight requests (and their
+/// transactions) finish, then stops the server; `orchestrator serve` then
+/// exits 0. SIGTERM and Ctrl-C do the same.
+async fn shutdown(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Udc<Value>, ApiError> {
+    app.management.authorize(&caller)?;
+    let handle = app
+        .server
+        .get()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("the server handle is not set".into()))?;
+    tracing::warn!(by = %caller.subject, "graceful shutdown requested");
+    // Stop after this response is sent: stopping waits for in-flight requests, this one included.
+    actix_web::rt::spawn(async move { handle.stop(true).await });
+    Ok(Udc::ok(json!({ "shutting_down": true, "graceful": true })))
+}
+
+/// This version keeps no cache of its own (every read goes to the store);
+/// the Registry's public key will be the first.
+async fn clear_cache(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Udc<Value>, ApiError> {
+    app.management.authorize(&caller)?;
+    Ok(Udc::ok(
+        json!({ "cleared": [], "message": "no cache to clear: every read goes to the store" }),
+    ))
 }
