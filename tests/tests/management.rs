@@ -129,3 +129,37 @@ async fn shutdown_is_graceful_and_admin_only() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn reload_config_reports_what_changed_or_why_it_cannot() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.post("/management/reload-config", &app.writer("x"), json!({}))
+            .await
+            .status,
+        403
+    );
+    // The server re-reads this test process's environment, which is not the
+    // one the test app was built from: either it is valid and the reply
+    // names the differences, or it is not and nothing changes.
+    let reply = app
+        .post("/management/reload-config", &app.admin(), json!({}))
+        .await;
+    match reply.status {
+        200 => {
+            assert!(reply.payload()["changed"].is_array(), "{reply:?}");
+            assert!(reply.payload()["requires_restart"].is_array(), "{reply:?}");
+        }
+        422 => {
+            assert_eq!(reply.error_code(), "validation_failed");
+            assert_eq!(reply.payload()["error"]["details"]["field"], "environment");
+            let jobs = app.get("/management/scheduler/jobs", &app.admin()).await;
+            assert_eq!(
+                jobs.payload()["jobs"][1]["interval_seconds"],
+                3600,
+                "nothing changed"
+            );
+        }
+        other => panic!("unexpected {other}: {reply:?}"),
+    }
+}

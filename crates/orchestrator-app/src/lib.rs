@@ -19,7 +19,7 @@ use orchestrator_ports::{Clock, DropletStore, EventBus, TaskStore};
 pub use delivery::Delivery;
 pub use droplets::DropletService;
 pub use error::{AppError, AppResult};
-pub use management::ManagementService;
+pub use management::{ManagementService, Tunables};
 pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use router::{Router, RouterHandle};
 pub use scheduler::{JobStatus, Scheduler, SchedulerHandle};

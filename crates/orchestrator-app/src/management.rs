@@ -1,21 +1,82 @@
 //! Management use cases (admin only): the scheduler's jobs and the
 //! emergency stop.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use orchestrator_domain::{Caller, Permission};
 
 use crate::authz::require;
-use crate::{AppResult, JobStatus, Scheduler};
+use crate::scheduler::{HEALTH_MONITOR, HEARTBEAT_CLEANUP, TASK_ROUTER};
+use crate::{AppResult, JobStatus, Recovery, RecoverySettings, Scheduler};
+
+/// The settings that take effect without a restart (`reload-config`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tunables {
+    pub router_interval: Duration,
+    pub heartbeat_check_interval: Duration,
+    pub heartbeat_cleanup_interval: Duration,
+    pub recovery: RecoverySettings,
+}
 
 #[derive(Debug, Clone)]
 pub struct ManagementService {
     scheduler: Arc<Scheduler>,
+    recovery: Arc<Recovery>,
+    current: Arc<Mutex<Tunables>>,
 }
 
 impl ManagementService {
-    pub fn new(scheduler: Arc<Scheduler>) -> Self {
-        ManagementService { scheduler }
+    pub fn new(scheduler: Arc<Scheduler>, recovery: Arc<Recovery>, current: Tunables) -> Self {
+        ManagementService {
+            scheduler,
+            recovery,
+            current: Arc::new(Mutex::new(current)),
+        }
+    }
+
+    /// The run-time settings in force.
+    pub fn tunables(&self) -> Tunables {
+        *self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `next`; returns the names of the variables whose value changed.
+    pub fn reload(&self, caller: &Caller, next: Tunables) -> AppResult<Vec<&'static str>> {
+        require(caller, Permission::Admin)?;
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let (before, after) = (current.recovery, next.recovery);
+        let checks: [(&'static str, bool); 8] = [
+            ("ROUTER_INTERVAL", current.router_interval != next.router_interval),
+            (
+                "HEARTBEAT_CHECK_INTERVAL",
+                current.heartbeat_check_interval != next.heartbeat_check_interval,
+            ),
+            (
+                "HEARTBEAT_CLEANUP_INTERVAL",
+                current.heartbeat_cleanup_interval != next.heartbeat_cleanup_interval,
+            ),
+            (
+                "HEARTBEAT_TIMEOUT",
+                before.heartbeat_timeout != after.heartbeat_timeout,
+            ),
+            ("ASSIGNMENT_ACK_TIMEOUT", before.ack_timeout != after.ack_timeout),
+            ("ENABLE_AUTO_RECOVERY", before.enabled != after.enabled),
+            (
+                "RETRY_BACKOFF_BASE_SECONDS",
+                before.retry.base != after.retry.base,
+            ),
+            ("RETRY_BACKOFF_MAX_SECONDS", before.retry.max != after.retry.max),
+        ];
+        self.scheduler.set_interval(TASK_ROUTER, next.router_interval);
+        self.scheduler
+            .set_interval(HEALTH_MONITOR, next.heartbeat_check_interval);
+        self.scheduler
+            .set_interval(HEARTBEAT_CLEANUP, next.heartbeat_cleanup_interval);
+        self.recovery.set_settings(next.recovery);
+        *current = next;
+        let changed: Vec<&'static str> = checks.into_iter().filter(|(_, c)| *c).map(|(n, _)| n).collect();
+        tracing::warn!(by = %caller.subject, ?changed, "configuration reloaded");
+        Ok(changed)
     }
 
     /// Every management endpoint is for admins.

@@ -42,18 +42,31 @@ pub struct RecoveryReport {
 #[derive(Debug)]
 pub struct Recovery {
     ports: Ports,
-    settings: RecoverySettings,
+    /// Changeable at run time (`reload-config`).
+    settings: std::sync::RwLock<RecoverySettings>,
 }
 
 impl Recovery {
     pub fn new(ports: Ports, settings: RecoverySettings) -> Arc<Self> {
-        Arc::new(Recovery { ports, settings })
+        Arc::new(Recovery {
+            ports,
+            settings: std::sync::RwLock::new(settings),
+        })
+    }
+
+    pub fn settings(&self) -> RecoverySettings {
+        *self.settings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies new settings from the next pass on.
+    pub fn set_settings(&self, settings: RecoverySettings) {
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
     }
 
     /// One pass of the health monitor.
     pub async fn run_pass(&self) -> AppResult<RecoveryReport> {
         let droplets_marked_inactive = self.mark_silent_droplets().await?;
-        let tasks_moved = if self.settings.enabled {
+        let tasks_moved = if self.settings().enabled {
             self.recover_tasks().await?
         } else {
             0
@@ -68,7 +81,7 @@ impl Recovery {
         let changes = self
             .ports
             .droplets
-            .mark_silent_droplets(self.settings.heartbeat_timeout)
+            .mark_silent_droplets(self.settings().heartbeat_timeout)
             .await?;
         for change in &changes {
             tracing::warn!(
@@ -96,7 +109,7 @@ impl Recovery {
             let candidates = self
                 .ports
                 .tasks
-                .tasks_to_recover(self.settings.ack_timeout, BATCH)
+                .tasks_to_recover(self.settings().ack_timeout, BATCH)
                 .await?;
             let mut this_round = 0;
             for candidate in &candidates {
@@ -143,7 +156,7 @@ impl Recovery {
 
     async fn retry_after(&self, task: &Task, at: chrono::DateTime<chrono::Utc>) -> AppResult<Option<Task>> {
         let deadline_passed = task.deadline.is_some_and(|d| d <= self.ports.clock.now());
-        if !self.settings.enabled || !task.can_retry() || deadline_passed {
+        if !self.settings().enabled || !task.can_retry() || deadline_passed {
             return Ok(None);
         }
         self.apply(
@@ -155,7 +168,10 @@ impl Recovery {
     }
 
     fn backoff(&self, task: &Task) -> chrono::Duration {
-        let delay = self.settings.retry.delay(task.retry_count, rand::random::<f64>());
+        let delay = self
+            .settings()
+            .retry
+            .delay(task.retry_count, rand::random::<f64>());
         chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX)
     }
 

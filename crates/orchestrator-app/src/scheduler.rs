@@ -48,7 +48,8 @@ pub struct JobStatus {
 
 struct Entry {
     job: Arc<dyn Job>,
-    interval: Duration,
+    /// Changeable at run time (`reload-config`); read before each wait.
+    interval: Mutex<Duration>,
     status: Mutex<JobStatus>,
     resumed: Notify,
 }
@@ -87,7 +88,7 @@ impl Scheduler {
         };
         self.entries.push(Arc::new(Entry {
             job,
-            interval,
+            interval: Mutex::new(interval),
             status: Mutex::new(status),
             resumed: Notify::new(),
         }));
@@ -107,10 +108,12 @@ impl Scheduler {
     }
 
     async fn drive(&self, entry: &Entry) {
-        let mut ticker = tokio::time::interval(entry.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first run is at once, then one every interval (as it stands
+        // when the wait starts) after the start of the previous run.
+        let mut next = tokio::time::Instant::now();
         loop {
-            ticker.tick().await;
+            tokio::time::sleep_until(next).await;
+            next = tokio::time::Instant::now() + entry.interval();
             while entry.status().paused {
                 entry.resumed.notified().await;
             }
@@ -124,7 +127,7 @@ impl Scheduler {
         let now = self.clock.now();
         let mut status = entry.status();
         status.leader = leader;
-        status.next_run_at = Some(now + chrono::Duration::from_std(entry.interval).unwrap_or_default());
+        status.next_run_at = Some(now + chrono::Duration::from_std(entry.interval()).unwrap_or_default());
         if let Some(outcome) = outcome {
             status.last_run_at = Some(now);
             status.runs += 1;
@@ -147,6 +150,16 @@ impl Scheduler {
         self.set_paused(id, false)
     }
 
+    /// Changes a job's interval from its next wait on; false for an unknown id.
+    pub fn set_interval(&self, id: &str, interval: Duration) -> bool {
+        let Some(entry) = self.entries.iter().find(|e| e.job.id() == id) else {
+            return false;
+        };
+        *entry.interval.lock().unwrap_or_else(|p| p.into_inner()) = interval;
+        entry.status().interval_seconds = interval.as_secs();
+        true
+    }
+
     /// Pauses every job at once (emergency stop); returns their states.
     pub fn pause_all(&self) -> Vec<JobStatus> {
         self.entries.iter().map(|e| e.set_paused(true)).collect()
@@ -166,6 +179,10 @@ impl Scheduler {
 }
 
 impl Entry {
+    fn interval(&self) -> Duration {
+        *self.interval.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn status(&self) -> std::sync::MutexGuard<'_, JobStatus> {
         self.status.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -110,3 +110,58 @@ async fn a_paused_job_does_not_run_until_resumed() {
     );
     assert!(scheduler.pause_all().iter().all(|j| j.paused));
 }
+
+#[tokio::test]
+async fn reloading_changes_intervals_and_recovery_and_names_what_changed() {
+    use orchestrator_app::{ManagementService, Ports, Recovery, RecoverySettings, Tunables};
+    use orchestrator_domain::{Caller, Permission, Permissions, RetryPolicy};
+    use orchestrator_memory::{InProcessEventBus, MemoryStore};
+    let store = Arc::new(MemoryStore::new());
+    let ports = Ports {
+        tasks: store.clone(),
+        droplets: store,
+        events: Arc::new(InProcessEventBus::default()),
+        clock: Arc::new(SystemClock),
+    };
+    let recovery_settings = RecoverySettings {
+        heartbeat_timeout: Duration::from_secs(90),
+        ack_timeout: Duration::from_secs(60),
+        retry: RetryPolicy::default(),
+        enabled: true,
+    };
+    let recovery = Recovery::new(ports, recovery_settings);
+    let router_job = job("task_router", false, false);
+    let scheduler = scheduler(true, std::slice::from_ref(&router_job));
+    let before = Tunables {
+        router_interval: TICK,
+        heartbeat_check_interval: Duration::from_secs(60),
+        heartbeat_cleanup_interval: Duration::from_secs(3600),
+        recovery: recovery_settings,
+    };
+    let management = ManagementService::new(scheduler.clone(), recovery.clone(), before);
+    let admin = Caller {
+        subject: "admin".into(),
+        permissions: Permissions::new([Permission::Admin]),
+        droplet_id: None,
+    };
+    let mut after = before;
+    after.router_interval = Duration::from_secs(7);
+    after.recovery.enabled = false;
+    let changed = management.reload(&admin, after).expect("admin reloads");
+    assert_eq!(changed, vec!["ROUTER_INTERVAL", "ENABLE_AUTO_RECOVERY"]);
+    assert_eq!(scheduler.jobs()[0].interval_seconds, 7);
+    assert!(!recovery.settings().enabled);
+    assert_eq!(management.tunables(), after);
+    assert!(
+        management.reload(&admin, after).expect("again").is_empty(),
+        "nothing changed"
+    );
+    let reader = Caller {
+        permissions: Permissions::new([Permission::Write]),
+        ..admin
+    };
+    assert!(matches!(
+        management.reload(&reader, before),
+        Err(AppError::Forbidden(_))
+    ));
+}

@@ -154,6 +154,55 @@ impl Settings {
         }
     }
 
+    /// Variables whose value differs in `other` but only takes effect at
+    /// start (everything but the run-time settings of `reload-config`).
+    pub fn restart_needed(&self, other: &Settings) -> Vec<&'static str> {
+        use secrecy::ExposeSecret;
+        let url = |s: &Settings| match &s.store {
+            StoreKind::Memory => "memory".to_owned(),
+            StoreKind::Postgres { url } => url.expose_secret().to_owned(),
+        };
+        // A made-up development secret differs on every read: not a change.
+        let secret_changed = !(self.jwt_secret_generated && other.jwt_secret_generated)
+            && self.jwt_secret.expose_secret() != other.jwt_secret.expose_secret();
+        let checks = [
+            ("DATABASE_URL", url(self) != url(other)),
+            ("DATABASE_POOL_SIZE", self.pool.size != other.pool.size),
+            (
+                "DATABASE_MAX_OVERFLOW",
+                self.pool.max_overflow != other.pool.max_overflow,
+            ),
+            ("JWT_SECRET_KEY", secret_changed),
+            (
+                "JWT_EXPIRATION_SECONDS",
+                self.jwt_expiration != other.jwt_expiration,
+            ),
+            (
+                "DROPLET_ID",
+                self.identity.droplet_id != other.identity.droplet_id,
+            ),
+            ("DROPLET_NAME", self.identity.name != other.identity.name),
+            ("DROPLET_STEWARD", self.identity.steward != other.identity.steward),
+            (
+                "DROPLET_ENDPOINT",
+                self.identity.endpoint != other.identity.endpoint,
+            ),
+            ("HOST", self.host != other.host),
+            ("PORT", self.port != other.port),
+            ("WORKERS", self.workers != other.workers),
+            ("LOG_LEVEL", self.log_level != other.log_level),
+            ("ENVIRONMENT", self.environment != other.environment),
+            ("MAX_BODY_BYTES", self.max_body_bytes != other.max_body_bytes),
+            ("REGISTRY_URL", self.registry_url != other.registry_url),
+            ("ENABLE_PUSH_DELIVERY", self.push_delivery != other.push_delivery),
+        ];
+        checks
+            .into_iter()
+            .filter(|(_, changed)| *changed)
+            .map(|(name, _)| name)
+            .collect()
+    }
+
     pub fn is_development(&self) -> bool {
         self.environment == Environment::Development
     }
@@ -343,6 +392,25 @@ mod tests {
         let dev = Settings::from_vars(vars(&[("ENVIRONMENT", "development")])).expect("dev");
         assert!(dev.jwt_secret_generated);
         assert_eq!(dev.jwt_secret.expose_secret().len(), 64);
+    }
+
+    #[test]
+    fn restart_needed_names_only_start_time_settings() {
+        let secret = "k".repeat(32);
+        let base = [("JWT_SECRET_KEY", secret.as_str())];
+        let a = Settings::from_vars(vars(&base)).expect("valid");
+        let b =
+            Settings::from_vars(vars(&[base[0], ("PORT", "9000"), ("ROUTER_INTERVAL", "3")])).expect("valid");
+        assert_eq!(
+            a.restart_needed(&b),
+            vec!["PORT"],
+            "ROUTER_INTERVAL changes at run time"
+        );
+        let dev = || Settings::from_vars(vars(&[("ENVIRONMENT", "development")])).expect("dev");
+        assert!(
+            dev().restart_needed(&dev()).is_empty(),
+            "made-up secrets are not a change"
+        );
     }
 
     #[test]

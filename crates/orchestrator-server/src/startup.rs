@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{HealthMonitorJob, HeartbeatCleanupJob, RouterJob};
 use orchestrator_app::{
     Delivery, DropletService, ManagementService, Ports, Recovery, RecoverySettings, Router, RouterHandle,
-    Scheduler, SchedulerHandle, StatusService, TaskService,
+    Scheduler, SchedulerHandle, StatusService, TaskService, Tunables,
 };
 use orchestrator_domain::RetryPolicy;
 use orchestrator_http::HttpDispatcher;
@@ -97,7 +97,7 @@ impl Application {
             tasks: TaskService::new(ports.clone()),
             droplets: DropletService::new(ports.clone()),
             status: StatusService::new(ports),
-            management: ManagementService::new(scheduler),
+            management: ManagementService::new(scheduler, recovery, tunables(&settings)),
             settings,
             server: std::sync::OnceLock::new(),
         });
@@ -150,6 +150,16 @@ fn push_delivery(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<Ab
     Ok(Some(AbortOnDrop(
         Delivery::new(ports.clone(), Arc::new(dispatcher)).start(),
     )))
+}
+
+/// The settings `reload-config` can change while the server runs.
+pub fn tunables(settings: &Settings) -> Tunables {
+    Tunables {
+        router_interval: settings.router_interval,
+        heartbeat_check_interval: settings.heartbeat_check_interval,
+        heartbeat_cleanup_interval: settings.heartbeat_cleanup_interval,
+        recovery: recovery_settings(settings),
+    }
 }
 
 fn recovery_settings(settings: &Settings) -> RecoverySettings {

@@ -31,7 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// When the droplet must beat again before it counts as missing, in Unix seconds.
 fn next_deadline(last: Option<DateTime<Utc>>, app: &AppState) -> Option<f64> {
-    let timeout = chrono::Duration::from_std(app.settings.heartbeat_timeout).ok()?;
+    let timeout = chrono::Duration::from_std(app.management.tunables().recovery.heartbeat_timeout).ok()?;
     last.map(|t| (t + timeout).timestamp_millis() as f64 / 1000.0)
 }
 
@@ -49,7 +49,7 @@ async fn register(
         "capabilities": d.capabilities,
         "max_concurrent_tasks": d.max_concurrent_tasks,
         "registered_at": d.registered_at,
-        "heartbeat_interval_seconds": app.settings.heartbeat_check_interval.as_secs(),
+        "heartbeat_interval_seconds": app.management.tunables().heartbeat_check_interval.as_secs(),
         "next_heartbeat_deadline": next_deadline(d.last_heartbeat, &app),
     });
     Ok(if change.previous_status.is_none() {

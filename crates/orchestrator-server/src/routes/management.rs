@@ -21,6 +21,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/scheduler/jobs/{job_id}/resume").route(web::post().to(resume)))
             .service(resource("/emergency-stop").route(web::post().to(emergency_stop)))
             .service(resource("/shutdown").route(web::post().to(shutdown)))
+            .service(resource("/reload-config").route(web::post().to(reload_config)))
             .service(resource("/cache/clear").route(web::post().to(clear_cache)))
             .default_service(web::to(not_found)),
     );
@@ -108,4 +109,23 @@ async fn clear_cache(
     Ok(Udc::ok(
         json!({ "cleared": [], "message": "no cache to clear: every read goes to the store" }),
     ))
+}
+
+/// Reads the environment again. The run-time settings (job intervals,
+/// heartbeat and acknowledgement timeouts, recovery and retry backoff) take
+/// effect at once; the others are named as needing a restart. An invalid
+/// environment changes nothing and is answered 422 with every bad line.
+async fn reload_config(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Udc<Value>, ApiError> {
+    app.management.authorize(&caller)?;
+    let next = crate::Settings::from_env().map_err(|lines| {
+        ApiError::App(orchestrator_domain::ValidationError::new("environment", lines.join("; ")).into())
+    })?;
+    let changed = app.management.reload(&caller, crate::startup::tunables(&next))?;
+    Ok(Udc::ok(json!({
+        "changed": changed,
+        "requires_restart": app.settings.restart_needed(&next),
+    })))
 }
