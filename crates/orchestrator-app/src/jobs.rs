@@ -44,6 +44,9 @@ impl Job for RouterJob {
     fn set_paused(&self, paused: bool) {
         self.0.set_paused(paused);
     }
+    async fn quiesce(&self) {
+        self.0.quiesce().await;
+    }
 }
 
 /// Heartbeat rows are kept this long.

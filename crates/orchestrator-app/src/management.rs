@@ -89,9 +89,9 @@ impl ManagementService {
         Ok(self.scheduler.jobs())
     }
 
-    pub fn pause(&self, caller: &Caller, id: &str) -> AppResult<JobStatus> {
+    pub async fn pause(&self, caller: &Caller, id: &str) -> AppResult<JobStatus> {
         require(caller, Permission::Admin)?;
-        let status = self.scheduler.pause(id)?;
+        let status = self.scheduler.pause(id).await?;
         tracing::warn!(job = id, by = %caller.subject, "job paused");
         Ok(status)
     }
@@ -105,9 +105,10 @@ impl ManagementService {
 
     /// Stops routing and pauses every job at once; reads keep being served.
     /// Resuming each job (`task_router` first) undoes it.
-    pub fn emergency_stop(&self, caller: &Caller) -> AppResult<Vec<JobStatus>> {
+    pub async fn emergency_stop(&self, caller: &Caller) -> AppResult<Vec<JobStatus>> {
         require(caller, Permission::Admin)?;
+        let jobs = self.scheduler.pause_all().await;
         tracing::error!(by = %caller.subject, "emergency stop: routing and every job paused");
-        Ok(self.scheduler.pause_all())
+        Ok(jobs)
     }
 }

@@ -62,6 +62,12 @@ impl Router {
         }
     }
 
+    /// Waits for a routing pass in progress to end; with the router paused,
+    /// nothing is assigned after this returns.
+    pub async fn quiesce(&self) {
+        drop(self.pass.lock().await);
+    }
+
     pub fn is_paused(&self) -> bool {
         self.paused.load(std::sync::atomic::Ordering::SeqCst)
     }

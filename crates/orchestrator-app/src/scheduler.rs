@@ -30,6 +30,8 @@ pub trait Job: Send + Sync {
     async fn run(&self) -> AppResult<()>;
     /// Told when the job is paused or resumed, for jobs that also act outside their runs.
     fn set_paused(&self, _paused: bool) {}
+    /// Waits until work started before a pause has finished.
+    async fn quiesce(&self) {}
 }
 
 /// A job as `GET /management/scheduler/jobs` shows it.
@@ -142,8 +144,13 @@ impl Scheduler {
         self.entries.iter().map(|e| e.status().clone()).collect()
     }
 
-    pub fn pause(&self, id: &str) -> AppResult<JobStatus> {
-        self.set_paused(id, true)
+    /// Pauses a job; returns once any of its work in flight has finished.
+    pub async fn pause(&self, id: &str) -> AppResult<JobStatus> {
+        let status = self.set_paused(id, true)?;
+        if let Some(entry) = self.entries.iter().find(|e| e.job.id() == id) {
+            entry.job.quiesce().await;
+        }
+        Ok(status)
     }
 
     pub fn resume(&self, id: &str) -> AppResult<JobStatus> {
@@ -161,8 +168,12 @@ impl Scheduler {
     }
 
     /// Pauses every job at once (emergency stop); returns their states.
-    pub fn pause_all(&self) -> Vec<JobStatus> {
-        self.entries.iter().map(|e| e.set_paused(true)).collect()
+    pub async fn pause_all(&self) -> Vec<JobStatus> {
+        let statuses: Vec<JobStatus> = self.entries.iter().map(|e| e.set_paused(true)).collect();
+        for entry in &self.entries {
+            entry.job.quiesce().await;
+        }
+        statuses
     }
 
     fn set_paused(&self, id: &str, paused: bool) -> AppResult<JobStatus> {

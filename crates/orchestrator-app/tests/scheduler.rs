@@ -96,19 +96,19 @@ async fn leader_only_jobs_wait_on_a_replica_that_does_not_lead() {
 async fn a_paused_job_does_not_run_until_resumed() {
     let one = job("health_monitor", false, false);
     let scheduler = scheduler(true, std::slice::from_ref(&one));
-    assert!(scheduler.pause("health_monitor").expect("known").paused);
+    assert!(scheduler.pause("health_monitor").await.expect("known").paused);
     let _running = scheduler.start();
     tokio::time::sleep(TICK * 3).await;
     assert_eq!(one.runs.load(Ordering::SeqCst), 0);
     assert!(!scheduler.resume("health_monitor").expect("known").paused);
     tokio::time::sleep(TICK * 3).await;
     assert!(one.runs.load(Ordering::SeqCst) >= 1);
-    let unknown = scheduler.pause("nope");
+    let unknown = scheduler.pause("nope").await;
     assert!(
         matches!(unknown, Err(AppError::UnknownName { entity: "job", .. })),
         "{unknown:?}"
     );
-    assert!(scheduler.pause_all().iter().all(|j| j.paused));
+    assert!(scheduler.pause_all().await.iter().all(|j| j.paused));
 }
 
 #[tokio::test]

@@ -57,7 +57,9 @@ async fn pause(
     Authenticated(caller): Authenticated,
     id: web::Path<String>,
 ) -> Result<Udc<Value>, ApiError> {
-    Ok(Udc::ok(json!({ "job": app.management.pause(&caller, &id)? })))
+    Ok(Udc::ok(
+        json!({ "job": app.management.pause(&caller, &id).await? }),
+    ))
 }
 
 async fn resume(
@@ -72,7 +74,7 @@ async fn emergency_stop(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Udc<Value>, ApiError> {
-    let jobs = app.management.emergency_stop(&caller)?;
+    let jobs = app.management.emergency_stop(&caller).await?;
     Ok(Udc::ok(json!({
         "stopped": true,
         "jobs": jobs,
