@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use orchestrator_domain::{Actor, DomainEvent, RecoveryReason, RetryPolicy, Task, TaskStatus, TaskUpdate};
+use orchestrator_domain::{
+    Actor, DomainEvent, RecoveryReason, RetryPolicy, Task, TaskId, TaskStatus, TaskUpdate,
+};
 use orchestrator_ports::{ChangeRecord, StoreError, Transition};
 use tokio::task::JoinHandle;
 
@@ -44,6 +46,9 @@ pub struct Recovery {
     ports: Ports,
     /// Changeable at run time (`reload-config`).
     settings: std::sync::RwLock<RecoverySettings>,
+    /// Tasks a pass is moving: their failure events are its own, and the
+    /// pass retries them itself (at once when their droplet died).
+    in_hand: std::sync::Mutex<std::collections::HashSet<TaskId>>,
 }
 
 impl Recovery {
@@ -51,6 +56,7 @@ impl Recovery {
         Arc::new(Recovery {
             ports,
             settings: std::sync::RwLock::new(settings),
+            in_hand: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -126,6 +132,17 @@ impl Recovery {
 
     /// Makes the move `reason` calls for; false when the task moved meanwhile.
     async fn recover(&self, task: &Task, reason: RecoveryReason) -> AppResult<bool> {
+        self.hands().insert(task.id);
+        let outcome = self.recover_in_hand(task, reason).await;
+        self.hands().remove(&task.id);
+        outcome
+    }
+
+    fn hands(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<TaskId>> {
+        self.in_hand.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn recover_in_hand(&self, task: &Task, reason: RecoveryReason) -> AppResult<bool> {
         let now = self.ports.clock.now();
         let Some(update) = reason.update(task, now + self.backoff(task)) else {
             return Ok(false);
@@ -219,6 +236,7 @@ impl Recovery {
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
                 if let DomainEvent::TaskFailed(task) = event
+                    && !recovery.hands().contains(&task.id)
                     && let Err(err) = recovery.retry(&task).await
                 {
                     tracing::warn!(task_id = task.id, error = %err, "retry failed; the next health check retries");

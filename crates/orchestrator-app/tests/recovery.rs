@@ -175,9 +175,11 @@ async fn a_silent_droplets_work_moves_to_another_and_its_late_report_is_refused(
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_task_of_a_dead_droplet_fails_and_is_retried_at_once() {
     let w = world(true);
+    // Recovery's own failure event must not earn the task a backoff.
+    let _listening = w.recovery.start();
     w.register(1).await;
     let task = w.submit(None).await;
     w.router.route_pending().await.expect("route");
