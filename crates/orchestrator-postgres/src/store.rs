@@ -119,6 +119,13 @@ async fn droplet_row(conn: &mut AsyncPgConnection, id: DropletId, lock: bool) ->
     }))
 }
 
+/// Locks droplet `id` for the rest of the transaction; returns its
+/// internal id and the droplet as it was.
+async fn locked_droplet(conn: &mut AsyncPgConnection, id: DropletId) -> Result<(i32, Droplet), TxError> {
+    let row = droplet_row(conn, id, true).await?;
+    Ok((row.id, row.into_droplet()?))
+}
+
 fn history_row(
     task_id: i32,
     from: Option<TaskStatus>,
@@ -587,9 +594,7 @@ impl DropletStore for PgStore {
         let conn: &mut AsyncPgConnection = &mut pooled;
         let change = conn
             .transaction::<_, TxError, _>(async move |conn| {
-                let row = droplet_row(conn, id, true).await?;
-                let internal = row.id;
-                let before = row.into_droplet()?;
+                let (internal, before) = locked_droplet(conn, id).await?;
                 let status = before.status_after_heartbeat(report.status);
                 diesel::insert_into(heartbeats::table)
                     .values((
@@ -622,9 +627,7 @@ impl DropletStore for PgStore {
         let conn: &mut AsyncPgConnection = &mut pooled;
         let change = conn
             .transaction::<_, TxError, _>(async move |conn| {
-                let row = droplet_row(conn, id, true).await?;
-                let internal = row.id;
-                let before = row.into_droplet()?;
+                let (internal, before) = locked_droplet(conn, id).await?;
                 let after = update_status(conn, internal, status, manual, before.last_heartbeat, at).await?;
                 Ok(DropletChange {
                     droplet: after,
@@ -731,9 +734,7 @@ async fn register(
             previous_status: None,
         });
     }
-    let before = droplet_row(conn, registration.droplet_id, true).await?;
-    let internal = before.id;
-    let before = before.into_droplet()?;
+    let (internal, before) = locked_droplet(conn, registration.droplet_id).await?;
     let row: DropletRow = diesel::update(droplets::table.filter(droplets::id.eq(internal)))
         .set((
             droplets::name.eq(&registration.name),
