@@ -25,8 +25,9 @@ use crate::{AppError, AppResult, Ports};
 
 /// Pending tasks claimed per round of a pass.
 const BATCH: u32 = 100;
-/// Assignments of a round in flight at once.
-const IN_FLIGHT: usize = 16;
+/// Assignments of a round in flight at once: all of them, so that a store
+/// that groups concurrent changes commits a round in one transaction.
+const IN_FLIGHT: usize = BATCH as usize;
 /// How long claimed tasks stay hidden from other replicas' routers; a pass
 /// releases what it did not place long before this.
 const CLAIM_LEASE: Duration = Duration::from_secs(30);

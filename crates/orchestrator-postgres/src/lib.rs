@@ -1,6 +1,8 @@
 #![doc = include_str!("../README.md")]
 
+mod batch;
 mod error;
+mod group_commit;
 mod leader;
 mod migrations;
 mod rows;

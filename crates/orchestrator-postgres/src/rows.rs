@@ -93,42 +93,6 @@ fn count(value: Option<i32>, default: u32) -> u32 {
     value.and_then(|v| u32::try_from(v).ok()).unwrap_or(default)
 }
 
-/// The columns a transition may change.
-#[derive(Debug, AsChangeset)]
-#[diesel(table_name = tasks, treat_none_as_null = true)]
-pub(crate) struct TaskChanges {
-    pub status: String,
-    pub assigned_droplet_id: Option<i32>,
-    pub assigned_at: Option<NaiveDateTime>,
-    pub started_at: Option<NaiveDateTime>,
-    pub completed_at: Option<NaiveDateTime>,
-    pub result: Option<Value>,
-    pub error_message: Option<String>,
-    pub retry_count: Option<i32>,
-    pub updated_at: Option<NaiveDateTime>,
-    pub routing_lease_until: Option<NaiveDateTime>,
-    pub retry_after: Option<NaiveDateTime>,
-}
-
-impl TaskChanges {
-    /// The stored form of `task`; `droplet` is the internal id of its droplet.
-    pub fn of(task: &Task, droplet: Option<i32>) -> Self {
-        TaskChanges {
-            status: task.status.as_str().to_owned(),
-            assigned_droplet_id: droplet,
-            assigned_at: task.assigned_at.map(naive),
-            started_at: task.started_at.map(naive),
-            completed_at: task.completed_at.map(naive),
-            result: task.result.clone(),
-            error_message: task.error_message.clone(),
-            retry_count: i32::try_from(task.retry_count).ok(),
-            updated_at: Some(naive(task.updated_at)),
-            routing_lease_until: None,
-            retry_after: task.retry_after.map(naive),
-        }
-    }
-}
-
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = task_state_history, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct HistoryRow {

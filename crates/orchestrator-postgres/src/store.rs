@@ -2,6 +2,7 @@
 //! parameterised; every state change is one transaction.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,12 +25,13 @@ use orchestrator_ports::{
 use uuid::Uuid;
 
 use crate::error::{TxError, pool_error, store_error};
+use crate::group_commit::GroupCommit;
 use crate::migrations::verify_schema;
-use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskChanges, TaskRow, naive};
+use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, naive};
 use crate::schema::{droplets, heartbeats, task_state_history, tasks};
 
 /// Statuses in which a task occupies a slot of its droplet.
-const HELD: [&str; 2] = ["assigned", "in_progress"];
+pub(crate) const HELD: [&str; 2] = ["assigned", "in_progress"];
 
 /// How the connection pool is sized and how long a request waits for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +55,8 @@ impl Default for PoolSettings {
 #[derive(Clone)]
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
+    /// Shared by clones, so that all of a process's transitions are grouped.
+    commits: Arc<GroupCommit>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -78,7 +82,10 @@ impl PgStore {
             .recycle_timeout(Some(settings.timeout))
             .build()
             .map_err(pool_error)?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            commits: Arc::default(),
+        })
     }
 
     async fn conn(&self) -> StoreResult<Conn> {
@@ -126,7 +133,7 @@ async fn locked_droplet(conn: &mut AsyncPgConnection, id: DropletId) -> Result<(
     Ok((row.id, row.into_droplet()?))
 }
 
-fn history_row(
+pub(crate) fn history_row(
     task_id: i32,
     from: Option<TaskStatus>,
     to: TaskStatus,
@@ -277,12 +284,10 @@ impl TaskStore for PgStore {
     }
 
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Task> {
-        let mut pooled = self.conn().await?;
-        let conn: &mut AsyncPgConnection = &mut pooled;
-        let row = conn
-            .transaction::<_, TxError, _>(async move |conn| apply(conn, transition).await)
-            .await?;
-        Ok(row)
+        let mut outcomes = self.commits.submit(&self.pool, vec![transition]).await;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Unavailable("no outcome for the change".into())))
     }
 
     async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
@@ -440,108 +445,6 @@ WHERE id IN (
 RETURNING id, trace_id, task_type, title, description, payload, required_capability, status, priority,
           created_at, assigned_at, started_at, completed_at, deadline, result, error_message,
           retry_count, max_retries, created_by, updated_at, retry_after";
-
-/// One transition: lock the droplet it is assigned to (checking its
-/// capacity), compare-and-set the task, write its history row.
-async fn apply(conn: &mut AsyncPgConnection, transition: Transition) -> Result<Task, TxError> {
-    let task = &transition.task;
-    let key = task_key(task.id)?;
-    let expected_droplet = match transition.expected_droplet {
-        Some(id) => Some(droplet_row(conn, id, false).await?.id),
-        None => None,
-    };
-    let new_droplet = match task.assigned_droplet_id {
-        Some(id) if task.status == TaskStatus::Assigned => {
-            Some(reserve_slot(conn, id, task.updated_at).await?)
-        }
-        Some(id) if Some(id) == transition.expected_droplet => expected_droplet,
-        Some(id) => Some(droplet_row(conn, id, false).await?.id),
-        None => None,
-    };
-    let updated: Option<TaskRow> = diesel::update(
-        tasks::table
-            .filter(tasks::id.eq(key))
-            .filter(tasks::status.eq(transition.expected_status.as_str()))
-            .filter(tasks::assigned_droplet_id.is_not_distinct_from(expected_droplet)),
-    )
-    .set(TaskChanges::of(task, new_droplet))
-    .returning(TaskRow::as_returning())
-    .get_result(conn)
-    .await
-    .optional()?;
-    let Some(row) = updated else {
-        return Err(lost_race(conn, key, &transition).await);
-    };
-    diesel::insert_into(task_state_history::table)
-        .values(history_row(
-            key,
-            Some(transition.expected_status),
-            task.status,
-            transition.record.clone(),
-            task.updated_at,
-        ))
-        .execute(conn)
-        .await?;
-    Ok(row.into_task(task.assigned_droplet_id.and_then(|d| i32::try_from(d).ok()))?)
-}
-
-/// Locks droplet `id` and takes one of its slots, or refuses when it is
-/// full or no longer active.
-async fn reserve_slot(
-    conn: &mut AsyncPgConnection,
-    id: DropletId,
-    at: DateTime<Utc>,
-) -> Result<i32, TxError> {
-    let droplet = droplet_row(conn, id, true).await?;
-    let held: i64 = tasks::table
-        .filter(tasks::assigned_droplet_id.eq(droplet.id))
-        .filter(tasks::status.eq_any(HELD))
-        .count()
-        .get_result(conn)
-        .await?;
-    let reason = if droplet.status != DropletStatus::Active.as_str() {
-        Some(format!("it is {}", droplet.status))
-    } else if held >= i64::from(droplet.max_concurrent_tasks) {
-        Some(format!(
-            "it already holds {held} of {} tasks",
-            droplet.max_concurrent_tasks
-        ))
-    } else {
-        None
-    };
-    if let Some(reason) = reason {
-        return Err(TxError::Store(StoreError::DropletUnavailable {
-            droplet_id: id,
-            reason,
-        }));
-    }
-    diesel::update(droplets::table.filter(droplets::id.eq(droplet.id)))
-        .set(droplets::last_assigned_at.eq(Some(naive(at))))
-        .execute(conn)
-        .await?;
-    Ok(droplet.id)
-}
-
-/// The compare-and-set matched nothing: the task is gone or has moved.
-async fn lost_race(conn: &mut AsyncPgConnection, key: i32, transition: &Transition) -> TxError {
-    let current: Result<Option<String>, _> = tasks::table
-        .filter(tasks::id.eq(key))
-        .select(tasks::status)
-        .first(conn)
-        .await
-        .optional();
-    match current {
-        Ok(Some(status)) => TxError::Store(StoreError::Conflict(format!(
-            "task {key} is {status} now, not {}",
-            transition.expected_status
-        ))),
-        Ok(None) => TxError::Store(StoreError::NotFound {
-            entity: "task",
-            id: i64::from(key),
-        }),
-        Err(err) => TxError::Db(err),
-    }
-}
 
 #[async_trait]
 impl DropletStore for PgStore {

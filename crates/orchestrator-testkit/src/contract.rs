@@ -772,6 +772,91 @@ pub async fn concurrent_assignments_never_overfill_a_droplet(stores: &Stores) {
     );
 }
 
+/// What a burst of concurrent changes of every kind must do: each change
+/// gets its own outcome, as if it had been applied alone, whatever the
+/// store groups together.
+pub async fn a_burst_of_changes_gives_each_its_own_outcome(stores: &Stores) {
+    for id in [8, 9] {
+        stores
+            .droplets
+            .register_droplet(registration(id, &[]), at(0))
+            .await
+            .expect("register");
+    }
+    stores
+        .droplets
+        .set_droplet_status(9, DropletStatus::Inactive, true, at(0))
+        .await
+        .expect("off");
+    let mut fresh = Vec::new();
+    for i in 0..12 {
+        fresh.push(create(stores, "a", 5, i).await);
+    }
+    let mut held = Vec::new();
+    for task in &fresh[..4] {
+        held.push(assign(stores, task, 8, 1).await);
+    }
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    let mut burst: Vec<(&str, Transition)> = Vec::new();
+    for task in &held {
+        burst.push(("in_progress", transition(task, TaskUpdate::Start, droplet, 2)));
+    }
+    for task in &fresh[4..8] {
+        let assign = TaskUpdate::Assign { droplet_id: 8 };
+        burst.push(("assigned", transition(task, assign, Actor::SYSTEM, 2)));
+    }
+    for task in &fresh[8..10] {
+        let assign = TaskUpdate::Assign { droplet_id: 9 };
+        burst.push(("refused", transition(task, assign, Actor::SYSTEM, 2)));
+    }
+    for task in &fresh[..2] {
+        // Built from the task as it was before its assignment: stale.
+        let assign = TaskUpdate::Assign { droplet_id: 8 };
+        burst.push(("conflict", transition(task, assign, Actor::SYSTEM, 2)));
+    }
+    let mut ghost = fresh[10].clone();
+    ghost.id = 999_999;
+    burst.push((
+        "missing",
+        transition(&ghost, TaskUpdate::Cancel, Actor::SYSTEM.with(Role::Admin), 2),
+    ));
+    let attempts = burst.into_iter().map(|(expected, t)| {
+        let store = stores.tasks.clone();
+        tokio::spawn(async move { (expected, store.apply_transition(t).await) })
+    });
+    for outcome in join_all(attempts).await {
+        let (expected, outcome) = outcome.expect("join");
+        let kind = match &outcome {
+            Ok(task) => task.status.as_str(),
+            Err(StoreError::DropletUnavailable { droplet_id: 9, .. }) => "refused",
+            Err(StoreError::Conflict(_)) => "conflict",
+            Err(StoreError::NotFound { entity: "task", .. }) => "missing",
+            Err(other) => panic!("unexpected outcome {other:?}"),
+        };
+        assert_eq!(kind, expected, "{outcome:?}");
+    }
+    let counts = stores.tasks.active_task_counts().await.expect("counts");
+    assert_eq!(counts.get(&8), Some(&8), "four held and four newly assigned");
+    assert_eq!(counts.get(&9).copied().unwrap_or(0), 0);
+    for task in &fresh[..4] {
+        assert_eq!(
+            history_statuses(stores, task.id).await.len(),
+            3,
+            "created, assigned, started"
+        );
+    }
+    for task in &fresh[4..8] {
+        assert_eq!(
+            history_statuses(stores, task.id).await.len(),
+            2,
+            "created, assigned"
+        );
+    }
+    for task in &fresh[8..12] {
+        assert_eq!(history_statuses(stores, task.id).await.len(), 1, "only created");
+    }
+}
+
 pub async fn active_counts_cover_assigned_and_in_progress(stores: &Stores) {
     for id in [8, 9] {
         stores

@@ -60,6 +60,7 @@ macro_rules! store_contract_tests {
             an_assignment_beyond_capacity_is_refused,
             an_assignment_to_an_inactive_droplet_is_refused,
             concurrent_assignments_never_overfill_a_droplet,
+            a_burst_of_changes_gives_each_its_own_outcome,
             active_counts_cover_assigned_and_in_progress,
             assignment_marks_the_droplet_busy,
             tasks_are_counted_by_status,

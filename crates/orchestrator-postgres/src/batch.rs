@@ -1,0 +1,385 @@
+//! Transitions applied many at a time: one transaction and a fixed number of
+//! statements for a whole batch, whatever its size. Each transition is still
+//! its own compare-and-set with its own outcome: one that lost a race, or an
+//! assignment to a full droplet, fails alone and the others are applied.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamp};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus};
+use orchestrator_ports::{StoreError, StoreResult, Transition};
+
+use crate::rows::{TaskRow, naive};
+use crate::schema::task_state_history;
+use crate::store::history_row;
+
+/// The outcome of each transition of a batch, in the batch's order.
+pub(crate) type Outcomes = Vec<StoreResult<Task>>;
+
+/// Applies `batch` inside the caller's transaction. Task ids must be
+/// distinct. A database error fails the whole batch (the caller retries its
+/// transitions one by one to tell which one caused it).
+pub(crate) async fn apply_batch(
+    conn: &mut AsyncPgConnection,
+    batch: &[Transition],
+) -> Result<Outcomes, diesel::result::Error> {
+    let mut outcomes: Vec<Option<StoreResult<Task>>> = vec![None; batch.len()];
+    let slots = reserve_slots(conn, batch, &mut outcomes).await?;
+    let accepted: Vec<usize> = (0..batch.len()).filter(|i| outcomes[*i].is_none()).collect();
+    let rows = update_tasks(conn, batch, &accepted, &slots).await?;
+    let mut applied: HashMap<i32, TaskRow> = rows.into_iter().map(|row| (row.id, row)).collect();
+    let history: Vec<_> = accepted
+        .iter()
+        .filter_map(|&i| {
+            let transition = &batch[i];
+            let key = i32::try_from(transition.task.id).ok()?;
+            applied.contains_key(&key).then(|| {
+                history_row(
+                    key,
+                    Some(transition.expected_status),
+                    transition.task.status,
+                    transition.record.clone(),
+                    transition.task.updated_at,
+                )
+            })
+        })
+        .collect();
+    if !history.is_empty() {
+        diesel::insert_into(task_state_history::table)
+            .values(&history)
+            .execute(conn)
+            .await?;
+    }
+    touch_assigned_droplets(conn, batch, &accepted, &applied, &slots).await?;
+    let missed: Vec<i32> = accepted
+        .iter()
+        .filter_map(|&i| i32::try_from(batch[i].task.id).ok())
+        .filter(|key| !applied.contains_key(key))
+        .collect();
+    let current = current_statuses(conn, &missed).await?;
+    for i in accepted {
+        let transition = &batch[i];
+        outcomes[i] = Some(match i32::try_from(transition.task.id) {
+            Ok(key) => match applied.remove(&key) {
+                Some(row) => row.into_task(external(transition.task.assigned_droplet_id)),
+                None => Err(lost_race(transition, current.get(&key))),
+            },
+            Err(_) => Err(task_not_found(transition.task.id)),
+        });
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(StoreError::Unavailable("transition left unapplied".into()))))
+        .collect())
+}
+
+fn external(droplet: Option<DropletId>) -> Option<i32> {
+    droplet.and_then(|d| i32::try_from(d).ok())
+}
+
+fn task_not_found(id: i64) -> StoreError {
+    StoreError::NotFound { entity: "task", id }
+}
+
+/// A droplet an assignment of the batch goes to, as locked.
+#[derive(Debug, QueryableByName)]
+struct TargetRow {
+    #[diesel(sql_type = Integer)]
+    id: i32,
+    #[diesel(sql_type = Integer)]
+    droplet_id: i32,
+    #[diesel(sql_type = Text)]
+    status: String,
+    #[diesel(sql_type = Integer)]
+    max_concurrent_tasks: i32,
+}
+
+#[derive(Debug, QueryableByName)]
+struct HeldRow {
+    #[diesel(sql_type = Integer)]
+    droplet: i32,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    held: i64,
+}
+
+/// Locks the droplets the batch assigns to, in id order so that concurrent
+/// batches cannot deadlock, and takes a slot for each assignment in batch
+/// order. An assignment to a droplet that is missing, not active or full gets
+/// its outcome here and is left out of the update. Returns the internal ids
+/// of the droplets locked, by external id.
+async fn reserve_slots(
+    conn: &mut AsyncPgConnection,
+    batch: &[Transition],
+    outcomes: &mut [Option<StoreResult<Task>>],
+) -> Result<HashMap<DropletId, i32>, diesel::result::Error> {
+    let targets: Vec<i32> = batch
+        .iter()
+        .filter(|t| t.task.status == TaskStatus::Assigned)
+        .filter_map(|t| external(t.task.assigned_droplet_id))
+        .collect();
+    if targets.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let locked: Vec<TargetRow> = diesel::sql_query(LOCK_TARGETS)
+        .bind::<Array<Integer>, _>(&targets)
+        .load(conn)
+        .await?;
+    // Counted after the locks are held, in a statement of its own, so that it
+    // sees the assignments of any transaction that held them before.
+    let internal: Vec<i32> = locked.iter().map(|d| d.id).collect();
+    let held: HashMap<i32, i64> = diesel::sql_query(COUNT_HELD)
+        .bind::<Array<Integer>, _>(&internal)
+        .load::<HeldRow>(conn)
+        .await?
+        .into_iter()
+        .map(|r| (r.droplet, r.held))
+        .collect();
+    let mut free: HashMap<DropletId, (i32, Result<i64, String>)> = locked
+        .into_iter()
+        .map(|d| {
+            let taken = held.get(&d.id).copied().unwrap_or(0);
+            let free = if d.status == DropletStatus::Active.as_str() {
+                Ok(i64::from(d.max_concurrent_tasks) - taken)
+            } else {
+                Err(format!("it is {}", d.status))
+            };
+            (DropletId::from(d.droplet_id), (d.id, free))
+        })
+        .collect();
+    for (i, transition) in batch.iter().enumerate() {
+        let Some(droplet_id) = transition.task.assigned_droplet_id else {
+            continue;
+        };
+        if transition.task.status != TaskStatus::Assigned {
+            continue;
+        }
+        outcomes[i] = match free.get_mut(&droplet_id) {
+            None => Some(Err(StoreError::NotFound {
+                entity: "droplet",
+                id: droplet_id,
+            })),
+            Some((_, Err(reason))) => Some(Err(unavailable(droplet_id, reason.clone()))),
+            Some((_, Ok(left))) if *left <= 0 => Some(Err(unavailable(droplet_id, "it is full".to_owned()))),
+            Some((_, Ok(left))) => {
+                *left -= 1;
+                None
+            }
+        };
+    }
+    Ok(free
+        .into_iter()
+        .map(|(external, (internal, _))| (external, internal))
+        .collect())
+}
+
+fn unavailable(droplet_id: DropletId, reason: String) -> StoreError {
+    StoreError::DropletUnavailable { droplet_id, reason }
+}
+
+/// The columns of the compare-and-set, one array per column.
+#[derive(Default)]
+struct Columns {
+    id: Vec<i32>,
+    expected_status: Vec<String>,
+    expected_droplet: Vec<Option<i32>>,
+    status: Vec<String>,
+    droplet: Vec<Option<i32>>,
+    assigned_at: Vec<Option<NaiveDateTime>>,
+    started_at: Vec<Option<NaiveDateTime>>,
+    completed_at: Vec<Option<NaiveDateTime>>,
+    result: Vec<Option<serde_json::Value>>,
+    error_message: Vec<Option<String>>,
+    retry_count: Vec<Option<i32>>,
+    updated_at: Vec<NaiveDateTime>,
+    retry_after: Vec<Option<NaiveDateTime>>,
+}
+
+impl Columns {
+    fn push(&mut self, key: i32, transition: &Transition) {
+        let task = &transition.task;
+        self.id.push(key);
+        self.expected_status
+            .push(transition.expected_status.as_str().to_owned());
+        self.expected_droplet.push(external(transition.expected_droplet));
+        self.status.push(task.status.as_str().to_owned());
+        self.droplet.push(external(task.assigned_droplet_id));
+        self.assigned_at.push(task.assigned_at.map(naive));
+        self.started_at.push(task.started_at.map(naive));
+        self.completed_at.push(task.completed_at.map(naive));
+        self.result.push(task.result.clone());
+        self.error_message.push(task.error_message.clone());
+        self.retry_count.push(i32::try_from(task.retry_count).ok());
+        self.updated_at.push(naive(task.updated_at));
+        self.retry_after.push(task.retry_after.map(naive));
+    }
+}
+
+/// The compare-and-set of every accepted transition in one statement;
+/// returns the rows it changed.
+async fn update_tasks(
+    conn: &mut AsyncPgConnection,
+    batch: &[Transition],
+    accepted: &[usize],
+    slots: &HashMap<DropletId, i32>,
+) -> Result<Vec<TaskRow>, diesel::result::Error> {
+    let mut columns = Columns::default();
+    for &i in accepted {
+        if let Ok(key) = i32::try_from(batch[i].task.id) {
+            columns.push(key, &batch[i]);
+        }
+    }
+    if columns.id.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Internal ids of the droplets locked above; others are looked up by the statement.
+    let internal: Vec<Option<i32>> = accepted
+        .iter()
+        .filter(|&&i| i32::try_from(batch[i].task.id).is_ok())
+        .map(|&i| {
+            batch[i]
+                .task
+                .assigned_droplet_id
+                .and_then(|d| slots.get(&d).copied())
+        })
+        .collect();
+    diesel::sql_query(UPDATE_TASKS)
+        .bind::<Array<Integer>, _>(columns.id)
+        .bind::<Array<Text>, _>(columns.expected_status)
+        .bind::<Array<Nullable<Integer>>, _>(columns.expected_droplet)
+        .bind::<Array<Text>, _>(columns.status)
+        .bind::<Array<Nullable<Integer>>, _>(columns.droplet)
+        .bind::<Array<Nullable<Integer>>, _>(internal)
+        .bind::<Array<Nullable<Timestamp>>, _>(columns.assigned_at)
+        .bind::<Array<Nullable<Timestamp>>, _>(columns.started_at)
+        .bind::<Array<Nullable<Timestamp>>, _>(columns.completed_at)
+        .bind::<Array<Nullable<Jsonb>>, _>(columns.result)
+        .bind::<Array<Nullable<Text>>, _>(columns.error_message)
+        .bind::<Array<Nullable<Integer>>, _>(columns.retry_count)
+        .bind::<Array<Timestamp>, _>(columns.updated_at)
+        .bind::<Array<Nullable<Timestamp>>, _>(columns.retry_after)
+        .load(conn)
+        .await
+}
+
+/// Records when each droplet that got work in this batch last got some:
+/// the least recently assigned droplet wins ties in routing.
+async fn touch_assigned_droplets(
+    conn: &mut AsyncPgConnection,
+    batch: &[Transition],
+    accepted: &[usize],
+    applied: &HashMap<i32, TaskRow>,
+    slots: &HashMap<DropletId, i32>,
+) -> Result<(), diesel::result::Error> {
+    let mut latest: HashMap<i32, NaiveDateTime> = HashMap::new();
+    for &i in accepted {
+        let task = &batch[i].task;
+        let was_applied = i32::try_from(task.id).is_ok_and(|key| applied.contains_key(&key));
+        let droplet = task.assigned_droplet_id.and_then(|d| slots.get(&d));
+        if let (true, TaskStatus::Assigned, Some(&droplet)) = (was_applied, task.status, droplet) {
+            let at = latest.entry(droplet).or_insert(naive(task.updated_at));
+            *at = (*at).max(naive(task.updated_at));
+        }
+    }
+    if latest.is_empty() {
+        return Ok(());
+    }
+    let (ids, times): (Vec<i32>, Vec<NaiveDateTime>) = latest.into_iter().unzip();
+    diesel::sql_query(TOUCH_DROPLETS)
+        .bind::<Array<Integer>, _>(ids)
+        .bind::<Array<Timestamp>, _>(times)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, QueryableByName)]
+struct StatusRow {
+    #[diesel(sql_type = Integer)]
+    id: i32,
+    #[diesel(sql_type = Text)]
+    status: String,
+}
+
+/// The status now of tasks whose compare-and-set matched nothing.
+async fn current_statuses(
+    conn: &mut AsyncPgConnection,
+    keys: &[i32],
+) -> Result<HashMap<i32, String>, diesel::result::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<StatusRow> = diesel::sql_query("SELECT id, status::text FROM tasks WHERE id = ANY($1)")
+        .bind::<Array<Integer>, _>(keys)
+        .load(conn)
+        .await?;
+    Ok(rows.into_iter().map(|r| (r.id, r.status)).collect())
+}
+
+/// The compare-and-set matched nothing: the task is gone or has moved.
+fn lost_race(transition: &Transition, current: Option<&String>) -> StoreError {
+    let id = transition.task.id;
+    match current {
+        Some(status) => StoreError::Conflict(format!(
+            "task {id} is {status} now, not {}",
+            transition.expected_status
+        )),
+        None => task_not_found(id),
+    }
+}
+
+const LOCK_TARGETS: &str = "\
+SELECT id, droplet_id, status::text, max_concurrent_tasks FROM droplets
+WHERE droplet_id = ANY($1)
+ORDER BY id
+FOR UPDATE";
+
+const COUNT_HELD: &str = "\
+SELECT assigned_droplet_id AS droplet, count(*) AS held FROM tasks
+WHERE assigned_droplet_id = ANY($1) AND status IN ('assigned', 'in_progress')
+GROUP BY assigned_droplet_id";
+
+const TOUCH_DROPLETS: &str = "\
+UPDATE droplets d SET last_assigned_at = GREATEST(d.last_assigned_at, v.at)
+FROM unnest($1::int4[], $2::timestamp[]) AS v(id, at)
+WHERE d.id = v.id";
+
+/// `$3`/`$5` are external droplet ids, looked up here; `$6` carries the
+/// internal id where the batch already knows it (a locked target).
+const UPDATE_TASKS: &str = "\
+UPDATE tasks t SET
+    status = i.status,
+    assigned_droplet_id = coalesce(i.droplet_key, (SELECT d.id FROM droplets d WHERE d.droplet_id = i.droplet)),
+    assigned_at = i.assigned_at,
+    started_at = i.started_at,
+    completed_at = i.completed_at,
+    result = i.result,
+    error_message = i.error_message,
+    retry_count = i.retry_count,
+    updated_at = i.updated_at,
+    routing_lease_until = NULL,
+    retry_after = i.retry_after
+FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int4[], $7::timestamp[],
+            $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
+            $14::timestamp[])
+     AS i(id, expected_status, expected_droplet, status, droplet, droplet_key, assigned_at, started_at,
+          completed_at, result, error_message, retry_count, updated_at, retry_after)
+WHERE t.id = i.id
+  AND t.status = i.expected_status
+  AND t.assigned_droplet_id IS NOT DISTINCT FROM
+      (SELECT d.id FROM droplets d WHERE d.droplet_id = i.expected_droplet)
+RETURNING t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,
+          t.priority, t.created_at, t.assigned_at, t.started_at, t.completed_at, t.deadline, t.result,
+          t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn held_statuses_match_the_count_statement() {
+        for status in crate::store::HELD {
+            assert!(super::COUNT_HELD.contains(&format!("'{status}'")));
+        }
+    }
+}
