@@ -118,8 +118,11 @@ fn start_droplets(bench: &Bench) -> Vec<tokio::task::JoinHandle<()>> {
     handles
 }
 
+/// One simulated droplet: it works on each assignment as it arrives, up to
+/// its capacity at once, as a droplet with that many slots would.
 async fn run_droplet(tasks: TaskService, id: i64, mut assigned: mpsc::UnboundedReceiver<TaskId>) {
     let me = caller(format!("droplet-{id}"), Permission::Write, Some(id));
+    let slots = Arc::new(tokio::sync::Semaphore::new(CAPACITY as usize));
     // Events rarely lag; the poll is only a safety net, kept rare so that
     // it does not load the database it measures.
     let mut poll = tokio::time::interval(Duration::from_secs(5));
@@ -129,15 +132,29 @@ async fn run_droplet(tasks: TaskService, id: i64, mut assigned: mpsc::UnboundedR
             _ = poll.tick() => held(&tasks, &me, id).await,
         };
         for task in batch {
-            for status in [TaskStatus::InProgress, TaskStatus::Completed] {
-                let change = StatusChange {
-                    status,
-                    result: None,
-                    error_message: None,
-                };
-                // Already moved (a poll and an event for the same task): skip.
-                let _ = tasks.update_status(&me, task, change).await;
-            }
+            let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+                return;
+            };
+            let (tasks, me) = (tasks.clone(), me.clone());
+            tokio::spawn(async move {
+                work_on(&tasks, &me, task).await;
+                drop(slot);
+            });
+        }
+    }
+}
+
+/// Starts then completes `task`, as a droplet with nothing to do would.
+async fn work_on(tasks: &TaskService, me: &Caller, task: TaskId) {
+    for status in [TaskStatus::InProgress, TaskStatus::Completed] {
+        let change = StatusChange {
+            status,
+            result: None,
+            error_message: None,
+        };
+        // Already moved (a poll and an event for the same task): stop.
+        if tasks.update_status(me, task, change).await.is_err() {
+            return;
         }
     }
 }

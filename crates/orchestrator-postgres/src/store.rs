@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use deadpool::managed::{Hook, HookError, Metrics};
 use diesel::dsl::count_star;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Bool, Double, Integer, Text};
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{
     Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask, Task,
@@ -73,8 +74,16 @@ impl PgStore {
     /// A pool over `database_url`. Connections are made lazily, so this
     /// succeeds while the database is down; requests then get `Unavailable`.
     pub fn new(database_url: &str, settings: PoolSettings) -> StoreResult<Self> {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+        let mut config = ManagerConfig::default();
+        // The round trip of a verified recycle doubles the cost of a short
+        // query; only connections that sat idle are checked (see below).
+        config.recycling_method = RecyclingMethod::Fast;
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
         let pool = Pool::builder(manager)
+            .post_recycle(Hook::async_fn(|conn, metrics| {
+                Box::pin(verify_if_idle(conn, metrics))
+            }))
             .max_size(settings.max_size)
             .runtime(deadpool::Runtime::Tokio1)
             .wait_timeout(Some(settings.timeout))
@@ -97,6 +106,26 @@ impl PgStore {
         let mut conn = self.conn().await?;
         verify_schema(&mut conn).await
     }
+}
+
+/// A connection idle longer than this is checked with a round trip before
+/// it is handed out, so that one left broken by a database restart is
+/// replaced rather than failing a request. A busy connection is not: any
+/// failure marks it broken and the pool drops it.
+const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(2);
+
+async fn verify_if_idle(
+    conn: &mut AsyncPgConnection,
+    metrics: &Metrics,
+) -> Result<(), HookError<diesel_async::pooled_connection::PoolError>> {
+    if metrics.last_used() < VERIFY_AFTER_IDLE {
+        return Ok(());
+    }
+    diesel::sql_query("SELECT 1")
+        .execute(conn)
+        .await
+        .map(drop)
+        .map_err(|err| HookError::Message(err.to_string().into()))
 }
 
 fn task_key(id: TaskId) -> StoreResult<i32> {
