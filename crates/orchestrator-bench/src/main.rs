@@ -395,7 +395,7 @@ async fn main() -> anyhow::Result<()> {
     println!("Ceiling of this machine and server:");
     let tps = pgbench().await?;
     println!(
-        "W1 / pgbench: {:.2} (each task is 4 state changes, each its own transaction)",
+        "W1 / pgbench: {:.2} (each task is 4 state changes, grouped into shared transactions)",
         w1 / tps
     );
     Ok(())
