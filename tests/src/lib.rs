@@ -278,3 +278,38 @@ impl TestApp {
             .await
     }
 }
+
+/// A WebSocket client of a feed.
+pub type Feed = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl TestApp {
+    /// Connects to `path` (with its query), failing the test if refused.
+    pub async fn feed(&self, path: &str) -> Feed {
+        self.try_feed(path)
+            .await
+            .unwrap_or_else(|e| panic!("connect {path}: {e}"))
+    }
+
+    pub async fn try_feed(&self, path: &str) -> Result<Feed, tokio_tungstenite::tungstenite::Error> {
+        let url = format!("{}{path}", self.address.replacen("http://", "ws://", 1));
+        tokio_tungstenite::connect_async(url)
+            .await
+            .map(|(stream, _)| stream)
+    }
+}
+
+/// The next event frame of a feed as JSON, failing after `within`.
+pub async fn next_event(feed: &mut Feed, within: Duration) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let message = tokio::time::timeout(within, feed.next())
+            .await
+            .expect("an event in time")
+            .expect("the feed is open")
+            .expect("a frame");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).expect("events are JSON");
+        }
+    }
+}

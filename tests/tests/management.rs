@@ -13,7 +13,15 @@ async fn admins_see_the_jobs_and_others_are_refused() {
     assert_eq!(reply.status, 200, "{reply:?}");
     let jobs = reply.payload()["jobs"].as_array().cloned().expect("jobs");
     let ids: Vec<&str> = jobs.iter().filter_map(|j| j["id"].as_str()).collect();
-    assert_eq!(ids, vec!["health_monitor", "task_router", "heartbeat_cleanup"]);
+    assert_eq!(
+        ids,
+        vec![
+            "health_monitor",
+            "task_router",
+            "heartbeat_cleanup",
+            "websocket_ping"
+        ]
+    );
     for field in [
         "interval_seconds",
         "paused",

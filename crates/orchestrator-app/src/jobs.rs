@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_ports::DropletStore;
 
-use crate::scheduler::{HEALTH_MONITOR, HEARTBEAT_CLEANUP, Job, TASK_ROUTER};
-use crate::{AppResult, Recovery, Router};
+use crate::scheduler::{HEALTH_MONITOR, HEARTBEAT_CLEANUP, Job, TASK_ROUTER, WEBSOCKET_PING};
+use crate::{AppResult, FeedHub, Recovery, Router};
 
 /// Marks silent droplets inactive and recovers stuck tasks (leader only).
 #[derive(Debug)]
@@ -82,6 +82,25 @@ impl Job for HeartbeatCleanupJob {
                 break;
             }
         }
+        Ok(())
+    }
+}
+
+/// Pings every feed client of this replica; one that has not answered the
+/// previous ping is disconnected. Each replica pings its own clients.
+#[derive(Debug)]
+pub struct WebSocketPingJob(pub Arc<FeedHub>);
+
+#[async_trait]
+impl Job for WebSocketPingJob {
+    fn id(&self) -> &'static str {
+        WEBSOCKET_PING
+    }
+    fn leader_only(&self) -> bool {
+        false
+    }
+    async fn run(&self) -> AppResult<()> {
+        self.0.ping_all();
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ use crate::{AppError, AppResult};
 pub const HEALTH_MONITOR: &str = "health_monitor";
 pub const TASK_ROUTER: &str = "task_router";
 pub const HEARTBEAT_CLEANUP: &str = "heartbeat_cleanup";
+pub const WEBSOCKET_PING: &str = "websocket_ping";
 
 /// A periodic job.
 #[async_trait]

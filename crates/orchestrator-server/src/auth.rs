@@ -127,7 +127,8 @@ impl FromRequest for Authenticated {
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+/// The caller named by the request's `Authorization` header.
+pub fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
     let keys = req
         .app_data::<web::Data<JwtKeys>>()
         .ok_or_else(|| ApiError::Internal("token keys are not configured".into()))?;

@@ -81,6 +81,14 @@ pub struct Settings {
     pub retry_backoff_max: Duration,
     pub max_body_bytes: usize,
     pub registry_url: Option<String>,
+    /// `WS_MAX_PER_DROPLET`: feed connections one caller may hold at once.
+    pub ws_max_per_caller: usize,
+    /// `WS_HEARTBEAT_INTERVAL`: how often feed clients are pinged; one
+    /// that has not answered by the next ping is disconnected.
+    pub ws_heartbeat_interval: Duration,
+    /// `WS_CLIENT_BUFFER`: events queued for one feed client before it
+    /// counts as too slow and is disconnected.
+    pub ws_client_buffer: usize,
 }
 
 impl Settings {
@@ -128,6 +136,9 @@ impl Settings {
             retry_backoff_max: reader.seconds("RETRY_BACKOFF_MAX_SECONDS", 300),
             max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),
             registry_url: reader.optional("REGISTRY_URL"),
+            ws_max_per_caller: reader.positive("WS_MAX_PER_DROPLET", 10),
+            ws_heartbeat_interval: reader.seconds("WS_HEARTBEAT_INTERVAL", 30),
+            ws_client_buffer: reader.positive("WS_CLIENT_BUFFER", 1024),
         };
         reader.check_algorithm();
         if reader.errors.is_empty() {
@@ -195,6 +206,18 @@ impl Settings {
             ("MAX_BODY_BYTES", self.max_body_bytes != other.max_body_bytes),
             ("REGISTRY_URL", self.registry_url != other.registry_url),
             ("ENABLE_PUSH_DELIVERY", self.push_delivery != other.push_delivery),
+            (
+                "WS_MAX_PER_DROPLET",
+                self.ws_max_per_caller != other.ws_max_per_caller,
+            ),
+            (
+                "WS_HEARTBEAT_INTERVAL",
+                self.ws_heartbeat_interval != other.ws_heartbeat_interval,
+            ),
+            (
+                "WS_CLIENT_BUFFER",
+                self.ws_client_buffer != other.ws_client_buffer,
+            ),
         ];
         checks
             .into_iter()

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use orchestrator_app::jobs::{HealthMonitorJob, HeartbeatCleanupJob, RouterJob};
+use orchestrator_app::jobs::{HealthMonitorJob, HeartbeatCleanupJob, RouterJob, WebSocketPingJob};
 use orchestrator_app::{
-    Delivery, DropletService, ManagementService, Ports, Recovery, RecoverySettings, Router, RouterHandle,
-    Scheduler, SchedulerHandle, StatusService, TaskService, Tunables,
+    Delivery, DropletService, FeedHub, FeedSettings, ManagementService, Ports, Recovery, RecoverySettings,
+    Router, RouterHandle, Scheduler, SchedulerHandle, StatusService, TaskService, Tunables,
 };
 use orchestrator_domain::RetryPolicy;
 use orchestrator_http::HttpDispatcher;
@@ -33,6 +33,8 @@ pub struct AppState {
     pub droplets: DropletService,
     pub status: StatusService,
     pub management: ManagementService,
+    /// The live feeds of `/ws/tasks` and `/ws/droplets`.
+    pub feeds: Arc<FeedHub>,
     /// Stops the HTTP server gracefully (`POST /management/shutdown`); set
     /// once the server exists.
     pub server: std::sync::OnceLock<actix_web::dev::ServerHandle>,
@@ -51,6 +53,7 @@ struct Background {
     _scheduler: SchedulerHandle,
     _retries: AbortOnDrop,
     _delivery: Option<AbortOnDrop>,
+    _feeds: AbortOnDrop,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -80,13 +83,18 @@ impl Application {
             ),
         };
         let router = Router::new(ports.clone());
+        let feeds = FeedHub::new(FeedSettings {
+            max_per_caller: settings.ws_max_per_caller,
+            client_buffer: settings.ws_client_buffer,
+        });
         let recovery = Recovery::new(ports.clone(), recovery_settings(&settings));
-        let scheduler = Arc::new(scheduler(&settings, &ports, leader, &router, &recovery));
+        let scheduler = Arc::new(scheduler(&settings, &ports, leader, &router, &recovery, &feeds));
         let background = Background {
             _router: router.start(),
             _scheduler: scheduler.start(),
             _retries: AbortOnDrop(recovery.start()),
             _delivery: push_delivery(&settings, &ports)?,
+            _feeds: AbortOnDrop(feeds.start(&ports)),
         };
         let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
         let source = web::Data::new(Source(format!("droplet-{}", settings.identity.droplet_id)));
@@ -98,6 +106,7 @@ impl Application {
             droplets: DropletService::new(ports.clone()),
             status: StatusService::new(ports),
             management: ManagementService::new(scheduler, recovery, tunables(&settings)),
+            feeds,
             settings,
             server: std::sync::OnceLock::new(),
         });
@@ -181,6 +190,7 @@ fn scheduler(
     leader: Arc<dyn LeaderElection>,
     router: &Arc<Router>,
     recovery: &Arc<Recovery>,
+    feeds: &Arc<FeedHub>,
 ) -> Scheduler {
     let mut scheduler = Scheduler::new(leader, ports.clock.clone());
     scheduler.add(
@@ -191,6 +201,10 @@ fn scheduler(
     scheduler.add(
         Arc::new(HeartbeatCleanupJob(ports.droplets.clone())),
         settings.heartbeat_cleanup_interval,
+    );
+    scheduler.add(
+        Arc::new(WebSocketPingJob(feeds.clone())),
+        settings.ws_heartbeat_interval,
     );
     scheduler
 }

@@ -17,6 +17,7 @@ pub const FEATURES: &[&str] = &[
     "state_machine_management",
     "priority_queuing",
     "health_monitoring",
+    "real_time_updates",
     "task_recovery",
     "automatic_retry",
 ];

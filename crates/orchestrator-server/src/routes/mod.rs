@@ -2,6 +2,7 @@
 //! they share: the error handlers for paths, queries and unknown routes.
 
 pub mod droplets;
+pub mod feeds;
 pub mod health;
 pub mod management;
 pub mod tasks;
@@ -17,7 +18,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(health::configure)
         .configure(tasks::configure)
         .configure(droplets::configure)
-        .configure(management::configure);
+        .configure(management::configure)
+        .configure(feeds::configure);
 }
 
 fn path_config() -> web::PathConfig {
