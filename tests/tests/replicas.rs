@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use orchestrator_testkit::pg::TestDatabase;
-use orchestrator_tests::{TestApp, spawn_replica};
+use orchestrator_tests::{TestApp, next_event, spawn_replica};
 use serde_json::json;
 use tokio_postgres::NoTls;
 
@@ -101,4 +101,42 @@ async fn two_replicas_assign_every_task_exactly_once() {
         "{TASKS} tasks submitted and assigned across two replicas in {:?}",
         started.elapsed()
     );
+}
+
+/// A feed client of one replica sees the changes made through the other,
+/// large tasks included (they travel as references and are read back).
+#[tokio::test]
+async fn events_reach_the_feeds_of_every_replica() {
+    let database = TestDatabase::create().await;
+    let a = spawn_replica(&database.url, &[]).await;
+    let b = spawn_replica(&database.url, &[]).await;
+    let mut tasks_on_b = b.feed(&format!("/ws/tasks?token={}", b.admin())).await;
+    let mut droplets_on_b = b.feed(&format!("/ws/droplets?token={}", b.admin())).await;
+    a.register(8, &["x"], 5).await;
+    let small = a.create_task(5, Some("x")).await;
+    let body = json!({ "task_type": "a", "title": "t", "required_capability": "none", "description": "d".repeat(10_000) });
+    let reply = a.post("/tasks", &a.writer("alice"), body).await;
+    assert_eq!(reply.status, 201, "{reply:?}");
+    let large = reply.payload()["task_id"].as_i64().expect("id");
+
+    let registered = next_event(&mut droplets_on_b, Duration::from_secs(5)).await;
+    assert_eq!(registered["event"], "droplet_registered");
+    assert_eq!(registered["data"]["droplet_id"], 8);
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let event = next_event(&mut tasks_on_b, Duration::from_secs(5)).await;
+        seen.push((
+            event["event"].as_str().unwrap_or("").to_owned(),
+            event["data"]["id"].as_i64(),
+        ));
+    }
+    assert!(seen.contains(&("task_created".into(), Some(small))), "{seen:?}");
+    assert!(seen.contains(&("task_assigned".into(), Some(small))), "{seen:?}");
+    assert!(seen.contains(&("task_created".into(), Some(large))), "{seen:?}");
+    let of_small: Vec<&str> = seen
+        .iter()
+        .filter(|e| e.1 == Some(small))
+        .map(|e| e.0.as_str())
+        .collect();
+    assert_eq!(of_small, ["task_created", "task_assigned"], "in commit order");
 }

@@ -161,7 +161,7 @@ impl FeedHub {
 
     /// Fans out every event of the bus until the handle is dropped.
     pub fn start(self: &Arc<Self>, ports: &Ports) -> JoinHandle<()> {
-        let mut events = ports.events.subscribe();
+        let mut events = ports.events.subscribe_all_replicas();
         let (hub, clock) = (Arc::clone(self), ports.clock.clone());
         tokio::spawn(async move {
             while let Some(event) = events.next().await {

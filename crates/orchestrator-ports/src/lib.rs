@@ -288,7 +288,14 @@ pub type EventStream = Pin<Box<dyn Stream<Item = DomainEvent> + Send>>;
 #[async_trait]
 pub trait EventBus: Send + Sync {
     async fn publish(&self, event: DomainEvent);
+    /// The events this process publishes, in the order it publishes them.
     fn subscribe(&self) -> EventStream;
+    /// The events of every replica sharing the store, this one's included:
+    /// what the live feeds show. A bus that spans one process gives the same
+    /// as [`EventBus::subscribe`].
+    fn subscribe_all_replicas(&self) -> EventStream {
+        self.subscribe()
+    }
 }
 
 /// The time, as a port so that tests can control it.

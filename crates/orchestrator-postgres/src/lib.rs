@@ -2,6 +2,7 @@
 
 mod batch;
 mod error;
+mod events;
 mod group_commit;
 mod leader;
 mod migrations;
@@ -9,6 +10,7 @@ mod rows;
 mod schema;
 mod store;
 
+pub use events::{PgEventBus, PgEventBusHandle};
 pub use leader::PgLeaderElection;
 pub use migrations::{MIGRATIONS, run_migrations, verify_schema};
 pub use store::{PgStore, PoolSettings};

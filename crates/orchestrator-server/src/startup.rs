@@ -16,7 +16,9 @@ use orchestrator_domain::RetryPolicy;
 use orchestrator_http::HttpDispatcher;
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
 use orchestrator_ports::{LeaderElection, SystemClock};
-use orchestrator_postgres::{PgLeaderElection, PgStore, PoolSettings, run_migrations};
+use orchestrator_postgres::{
+    PgEventBus, PgEventBusHandle, PgLeaderElection, PgStore, PoolSettings, run_migrations,
+};
 use secrecy::ExposeSecret;
 
 use crate::auth::JwtKeys;
@@ -54,6 +56,8 @@ struct Background {
     _retries: AbortOnDrop,
     _delivery: Option<AbortOnDrop>,
     _feeds: AbortOnDrop,
+    /// The connections that carry events between replicas (PostgreSQL).
+    _events: Option<PgEventBusHandle>,
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -75,12 +79,13 @@ impl Application {
     /// tests). With PostgreSQL it first applies pending migrations and
     /// refuses to start if the schema it finds does not match.
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        let (ports, leader): (Ports, Arc<dyn LeaderElection>) = match &settings.store {
-            StoreKind::Memory => (memory_ports(), Arc::new(SoleLeader)),
-            StoreKind::Postgres { url } => (
-                postgres_ports(url.expose_secret(), settings.pool).await?,
-                Arc::new(PgLeaderElection::new(url.expose_secret())),
-            ),
+        let (ports, leader, events): (Ports, Arc<dyn LeaderElection>, _) = match &settings.store {
+            StoreKind::Memory => (memory_ports(), Arc::new(SoleLeader), None),
+            StoreKind::Postgres { url } => {
+                let (ports, events) = postgres_ports(url.expose_secret(), settings.pool).await?;
+                let leader = Arc::new(PgLeaderElection::new(url.expose_secret()));
+                (ports, leader, Some(events))
+            }
         };
         let router = Router::new(ports.clone());
         let feeds = FeedHub::new(FeedSettings {
@@ -95,6 +100,7 @@ impl Application {
             _retries: AbortOnDrop(recovery.start()),
             _delivery: push_delivery(&settings, &ports)?,
             _feeds: AbortOnDrop(feeds.start(&ports)),
+            _events: events,
         };
         let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
         let source = web::Data::new(Source(format!("droplet-{}", settings.identity.droplet_id)));
@@ -223,7 +229,8 @@ fn memory_ports() -> Ports {
 /// the store is unavailable (503).
 const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-async fn postgres_ports(url: &str, pool: PoolSize) -> anyhow::Result<Ports> {
+/// The PostgreSQL store and the event bus that spans the replicas sharing it.
+async fn postgres_ports(url: &str, pool: PoolSize) -> anyhow::Result<(Ports, PgEventBusHandle)> {
     let applied = run_migrations(url).await?;
     for version in &applied {
         tracing::info!(version, "applied migration");
@@ -240,10 +247,12 @@ async fn postgres_ports(url: &str, pool: PoolSize) -> anyhow::Result<Ports> {
             problems.join("; ")
         );
     }
-    Ok(Ports {
+    let (events, handle) = PgEventBus::start(url, PgStore::clone(&store)).await;
+    let ports = Ports {
         tasks: store.clone(),
         droplets: store,
-        events: Arc::new(InProcessEventBus::default()),
+        events: Arc::new(events),
         clock: Arc::new(SystemClock),
-    })
+    };
+    Ok((ports, handle))
 }
