@@ -22,6 +22,12 @@ pub enum AppError {
     Validation(#[from] ValidationError),
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
+    /// A droplet a message was for could not be reached.
+    #[error("{0}")]
+    DropletUnreachable(String),
+    /// A droplet a message was for did not answer in time.
+    #[error("{0}")]
+    DropletTimedOut(String),
 }
 
 pub type AppResult<T> = Result<T, AppError>;

@@ -5,50 +5,67 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use orchestrator_domain::{Droplet, Task};
-use orchestrator_ports::{DeliveryError, Dispatcher};
+use orchestrator_ports::{DeliveryError, Dispatcher, DropletReply, OutgoingMessage, SendError};
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
+use uuid::Uuid;
 
 /// How long one delivery may take before it counts as failed.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Pushes assignments to `{endpoint}/message`.
+/// Pushes assignments and messages to `{endpoint}/message`.
 #[derive(Debug, Clone)]
 pub struct HttpDispatcher {
     client: reqwest::Client,
     /// The envelope's `source`, such as `droplet-10`.
     source: String,
+    /// How long a droplet may take to answer a message (`POST /send`).
+    send_timeout: Duration,
 }
 
 impl HttpDispatcher {
-    pub fn new(source: impl Into<String>) -> Result<Self, reqwest::Error> {
+    pub fn new(source: impl Into<String>, send_timeout: Duration) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .timeout(DELIVERY_TIMEOUT)
             .connect_timeout(DELIVERY_TIMEOUT)
             .build()?;
         Ok(HttpDispatcher {
             client,
             source: source.into(),
+            send_timeout,
         })
     }
+
+    fn envelope(&self, droplet: &Droplet, trace_id: Uuid, message_type: &str, payload: &Value) -> Value {
+        json!({
+            "udc_version": "1.0",
+            "trace_id": trace_id,
+            "source": self.source,
+            "target": format!("droplet-{}", droplet.droplet_id),
+            "message_type": message_type,
+            "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            "payload": payload,
+        })
+    }
+}
+
+fn message_url(droplet: &Droplet) -> String {
+    format!("{}/message", droplet.endpoint.trim_end_matches('/'))
 }
 
 #[async_trait]
 impl Dispatcher for HttpDispatcher {
     async fn deliver_assignment(&self, droplet: &Droplet, task: &Task) -> Result<(), DeliveryError> {
-        let envelope = json!({
-            "udc_version": "1.0",
-            "trace_id": task.trace_id,
-            "source": self.source,
-            "target": format!("droplet-{}", droplet.droplet_id),
-            "message_type": "task_assignment",
-            "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            "payload": { "task": task },
-        });
-        let url = format!("{}/message", droplet.endpoint.trim_end_matches('/'));
+        let envelope = self.envelope(
+            droplet,
+            task.trace_id,
+            "task_assignment",
+            &json!({ "task": task }),
+        );
+        let url = message_url(droplet);
         let response = self
             .client
             .post(&url)
+            .timeout(DELIVERY_TIMEOUT)
             .json(&envelope)
             .send()
             .await
@@ -64,6 +81,39 @@ impl Dispatcher for HttpDispatcher {
             retryable: is_retryable(status),
             message: format!("{url} answered {status}"),
         })
+    }
+
+    async fn send_message(
+        &self,
+        droplet: &Droplet,
+        message: &OutgoingMessage,
+    ) -> Result<DropletReply, SendError> {
+        let envelope = self.envelope(droplet, message.trace_id, &message.message_type, &message.payload);
+        let url = message_url(droplet);
+        let failed = |e: reqwest::Error| {
+            if e.is_timeout() {
+                SendError::TimedOut(format!("{url} did not answer within {:?}", self.send_timeout))
+            } else {
+                SendError::Unreachable(format!("could not reach {url}: {e}"))
+            }
+        };
+        let response = self
+            .client
+            .post(&url)
+            .timeout(self.send_timeout)
+            .json(&envelope)
+            .send()
+            .await
+            .map_err(failed)?;
+        let status = response.status().as_u16();
+        let bytes = response.bytes().await.map_err(failed)?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(DropletReply { status, body })
     }
 }
 

@@ -262,12 +262,47 @@ pub struct DeliveryError {
     pub message: String,
 }
 
-/// Delivers work to droplets that want it pushed (API.md, "Work delivery").
+/// A UDC message the orchestrator sends to a droplet on a caller's behalf
+/// (`POST /send`, `POST /broadcast`); the adapter wraps it in an envelope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingMessage {
+    pub trace_id: Uuid,
+    pub message_type: String,
+    pub payload: Value,
+}
+
+/// What a droplet answered to a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DropletReply {
+    /// The HTTP status of its answer.
+    pub status: u16,
+    /// Its body: JSON when it is JSON, else a string (`Null` when empty).
+    pub body: Value,
+}
+
+/// Why a message did not get an answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SendError {
+    #[error("droplet unreachable: {0}")]
+    Unreachable(String),
+    #[error("droplet did not answer in time: {0}")]
+    TimedOut(String),
+}
+
+/// Delivers work and messages to droplets (API.md, "Work delivery").
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Dispatcher: Send + Sync {
     /// Sends the `task_assignment` message for `task` to `droplet`.
     async fn deliver_assignment(&self, droplet: &Droplet, task: &Task) -> Result<(), DeliveryError>;
+
+    /// Sends `message` to `droplet`'s `/message` endpoint and returns its
+    /// answer, whatever its status.
+    async fn send_message(
+        &self,
+        droplet: &Droplet,
+        message: &OutgoingMessage,
+    ) -> Result<DropletReply, SendError>;
 }
 
 /// Decides which replica runs the periodic jobs: one at a time, with

@@ -157,40 +157,66 @@ impl<T: DeserializeOwned + 'static> FromRequest for Body<T> {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let limit = req.app_data::<web::Data<BodyLimit>>().map_or(1_048_576, |l| l.0);
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let bytes = read_body(req, payload);
         let req = req.clone();
-        Box::pin(async move {
-            if declared.is_some_and(|n| n > limit) {
-                return Err(ApiError::PayloadTooLarge { limit });
-            }
-            let mut bytes = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::MalformedBody(format!("could not read the body: {e}")))?;
-                if bytes.len() + chunk.len() > limit {
-                    return Err(ApiError::PayloadTooLarge { limit });
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            parse_body(&req, &bytes).map(Body)
-        })
+        Box::pin(async move { parse_body(&req, &bytes.await?).map(Body) })
     }
 }
 
+/// A JSON request body as it came, an envelope left whole (`POST /message`).
+#[derive(Debug)]
+pub struct RawBody(pub Value);
+
+impl FromRequest for RawBody {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let bytes = read_body(req, payload);
+        Box::pin(async move { json_of(&bytes.await?).map(RawBody) })
+    }
+}
+
+/// The body's bytes, refusing more than `MAX_BODY_BYTES`.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> LocalBoxFuture<'static, Result<web::BytesMut, ApiError>> {
+    let limit = req.app_data::<web::Data<BodyLimit>>().map_or(1_048_576, |l| l.0);
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.take();
+    Box::pin(async move {
+        if declared.is_some_and(|n| n > limit) {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        let mut bytes = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk =
+                chunk.map_err(|e| ApiError::MalformedBody(format!("could not read the body: {e}")))?;
+            if bytes.len() + chunk.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    })
+}
+
+/// The body as JSON; an empty body reads as `{}`.
+fn json_of(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::MalformedBody(format!("the request body is not valid JSON: {e}")))
+}
+
 fn parse_body<T: DeserializeOwned>(req: &HttpRequest, bytes: &[u8]) -> Result<T, ApiError> {
-    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(bytes)
-            .map_err(|e| ApiError::MalformedBody(format!("the request body is not valid JSON: {e}")))?
-    };
-    let value = unwrap_envelope(req, value);
+    let value = unwrap_envelope(req, json_of(bytes)?);
     serde_json::from_value(value).map_err(|e| ApiError::InvalidBody(format!("invalid request body: {e}")))
 }
 

@@ -25,6 +25,8 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("too many requests: at most {limit} a minute; retry in {retry_after} s")]
+    RateLimited { retry_after: u64, limit: u32 },
     #[error("no endpoint at this path")]
     RouteNotFound,
     #[error("this endpoint does not accept that method")]
@@ -49,6 +51,9 @@ impl ApiError {
             ApiError::App(AppError::Conflict(_)) => "conflict",
             ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => "validation_failed",
             ApiError::App(AppError::Unavailable(_)) => "store_unavailable",
+            ApiError::App(AppError::DropletUnreachable(_)) => "droplet_unreachable",
+            ApiError::App(AppError::DropletTimedOut(_)) => "droplet_timeout",
+            ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::MalformedBody(_) => "malformed_json",
             ApiError::InvalidPath(_) => "invalid_path",
@@ -68,6 +73,9 @@ impl ApiError {
             }
             ApiError::App(AppError::Validation(v)) => json!({ "field": v.field }),
             ApiError::PayloadTooLarge { limit } => json!({ "limit_bytes": limit }),
+            ApiError::RateLimited { retry_after, limit } => {
+                json!({ "retry_after_seconds": retry_after, "limit_per_minute": limit })
+            }
             ApiError::App(AppError::Unavailable(_)) => json!({ "retry_after_seconds": RETRY_AFTER_SECONDS }),
             _ => Value::Null,
         }
@@ -98,6 +106,9 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::App(AppError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::App(AppError::DropletUnreachable(_)) => StatusCode::BAD_GATEWAY,
+            ApiError::App(AppError::DropletTimedOut(_)) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::MalformedBody(_) | ApiError::InvalidPath(_) | ApiError::InvalidQuery(_) => {
                 StatusCode::BAD_REQUEST
@@ -119,6 +130,9 @@ impl ResponseError for ApiError {
             }
             ApiError::App(AppError::Unavailable(_)) => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
             _ => {}
         }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod envelope;
 pub mod error;
+pub mod limits;
 pub mod process_stats;
 pub mod routes;
 pub mod settings;

@@ -89,6 +89,10 @@ pub struct Settings {
     /// `WS_CLIENT_BUFFER`: events queued for one feed client before it
     /// counts as too slow and is disconnected.
     pub ws_client_buffer: usize,
+    /// `SEND_TIMEOUT_SECONDS`: how long `/send` and `/broadcast` wait for a droplet's answer.
+    pub send_timeout: Duration,
+    /// `BROADCAST_RATE_LIMIT_PER_MINUTE`: broadcasts one caller may send a minute.
+    pub broadcast_rate_limit: u32,
 }
 
 impl Settings {
@@ -139,6 +143,8 @@ impl Settings {
             ws_max_per_caller: reader.positive("WS_MAX_PER_DROPLET", 10),
             ws_heartbeat_interval: reader.seconds("WS_HEARTBEAT_INTERVAL", 30),
             ws_client_buffer: reader.positive("WS_CLIENT_BUFFER", 1024),
+            send_timeout: reader.seconds("SEND_TIMEOUT_SECONDS", 10),
+            broadcast_rate_limit: reader.positive("BROADCAST_RATE_LIMIT_PER_MINUTE", 10),
         };
         reader.check_algorithm();
         if reader.errors.is_empty() {

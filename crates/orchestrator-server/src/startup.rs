@@ -9,8 +9,8 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{HealthMonitorJob, HeartbeatCleanupJob, RouterJob, WebSocketPingJob};
 use orchestrator_app::{
-    Delivery, DropletService, FeedHub, FeedSettings, ManagementService, Ports, Recovery, RecoverySettings,
-    Router, RouterHandle, Scheduler, SchedulerHandle, StatusService, TaskService, Tunables,
+    Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, Ports, Recovery,
+    RecoverySettings, Router, RouterHandle, Scheduler, SchedulerHandle, StatusService, TaskService, Tunables,
 };
 use orchestrator_domain::RetryPolicy;
 use orchestrator_http::HttpDispatcher;
@@ -23,6 +23,7 @@ use secrecy::ExposeSecret;
 
 use crate::auth::JwtKeys;
 use crate::envelope::{BodyLimit, Source, trace_requests};
+use crate::limits::PerCallerLimit;
 use crate::process_stats::ProcessStats;
 use crate::routes;
 use crate::settings::{PoolSize, Settings, StoreKind};
@@ -37,6 +38,9 @@ pub struct AppState {
     pub management: ManagementService,
     /// The live feeds of `/ws/tasks` and `/ws/droplets`.
     pub feeds: Arc<FeedHub>,
+    pub messaging: MessagingService,
+    /// `BROADCAST_RATE_LIMIT_PER_MINUTE`, per caller.
+    pub broadcast_limit: PerCallerLimit,
     /// Stops the HTTP server gracefully (`POST /management/shutdown`); set
     /// once the server exists.
     pub server: std::sync::OnceLock<actix_web::dev::ServerHandle>,
@@ -88,6 +92,10 @@ impl Application {
             }
         };
         let router = Router::new(ports.clone());
+        let dispatcher = Arc::new(HttpDispatcher::new(
+            format!("droplet-{}", settings.identity.droplet_id),
+            settings.send_timeout,
+        )?);
         let feeds = FeedHub::new(FeedSettings {
             max_per_caller: settings.ws_max_per_caller,
             client_buffer: settings.ws_client_buffer,
@@ -98,7 +106,7 @@ impl Application {
             _router: router.start(),
             _scheduler: scheduler.start(),
             _retries: AbortOnDrop(recovery.start()),
-            _delivery: push_delivery(&settings, &ports)?,
+            _delivery: push_delivery(&settings, &ports, &dispatcher),
             _feeds: AbortOnDrop(feeds.start(&ports)),
             _events: events,
         };
@@ -110,9 +118,11 @@ impl Application {
         let state = web::Data::new(AppState {
             tasks: TaskService::new(ports.clone()),
             droplets: DropletService::new(ports.clone()),
-            status: StatusService::new(ports),
+            status: StatusService::new(ports.clone()),
             management: ManagementService::new(scheduler, recovery, tunables(&settings)),
             feeds,
+            messaging: MessagingService::new(ports, dispatcher),
+            broadcast_limit: PerCallerLimit::per_minute(settings.broadcast_rate_limit),
             settings,
             server: std::sync::OnceLock::new(),
         });
@@ -157,14 +167,14 @@ impl Application {
 }
 
 /// Starts pushing assignments to droplets, unless `ENABLE_PUSH_DELIVERY` is off.
-fn push_delivery(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<AbortOnDrop>> {
-    if !settings.push_delivery {
-        return Ok(None);
-    }
-    let dispatcher = HttpDispatcher::new(format!("droplet-{}", settings.identity.droplet_id))?;
-    Ok(Some(AbortOnDrop(
-        Delivery::new(ports.clone(), Arc::new(dispatcher)).start(),
-    )))
+fn push_delivery(
+    settings: &Settings,
+    ports: &Ports,
+    dispatcher: &Arc<HttpDispatcher>,
+) -> Option<AbortOnDrop> {
+    settings
+        .push_delivery
+        .then(|| AbortOnDrop(Delivery::new(ports.clone(), dispatcher.clone()).start()))
 }
 
 /// The settings `reload-config` can change while the server runs.

@@ -5,6 +5,7 @@ pub mod droplets;
 pub mod feeds;
 pub mod health;
 pub mod management;
+pub mod messages;
 pub mod tasks;
 
 use actix_web::{HttpResponse, web};
@@ -19,7 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(tasks::configure)
         .configure(droplets::configure)
         .configure(management::configure)
-        .configure(feeds::configure);
+        .configure(feeds::configure)
+        .configure(messages::configure);
 }
 
 fn path_config() -> web::PathConfig {

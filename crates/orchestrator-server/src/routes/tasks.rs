@@ -63,7 +63,12 @@ async fn create(
     Body(draft): Body<TaskDraft>,
 ) -> Result<Udc<Value>, ApiError> {
     let task = app.tasks.create(&caller, draft).await?;
-    Ok(Udc::created(json!({
+    Ok(Udc::created(created_reply(&task)))
+}
+
+/// The answer to a task's creation (`POST /tasks`, `create_task` message).
+pub(crate) fn created_reply(task: &Task) -> Value {
+    json!({
         "task_id": task.id,
         "trace_id": task.trace_id,
         "status": task.status,
@@ -71,7 +76,7 @@ async fn create(
         // Routing is event-driven: a task is assigned as soon as a capable
         // droplet has a free slot, not on the next sweep.
         "estimated_assignment_seconds": 0,
-    })))
+    })
 }
 
 /// Query parameters of `GET /tasks`; numbers are checked by the use case.
@@ -140,9 +145,12 @@ async fn get(
     id: web::Path<TaskId>,
 ) -> Result<Udc<Value>, ApiError> {
     let details = app.tasks.get(&caller, id.into_inner()).await?;
-    Ok(Udc::ok(
-        json!({ "task": TaskBody::new(details.view, Some(details.history)) }),
-    ))
+    Ok(Udc::ok(task_reply(details)))
+}
+
+/// A task with its history (`GET /tasks/{id}`, `task_status` query).
+pub(crate) fn task_reply(details: orchestrator_app::TaskDetails) -> Value {
+    json!({ "task": TaskBody::new(details.view, Some(details.history)) })
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,7 +179,7 @@ async fn update_status(
 }
 
 #[derive(Debug, Serialize)]
-struct Cancelled {
+pub(crate) struct Cancelled {
     task_id: TaskId,
     status: TaskStatus,
     cancelled_at: Option<DateTime<Utc>>,
@@ -183,9 +191,14 @@ async fn cancel(
     id: web::Path<TaskId>,
 ) -> Result<Udc<Cancelled>, ApiError> {
     let task = app.tasks.cancel(&caller, id.into_inner()).await?;
-    Ok(Udc::ok(Cancelled {
+    Ok(Udc::ok(cancelled_reply(&task)))
+}
+
+/// The answer to a cancel (`DELETE /tasks/{id}`, `cancel_task` message).
+pub(crate) fn cancelled_reply(task: &Task) -> Cancelled {
+    Cancelled {
         task_id: task.id,
         status: task.status,
-        cancelled_at: cancelled_at(&task),
-    }))
+        cancelled_at: cancelled_at(task),
+    }
 }
