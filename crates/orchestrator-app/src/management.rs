@@ -89,6 +89,11 @@ impl ManagementService {
         Ok(self.scheduler.jobs())
     }
 
+    /// The jobs' states, for the system health any reader may see.
+    pub fn job_states(&self) -> Vec<JobStatus> {
+        self.scheduler.jobs()
+    }
+
     pub async fn pause(&self, caller: &Caller, id: &str) -> AppResult<JobStatus> {
         require(caller, Permission::Admin)?;
         let status = self.scheduler.pause(id).await?;

@@ -68,7 +68,7 @@ impl fmt::Display for Capability {
 }
 
 /// A droplet's health as the orchestrator sees it. Only `active` droplets get work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropletStatus {
     Active,

@@ -11,8 +11,9 @@ use orchestrator_domain::{
     RecoveryReason, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletChange, DropletFilter, DropletStore, RecoveryCandidate, RoutableQuery, StoreError,
-    StoreResult, TaskFilter, TaskPage, TaskStore, Transition,
+    AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, Percentiles, RecoveryCandidate,
+    RoutableQuery, RoutingStats, StoreError, StoreResult, TaskFilter, TaskPage, TaskPerformance, TaskStore,
+    Throughput, TimeWindow, Transition, TypeBreakdown,
 };
 use uuid::Uuid;
 
@@ -418,5 +419,156 @@ impl DropletStore for MemoryStore {
             *counts.entry(droplet.status).or_insert(0) += 1;
         }
         Ok(counts)
+    }
+}
+
+/// Percentiles as PostgreSQL's `percentile_cont` computes them: linear
+/// interpolation between the closest ranks.
+fn percentiles(mut values: Vec<f64>) -> Percentiles {
+    if values.is_empty() {
+        return Percentiles::default();
+    }
+    values.sort_by(f64::total_cmp);
+    let at = |p: f64| {
+        let position = p * (values.len() - 1) as f64;
+        let (lower, upper) = (position.floor() as usize, position.ceil() as usize);
+        let fraction = position - position.floor();
+        Some(values[lower] + (values[upper] - values[lower]) * fraction)
+    };
+    Percentiles {
+        p50: at(0.5),
+        p95: at(0.95),
+        p99: at(0.99),
+    }
+}
+
+fn within(time: Option<DateTime<Utc>>, window: TimeWindow) -> bool {
+    time.is_some_and(|t| t >= window.since && t < window.until)
+}
+
+fn seconds(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
+    (to - from)
+        .num_microseconds()
+        .map_or(f64::MAX, |us| us as f64 / 1e6)
+}
+
+fn finished_in(task: &Task, window: TimeWindow) -> bool {
+    matches!(task.status, TaskStatus::Completed | TaskStatus::Failed) && within(task.completed_at, window)
+}
+
+/// From creation to assignment, for tasks assigned in the window.
+fn waits<'a>(tasks: impl Iterator<Item = &'a Task>, window: TimeWindow) -> Vec<f64> {
+    tasks
+        .filter(|t| within(t.assigned_at, window))
+        .filter_map(|t| Some(seconds(t.created_at, t.assigned_at?)))
+        .collect()
+}
+
+#[async_trait]
+impl AnalyticsStore for MemoryStore {
+    async fn throughput(&self, window: TimeWindow) -> StoreResult<Throughput> {
+        let state = self.lock();
+        Ok(Throughput {
+            created: state
+                .tasks
+                .values()
+                .filter(|t| within(Some(t.created_at), window))
+                .count() as u64,
+            finished: state.tasks.values().filter(|t| finished_in(t, window)).count() as u64,
+        })
+    }
+
+    async fn task_performance(
+        &self,
+        window: TimeWindow,
+        task_type: Option<String>,
+        droplet: Option<DropletId>,
+    ) -> StoreResult<TaskPerformance> {
+        let state = self.lock();
+        let tasks: Vec<&Task> = state
+            .tasks
+            .values()
+            .filter(|t| task_type.as_ref().is_none_or(|tt| &t.task_type == tt))
+            .filter(|t| droplet.is_none_or(|d| t.assigned_droplet_id == Some(d)))
+            .collect();
+        let finished: Vec<&&Task> = tasks.iter().filter(|t| finished_in(t, window)).collect();
+        let completed: Vec<&&Task> = finished
+            .iter()
+            .copied()
+            .filter(|t| t.status == TaskStatus::Completed)
+            .collect();
+        let runs = completed
+            .iter()
+            .filter_map(|t| Some(seconds(t.started_at?, t.completed_at?)))
+            .collect();
+        Ok(TaskPerformance {
+            finished: finished.len() as u64,
+            completed: completed.len() as u64,
+            failed: (finished.len() - completed.len()) as u64,
+            queue_wait_seconds: percentiles(waits(tasks.iter().copied(), window)),
+            run_seconds: percentiles(runs),
+        })
+    }
+
+    async fn tasks_by_type(&self, window: TimeWindow) -> StoreResult<Vec<TypeBreakdown>> {
+        let state = self.lock();
+        let mut types: BTreeMap<&str, TypeBreakdown> = BTreeMap::new();
+        for task in state
+            .tasks
+            .values()
+            .filter(|t| within(Some(t.created_at), window))
+        {
+            let entry = types.entry(&task.task_type).or_insert_with(|| TypeBreakdown {
+                task_type: task.task_type.clone(),
+                total: 0,
+                by_status: BTreeMap::new(),
+            });
+            entry.total += 1;
+            *entry.by_status.entry(task.status).or_default() += 1;
+        }
+        let mut breakdown: Vec<TypeBreakdown> = types.into_values().collect();
+        breakdown.sort_by(|a, b| b.total.cmp(&a.total).then_with(|| a.task_type.cmp(&b.task_type)));
+        Ok(breakdown)
+    }
+
+    async fn routing_stats(&self, window: TimeWindow) -> StoreResult<RoutingStats> {
+        let state = self.lock();
+        let mut per_droplet = BTreeMap::new();
+        for task in state.tasks.values().filter(|t| within(t.assigned_at, window)) {
+            if let Some(droplet) = task.assigned_droplet_id {
+                *per_droplet.entry(droplet).or_default() += 1;
+            }
+        }
+        let offered: HashSet<&orchestrator_domain::Capability> = state
+            .droplets
+            .values()
+            .filter(|d| d.status == DropletStatus::Active)
+            .flat_map(|d| d.capabilities.iter())
+            .collect();
+        let mut stranded = BTreeMap::new();
+        for task in state.tasks.values().filter(|t| t.status == TaskStatus::Pending) {
+            if let Some(capability) = task.required_capability.as_ref().filter(|c| !offered.contains(c)) {
+                *stranded.entry(capability.as_str().to_owned()).or_default() += 1;
+            }
+        }
+        Ok(RoutingStats {
+            time_to_assign_seconds: percentiles(waits(state.tasks.values(), window)),
+            assignments_per_droplet: per_droplet,
+            pending_without_capable_droplet: stranded,
+        })
+    }
+}
+
+#[cfg(test)]
+mod analytics_tests {
+    use super::percentiles;
+
+    #[test]
+    fn percentiles_interpolate_like_percentile_cont() {
+        let p = percentiles(vec![4.0, 1.0, 3.0, 2.0]);
+        assert_eq!(p.p50, Some(2.5));
+        assert!((p.p95.unwrap_or(0.0) - 3.85).abs() < 1e-9);
+        assert_eq!(percentiles(vec![7.0]).p99, Some(7.0));
+        assert_eq!(percentiles(Vec::new()).p50, None);
     }
 }

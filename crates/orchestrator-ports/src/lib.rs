@@ -176,6 +176,84 @@ pub trait TaskStore: Send + Sync {
     ) -> StoreResult<Vec<RecoveryCandidate>>;
 }
 
+/// The span of time a metric covers: `[since, until)`, on the store's
+/// timestamps (those the orchestrator wrote).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// Percentiles of a duration in seconds, interpolated as PostgreSQL's
+/// `percentile_cont` does; `None` when nothing was measured.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Percentiles {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// Tasks created, and tasks finished (`completed` or `failed`), in a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Throughput {
+    pub created: u64,
+    pub finished: u64,
+}
+
+/// How the tasks that finished in a window fared.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct TaskPerformance {
+    /// Tasks that reached `completed` or `failed` in the window.
+    pub finished: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// From creation to (the last) assignment, for tasks assigned in the window.
+    pub queue_wait_seconds: Percentiles,
+    /// From `in_progress` to `completed`, for tasks completed in the window.
+    pub run_seconds: Percentiles,
+}
+
+/// The tasks of one type created in a window, by status now.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TypeBreakdown {
+    pub task_type: String,
+    pub total: u64,
+    pub by_status: std::collections::BTreeMap<TaskStatus, u64>,
+}
+
+/// Routing in a window.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct RoutingStats {
+    /// From creation to (the last) assignment, for tasks assigned in the window.
+    pub time_to_assign_seconds: Percentiles,
+    /// Tasks each droplet holds or finished that were assigned in the window, by droplet.
+    pub assignments_per_droplet: std::collections::BTreeMap<DropletId, u64>,
+    /// Pending tasks (now) whose required capability no active droplet offers.
+    pub pending_without_capable_droplet: std::collections::BTreeMap<String, u64>,
+}
+
+/// Analytics over the stored tasks (spec section 5, R8). Adapters compute
+/// them where the data is (aggregates in SQL), not by loading rows.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait AnalyticsStore: Send + Sync {
+    async fn throughput(&self, window: TimeWindow) -> StoreResult<Throughput>;
+
+    /// Performance of tasks of `task_type` (all types when `None`), and of
+    /// those assigned to `droplet` when given.
+    async fn task_performance(
+        &self,
+        window: TimeWindow,
+        task_type: Option<String>,
+        droplet: Option<DropletId>,
+    ) -> StoreResult<TaskPerformance>;
+
+    /// Tasks created in the window, by type, most numerous first.
+    async fn tasks_by_type(&self, window: TimeWindow) -> StoreResult<Vec<TypeBreakdown>>;
+
+    async fn routing_stats(&self, window: TimeWindow) -> StoreResult<RoutingStats>;
+}
+
 /// A task recovery must move, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecoveryCandidate {

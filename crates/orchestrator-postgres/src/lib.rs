@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod analytics;
 mod batch;
 mod error;
 mod events;

@@ -97,7 +97,7 @@ impl PgStore {
         })
     }
 
-    async fn conn(&self) -> StoreResult<Conn> {
+    pub(crate) async fn conn(&self) -> StoreResult<Conn> {
         self.pool.get().await.map_err(pool_error)
     }
 

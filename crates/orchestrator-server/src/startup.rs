@@ -9,13 +9,14 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{HealthMonitorJob, HeartbeatCleanupJob, RouterJob, WebSocketPingJob};
 use orchestrator_app::{
-    Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, Ports, Recovery,
-    RecoverySettings, Router, RouterHandle, Scheduler, SchedulerHandle, StatusService, TaskService, Tunables,
+    Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
+    Ports, Recovery, RecoverySettings, Router, RouterHandle, Scheduler, SchedulerHandle, StatusService,
+    TaskService, Tunables,
 };
 use orchestrator_domain::RetryPolicy;
 use orchestrator_http::HttpDispatcher;
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
-use orchestrator_ports::{LeaderElection, SystemClock};
+use orchestrator_ports::{AnalyticsStore, LeaderElection, SystemClock};
 use orchestrator_postgres::{
     PgEventBus, PgEventBusHandle, PgLeaderElection, PgStore, PoolSettings, run_migrations,
 };
@@ -39,6 +40,7 @@ pub struct AppState {
     /// The live feeds of `/ws/tasks` and `/ws/droplets`.
     pub feeds: Arc<FeedHub>,
     pub messaging: MessagingService,
+    pub metrics: MetricsService,
     /// `BROADCAST_RATE_LIMIT_PER_MINUTE`, per caller.
     pub broadcast_limit: PerCallerLimit,
     /// Stops the HTTP server gracefully (`POST /management/shutdown`); set
@@ -83,13 +85,19 @@ impl Application {
     /// tests). With PostgreSQL it first applies pending migrations and
     /// refuses to start if the schema it finds does not match.
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        let (ports, leader, events): (Ports, Arc<dyn LeaderElection>, _) = match &settings.store {
-            StoreKind::Memory => (memory_ports(), Arc::new(SoleLeader), None),
-            StoreKind::Postgres { url } => {
-                let (ports, events) = postgres_ports(url.expose_secret(), settings.pool).await?;
-                let leader = Arc::new(PgLeaderElection::new(url.expose_secret()));
-                (ports, leader, Some(events))
-            }
+        let (
+            Adapters {
+                ports,
+                analytics,
+                events,
+            },
+            leader,
+        ): (Adapters, Arc<dyn LeaderElection>) = match &settings.store {
+            StoreKind::Memory => (memory_adapters(), Arc::new(SoleLeader)),
+            StoreKind::Postgres { url } => (
+                postgres_adapters(url.expose_secret(), settings.pool).await?,
+                Arc::new(PgLeaderElection::new(url.expose_secret())),
+            ),
         };
         let router = Router::new(ports.clone());
         let dispatcher = Arc::new(HttpDispatcher::new(
@@ -119,6 +127,7 @@ impl Application {
             tasks: TaskService::new(ports.clone()),
             droplets: DropletService::new(ports.clone()),
             status: StatusService::new(ports.clone()),
+            metrics: MetricsService::new(ports.clone(), analytics),
             management: ManagementService::new(scheduler, recovery, tunables(&settings)),
             feeds,
             messaging: MessagingService::new(ports, dispatcher),
@@ -225,13 +234,25 @@ fn scheduler(
     scheduler
 }
 
-fn memory_ports() -> Ports {
+/// The adapters the use cases are built over.
+struct Adapters {
+    ports: Ports,
+    analytics: Arc<dyn AnalyticsStore>,
+    /// The connections that carry events between replicas (PostgreSQL).
+    events: Option<PgEventBusHandle>,
+}
+
+fn memory_adapters() -> Adapters {
     let store = Arc::new(MemoryStore::new());
-    Ports {
-        tasks: store.clone(),
-        droplets: store,
-        events: Arc::new(InProcessEventBus::default()),
-        clock: Arc::new(SystemClock),
+    Adapters {
+        ports: Ports {
+            tasks: store.clone(),
+            droplets: store.clone(),
+            events: Arc::new(InProcessEventBus::default()),
+            clock: Arc::new(SystemClock),
+        },
+        analytics: store,
+        events: None,
     }
 }
 
@@ -240,7 +261,7 @@ fn memory_ports() -> Ports {
 const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The PostgreSQL store and the event bus that spans the replicas sharing it.
-async fn postgres_ports(url: &str, pool: PoolSize) -> anyhow::Result<(Ports, PgEventBusHandle)> {
+async fn postgres_adapters(url: &str, pool: PoolSize) -> anyhow::Result<Adapters> {
     let applied = run_migrations(url).await?;
     for version in &applied {
         tracing::info!(version, "applied migration");
@@ -258,11 +279,14 @@ async fn postgres_ports(url: &str, pool: PoolSize) -> anyhow::Result<(Ports, PgE
         );
     }
     let (events, handle) = PgEventBus::start(url, PgStore::clone(&store)).await;
-    let ports = Ports {
-        tasks: store.clone(),
-        droplets: store,
-        events: Arc::new(events),
-        clock: Arc::new(SystemClock),
-    };
-    Ok((ports, handle))
+    Ok(Adapters {
+        ports: Ports {
+            tasks: store.clone(),
+            droplets: store.clone(),
+            events: Arc::new(events),
+            clock: Arc::new(SystemClock),
+        },
+        analytics: store,
+        events: Some(handle),
+    })
 }

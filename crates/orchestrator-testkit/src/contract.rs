@@ -1117,3 +1117,137 @@ pub async fn unknown_droplet_is_not_found(stores: &Stores) {
         .await;
     assert!(is_not_found(off.map(|_| ())));
 }
+
+fn close(actual: Option<f64>, expected: f64) -> bool {
+    actual.is_some_and(|a| (a - expected).abs() < 1e-6)
+}
+
+/// Moves `task` through `updates`, each at its second.
+async fn walk(stores: &Stores, task: &Task, updates: &[(TaskUpdate, i64)]) -> Task {
+    let mut task = task.clone();
+    for (update, secs) in updates {
+        let actor = Actor::SYSTEM.with(Role::AssignedDroplet).with(Role::Admin);
+        let t = transition(&task, update.clone(), actor, *secs);
+        task = stores.tasks.apply_transition(t).await.expect("transition");
+    }
+    task
+}
+
+/// Analytics over a known set of tasks: three finished `verify` tasks on
+/// droplet 8, a `scan` task no active droplet can take, one created after
+/// the window.
+pub async fn analytics_describe_a_known_set_of_tasks(stores: &Stores) {
+    use orchestrator_ports::TimeWindow;
+    stores
+        .droplets
+        .register_droplet(registration(8, &["x"]), at(0))
+        .await
+        .expect("register");
+    stores
+        .droplets
+        .register_droplet(registration(9, &["y"]), at(0))
+        .await
+        .expect("register");
+    stores
+        .droplets
+        .set_droplet_status(9, DropletStatus::Inactive, true, at(0))
+        .await
+        .expect("off");
+    let assign = |secs| (TaskUpdate::Assign { droplet_id: 8 }, secs);
+    let fail = |secs| {
+        (
+            TaskUpdate::Fail {
+                error_message: Some("no".into()),
+            },
+            secs,
+        )
+    };
+    let complete = |secs| (TaskUpdate::Complete { result: None }, secs);
+    let a = create(stores, "verify", 5, 0).await;
+    walk(stores, &a, &[assign(10), (TaskUpdate::Start, 20), complete(50)]).await;
+    let b = create(stores, "verify", 5, 0).await;
+    walk(stores, &b, &[assign(20), (TaskUpdate::Start, 30), complete(40)]).await;
+    let c = create(stores, "verify", 5, 5).await;
+    walk(stores, &c, &[assign(45), (TaskUpdate::Start, 50), fail(60)]).await;
+    let scan = new_task("scan", 5, Some("y"));
+    stores
+        .tasks
+        .create_task(scan, Uuid::new_v4(), by("alice"), at(10))
+        .await
+        .expect("create");
+    create(stores, "scan", 5, 200).await;
+    let window = TimeWindow {
+        since: at(0),
+        until: at(100),
+    };
+
+    let throughput = stores.analytics.throughput(window).await.expect("throughput");
+    assert_eq!((throughput.created, throughput.finished), (4, 3));
+
+    let all = stores
+        .analytics
+        .task_performance(window, None, None)
+        .await
+        .expect("performance");
+    assert_eq!((all.finished, all.completed, all.failed), (3, 2, 1));
+    let wait = all.queue_wait_seconds;
+    assert!(
+        close(wait.p50, 20.0) && close(wait.p95, 38.0) && close(wait.p99, 39.6),
+        "{wait:?}"
+    );
+    let run = all.run_seconds;
+    assert!(
+        close(run.p50, 20.0) && close(run.p95, 29.0) && close(run.p99, 29.8),
+        "{run:?}"
+    );
+    let on_8 = stores
+        .analytics
+        .task_performance(window, None, Some(8))
+        .await
+        .expect("on 8");
+    assert_eq!(on_8, all, "every finished task ran on droplet 8");
+    let scans = stores
+        .analytics
+        .task_performance(window, Some("scan".into()), None)
+        .await
+        .expect("scans");
+    assert_eq!((scans.finished, scans.queue_wait_seconds.p50), (0, None));
+    let on_9 = stores
+        .analytics
+        .task_performance(window, None, Some(9))
+        .await
+        .expect("on 9");
+    assert_eq!(on_9.finished, 0);
+
+    let types = stores.analytics.tasks_by_type(window).await.expect("by type");
+    type Row = (String, u64, Vec<(TaskStatus, u64)>);
+    let summary: Vec<Row> = types
+        .into_iter()
+        .map(|t| (t.task_type, t.total, t.by_status.into_iter().collect()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "verify".into(),
+                3,
+                vec![(TaskStatus::Completed, 2), (TaskStatus::Failed, 1)]
+            ),
+            ("scan".into(), 1, vec![(TaskStatus::Pending, 1)]),
+        ]
+    );
+
+    let routing = stores.analytics.routing_stats(window).await.expect("routing");
+    assert!(close(routing.time_to_assign_seconds.p50, 20.0), "{routing:?}");
+    assert_eq!(
+        routing.assignments_per_droplet.into_iter().collect::<Vec<_>>(),
+        vec![(8, 3)]
+    );
+    assert_eq!(
+        routing
+            .pending_without_capable_droplet
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![("y".to_owned(), 1)]
+    );
+}

@@ -7,13 +7,14 @@ pub mod pg;
 use std::any::Any;
 use std::sync::Arc;
 
-use orchestrator_ports::{DropletStore, TaskStore};
+use orchestrator_ports::{AnalyticsStore, DropletStore, TaskStore};
 
 /// The stores under test. `guard` keeps whatever backs them alive (a
 /// throwaway database, say) until the test ends.
 pub struct Stores {
     pub tasks: Arc<dyn TaskStore>,
     pub droplets: Arc<dyn DropletStore>,
+    pub analytics: Arc<dyn AnalyticsStore>,
     pub guard: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -25,11 +26,12 @@ impl std::fmt::Debug for Stores {
 
 impl Stores {
     /// Stores backed by one object that implements both ports.
-    pub fn from_one<S: TaskStore + DropletStore + 'static>(store: S) -> Self {
+    pub fn from_one<S: TaskStore + DropletStore + AnalyticsStore + 'static>(store: S) -> Self {
         let store = Arc::new(store);
         Stores {
             tasks: store.clone(),
-            droplets: store,
+            droplets: store.clone(),
+            analytics: store,
             guard: None,
         }
     }
@@ -68,6 +70,7 @@ macro_rules! store_contract_tests {
             heartbeat_revives_unless_deactivated_by_admin,
             droplets_filter_by_status_and_capability,
             unknown_droplet_is_not_found,
+            analytics_describe_a_known_set_of_tasks,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

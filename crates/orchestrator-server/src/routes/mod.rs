@@ -6,6 +6,7 @@ pub mod feeds;
 pub mod health;
 pub mod management;
 pub mod messages;
+pub mod metrics;
 pub mod tasks;
 
 use actix_web::{HttpResponse, web};
@@ -21,7 +22,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(droplets::configure)
         .configure(management::configure)
         .configure(feeds::configure)
-        .configure(messages::configure);
+        .configure(messages::configure)
+        .configure(metrics::configure);
 }
 
 fn path_config() -> web::PathConfig {

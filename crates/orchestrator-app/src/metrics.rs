@@ -1,0 +1,198 @@
+//! The analytics endpoints of spec section 5: figures over a time range,
+//! computed by the store.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use orchestrator_domain::{Caller, DropletId, DropletStatus, Permission, TaskStatus, ValidationError};
+use orchestrator_ports::{
+    AnalyticsStore, RoutingStats, TaskPerformance, Throughput, TimeWindow, TypeBreakdown,
+};
+use serde::Serialize;
+
+use crate::authz::require;
+use crate::{AppResult, Ports};
+
+/// The ranges a client may ask for (`time_range`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum TimeRange {
+    #[serde(rename = "1h")]
+    Hour,
+    #[serde(rename = "24h")]
+    Day,
+    #[serde(rename = "7d")]
+    Week,
+    #[serde(rename = "30d")]
+    Month,
+}
+
+impl TimeRange {
+    /// Parses `time_range`; absent means the last 24 hours.
+    pub fn parse(text: Option<&str>) -> Result<Self, ValidationError> {
+        match text.map(str::trim) {
+            None | Some("24h") => Ok(TimeRange::Day),
+            Some("1h") => Ok(TimeRange::Hour),
+            Some("7d") => Ok(TimeRange::Week),
+            Some("30d") => Ok(TimeRange::Month),
+            Some(other) => Err(ValidationError::new(
+                "time_range",
+                format!("'{other}' is not a range; use 1h, 24h, 7d or 30d"),
+            )),
+        }
+    }
+
+    pub fn duration(self) -> Duration {
+        let hours = match self {
+            TimeRange::Hour => 1,
+            TimeRange::Day => 24,
+            TimeRange::Week => 24 * 7,
+            TimeRange::Month => 24 * 30,
+        };
+        Duration::from_secs(hours * 3600)
+    }
+}
+
+/// `GET /metrics/summary`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub time_range: TimeRange,
+    /// All tasks now, by status.
+    pub tasks_by_status: std::collections::BTreeMap<TaskStatus, u64>,
+    /// All droplets now, by status.
+    pub droplets_by_status: std::collections::BTreeMap<DropletStatus, u64>,
+    pub throughput: Throughput,
+    /// Tasks finished per hour over the range.
+    pub finished_per_hour: f64,
+}
+
+/// `GET /metrics/tasks/performance` and the droplet performance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Performance {
+    pub time_range: TimeRange,
+    #[serde(flatten)]
+    pub figures: TaskPerformance,
+    /// Completed out of finished; `None` when nothing finished.
+    pub success_rate: Option<f64>,
+}
+
+impl Performance {
+    fn of(time_range: TimeRange, figures: TaskPerformance) -> Self {
+        #[allow(clippy::cast_precision_loss, reason = "task counts are far below 2^52")]
+        let success_rate = (figures.finished > 0).then(|| figures.completed as f64 / figures.finished as f64);
+        Performance {
+            time_range,
+            figures,
+            success_rate,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct MetricsService {
+    ports: Ports,
+    analytics: Arc<dyn AnalyticsStore>,
+}
+
+impl std::fmt::Debug for MetricsService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsService")
+    }
+}
+
+impl MetricsService {
+    pub fn new(ports: Ports, analytics: Arc<dyn AnalyticsStore>) -> Self {
+        MetricsService { ports, analytics }
+    }
+
+    fn window(&self, range: TimeRange) -> TimeWindow {
+        let until = self.ports.clock.now();
+        let since = until - chrono::Duration::from_std(range.duration()).unwrap_or(chrono::Duration::zero());
+        // `until` is exclusive; a change stamped this very instant counts.
+        TimeWindow {
+            since,
+            until: until + chrono::Duration::milliseconds(1),
+        }
+    }
+
+    pub async fn summary(&self, caller: &Caller, range: TimeRange) -> AppResult<Summary> {
+        require(caller, Permission::Read)?;
+        let tasks = self.ports.tasks.count_tasks_by_status().await?;
+        let droplets = self.ports.droplets.count_droplets_by_status().await?;
+        let throughput = self.analytics.throughput(self.window(range)).await?;
+        #[allow(clippy::cast_precision_loss, reason = "counts and hours are small")]
+        let finished_per_hour = throughput.finished as f64 / (range.duration().as_secs() as f64 / 3600.0);
+        Ok(Summary {
+            time_range: range,
+            tasks_by_status: tasks.into_iter().collect(),
+            droplets_by_status: droplets.into_iter().collect(),
+            throughput,
+            finished_per_hour,
+        })
+    }
+
+    pub async fn performance(
+        &self,
+        caller: &Caller,
+        range: TimeRange,
+        task_type: Option<String>,
+    ) -> AppResult<Performance> {
+        require(caller, Permission::Read)?;
+        let figures = self
+            .analytics
+            .task_performance(self.window(range), task_type, None)
+            .await?;
+        Ok(Performance::of(range, figures))
+    }
+
+    /// A droplet's performance; an unknown droplet is `NotFound`.
+    pub async fn droplet_performance(
+        &self,
+        caller: &Caller,
+        droplet: DropletId,
+        range: TimeRange,
+    ) -> AppResult<Performance> {
+        require(caller, Permission::Read)?;
+        self.ports.droplets.get_droplet(droplet).await?;
+        let figures = self
+            .analytics
+            .task_performance(self.window(range), None, Some(droplet))
+            .await?;
+        Ok(Performance::of(range, figures))
+    }
+
+    pub async fn by_type(&self, caller: &Caller, range: TimeRange) -> AppResult<Vec<TypeBreakdown>> {
+        require(caller, Permission::Read)?;
+        Ok(self.analytics.tasks_by_type(self.window(range)).await?)
+    }
+
+    pub async fn routing(&self, caller: &Caller, range: TimeRange) -> AppResult<RoutingStats> {
+        require(caller, Permission::Read)?;
+        Ok(self.analytics.routing_stats(self.window(range)).await?)
+    }
+
+    /// How long the store takes to answer a small query.
+    pub async fn store_latency(&self, caller: &Caller) -> AppResult<Duration> {
+        require(caller, Permission::Read)?;
+        let started = Instant::now();
+        self.ports.droplets.count_droplets_by_status().await?;
+        Ok(started.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_four_ranges_parse() {
+        assert_eq!(TimeRange::parse(None), Ok(TimeRange::Day));
+        assert_eq!(TimeRange::parse(Some("7d")), Ok(TimeRange::Week));
+        assert_eq!(
+            TimeRange::parse(Some("30d")).map(TimeRange::duration),
+            Ok(Duration::from_secs(2_592_000))
+        );
+        for bad in ["", "2h", "1H", "week", "-1h"] {
+            assert!(TimeRange::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}

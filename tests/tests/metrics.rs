@@ -1,0 +1,125 @@
+//! The analytics endpoints against a known set of tasks.
+
+use std::time::Duration;
+
+use orchestrator_tests::{TestApp, spawn_app};
+use serde_json::{Value, json};
+
+const SOON: Duration = Duration::from_secs(5);
+
+async fn payload(app: &TestApp, path: &str) -> Value {
+    let reply = app.get(path, &app.writer("analyst")).await;
+    assert_eq!(reply.status, 200, "{path}: {reply:?}");
+    reply.payload().clone()
+}
+
+/// Droplet 8 completes two tasks and fails one; one task needs a
+/// capability no droplet offers.
+async fn known_tasks(app: &TestApp) {
+    app.register(8, &["x"], 5).await;
+    let droplet = app.droplet(8);
+    for outcome in ["completed", "completed", "failed"] {
+        let body =
+            json!({ "task_type": "verify", "title": "t", "required_capability": "x", "max_retries": 0 });
+        let reply = app.post("/tasks", &app.writer("alice"), body).await;
+        let id = reply.payload()["task_id"].as_i64().expect("id");
+        app.wait_for_status(id, "assigned", SOON).await;
+        assert_eq!(app.set_status(id, &droplet, "in_progress").await.status, 200);
+        assert_eq!(app.set_status(id, &droplet, outcome).await.status, 200);
+    }
+    app.create_task(5, Some("y")).await;
+}
+
+#[tokio::test]
+async fn the_metrics_describe_what_happened() {
+    let app = spawn_app().await;
+    known_tasks(&app).await;
+
+    let summary = payload(&app, "/metrics/summary").await;
+    assert_eq!(summary["time_range"], "24h");
+    assert_eq!(summary["throughput"], json!({ "created": 4, "finished": 3 }));
+    assert_eq!(
+        summary["tasks_by_status"],
+        json!({ "pending": 1, "completed": 2, "failed": 1 })
+    );
+    assert_eq!(summary["droplets_by_status"], json!({ "active": 1 }));
+
+    let performance = payload(&app, "/metrics/tasks/performance?time_range=1h").await;
+    assert_eq!(
+        (
+            performance["finished"].as_u64(),
+            performance["completed"].as_u64()
+        ),
+        (Some(3), Some(2))
+    );
+    assert!((performance["success_rate"].as_f64().expect("rate") - 2.0 / 3.0).abs() < 1e-9);
+    assert!(
+        performance["queue_wait_seconds"]["p99"]
+            .as_f64()
+            .is_some_and(|s| (0.0..5.0).contains(&s))
+    );
+    assert!(
+        performance["run_seconds"]["p50"]
+            .as_f64()
+            .is_some_and(|s| s >= 0.0)
+    );
+    let other_type = payload(&app, "/metrics/tasks/performance?task_type=scan").await;
+    assert_eq!(
+        (other_type["finished"].as_u64(), other_type["task_type"].as_str()),
+        (Some(0), Some("scan"))
+    );
+    assert!(other_type["success_rate"].is_null());
+
+    let types = payload(&app, "/metrics/tasks/by-type?time_range=7d").await;
+    assert_eq!(
+        types["types"],
+        json!([{ "task_type": "verify", "total": 4, "by_status": { "pending": 1, "completed": 2, "failed": 1 } }])
+    );
+
+    let on_8 = payload(&app, "/metrics/droplets/8/performance?time_range=30d").await;
+    assert_eq!(
+        (on_8["droplet_id"].as_i64(), on_8["finished"].as_u64()),
+        (Some(8), Some(3))
+    );
+
+    let routing = payload(&app, "/metrics/routing").await;
+    assert_eq!(routing["assignments_per_droplet"], json!({ "8": 3 }));
+    assert_eq!(routing["pending_without_capable_droplet"], json!({ "y": 1 }));
+    assert!(routing["time_to_assign_seconds"]["p95"].as_f64().is_some());
+
+    let health = payload(&app, "/metrics/system/health").await;
+    assert_eq!(health["store"]["status"], "up");
+    assert!(health["store"]["latency_ms"].as_f64().is_some());
+    assert_eq!(health["jobs"].as_array().map(Vec::len), Some(4));
+    assert_eq!(health["websockets"]["total_connections"], 0);
+}
+
+#[tokio::test]
+async fn bad_ranges_unknown_droplets_and_missing_permissions_are_refused() {
+    let app = spawn_app().await;
+    let reader = app.writer("analyst");
+    for path in [
+        "/metrics/summary?time_range=2h",
+        "/metrics/routing?time_range=",
+        "/metrics/tasks/by-type?time_range=1w",
+    ] {
+        let reply = app.get(path, &reader).await;
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (422, "validation_failed"),
+            "{path}: {reply:?}"
+        );
+        assert_eq!(reply.payload()["error"]["details"]["field"], "time_range");
+    }
+    let reply = app.get("/metrics/droplets/99/performance", &reader).await;
+    assert_eq!(
+        (reply.status, reply.error_code()),
+        (404, "not_found"),
+        "{reply:?}"
+    );
+    let reply = app.get("/metrics/summary?colour=red", &reader).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+    let nobody = app.token("nobody", &[], None);
+    assert_eq!(app.get("/metrics/summary", &nobody).await.status, 403);
+    assert_eq!(app.get("/metrics/summary", "not-a-token").await.status, 401);
+}
