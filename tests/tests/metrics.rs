@@ -123,3 +123,81 @@ async fn bad_ranges_unknown_droplets_and_missing_permissions_are_refused() {
     assert_eq!(app.get("/metrics/summary", &nobody).await.status, 403);
     assert_eq!(app.get("/metrics/summary", "not-a-token").await.status, 401);
 }
+
+/// The value of the first sample of `name` whose labels include all of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")) || line.starts_with(&format!("{name} ")))
+        .find(|line| labels.iter().all(|l| line.contains(l)))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test]
+async fn prometheus_exposes_requests_transitions_queue_depth_and_jobs() {
+    let app = spawn_app().await;
+    known_tasks(&app).await;
+    for _ in 0..2 {
+        app.create_task(3, Some("nobody")).await;
+    }
+    let reply = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(reply.status(), 200);
+    assert!(
+        reply.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|c| c.starts_with("text/plain")),
+        "{:?}",
+        reply.headers()
+    );
+    let text = reply.text().await.expect("text");
+    let created = sample(
+        &text,
+        "orchestrator_http_requests_total",
+        &[r#"route="/tasks""#, r#"status="201""#],
+    );
+    assert!(created.is_some_and(|n| n >= 6.0), "{text}");
+    let completed = sample(
+        &text,
+        "orchestrator_task_transitions_total",
+        &[r#"event="task_completed""#],
+    );
+    assert!(completed.is_some_and(|n| n >= 2.0), "{text}");
+    assert_eq!(
+        sample(&text, "orchestrator_queue_depth", &[r#"priority="3""#]),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "orchestrator_queue_depth", &[r#"priority="5""#]),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "orchestrator_routing_latency_seconds_count", &[]).is_some_and(|n| n >= 3.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "orchestrator_job_runs_total", &[r#"job="task_router""#]).is_some(),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "orchestrator_websocket_clients", &[r#"feed="tasks""#]),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn prometheus_can_be_turned_off() {
+    let app = orchestrator_tests::spawn_app_with(&[("ENABLE_METRICS", "false")]).await;
+    let reply = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("scrape");
+    assert_eq!(reply.status(), 404);
+}

@@ -170,6 +170,12 @@ impl MetricsService {
         Ok(self.analytics.routing_stats(self.window(range)).await?)
     }
 
+    /// Pending tasks by priority, for the Prometheus gauges (no caller: the
+    /// scrape endpoint is open when enabled).
+    pub async fn pending_by_priority(&self) -> AppResult<std::collections::BTreeMap<u8, u64>> {
+        Ok(self.analytics.pending_by_priority().await?)
+    }
+
     /// How long the store takes to answer a small query.
     pub async fn store_latency(&self, caller: &Caller) -> AppResult<Duration> {
         require(caller, Permission::Read)?;

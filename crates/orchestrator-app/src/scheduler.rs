@@ -47,6 +47,8 @@ pub struct JobStatus {
     pub next_run_at: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
     pub runs: u64,
+    /// Runs that ended in an error.
+    pub failures: u64,
 }
 
 struct Entry {
@@ -88,6 +90,7 @@ impl Scheduler {
             next_run_at: None,
             last_error: None,
             runs: 0,
+            failures: 0,
         };
         self.entries.push(Arc::new(Entry {
             job,
@@ -134,6 +137,7 @@ impl Scheduler {
         if let Some(outcome) = outcome {
             status.last_run_at = Some(now);
             status.runs += 1;
+            status.failures += u64::from(outcome.is_err());
             status.last_error = outcome.err().map(|err| {
                 tracing::warn!(job = status.id, error = %err, "job failed; it runs again next time");
                 err.to_string()

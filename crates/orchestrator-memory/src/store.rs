@@ -557,6 +557,15 @@ impl AnalyticsStore for MemoryStore {
             pending_without_capable_droplet: stranded,
         })
     }
+
+    async fn pending_by_priority(&self) -> StoreResult<BTreeMap<u8, u64>> {
+        let state = self.lock();
+        let mut depth = BTreeMap::new();
+        for task in state.tasks.values().filter(|t| t.status == TaskStatus::Pending) {
+            *depth.entry(task.priority.value()).or_default() += 1;
+        }
+        Ok(depth)
+    }
 }
 
 #[cfg(test)]

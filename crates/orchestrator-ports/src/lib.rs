@@ -252,6 +252,9 @@ pub trait AnalyticsStore: Send + Sync {
     async fn tasks_by_type(&self, window: TimeWindow) -> StoreResult<Vec<TypeBreakdown>>;
 
     async fn routing_stats(&self, window: TimeWindow) -> StoreResult<RoutingStats>;
+
+    /// Pending tasks now, by priority (1 is the most urgent).
+    async fn pending_by_priority(&self) -> StoreResult<std::collections::BTreeMap<u8, u64>>;
 }
 
 /// A task recovery must move, and why.

@@ -181,7 +181,26 @@ impl AnalyticsStore for PgStore {
             pending_without_capable_droplet: stranded.into_iter().map(|r| (r.key, count(r.n))).collect(),
         })
     }
+
+    async fn pending_by_priority(&self) -> StoreResult<BTreeMap<u8, u64>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<CountRow> = diesel::sql_query(PENDING_BY_PRIORITY)
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.key.parse::<u8>().ok()?, count(r.n))))
+            .collect())
+    }
 }
+
+/// Pending tasks by priority; the partial index of routing covers it.
+const PENDING_BY_PRIORITY: &str = "\
+SELECT coalesce(priority, 5)::text AS key, count(*) AS n
+FROM tasks
+WHERE status = 'pending'
+GROUP BY coalesce(priority, 5)";
 
 const THROUGHPUT: &str = "\
 SELECT count(*) FILTER (WHERE created_at >= $1 AND created_at < $2) AS created,

@@ -56,6 +56,16 @@ pub async fn trace_requests(
     if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
         res.headers_mut().insert(TRACE_HEADER, value);
     }
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    crate::telemetry::record_request(
+        method.as_str(),
+        &route,
+        res.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         trace_id = %trace,
         %method,

@@ -8,6 +8,7 @@ pub mod process_stats;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod telemetry;
 
 pub use auth::{JwtKeys, TokenRequest};
 pub use settings::Settings;

@@ -93,6 +93,8 @@ pub struct Settings {
     pub send_timeout: Duration,
     /// `BROADCAST_RATE_LIMIT_PER_MINUTE`: broadcasts one caller may send a minute.
     pub broadcast_rate_limit: u32,
+    /// `ENABLE_METRICS`: serve Prometheus metrics at `GET /metrics`.
+    pub enable_metrics: bool,
 }
 
 impl Settings {
@@ -145,6 +147,7 @@ impl Settings {
             ws_client_buffer: reader.positive("WS_CLIENT_BUFFER", 1024),
             send_timeout: reader.seconds("SEND_TIMEOUT_SECONDS", 10),
             broadcast_rate_limit: reader.positive("BROADCAST_RATE_LIMIT_PER_MINUTE", 10),
+            enable_metrics: reader.flag("ENABLE_METRICS", true),
         };
         reader.check_algorithm();
         if reader.errors.is_empty() {

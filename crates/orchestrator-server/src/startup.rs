@@ -41,6 +41,8 @@ pub struct AppState {
     pub feeds: Arc<FeedHub>,
     pub messaging: MessagingService,
     pub metrics: MetricsService,
+    /// The Prometheus handle when `ENABLE_METRICS` is on.
+    pub prometheus: Option<&'static metrics_exporter_prometheus::PrometheusHandle>,
     /// `BROADCAST_RATE_LIMIT_PER_MINUTE`, per caller.
     pub broadcast_limit: PerCallerLimit,
     /// Stops the HTTP server gracefully (`POST /management/shutdown`); set
@@ -62,6 +64,7 @@ struct Background {
     _retries: AbortOnDrop,
     _delivery: Option<AbortOnDrop>,
     _feeds: AbortOnDrop,
+    _telemetry: Option<AbortOnDrop>,
     /// The connections that carry events between replicas (PostgreSQL).
     _events: Option<PgEventBusHandle>,
 }
@@ -116,6 +119,9 @@ impl Application {
             _retries: AbortOnDrop(recovery.start()),
             _delivery: push_delivery(&settings, &ports, &dispatcher),
             _feeds: AbortOnDrop(feeds.start(&ports)),
+            _telemetry: settings
+                .enable_metrics
+                .then(|| AbortOnDrop(crate::telemetry::record_events(&ports))),
             _events: events,
         };
         let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
@@ -132,6 +138,11 @@ impl Application {
             feeds,
             messaging: MessagingService::new(ports, dispatcher),
             broadcast_limit: PerCallerLimit::per_minute(settings.broadcast_rate_limit),
+            prometheus: if settings.enable_metrics {
+                crate::telemetry::install()
+            } else {
+                None
+            },
             settings,
             server: std::sync::OnceLock::new(),
         });

@@ -1250,4 +1250,7 @@ pub async fn analytics_describe_a_known_set_of_tasks(stores: &Stores) {
             .collect::<Vec<_>>(),
         vec![("y".to_owned(), 1)]
     );
+    create(stores, "urgent", 1, 300).await;
+    let depth = stores.analytics.pending_by_priority().await.expect("depth");
+    assert_eq!(depth.into_iter().collect::<Vec<_>>(), vec![(1, 1), (5, 2)]);
 }

@@ -1,7 +1,7 @@
 //! `/metrics/…`: the analytics of spec section 5 over `time_range` (`1h`,
 //! `24h`, `7d`, `30d`; default `24h`).
 
-use actix_web::{middleware::from_fn, web};
+use actix_web::{HttpResponse, middleware::from_fn, web};
 use orchestrator_app::TimeRange;
 use orchestrator_domain::DropletId;
 use serde::Deserialize;
@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/metrics")
             .wrap(from_fn(envelope_errors))
+            .route("", web::get().to(prometheus))
             .route("/summary", web::get().to(summary))
             .route("/tasks/performance", web::get().to(performance))
             .route("/tasks/by-type", web::get().to(by_type))
@@ -132,4 +133,16 @@ async fn system_health(
         "memory_mb": sample.memory_mb,
         "cpu_percent": sample.cpu_percent,
     })))
+}
+
+/// `GET /metrics`: Prometheus' text format, open to scrapers, when
+/// `ENABLE_METRICS` is on (else 404).
+async fn prometheus(app: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let Some(handle) = app.prometheus else {
+        return Err(ApiError::RouteNotFound);
+    };
+    let body = crate::telemetry::render(handle, &app).await;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body))
 }

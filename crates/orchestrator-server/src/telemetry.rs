@@ -1,0 +1,104 @@
+//! Prometheus metrics (`GET /metrics` when `ENABLE_METRICS`): counters and
+//! histograms recorded as things happen, gauges read when scraped.
+
+use std::sync::OnceLock;
+
+use futures_util::StreamExt;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use orchestrator_app::{Feed, Ports};
+use orchestrator_domain::DomainEvent;
+use tokio::task::JoinHandle;
+
+use crate::startup::AppState;
+
+/// Bucket bounds of every histogram, in seconds: from a millisecond to a minute.
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process's recorder (once; several applications in one
+/// process share it). `None` when another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().set_buckets(BUCKETS).ok()?;
+            builder.install_recorder().ok()
+        })
+        .as_ref()
+}
+
+/// Counts a served request by method, route pattern and status.
+pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
+    let labels = [
+        ("method", method.to_owned()),
+        ("route", route.to_owned()),
+        ("status", status.to_string()),
+    ];
+    counter!("orchestrator_http_requests_total", &labels).increment(1);
+    histogram!("orchestrator_http_request_duration_seconds", "route" => route.to_owned()).record(seconds);
+}
+
+/// Counts this replica's task transitions and times its assignments.
+pub fn record_events(ports: &Ports) -> JoinHandle<()> {
+    let mut events = ports.events.subscribe();
+    tokio::spawn(async move {
+        while let Some(event) = events.next().await {
+            let Some(task) = task_of(&event) else { continue };
+            counter!(
+                "orchestrator_task_transitions_total",
+                "event" => event.name(),
+                "to" => task.status.as_str(),
+            )
+            .increment(1);
+            if let (DomainEvent::TaskAssigned(_), Some(assigned)) = (&event, task.assigned_at) {
+                let waited = (assigned - task.created_at).to_std().unwrap_or_default();
+                histogram!("orchestrator_routing_latency_seconds").record(waited.as_secs_f64());
+            }
+        }
+    })
+}
+
+fn task_of(event: &DomainEvent) -> Option<&orchestrator_domain::Task> {
+    match event {
+        DomainEvent::TaskCreated(t)
+        | DomainEvent::TaskAssigned(t)
+        | DomainEvent::TaskStarted(t)
+        | DomainEvent::TaskCompleted(t)
+        | DomainEvent::TaskFailed(t)
+        | DomainEvent::TaskCancelled(t)
+        | DomainEvent::TaskRetried(t)
+        | DomainEvent::TaskRequeued(t) => Some(t),
+        _ => None,
+    }
+}
+
+/// Sets the gauges read at scrape time, then renders every metric.
+pub async fn render(handle: &PrometheusHandle, app: &AppState) -> String {
+    match app.metrics.pending_by_priority().await {
+        Ok(depth) => {
+            for priority in 1..=10_u8 {
+                let n = depth.get(&priority).copied().unwrap_or(0);
+                gauge!("orchestrator_queue_depth", "priority" => priority.to_string()).set(n as f64);
+            }
+            gauge!("orchestrator_store_up").set(1.0);
+        }
+        Err(_) => gauge!("orchestrator_store_up").set(0.0),
+    }
+    let feeds = app.feeds.status();
+    for (feed, name) in [(Feed::Tasks, "tasks"), (Feed::Droplets, "droplets")] {
+        let clients = feeds.connections.get(&feed).copied().unwrap_or(0);
+        gauge!("orchestrator_websocket_clients", "feed" => name).set(clients as f64);
+    }
+    counter!("orchestrator_websocket_dropped_clients_total", "reason" => "slow")
+        .absolute(feeds.dropped_slow_clients);
+    counter!("orchestrator_websocket_dropped_clients_total", "reason" => "unresponsive")
+        .absolute(feeds.dropped_unresponsive_clients);
+    for job in app.management.job_states() {
+        counter!("orchestrator_job_runs_total", "job" => job.id).absolute(job.runs);
+        counter!("orchestrator_job_failures_total", "job" => job.id).absolute(job.failures);
+    }
+    handle.render()
+}
