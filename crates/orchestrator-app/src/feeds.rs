@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
+use bytestring::ByteString;
 use chrono::SecondsFormat;
 use futures_util::StreamExt;
 use orchestrator_domain::{Capability, DomainEvent, DropletId};
@@ -81,8 +82,8 @@ impl FeedFilter {
 /// What the connection of a client is told to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedMessage {
-    /// A text frame to send as it is.
-    Frame(Arc<str>),
+    /// A text frame to send as it is; clones share one buffer.
+    Frame(ByteString),
     /// Time to check the client is alive (the `websocket_ping` job).
     Ping,
 }
@@ -172,13 +173,13 @@ impl FeedHub {
     }
 
     /// Hands `frame` to every client of the event's feed whose filter matches.
-    pub fn fan_out(&self, event: &DomainEvent, frame: &Arc<str>) {
+    pub fn fan_out(&self, event: &DomainEvent, frame: &ByteString) {
         let feed = Feed::of(event);
         let mut clients = self.clients();
         let slow: Vec<u64> = clients
             .iter()
             .filter(|(_, c)| c.feed == feed && c.filter.matches(event))
-            .filter(|(_, c)| c.sender.try_send(FeedMessage::Frame(Arc::clone(frame))).is_err())
+            .filter(|(_, c)| c.sender.try_send(FeedMessage::Frame(frame.clone())).is_err())
             .map(|(id, _)| *id)
             .collect();
         self.drop_slow(&mut clients, &slow);
@@ -308,7 +309,7 @@ impl Drop for Subscription {
 }
 
 /// The text frame of an event (API.md): `{"event", "data", "timestamp"}`.
-pub fn frame(event: &DomainEvent, at: chrono::DateTime<chrono::Utc>) -> Arc<str> {
+pub fn frame(event: &DomainEvent, at: chrono::DateTime<chrono::Utc>) -> ByteString {
     let data = match event {
         DomainEvent::DropletHealthChanged { droplet, previous } => {
             let mut data = serde_json::to_value(droplet).unwrap_or(Value::Null);
@@ -324,7 +325,7 @@ pub fn frame(event: &DomainEvent, at: chrono::DateTime<chrono::Utc>) -> Arc<str>
         "data": data,
         "timestamp": at.to_rfc3339_opts(SecondsFormat::Millis, true),
     });
-    Arc::from(frame.to_string())
+    ByteString::from(frame.to_string())
 }
 
 #[cfg(test)]

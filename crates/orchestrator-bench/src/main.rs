@@ -7,8 +7,13 @@
 //!   droplets; prints p50, p99 and max of submit→assigned and
 //!   submit→completed, measured from each task's intended send time so that
 //!   a slow system cannot hide its delay (no coordinated omission).
+//! - W3: fan-out to 1,000 WebSocket clients of the real server at 500
+//!   events/s; prints p50, p99 and max from an event's commit to its
+//!   arrival at the last client.
 //! - pgbench `-N`, 16 clients, 10 s on the same server: the machine's
 //!   ceiling, with W1 as a ratio of it.
+
+mod fanout;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -385,18 +390,38 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
+    // `BENCH_ONLY=w1|w2|w3|ceiling` runs one workload (W1 then has no ratio).
+    let only = std::env::var("BENCH_ONLY").ok();
+    let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
     println!("orchestrator lifecycle benchmark on PostgreSQL ({DROPLETS} droplets × {CAPACITY} slots)");
-    println!("W1: burn-down");
-    let w1 = w1(total).await?;
-    println!("W2: fixed arrival rate, idle droplets");
-    for rate in [500, 2_000] {
-        w2(rate, seconds).await?;
+    let mut w1_rate = None;
+    if runs("w1") {
+        println!("W1: burn-down");
+        w1_rate = Some(w1(total).await?);
     }
-    println!("Ceiling of this machine and server:");
-    let tps = pgbench().await?;
-    println!(
-        "W1 / pgbench: {:.2} (each task is 4 state changes, grouped into shared transactions)",
-        w1 / tps
-    );
+    if runs("w2") {
+        println!("W2: fixed arrival rate, idle droplets");
+        for rate in [500, 2_000] {
+            w2(rate, seconds).await?;
+        }
+    }
+    if runs("w3") {
+        println!("W3: live feed fan-out over HTTP and WebSockets");
+        let clients: usize = std::env::var("BENCH_FANOUT_CLIENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000);
+        fanout::w3(clients, 500, seconds).await?;
+    }
+    if runs("ceiling") {
+        println!("Ceiling of this machine and server:");
+        let tps = pgbench().await?;
+        if let Some(w1) = w1_rate {
+            println!(
+                "W1 / pgbench: {:.2} (each task is 4 state changes, grouped into shared transactions)",
+                w1 / tps
+            );
+        }
+    }
     Ok(())
 }

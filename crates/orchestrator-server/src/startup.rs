@@ -159,6 +159,7 @@ impl Application {
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })
+        .on_connect(no_delay)
         .workers(workers)
         .disable_signals()
         .listen(listener)?
@@ -183,6 +184,17 @@ impl Application {
     /// A handle to stop the server gracefully.
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
+    }
+}
+
+/// Sends small writes at once. Without it, a feed's frames a few
+/// milliseconds apart wait for the client's delayed acknowledgement (up to
+/// 40 ms on Linux) under Nagle's algorithm.
+fn no_delay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) {
+    if let Some(tcp) = connection.downcast_ref::<actix_web::rt::net::TcpStream>()
+        && let Err(err) = tcp.set_nodelay(true)
+    {
+        tracing::debug!(error = %err, "could not set TCP_NODELAY");
     }
 }
 

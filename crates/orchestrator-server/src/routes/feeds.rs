@@ -124,7 +124,7 @@ async fn serve(mut session: Session, mut stream: MessageStream, mut subscription
         tokio::select! {
             message = subscription.next() => match message {
                 Some(FeedMessage::Frame(frame)) => {
-                    if session.text(frame.to_string()).await.is_err() {
+                    if session.text(frame).await.is_err() {
                         return;
                     }
                     subscription.record_sent();
