@@ -99,6 +99,9 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         if matches!(settings.store, StoreKind::Memory) {
             tracing::warn!("DATABASE_URL is not set: using the in-memory store; nothing survives a restart");
         }
+        if settings.is_development() {
+            tracing::warn!("ENVIRONMENT is development: POST /token signs tokens for anyone who asks");
+        }
         let dev_token = development_token(&settings)?;
         let app = Application::build(settings, listener).await?;
         tracing::info!(port = app.port(), "orchestrator listening");

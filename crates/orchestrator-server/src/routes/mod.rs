@@ -8,6 +8,7 @@ pub mod management;
 pub mod messages;
 pub mod metrics;
 pub mod tasks;
+pub mod tokens;
 
 use actix_web::{HttpResponse, web};
 
@@ -23,7 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(management::configure)
         .configure(feeds::configure)
         .configure(messages::configure)
-        .configure(metrics::configure);
+        .configure(metrics::configure)
+        .configure(tokens::configure);
 }
 
 fn path_config() -> web::PathConfig {

@@ -1,0 +1,94 @@
+//! `POST /token`: signs a token (API.md, "Identity and tokens"). It needs an
+//! `admin` token, except in `development`, where it is open; a token never
+//! carries more permissions than its issuer holds.
+
+use actix_web::{HttpRequest, http::header, middleware::from_fn, web};
+use orchestrator_app::AppError;
+use orchestrator_domain::{DropletId, Permission};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::auth::{JwtKeys, MAX_SUBJECT_CHARS, TokenRequest, authenticate};
+use crate::envelope::{Body, Udc, envelope_errors};
+use crate::error::ApiError;
+use crate::routes::method_not_allowed;
+use crate::startup::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/token")
+            .wrap(from_fn(envelope_errors))
+            .route(web::post().to(issue))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+/// The spec's request body, plus an optional `subject` for callers that
+/// are not droplets.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenBody {
+    droplet_id: Option<DropletId>,
+    subject: Option<String>,
+    steward: Option<String>,
+    permissions: Vec<Permission>,
+}
+
+fn invalid(field: &str, message: &str) -> ApiError {
+    ApiError::App(orchestrator_domain::ValidationError::new(field, message).into())
+}
+
+impl TokenBody {
+    fn subject(&self) -> Result<String, ApiError> {
+        let subject = match (&self.subject, self.droplet_id) {
+            (Some(subject), _) => subject.trim().to_owned(),
+            (None, Some(id)) if id > 0 => format!("droplet-{id}"),
+            (None, Some(_)) => return Err(invalid("droplet_id", "must be a positive integer")),
+            (None, None) => return Err(invalid("subject", "give droplet_id or subject")),
+        };
+        if subject.is_empty() || subject.chars().count() > MAX_SUBJECT_CHARS || subject.contains('\0') {
+            return Err(invalid("subject", "must be 1 to 100 characters"));
+        }
+        Ok(subject)
+    }
+}
+
+async fn issue(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    keys: web::Data<JwtKeys>,
+    Body(body): Body<TokenBody>,
+) -> Result<Udc<Value>, ApiError> {
+    let open = app.settings.is_development() && !req.headers().contains_key(header::AUTHORIZATION);
+    if !open {
+        let issuer = authenticate(&req)?.0;
+        if !issuer.is_admin() {
+            return Err(ApiError::App(AppError::Forbidden(
+                "issuing tokens needs the 'admin' permission".into(),
+            )));
+        }
+        if let Some(excess) = body.permissions.iter().find(|p| !issuer.can(**p)) {
+            return Err(ApiError::App(AppError::Forbidden(format!(
+                "a token may not carry '{excess}', which its issuer does not hold"
+            ))));
+        }
+    }
+    if body.permissions.is_empty() {
+        return Err(invalid("permissions", "name at least one of read, write, admin"));
+    }
+    let ttl = app.settings.jwt_expiration;
+    let token = keys
+        .issue(&TokenRequest {
+            subject: body.subject()?,
+            permissions: body.permissions.clone(),
+            droplet_id: body.droplet_id,
+            steward: body.steward.clone(),
+            ttl,
+        })
+        .map_err(|e| ApiError::Internal(format!("could not sign a token: {e}")))?;
+    Ok(Udc::ok(json!({
+        "access_token": token,
+        "token_type": "bearer",
+        "expires_in": ttl.as_secs(),
+    })))
+}
