@@ -95,6 +95,10 @@ pub struct Settings {
     pub broadcast_rate_limit: u32,
     /// `ENABLE_METRICS`: serve Prometheus metrics at `GET /metrics`.
     pub enable_metrics: bool,
+    /// `CORS_ORIGINS`: the browser origins allowed to call the API.
+    pub cors_origins: Vec<String>,
+    /// `CORS_ALLOW_CREDENTIALS`: let those origins send cookies and credentials.
+    pub cors_allow_credentials: bool,
 }
 
 impl Settings {
@@ -148,6 +152,8 @@ impl Settings {
             send_timeout: reader.seconds("SEND_TIMEOUT_SECONDS", 10),
             broadcast_rate_limit: reader.positive("BROADCAST_RATE_LIMIT_PER_MINUTE", 10),
             enable_metrics: reader.flag("ENABLE_METRICS", true),
+            cors_origins: reader.origins("CORS_ORIGINS"),
+            cors_allow_credentials: reader.flag("CORS_ALLOW_CREDENTIALS", false),
         };
         reader.check_algorithm();
         if reader.errors.is_empty() {
@@ -282,6 +288,39 @@ impl Reader {
         value
     }
 
+    /// A list of origins, as a JSON array (`["https://a.example"]`) or
+    /// separated by commas. Each is `http(s)://host[:port]`; `*` is refused.
+    fn origins(&mut self, name: &str) -> Vec<String> {
+        let Some(raw) = self.optional(name) else {
+            return Vec::new();
+        };
+        let listed: Vec<String> = if raw.starts_with('[') {
+            match serde_json::from_str(&raw) {
+                Ok(list) => list,
+                Err(e) => {
+                    self.errors
+                        .push(format!("{name} is not a JSON array of strings: {e}"));
+                    return Vec::new();
+                }
+            }
+        } else {
+            raw.split(',')
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect()
+        };
+        let (good, bad): (Vec<String>, Vec<String>) = listed
+            .into_iter()
+            .map(|o| o.trim_end_matches('/').to_owned())
+            .partition(|o| is_origin(o));
+        for origin in bad {
+            self.errors.push(format!(
+                "{name}: {origin:?} is not an origin; list each as http(s)://host[:port] (no wildcard, no path)"
+            ));
+        }
+        good
+    }
+
     fn flag(&mut self, name: &str, default: bool) -> bool {
         match self.optional(name).map(|v| v.to_ascii_lowercase()).as_deref() {
             None => default,
@@ -364,6 +403,20 @@ fn random_secret() -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// `http(s)://host[:port]` with nothing after the authority.
+fn is_origin(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
 }
 
 #[cfg(test)]
@@ -456,5 +509,29 @@ mod tests {
         assert!(matches!(dev("memory").expect("memory").store, StoreKind::Memory));
         let errors = dev("mysql://localhost/x").expect_err("unsupported");
         assert!(errors[0].starts_with("DATABASE_URL"));
+    }
+
+    #[test]
+    fn cors_origins_are_a_json_array_or_a_comma_list_of_plain_origins() {
+        let secret = "k".repeat(32);
+        let read =
+            |value: &str| Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret), ("CORS_ORIGINS", value)]));
+        let listed = read(r#"["https://dash.example", "http://localhost:3000/"]"#).expect("valid");
+        assert_eq!(
+            listed.cors_origins,
+            ["https://dash.example", "http://localhost:3000"]
+        );
+        let commas = read("https://a.example, https://b.example:8443").expect("valid");
+        assert_eq!(commas.cors_origins.len(), 2);
+        for bad in [
+            "*",
+            "dash.example",
+            "https://dash.example/path",
+            r#"["https://a.example""#,
+        ] {
+            assert!(read(bad).is_err(), "{bad}");
+        }
+        let defaults = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret)])).expect("defaults");
+        assert!(defaults.cors_origins.is_empty() && !defaults.cors_allow_credentials);
     }
 }

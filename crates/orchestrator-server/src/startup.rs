@@ -147,6 +147,10 @@ impl Application {
             server: std::sync::OnceLock::new(),
         });
         let shared = state.clone();
+        let cors_settings = (
+            state.settings.cors_origins.clone(),
+            state.settings.cors_allow_credentials,
+        );
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
             App::new()
@@ -155,6 +159,8 @@ impl Application {
                 .app_data(source.clone())
                 .app_data(limit.clone())
                 .app_data(stats.clone())
+                .wrap(cors(&cors_settings))
+                .wrap(security_headers())
                 .wrap(from_fn(trace_requests))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
@@ -185,6 +191,43 @@ impl Application {
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
+}
+
+/// CORS for the origins of `CORS_ORIGINS` only; with none, browsers on
+/// other origins get no access.
+fn cors((origins, credentials): &(Vec<String>, bool)) -> actix_cors::Cors {
+    use actix_web::http::{Method, header};
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allowed_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            crate::envelope::TRACE_HEADER,
+        ])
+        .expose_headers([crate::envelope::TRACE_HEADER, header::RETRY_AFTER])
+        .max_age(3600);
+    for origin in origins {
+        cors = cors.allowed_origin(origin);
+    }
+    if *credentials {
+        cors = cors.supports_credentials();
+    }
+    cors
+}
+
+/// Headers every response carries: the API serves JSON only, never pages
+/// to frame, sniff or cache.
+fn security_headers() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new()
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Referrer-Policy", "no-referrer"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ))
+        .add(("Cache-Control", "no-store"))
+        .add(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
 }
 
 /// Sends small writes at once. Without it, a feed's frames a few
