@@ -43,6 +43,7 @@ async fn start_server(database: &TestDatabase, clients: usize) -> anyhow::Result
         ("WORKERS", "2"),
         ("ENABLE_PUSH_DELIVERY", "false"),
         ("WS_MAX_PER_DROPLET", max.as_str()),
+        ("RATE_LIMIT_PER_MINUTE", "100000000"),
     ];
     let settings = Settings::from_vars(vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
         .map_err(|e| anyhow::anyhow!("settings: {e:?}"))?;

@@ -7,6 +7,13 @@ use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, web};
+
+use crate::auth::Authenticated;
 use crate::error::ApiError;
 
 /// At most `per_minute` requests a minute for each key, spread evenly:
@@ -15,6 +22,7 @@ use crate::error::ApiError;
 pub struct PerCallerLimit {
     limiter: RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>,
     per_minute: u32,
+    checks: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PerCallerLimit {
@@ -25,17 +33,25 @@ impl std::fmt::Debug for PerCallerLimit {
     }
 }
 
+/// Checks between two sweeps of keys that have not been seen for a while.
+const SWEEP_EVERY: u64 = 10_000;
+
 impl PerCallerLimit {
     pub fn per_minute(per_minute: u32) -> Self {
         let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         PerCallerLimit {
             limiter: RateLimiter::hashmap(Quota::per_minute(n)),
             per_minute: n.get(),
+            checks: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Counts one request of `key`, or says how long it must wait.
     pub fn check(&self, key: &str) -> Result<(), ApiError> {
+        if self.checks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            // Keys whose quota has refilled carry no state worth keeping.
+            self.limiter.retain_recent();
+        }
         match self.limiter.check_key(&key.to_owned()) {
             Ok(()) => Ok(()),
             Err(not_until) => {
@@ -46,6 +62,44 @@ impl PerCallerLimit {
                 })
             }
         }
+    }
+}
+
+/// `RATE_LIMIT_PER_MINUTE` on every endpoint but `/broadcast` (which has
+/// its own limit): per caller when the request carries a valid token, else
+/// per client address. A forged token cannot spend another caller's quota:
+/// only a verified subject is used as the key.
+pub async fn rate_limits(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    if req.path() != "/broadcast"
+        && let Some(limit) = req.app_data::<web::Data<RequestLimit>>()
+        && let Err(refused) = limit.0.check(&request_key(req.request()))
+    {
+        let response = actix_web::ResponseError::error_response(&refused);
+        return Ok(req.into_response(response).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// The standard limit, as app data for the middleware.
+#[derive(Debug)]
+pub struct RequestLimit(pub PerCallerLimit);
+
+fn request_key(req: &HttpRequest) -> String {
+    let caller = req
+        .headers()
+        .contains_key(header::AUTHORIZATION)
+        .then(|| crate::auth::authenticate(req).ok())
+        .flatten();
+    match caller {
+        Some(Authenticated(caller)) => format!("caller:{}", caller.subject),
+        None => format!(
+            "address:{}",
+            req.peer_addr()
+                .map_or_else(|| "unknown".to_owned(), |a| a.ip().to_string())
+        ),
     }
 }
 

@@ -95,6 +95,8 @@ pub struct Settings {
     pub broadcast_rate_limit: u32,
     /// `ENABLE_METRICS`: serve Prometheus metrics at `GET /metrics`.
     pub enable_metrics: bool,
+    /// `RATE_LIMIT_PER_MINUTE`: requests one caller (or client address) may make a minute.
+    pub rate_limit: u32,
     /// `CORS_ORIGINS`: the browser origins allowed to call the API.
     pub cors_origins: Vec<String>,
     /// `CORS_ALLOW_CREDENTIALS`: let those origins send cookies and credentials.
@@ -152,6 +154,7 @@ impl Settings {
             send_timeout: reader.seconds("SEND_TIMEOUT_SECONDS", 10),
             broadcast_rate_limit: reader.positive("BROADCAST_RATE_LIMIT_PER_MINUTE", 10),
             enable_metrics: reader.flag("ENABLE_METRICS", true),
+            rate_limit: reader.positive("RATE_LIMIT_PER_MINUTE", 100),
             cors_origins: reader.origins("CORS_ORIGINS"),
             cors_allow_credentials: reader.flag("CORS_ALLOW_CREDENTIALS", false),
         };

@@ -24,7 +24,7 @@ use secrecy::ExposeSecret;
 
 use crate::auth::JwtKeys;
 use crate::envelope::{BodyLimit, Source, trace_requests};
-use crate::limits::PerCallerLimit;
+use crate::limits::{PerCallerLimit, RequestLimit, rate_limits};
 use crate::process_stats::ProcessStats;
 use crate::routes;
 use crate::settings::{PoolSize, Settings, StoreKind};
@@ -147,6 +147,9 @@ impl Application {
             server: std::sync::OnceLock::new(),
         });
         let shared = state.clone();
+        let requests = web::Data::new(RequestLimit(PerCallerLimit::per_minute(
+            state.settings.rate_limit,
+        )));
         let cors_settings = (
             state.settings.cors_origins.clone(),
             state.settings.cors_allow_credentials,
@@ -159,6 +162,8 @@ impl Application {
                 .app_data(source.clone())
                 .app_data(limit.clone())
                 .app_data(stats.clone())
+                .app_data(requests.clone())
+                .wrap(from_fn(rate_limits))
                 .wrap(cors(&cors_settings))
                 .wrap(security_headers())
                 .wrap(from_fn(trace_requests))

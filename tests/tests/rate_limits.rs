@@ -1,0 +1,47 @@
+//! `RATE_LIMIT_PER_MINUTE`: per caller on authenticated requests, per client
+//! address on the others; 429 with `Retry-After` and the error body.
+
+use orchestrator_tests::spawn_app_with;
+use reqwest::Method;
+
+#[tokio::test]
+async fn a_caller_past_its_quota_waits_while_others_go_on() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
+    let alice = app.writer("alice");
+    for _ in 0..3 {
+        assert_eq!(app.get("/tasks", &alice).await.status, 200);
+    }
+    let refused = app.get("/tasks", &alice).await;
+    assert_eq!(
+        (refused.status, refused.error_code()),
+        (429, "rate_limited"),
+        "{refused:?}"
+    );
+    let wait: u64 = refused
+        .header("retry-after")
+        .and_then(|s| s.parse().ok())
+        .expect("Retry-After");
+    assert!((1..=21).contains(&wait), "one request every 20 s refills: {wait}");
+    assert_eq!(refused.body["error"]["details"]["limit_per_minute"], 3);
+    assert_eq!(
+        app.get("/tasks", &app.writer("bob")).await.status,
+        200,
+        "bob has his own quota"
+    );
+}
+
+#[tokio::test]
+async fn anonymous_requests_are_limited_per_address_and_forged_tokens_spend_no_one_elses_quota() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
+    for _ in 0..3 {
+        assert_eq!(app.send(Method::GET, "/health", None, None).await.status, 200);
+    }
+    assert_eq!(app.send(Method::GET, "/health", None, None).await.status, 429);
+    // A bad token counts against the address, which is spent already.
+    assert_eq!(app.get("/tasks", "forged.token.here").await.status, 429);
+    assert_eq!(
+        app.get("/tasks", &app.writer("carol")).await.status,
+        200,
+        "a valid caller is not an address"
+    );
+}
