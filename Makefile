@@ -10,7 +10,7 @@ IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
 ## Run the server in development mode with the in-memory store.
 run:
-	ENVIRONMENT=$${ENVIRONMENT:-development} $(CARGO) run -p orchestrator-server --bin orchestrator -- serve
+	ENVIRONMENT=$${ENVIRONMENT:-development} LOG_FORMAT=$${LOG_FORMAT:-text} $(CARGO) run -p orchestrator-server --bin orchestrator -- serve
 
 build:
 	$(CARGO) build --workspace --all-targets

@@ -16,6 +16,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::CallerSubject;
@@ -51,7 +52,10 @@ pub async fn trace_requests(
     req.extensions_mut()
         .insert(TraceId(incoming.unwrap_or_else(Uuid::new_v4)));
     let (method, path) = (req.method().clone(), req.path().to_owned());
-    let mut res = next.call(req).await?;
+    // Every line logged while serving the request carries its trace id. The
+    // path has no query string: a feed's `?token=` is never logged.
+    let span = tracing::info_span!("request", trace_id = %trace_of(req.request()), %method, path);
+    let mut res = next.call(req).instrument(span.clone()).await?;
     let trace = trace_of(res.request());
     if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
         res.headers_mut().insert(TRACE_HEADER, value);
@@ -66,14 +70,15 @@ pub async fn trace_requests(
         res.status().as_u16(),
         started.elapsed().as_secs_f64(),
     );
-    tracing::info!(
-        trace_id = %trace,
-        %method,
-        path,
-        status = res.status().as_u16(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    span.in_scope(|| {
+        // The envelope of the body may have named another trace id than the header.
+        tracing::info!(
+            trace_id = %trace,
+            status = res.status().as_u16(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request served"
+        );
+    });
     Ok(res)
 }
 

@@ -90,7 +90,7 @@ fn report(errors: Vec<String>) -> anyhow::Error {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
-    init_logging(&settings.log_level);
+    init_logging(&settings.log_level, settings.log_json);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         let address = format!("{}:{}", settings.host, settings.port);
@@ -186,13 +186,24 @@ fn token(
     Ok(())
 }
 
-fn init_logging(level: &str) {
+/// JSON lines by default: each line of a request carries its span, and so
+/// its `trace_id`. `LOG_FORMAT=text` is for reading in a terminal.
+fn init_logging(level: &str, json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},actix_server=warn"))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        builder.init();
+    }
 }
 
 async fn shutdown_signal() {

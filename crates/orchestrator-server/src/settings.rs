@@ -68,6 +68,8 @@ pub struct Settings {
     pub port: u16,
     pub workers: usize,
     pub log_level: String,
+    /// `LOG_FORMAT`: `json` (one object a line) or `text` (for a terminal).
+    pub log_json: bool,
     pub environment: Environment,
     pub router_interval: Duration,
     pub heartbeat_check_interval: Duration,
@@ -136,6 +138,7 @@ impl Settings {
             port: reader.parsed("PORT", 8000),
             workers: reader.positive("WORKERS", 4),
             log_level: reader.log_level(),
+            log_json: reader.log_format(),
             environment,
             router_interval: reader.seconds("ROUTER_INTERVAL", 10),
             heartbeat_check_interval: reader.seconds("HEARTBEAT_CHECK_INTERVAL", 60),
@@ -220,6 +223,7 @@ impl Settings {
             ("PORT", self.port != other.port),
             ("WORKERS", self.workers != other.workers),
             ("LOG_LEVEL", self.log_level != other.log_level),
+            ("LOG_FORMAT", self.log_json != other.log_json),
             ("ENVIRONMENT", self.environment != other.environment),
             ("MAX_BODY_BYTES", self.max_body_bytes != other.max_body_bytes),
             ("REGISTRY_URL", self.registry_url != other.registry_url),
@@ -289,6 +293,23 @@ impl Reader {
             return default;
         }
         value
+    }
+
+    /// True for `json` (the default), false for `text`.
+    fn log_format(&mut self) -> bool {
+        match self
+            .optional("LOG_FORMAT")
+            .map(|v| v.to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("json") => true,
+            Some("text") => false,
+            Some(other) => {
+                self.errors
+                    .push(format!("LOG_FORMAT={other:?} is invalid: expected json or text"));
+                true
+            }
+        }
     }
 
     /// A list of origins, as a JSON array (`["https://a.example"]`) or
