@@ -307,3 +307,107 @@ async fn values_the_database_cannot_hold_are_422_naming_the_field() {
     let long_subject = app.token(&"s".repeat(101), &[orchestrator_domain::Permission::Write], None);
     assert_eq!(app.get("/tasks", &long_subject).await.status, 401);
 }
+
+/// Deeply nested JSON, huge numbers, duplicate keys and bodies that are not
+/// JSON get a clear 4xx, never a 5xx or a guess.
+#[tokio::test]
+async fn hostile_bodies_get_clear_4xx() {
+    let app = spawn_app().await;
+    let token = app.writer("alice");
+    let nested = format!("{}{}", "[".repeat(300), "]".repeat(300));
+    let cases: Vec<(String, &str, u16, &str)> = vec![
+        (
+            format!(r#"{{"task_type":"a","title":"t","payload":{{"x":{nested}}}}}"#),
+            "application/json",
+            400,
+            "malformed_json",
+        ),
+        (
+            r#"{"task_type":"a","title":"t","priority":1e400}"#.into(),
+            "application/json",
+            400,
+            "malformed_json",
+        ),
+        (
+            r#"{"task_type":"a","title":"t","priority":123456789012345678901234567890}"#.into(),
+            "application/json",
+            422,
+            "validation_failed",
+        ),
+        (
+            r#"{"task_type":"a","task_type":"b","title":"t"}"#.into(),
+            "application/json",
+            400,
+            "malformed_json",
+        ),
+        (
+            r#"{"task_type":"a","title":"t","payload":{"k":1,"k":2}}"#.into(),
+            "application/json",
+            400,
+            "malformed_json",
+        ),
+        (
+            r#"{"task_type":"a","title":"t"}"#.into(),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "task_type=a&title=t".into(),
+            "application/x-www-form-urlencoded",
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            r#"{"task_type":"a","title":"t","colour":"red"}"#.into(),
+            "application/json",
+            422,
+            "validation_failed",
+        ),
+    ];
+    for (body, content_type, status, code) in cases {
+        let reply = app
+            .client
+            .post(format!("{}/tasks", app.address))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(
+            reply.status().as_u16(),
+            status,
+            "{content_type} {}",
+            &body[..body.len().min(80)]
+        );
+        let json: Value = reply.json().await.expect("a JSON error body");
+        assert_eq!(json["payload"]["error"]["code"], code, "{json}");
+    }
+    let twice = app
+        .client
+        .post(format!("{}/tasks", app.address))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(r#"{"task_type":"a","title":"t","title":"u"}"#)
+        .send()
+        .await
+        .expect("send");
+    let json: Value = twice.json().await.expect("json");
+    assert!(
+        json["payload"]["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("\"title\" appears twice")),
+        "{json}"
+    );
+    let vendor = app
+        .client
+        .post(format!("{}/tasks", app.address))
+        .bearer_auth(&token)
+        .header("content-type", "application/vnd.udc+json; charset=utf-8")
+        .body(r#"{"task_type":"a","title":"t"}"#)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(vendor.status(), 201, "a +json type is JSON");
+}

@@ -13,8 +13,8 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, Responder, 
 use chrono::{SecondsFormat, Utc};
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -192,11 +192,31 @@ impl FromRequest for RawBody {
     }
 }
 
-/// The body's bytes, refusing more than `MAX_BODY_BYTES`.
+/// True when a body declared as `content_type` may be read as JSON: no type
+/// at all, `application/json`, or a `+json` type.
+fn is_json(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return true;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// The body's bytes, refusing more than `MAX_BODY_BYTES` and bodies of
+/// another type than JSON (415).
 fn read_body(
     req: &HttpRequest,
     payload: &mut Payload,
 ) -> LocalBoxFuture<'static, Result<web::BytesMut, ApiError>> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)").to_owned());
     let limit = req.app_data::<web::Data<BodyLimit>>().map_or(1_048_576, |l| l.0);
     let declared = req
         .headers()
@@ -217,17 +237,97 @@ fn read_body(
             }
             bytes.extend_from_slice(&chunk);
         }
+        if !bytes.is_empty() && !is_json(content_type.as_deref()) {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "the body is declared as {}; send JSON (Content-Type: application/json)",
+                content_type.unwrap_or_default()
+            )));
+        }
         Ok(bytes)
     })
 }
 
-/// The body as JSON; an empty body reads as `{}`.
+/// The body as JSON; an empty body reads as `{}`. An object that names a
+/// key twice is refused: which of the two values was meant is a guess.
 fn json_of(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(json!({}));
     }
-    serde_json::from_slice(bytes)
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    StrictJson::deserialize(&mut deserializer)
+        .and_then(|StrictJson(value)| deserializer.end().map(|()| value))
         .map_err(|e| ApiError::MalformedBody(format!("the request body is not valid JSON: {e}")))
+}
+
+/// JSON read like `serde_json::Value`, except that a duplicate key is an error.
+struct StrictJson(Value);
+
+impl<'de> Deserialize<'de> for StrictJson {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictJson)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("a number that is not finite"))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(StrictJson(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let StrictJson(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key \"{key}\" appears twice"
+                )));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 fn parse_body<T: DeserializeOwned>(req: &HttpRequest, bytes: &[u8]) -> Result<T, ApiError> {
@@ -250,5 +350,75 @@ fn unwrap_envelope(req: &HttpRequest, value: Value) -> Value {
             map.remove("payload").unwrap_or(Value::Null)
         }
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::Value;
+
+    use super::{is_json, json_of};
+
+    /// Any JSON value (objects have distinct keys by construction).
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1.0e300..1.0e300_f64).prop_map(Value::from),
+            ".{0,20}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,8}", inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        /// Round trip: a client's numbers come back exactly as sent.
+        fn strict_parsing_reads_back_what_was_written(value in json_value()) {
+            let text = serde_json::to_vec(&value).expect("serialise");
+            prop_assert_eq!(json_of(&text).expect("valid JSON parses"), value);
+        }
+
+        #[test]
+        fn any_bytes_give_a_value_or_a_malformed_body_never_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = json_of(&bytes);
+        }
+
+        #[test]
+        fn a_repeated_key_is_refused_wherever_it_is(key in "[a-z]{1,6}", depth in 0_usize..5) {
+            let mut body = format!(r#"{{"{key}":1,"{key}":2}}"#);
+            for _ in 0..depth {
+                body = format!(r#"{{"outer":[{body}]}}"#);
+            }
+            prop_assert!(json_of(body.as_bytes()).is_err());
+        }
+    }
+
+    #[test]
+    fn only_json_media_types_are_read() {
+        for ok in [
+            None,
+            Some("application/json"),
+            Some("Application/JSON; charset=utf-8"),
+            Some("application/problem+json"),
+        ] {
+            assert!(is_json(ok), "{ok:?}");
+        }
+        for bad in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "text/json+x",
+        ] {
+            assert!(!is_json(Some(bad)), "{bad}");
+        }
     }
 }

@@ -23,6 +23,8 @@ pub enum ApiError {
     InvalidPath(String),
     #[error("{0}")]
     InvalidQuery(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("too many requests: at most {limit} a minute; retry in {retry_after} s")]
@@ -59,6 +61,7 @@ impl ApiError {
             ApiError::InvalidPath(_) => "invalid_path",
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::Internal(_) => "internal_error",
         }
@@ -114,6 +117,7 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
