@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use orchestrator_domain::{
-    Actor, Candidate, Capability, DomainEvent, DropletId, DropletStatus, Placement, PlacementRule,
-    RoutingPolicy, Task, TaskId, TaskUpdate,
+    Actor, Candidate, Capability, Considered, DomainEvent, DropletId, DropletStatus, Placement,
+    PlacementRule, RoutingPolicy, Task, TaskId, TaskUpdate,
 };
 use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError, Transition};
 use tokio::sync::{Mutex, Notify};
@@ -133,20 +133,25 @@ impl Router {
         let mut round = Round::default();
         let mut plans = Vec::new();
         for task in pending {
-            match RoutingPolicy::place(task.required_capability.as_ref(), candidates) {
+            let explanation = RoutingPolicy::explain(task.required_capability.as_ref(), candidates);
+            match explanation.placement {
                 Placement::Assign { droplet_id, rule } => {
                     take_slot(candidates, droplet_id, self.ports.clock.now());
-                    plans.push((task.clone(), droplet_id, rule));
+                    plans.push(Plan {
+                        task: task.clone(),
+                        droplet_id,
+                        rule,
+                        considered: explanation.considered,
+                    });
                 }
                 _ => round.unplaced.push(task.id),
             }
         }
         let outcomes: Vec<_> = futures_util::stream::iter(plans)
-            .map(
-                |(task, droplet_id, rule): (Task, DropletId, PlacementRule)| async move {
-                    (task.id, droplet_id, self.assign(&task, droplet_id, rule).await)
-                },
-            )
+            .map(|plan: Plan| async move {
+                let (task_id, droplet_id) = (plan.task.id, plan.droplet_id);
+                (task_id, droplet_id, self.assign(plan).await)
+            })
             .buffer_unordered(IN_FLIGHT)
             .collect()
             .await;
@@ -195,12 +200,13 @@ impl Router {
             .collect())
     }
 
-    async fn assign(
-        &self,
-        task: &Task,
-        droplet_id: DropletId,
-        rule: PlacementRule,
-    ) -> Result<Task, StoreError> {
+    async fn assign(&self, plan: Plan) -> Result<Task, StoreError> {
+        let Plan {
+            task,
+            droplet_id,
+            rule,
+            considered,
+        } = plan;
         let now = self.ports.clock.now();
         let next = task
             .apply(TaskUpdate::Assign { droplet_id }, Actor::SYSTEM, now)
@@ -216,6 +222,8 @@ impl Router {
                     "droplet_id": droplet_id,
                     "rule": rule,
                     "router": self.instance,
+                    "candidates_total": considered.len(),
+                    "candidates": &considered[..considered.len().min(EXPLAINED_CANDIDATES)],
                 })),
             },
         };
@@ -293,6 +301,18 @@ fn routable_query(candidates: &[Candidate]) -> Option<RoutableQuery> {
         limit: BATCH,
         lease: CLAIM_LEASE,
     })
+}
+
+/// Candidates recorded with an assignment, the best ranked first: enough to
+/// see why, without making a history row grow with the fleet.
+const EXPLAINED_CANDIDATES: usize = 20;
+
+/// An assignment decided in memory, with what it was chosen among.
+struct Plan {
+    task: Task,
+    droplet_id: DropletId,
+    rule: PlacementRule,
+    considered: Vec<Considered>,
 }
 
 /// What one round of a pass did.

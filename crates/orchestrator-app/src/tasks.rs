@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
-    Actor, Caller, DomainEvent, DropletId, HistoryEntry, NewTask, Permission, Role, Task, TaskDraft, TaskId,
-    TaskStatus, TaskUpdate, ValidationError,
+    Actor, Caller, Candidate, DomainEvent, DropletId, HistoryEntry, NewTask, Permission, Placement, Role,
+    RoutingPolicy, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
 };
 use orchestrator_ports::{ChangeRecord, DropletFilter, StoreError, TaskFilter, Transition};
 use serde_json::Value;
@@ -24,11 +24,31 @@ pub struct TaskView {
     pub assigned_droplet_name: Option<String>,
 }
 
-/// A task with its full audit trail.
+/// A task with its full audit trail and, while it is pending, why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskDetails {
     pub view: TaskView,
     pub history: Vec<HistoryEntry>,
+    pub routing: Option<PendingReason>,
+}
+
+/// Why a pending task has not been assigned yet, as of the moment asked.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum PendingReason {
+    /// It failed and waits out its retry backoff.
+    RetryBackoff { until: DateTime<Utc> },
+    /// The `task_router` job is paused (or an emergency stop is in force).
+    RouterPaused,
+    /// No active droplet offers the capability it requires.
+    NoActiveDropletWithCapability { capability: Option<String> },
+    /// Droplets offer it, but every one is at its capacity.
+    AllCapableDropletsFull {
+        capability: Option<String>,
+        droplets: usize,
+    },
+    /// A droplet can take it now: the router is about to assign it.
+    Routable,
 }
 
 /// One page of `GET /tasks`.
@@ -57,11 +77,19 @@ pub struct StatusChange {
 #[derive(Debug, Clone)]
 pub struct TaskService {
     ports: Ports,
+    /// Asked whether routing is paused, to explain a pending task.
+    router: Option<std::sync::Arc<crate::Router>>,
 }
 
 impl TaskService {
     pub fn new(ports: Ports) -> Self {
-        Self { ports }
+        Self { ports, router: None }
+    }
+
+    /// Lets `get` say when a task waits because routing is paused.
+    pub fn with_router(mut self, router: std::sync::Arc<crate::Router>) -> Self {
+        self.router = Some(router);
+        self
     }
 
     pub async fn create(&self, caller: &Caller, draft: TaskDraft) -> AppResult<Task> {
@@ -102,9 +130,46 @@ impl TaskService {
         require(caller, Permission::Read)?;
         let task = self.ports.tasks.get_task(id).await?;
         let history = self.ports.tasks.task_history(id).await?;
+        let routing = match task.status {
+            TaskStatus::Pending => Some(self.why_pending(&task).await?),
+            _ => None,
+        };
         Ok(TaskDetails {
             view: self.view_one(task).await?,
             history,
+            routing,
+        })
+    }
+
+    /// Why `task` (pending) is not assigned yet, with the domain's routing
+    /// policy over the droplets as they are now.
+    async fn why_pending(&self, task: &Task) -> AppResult<PendingReason> {
+        if let Some(until) = task.retry_after.filter(|t| *t > self.ports.clock.now()) {
+            return Ok(PendingReason::RetryBackoff { until });
+        }
+        if self.router.as_ref().is_some_and(|r| r.is_paused()) {
+            return Ok(PendingReason::RouterPaused);
+        }
+        let active = DropletFilter {
+            status: Some(orchestrator_domain::DropletStatus::Active),
+            ..DropletFilter::default()
+        };
+        let droplets = self.ports.droplets.list_droplets(&active).await?;
+        let counts = self.ports.tasks.active_task_counts().await?;
+        let candidates: Vec<Candidate> = droplets
+            .iter()
+            .map(|d| Candidate::new(d, counts.get(&d.droplet_id).copied().unwrap_or(0)))
+            .collect();
+        let required = task.required_capability.as_ref();
+        let capability = required.map(|c| c.as_str().to_owned());
+        let explanation = RoutingPolicy::explain(required, &candidates);
+        Ok(match explanation.placement {
+            Placement::NoCapableDroplet => PendingReason::NoActiveDropletWithCapability { capability },
+            Placement::AllCapableFull => PendingReason::AllCapableDropletsFull {
+                capability,
+                droplets: explanation.considered.len(),
+            },
+            Placement::Assign { .. } => PendingReason::Routable,
         })
     }
 

@@ -20,6 +20,6 @@ pub use permission::{Caller, Permission, Permissions};
 pub use priority::Priority;
 pub use recovery::RecoveryReason;
 pub use retry::RetryPolicy;
-pub use routing::{Candidate, Placement, PlacementRule, RoutingPolicy};
+pub use routing::{Candidate, Considered, Explanation, Placement, PlacementRule, RoutingPolicy};
 pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRule};
 pub use task::{HistoryEntry, NewTask, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate};

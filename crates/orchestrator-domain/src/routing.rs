@@ -71,17 +71,59 @@ pub enum Placement {
     AllCapableFull,
 }
 
+/// A capable droplet as the policy weighed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Considered {
+    pub droplet_id: DropletId,
+    pub active_tasks: u32,
+    pub capacity: u32,
+    pub idle_since: DateTime<Utc>,
+    /// False when it was full.
+    pub eligible: bool,
+}
+
+/// A placement with what it was decided among: every active droplet with
+/// the capability, in the order the policy ranks them (eligible first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    pub placement: Placement,
+    pub considered: Vec<Considered>,
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RoutingPolicy;
 
 impl RoutingPolicy {
     pub fn place(required: Option<&Capability>, candidates: &[Candidate]) -> Placement {
-        let capable: Vec<&Candidate> = candidates.iter().filter(|c| c.can_run(required)).collect();
+        Self::explain(required, candidates).placement
+    }
+
+    /// The placement and the droplets it was chosen among.
+    pub fn explain(required: Option<&Capability>, candidates: &[Candidate]) -> Explanation {
+        let mut capable: Vec<&Candidate> = candidates.iter().filter(|c| c.can_run(required)).collect();
+        capable.sort_by_key(|c| (!c.has_room(), c.active_tasks, c.idle_since, c.droplet_id));
+        let considered = capable
+            .iter()
+            .map(|c| Considered {
+                droplet_id: c.droplet_id,
+                active_tasks: c.active_tasks,
+                capacity: c.capacity,
+                idle_since: c.idle_since,
+                eligible: c.has_room(),
+            })
+            .collect();
+        Explanation {
+            placement: Self::decide(&capable),
+            considered,
+        }
+    }
+
+    /// `capable` is ranked: droplets with room first, then by load, idle time and id.
+    fn decide(capable: &[&Candidate]) -> Placement {
         if capable.is_empty() {
             return Placement::NoCapableDroplet;
         }
-        let mut eligible: Vec<&Candidate> = capable.into_iter().filter(|c| c.has_room()).collect();
-        eligible.sort_by_key(|c| (c.active_tasks, c.idle_since, c.droplet_id));
+        let eligible: Vec<&Candidate> = capable.iter().copied().filter(|c| c.has_room()).collect();
         match eligible.as_slice() {
             [] => Placement::AllCapableFull,
             [only] => Placement::Assign {
@@ -219,5 +261,34 @@ mod tests {
             RoutingPolicy::place(Some(&cap("x")), &all),
             assigned(4, PlacementRule::LowestId)
         );
+    }
+
+    #[test]
+    fn an_explanation_lists_every_capable_droplet_ranked_full_ones_last() {
+        let candidates = [
+            candidate(1, &["x"], 2, 2, 0),
+            candidate(2, &["x"], 1, 5, 10),
+            candidate(3, &["y"], 0, 5, 0),
+            candidate(4, &["x"], 1, 5, 5),
+        ];
+        let explanation = RoutingPolicy::explain(Some(&cap("x")), &candidates);
+        assert_eq!(
+            explanation.placement,
+            Placement::Assign {
+                droplet_id: 4,
+                rule: PlacementRule::LongestIdle
+            }
+        );
+        let ranked: Vec<(DropletId, bool)> = explanation
+            .considered
+            .iter()
+            .map(|c| (c.droplet_id, c.eligible))
+            .collect();
+        assert_eq!(
+            ranked,
+            [(4, true), (2, true), (1, false)],
+            "droplet 3 lacks the capability"
+        );
+        assert_eq!(explanation.considered[2].active_tasks, 2);
     }
 }

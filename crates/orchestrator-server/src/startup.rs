@@ -130,7 +130,7 @@ impl Application {
         let stats = web::Data::new(ProcessStats::default());
         let workers = settings.workers;
         let state = web::Data::new(AppState {
-            tasks: TaskService::new(ports.clone()),
+            tasks: TaskService::new(ports.clone()).with_router(router.clone()),
             droplets: DropletService::new(ports.clone()),
             status: StatusService::new(ports.clone()),
             metrics: MetricsService::new(ports.clone(), analytics),

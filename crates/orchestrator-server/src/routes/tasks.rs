@@ -3,7 +3,7 @@
 use actix_web::{middleware::from_fn, web};
 use chrono::{DateTime, Utc};
 use orchestrator_app::TaskView;
-use orchestrator_app::tasks::{StatusChange, TaskListing, cancelled_at};
+use orchestrator_app::tasks::{PendingReason, StatusChange, TaskListing, cancelled_at};
 use orchestrator_domain::{HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus};
 use orchestrator_ports::TaskFilter;
 use serde::{Deserialize, Serialize};
@@ -45,6 +45,9 @@ pub struct TaskBody {
     assigned_droplet_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     state_history: Option<Vec<HistoryEntry>>,
+    /// On `GET /tasks/{id}` of a pending task: why it is not assigned yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    routing: Option<PendingReason>,
 }
 
 impl TaskBody {
@@ -53,6 +56,7 @@ impl TaskBody {
             task: view.task,
             assigned_droplet_name: view.assigned_droplet_name,
             state_history: history,
+            routing: None,
         }
     }
 }
@@ -150,7 +154,9 @@ async fn get(
 
 /// A task with its history (`GET /tasks/{id}`, `task_status` query).
 pub(crate) fn task_reply(details: orchestrator_app::TaskDetails) -> Value {
-    json!({ "task": TaskBody::new(details.view, Some(details.history)) })
+    let mut body = TaskBody::new(details.view, Some(details.history));
+    body.routing = details.routing;
+    json!({ "task": body })
 }
 
 #[derive(Debug, Deserialize)]
