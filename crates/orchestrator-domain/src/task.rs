@@ -149,6 +149,19 @@ impl TaskUpdate {
 }
 
 impl Task {
+    /// The order the router takes pending tasks in: priority, then the
+    /// earlier deadline (a task without one comes after those with one),
+    /// then age, then id.
+    pub fn routing_order(&self) -> (Priority, bool, Option<DateTime<Utc>>, DateTime<Utc>, TaskId) {
+        (
+            self.priority,
+            self.deadline.is_none(),
+            self.deadline,
+            self.created_at,
+            self.id,
+        )
+    }
+
     /// Checks the transition table for `actor` and returns the task as it is
     /// after `update` at time `at`. The caller persists it with a
     /// compare-and-set on the current status.

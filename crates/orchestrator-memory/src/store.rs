@@ -199,7 +199,7 @@ impl TaskStore for MemoryStore {
             .values()
             .filter(|t| query.matches(t) && !leased(&state, t.id) && t.retry_after.is_none_or(|r| r <= now))
             .collect();
-        pending.sort_by_key(|t| (t.priority, t.created_at, t.id));
+        pending.sort_by_key(|t| t.routing_order());
         let claimed: Vec<Task> = pending.into_iter().take(query.limit as usize).cloned().collect();
         let until = now + chrono::Duration::from_std(query.lease).unwrap_or(chrono::Duration::zero());
         for task in &claimed {

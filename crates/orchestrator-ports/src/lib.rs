@@ -151,7 +151,8 @@ pub trait TaskStore: Send + Sync {
 
     /// Claims up to `query.limit` pending tasks the router could place now
     /// (not waiting out a retry backoff, judged by the store's clock), in
-    /// routing order (priority, then age), for `query.lease`: until the
+    /// routing order ([`Task::routing_order`]: priority, then the earlier
+    /// deadline, then age), for `query.lease`: until the
     /// lease ends or the claim is released, no other claim returns them.
     /// Any transition of a task ends its claim.
     async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>>;

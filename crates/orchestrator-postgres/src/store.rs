@@ -322,7 +322,7 @@ impl TaskStore for PgStore {
     async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
         let mut conn = self.conn().await?;
         let capabilities: Vec<String> = query.capabilities.iter().map(|c| c.as_str().to_owned()).collect();
-        let mut rows: Vec<TaskRow> = diesel::sql_query(CLAIM_PENDING)
+        let rows: Vec<TaskRow> = diesel::sql_query(CLAIM_PENDING)
             .bind::<Double, _>(query.lease.as_secs_f64())
             .bind::<Bool, _>(query.include_unconstrained)
             .bind::<Array<Text>, _>(capabilities)
@@ -330,9 +330,13 @@ impl TaskStore for PgStore {
             .load(&mut conn)
             .await
             .map_err(store_error)?;
+        let mut tasks = rows
+            .into_iter()
+            .map(|row| row.into_task(None))
+            .collect::<StoreResult<Vec<Task>>>()?;
         // RETURNING does not keep the subquery's order.
-        rows.sort_by_key(|r| (r.priority, r.created_at, r.id));
-        rows.into_iter().map(|row| row.into_task(None)).collect()
+        tasks.sort_by_key(Task::routing_order);
+        Ok(tasks)
     }
 
     async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()> {
@@ -467,7 +471,7 @@ WHERE id IN (
       AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
       AND (retry_after IS NULL OR retry_after <= (now() AT TIME ZONE 'UTC'))
       AND ((required_capability IS NULL AND $2) OR required_capability = ANY($3))
-    ORDER BY priority, created_at, id
+    ORDER BY priority, deadline, created_at, id
     LIMIT $4
     FOR UPDATE SKIP LOCKED
 )

@@ -386,6 +386,34 @@ pub async fn claims_come_by_priority_then_age(stores: &Stores) {
     );
 }
 
+/// Within a priority the earlier deadline goes first, and a task without
+/// one after every task with one, whatever their ages.
+pub async fn claims_take_the_earlier_deadline_first_within_a_priority(stores: &Stores) {
+    let with_deadline = |secs: i64, due: i64| async move {
+        let mut task = new_task("a", 3, None);
+        task.deadline = Some(at(due));
+        stores
+            .tasks
+            .create_task(task, Uuid::new_v4(), by("alice"), at(secs))
+            .await
+            .expect("create")
+    };
+    let no_deadline_oldest = create(stores, "a", 3, 0).await;
+    let due_late = with_deadline(1, 9_000).await;
+    let due_soon = with_deadline(2, 5_000).await;
+    let urgent_no_deadline = create(stores, "a", 1, 3).await;
+    let order = claim_ids(stores, claim_query(&[], true, 10)).await;
+    assert_eq!(
+        order,
+        vec![
+            urgent_no_deadline.id,
+            due_soon.id,
+            due_late.id,
+            no_deadline_oldest.id
+        ]
+    );
+}
+
 pub async fn claims_leave_out_what_no_free_droplet_can_take(stores: &Stores) {
     let create_needing = |cap: Option<&'static str>, secs: i64| async move {
         let task = new_task("a", 5, cap);

@@ -53,6 +53,7 @@ macro_rules! store_contract_tests {
             wrong_droplet_is_a_conflict,
             concurrent_transitions_have_one_winner,
             claims_come_by_priority_then_age,
+            claims_take_the_earlier_deadline_first_within_a_priority,
             claims_leave_out_what_no_free_droplet_can_take,
             claimed_tasks_are_hidden_until_released_or_moved,
             claims_skip_tasks_waiting_out_a_retry_backoff,
