@@ -264,3 +264,32 @@ async fn a_client_that_stops_answering_pings_is_dropped() {
     assert_eq!(status["connections_per_caller"]["alive"], 1, "{status}");
     alive.send(Message::Close(None)).await.expect("close");
 }
+
+#[tokio::test]
+async fn a_task_whose_deadline_nears_is_reported_at_risk_once() {
+    let app = spawn_app_with(&[
+        ("HEARTBEAT_CHECK_INTERVAL", "1"),
+        ("DEADLINE_RISK_FLOOR_SECONDS", "3600"),
+    ])
+    .await;
+    let mut feed = app.feed(&format!("/ws/tasks?token={}", app.admin())).await;
+    let deadline = (chrono::Utc::now() + chrono::Duration::minutes(10)).to_rfc3339();
+    let at_risk = create(
+        &app,
+        json!({ "task_type": "a", "title": "t", "required_capability": "none", "deadline": deadline }),
+    )
+    .await;
+    let relaxed = (chrono::Utc::now() + chrono::Duration::hours(5)).to_rfc3339();
+    create(
+        &app,
+        json!({ "task_type": "a", "title": "t", "required_capability": "none", "deadline": relaxed }),
+    )
+    .await;
+    let seen = events(&mut feed, 3).await;
+    let risks: Vec<&(String, i64, String)> = seen.iter().filter(|e| e.0 == "task_deadline_at_risk").collect();
+    assert_eq!(risks.len(), 1, "{seen:?}");
+    assert_eq!((risks[0].1, risks[0].2.as_str()), (at_risk, "pending"));
+    // The health monitor runs every second; the warning is not repeated.
+    let again = tokio::time::timeout(Duration::from_millis(2500), feed.next()).await;
+    assert!(again.is_err(), "no further event: {again:?}");
+}

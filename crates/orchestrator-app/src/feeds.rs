@@ -67,7 +67,8 @@ impl FeedFilter {
             | DomainEvent::TaskFailed(t)
             | DomainEvent::TaskCancelled(t)
             | DomainEvent::TaskRetried(t)
-            | DomainEvent::TaskRequeued(t) => {
+            | DomainEvent::TaskRequeued(t)
+            | DomainEvent::TaskDeadlineAtRisk(t) => {
                 self.task_type.as_ref().is_none_or(|tt| &t.task_type == tt)
                     && self
                         .capability

@@ -45,7 +45,7 @@ impl ManagementService {
         require(caller, Permission::Admin)?;
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let (before, after) = (current.recovery, next.recovery);
-        let checks: [(&'static str, bool); 8] = [
+        let checks: [(&'static str, bool); 9] = [
             ("ROUTER_INTERVAL", current.router_interval != next.router_interval),
             (
                 "HEARTBEAT_CHECK_INTERVAL",
@@ -66,6 +66,10 @@ impl ManagementService {
                 before.retry.base != after.retry.base,
             ),
             ("RETRY_BACKOFF_MAX_SECONDS", before.retry.max != after.retry.max),
+            (
+                "DEADLINE_RISK_FLOOR_SECONDS",
+                before.deadline_risk_floor != after.deadline_risk_floor,
+            ),
         ];
         self.scheduler.set_interval(TASK_ROUTER, next.router_interval);
         self.scheduler

@@ -21,6 +21,8 @@ use crate::{AppResult, Ports};
 
 /// Tasks examined per round of a pass.
 const BATCH: u32 = 500;
+/// Tasks reported at risk per statement.
+const DEADLINE_RISK_BATCH: u32 = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RecoverySettings {
@@ -32,6 +34,9 @@ pub struct RecoverySettings {
     /// `ENABLE_AUTO_RECOVERY`: when off, tasks are never moved by the system
     /// (droplets are still marked inactive).
     pub enabled: bool,
+    /// A deadline nearer than this (or than the p95 run time of the task's
+    /// type, when longer) is reported at risk.
+    pub deadline_risk_floor: Duration,
 }
 
 /// What one pass did.
@@ -77,10 +82,36 @@ impl Recovery {
         } else {
             0
         };
+        // A warning, not a move: it is sent with or without auto-recovery.
+        self.report_deadline_risks().await?;
         Ok(RecoveryReport {
             droplets_marked_inactive,
             tasks_moved,
         })
+    }
+
+    /// Publishes `task_deadline_at_risk` for each task whose deadline just
+    /// came within reach, batch by batch.
+    async fn report_deadline_risks(&self) -> AppResult<()> {
+        let floor = self.settings().deadline_risk_floor;
+        loop {
+            let tasks = self
+                .ports
+                .tasks
+                .flag_deadline_risks(floor, DEADLINE_RISK_BATCH)
+                .await?;
+            let full = tasks.len() == DEADLINE_RISK_BATCH as usize;
+            for task in tasks {
+                tracing::warn!(task_id = task.id, deadline = ?task.deadline, "task deadline at risk");
+                self.ports
+                    .events
+                    .publish(DomainEvent::TaskDeadlineAtRisk(task))
+                    .await;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     async fn mark_silent_droplets(&self) -> AppResult<usize> {

@@ -37,6 +37,7 @@ fn world(enabled: bool) -> World {
             max: Duration::from_millis(200),
         },
         enabled,
+        deadline_risk_floor: Duration::from_secs(60),
     };
     World {
         tasks: TaskService::new(ports.clone()),

@@ -128,6 +128,7 @@ async fn reloading_changes_intervals_and_recovery_and_names_what_changed() {
         ack_timeout: Duration::from_secs(60),
         retry: RetryPolicy::default(),
         enabled: true,
+        deadline_risk_floor: Duration::from_secs(60),
     };
     let recovery = Recovery::new(ports, recovery_settings);
     let router_job = job("task_router", false, false);

@@ -17,6 +17,9 @@ pub enum DomainEvent {
     TaskRetried(Task),
     /// An assigned task went back to `pending` because its droplet could not run it.
     TaskRequeued(Task),
+    /// An unfinished task's deadline is nearer than its type usually takes
+    /// to run (or the configured floor); sent once per task.
+    TaskDeadlineAtRisk(Task),
     DropletRegistered(Droplet),
     DropletHealthChanged {
         droplet: Droplet,
@@ -49,6 +52,7 @@ impl DomainEvent {
             DomainEvent::TaskCancelled(_) => "task_cancelled",
             DomainEvent::TaskRetried(_) => "task_retried",
             DomainEvent::TaskRequeued(_) => "task_requeued",
+            DomainEvent::TaskDeadlineAtRisk(_) => "task_deadline_at_risk",
             DomainEvent::DropletRegistered(_) => "droplet_registered",
             DomainEvent::DropletHealthChanged { .. } => "droplet_health_changed",
             DomainEvent::DropletHeartbeatMissed(_) => "droplet_heartbeat_missed",
@@ -69,6 +73,7 @@ impl DomainEvent {
             DomainEvent::DropletHealthChanged { droplet, .. } => droplet.status == DropletStatus::Active,
             DomainEvent::TaskAssigned(_)
             | DomainEvent::TaskStarted(_)
+            | DomainEvent::TaskDeadlineAtRisk(_)
             | DomainEvent::DropletHeartbeatMissed(_) => false,
         }
     }

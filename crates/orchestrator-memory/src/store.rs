@@ -37,6 +37,8 @@ struct State {
     history: HashMap<TaskId, Vec<HistoryEntry>>,
     droplets: BTreeMap<DropletId, Droplet>,
     heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
+    /// Tasks whose deadline was reported at risk (once each).
+    deadline_risks: HashSet<TaskId>,
 }
 
 #[derive(Debug)]
@@ -266,6 +268,35 @@ impl TaskStore for MemoryStore {
             .collect())
     }
 
+    async fn flag_deadline_risks(&self, floor: std::time::Duration, limit: u32) -> StoreResult<Vec<Task>> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        let p95 = run_time_p95_by_type(&state, now - chrono::Duration::hours(24));
+        let mut due: Vec<&Task> = state
+            .tasks
+            .values()
+            .filter(|t| {
+                matches!(
+                    t.status,
+                    TaskStatus::Pending | TaskStatus::Assigned | TaskStatus::InProgress
+                )
+            })
+            .filter(|t| !state.deadline_risks.contains(&t.id))
+            .filter(|t| {
+                let threshold = floor
+                    .as_secs_f64()
+                    .max(p95.get(&t.task_type).copied().unwrap_or(0.0));
+                t.deadline.is_some_and(|d| seconds(now, d) < threshold)
+            })
+            .collect();
+        due.sort_by_key(|t| (t.deadline, t.id));
+        let flagged: Vec<Task> = due.into_iter().take(limit as usize).cloned().collect();
+        for task in &flagged {
+            state.deadline_risks.insert(task.id);
+        }
+        Ok(flagged)
+    }
+
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {
         let state = self.lock();
         let mut counts = HashMap::new();
@@ -440,6 +471,24 @@ fn percentiles(mut values: Vec<f64>) -> Percentiles {
         p95: at(0.95),
         p99: at(0.99),
     }
+}
+
+/// The p95 run time (`in_progress` to `completed`) of each task type, over
+/// tasks completed since `since`.
+fn run_time_p95_by_type(state: &State, since: DateTime<Utc>) -> HashMap<String, f64> {
+    let mut runs: HashMap<&str, Vec<f64>> = HashMap::new();
+    for task in state.tasks.values().filter(|t| t.status == TaskStatus::Completed) {
+        if let (Some(started), Some(done)) = (task.started_at, task.completed_at)
+            && done >= since
+        {
+            runs.entry(&task.task_type)
+                .or_default()
+                .push(seconds(started, done));
+        }
+    }
+    runs.into_iter()
+        .filter_map(|(kind, values)| Some((kind.to_owned(), percentiles(values).p95?)))
+        .collect()
 }
 
 fn within(time: Option<DateTime<Utc>>, window: TimeWindow) -> bool {

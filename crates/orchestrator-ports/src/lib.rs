@@ -165,6 +165,12 @@ pub trait TaskStore: Send + Sync {
 
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>>;
 
+    /// Marks, and returns, up to `limit` unfinished tasks whose deadline is
+    /// nearer (judged by the store's clock) than the larger of `floor` and
+    /// the p95 run time of their type over the last 24 hours; each task is
+    /// returned once in its life.
+    async fn flag_deadline_risks(&self, floor: std::time::Duration, limit: u32) -> StoreResult<Vec<Task>>;
+
     /// Up to `limit` tasks recovery must move now, judged by the store's
     /// clock, each with the first reason that applies (see
     /// [`RecoveryReason`]): past its deadline and not finished; held by a

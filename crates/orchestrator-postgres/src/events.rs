@@ -86,7 +86,8 @@ impl Wire {
             | DomainEvent::TaskFailed(t)
             | DomainEvent::TaskCancelled(t)
             | DomainEvent::TaskRetried(t)
-            | DomainEvent::TaskRequeued(t) => wire.task = Some(Box::new(t.clone())),
+            | DomainEvent::TaskRequeued(t)
+            | DomainEvent::TaskDeadlineAtRisk(t) => wire.task = Some(Box::new(t.clone())),
         }
         wire
     }
@@ -123,6 +124,7 @@ impl Wire {
             ("task_cancelled", Some(t), _) => DomainEvent::TaskCancelled(t),
             ("task_retried", Some(t), _) => DomainEvent::TaskRetried(t),
             ("task_requeued", Some(t), _) => DomainEvent::TaskRequeued(t),
+            ("task_deadline_at_risk", Some(t), _) => DomainEvent::TaskDeadlineAtRisk(t),
             ("droplet_registered", _, Some(d)) => DomainEvent::DropletRegistered(d),
             ("droplet_heartbeat_missed", _, Some(d)) => DomainEvent::DropletHeartbeatMissed(d),
             ("droplet_health_changed", _, Some(d)) => DomainEvent::DropletHealthChanged {

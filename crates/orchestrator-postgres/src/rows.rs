@@ -198,3 +198,12 @@ pub(crate) struct RecoveryRow {
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub reason: String,
 }
+
+/// A task with its droplet's external id, as a raw statement returns it.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct TaskWithDropletRow {
+    #[diesel(embed)]
+    pub task: TaskRow,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+    pub external_droplet_id: Option<i32>,
+}

@@ -53,6 +53,7 @@ diesel::table! {
         updated_at -> Nullable<Timestamp>,
         routing_lease_until -> Nullable<Timestamp>,
         retry_after -> Nullable<Timestamp>,
+        deadline_risk_at -> Nullable<Timestamp>,
     }
 }
 

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::error::{TxError, pool_error, store_error};
 use crate::group_commit::GroupCommit;
 use crate::migrations::verify_schema;
-use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, naive};
+use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, TaskWithDropletRow, naive};
 use crate::schema::{droplets, heartbeats, task_state_history, tasks};
 
 /// Statuses in which a task occupies a slot of its droplet.
@@ -396,6 +396,22 @@ impl TaskStore for PgStore {
             .collect()
     }
 
+    async fn flag_deadline_risks(&self, floor: Duration, limit: u32) -> StoreResult<Vec<Task>> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<TaskWithDropletRow> = diesel::sql_query(FLAG_DEADLINE_RISKS)
+            .bind::<Double, _>(floor.as_secs_f64())
+            .bind::<Integer, _>(i32::try_from(limit).unwrap_or(i32::MAX))
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
+        let mut tasks = rows
+            .into_iter()
+            .map(|row| row.task.into_task(row.external_droplet_id))
+            .collect::<StoreResult<Vec<Task>>>()?;
+        tasks.sort_by_key(|t| (t.deadline, t.id));
+        Ok(tasks)
+    }
+
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {
         let mut conn = self.conn().await?;
         let rows: Vec<(String, i64)> = tasks::table
@@ -441,6 +457,38 @@ WHERE (t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress')
        AND (t.deadline IS NULL OR t.deadline >= c.now))
 ORDER BY t.id
 LIMIT $2";
+
+/// Unfinished tasks whose deadline is nearer than `$1` seconds or the p95
+/// run time of their type over the last day, not reported before: marked
+/// and returned, at most `$2`, on the database's clock.
+const FLAG_DEADLINE_RISKS: &str = "\
+WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now),
+runs AS (
+    SELECT task_type,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at)::float8) AS p95
+    FROM tasks, clock
+    WHERE status = 'completed' AND started_at IS NOT NULL AND completed_at >= clock.now - interval '24 hours'
+    GROUP BY task_type
+),
+due AS (
+    SELECT t.id FROM tasks t
+    CROSS JOIN clock c
+    LEFT JOIN runs r ON r.task_type = t.task_type
+    WHERE t.status IN ('pending', 'assigned', 'in_progress')
+      AND t.deadline IS NOT NULL AND t.deadline_risk_at IS NULL
+      AND t.deadline < c.now + make_interval(secs => greatest($1, coalesce(r.p95, 0)))
+    ORDER BY t.deadline, t.id
+    LIMIT $2
+    FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE tasks SET deadline_risk_at = (SELECT now FROM clock)
+FROM due
+WHERE tasks.id = due.id
+RETURNING tasks.id, tasks.trace_id, tasks.task_type, tasks.title, tasks.description, tasks.payload,
+          tasks.required_capability, tasks.status, tasks.priority, tasks.created_at, tasks.assigned_at,
+          tasks.started_at, tasks.completed_at, tasks.deadline, tasks.result, tasks.error_message,
+          tasks.retry_count, tasks.max_retries, tasks.created_by, tasks.updated_at, tasks.retry_after,
+          (SELECT d.droplet_id FROM droplets d WHERE d.id = tasks.assigned_droplet_id) AS external_droplet_id";
 
 /// At most `$2` heartbeat rows older than `$1` seconds, oldest first, so
 /// that one run never holds locks on a large part of the table.

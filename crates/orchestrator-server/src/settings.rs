@@ -81,6 +81,8 @@ pub struct Settings {
     pub push_delivery: bool,
     pub retry_backoff_base: Duration,
     pub retry_backoff_max: Duration,
+    /// `DEADLINE_RISK_FLOOR_SECONDS`: a deadline nearer than this is at risk.
+    pub deadline_risk_floor: Duration,
     pub max_body_bytes: usize,
     pub registry_url: Option<String>,
     /// `WS_MAX_PER_DROPLET`: feed connections one caller may hold at once.
@@ -149,6 +151,7 @@ impl Settings {
             push_delivery: reader.flag("ENABLE_PUSH_DELIVERY", true),
             retry_backoff_base: reader.seconds("RETRY_BACKOFF_BASE_SECONDS", 2),
             retry_backoff_max: reader.seconds("RETRY_BACKOFF_MAX_SECONDS", 300),
+            deadline_risk_floor: reader.seconds("DEADLINE_RISK_FLOOR_SECONDS", 60),
             max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),
             registry_url: reader.optional("REGISTRY_URL"),
             ws_max_per_caller: reader.positive("WS_MAX_PER_DROPLET", 10),

@@ -276,6 +276,7 @@ fn recovery_settings(settings: &Settings) -> RecoverySettings {
             max: settings.retry_backoff_max,
         },
         enabled: settings.auto_recovery,
+        deadline_risk_floor: settings.deadline_risk_floor,
     }
 }
 

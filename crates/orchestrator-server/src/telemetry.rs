@@ -47,6 +47,10 @@ pub fn record_events(ports: &Ports) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
             let Some(task) = task_of(&event) else { continue };
+            if matches!(event, DomainEvent::TaskDeadlineAtRisk(_)) {
+                counter!("orchestrator_deadline_at_risk_total").increment(1);
+                continue;
+            }
             counter!(
                 "orchestrator_task_transitions_total",
                 "event" => event.name(),

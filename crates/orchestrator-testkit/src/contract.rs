@@ -1282,3 +1282,93 @@ pub async fn analytics_describe_a_known_set_of_tasks(stores: &Stores) {
     let depth = stores.analytics.pending_by_priority().await.expect("depth");
     assert_eq!(depth.into_iter().collect::<Vec<_>>(), vec![(1, 1), (5, 2)]);
 }
+
+/// Moves `task` by `update` at the wall-clock time `time`.
+async fn apply_at(
+    stores: &Stores,
+    task: &Task,
+    update: TaskUpdate,
+    time: chrono::DateTime<chrono::Utc>,
+) -> Task {
+    let actor = Actor::SYSTEM.with(Role::AssignedDroplet).with(Role::Admin);
+    let next = task
+        .apply(update, actor, time)
+        .expect("allowed by the state machine");
+    let t = Transition {
+        expected_status: task.status,
+        expected_droplet: task.assigned_droplet_id,
+        task: next,
+        record: by("system"),
+    };
+    stores.tasks.apply_transition(t).await.expect("transition")
+}
+
+/// Deadline risks: nearer than the floor, or than the p95 run time of the
+/// task's type; unfinished tasks only; each task once.
+pub async fn deadline_risks_are_flagged_once(stores: &Stores) {
+    let now = chrono::Utc::now();
+    let secs = chrono::Duration::seconds;
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), now - secs(2000))
+        .await
+        .expect("register");
+    let make = |kind: &'static str, due: Option<i64>| async move {
+        let mut task = new_task(kind, 5, None);
+        task.deadline = due.map(|s| now + chrono::Duration::seconds(s));
+        stores
+            .tasks
+            .create_task(
+                task,
+                Uuid::new_v4(),
+                by("alice"),
+                now - chrono::Duration::seconds(1500),
+            )
+            .await
+            .expect("create")
+    };
+    let soon = make("a", Some(30)).await;
+    make("a", Some(600)).await;
+    let slow_kind = make("slow", Some(600)).await;
+    make("a", None).await;
+    let finished = make("a", Some(30)).await;
+    let finished = apply_at(stores, &finished, TaskUpdate::Cancel, now - secs(10)).await;
+    assert_eq!(finished.status, TaskStatus::Cancelled);
+    // A `slow` task that ran for 1,000 seconds today.
+    let ran = make("slow", None).await;
+    let ran = apply_at(
+        stores,
+        &ran,
+        TaskUpdate::Assign { droplet_id: 8 },
+        now - secs(1200),
+    )
+    .await;
+    let ran = apply_at(stores, &ran, TaskUpdate::Start, now - secs(1100)).await;
+    apply_at(
+        stores,
+        &ran,
+        TaskUpdate::Complete { result: None },
+        now - secs(100),
+    )
+    .await;
+
+    let floor = Duration::from_secs(60);
+    let flagged: Vec<TaskId> = stores
+        .tasks
+        .flag_deadline_risks(floor, 10)
+        .await
+        .expect("flag")
+        .iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(flagged, vec![soon.id, slow_kind.id], "the nearest deadline first");
+    assert!(
+        stores
+            .tasks
+            .flag_deadline_risks(floor, 10)
+            .await
+            .expect("again")
+            .is_empty(),
+        "each task once"
+    );
+}

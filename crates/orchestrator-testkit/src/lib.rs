@@ -72,6 +72,7 @@ macro_rules! store_contract_tests {
             droplets_filter_by_status_and_capability,
             unknown_droplet_is_not_found,
             analytics_describe_a_known_set_of_tasks,
+            deadline_risks_are_flagged_once,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
