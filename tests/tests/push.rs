@@ -94,6 +94,10 @@ async fn an_assignment_is_pushed_and_retried_until_accepted() {
     assert_eq!(message["payload"]["task"]["id"], id);
     assert_eq!(message["payload"]["task"]["status"], "assigned");
     assert_eq!(message["payload"]["task"]["assigned_droplet_id"], 21);
+    assert_eq!(
+        message["payload"]["task"]["attempt"], 1,
+        "the assignment names its attempt"
+    );
     assert_eq!(message["trace_id"], message["payload"]["task"]["trace_id"]);
 }
 

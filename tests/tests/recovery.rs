@@ -92,7 +92,7 @@ async fn a_droplet_killed_mid_task_has_its_work_finished_by_another_in_time() {
     let late = app.set_status(id, &app.droplet(1), "completed").await;
     assert_eq!(
         (late.status, late.error_code()),
-        (409, "invalid_transition"),
+        (409, "stale_attempt"),
         "the dead droplet's late report: {late:?}"
     );
     let droplet = app.get("/droplets/1", &app.admin()).await;

@@ -18,6 +18,13 @@ pub enum AppError {
     InvalidTransition { current: TaskStatus, message: String },
     #[error("{0}")]
     Conflict(String),
+    /// A droplet reported on an assignment that is no longer the task's.
+    #[error("{message}")]
+    StaleAttempt {
+        current: TaskStatus,
+        attempt: u32,
+        message: String,
+    },
     #[error(transparent)]
     Validation(#[from] ValidationError),
     #[error("the store is unavailable: {0}")]

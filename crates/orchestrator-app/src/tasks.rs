@@ -72,6 +72,9 @@ pub struct StatusChange {
     pub status: TaskStatus,
     pub result: Option<Value>,
     pub error_message: Option<String>,
+    /// The assignment the report is about (`attempt`); when given, a report
+    /// about any other assignment is refused.
+    pub attempt: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,20 +185,25 @@ impl TaskService {
     ) -> AppResult<TaskView> {
         require(caller, Permission::Write)?;
         let task = self.ports.tasks.get_task(id).await?;
+        if let Some(reported) = change.attempt.filter(|a| *a != task.attempt) {
+            let why = format!(
+                "the report is about attempt {reported}, but task {id} is on attempt {} ({})",
+                task.attempt, task.status
+            );
+            return Err(self.refuse_stale(caller, &task, &change, why).await);
+        }
         let holds_it = task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d));
         if !(holds_it || caller.is_admin()) {
             if let Some(droplet) = caller.droplet_id
                 && self.was_assigned_to(id, droplet).await?
             {
                 // A late report from a droplet the task was taken from must
-                // never complete it twice: refuse it as a stale transition.
-                return Err(AppError::InvalidTransition {
-                    current: task.status,
-                    message: format!(
-                        "task {id} was taken from droplet {droplet} and is {} now; this report was not applied",
-                        task.status
-                    ),
-                });
+                // never complete it twice: refuse it, and say so in the history.
+                let why = format!(
+                    "task {id} was taken from droplet {droplet} and is {} now",
+                    task.status
+                );
+                return Err(self.refuse_stale(caller, &task, &change, why).await);
             }
             return Err(AppError::Forbidden(format!(
                 "only the droplet task {id} is assigned to, or an admin, may update its status"
@@ -254,6 +262,42 @@ impl TaskService {
             .publish(DomainEvent::for_transition(task.status, saved.clone()))
             .await;
         Ok(saved)
+    }
+
+    /// Records a refused report in the task's history (its status does not
+    /// change) and returns the error to answer with.
+    async fn refuse_stale(
+        &self,
+        caller: &Caller,
+        task: &Task,
+        change: &StatusChange,
+        why: String,
+    ) -> AppError {
+        let record = ChangeRecord {
+            changed_by: Some(caller.subject.clone()),
+            reason: Some(format!("refused report: {why}")),
+            metadata: Some(serde_json::json!({
+                "refused": true,
+                "reported_status": change.status,
+                "reported_attempt": change.attempt,
+                "attempt": task.attempt,
+                "reporter_droplet_id": caller.droplet_id,
+            })),
+        };
+        let at = self.ports.clock.now();
+        if let Err(err) = self
+            .ports
+            .tasks
+            .record_refused_report(task.id, task.status, record, at)
+            .await
+        {
+            tracing::warn!(task_id = task.id, error = %err, "could not record a refused report");
+        }
+        AppError::StaleAttempt {
+            current: task.status,
+            attempt: task.attempt,
+            message: format!("{why}; this report was not applied"),
+        }
     }
 
     /// True when the history shows the task was once assigned to `droplet`.

@@ -107,6 +107,7 @@ impl World {
             status,
             result: None,
             error_message: None,
+            attempt: None,
         };
         self.tasks
             .update_status(&droplet(by), id, change)
@@ -166,7 +167,7 @@ async fn a_silent_droplets_work_moves_to_another_and_its_late_report_is_refused(
     assert_eq!(w.task(on_one).await.assigned_droplet_id, Some(2));
     let late = w.report(1, on_one, TaskStatus::InProgress).await;
     assert!(
-        matches!(late, Err(AppError::InvalidTransition { .. })),
+        matches!(late, Err(AppError::StaleAttempt { attempt: 2, .. })),
         "409 for a taken task: {late:?}"
     );
     let stranger = w.report(3, on_one, TaskStatus::InProgress).await;

@@ -111,6 +111,7 @@ impl World {
             status,
             result: None,
             error_message: None,
+            attempt: None,
         };
         self.tasks.update_status(who, id, change).await.map(|v| v.task)
     }

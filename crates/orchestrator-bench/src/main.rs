@@ -156,6 +156,7 @@ async fn work_on(tasks: &TaskService, me: &Caller, task: TaskId) {
             status,
             result: None,
             error_message: None,
+            attempt: None,
         };
         // Already moved (a poll and an event for the same task): stop.
         if tasks.update_status(me, task, change).await.is_err() {

@@ -110,6 +110,11 @@ pub struct Task {
     pub updated_at: DateTime<Utc>,
     /// A retried task is not routed before this time (its backoff).
     pub retry_after: Option<DateTime<Utc>>,
+    /// How many times it has been assigned; the current assignment's number.
+    /// A droplet's report may name it, so that a report about an earlier
+    /// assignment is refused.
+    #[serde(default)]
+    pub attempt: u32,
 }
 
 /// A change a caller or the system asks of a task; each has one target status.
@@ -186,6 +191,7 @@ impl Task {
                 next.assigned_droplet_id = Some(droplet_id);
                 next.assigned_at = Some(at);
                 next.retry_after = None;
+                next.attempt = next.attempt.saturating_add(1);
             }
             TaskUpdate::Start => next.started_at = Some(at),
             TaskUpdate::Complete { result } => {
@@ -327,6 +333,7 @@ impl NewTask {
             created_by,
             updated_at: at,
             retry_after: None,
+            attempt: 0,
         }
     }
 }

@@ -192,6 +192,32 @@ impl TaskStore for MemoryStore {
         Ok(task)
     }
 
+    async fn record_refused_report(
+        &self,
+        id: TaskId,
+        status: TaskStatus,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let mut state = self.lock();
+        if !state.tasks.contains_key(&id) {
+            return Err(StoreError::NotFound { entity: "task", id });
+        }
+        state.last_history_id += 1;
+        let entry = HistoryEntry {
+            id: state.last_history_id,
+            task_id: id,
+            from_status: Some(status),
+            to_status: status,
+            changed_by: record.changed_by,
+            reason: record.reason,
+            metadata: record.metadata,
+            changed_at: at,
+        };
+        state.history.entry(id).or_default().push(entry);
+        Ok(())
+    }
+
     async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
         let now = Utc::now();
         let mut state = self.lock();

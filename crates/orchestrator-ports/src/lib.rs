@@ -149,6 +149,16 @@ pub trait TaskStore: Send + Sync {
     /// it above its `max_concurrent_tasks`, is `DropletUnavailable`.
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Task>;
 
+    /// Appends a history row for a report that was refused: the task stays
+    /// `status`; `record` says who reported what and why it was refused.
+    async fn record_refused_report(
+        &self,
+        id: TaskId,
+        status: TaskStatus,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+
     /// Claims up to `query.limit` pending tasks the router could place now
     /// (not waiting out a retry backoff, judged by the store's clock), in
     /// routing order ([`Task::routing_order`]: priority, then the earlier

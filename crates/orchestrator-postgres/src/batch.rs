@@ -195,6 +195,7 @@ struct Columns {
     retry_count: Vec<Option<i32>>,
     updated_at: Vec<NaiveDateTime>,
     retry_after: Vec<Option<NaiveDateTime>>,
+    attempt: Vec<i32>,
 }
 
 impl Columns {
@@ -214,6 +215,7 @@ impl Columns {
         self.retry_count.push(i32::try_from(task.retry_count).ok());
         self.updated_at.push(naive(task.updated_at));
         self.retry_after.push(task.retry_after.map(naive));
+        self.attempt.push(i32::try_from(task.attempt).unwrap_or(i32::MAX));
     }
 }
 
@@ -260,6 +262,7 @@ async fn update_tasks(
         .bind::<Array<Nullable<Integer>>, _>(columns.retry_count)
         .bind::<Array<Timestamp>, _>(columns.updated_at)
         .bind::<Array<Nullable<Timestamp>>, _>(columns.retry_after)
+        .bind::<Array<Integer>, _>(columns.attempt)
         .load(conn)
         .await
 }
@@ -360,19 +363,20 @@ UPDATE tasks t SET
     retry_count = i.retry_count,
     updated_at = i.updated_at,
     routing_lease_until = NULL,
-    retry_after = i.retry_after
+    retry_after = i.retry_after,
+    attempt = i.attempt
 FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int4[], $7::timestamp[],
             $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
-            $14::timestamp[])
+            $14::timestamp[], $15::int4[])
      AS i(id, expected_status, expected_droplet, status, droplet, droplet_key, assigned_at, started_at,
-          completed_at, result, error_message, retry_count, updated_at, retry_after)
+          completed_at, result, error_message, retry_count, updated_at, retry_after, attempt)
 WHERE t.id = i.id
   AND t.status = i.expected_status
   AND t.assigned_droplet_id IS NOT DISTINCT FROM
       (SELECT d.id FROM droplets d WHERE d.droplet_id = i.expected_droplet)
 RETURNING t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,
           t.priority, t.created_at, t.assigned_at, t.started_at, t.completed_at, t.deadline, t.result,
-          t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after";
+          t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after, t.attempt";
 
 #[cfg(test)]
 mod tests {

@@ -92,6 +92,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("routing_lease_until", "timestamp without time zone"),
             ("retry_after", "timestamp without time zone"),
             ("deadline_risk_at", "timestamp without time zone"),
+            ("attempt", "integer"),
         ],
     ),
     (

@@ -50,6 +50,7 @@ pub(crate) struct TaskRow {
     pub created_by: Option<String>,
     pub updated_at: Option<NaiveDateTime>,
     pub retry_after: Option<NaiveDateTime>,
+    pub attempt: i32,
 }
 
 impl TaskRow {
@@ -85,6 +86,7 @@ impl TaskRow {
             created_by: self.created_by,
             updated_at: self.updated_at.map_or(created_at, utc),
             retry_after: self.retry_after.map(utc),
+            attempt: u32::try_from(self.attempt).unwrap_or(0),
         })
     }
 }

@@ -54,6 +54,7 @@ diesel::table! {
         routing_lease_until -> Nullable<Timestamp>,
         retry_after -> Nullable<Timestamp>,
         deadline_risk_at -> Nullable<Timestamp>,
+        attempt -> Int4,
     }
 }
 

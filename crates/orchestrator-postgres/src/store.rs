@@ -319,6 +319,26 @@ impl TaskStore for PgStore {
             .unwrap_or_else(|| Err(StoreError::Unavailable("no outcome for the change".into())))
     }
 
+    async fn record_refused_report(
+        &self,
+        id: TaskId,
+        status: TaskStatus,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let key = task_key(id)?;
+        let mut conn = self.conn().await?;
+        diesel::insert_into(task_state_history::table)
+            .values(history_row(key, Some(status), status, record, at))
+            .execute(&mut conn)
+            .await
+            .map_err(|err| match store_error(err) {
+                StoreError::Conflict(_) => StoreError::NotFound { entity: "task", id },
+                other => other,
+            })?;
+        Ok(())
+    }
+
     async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
         let mut conn = self.conn().await?;
         let capabilities: Vec<String> = query.capabilities.iter().map(|c| c.as_str().to_owned()).collect();
@@ -439,7 +459,7 @@ const TASKS_TO_RECOVER: &str = "\
 WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now)
 SELECT t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,
        t.priority, t.created_at, t.assigned_at, t.started_at, t.completed_at, t.deadline, t.result,
-       t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after,
+       t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after, t.attempt,
        d.droplet_id AS external_droplet_id,
        CASE
          WHEN t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress') THEN 'deadline_passed'
@@ -487,7 +507,7 @@ WHERE tasks.id = due.id
 RETURNING tasks.id, tasks.trace_id, tasks.task_type, tasks.title, tasks.description, tasks.payload,
           tasks.required_capability, tasks.status, tasks.priority, tasks.created_at, tasks.assigned_at,
           tasks.started_at, tasks.completed_at, tasks.deadline, tasks.result, tasks.error_message,
-          tasks.retry_count, tasks.max_retries, tasks.created_by, tasks.updated_at, tasks.retry_after,
+          tasks.retry_count, tasks.max_retries, tasks.created_by, tasks.updated_at, tasks.retry_after, tasks.attempt,
           (SELECT d.droplet_id FROM droplets d WHERE d.id = tasks.assigned_droplet_id) AS external_droplet_id";
 
 /// At most `$2` heartbeat rows older than `$1` seconds, oldest first, so
@@ -525,7 +545,7 @@ WHERE id IN (
 )
 RETURNING id, trace_id, task_type, title, description, payload, required_capability, status, priority,
           created_at, assigned_at, started_at, completed_at, deadline, result, error_message,
-          retry_count, max_retries, created_by, updated_at, retry_after";
+          retry_count, max_retries, created_by, updated_at, retry_after, attempt";
 
 #[async_trait]
 impl DropletStore for PgStore {

@@ -51,6 +51,7 @@ impl ApiError {
             ApiError::App(AppError::Forbidden(_)) => "forbidden",
             ApiError::App(AppError::InvalidTransition { .. }) => "invalid_transition",
             ApiError::App(AppError::Conflict(_)) => "conflict",
+            ApiError::App(AppError::StaleAttempt { .. }) => "stale_attempt",
             ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => "validation_failed",
             ApiError::App(AppError::Unavailable(_)) => "store_unavailable",
             ApiError::App(AppError::DropletUnreachable(_)) => "droplet_unreachable",
@@ -73,6 +74,9 @@ impl ApiError {
             ApiError::App(AppError::UnknownName { entity, name }) => json!({ "entity": entity, "id": name }),
             ApiError::App(AppError::InvalidTransition { current, .. }) => {
                 json!({ "current_status": current })
+            }
+            ApiError::App(AppError::StaleAttempt { current, attempt, .. }) => {
+                json!({ "current_status": current, "attempt": attempt })
             }
             ApiError::App(AppError::Validation(v)) => json!({ "field": v.field }),
             ApiError::PayloadTooLarge { limit } => json!({ "limit_bytes": limit }),
@@ -104,7 +108,9 @@ impl ResponseError for ApiError {
             ApiError::App(AppError::NotFound { .. } | AppError::UnknownName { .. })
             | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::App(AppError::Forbidden(_)) => StatusCode::FORBIDDEN,
-            ApiError::App(AppError::InvalidTransition { .. } | AppError::Conflict(_)) => StatusCode::CONFLICT,
+            ApiError::App(
+                AppError::InvalidTransition { .. } | AppError::Conflict(_) | AppError::StaleAttempt { .. },
+            ) => StatusCode::CONFLICT,
             ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }

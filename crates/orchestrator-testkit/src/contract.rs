@@ -1372,3 +1372,53 @@ pub async fn deadline_risks_are_flagged_once(stores: &Stores) {
         "each task once"
     );
 }
+
+/// Each assignment numbers its attempt, and the store keeps the number; a
+/// refused report adds a history row and changes nothing else.
+pub async fn attempts_count_assignments_and_refused_reports_are_recorded(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let task = create(stores, "a", 5, 0).await;
+    assert_eq!(task.attempt, 0);
+    let assigned = assign(stores, &task, 8, 1).await;
+    assert_eq!(assigned.attempt, 1);
+    let requeue = transition(&assigned, TaskUpdate::Requeue, Actor::SYSTEM, 2);
+    let requeued = stores.tasks.apply_transition(requeue).await.expect("requeue");
+    let again = assign(stores, &requeued, 8, 3).await;
+    assert_eq!(again.attempt, 2);
+    assert_eq!(
+        stores.tasks.get_task(task.id).await.expect("get").attempt,
+        2,
+        "stored"
+    );
+
+    let record = ChangeRecord {
+        changed_by: Some("droplet-8".into()),
+        reason: Some("refused report: stale".into()),
+        metadata: Some(serde_json::json!({ "refused": true })),
+    };
+    stores
+        .tasks
+        .record_refused_report(task.id, TaskStatus::Assigned, record.clone(), at(4))
+        .await
+        .expect("recorded");
+    let history = stores.tasks.task_history(task.id).await.expect("history");
+    let last = history.last().expect("a row");
+    assert_eq!(
+        (last.from_status, last.to_status),
+        (Some(TaskStatus::Assigned), TaskStatus::Assigned)
+    );
+    assert_eq!(last.metadata, record.metadata);
+    assert_eq!(
+        stores.tasks.get_task(task.id).await.expect("get").status,
+        TaskStatus::Assigned
+    );
+    let missing = stores
+        .tasks
+        .record_refused_report(999_999, TaskStatus::Pending, record, at(5))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
+}

@@ -73,6 +73,7 @@ macro_rules! store_contract_tests {
             unknown_droplet_is_not_found,
             analytics_describe_a_known_set_of_tasks,
             deadline_risks_are_flagged_once,
+            attempts_count_assignments_and_refused_reports_are_recorded,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

@@ -167,6 +167,10 @@ struct StatusPatch {
     result: Option<Value>,
     #[serde(default)]
     error_message: Option<String>,
+    /// The assignment the report is about (the task's `attempt` when the
+    /// droplet received it).
+    #[serde(default)]
+    attempt: Option<u32>,
 }
 
 async fn update_status(
@@ -179,6 +183,7 @@ async fn update_status(
         status: patch.status,
         result: patch.result,
         error_message: patch.error_message,
+        attempt: patch.attempt,
     };
     let view = app.tasks.update_status(&caller, id.into_inner(), change).await?;
     Ok(Udc::ok(json!({ "task": TaskBody::new(view, None) })))
