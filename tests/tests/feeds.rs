@@ -292,4 +292,16 @@ async fn a_task_whose_deadline_nears_is_reported_at_risk_once() {
     // The health monitor runs every second; the warning is not repeated.
     let again = tokio::time::timeout(Duration::from_millis(2500), feed.next()).await;
     assert!(again.is_err(), "no further event: {again:?}");
+    let scrape = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("scrape");
+    let text = scrape.text().await.expect("text");
+    let counted = text
+        .lines()
+        .find(|l| l.starts_with("orchestrator_deadline_at_risk_total"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert!(counted.is_some_and(|n| n >= 1.0), "counted in Prometheus: {text}");
 }

@@ -53,30 +53,18 @@ pub struct FeedFilter {
 
 impl FeedFilter {
     pub fn matches(&self, event: &DomainEvent) -> bool {
-        match event {
-            DomainEvent::DropletRegistered(d)
-            | DomainEvent::DropletHealthChanged { droplet: d, .. }
-            | DomainEvent::DropletHeartbeatMissed(d) => {
-                self.capability.as_ref().is_none_or(|c| d.has_capability(c))
-                    && self.droplet_id.is_none_or(|id| d.droplet_id == id)
-            }
-            DomainEvent::TaskCreated(t)
-            | DomainEvent::TaskAssigned(t)
-            | DomainEvent::TaskStarted(t)
-            | DomainEvent::TaskCompleted(t)
-            | DomainEvent::TaskFailed(t)
-            | DomainEvent::TaskCancelled(t)
-            | DomainEvent::TaskRetried(t)
-            | DomainEvent::TaskRequeued(t)
-            | DomainEvent::TaskDeadlineAtRisk(t) => {
-                self.task_type.as_ref().is_none_or(|tt| &t.task_type == tt)
-                    && self
-                        .capability
-                        .as_ref()
-                        .is_none_or(|c| t.required_capability.as_ref() == Some(c))
-                    && self.droplet_id.is_none_or(|id| t.assigned_droplet_id == Some(id))
-            }
+        if let Some(d) = event.droplet() {
+            return self.capability.as_ref().is_none_or(|c| d.has_capability(c))
+                && self.droplet_id.is_none_or(|id| d.droplet_id == id);
         }
+        event.task().is_some_and(|t| {
+            self.task_type.as_ref().is_none_or(|tt| &t.task_type == tt)
+                && self
+                    .capability
+                    .as_ref()
+                    .is_none_or(|c| t.required_capability.as_ref() == Some(c))
+                && self.droplet_id.is_none_or(|id| t.assigned_droplet_id == Some(id))
+        })
     }
 }
 

@@ -42,6 +42,34 @@ impl DomainEvent {
         }
     }
 
+    /// The task a task event is about.
+    pub fn task(&self) -> Option<&Task> {
+        match self {
+            DomainEvent::TaskCreated(t)
+            | DomainEvent::TaskAssigned(t)
+            | DomainEvent::TaskStarted(t)
+            | DomainEvent::TaskCompleted(t)
+            | DomainEvent::TaskFailed(t)
+            | DomainEvent::TaskCancelled(t)
+            | DomainEvent::TaskRetried(t)
+            | DomainEvent::TaskRequeued(t)
+            | DomainEvent::TaskDeadlineAtRisk(t) => Some(t),
+            DomainEvent::DropletRegistered(_)
+            | DomainEvent::DropletHealthChanged { .. }
+            | DomainEvent::DropletHeartbeatMissed(_) => None,
+        }
+    }
+
+    /// The droplet a droplet event is about, as it is after the event.
+    pub fn droplet(&self) -> Option<&Droplet> {
+        match self {
+            DomainEvent::DropletRegistered(d)
+            | DomainEvent::DropletHealthChanged { droplet: d, .. }
+            | DomainEvent::DropletHeartbeatMissed(d) => Some(d),
+            _ => None,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             DomainEvent::TaskCreated(_) => "task_created",

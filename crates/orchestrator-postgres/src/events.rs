@@ -71,23 +71,10 @@ impl Wire {
             task_id: None,
             droplet_id: None,
         };
-        match event {
-            DomainEvent::DropletRegistered(d) | DomainEvent::DropletHeartbeatMissed(d) => {
-                wire.droplet = Some(Box::new(d.clone()));
-            }
-            DomainEvent::DropletHealthChanged { droplet, previous } => {
-                wire.droplet = Some(Box::new(droplet.clone()));
-                wire.previous = Some(*previous);
-            }
-            DomainEvent::TaskCreated(t)
-            | DomainEvent::TaskAssigned(t)
-            | DomainEvent::TaskStarted(t)
-            | DomainEvent::TaskCompleted(t)
-            | DomainEvent::TaskFailed(t)
-            | DomainEvent::TaskCancelled(t)
-            | DomainEvent::TaskRetried(t)
-            | DomainEvent::TaskRequeued(t)
-            | DomainEvent::TaskDeadlineAtRisk(t) => wire.task = Some(Box::new(t.clone())),
+        wire.task = event.task().map(|t| Box::new(t.clone()));
+        wire.droplet = event.droplet().map(|d| Box::new(d.clone()));
+        if let DomainEvent::DropletHealthChanged { previous, .. } = event {
+            wire.previous = Some(*previous);
         }
         wire
     }

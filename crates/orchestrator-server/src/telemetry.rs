@@ -46,7 +46,7 @@ pub fn record_events(ports: &Ports) -> JoinHandle<()> {
     let mut events = ports.events.subscribe();
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
-            let Some(task) = task_of(&event) else { continue };
+            let Some(task) = event.task() else { continue };
             if matches!(event, DomainEvent::TaskDeadlineAtRisk(_)) {
                 counter!("orchestrator_deadline_at_risk_total").increment(1);
                 continue;
@@ -63,20 +63,6 @@ pub fn record_events(ports: &Ports) -> JoinHandle<()> {
             }
         }
     })
-}
-
-fn task_of(event: &DomainEvent) -> Option<&orchestrator_domain::Task> {
-    match event {
-        DomainEvent::TaskCreated(t)
-        | DomainEvent::TaskAssigned(t)
-        | DomainEvent::TaskStarted(t)
-        | DomainEvent::TaskCompleted(t)
-        | DomainEvent::TaskFailed(t)
-        | DomainEvent::TaskCancelled(t)
-        | DomainEvent::TaskRetried(t)
-        | DomainEvent::TaskRequeued(t) => Some(t),
-        _ => None,
-    }
 }
 
 /// Sets the gauges read at scrape time, then renders every metric.
