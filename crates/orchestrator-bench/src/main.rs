@@ -10,10 +10,13 @@
 //! - W3: fan-out to 1,000 WebSocket clients of the real server at 500
 //!   events/s; prints p50, p99 and max from an event's commit to its
 //!   arrival at the last client.
+//! - W5: 1,000 droplets heartbeating once a second for 60 s; prints the
+//!   heartbeat latency, database commits per second and CPU.
 //! - pgbench `-N`, 16 clients, 10 s on the same server: the machine's
 //!   ceiling, with W1 as a ratio of it.
 
 mod fanout;
+mod heartbeats;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -391,7 +394,7 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    // `BENCH_ONLY=w1|w2|w3|ceiling` runs one workload (W1 then has no ratio).
+    // `BENCH_ONLY=w1|w2|w3|w5|ceiling` runs one workload (W1 then has no ratio).
     let only = std::env::var("BENCH_ONLY").ok();
     let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
     println!("orchestrator lifecycle benchmark on PostgreSQL ({DROPLETS} droplets × {CAPACITY} slots)");
@@ -413,6 +416,10 @@ async fn main() -> anyhow::Result<()> {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1_000);
         fanout::w3(clients, 500, seconds).await?;
+    }
+    if runs("w5") {
+        println!("W5: heartbeats");
+        heartbeats::w5(1_000, 60).await?;
     }
     if runs("ceiling") {
         println!("Ceiling of this machine and server:");

@@ -348,6 +348,12 @@ pub trait DropletStore: Send + Sync {
     /// Deletes up to `batch` heartbeat rows received more than `age` ago (by
     /// the store's clock); returns how many it deleted.
     async fn delete_old_heartbeats(&self, age: std::time::Duration, batch: u32) -> StoreResult<u64>;
+
+    /// Writes heartbeats the store holds back to batch them (PostgreSQL
+    /// writes them once a second); called before the process exits.
+    async fn flush_heartbeats(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// Why a delivery to a droplet failed.

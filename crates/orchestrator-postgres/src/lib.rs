@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod group_commit;
 mod leader;
+mod liveness;
 mod migrations;
 mod rows;
 mod schema;

@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::error::{TxError, pool_error, store_error};
 use crate::group_commit::GroupCommit;
+use crate::liveness::Liveness;
 use crate::migrations::verify_schema;
 use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, TaskWithDropletRow, naive};
 use crate::schema::{droplets, heartbeats, task_state_history, tasks};
@@ -58,6 +59,8 @@ pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
     /// Shared by clones, so that all of a process's transitions are grouped.
     commits: Arc<GroupCommit>,
+    /// Heartbeats absorbed in memory and written once a second.
+    liveness: Arc<Liveness>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -94,6 +97,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             commits: Arc::default(),
+            liveness: Arc::default(),
         })
     }
 
@@ -559,6 +563,7 @@ impl DropletStore for PgStore {
         let change = conn
             .transaction::<_, TxError, _>(async move |conn| register(conn, registration, at).await)
             .await?;
+        self.liveness.forget(change.droplet.droplet_id);
         Ok(change)
     }
 
@@ -567,7 +572,9 @@ impl DropletStore for PgStore {
         let row = droplet_row(&mut conn, id, false)
             .await
             .map_err(StoreError::from)?;
-        row.into_droplet()
+        let mut droplet = row.into_droplet()?;
+        self.liveness.overlay(&mut droplet);
+        Ok(droplet)
     }
 
     async fn list_droplets(&self, filter: &DropletFilter) -> StoreResult<Vec<Droplet>> {
@@ -585,7 +592,13 @@ impl DropletStore for PgStore {
             .load(&mut conn)
             .await
             .map_err(store_error)?;
-        rows.into_iter().map(DropletRow::into_droplet).collect()
+        rows.into_iter()
+            .map(|row| {
+                let mut droplet = row.into_droplet()?;
+                self.liveness.overlay(&mut droplet);
+                Ok(droplet)
+            })
+            .collect()
     }
 
     async fn record_heartbeat(
@@ -594,9 +607,16 @@ impl DropletStore for PgStore {
         report: HeartbeatReport,
         at: DateTime<Utc>,
     ) -> StoreResult<DropletChange> {
+        let report = match self.liveness.absorb(id, report, at) {
+            Ok(change) => {
+                self.liveness.start_flusher(&self.pool);
+                return Ok(change);
+            }
+            Err(report) => report,
+        };
         let mut pooled = self.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
-        let change = conn
+        let (internal, change) = conn
             .transaction::<_, TxError, _>(async move |conn| {
                 let (internal, before) = locked_droplet(conn, id).await?;
                 let status = before.status_after_heartbeat(report.status);
@@ -611,12 +631,14 @@ impl DropletStore for PgStore {
                     .await?;
                 let after =
                     update_status(conn, internal, status, before.manually_deactivated, Some(at), at).await?;
-                Ok(DropletChange {
+                let change = DropletChange {
                     droplet: after,
                     previous_status: Some(before.status),
-                })
+                };
+                Ok((internal, change))
             })
             .await?;
+        self.liveness.remember(internal, change.droplet.clone());
         Ok(change)
     }
 
@@ -639,10 +661,13 @@ impl DropletStore for PgStore {
                 })
             })
             .await?;
+        self.liveness.forget(id);
         Ok(change)
     }
 
     async fn mark_silent_droplets(&self, timeout: Duration) -> StoreResult<Vec<DropletChange>> {
+        // Heartbeats absorbed here are signs of life the database must see first.
+        self.liveness.flush(&self.pool).await?;
         let mut conn = self.conn().await?;
         let rows: Vec<DropletRow> = diesel::sql_query(MARK_SILENT_DROPLETS)
             .bind::<Double, _>(timeout.as_secs_f64())
@@ -651,8 +676,10 @@ impl DropletStore for PgStore {
             .map_err(store_error)?;
         rows.into_iter()
             .map(|row| {
+                let droplet = row.into_droplet()?;
+                self.liveness.forget(droplet.droplet_id);
                 Ok(DropletChange {
-                    droplet: row.into_droplet()?,
+                    droplet,
                     previous_status: Some(DropletStatus::Active),
                 })
             })
@@ -660,6 +687,7 @@ impl DropletStore for PgStore {
     }
 
     async fn delete_old_heartbeats(&self, age: Duration, batch: u32) -> StoreResult<u64> {
+        self.liveness.flush(&self.pool).await?;
         let mut conn = self.conn().await?;
         let deleted = diesel::sql_query(DELETE_OLD_HEARTBEATS)
             .bind::<Double, _>(age.as_secs_f64())
@@ -668,6 +696,10 @@ impl DropletStore for PgStore {
             .await
             .map_err(store_error)?;
         Ok(deleted as u64)
+    }
+
+    async fn flush_heartbeats(&self) -> StoreResult<()> {
+        self.liveness.flush(&self.pool).await
     }
 
     async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>> {

@@ -16,7 +16,7 @@ use orchestrator_app::{
 use orchestrator_domain::RetryPolicy;
 use orchestrator_http::HttpDispatcher;
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
-use orchestrator_ports::{AnalyticsStore, LeaderElection, SystemClock};
+use orchestrator_ports::{AnalyticsStore, DropletStore, LeaderElection, SystemClock};
 use orchestrator_postgres::{
     PgEventBus, PgEventBusHandle, PgLeaderElection, PgStore, PoolSettings, run_migrations,
 };
@@ -54,6 +54,8 @@ pub struct AppState {
 pub struct Application {
     port: u16,
     server: Server,
+    /// Written to before exiting: it may hold heartbeats back to batch them.
+    droplets: Arc<dyn DropletStore>,
     _background: Background,
 }
 
@@ -103,6 +105,7 @@ impl Application {
             ),
         };
         let router = Router::new(ports.clone());
+        let droplets = ports.droplets.clone();
         let dispatcher = Arc::new(HttpDispatcher::new(
             format!("droplet-{}", settings.identity.droplet_id),
             settings.send_timeout,
@@ -179,6 +182,7 @@ impl Application {
         Ok(Application {
             port,
             server,
+            droplets,
             _background: background,
         })
     }
@@ -189,7 +193,11 @@ impl Application {
 
     /// Serves until the server stops (on SIGINT/SIGTERM in `main`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        if let Err(err) = self.droplets.flush_heartbeats().await {
+            tracing::warn!(error = %err, "could not write the last heartbeats before exiting");
+        }
+        served
     }
 
     /// A handle to stop the server gracefully.

@@ -1,0 +1,256 @@
+//! Cheap heartbeats. A heartbeat that changes nothing but the time of a
+//! droplet's last sign of life is absorbed in memory and written with every
+//! other heartbeat of the same second in one statement: a thousand droplets
+//! beating once a second cost one commit a second, not a thousand
+//! synchronous writes on their hot rows.
+//!
+//! A heartbeat that changes a droplet's status (a revival, a droplet
+//! reporting itself in error) is written at once, as before. So is the first
+//! one a process sees of a droplet, and any whose cached state is older than
+//! [`TRUST_FOR`]: the cache only ever stands in for state that the database
+//! confirmed moments ago. Each flush re-reads the state of every droplet it
+//! knows, which is how a change made on another replica (an admin's
+//! deactivate, say) reaches this one within a flush interval; a droplet
+//! another replica marked silent while it beat here is revived by its first
+//! heartbeat after that flush.
+//!
+//! What can be lost: the heartbeats of the last [`FLUSH_EVERY`] if the
+//! process dies; the droplet's next heartbeat makes up for them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamp};
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orchestrator_domain::{Droplet, DropletId, DropletStatus, HeartbeatReport};
+use orchestrator_ports::{DropletChange, StoreResult};
+use serde_json::Value;
+
+use crate::error::{pool_error, store_error};
+use crate::rows::{DropletRow, naive};
+
+/// How often absorbed heartbeats are written. Well within any health check
+/// interval, so that `droplets.last_heartbeat` lags by at most this much.
+pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// How long a droplet's cached state stands in for the database's.
+const TRUST_FOR: Duration = Duration::from_secs(5);
+/// Beyond this many unwritten heartbeats (the database is down, say), a
+/// heartbeat goes the synchronous way and its caller learns of the outage.
+const MAX_PENDING: usize = 100_000;
+
+/// Writes the heartbeats in one statement, moves `last_heartbeat` forward
+/// (locking the droplets in id order, as transitions do, so that the two
+/// never deadlock), and reads back the state of every droplet in `$5`.
+const FLUSH: &str = "\
+WITH beats AS (
+    SELECT * FROM unnest($1::int4[], $2::text[], $3::jsonb[], $4::timestamp[])
+        AS b(droplet_id, status, metrics, received_at)
+), inserted AS (
+    INSERT INTO heartbeats (droplet_id, status, metrics, received_at)
+    SELECT droplet_id, status, metrics, received_at FROM beats
+), latest AS (
+    SELECT droplet_id, max(received_at) AS at FROM beats GROUP BY droplet_id
+), locked AS (
+    SELECT id FROM droplets WHERE id IN (SELECT droplet_id FROM latest) ORDER BY id FOR UPDATE
+), touched AS (
+    UPDATE droplets d
+    SET last_heartbeat = GREATEST(d.last_heartbeat, latest.at),
+        updated_at = GREATEST(d.updated_at, latest.at)
+    FROM latest JOIN locked ON locked.id = latest.droplet_id
+    WHERE d.id = latest.droplet_id
+)
+SELECT id, droplet_id, name, steward, endpoint, capabilities, status, last_heartbeat, registered_at,
+       updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at
+FROM droplets WHERE id = ANY($5)";
+
+struct Known {
+    internal: i32,
+    droplet: Droplet,
+    /// When the database last confirmed `droplet`'s state.
+    confirmed: Instant,
+}
+
+struct Beat {
+    internal: i32,
+    status: DropletStatus,
+    metrics: Option<Value>,
+    at: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct State {
+    known: HashMap<DropletId, Known>,
+    pending: Vec<Beat>,
+}
+
+#[derive(Default)]
+pub(crate) struct Liveness {
+    state: Mutex<State>,
+    /// One flush at a time, so that one that returns has written every
+    /// heartbeat absorbed before it began.
+    flushing: tokio::sync::Mutex<()>,
+    flusher_started: AtomicBool,
+}
+
+impl Liveness {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The change `report` makes if it can be written later, or the report
+    /// back when it must be written now.
+    pub fn absorb(
+        &self,
+        id: DropletId,
+        report: HeartbeatReport,
+        at: DateTime<Utc>,
+    ) -> Result<DropletChange, HeartbeatReport> {
+        let mut state = self.state();
+        if state.pending.len() >= MAX_PENDING {
+            return Err(report);
+        }
+        let Some(known) = state.known.get_mut(&id) else {
+            return Err(report);
+        };
+        let status = known.droplet.status;
+        if known.confirmed.elapsed() > TRUST_FOR
+            || known.droplet.status_after_heartbeat(report.status) != status
+        {
+            return Err(report);
+        }
+        known.droplet.last_heartbeat = known.droplet.last_heartbeat.max(Some(at));
+        let change = DropletChange {
+            droplet: known.droplet.clone(),
+            previous_status: Some(status),
+        };
+        let beat = Beat {
+            internal: known.internal,
+            status: report.status.unwrap_or(DropletStatus::Active),
+            metrics: report.metrics,
+            at,
+        };
+        state.pending.push(beat);
+        Ok(change)
+    }
+
+    /// Caches `droplet` as the database has it now.
+    pub fn remember(&self, internal: i32, droplet: Droplet) {
+        let known = Known {
+            internal,
+            droplet,
+            confirmed: Instant::now(),
+        };
+        self.state().known.insert(known.droplet.droplet_id, known);
+    }
+
+    /// Drops what is cached of `id`, whose state just changed another way.
+    pub fn forget(&self, id: DropletId) {
+        self.state().known.remove(&id);
+    }
+
+    /// The latest heartbeat this process has seen of `id`, written or not.
+    pub fn overlay(&self, droplet: &mut Droplet) {
+        if let Some(known) = self.state().known.get(&droplet.droplet_id) {
+            droplet.last_heartbeat = droplet.last_heartbeat.max(known.droplet.last_heartbeat);
+        }
+    }
+
+    /// Starts the task that flushes every [`FLUSH_EVERY`], once; it ends
+    /// when the store is dropped.
+    pub fn start_flusher(self: &Arc<Self>, pool: &Pool<AsyncPgConnection>) {
+        if self.flusher_started.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(flush_periodically(Arc::downgrade(self), pool.clone()));
+    }
+
+    /// Writes every absorbed heartbeat and refreshes the cached state. On
+    /// failure the heartbeats are kept for the next try.
+    pub async fn flush(&self, pool: &Pool<AsyncPgConnection>) -> StoreResult<()> {
+        let _turn = self.flushing.lock().await;
+        let started = Instant::now();
+        let (beats, known) = {
+            let mut state = self.state();
+            let known: Vec<i32> = state.known.values().map(|k| k.internal).collect();
+            (std::mem::take(&mut state.pending), known)
+        };
+        if beats.is_empty() {
+            return Ok(());
+        }
+        match write(pool, &beats, known).await {
+            Ok(rows) => {
+                self.refresh(rows, started);
+                Ok(())
+            }
+            Err(err) => {
+                let mut state = self.state();
+                let newer = std::mem::replace(&mut state.pending, beats);
+                state.pending.extend(newer);
+                Err(err)
+            }
+        }
+    }
+
+    /// Takes the database's state of each droplet, unless this process
+    /// changed it since `started`; keeps the later of the two heartbeats.
+    fn refresh(&self, rows: Vec<DropletRow>, started: Instant) {
+        let mut state = self.state();
+        for row in rows {
+            let internal = row.id;
+            let Ok(mut droplet) = row.into_droplet() else {
+                continue;
+            };
+            let Some(known) = state.known.get_mut(&droplet.droplet_id) else {
+                continue;
+            };
+            if known.confirmed > started {
+                continue;
+            }
+            droplet.last_heartbeat = droplet.last_heartbeat.max(known.droplet.last_heartbeat);
+            *known = Known {
+                internal,
+                droplet,
+                confirmed: started,
+            };
+        }
+    }
+}
+
+async fn write(
+    pool: &Pool<AsyncPgConnection>,
+    beats: &[Beat],
+    known: Vec<i32>,
+) -> StoreResult<Vec<DropletRow>> {
+    let droplets: Vec<i32> = beats.iter().map(|b| b.internal).collect();
+    let statuses: Vec<&str> = beats.iter().map(|b| b.status.as_str()).collect();
+    let metrics: Vec<Option<&Value>> = beats.iter().map(|b| b.metrics.as_ref()).collect();
+    let times: Vec<NaiveDateTime> = beats.iter().map(|b| naive(b.at)).collect();
+    let mut conn = pool.get().await.map_err(pool_error)?;
+    diesel::sql_query(FLUSH)
+        .bind::<Array<Integer>, _>(droplets)
+        .bind::<Array<Text>, _>(statuses)
+        .bind::<Array<Nullable<Jsonb>>, _>(metrics)
+        .bind::<Array<Timestamp>, _>(times)
+        .bind::<Array<Integer>, _>(known)
+        .load(&mut conn)
+        .await
+        .map_err(store_error)
+}
+
+async fn flush_periodically(liveness: Weak<Liveness>, pool: Pool<AsyncPgConnection>) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(liveness) = liveness.upgrade() else {
+            return;
+        };
+        if let Err(err) = liveness.flush(&pool).await {
+            tracing::warn!(error = %err, "writing heartbeats failed; they are kept for the next try");
+        }
+    }
+}
