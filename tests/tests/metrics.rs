@@ -201,3 +201,80 @@ async fn prometheus_can_be_turned_off() {
         .expect("scrape");
     assert_eq!(reply.status(), 404);
 }
+
+/// Waits until `check` holds of a fresh scrape of `/metrics/routing`.
+async fn rescues_until(app: &TestApp, check: impl Fn(&Value) -> bool) -> Value {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(8);
+    loop {
+        let routing = payload(app, "/metrics/routing?time_range=1h").await;
+        if check(&routing["rescues"]) || tokio::time::Instant::now() > give_up {
+            return routing["rescues"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn rescue<'a>(rescues: &'a Value, capability: &str) -> &'a Value {
+    rescues
+        .as_array()
+        .and_then(|all| all.iter().find(|r| r["capability"] == capability))
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn rescues_are_counted_by_capability() {
+    let app = orchestrator_tests::spawn_app_with(&[
+        ("HEARTBEAT_CHECK_INTERVAL", "1"),
+        ("ASSIGNMENT_ACK_TIMEOUT", "1"),
+    ])
+    .await;
+    // A droplet that never starts its task: taken back, then given again.
+    app.register(4, &["slowpoke"], 1).await;
+    let slow = app.create_task(5, Some("slowpoke")).await;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(6);
+    while app.task(slow).await["attempt"].as_i64() < Some(2) {
+        assert!(tokio::time::Instant::now() < give_up, "never reassigned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A report about the first assignment comes too late.
+    let stale = json!({ "status": "in_progress", "attempt": 1 });
+    let refused = app.patch(&format!("/tasks/{slow}"), &app.droplet(4), stale).await;
+    assert_eq!(refused.error_code(), "stale_attempt", "{refused:?}");
+    // A task nobody can run, due in a second: warned, then failed.
+    let deadline = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+    let body =
+        json!({ "task_type": "t", "title": "soon", "required_capability": "late", "deadline": deadline });
+    app.post("/tasks", &app.writer("alice"), body).await;
+
+    let rescues = rescues_until(&app, |r| rescue(r, "late")["deadline_failures"] == 1).await;
+    let late = rescue(&rescues, "late");
+    assert_eq!(late["deadline_failures"], 1, "{rescues}");
+    assert_eq!(late["deadline_at_risk"], 1, "{rescues}");
+    assert_eq!(late["reassignments"], 0, "{rescues}");
+    let slowpoke = rescue(&rescues, "slowpoke");
+    assert!(slowpoke["ack_timeouts"].as_u64() >= Some(1), "{rescues}");
+    assert_eq!(slowpoke["reassignments"], slowpoke["ack_timeouts"], "{rescues}");
+    assert_eq!(slowpoke["stale_reports_refused"], 1, "{rescues}");
+
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("scrape")
+        .text()
+        .await
+        .expect("text");
+    let count = |kind: &str, capability: &str| {
+        let labels = [
+            format!(r#"kind="{kind}""#),
+            format!(r#"capability="{capability}""#),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        sample(&text, "orchestrator_rescues_total", &labels)
+    };
+    assert!(count("ack_timeout", "slowpoke") >= Some(1.0), "{text}");
+    assert_eq!(count("stale_report_refused", "slowpoke"), Some(1.0), "{text}");
+    assert_eq!(count("deadline_failure", "late"), Some(1.0), "{text}");
+    assert_eq!(count("deadline_at_risk", "late"), Some(1.0), "{text}");
+}

@@ -10,6 +10,7 @@ pub mod management;
 pub mod messaging;
 pub mod metrics;
 pub mod recovery;
+mod rescues;
 pub mod router;
 pub mod scheduler;
 pub mod status;

@@ -17,6 +17,7 @@ use orchestrator_domain::{
 use orchestrator_ports::{ChangeRecord, StoreError, Transition};
 use tokio::task::JoinHandle;
 
+use crate::rescues::Rescue;
 use crate::{AppResult, Ports};
 
 /// Tasks examined per round of a pass.
@@ -103,6 +104,7 @@ impl Recovery {
             let full = tasks.len() == DEADLINE_RISK_BATCH as usize;
             for task in tasks {
                 tracing::warn!(task_id = task.id, deadline = ?task.deadline, "task deadline at risk");
+                Rescue::DeadlineAtRisk.count(&task);
                 self.ports
                     .events
                     .publish(DomainEvent::TaskDeadlineAtRisk(task))
@@ -250,6 +252,9 @@ impl Recovery {
         match self.ports.tasks.apply_transition(transition).await {
             Ok(saved) => {
                 tracing::info!(task_id = saved.id, reason = %reason, status = %saved.status, "task recovered");
+                for rescue in Rescue::of_recovery(reason, saved.status) {
+                    rescue.count(&saved);
+                }
                 let event = DomainEvent::for_transition(task.status, saved.clone());
                 self.ports.events.publish(event).await;
                 Ok(Some(saved))

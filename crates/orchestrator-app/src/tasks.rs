@@ -284,6 +284,7 @@ impl TaskService {
                 "reporter_droplet_id": caller.droplet_id,
             })),
         };
+        crate::rescues::Rescue::StaleReportRefused.count(task);
         let at = self.ports.clock.now();
         if let Err(err) = self
             .ports

@@ -12,8 +12,8 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{
     AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, Percentiles, RecoveryCandidate,
-    RoutableQuery, RoutingStats, StoreError, StoreResult, TaskFilter, TaskPage, TaskPerformance, TaskStore,
-    Throughput, TimeWindow, Transition, TypeBreakdown,
+    RescueCounts, RoutableQuery, RoutingStats, StoreError, StoreResult, TaskFilter, TaskPage,
+    TaskPerformance, TaskStore, Throughput, TimeWindow, Transition, TypeBreakdown,
 };
 use uuid::Uuid;
 
@@ -37,8 +37,8 @@ struct State {
     history: HashMap<TaskId, Vec<HistoryEntry>>,
     droplets: BTreeMap<DropletId, Droplet>,
     heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
-    /// Tasks whose deadline was reported at risk (once each).
-    deadline_risks: HashSet<TaskId>,
+    /// Tasks whose deadline was reported at risk (once each), and when.
+    deadline_risks: HashMap<TaskId, DateTime<Utc>>,
 }
 
 #[derive(Debug)]
@@ -307,7 +307,7 @@ impl TaskStore for MemoryStore {
                     TaskStatus::Pending | TaskStatus::Assigned | TaskStatus::InProgress
                 )
             })
-            .filter(|t| !state.deadline_risks.contains(&t.id))
+            .filter(|t| !state.deadline_risks.contains_key(&t.id))
             .filter(|t| {
                 let threshold = floor
                     .as_secs_f64()
@@ -318,7 +318,7 @@ impl TaskStore for MemoryStore {
         due.sort_by_key(|t| (t.deadline, t.id));
         let flagged: Vec<Task> = due.into_iter().take(limit as usize).cloned().collect();
         for task in &flagged {
-            state.deadline_risks.insert(task.id);
+            state.deadline_risks.insert(task.id, now);
         }
         Ok(flagged)
     }
@@ -532,6 +532,45 @@ fn finished_in(task: &Task, window: TimeWindow) -> bool {
 }
 
 /// From creation to assignment, for tasks assigned in the window.
+/// What recovery and fencing did in `window`, by the task's capability.
+fn rescues(state: &State, window: TimeWindow) -> Vec<RescueCounts> {
+    let mut by_capability = BTreeMap::new();
+    for history in state.history.values().flatten() {
+        if let Some(metadata) = history
+            .metadata
+            .as_ref()
+            .filter(|_| within(Some(history.changed_at), window))
+        {
+            rescue_counts(&mut by_capability, state, history.task_id).count_history(metadata);
+        }
+    }
+    for (id, at) in &state.deadline_risks {
+        if within(Some(*at), window) {
+            rescue_counts(&mut by_capability, state, *id).deadline_at_risk += 1;
+        }
+    }
+    by_capability.into_values().filter(|c| !c.is_empty()).collect()
+}
+
+/// The counts of the capability task `id` requires.
+fn rescue_counts<'m>(
+    by_capability: &'m mut BTreeMap<Option<String>, RescueCounts>,
+    state: &State,
+    id: TaskId,
+) -> &'m mut RescueCounts {
+    let capability = state
+        .tasks
+        .get(&id)
+        .and_then(|t| t.required_capability.as_ref())
+        .map(|c| c.as_str().to_owned());
+    by_capability
+        .entry(capability.clone())
+        .or_insert_with(|| RescueCounts {
+            capability,
+            ..RescueCounts::default()
+        })
+}
+
 fn waits<'a>(tasks: impl Iterator<Item = &'a Task>, window: TimeWindow) -> Vec<f64> {
     tasks
         .filter(|t| within(t.assigned_at, window))
@@ -630,6 +669,7 @@ impl AnalyticsStore for MemoryStore {
             time_to_assign_seconds: percentiles(waits(state.tasks.values(), window)),
             assignments_per_droplet: per_droplet,
             pending_without_capable_droplet: stranded,
+            rescues: rescues(&state, window),
         })
     }
 

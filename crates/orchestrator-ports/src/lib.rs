@@ -247,6 +247,56 @@ pub struct RoutingStats {
     pub assignments_per_droplet: std::collections::BTreeMap<DropletId, u64>,
     /// Pending tasks (now) whose required capability no active droplet offers.
     pub pending_without_capable_droplet: std::collections::BTreeMap<String, u64>,
+    /// Work rescued or refused in the window, by required capability
+    /// (`None`: tasks that require none), in capability order.
+    pub rescues: Vec<RescueCounts>,
+}
+
+/// What recovery and fencing did in a window for tasks of one capability.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+pub struct RescueCounts {
+    pub capability: Option<String>,
+    /// Tasks taken from a droplet that went silent or did not start them in
+    /// time, to run elsewhere (requeued, or failed and retried).
+    pub reassignments: u64,
+    /// Of the reassignments, those whose droplet did not start the task
+    /// within `ASSIGNMENT_ACK_TIMEOUT`.
+    pub ack_timeouts: u64,
+    /// Status reports refused as `stale_attempt`.
+    pub stale_reports_refused: u64,
+    /// Tasks failed because their deadline passed.
+    pub deadline_failures: u64,
+    /// `task_deadline_at_risk` warnings.
+    pub deadline_at_risk: u64,
+}
+
+impl RescueCounts {
+    /// True when nothing was counted.
+    pub fn is_empty(&self) -> bool {
+        self.reassignments
+            + self.ack_timeouts
+            + self.stale_reports_refused
+            + self.deadline_failures
+            + self.deadline_at_risk
+            == 0
+    }
+
+    /// Adds one history row's worth: its `metadata` says what recovery
+    /// did (`"recovery"`) or that a report was refused (`"refused"`).
+    pub fn count_history(&mut self, metadata: &serde_json::Value) {
+        match metadata.get("recovery").and_then(serde_json::Value::as_str) {
+            Some("droplet_inactive") => self.reassignments += 1,
+            Some("not_started") => {
+                self.reassignments += 1;
+                self.ack_timeouts += 1;
+            }
+            Some("deadline_passed") => self.deadline_failures += 1,
+            _ => {}
+        }
+        if metadata.get("refused") == Some(&serde_json::Value::Bool(true)) {
+            self.stale_reports_refused += 1;
+        }
+    }
 }
 
 /// Analytics over the stored tasks (spec section 5, R8). Adapters compute

@@ -10,8 +10,8 @@ use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, Text, Timestam
 use diesel_async::RunQueryDsl;
 use orchestrator_domain::{DropletId, TaskStatus};
 use orchestrator_ports::{
-    AnalyticsStore, Percentiles, RoutingStats, StoreResult, TaskPerformance, Throughput, TimeWindow,
-    TypeBreakdown,
+    AnalyticsStore, Percentiles, RescueCounts, RoutingStats, StoreResult, TaskPerformance, Throughput,
+    TimeWindow, TypeBreakdown,
 };
 
 use crate::PgStore;
@@ -73,6 +73,35 @@ struct CountRow {
     key: String,
     #[diesel(sql_type = BigInt)]
     n: i64,
+}
+
+#[derive(QueryableByName)]
+struct RescueRow {
+    #[diesel(sql_type = Nullable<Text>)]
+    capability: Option<String>,
+    #[diesel(sql_type = BigInt)]
+    reassignments: i64,
+    #[diesel(sql_type = BigInt)]
+    ack_timeouts: i64,
+    #[diesel(sql_type = BigInt)]
+    stale_reports_refused: i64,
+    #[diesel(sql_type = BigInt)]
+    deadline_failures: i64,
+    #[diesel(sql_type = BigInt)]
+    deadline_at_risk: i64,
+}
+
+impl From<RescueRow> for RescueCounts {
+    fn from(row: RescueRow) -> Self {
+        RescueCounts {
+            capability: row.capability,
+            reassignments: count(row.reassignments),
+            ack_timeouts: count(row.ack_timeouts),
+            stale_reports_refused: count(row.stale_reports_refused),
+            deadline_failures: count(row.deadline_failures),
+            deadline_at_risk: count(row.deadline_at_risk),
+        }
+    }
 }
 
 #[derive(QueryableByName)]
@@ -172,6 +201,12 @@ impl AnalyticsStore for PgStore {
             .load(&mut conn)
             .await
             .map_err(store_error)?;
+        let rescues: Vec<RescueRow> = diesel::sql_query(RESCUES)
+            .bind::<Timestamp, _>(since)
+            .bind::<Timestamp, _>(until)
+            .load(&mut conn)
+            .await
+            .map_err(store_error)?;
         Ok(RoutingStats {
             time_to_assign_seconds: percentiles(wait.wait),
             assignments_per_droplet: per_droplet
@@ -179,6 +214,11 @@ impl AnalyticsStore for PgStore {
                 .filter_map(|r| Some((r.key.parse::<DropletId>().ok()?, count(r.n))))
                 .collect(),
             pending_without_capable_droplet: stranded.into_iter().map(|r| (r.key, count(r.n))).collect(),
+            rescues: rescues
+                .into_iter()
+                .map(RescueCounts::from)
+                .filter(|c| !c.is_empty())
+                .collect(),
         })
     }
 
@@ -253,3 +293,35 @@ WHERE t.status = 'pending' AND t.required_capability IS NOT NULL
     WHERE d.status = 'active' AND d.capabilities @> jsonb_build_array(t.required_capability)
   )
 GROUP BY t.required_capability";
+
+/// What recovery and fencing did in the window, by capability: from the
+/// history rows they write (see `RescueCounts::count_history`; the partial
+/// index of migration 9 finds them) and the deadline warnings.
+const RESCUES: &str = "\
+WITH rescued AS (
+    SELECT t.required_capability AS capability,
+           count(*) FILTER (WHERE h.metadata->>'recovery' IN ('droplet_inactive', 'not_started'))
+             AS reassignments,
+           count(*) FILTER (WHERE h.metadata->>'recovery' = 'not_started') AS ack_timeouts,
+           count(*) FILTER (WHERE h.metadata->>'refused' = 'true') AS stale_reports_refused,
+           count(*) FILTER (WHERE h.metadata->>'recovery' = 'deadline_passed') AS deadline_failures,
+           0::bigint AS deadline_at_risk
+    FROM task_state_history h JOIN tasks t ON t.id = h.task_id
+    WHERE h.changed_at >= $1 AND h.changed_at < $2
+      AND (h.metadata ? 'recovery' OR h.metadata ? 'refused')
+    GROUP BY t.required_capability
+    UNION ALL
+    SELECT required_capability, 0, 0, 0, 0, count(*)
+    FROM tasks
+    WHERE deadline_risk_at >= $1 AND deadline_risk_at < $2
+    GROUP BY required_capability
+)
+SELECT capability::text AS capability,
+       sum(reassignments)::bigint AS reassignments,
+       sum(ack_timeouts)::bigint AS ack_timeouts,
+       sum(stale_reports_refused)::bigint AS stale_reports_refused,
+       sum(deadline_failures)::bigint AS deadline_failures,
+       sum(deadline_at_risk)::bigint AS deadline_at_risk
+FROM rescued
+GROUP BY capability
+ORDER BY capability NULLS FIRST";

@@ -1422,3 +1422,99 @@ pub async fn attempts_count_assignments_and_refused_reports_are_recorded(stores:
         .await;
     assert!(matches!(missing, Err(StoreError::NotFound { .. })), "{missing:?}");
 }
+
+/// Moves `task` the way recovery does for `reason`, at `time`, with the
+/// history metadata recovery writes.
+async fn recover_at(
+    stores: &Stores,
+    task: &Task,
+    reason: RecoveryReason,
+    time: chrono::DateTime<chrono::Utc>,
+) -> Task {
+    let update = reason.update(task, time).expect("recovery applies");
+    let t = Transition {
+        expected_status: task.status,
+        expected_droplet: task.assigned_droplet_id,
+        task: task.apply(update, Actor::SYSTEM, time).expect("allowed"),
+        record: ChangeRecord {
+            changed_by: Some("system:recovery".into()),
+            reason: None,
+            metadata: Some(serde_json::json!({ "recovery": reason })),
+        },
+    };
+    stores.tasks.apply_transition(t).await.expect("recover")
+}
+
+/// Rescue figures: recovery's history rows, refused reports and deadline
+/// warnings in the window, by required capability.
+pub async fn rescues_are_counted_by_capability(stores: &Stores) {
+    use orchestrator_ports::{RescueCounts, TimeWindow};
+    let now = chrono::Utc::now();
+    let ago = |s: i64| now - chrono::Duration::seconds(s);
+    stores
+        .droplets
+        .register_droplet(registration(8, &["x"]), ago(20_000))
+        .await
+        .expect("register");
+    let make = |capability: Option<&'static str>, due: Option<i64>, created: i64| async move {
+        let mut task = new_task("t", 5, capability);
+        task.deadline = due.map(|s| now + chrono::Duration::seconds(s));
+        stores
+            .tasks
+            .create_task(task, Uuid::new_v4(), by("alice"), ago(created))
+            .await
+            .expect("create")
+    };
+    // Not started in time: taken back, then a late report about it refused.
+    let slow = make(Some("x"), None, 600).await;
+    let slow = apply_at(stores, &slow, TaskUpdate::Assign { droplet_id: 8 }, ago(500)).await;
+    let slow = recover_at(stores, &slow, RecoveryReason::NotStarted, ago(400)).await;
+    let refused = ChangeRecord {
+        changed_by: Some("droplet-8".into()),
+        reason: Some("stale".into()),
+        metadata: Some(serde_json::json!({ "refused": true })),
+    };
+    stores
+        .tasks
+        .record_refused_report(slow.id, slow.status, refused, ago(300))
+        .await
+        .expect("refused report");
+    // Due soon and requiring nothing: warned, then failed at its deadline.
+    let due = make(None, Some(30), 600).await;
+    assert_eq!(
+        stores
+            .tasks
+            .flag_deadline_risks(Duration::from_secs(60), 10)
+            .await
+            .expect("flag")
+            .len(),
+        1
+    );
+    recover_at(stores, &due, RecoveryReason::DeadlinePassed, ago(100)).await;
+    // Before the window: not counted.
+    let old = make(Some("x"), None, 10_000).await;
+    let old = apply_at(stores, &old, TaskUpdate::Assign { droplet_id: 8 }, ago(9_000)).await;
+    recover_at(stores, &old, RecoveryReason::DropletInactive, ago(8_000)).await;
+
+    let window = TimeWindow {
+        since: ago(3_600),
+        until: now + chrono::Duration::seconds(60),
+    };
+    let stats = stores.analytics.routing_stats(window).await.expect("routing");
+    let expected = vec![
+        RescueCounts {
+            capability: None,
+            deadline_failures: 1,
+            deadline_at_risk: 1,
+            ..RescueCounts::default()
+        },
+        RescueCounts {
+            capability: Some("x".into()),
+            reassignments: 1,
+            ack_timeouts: 1,
+            stale_reports_refused: 1,
+            ..RescueCounts::default()
+        },
+    ];
+    assert_eq!(stats.rescues, expected);
+}

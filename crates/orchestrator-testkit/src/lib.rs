@@ -74,6 +74,7 @@ macro_rules! store_contract_tests {
             analytics_describe_a_known_set_of_tasks,
             deadline_risks_are_flagged_once,
             attempts_count_assignments_and_refused_reports_are_recorded,
+            rescues_are_counted_by_capability,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {
