@@ -118,3 +118,51 @@ async fn a_droplet_without_a_message_endpoint_is_not_pestered() {
         "it can still pull its work"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_is_pushed_to_the_droplet_running_the_task() {
+    let app = spawn_app_with(&[("ENABLE_PUSH_DELIVERY", "true")]).await;
+    let (endpoint, fake) = fake_droplet(0);
+    let body = json!({ "droplet_id": 23, "name": "worker", "endpoint": endpoint, "capabilities": ["x"] });
+    app.post("/droplets/register", &app.droplet(23), body).await;
+    let id = app.create_task(4, Some("x")).await;
+    app.wait_for_status(id, "assigned", Duration::from_secs(1)).await;
+    assert_eq!(
+        app.set_status(id, &app.droplet(23), "in_progress").await.status,
+        200
+    );
+    let asked = app
+        .post(
+            &format!("/tasks/{id}/cancel-request"),
+            &app.writer("alice"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(asked.status, 200, "{asked:?}");
+
+    let kinds = || -> Vec<Value> {
+        let received = fake.received.lock().expect("lock");
+        received.iter().map(|m| m["message_type"].clone()).collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !kinds().contains(&json!("task_cancel_requested")) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not pushed: {:?}",
+            kinds()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = fake.received.lock().expect("lock").clone();
+    let message = received
+        .iter()
+        .find(|m| m["message_type"] == "task_cancel_requested")
+        .expect("the cancel request");
+    assert_eq!(message["target"], "droplet-23");
+    assert_eq!(message["payload"]["task"]["id"], id);
+    assert_eq!(message["payload"]["task"]["status"], "in_progress");
+    assert!(
+        message["payload"]["task"]["cancel_requested_at"].is_string(),
+        "{message}"
+    );
+}

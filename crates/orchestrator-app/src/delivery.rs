@@ -1,5 +1,6 @@
 //! Push delivery: when a task is assigned, its droplet is sent a
-//! `task_assignment` message, off the router's path. A failed delivery is
+//! `task_assignment` message, off the router's path; when a running task's
+//! cancel is requested, a `task_cancel_requested` message. A failed delivery is
 //! retried with backoff while the task is still assigned to that droplet;
 //! a droplet that never accepts is handled by the acknowledgement timeout,
 //! and one without a `/message` endpoint is expected to pull instead.
@@ -8,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use orchestrator_domain::{DomainEvent, RetryPolicy, Task, TaskStatus};
-use orchestrator_ports::Dispatcher;
+use orchestrator_domain::{DomainEvent, RetryPolicy, Task};
+use orchestrator_ports::{Dispatcher, TaskNotice};
 use tokio::task::JoinHandle;
 
 use crate::Ports;
@@ -38,58 +39,75 @@ impl Delivery {
         Arc::new(Delivery { ports, dispatcher })
     }
 
-    /// Pushes every assignment made in this process until the handle is aborted.
+    /// Pushes every assignment and cancel request made in this process
+    /// until the handle is aborted.
     pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
         let mut events = self.ports.events.subscribe();
         let delivery = Arc::clone(self);
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
-                if let DomainEvent::TaskAssigned(task) = event {
-                    let delivery = Arc::clone(&delivery);
-                    tokio::spawn(async move { delivery.deliver(task).await });
-                }
+                let (task, notice) = match event {
+                    DomainEvent::TaskAssigned(task) => (task, TaskNotice::Assignment),
+                    DomainEvent::TaskCancelRequested(task) => (task, TaskNotice::CancelRequest),
+                    _ => continue,
+                };
+                let delivery = Arc::clone(&delivery);
+                tokio::spawn(async move { delivery.deliver(task, notice).await });
             }
         })
     }
 
-    /// Delivers one assignment; true when the droplet accepted it.
-    pub async fn deliver(&self, task: Task) -> bool {
+    /// Delivers one notice; true when the droplet accepted it. Retries
+    /// while the task is still where the notice found it.
+    pub async fn deliver(&self, task: Task, notice: TaskNotice) -> bool {
         let Some(droplet_id) = task.assigned_droplet_id else {
             return false;
         };
         let Ok(droplet) = self.ports.droplets.get_droplet(droplet_id).await else {
             return false;
         };
+        let kind = notice.message_type();
         for attempt in 0..ATTEMPTS {
-            match self.dispatcher.deliver_assignment(&droplet, &task).await {
+            match self.dispatcher.deliver(&droplet, &task, notice).await {
                 Ok(()) => {
-                    tracing::debug!(task_id = task.id, droplet_id, "assignment delivered");
+                    tracing::debug!(task_id = task.id, droplet_id, kind, "delivered");
                     return true;
                 }
                 Err(err) if !err.retryable => {
-                    tracing::info!(task_id = task.id, droplet_id, error = %err, "droplet takes no pushes; it may pull");
+                    tracing::info!(task_id = task.id, droplet_id, kind, error = %err, "droplet takes no pushes; it may pull");
                     return false;
                 }
                 Err(err) => {
-                    tracing::warn!(task_id = task.id, droplet_id, attempt, error = %err, "delivery failed; retrying");
+                    tracing::warn!(task_id = task.id, droplet_id, kind, attempt, error = %err, "delivery failed; retrying");
                     tokio::time::sleep(BACKOFF.delay(attempt, rand::random::<f64>())).await;
-                    if !self.still_assigned(&task).await {
+                    if !self.still_where_it_was(&task).await {
                         return false;
                     }
                 }
             }
         }
-        tracing::warn!(
-            task_id = task.id,
-            droplet_id,
-            "delivery abandoned; the acknowledgement timeout takes the task back"
-        );
+        match notice {
+            TaskNotice::Assignment => tracing::warn!(
+                task_id = task.id,
+                droplet_id,
+                "delivery abandoned; the acknowledgement timeout takes the task back"
+            ),
+            TaskNotice::CancelRequest => tracing::warn!(
+                task_id = task.id,
+                droplet_id,
+                "cancel request not delivered; it stays in the task's record and feed"
+            ),
+        }
         false
     }
 
-    async fn still_assigned(&self, task: &Task) -> bool {
-        self.ports.tasks.get_task(task.id).await.is_ok_and(|now| {
-            now.status == TaskStatus::Assigned && now.assigned_droplet_id == task.assigned_droplet_id
-        })
+    /// True while the task has the status and droplet it had when the
+    /// notice was made.
+    async fn still_where_it_was(&self, task: &Task) -> bool {
+        self.ports
+            .tasks
+            .get_task(task.id)
+            .await
+            .is_ok_and(|now| now.status == task.status && now.assigned_droplet_id == task.assigned_droplet_id)
     }
 }

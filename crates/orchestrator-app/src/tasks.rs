@@ -221,6 +221,59 @@ impl TaskService {
 
     /// Cancels a task that has not started; its creator or an admin may.
     pub async fn cancel(&self, caller: &Caller, id: TaskId) -> AppResult<Task> {
+        let task = self.task_to_cancel(caller, id).await?;
+        if task.status == TaskStatus::InProgress {
+            return Err(AppError::InvalidTransition {
+                current: task.status,
+                message: format!(
+                    "task {id} is running and cannot be cancelled outright; \
+                     POST /tasks/{id}/cancel-request asks its droplet to stop it"
+                ),
+            });
+        }
+        let reason = Some(format!("cancelled by {}", caller.subject));
+        self.transition(caller, task, TaskUpdate::Cancel, reason).await
+    }
+
+    /// Asks the droplet running task `id` to stop: records the request in
+    /// the task and its history and publishes `task_cancel_requested`
+    /// (pushed to the droplet, and on `/ws/tasks`). The droplet then fails
+    /// the task (which is not retried) or finishes it anyway. Asking again
+    /// changes nothing.
+    pub async fn request_cancel(&self, caller: &Caller, id: TaskId) -> AppResult<TaskView> {
+        let task = self.task_to_cancel(caller, id).await?;
+        let now = self.ports.clock.now();
+        let next = task
+            .request_cancel(now)
+            .map_err(|e| AppError::InvalidTransition {
+                current: task.status,
+                message: format!("{e} (task {id})"),
+            })?;
+        let Some(next) = next else {
+            return self.view_one(task).await;
+        };
+        let record = ChangeRecord {
+            changed_by: Some(caller.subject.clone()),
+            reason: Some(format!("cancel requested by {}", caller.subject)),
+            metadata: Some(serde_json::json!({
+                "cancel_requested": true,
+                "droplet_id": task.assigned_droplet_id,
+                "attempt": task.attempt,
+            })),
+        };
+        let saved = match self.ports.tasks.record_cancel_request(&next, record).await {
+            Err(StoreError::Conflict(_)) => return Err(self.lost_race(id).await),
+            other => other?,
+        };
+        self.ports
+            .events
+            .publish(DomainEvent::TaskCancelRequested(saved.clone()))
+            .await;
+        self.view_one(saved).await
+    }
+
+    /// Task `id`, if `caller` may cancel it: its creator or an admin.
+    async fn task_to_cancel(&self, caller: &Caller, id: TaskId) -> AppResult<Task> {
         require(caller, Permission::Write)?;
         let task = self.ports.tasks.get_task(id).await?;
         if !(caller.is_admin() || is_creator(caller, &task)) {
@@ -228,8 +281,7 @@ impl TaskService {
                 "only the creator of task {id}, or an admin, may cancel it"
             )));
         }
-        let reason = Some(format!("cancelled by {}", caller.subject));
-        self.transition(caller, task, TaskUpdate::Cancel, reason).await
+        Ok(task)
     }
 
     async fn transition(

@@ -20,6 +20,8 @@ pub enum DomainEvent {
     /// An unfinished task's deadline is nearer than its type usually takes
     /// to run (or the configured floor); sent once per task.
     TaskDeadlineAtRisk(Task),
+    /// Its creator or an admin asked the droplet running it to stop.
+    TaskCancelRequested(Task),
     DropletRegistered(Droplet),
     DropletHealthChanged {
         droplet: Droplet,
@@ -53,7 +55,8 @@ impl DomainEvent {
             | DomainEvent::TaskCancelled(t)
             | DomainEvent::TaskRetried(t)
             | DomainEvent::TaskRequeued(t)
-            | DomainEvent::TaskDeadlineAtRisk(t) => Some(t),
+            | DomainEvent::TaskDeadlineAtRisk(t)
+            | DomainEvent::TaskCancelRequested(t) => Some(t),
             DomainEvent::DropletRegistered(_)
             | DomainEvent::DropletHealthChanged { .. }
             | DomainEvent::DropletHeartbeatMissed(_) => None,
@@ -81,6 +84,7 @@ impl DomainEvent {
             DomainEvent::TaskRetried(_) => "task_retried",
             DomainEvent::TaskRequeued(_) => "task_requeued",
             DomainEvent::TaskDeadlineAtRisk(_) => "task_deadline_at_risk",
+            DomainEvent::TaskCancelRequested(_) => "task_cancel_requested",
             DomainEvent::DropletRegistered(_) => "droplet_registered",
             DomainEvent::DropletHealthChanged { .. } => "droplet_health_changed",
             DomainEvent::DropletHeartbeatMissed(_) => "droplet_heartbeat_missed",
@@ -102,6 +106,7 @@ impl DomainEvent {
             DomainEvent::TaskAssigned(_)
             | DomainEvent::TaskStarted(_)
             | DomainEvent::TaskDeadlineAtRisk(_)
+            | DomainEvent::TaskCancelRequested(_)
             | DomainEvent::DropletHeartbeatMissed(_) => false,
         }
     }

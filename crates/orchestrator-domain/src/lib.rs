@@ -22,4 +22,4 @@ pub use recovery::RecoveryReason;
 pub use retry::RetryPolicy;
 pub use routing::{Candidate, Considered, Explanation, Placement, PlacementRule, RoutingPolicy};
 pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRule};
-pub use task::{HistoryEntry, NewTask, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate};
+pub use task::{CancelRequestError, HistoryEntry, NewTask, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate};

@@ -115,6 +115,11 @@ pub struct Task {
     /// assignment is refused.
     #[serde(default)]
     pub attempt: u32,
+    /// When its creator or an admin asked the droplet running it to stop
+    /// (`POST /tasks/{id}/cancel-request`). A task asked to stop is never
+    /// retried.
+    #[serde(default)]
+    pub cancel_requested_at: Option<DateTime<Utc>>,
 }
 
 /// A change a caller or the system asks of a task; each has one target status.
@@ -223,7 +228,26 @@ impl Task {
 
     /// A failed task may go back to `pending` while its retry budget lasts.
     pub fn can_retry(&self) -> bool {
-        self.status == TaskStatus::Failed && self.retry_count < self.max_retries
+        self.status == TaskStatus::Failed
+            && self.retry_count < self.max_retries
+            && self.cancel_requested_at.is_none()
+    }
+
+    /// The task with a cancel request recorded at `at`: only a running task
+    /// takes one (one not started yet is cancelled outright, a finished one
+    /// has nothing to stop). `Ok(None)` when one was already recorded.
+    pub fn request_cancel(&self, at: DateTime<Utc>) -> Result<Option<Task>, CancelRequestError> {
+        match self.status {
+            TaskStatus::InProgress if self.cancel_requested_at.is_some() => Ok(None),
+            TaskStatus::InProgress => {
+                let mut next = self.clone();
+                next.cancel_requested_at = Some(at);
+                next.updated_at = at;
+                Ok(Some(next))
+            }
+            TaskStatus::Pending | TaskStatus::Assigned => Err(CancelRequestError::NotStarted(self.status)),
+            status => Err(CancelRequestError::Finished(status)),
+        }
     }
 
     /// Nothing will ever move this task again.
@@ -234,6 +258,15 @@ impl Task {
             _ => false,
         }
     }
+}
+
+/// Why a cancel request cannot be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum CancelRequestError {
+    #[error("the task is {0} and not running yet: DELETE cancels it at once")]
+    NotStarted(TaskStatus),
+    #[error("the task is {0}: there is nothing left to stop")]
+    Finished(TaskStatus),
 }
 
 /// A task submission as a client sends it, before validation.
@@ -334,6 +367,7 @@ impl NewTask {
             updated_at: at,
             retry_after: None,
             attempt: 0,
+            cancel_requested_at: None,
         }
     }
 }
@@ -544,5 +578,38 @@ mod tests {
             assert_eq!(status.as_str().parse::<TaskStatus>(), Ok(status));
         }
         assert!("done".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn only_a_running_task_takes_a_cancel_request_and_then_is_not_retried() {
+        let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+        let pending = task();
+        assert_eq!(
+            pending.request_cancel(at(1)),
+            Err(CancelRequestError::NotStarted(TaskStatus::Pending))
+        );
+        let running = pending
+            .apply(TaskUpdate::Assign { droplet_id: 3 }, Actor::SYSTEM, at(1))
+            .and_then(|t| t.apply(TaskUpdate::Start, droplet, at(2)))
+            .expect("running");
+        let asked = running.request_cancel(at(3)).expect("taken").expect("recorded");
+        assert_eq!(asked.cancel_requested_at, Some(at(3)));
+        assert_eq!(asked.status, TaskStatus::InProgress, "the task keeps running");
+        assert_eq!(
+            asked.request_cancel(at(4)),
+            Ok(None),
+            "asking again changes nothing"
+        );
+
+        let failed = asked
+            .apply(TaskUpdate::Fail { error_message: None }, droplet, at(5))
+            .expect("failed");
+        assert!(failed.retry_count < failed.max_retries);
+        assert!(!failed.can_retry(), "a task asked to stop is not retried");
+        assert!(failed.is_final());
+        assert_eq!(
+            failed.request_cancel(at(6)),
+            Err(CancelRequestError::Finished(TaskStatus::Failed))
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{SecondsFormat, Utc};
 use orchestrator_domain::{Droplet, Task};
-use orchestrator_ports::{DeliveryError, Dispatcher, DropletReply, OutgoingMessage, SendError};
+use orchestrator_ports::{DeliveryError, Dispatcher, DropletReply, OutgoingMessage, SendError, TaskNotice};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -54,11 +54,11 @@ fn message_url(droplet: &Droplet) -> String {
 
 #[async_trait]
 impl Dispatcher for HttpDispatcher {
-    async fn deliver_assignment(&self, droplet: &Droplet, task: &Task) -> Result<(), DeliveryError> {
+    async fn deliver(&self, droplet: &Droplet, task: &Task, notice: TaskNotice) -> Result<(), DeliveryError> {
         let envelope = self.envelope(
             droplet,
             task.trace_id,
-            "task_assignment",
+            notice.message_type(),
             &json!({ "task": task }),
         );
         let url = message_url(droplet);

@@ -109,6 +109,26 @@ impl State {
     }
 }
 
+/// A history row that records something without changing the status.
+fn note(
+    id: i64,
+    task_id: TaskId,
+    status: TaskStatus,
+    record: ChangeRecord,
+    at: DateTime<Utc>,
+) -> HistoryEntry {
+    HistoryEntry {
+        id,
+        task_id,
+        from_status: Some(status),
+        to_status: status,
+        changed_by: record.changed_by,
+        reason: record.reason,
+        metadata: record.metadata,
+        changed_at: at,
+    }
+}
+
 #[async_trait]
 impl TaskStore for MemoryStore {
     async fn create_task(
@@ -192,6 +212,29 @@ impl TaskStore for MemoryStore {
         Ok(task)
     }
 
+    async fn record_cancel_request(&self, task: &Task, record: ChangeRecord) -> StoreResult<Task> {
+        let mut state = self.lock();
+        let current = state.tasks.get_mut(&task.id).ok_or(StoreError::NotFound {
+            entity: "task",
+            id: task.id,
+        })?;
+        if current.status != TaskStatus::InProgress
+            || current.assigned_droplet_id != task.assigned_droplet_id
+            || current.cancel_requested_at.is_some()
+        {
+            return Err(StoreError::Conflict(format!(
+                "task {} is no longer running on the droplet it was asked to stop on",
+                task.id
+            )));
+        }
+        let at = task.cancel_requested_at.unwrap_or(task.updated_at);
+        current.cancel_requested_at = Some(at);
+        current.updated_at = at;
+        let saved = current.clone();
+        state.push_history(|id| note(id, task.id, TaskStatus::InProgress, record, at));
+        Ok(saved)
+    }
+
     async fn record_refused_report(
         &self,
         id: TaskId,
@@ -203,18 +246,7 @@ impl TaskStore for MemoryStore {
         if !state.tasks.contains_key(&id) {
             return Err(StoreError::NotFound { entity: "task", id });
         }
-        state.last_history_id += 1;
-        let entry = HistoryEntry {
-            id: state.last_history_id,
-            task_id: id,
-            from_status: Some(status),
-            to_status: status,
-            changed_by: record.changed_by,
-            reason: record.reason,
-            metadata: record.metadata,
-            changed_at: at,
-        };
-        state.history.entry(id).or_default().push(entry);
+        state.push_history(|history_id| note(history_id, id, status, record, at));
         Ok(())
     }
 

@@ -159,6 +159,13 @@ pub trait TaskStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> StoreResult<()>;
 
+    /// Records a cancel request: `task` is the running task with its
+    /// `cancel_requested_at` set. Applied only while the stored task is
+    /// still `in_progress` on `task.assigned_droplet_id` with no request
+    /// recorded (else `Conflict`), together with a history row that keeps
+    /// the status (`in_progress` to `in_progress`).
+    async fn record_cancel_request(&self, task: &Task, record: ChangeRecord) -> StoreResult<Task>;
+
     /// Claims up to `query.limit` pending tasks the router could place now
     /// (not waiting out a retry backoff, judged by the store's clock), in
     /// routing order ([`Task::routing_order`]: priority, then the earlier
@@ -406,6 +413,24 @@ pub trait DropletStore: Send + Sync {
     }
 }
 
+/// What a droplet is told about one of its tasks, by push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskNotice {
+    /// The task was assigned to it: run it.
+    Assignment,
+    /// Its creator or an admin asked it to stop running it.
+    CancelRequest,
+}
+
+impl TaskNotice {
+    pub fn message_type(self) -> &'static str {
+        match self {
+            TaskNotice::Assignment => "task_assignment",
+            TaskNotice::CancelRequest => "task_cancel_requested",
+        }
+    }
+}
+
 /// Why a delivery to a droplet failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -447,8 +472,9 @@ pub enum SendError {
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Dispatcher: Send + Sync {
-    /// Sends the `task_assignment` message for `task` to `droplet`.
-    async fn deliver_assignment(&self, droplet: &Droplet, task: &Task) -> Result<(), DeliveryError>;
+    /// Sends `notice` about `task` to `droplet`: an envelope whose
+    /// `message_type` is the notice's and whose payload is `{"task": …}`.
+    async fn deliver(&self, droplet: &Droplet, task: &Task, notice: TaskNotice) -> Result<(), DeliveryError>;
 
     /// Sends `message` to `droplet`'s `/message` endpoint and returns its
     /// answer, whatever its status.

@@ -376,7 +376,8 @@ WHERE t.id = i.id
       (SELECT d.id FROM droplets d WHERE d.droplet_id = i.expected_droplet)
 RETURNING t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,
           t.priority, t.created_at, t.assigned_at, t.started_at, t.completed_at, t.deadline, t.result,
-          t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after, t.attempt";
+          t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after, t.attempt,
+          t.cancel_requested_at";
 
 #[cfg(test)]
 mod tests {

@@ -93,6 +93,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("retry_after", "timestamp without time zone"),
             ("deadline_risk_at", "timestamp without time zone"),
             ("attempt", "integer"),
+            ("cancel_requested_at", "timestamp without time zone"),
         ],
     ),
     (

@@ -51,6 +51,7 @@ pub(crate) struct TaskRow {
     pub updated_at: Option<NaiveDateTime>,
     pub retry_after: Option<NaiveDateTime>,
     pub attempt: i32,
+    pub cancel_requested_at: Option<NaiveDateTime>,
 }
 
 impl TaskRow {
@@ -87,6 +88,7 @@ impl TaskRow {
             updated_at: self.updated_at.map_or(created_at, utc),
             retry_after: self.retry_after.map(utc),
             attempt: u32::try_from(self.attempt).unwrap_or(0),
+            cancel_requested_at: self.cancel_requested_at.map(utc),
         })
     }
 }

@@ -55,6 +55,7 @@ diesel::table! {
         retry_after -> Nullable<Timestamp>,
         deadline_risk_at -> Nullable<Timestamp>,
         attempt -> Int4,
+        cancel_requested_at -> Nullable<Timestamp>,
     }
 }
 

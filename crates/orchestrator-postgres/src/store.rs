@@ -11,7 +11,7 @@ use deadpool::managed::{Hook, HookError, Metrics};
 use diesel::dsl::count_star;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Double, Integer, Text};
+use diesel::sql_types::{Array, Bool, Double, Integer, Nullable, Text, Timestamp};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -343,6 +343,40 @@ impl TaskStore for PgStore {
         Ok(())
     }
 
+    async fn record_cancel_request(&self, task: &Task, record: ChangeRecord) -> StoreResult<Task> {
+        let key = task_key(task.id)?;
+        let at = task.cancel_requested_at.unwrap_or(task.updated_at);
+        let droplet = task.assigned_droplet_id.map(droplet_key).transpose()?;
+        let mut pooled = self.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        conn.transaction::<_, TxError, _>(async move |conn| {
+            let marked = diesel::sql_query(MARK_CANCEL_REQUESTED)
+                .bind::<Integer, _>(key)
+                .bind::<Timestamp, _>(naive(at))
+                .bind::<Nullable<Integer>, _>(droplet)
+                .execute(conn)
+                .await?;
+            if marked == 0 {
+                return Err(TxError::Store(StoreError::Conflict(format!(
+                    "task {key} is no longer running on the droplet it was asked to stop on"
+                ))));
+            }
+            diesel::insert_into(task_state_history::table)
+                .values(history_row(
+                    key,
+                    Some(TaskStatus::InProgress),
+                    TaskStatus::InProgress,
+                    record,
+                    at,
+                ))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        self.get_task(task.id).await
+    }
+
     async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
         let mut conn = self.conn().await?;
         let capabilities: Vec<String> = query.capabilities.iter().map(|c| c.as_str().to_owned()).collect();
@@ -464,7 +498,7 @@ WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now)
 SELECT t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,
        t.priority, t.created_at, t.assigned_at, t.started_at, t.completed_at, t.deadline, t.result,
        t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after, t.attempt,
-       d.droplet_id AS external_droplet_id,
+       t.cancel_requested_at, d.droplet_id AS external_droplet_id,
        CASE
          WHEN t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress') THEN 'deadline_passed'
          WHEN t.status IN ('assigned', 'in_progress') AND d.status IS DISTINCT FROM 'active' THEN 'droplet_inactive'
@@ -512,6 +546,7 @@ RETURNING tasks.id, tasks.trace_id, tasks.task_type, tasks.title, tasks.descript
           tasks.required_capability, tasks.status, tasks.priority, tasks.created_at, tasks.assigned_at,
           tasks.started_at, tasks.completed_at, tasks.deadline, tasks.result, tasks.error_message,
           tasks.retry_count, tasks.max_retries, tasks.created_by, tasks.updated_at, tasks.retry_after, tasks.attempt,
+          tasks.cancel_requested_at,
           (SELECT d.droplet_id FROM droplets d WHERE d.id = tasks.assigned_droplet_id) AS external_droplet_id";
 
 /// At most `$2` heartbeat rows older than `$1` seconds, oldest first, so
@@ -532,6 +567,12 @@ WHERE status = 'active'
 RETURNING id, droplet_id, name, steward, endpoint, capabilities, status, last_heartbeat, registered_at,
           updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at";
 
+/// `$1` task, `$2` time, `$3` the external id of the droplet running it.
+const MARK_CANCEL_REQUESTED: &str = "\
+UPDATE tasks SET cancel_requested_at = $2, updated_at = $2
+WHERE id = $1 AND status = 'in_progress' AND cancel_requested_at IS NULL
+  AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)";
+
 /// Claims a batch for a lease measured on the database's clock. `SKIP
 /// LOCKED` lets concurrent claims on other replicas pass over rows being
 /// claimed here instead of waiting for them.
@@ -549,7 +590,7 @@ WHERE id IN (
 )
 RETURNING id, trace_id, task_type, title, description, payload, required_capability, status, priority,
           created_at, assigned_at, started_at, completed_at, deadline, result, error_message,
-          retry_count, max_retries, created_by, updated_at, retry_after, attempt";
+          retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at";
 
 #[async_trait]
 impl DropletStore for PgStore {

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{DropletRegistration, DropletStatus, HeartbeatReport, RegistrationDraft};
@@ -91,7 +91,8 @@ async fn quiet_heartbeats_are_written_together_within_a_second_or_two() {
         "first heartbeats are written at once"
     );
 
-    let latest = Utc::now() + chrono::Duration::seconds(30);
+    // Whole microseconds, as PostgreSQL keeps them.
+    let latest = Utc::now().trunc_subsecs(6) + chrono::Duration::seconds(30);
     for id in 1..=20 {
         for step in (0..5).rev() {
             beat(&store, id, latest - chrono::Duration::seconds(step)).await;

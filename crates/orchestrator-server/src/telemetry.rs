@@ -47,9 +47,14 @@ pub fn record_events(ports: &Ports) -> JoinHandle<()> {
     tokio::spawn(async move {
         while let Some(event) = events.next().await {
             let Some(task) = event.task() else { continue };
-            if matches!(event, DomainEvent::TaskDeadlineAtRisk(_)) {
-                counter!("orchestrator_deadline_at_risk_total").increment(1);
-                continue;
+            match event {
+                DomainEvent::TaskDeadlineAtRisk(_) => {
+                    counter!("orchestrator_deadline_at_risk_total").increment(1);
+                    continue;
+                }
+                // Not a transition: the task keeps running.
+                DomainEvent::TaskCancelRequested(_) => continue,
+                _ => {}
             }
             counter!(
                 "orchestrator_task_transitions_total",

@@ -1518,3 +1518,60 @@ pub async fn rescues_are_counted_by_capability(stores: &Stores) {
     ];
     assert_eq!(stats.rescues, expected);
 }
+
+/// A cancel request marks a running task and adds a history row without
+/// changing its status; it survives the task's next move, and is refused
+/// once the task has moved on.
+pub async fn cancel_requests_are_recorded_on_running_tasks(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let task = create(stores, "t", 5, 0).await;
+    let running = start(stores, &assign(stores, &task, 8, 1).await, 2).await;
+    let asked = running.request_cancel(at(3)).expect("running").expect("new");
+    let record = ChangeRecord {
+        changed_by: Some("alice".into()),
+        reason: Some("cancel requested by alice".into()),
+        metadata: Some(serde_json::json!({ "cancel_requested": true })),
+    };
+    let saved = stores
+        .tasks
+        .record_cancel_request(&asked, record.clone())
+        .await
+        .expect("recorded");
+    assert_eq!(
+        (saved.status, saved.cancel_requested_at, saved.assigned_droplet_id),
+        (TaskStatus::InProgress, Some(at(3)), Some(8))
+    );
+    assert!(matches!(
+        stores.tasks.record_cancel_request(&asked, record.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let actor = Actor::from_roles(&[Role::AssignedDroplet]);
+    let failed = stores
+        .tasks
+        .apply_transition(transition(
+            &saved,
+            TaskUpdate::Fail { error_message: None },
+            actor,
+            4,
+        ))
+        .await
+        .expect("fail");
+    assert_eq!(failed.cancel_requested_at, Some(at(3)), "kept by later moves");
+    assert!(!failed.can_retry());
+    assert_eq!(
+        history_statuses(stores, task.id).await[3..],
+        [
+            (Some(TaskStatus::InProgress), TaskStatus::InProgress),
+            (Some(TaskStatus::InProgress), TaskStatus::Failed)
+        ]
+    );
+    let late = failed.clone();
+    assert!(matches!(
+        stores.tasks.record_cancel_request(&late, record).await,
+        Err(StoreError::Conflict(_))
+    ));
+}

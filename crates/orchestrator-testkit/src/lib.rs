@@ -75,6 +75,7 @@ macro_rules! store_contract_tests {
             deadline_risks_are_flagged_once,
             attempts_count_assignments_and_refused_reports_are_recorded,
             rescues_are_counted_by_capability,
+            cancel_requests_are_recorded_on_running_tasks,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

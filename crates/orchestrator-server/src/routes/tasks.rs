@@ -32,6 +32,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(cancel))
                     .default_service(web::to(method_not_allowed)),
             )
+            .service(
+                web::resource("/{task_id}/cancel-request")
+                    .route(web::post().to(request_cancel))
+                    .default_service(web::to(method_not_allowed)),
+            )
             .default_service(web::to(not_found)),
     );
 }
@@ -203,6 +208,17 @@ async fn cancel(
 ) -> Result<Udc<Cancelled>, ApiError> {
     let task = app.tasks.cancel(&caller, id.into_inner()).await?;
     Ok(Udc::ok(cancelled_reply(&task)))
+}
+
+/// Asks the droplet running the task to stop it; answers with the task,
+/// whose `cancel_requested_at` is set.
+async fn request_cancel(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+    id: web::Path<TaskId>,
+) -> Result<Udc<Value>, ApiError> {
+    let view = app.tasks.request_cancel(&caller, id.into_inner()).await?;
+    Ok(Udc::ok(json!({ "task": TaskBody::new(view, None) })))
 }
 
 /// The answer to a cancel (`DELETE /tasks/{id}`, `cancel_task` message).
