@@ -1,12 +1,12 @@
 # Targets mirror CI: fmt, lint (clippy + domain purity), deny, test, run.
 CARGO ?= cargo
 # HTTP suites that run on either store.
-STORE_SUITES := $(foreach t,auth bad_input cancel cors feeds fencing lifecycle management messaging metrics placement public push rate_limits tokens recovery routing transitions,--test $(t))
+STORE_SUITES := $(foreach t,auth bad_input cancel cors feeds fencing lifecycle management messaging metrics openapi placement public push rate_limits tokens recovery routing transitions,--test $(t))
 # (replicas, outage and schema run on PostgreSQL only.)
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test bench fmt fmt-check lint clippy purity deny ci
+.PHONY: run build test fuzz-api bench fmt fmt-check lint clippy purity deny ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -28,6 +28,13 @@ test:
 		$(CARGO) test --workspace --no-fail-fast && \
 		ORCHESTRATOR_TEST_STORE=memory $(CARGO) test -p orchestrator-tests $(STORE_SUITES) --no-fail-fast; \
 	fi
+
+## Fuzz the HTTP API from its own OpenAPI document (schemathesis, installed
+## into target/ on first use), on both stores: zero 5xx, zero answers that
+## break the document.
+fuzz-api:
+	scripts/fuzz-api memory
+	scripts/fuzz-api postgres
 
 ## Print the lifecycle benchmark's figures (see docs/benchmarks.md).
 bench:
@@ -54,4 +61,4 @@ purity:
 deny:
 	$(CARGO) deny check licenses bans sources
 
-ci: fmt-check lint test deny
+ci: fmt-check lint test fuzz-api deny

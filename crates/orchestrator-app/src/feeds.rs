@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use crate::Ports;
 
 /// The two feeds of the spec.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Feed {
@@ -94,6 +95,7 @@ pub enum FeedError {
 }
 
 /// `GET /ws/status`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FeedStatus {
     pub connections: BTreeMap<Feed, usize>,

@@ -28,7 +28,7 @@ pub use management::{ManagementService, Tunables};
 pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService};
 pub use metrics::{MetricsService, Performance, Summary, TimeRange};
 pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
-pub use router::{Router, RouterHandle};
+pub use router::{PlacementRecord, Router, RouterHandle};
 pub use scheduler::{JobStatus, Scheduler, SchedulerHandle};
 pub use status::{StatusService, StatusSnapshot};
 pub use tasks::{TaskDetails, TaskService, TaskView};

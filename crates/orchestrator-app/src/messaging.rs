@@ -27,6 +27,7 @@ pub struct MessageRequest {
 }
 
 /// How a broadcast went for one droplet.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BroadcastOutcome {
     pub droplet_id: DropletId,

@@ -14,6 +14,7 @@ use crate::authz::require;
 use crate::{AppResult, Ports};
 
 /// The ranges a client may ask for (`time_range`).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum TimeRange {
     #[serde(rename = "1h")]
@@ -53,6 +54,7 @@ impl TimeRange {
 }
 
 /// `GET /metrics/summary`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub time_range: TimeRange,
@@ -66,6 +68,7 @@ pub struct Summary {
 }
 
 /// `GET /metrics/tasks/performance` and the droplet performance.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Performance {
     pub time_range: TimeRange,

@@ -218,13 +218,14 @@ impl Router {
             record: ChangeRecord {
                 changed_by: Some("system:router".into()),
                 reason: Some(format!("routed to droplet {droplet_id}")),
-                metadata: Some(serde_json::json!({
-                    "droplet_id": droplet_id,
-                    "rule": rule,
-                    "router": self.instance,
-                    "candidates_total": considered.len(),
-                    "candidates": &considered[..considered.len().min(EXPLAINED_CANDIDATES)],
-                })),
+                metadata: serde_json::to_value(PlacementRecord {
+                    droplet_id,
+                    rule,
+                    router: self.instance,
+                    candidates_total: considered.len(),
+                    candidates: considered.into_iter().take(EXPLAINED_CANDIDATES).collect(),
+                })
+                .ok(),
             },
         };
         self.ports.tasks.apply_transition(transition).await
@@ -306,6 +307,23 @@ fn routable_query(candidates: &[Candidate]) -> Option<RoutableQuery> {
 /// Candidates recorded with an assignment, the best ranked first: enough to
 /// see why, without making a history row grow with the fleet.
 const EXPLAINED_CANDIDATES: usize = 20;
+
+/// Why an assignment went where it did: the `metadata` of its
+/// `pending → assigned` history row.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PlacementRecord {
+    /// The droplet chosen.
+    pub droplet_id: orchestrator_domain::DropletId,
+    /// The rule that settled it.
+    pub rule: orchestrator_domain::PlacementRule,
+    /// The router (process) that made it.
+    pub router: uuid::Uuid,
+    /// Every active droplet with the capability.
+    pub candidates_total: usize,
+    /// The first of them, ranked as the policy ranked them (eligible first).
+    pub candidates: Vec<orchestrator_domain::Considered>,
+}
 
 /// An assignment decided in memory, with what it was chosen among.
 struct Plan {

@@ -36,6 +36,7 @@ pub trait Job: Send + Sync {
 }
 
 /// A job as `GET /management/scheduler/jobs` shows it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct JobStatus {
     pub id: &'static str,

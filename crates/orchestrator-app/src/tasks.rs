@@ -33,6 +33,7 @@ pub struct TaskDetails {
 }
 
 /// Why a pending task has not been assigned yet, as of the moment asked.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum PendingReason {

@@ -24,6 +24,7 @@ pub const MAX_DROPLET_ID: DropletId = i32::MAX as DropletId;
 
 /// Something a droplet can do, such as `code_verification`: letters, digits
 /// and `_ - . :`, at most 100 characters.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Capability(String);
@@ -68,6 +69,7 @@ impl fmt::Display for Capability {
 }
 
 /// A droplet's health as the orchestrator sees it. Only `active` droplets get work.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropletStatus {
@@ -114,6 +116,7 @@ impl std::str::FromStr for DropletStatus {
 }
 
 /// A registered droplet.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Droplet {
     pub droplet_id: DropletId,
@@ -148,17 +151,24 @@ impl Droplet {
 }
 
 /// A registration as a droplet sends it, before validation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrationDraft {
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2147483647))]
     pub droplet_id: i64,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steward: Option<String>,
+    /// Where the droplet takes messages: `{endpoint}/message`.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^https?://[^\s]+$", max_length = 255))]
     pub endpoint: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(max_items = 100, inline))]
     pub capabilities: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub max_concurrent_tasks: Option<i64>,
 }
 
@@ -249,6 +259,7 @@ fn parse_capacity(value: Option<i64>) -> Result<u32, ValidationError> {
 }
 
 /// A heartbeat as a droplet sends it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeartbeatReport {

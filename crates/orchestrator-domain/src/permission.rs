@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{DropletId, ValidationError};
 
 /// What a token lets its holder do. Ordered: `Read < Write < Admin`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Permission {

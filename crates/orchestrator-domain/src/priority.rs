@@ -9,6 +9,22 @@ use crate::ValidationError;
 #[serde(try_from = "i64", into = "i64")]
 pub struct Priority(u8);
 
+/// An integer from 1 to 10, as the API reads and writes it.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Priority {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(1))
+            .maximum(Some(10))
+            .description(Some("1 (the most urgent) to 10; 5 when not given"))
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Priority {}
+
 impl Priority {
     pub const HIGHEST: Priority = Priority(1);
     pub const LOWEST: Priority = Priority(10);

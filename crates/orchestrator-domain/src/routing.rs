@@ -44,6 +44,7 @@ impl Candidate {
 }
 
 /// The rule that settled a placement.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlacementRule {
@@ -72,6 +73,7 @@ pub enum Placement {
 }
 
 /// A capable droplet as the policy weighed it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Considered {
     pub droplet_id: DropletId,

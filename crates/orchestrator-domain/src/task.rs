@@ -22,6 +22,7 @@ pub const MAX_RETRIES_LIMIT: u32 = 100;
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 
 /// Where a task is in its life. See [`crate::state_machine`] for the moves.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskStatus {
@@ -84,6 +85,7 @@ impl FromStr for TaskStatus {
 }
 
 /// A task as the orchestrator tracks it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     pub id: TaskId,
@@ -270,18 +272,24 @@ pub enum CancelRequestError {
 }
 
 /// A task submission as a client sends it, before validation.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskDraft {
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 50))]
     pub task_type: String,
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub title: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
     pub required_capability: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
     pub priority: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub max_retries: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
@@ -388,6 +396,7 @@ fn parse_max_retries(value: Option<i64>) -> Result<u32, ValidationError> {
 }
 
 /// One row of a task's audit trail.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub id: i64,
@@ -397,6 +406,10 @@ pub struct HistoryEntry {
     pub to_status: TaskStatus,
     pub changed_by: Option<String>,
     pub reason: Option<String>,
+    /// Details of the change. An assignment's (`pending` to `assigned`) says
+    /// why that droplet was chosen (`PlacementRecord`); recovery's name the
+    /// `recovery` reason; a refused report has `refused: true`; a cancel
+    /// request has `cancel_requested: true`.
     pub metadata: Option<Value>,
     pub changed_at: DateTime<Utc>,
 }

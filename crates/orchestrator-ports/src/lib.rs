@@ -210,6 +210,7 @@ pub struct TimeWindow {
 
 /// Percentiles of a duration in seconds, interpolated as PostgreSQL's
 /// `percentile_cont` does; `None` when nothing was measured.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
 pub struct Percentiles {
     pub p50: Option<f64>,
@@ -218,6 +219,7 @@ pub struct Percentiles {
 }
 
 /// Tasks created, and tasks finished (`completed` or `failed`), in a window.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Throughput {
     pub created: u64,
@@ -225,6 +227,7 @@ pub struct Throughput {
 }
 
 /// How the tasks that finished in a window fared.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct TaskPerformance {
     /// Tasks that reached `completed` or `failed` in the window.
@@ -238,6 +241,7 @@ pub struct TaskPerformance {
 }
 
 /// The tasks of one type created in a window, by status now.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct TypeBreakdown {
     pub task_type: String,
@@ -246,6 +250,7 @@ pub struct TypeBreakdown {
 }
 
 /// Routing in a window.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct RoutingStats {
     /// From creation to (the last) assignment, for tasks assigned in the window.
@@ -260,6 +265,7 @@ pub struct RoutingStats {
 }
 
 /// What recovery and fencing did in a window for tasks of one capability.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct RescueCounts {
     pub capability: Option<String>,

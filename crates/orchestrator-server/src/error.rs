@@ -31,12 +31,34 @@ pub enum ApiError {
     RateLimited { retry_after: u64, limit: u32 },
     #[error("no endpoint at this path")]
     RouteNotFound,
-    #[error("this endpoint does not accept that method")]
-    MethodNotAllowed,
+    #[error("this endpoint takes {allow} only")]
+    MethodNotAllowed { allow: &'static str },
     /// A fault of ours, never of the client's request.
     #[error("internal error: {0}")]
     Internal(String),
 }
+
+/// Every `error.code` an answer may carry.
+pub const ERROR_CODES: &[&str] = &[
+    "not_found",
+    "forbidden",
+    "invalid_transition",
+    "conflict",
+    "stale_attempt",
+    "validation_failed",
+    "store_unavailable",
+    "droplet_unreachable",
+    "droplet_timeout",
+    "rate_limited",
+    "unauthorized",
+    "malformed_json",
+    "invalid_path",
+    "invalid_query",
+    "payload_too_large",
+    "unsupported_media_type",
+    "method_not_allowed",
+    "internal_error",
+];
 
 /// The error body of a response, kept on it so that the envelope layer can
 /// re-wrap it for authenticated endpoints.
@@ -63,7 +85,7 @@ impl ApiError {
             ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -124,7 +146,7 @@ impl ResponseError for ApiError {
             }
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -144,11 +166,72 @@ impl ResponseError for ApiError {
             ApiError::RateLimited { retry_after, .. } => {
                 response.insert_header((header::RETRY_AFTER, retry_after.to_string()));
             }
+            ApiError::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, *allow));
+            }
             _ => {}
         }
         let body = self.body();
         let mut response = response.json(&body);
         response.extensions_mut().insert(ErrorBody(body));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use orchestrator_domain::{TaskStatus, ValidationError};
+
+    use super::*;
+
+    /// One error of each kind the server can answer with.
+    fn every_error() -> Vec<ApiError> {
+        let text = || "x".to_owned();
+        vec![
+            ApiError::App(AppError::NotFound {
+                entity: "task",
+                id: 1,
+            }),
+            ApiError::App(AppError::UnknownName {
+                entity: "job",
+                name: text(),
+            }),
+            ApiError::App(AppError::Forbidden(text())),
+            ApiError::App(AppError::InvalidTransition {
+                current: TaskStatus::Pending,
+                message: text(),
+            }),
+            ApiError::App(AppError::Conflict(text())),
+            ApiError::App(AppError::StaleAttempt {
+                current: TaskStatus::InProgress,
+                attempt: 2,
+                message: text(),
+            }),
+            ApiError::App(AppError::Validation(ValidationError::new("f", "m"))),
+            ApiError::App(AppError::Unavailable(text())),
+            ApiError::App(AppError::DropletUnreachable(text())),
+            ApiError::App(AppError::DropletTimedOut(text())),
+            ApiError::Unauthorized(text()),
+            ApiError::MalformedBody(text()),
+            ApiError::InvalidBody(text()),
+            ApiError::InvalidPath(text()),
+            ApiError::InvalidQuery(text()),
+            ApiError::UnsupportedMediaType(text()),
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::RateLimited {
+                retry_after: 1,
+                limit: 1,
+            },
+            ApiError::RouteNotFound,
+            ApiError::MethodNotAllowed { allow: "GET" },
+            ApiError::Internal(text()),
+        ]
+    }
+
+    #[test]
+    fn the_documented_codes_are_exactly_the_codes_answered() {
+        let answered: std::collections::BTreeSet<&str> = every_error().iter().map(ApiError::code).collect();
+        let documented: std::collections::BTreeSet<&str> = ERROR_CODES.iter().copied().collect();
+        assert_eq!(answered, documented);
     }
 }

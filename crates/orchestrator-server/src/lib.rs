@@ -4,6 +4,7 @@ pub mod auth;
 pub mod envelope;
 pub mod error;
 pub mod limits;
+pub mod openapi;
 pub mod process_stats;
 pub mod routes;
 pub mod settings;

@@ -99,6 +99,9 @@ pub struct Settings {
     pub broadcast_rate_limit: u32,
     /// `ENABLE_METRICS`: serve Prometheus metrics at `GET /metrics`.
     pub enable_metrics: bool,
+    /// `ENABLE_SWAGGER`: serve Swagger UI at `/docs` (on by default in
+    /// development only); `/openapi.json` is always served.
+    pub enable_swagger: bool,
     /// `RATE_LIMIT_PER_MINUTE`: requests one caller (or client address) may make a minute.
     pub rate_limit: u32,
     /// `CORS_ORIGINS`: the browser origins allowed to call the API.
@@ -160,6 +163,7 @@ impl Settings {
             send_timeout: reader.seconds("SEND_TIMEOUT_SECONDS", 10),
             broadcast_rate_limit: reader.positive("BROADCAST_RATE_LIMIT_PER_MINUTE", 10),
             enable_metrics: reader.flag("ENABLE_METRICS", true),
+            enable_swagger: reader.flag("ENABLE_SWAGGER", environment == Environment::Development),
             rate_limit: reader.positive("RATE_LIMIT_PER_MINUTE", 100),
             cors_origins: reader.origins("CORS_ORIGINS"),
             cors_allow_credentials: reader.flag("CORS_ALLOW_CREDENTIALS", false),

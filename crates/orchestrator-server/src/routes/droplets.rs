@@ -2,29 +2,30 @@
 
 use actix_web::{middleware::from_fn, web};
 use chrono::{DateTime, Utc};
-use orchestrator_domain::{Capability, DropletId, DropletStatus, HeartbeatReport, RegistrationDraft};
+use orchestrator_domain::{
+    Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, RegistrationDraft,
+};
 use orchestrator_ports::{DropletChange, DropletFilter};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
 use crate::envelope::{Body, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::{method_not_allowed, not_found};
+use crate::routes::{not_found, resource};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
     cfg.service(
         web::scope("/droplets")
             .wrap(from_fn(envelope_errors))
-            .service(resource("").route(web::get().to(list)))
-            .service(resource("/register").route(web::post().to(register)))
-            .service(resource("/{droplet_id}").route(web::get().to(get)))
-            .service(resource("/{droplet_id}/heartbeat").route(web::post().to(heartbeat)))
-            .service(resource("/{droplet_id}/activate").route(web::post().to(activate)))
-            .service(resource("/{droplet_id}/deactivate").route(web::post().to(deactivate)))
-            .service(resource("/{droplet_id}/capabilities").route(web::get().to(capabilities)))
+            .service(resource("", "GET").route(web::get().to(list)))
+            .service(resource("/register", "POST").route(web::post().to(register)))
+            .service(resource("/{droplet_id}", "GET").route(web::get().to(get)))
+            .service(resource("/{droplet_id}/heartbeat", "POST").route(web::post().to(heartbeat)))
+            .service(resource("/{droplet_id}/activate", "POST").route(web::post().to(activate)))
+            .service(resource("/{droplet_id}/deactivate", "POST").route(web::post().to(deactivate)))
+            .service(resource("/{droplet_id}/capabilities", "GET").route(web::get().to(capabilities)))
             .default_service(web::to(not_found)),
     );
 }
@@ -35,23 +36,49 @@ fn next_deadline(last: Option<DateTime<Utc>>, app: &AppState) -> Option<f64> {
     last.map(|t| (t + timeout).timestamp_millis() as f64 / 1000.0)
 }
 
-async fn register(
+/// The answer to a registration.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Registered {
+    droplet_id: DropletId,
+    name: String,
+    status: DropletStatus,
+    capabilities: Vec<Capability>,
+    max_concurrent_tasks: u32,
+    registered_at: DateTime<Utc>,
+    /// How often to send heartbeats (`HEARTBEAT_CHECK_INTERVAL`).
+    heartbeat_interval_seconds: u64,
+    /// Unix seconds by which the next heartbeat must arrive.
+    next_heartbeat_deadline: Option<f64>,
+}
+
+/// Registers a droplet, or updates the one with this `droplet_id`.
+#[utoipa::path(
+    post,
+    path = "/droplets/register",
+    tag = "droplets",
+    request_body = RegistrationDraft,
+    responses(
+        (status = 201, description = "Registered", body = Registered),
+        (status = 200, description = "Already known: updated", body = Registered),
+    ),
+)]
+pub(crate) async fn register(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     Body(draft): Body<RegistrationDraft>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<Registered>, ApiError> {
     let change = app.droplets.register(&caller, draft).await?;
-    let d = &change.droplet;
-    let body = json!({
-        "droplet_id": d.droplet_id,
-        "name": d.name,
-        "status": d.status,
-        "capabilities": d.capabilities,
-        "max_concurrent_tasks": d.max_concurrent_tasks,
-        "registered_at": d.registered_at,
-        "heartbeat_interval_seconds": app.management.tunables().heartbeat_check_interval.as_secs(),
-        "next_heartbeat_deadline": next_deadline(d.last_heartbeat, &app),
-    });
+    let d = change.droplet;
+    let body = Registered {
+        next_heartbeat_deadline: next_deadline(d.last_heartbeat, &app),
+        droplet_id: d.droplet_id,
+        name: d.name,
+        status: d.status,
+        capabilities: d.capabilities,
+        max_concurrent_tasks: d.max_concurrent_tasks,
+        registered_at: d.registered_at,
+        heartbeat_interval_seconds: app.management.tunables().heartbeat_check_interval.as_secs(),
+    };
     Ok(if change.previous_status.is_none() {
         Udc::created(body)
     } else {
@@ -59,33 +86,71 @@ async fn register(
     })
 }
 
-async fn heartbeat(
+/// The answer to a heartbeat.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HeartbeatAck {
+    droplet_id: DropletId,
+    status: DropletStatus,
+    last_heartbeat: Option<DateTime<Utc>>,
+    /// Unix seconds by which the next heartbeat must arrive.
+    next_heartbeat_deadline: Option<f64>,
+}
+
+/// A sign of life; an inactive droplet that beats is active again (unless
+/// an admin deactivated it).
+#[utoipa::path(
+    post,
+    path = "/droplets/{droplet_id}/heartbeat",
+    tag = "droplets",
+    params(("droplet_id" = i64, Path, description = "The droplet's id")),
+    request_body(content = HeartbeatReport, description = "Optional: an empty body means `active`"),
+    responses((status = 200, description = "Recorded", body = HeartbeatAck)),
+)]
+pub(crate) async fn heartbeat(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<DropletId>,
     Body(report): Body<HeartbeatReport>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<HeartbeatAck>, ApiError> {
     let change = app.droplets.heartbeat(&caller, id.into_inner(), report).await?;
-    Ok(Udc::ok(json!({
-        "droplet_id": change.droplet.droplet_id,
-        "status": change.droplet.status,
-        "last_heartbeat": change.droplet.last_heartbeat,
-        "next_heartbeat_deadline": next_deadline(change.droplet.last_heartbeat, &app),
-    })))
+    Ok(Udc::ok(HeartbeatAck {
+        droplet_id: change.droplet.droplet_id,
+        status: change.droplet.status,
+        last_heartbeat: change.droplet.last_heartbeat,
+        next_heartbeat_deadline: next_deadline(change.droplet.last_heartbeat, &app),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    #[param(value_type = Option<DropletStatus>)]
     status: Option<String>,
+    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,100}$")]
     capability: Option<String>,
 }
 
-async fn list(
+/// The droplet directory.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DropletList {
+    droplets: Vec<Droplet>,
+    total: usize,
+}
+
+/// Lists droplets, by status and capability.
+#[utoipa::path(
+    get,
+    path = "/droplets",
+    tag = "droplets",
+    params(ListQuery),
+    responses((status = 200, description = "The droplets, by id", body = DropletList)),
+)]
+pub(crate) async fn list(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     query: web::Query<ListQuery>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<DropletList>, ApiError> {
     let query = query.into_inner();
     let invalid = |e: orchestrator_domain::ValidationError| ApiError::App(e.into());
     let filter = DropletFilter {
@@ -103,52 +168,114 @@ async fn list(
             .map_err(invalid)?,
     };
     let droplets = app.droplets.list(&caller, filter).await?;
-    Ok(Udc::ok(json!({ "droplets": droplets, "total": droplets.len() })))
+    Ok(Udc::ok(droplet_list(droplets)))
 }
 
-async fn get(
+pub(crate) fn droplet_list(droplets: Vec<Droplet>) -> DropletList {
+    DropletList {
+        total: droplets.len(),
+        droplets,
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DropletReply {
+    droplet: Droplet,
+}
+
+/// One droplet.
+#[utoipa::path(
+    get,
+    path = "/droplets/{droplet_id}",
+    tag = "droplets",
+    params(("droplet_id" = i64, Path, description = "The droplet's id")),
+    responses((status = 200, description = "The droplet", body = DropletReply)),
+)]
+pub(crate) async fn get(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<DropletId>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<DropletReply>, ApiError> {
     let droplet = app.droplets.get(&caller, id.into_inner()).await?;
-    Ok(Udc::ok(json!({ "droplet": droplet })))
+    Ok(Udc::ok(DropletReply { droplet }))
 }
 
-async fn capabilities(
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DropletCapabilities {
+    droplet_id: DropletId,
+    capabilities: Vec<Capability>,
+}
+
+/// What a droplet can do.
+#[utoipa::path(
+    get,
+    path = "/droplets/{droplet_id}/capabilities",
+    tag = "droplets",
+    params(("droplet_id" = i64, Path, description = "The droplet's id")),
+    responses((status = 200, description = "Its capabilities", body = DropletCapabilities)),
+)]
+pub(crate) async fn capabilities(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<DropletId>,
-) -> Result<Udc<Value>, ApiError> {
-    let id = id.into_inner();
-    let capabilities: Vec<Capability> = app.droplets.capabilities(&caller, id).await?;
-    Ok(Udc::ok(json!({ "droplet_id": id, "capabilities": capabilities })))
-}
-
-fn status_change(change: DropletChange) -> Udc<Value> {
-    Udc::ok(json!({
-        "droplet_id": change.droplet.droplet_id,
-        "status": change.droplet.status,
-        "previous_status": change.previous_status,
-        "updated_at": change.droplet.updated_at,
+) -> Result<Udc<DropletCapabilities>, ApiError> {
+    let droplet_id = id.into_inner();
+    let capabilities: Vec<Capability> = app.droplets.capabilities(&caller, droplet_id).await?;
+    Ok(Udc::ok(DropletCapabilities {
+        droplet_id,
+        capabilities,
     }))
 }
 
-async fn activate(
+/// The answer to an admin's activate or deactivate.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatusChanged {
+    droplet_id: DropletId,
+    status: DropletStatus,
+    previous_status: Option<DropletStatus>,
+    updated_at: DateTime<Utc>,
+}
+
+fn status_change(change: DropletChange) -> Udc<StatusChanged> {
+    Udc::ok(StatusChanged {
+        droplet_id: change.droplet.droplet_id,
+        status: change.droplet.status,
+        previous_status: change.previous_status,
+        updated_at: change.droplet.updated_at,
+    })
+}
+
+/// Puts a droplet back into service (admin).
+#[utoipa::path(
+    post,
+    path = "/droplets/{droplet_id}/activate",
+    tag = "droplets",
+    params(("droplet_id" = i64, Path, description = "The droplet's id")),
+    responses((status = 200, description = "Active", body = StatusChanged)),
+)]
+pub(crate) async fn activate(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<DropletId>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<StatusChanged>, ApiError> {
     Ok(status_change(
         app.droplets.activate(&caller, id.into_inner()).await?,
     ))
 }
 
-async fn deactivate(
+/// Takes a droplet out of service (admin); heartbeats do not undo it.
+#[utoipa::path(
+    post,
+    path = "/droplets/{droplet_id}/deactivate",
+    tag = "droplets",
+    params(("droplet_id" = i64, Path, description = "The droplet's id")),
+    responses((status = 200, description = "Inactive", body = StatusChanged)),
+)]
+pub(crate) async fn deactivate(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<DropletId>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<StatusChanged>, ApiError> {
     Ok(status_change(
         app.droplets.deactivate(&caller, id.into_inner()).await?,
     ))

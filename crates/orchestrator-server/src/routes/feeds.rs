@@ -4,34 +4,46 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpRequest, HttpResponse, http::header, web};
+use actix_web::{HttpRequest, HttpResponse, http::header, middleware::from_fn, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use futures_util::StreamExt;
 use orchestrator_app::{AppError, Feed, FeedError, FeedFilter, FeedMessage, FeedStatus, Subscription};
 use orchestrator_domain::{Caller, Capability, DropletId, Permission};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::auth::{Authenticated, JwtKeys};
-use crate::envelope::Udc;
+use crate::envelope::{Udc, envelope_errors};
 use crate::error::ApiError;
+use crate::routes::{not_found, resource};
 use crate::startup::AppState;
 
 /// How long a close frame may wait for a client that has stopped reading.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws/tasks", web::get().to(tasks_feed))
-        .route("/ws/droplets", web::get().to(droplets_feed))
-        .route("/ws/status", web::get().to(status));
+    cfg.service(
+        web::scope("/ws")
+            .wrap(from_fn(envelope_errors))
+            .service(resource("/tasks", "GET").route(web::get().to(tasks_feed)))
+            .service(resource("/droplets", "GET").route(web::get().to(droplets_feed)))
+            .service(resource("/status", "GET").route(web::get().to(status)))
+            .default_service(web::to(not_found)),
+    );
 }
 
 /// The query of a feed: the token and the optional filters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct FeedQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct FeedQuery {
+    /// The bearer token, for clients that cannot set a header.
     token: Option<String>,
+    /// Only tasks of this type.
     task_type: Option<String>,
+    /// Only tasks requiring it, or droplets offering it.
     capability: Option<String>,
+    /// Only tasks assigned to it, or that droplet's own events.
     droplet_id: Option<DropletId>,
 }
 
@@ -51,7 +63,16 @@ impl FeedQuery {
     }
 }
 
-async fn tasks_feed(
+/// The task events as they are committed, in order for each task:
+/// `{"event", "data", "timestamp"}` text frames.
+#[utoipa::path(
+    get,
+    path = "/ws/tasks",
+    tag = "feeds",
+    params(FeedQuery),
+    responses((status = 101, description = "Switching to the WebSocket protocol")),
+)]
+pub(crate) async fn tasks_feed(
     req: HttpRequest,
     body: web::Payload,
     query: web::Query<FeedQuery>,
@@ -60,7 +81,15 @@ async fn tasks_feed(
     open(Feed::Tasks, &req, body, &query, &app)
 }
 
-async fn droplets_feed(
+/// The droplet events: registrations, health changes, missed heartbeats.
+#[utoipa::path(
+    get,
+    path = "/ws/droplets",
+    tag = "feeds",
+    params(FeedQuery),
+    responses((status = 101, description = "Switching to the WebSocket protocol")),
+)]
+pub(crate) async fn droplets_feed(
     req: HttpRequest,
     body: web::Payload,
     query: web::Query<FeedQuery>,
@@ -174,8 +203,14 @@ async fn close(session: Session, code: CloseCode, reason: &str) {
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(Some(reason))).await;
 }
 
-/// `GET /ws/status`: connections per feed and per caller, messages sent, clients dropped.
-async fn status(
+/// Connections per feed and per caller, messages sent, clients dropped.
+#[utoipa::path(
+    get,
+    path = "/ws/status",
+    tag = "feeds",
+    responses((status = 200, description = "The feeds' figures", body = FeedStatus)),
+)]
+pub(crate) async fn status(
     Authenticated(caller): Authenticated,
     app: web::Data<AppState>,
 ) -> Result<Udc<FeedStatus>, ApiError> {

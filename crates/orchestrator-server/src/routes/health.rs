@@ -3,10 +3,12 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{SecondsFormat, Utc};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::process_stats::ProcessStats;
+use crate::routes::resource;
 use crate::startup::AppState;
 
 /// What this build can do; features arrive here as they are built.
@@ -23,24 +25,52 @@ pub const FEATURES: &[&str] = &[
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health))
-        .route("/capabilities", web::get().to(capabilities))
-        .route("/state", web::get().to(state))
-        .route("/dependencies", web::get().to(dependencies));
+    cfg.service(resource("/health", "GET").route(web::get().to(health)))
+        .service(resource("/capabilities", "GET").route(web::get().to(capabilities)))
+        .service(resource("/state", "GET").route(web::get().to(state)))
+        .service(resource("/dependencies", "GET").route(web::get().to(dependencies)));
 }
 
-async fn health(app: web::Data<AppState>) -> HttpResponse {
+/// `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Health {
+    id: i64,
+    name: String,
+    steward: String,
+    /// `active` while the store answers, `error` (HTTP 503) while it does not.
+    status: String,
+    endpoint: String,
+    updated_at: String,
+    message: String,
+}
+
+/// Whether the orchestrator can serve: `active` while its store answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "public",
+    responses(
+        (status = 200, description = "Serving", body = Health),
+        (status = 503, description = "The task store is unavailable", body = Health),
+    ),
+)]
+pub(crate) async fn health(app: web::Data<AppState>) -> HttpResponse {
     let up = app.status.store_is_up().await;
     let identity = &app.settings.identity;
-    let body = json!({
-        "id": identity.droplet_id,
-        "name": identity.name,
-        "steward": identity.steward,
-        "status": if up { "active" } else { "error" },
-        "endpoint": identity.endpoint,
-        "updated_at": Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-        "message": if up { "All systems operational" } else { "The task store is unavailable" },
-    });
+    let body = Health {
+        id: identity.droplet_id,
+        name: identity.name.clone(),
+        steward: identity.steward.clone(),
+        status: if up { "active" } else { "error" }.to_owned(),
+        endpoint: identity.endpoint.clone(),
+        updated_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        message: if up {
+            "All systems operational"
+        } else {
+            "The task store is unavailable"
+        }
+        .to_owned(),
+    };
     if up {
         HttpResponse::Ok().json(body)
     } else {
@@ -48,35 +78,105 @@ async fn health(app: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn capabilities() -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "features": FEATURES,
-        "dependencies": ["registry"],
-        "udc_version": crate::envelope::UDC_VERSION,
+/// `GET /capabilities`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Capabilities {
+    version: &'static str,
+    features: &'static [&'static str],
+    dependencies: &'static [&'static str],
+    udc_version: &'static str,
+}
+
+/// What this build can do.
+#[utoipa::path(
+    get,
+    path = "/capabilities",
+    tag = "public",
+    responses((status = 200, description = "Version and features", body = Capabilities)),
+)]
+pub(crate) async fn capabilities() -> HttpResponse {
+    HttpResponse::Ok().json(Capabilities {
+        version: env!("CARGO_PKG_VERSION"),
+        features: FEATURES,
+        dependencies: &["registry"],
+        udc_version: crate::envelope::UDC_VERSION,
+    })
+}
+
+/// `GET /state`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct State {
+    cpu_percent: Option<f64>,
+    memory_mb: Option<f64>,
+    uptime_seconds: u64,
+    custom_metrics: CustomMetrics,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CustomMetrics {
+    tasks_active: u64,
+    tasks_pending: u64,
+    tasks_completed: u64,
+    tasks_failed: u64,
+    droplets_active: u64,
+    droplets_total: u64,
+    num_threads: Option<u64>,
+}
+
+/// The process and the work it holds.
+#[utoipa::path(
+    get,
+    path = "/state",
+    tag = "public",
+    responses((status = 200, description = "Process figures and task counts", body = State)),
+)]
+pub(crate) async fn state(
+    app: web::Data<AppState>,
+    stats: web::Data<ProcessStats>,
+) -> Result<HttpResponse, ApiError> {
+    let counts = app.status.snapshot().await?;
+    let sample = stats.sample();
+    Ok(HttpResponse::Ok().json(State {
+        cpu_percent: sample.cpu_percent,
+        memory_mb: sample.memory_mb,
+        uptime_seconds: sample.uptime_seconds,
+        custom_metrics: CustomMetrics {
+            tasks_active: counts.tasks_active,
+            tasks_pending: counts.tasks_pending,
+            tasks_completed: counts.tasks_completed,
+            tasks_failed: counts.tasks_failed,
+            droplets_active: counts.droplets_active,
+            droplets_total: counts.droplets_total,
+            num_threads: sample.num_threads,
+        },
     }))
 }
 
-async fn state(app: web::Data<AppState>, stats: web::Data<ProcessStats>) -> Result<HttpResponse, ApiError> {
-    let counts = app.status.snapshot().await?;
-    let sample = stats.sample();
-    Ok(HttpResponse::Ok().json(json!({
-        "cpu_percent": sample.cpu_percent,
-        "memory_mb": sample.memory_mb,
-        "uptime_seconds": sample.uptime_seconds,
-        "custom_metrics": {
-            "tasks_active": counts.tasks_active,
-            "tasks_pending": counts.tasks_pending,
-            "tasks_completed": counts.tasks_completed,
-            "tasks_failed": counts.tasks_failed,
-            "droplets_active": counts.droplets_active,
-            "droplets_total": counts.droplets_total,
-            "num_threads": sample.num_threads,
-        }
-    })))
+/// `GET /dependencies`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Dependencies {
+    required: Vec<Dependency>,
+    optional: Vec<Dependency>,
+    missing: Vec<Dependency>,
 }
 
-async fn dependencies(app: web::Data<AppState>) -> HttpResponse {
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Dependency {
+    id: i64,
+    name: &'static str,
+    /// `not_configured`, `unknown`, `active` or `error`.
+    status: &'static str,
+    last_check: Option<String>,
+}
+
+/// The droplets this one relies on, and their state.
+#[utoipa::path(
+    get,
+    path = "/dependencies",
+    tag = "public",
+    responses((status = 200, description = "Required and optional dependencies", body = Dependencies)),
+)]
+pub(crate) async fn dependencies(app: web::Data<AppState>) -> HttpResponse {
     // Without REGISTRY_URL the orchestrator runs standalone: it signs and
     // checks its own tokens and keeps its own droplet directory.
     let registry_status = if app.settings.registry_url.is_some() {
@@ -84,14 +184,18 @@ async fn dependencies(app: web::Data<AppState>) -> HttpResponse {
     } else {
         "not_configured"
     };
-    HttpResponse::Ok().json(json!({
-        "required": [
-            {"id": 3, "name": "Registry v2", "status": registry_status, "last_check": null}
-        ],
-        "optional": [
-            {"id": 5, "name": "Dashboard", "status": "unknown", "last_check": null},
-            {"id": 8, "name": "Verifier", "status": "unknown", "last_check": null}
-        ],
-        "missing": []
-    }))
+    let unknown = |id, name| Dependency {
+        id,
+        name,
+        status: "unknown",
+        last_check: None,
+    };
+    HttpResponse::Ok().json(Dependencies {
+        required: vec![Dependency {
+            status: registry_status,
+            ..unknown(3, "Registry v2")
+        }],
+        optional: vec![unknown(5, "Dashboard"), unknown(8, "Verifier")],
+        missing: Vec::new(),
+    })
 }

@@ -1,94 +1,177 @@
 //! `/management`: version, the scheduler's jobs, emergency stop (admin only).
 
 use actix_web::{middleware::from_fn, web};
-use serde_json::{Value, json};
+use orchestrator_app::JobStatus;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::Authenticated;
 use crate::envelope::{Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::{method_not_allowed, not_found};
+use crate::routes::{not_found, resource};
 use crate::settings::StoreKind;
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let resource = |path: &str| web::resource(path.to_owned()).default_service(web::to(method_not_allowed));
     cfg.service(
         web::scope("/management")
             .wrap(from_fn(envelope_errors))
-            .service(resource("/version").route(web::get().to(version)))
-            .service(resource("/scheduler/jobs").route(web::get().to(jobs)))
-            .service(resource("/scheduler/jobs/{job_id}/pause").route(web::post().to(pause)))
-            .service(resource("/scheduler/jobs/{job_id}/resume").route(web::post().to(resume)))
-            .service(resource("/emergency-stop").route(web::post().to(emergency_stop)))
-            .service(resource("/shutdown").route(web::post().to(shutdown)))
-            .service(resource("/reload-config").route(web::post().to(reload_config)))
-            .service(resource("/cache/clear").route(web::post().to(clear_cache)))
+            .service(resource("/version", "GET").route(web::get().to(version)))
+            .service(resource("/scheduler/jobs", "GET").route(web::get().to(jobs)))
+            .service(resource("/scheduler/jobs/{job_id}/pause", "POST").route(web::post().to(pause)))
+            .service(resource("/scheduler/jobs/{job_id}/resume", "POST").route(web::post().to(resume)))
+            .service(resource("/emergency-stop", "POST").route(web::post().to(emergency_stop)))
+            .service(resource("/shutdown", "POST").route(web::post().to(shutdown)))
+            .service(resource("/reload-config", "POST").route(web::post().to(reload_config)))
+            .service(resource("/cache/clear", "POST").route(web::post().to(clear_cache)))
             .default_service(web::to(not_found)),
     );
 }
 
-async fn version(
+/// `GET /management/version`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Version {
+    name: &'static str,
+    version: &'static str,
+    udc_version: &'static str,
+    /// `memory` or `postgres`.
+    store: &'static str,
+    environment: String,
+}
+
+/// The build and how it runs.
+#[utoipa::path(
+    get,
+    path = "/management/version",
+    tag = "management",
+    responses((status = 200, description = "Name, version, store and environment", body = Version)),
+)]
+pub(crate) async fn version(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<Version>, ApiError> {
     app.management.authorize(&caller)?;
     let store = match app.settings.store {
         StoreKind::Memory => "memory",
         StoreKind::Postgres { .. } => "postgres",
     };
-    Ok(Udc::ok(json!({
-        "name": "orchestrator",
-        "version": env!("CARGO_PKG_VERSION"),
-        "udc_version": crate::envelope::UDC_VERSION,
-        "store": store,
-        "environment": format!("{:?}", app.settings.environment).to_lowercase(),
-    })))
+    Ok(Udc::ok(Version {
+        name: "orchestrator",
+        version: env!("CARGO_PKG_VERSION"),
+        udc_version: crate::envelope::UDC_VERSION,
+        store,
+        environment: format!("{:?}", app.settings.environment).to_lowercase(),
+    }))
 }
 
-async fn jobs(
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Jobs {
+    jobs: Vec<JobStatus>,
+}
+
+/// The scheduler's jobs: interval, paused, last and next run, errors.
+#[utoipa::path(
+    get,
+    path = "/management/scheduler/jobs",
+    tag = "management",
+    responses((status = 200, description = "Every job", body = Jobs)),
+)]
+pub(crate) async fn jobs(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-) -> Result<Udc<Value>, ApiError> {
-    Ok(Udc::ok(json!({ "jobs": app.management.jobs(&caller)? })))
+) -> Result<Udc<Jobs>, ApiError> {
+    Ok(Udc::ok(Jobs {
+        jobs: app.management.jobs(&caller)?,
+    }))
 }
 
-async fn pause(
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Job {
+    job: JobStatus,
+}
+
+/// Pauses a job; a paused `task_router` assigns nothing until resumed.
+#[utoipa::path(
+    post,
+    path = "/management/scheduler/jobs/{job_id}/pause",
+    tag = "management",
+    params(("job_id" = String, Path, description = "health_monitor, task_router, registry_sync, heartbeat_cleanup or websocket_ping")),
+    responses((status = 200, description = "The job, paused", body = Job)),
+)]
+pub(crate) async fn pause(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<String>,
-) -> Result<Udc<Value>, ApiError> {
-    Ok(Udc::ok(
-        json!({ "job": app.management.pause(&caller, &id).await? }),
-    ))
+) -> Result<Udc<Job>, ApiError> {
+    Ok(Udc::ok(Job {
+        job: app.management.pause(&caller, &id).await?,
+    }))
 }
 
-async fn resume(
+/// Resumes a paused job.
+#[utoipa::path(
+    post,
+    path = "/management/scheduler/jobs/{job_id}/resume",
+    tag = "management",
+    params(("job_id" = String, Path, description = "health_monitor, task_router, registry_sync, heartbeat_cleanup or websocket_ping")),
+    responses((status = 200, description = "The job, running", body = Job)),
+)]
+pub(crate) async fn resume(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<String>,
-) -> Result<Udc<Value>, ApiError> {
-    Ok(Udc::ok(json!({ "job": app.management.resume(&caller, &id)? })))
+) -> Result<Udc<Job>, ApiError> {
+    Ok(Udc::ok(Job {
+        job: app.management.resume(&caller, &id)?,
+    }))
 }
 
-async fn emergency_stop(
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct EmergencyStop {
+    stopped: bool,
+    jobs: Vec<JobStatus>,
+    /// How to undo it.
+    resume: &'static str,
+}
+
+/// Stops routing and pauses every job at once; reads keep being served.
+#[utoipa::path(
+    post,
+    path = "/management/emergency-stop",
+    tag = "management",
+    responses((status = 200, description = "Every job paused", body = EmergencyStop)),
+)]
+pub(crate) async fn emergency_stop(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<EmergencyStop>, ApiError> {
     let jobs = app.management.emergency_stop(&caller).await?;
-    Ok(Udc::ok(json!({
-        "stopped": true,
-        "jobs": jobs,
-        "resume": "POST /management/scheduler/jobs/{id}/resume for each job, task_router first",
-    })))
+    Ok(Udc::ok(EmergencyStop {
+        stopped: true,
+        jobs,
+        resume: "POST /management/scheduler/jobs/{id}/resume for each job, task_router first",
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ShuttingDown {
+    shutting_down: bool,
+    graceful: bool,
 }
 
 /// Stops accepting connections, lets in-flight requests (and their
 /// transactions) finish, then stops the server; `orchestrator serve` then
 /// exits 0. SIGTERM and Ctrl-C do the same.
-async fn shutdown(
+#[utoipa::path(
+    post,
+    path = "/management/shutdown",
+    tag = "management",
+    responses((status = 200, description = "Stopping after this answer", body = ShuttingDown)),
+)]
+pub(crate) async fn shutdown(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<ShuttingDown>, ApiError> {
     app.management.authorize(&caller)?;
     let handle = app
         .server
@@ -98,36 +181,66 @@ async fn shutdown(
     tracing::warn!(by = %caller.subject, "graceful shutdown requested");
     // Stop after this response is sent: stopping waits for in-flight requests, this one included.
     actix_web::rt::spawn(async move { handle.stop(true).await });
-    Ok(Udc::ok(json!({ "shutting_down": true, "graceful": true })))
+    Ok(Udc::ok(ShuttingDown {
+        shutting_down: true,
+        graceful: true,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CacheCleared {
+    cleared: Vec<String>,
+    message: &'static str,
 }
 
 /// This version keeps no cache of its own (every read goes to the store);
 /// the Registry's public key will be the first.
-async fn clear_cache(
+#[utoipa::path(
+    post,
+    path = "/management/cache/clear",
+    tag = "management",
+    responses((status = 200, description = "What was cleared", body = CacheCleared)),
+)]
+pub(crate) async fn clear_cache(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<CacheCleared>, ApiError> {
     app.management.authorize(&caller)?;
-    Ok(Udc::ok(
-        json!({ "cleared": [], "message": "no cache to clear: every read goes to the store" }),
-    ))
+    Ok(Udc::ok(CacheCleared {
+        cleared: Vec::new(),
+        message: "no cache to clear: every read goes to the store",
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Reloaded {
+    /// Run-time settings that took a new value.
+    changed: Vec<&'static str>,
+    /// Settings that differ but take effect only after a restart.
+    requires_restart: Vec<&'static str>,
 }
 
 /// Reads the environment again. The run-time settings (job intervals,
 /// heartbeat and acknowledgement timeouts, recovery and retry backoff) take
 /// effect at once; the others are named as needing a restart. An invalid
 /// environment changes nothing and is answered 422 with every bad line.
-async fn reload_config(
+#[utoipa::path(
+    post,
+    path = "/management/reload-config",
+    tag = "management",
+    responses((status = 200, description = "What changed", body = Reloaded)),
+)]
+pub(crate) async fn reload_config(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<Reloaded>, ApiError> {
     app.management.authorize(&caller)?;
     let next = crate::Settings::from_env().map_err(|lines| {
         ApiError::App(orchestrator_domain::ValidationError::new("environment", lines.join("; ")).into())
     })?;
     let changed = app.management.reload(&caller, crate::startup::tunables(&next))?;
-    Ok(Udc::ok(json!({
-        "changed": changed,
-        "requires_restart": app.settings.restart_needed(&next),
-    })))
+    Ok(Udc::ok(Reloaded {
+        changed,
+        requires_restart: app.settings.restart_needed(&next),
+    }))
 }

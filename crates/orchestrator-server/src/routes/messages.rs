@@ -4,46 +4,45 @@
 
 use actix_web::{HttpMessage, HttpRequest, middleware::from_fn, web};
 use chrono::{DateTime, Utc};
-use orchestrator_app::{MessageRequest, TaskDetails};
+use orchestrator_app::{BroadcastOutcome, FeedStatus, MessageRequest, TaskDetails};
 use orchestrator_domain::{Caller, Capability, DropletId, TaskDraft, TaskId, ValidationError};
 use orchestrator_ports::DropletFilter;
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
 use crate::envelope::{Body, RawBody, Source, TraceId, UDC_VERSION, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::method_not_allowed;
-use crate::routes::tasks::{cancelled_reply, created_reply, task_reply};
+use crate::routes::droplets::{DropletList, droplet_list};
+use crate::routes::resource;
+use crate::routes::tasks::{Cancelled, TaskCreated, TaskReply, cancelled_reply, created_reply, task_reply};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/message")
+        resource("/message", "POST")
             .wrap(from_fn(envelope_errors))
-            .route(web::post().to(message))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::post().to(message)),
     )
     .service(
-        web::resource("/send")
+        resource("/send", "POST")
             .wrap(from_fn(envelope_errors))
-            .route(web::post().to(send))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::post().to(send)),
     )
     .service(
-        web::resource("/broadcast")
+        resource("/broadcast", "POST")
             .wrap(from_fn(envelope_errors))
-            .route(web::post().to(broadcast))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::post().to(broadcast)),
     );
 }
 
 /// A full UDC envelope: every field is required.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct Envelope {
+pub(crate) struct Envelope {
     udc_version: String,
     trace_id: Uuid,
     source: String,
@@ -51,7 +50,45 @@ struct Envelope {
     message_type: String,
     #[allow(dead_code, reason = "required by the envelope; not used to answer")]
     timestamp: DateTime<Utc>,
+    /// `{"command": "create_task", "task_data": {…}}`,
+    /// `{"command": "cancel_task", "task_id": N}`,
+    /// `{"query": "task_status", "task_id": N}`, `{"query": "droplet_list"}`
+    /// or `{"query": "system_status"}`.
     payload: Value,
+}
+
+/// What a command or query answers: what the matching endpoint answers.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum MessageReply {
+    Created(TaskCreated),
+    Cancelled(Cancelled),
+    Task(Box<TaskReply>),
+    Droplets(DropletList),
+    System(SystemStatus),
+}
+
+/// The `system_status` query's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SystemStatus {
+    status: &'static str,
+    tasks: TaskCounts,
+    droplets: DropletCounts,
+    feeds: FeedStatus,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TaskCounts {
+    pending: u64,
+    active: u64,
+    completed: u64,
+    failed: u64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DropletCounts {
+    active: u64,
+    total: u64,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -63,13 +100,22 @@ fn field_of<T: DeserializeOwned>(value: &Value, field: &str) -> Result<T, ApiErr
     serde_json::from_value(value.clone()).map_err(|e| invalid(field, e.to_string()))
 }
 
-async fn message(
+/// A command or query addressed to the orchestrator, in a full envelope;
+/// the reply is an envelope of type `response`.
+#[utoipa::path(
+    post,
+    path = "/message",
+    tag = "messages",
+    request_body = Envelope,
+    responses((status = 200, description = "The command's or query's answer", body = MessageReply)),
+)]
+pub(crate) async fn message(
     req: HttpRequest,
     app: web::Data<AppState>,
     source: web::Data<Source>,
     Authenticated(caller): Authenticated,
     RawBody(body): RawBody,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<MessageReply>, ApiError> {
     let envelope: Envelope = serde_json::from_value(body)
         .map_err(|e| ApiError::InvalidBody(format!("not a full UDC envelope: {e}")))?;
     req.extensions_mut().insert(TraceId(envelope.trace_id));
@@ -102,45 +148,48 @@ async fn message(
     Ok(Udc::ok(reply))
 }
 
-async fn command(app: &AppState, caller: &Caller, payload: &Value) -> Result<Value, ApiError> {
+async fn command(app: &AppState, caller: &Caller, payload: &Value) -> Result<MessageReply, ApiError> {
     match payload["command"].as_str() {
         Some("create_task") => {
             let draft: TaskDraft = field_of(&payload["task_data"], "payload.task_data")?;
             let task = app.tasks.create(caller, draft).await?;
-            Ok(created_reply(&task))
+            Ok(MessageReply::Created(created_reply(&task)))
         }
         Some("cancel_task") => {
             let id: TaskId = field_of(&payload["task_id"], "payload.task_id")?;
             let task = app.tasks.cancel(caller, id).await?;
-            serde_json::to_value(cancelled_reply(&task)).map_err(|e| ApiError::Internal(e.to_string()))
+            Ok(MessageReply::Cancelled(cancelled_reply(&task)))
         }
         other => Err(unknown("payload.command", other, "create_task, cancel_task")),
     }
 }
 
-async fn query(app: &AppState, caller: &Caller, payload: &Value) -> Result<Value, ApiError> {
+async fn query(app: &AppState, caller: &Caller, payload: &Value) -> Result<MessageReply, ApiError> {
     match payload["query"].as_str() {
         Some("task_status") => {
             let id: TaskId = field_of(&payload["task_id"], "payload.task_id")?;
             let details: TaskDetails = app.tasks.get(caller, id).await?;
-            Ok(task_reply(details))
+            Ok(MessageReply::Task(Box::new(task_reply(details))))
         }
         Some("droplet_list") => {
             let droplets = app.droplets.list(caller, DropletFilter::default()).await?;
-            Ok(json!({ "droplets": droplets, "total": droplets.len() }))
+            Ok(MessageReply::Droplets(droplet_list(droplets)))
         }
         Some("system_status") => {
             let counts = app.status.snapshot().await?;
-            Ok(json!({
-                "status": "active",
-                "tasks": {
-                    "pending": counts.tasks_pending,
-                    "active": counts.tasks_active,
-                    "completed": counts.tasks_completed,
-                    "failed": counts.tasks_failed,
+            Ok(MessageReply::System(SystemStatus {
+                status: "active",
+                tasks: TaskCounts {
+                    pending: counts.tasks_pending,
+                    active: counts.tasks_active,
+                    completed: counts.tasks_completed,
+                    failed: counts.tasks_failed,
                 },
-                "droplets": { "active": counts.droplets_active, "total": counts.droplets_total },
-                "feeds": app.feeds.status(),
+                droplets: DropletCounts {
+                    active: counts.droplets_active,
+                    total: counts.droplets_total,
+                },
+                feeds: app.feeds.status(),
             }))
         }
         other => Err(unknown(
@@ -160,9 +209,9 @@ fn unknown(field: &str, given: Option<&str>, known: &str) -> ApiError {
 
 /// The parameters of `/send` and `/broadcast`, as query parameters (the
 /// spec's form, `payload` as JSON text) or as a JSON body.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct MessageParams {
+pub(crate) struct MessageParams {
     target_droplet_id: Option<DropletId>,
     message_type: Option<String>,
     payload: Option<Value>,
@@ -207,33 +256,76 @@ fn trace_of(req: &HttpRequest) -> Uuid {
         .map_or_else(Uuid::new_v4, |t| t.0)
 }
 
-async fn send(
+/// The droplet's answer to a forwarded message.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Sent {
+    target_droplet_id: DropletId,
+    /// The HTTP status the droplet answered with.
+    status: u16,
+    /// Its body: JSON, or text.
+    response: Value,
+}
+
+/// Forwards an envelope to a droplet's `/message` and returns its answer:
+/// 404 for an unknown droplet, 502 when it cannot be reached, 504 when it
+/// does not answer within `SEND_TIMEOUT_SECONDS`.
+#[utoipa::path(
+    post,
+    path = "/send",
+    tag = "messages",
+    params(QueryParams),
+    request_body(content = MessageParams, description = "The same fields as the query; either may carry them"),
+    responses(
+        (status = 200, description = "The droplet's answer", body = Sent),
+        (status = 502, description = "The droplet could not be reached"),
+        (status = 504, description = "The droplet did not answer in time"),
+    ),
+)]
+pub(crate) async fn send(
     req: HttpRequest,
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     query: web::Query<QueryParams>,
     Body(body): Body<MessageParams>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<Sent>, ApiError> {
     let mut params = MessageParams::merge(body, query.into_inner().into_params())?;
     let target = params
         .target_droplet_id
         .ok_or_else(|| invalid("target_droplet_id", "is required"))?;
     let request = params.request(trace_of(&req))?;
     let reply = app.messaging.send(&caller, target, request).await?;
-    Ok(Udc::ok(json!({
-        "target_droplet_id": target,
-        "status": reply.status,
-        "response": reply.body,
-    })))
+    Ok(Udc::ok(Sent {
+        target_droplet_id: target,
+        status: reply.status,
+        response: reply.body,
+    }))
 }
 
-async fn broadcast(
+/// Each target's outcome.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Broadcast {
+    targets: usize,
+    delivered: usize,
+    results: Vec<BroadcastOutcome>,
+}
+
+/// Sends a message to every active droplet, or to those offering
+/// `capability_filter`, at once (admin; `BROADCAST_RATE_LIMIT_PER_MINUTE`).
+#[utoipa::path(
+    post,
+    path = "/broadcast",
+    tag = "messages",
+    params(QueryParams),
+    request_body(content = MessageParams, description = "The same fields as the query; either may carry them"),
+    responses((status = 200, description = "Each target's outcome", body = Broadcast)),
+)]
+pub(crate) async fn broadcast(
     req: HttpRequest,
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     query: web::Query<QueryParams>,
     Body(body): Body<MessageParams>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<Broadcast>, ApiError> {
     app.broadcast_limit.check(&caller.subject)?;
     let mut params = MessageParams::merge(body, query.into_inner().into_params())?;
     let capability = params
@@ -245,17 +337,18 @@ async fn broadcast(
     let request = params.request(trace_of(&req))?;
     let outcomes = app.messaging.broadcast(&caller, capability, request).await?;
     let delivered = outcomes.iter().filter(|o| o.outcome == "delivered").count();
-    Ok(Udc::ok(json!({
-        "targets": outcomes.len(),
-        "delivered": delivered,
-        "results": outcomes,
-    })))
+    Ok(Udc::ok(Broadcast {
+        targets: outcomes.len(),
+        delivered,
+        results: outcomes,
+    }))
 }
 
 /// Query parameters arrive as text; `payload` stays text until merged.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct QueryParams {
+#[into_params(parameter_in = Query)]
+pub(crate) struct QueryParams {
     target_droplet_id: Option<DropletId>,
     message_type: Option<String>,
     payload: Option<String>,

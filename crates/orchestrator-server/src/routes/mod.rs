@@ -25,7 +25,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(feeds::configure)
         .configure(messages::configure)
         .configure(metrics::configure)
-        .configure(tokens::configure);
+        .configure(tokens::configure)
+        .configure(crate::openapi::configure);
 }
 
 fn path_config() -> web::PathConfig {
@@ -46,6 +47,10 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
 }
 
-pub async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// `path`, answering 405 with an `Allow` header of `allow` to the methods
+/// it does not take.
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path.to_owned()).default_service(web::to(move || async move {
+        Err::<HttpResponse, ApiError>(ApiError::MethodNotAllowed { allow })
+    }))
 }

@@ -7,12 +7,13 @@ use orchestrator_app::tasks::{PendingReason, StatusChange, TaskListing, cancelle
 use orchestrator_domain::{HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus};
 use orchestrator_ports::TaskFilter;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
 use crate::envelope::{Body, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::{method_not_allowed, not_found};
+use crate::routes::{not_found, resource};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -20,30 +21,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/tasks")
             .wrap(from_fn(envelope_errors))
             .service(
-                web::resource("")
+                resource("", "GET, POST")
                     .route(web::post().to(create))
-                    .route(web::get().to(list))
-                    .default_service(web::to(method_not_allowed)),
+                    .route(web::get().to(list)),
             )
             .service(
-                web::resource("/{task_id}")
+                resource("/{task_id}", "GET, PATCH, DELETE")
                     .route(web::get().to(get))
                     .route(web::patch().to(update_status))
-                    .route(web::delete().to(cancel))
-                    .default_service(web::to(method_not_allowed)),
+                    .route(web::delete().to(cancel)),
             )
-            .service(
-                web::resource("/{task_id}/cancel-request")
-                    .route(web::post().to(request_cancel))
-                    .default_service(web::to(method_not_allowed)),
-            )
+            .service(resource("/{task_id}/cancel-request", "POST").route(web::post().to(request_cancel)))
             .default_service(web::to(not_found)),
     );
 }
 
 /// A task as the API shows it: every stored field, the name of its droplet
 /// and, on `GET /tasks/{id}`, its history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TaskBody {
     #[serde(flatten)]
     task: Task,
@@ -66,39 +61,65 @@ impl TaskBody {
     }
 }
 
-async fn create(
+/// The answer to a task's creation (`POST /tasks`, `create_task` message).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TaskCreated {
+    task_id: TaskId,
+    trace_id: uuid::Uuid,
+    status: TaskStatus,
+    created_at: DateTime<Utc>,
+    /// Always 0: routing is event-driven, so a task is assigned as soon as
+    /// a capable droplet has a free slot, not on the next sweep.
+    estimated_assignment_seconds: u32,
+}
+
+/// Submits a task; the router assigns it at once when a capable droplet
+/// has room.
+#[utoipa::path(
+    post,
+    path = "/tasks",
+    tag = "tasks",
+    request_body = TaskDraft,
+    responses((status = 201, description = "Created", body = TaskCreated)),
+)]
+pub(crate) async fn create(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     Body(draft): Body<TaskDraft>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<TaskCreated>, ApiError> {
     let task = app.tasks.create(&caller, draft).await?;
     Ok(Udc::created(created_reply(&task)))
 }
 
-/// The answer to a task's creation (`POST /tasks`, `create_task` message).
-pub(crate) fn created_reply(task: &Task) -> Value {
-    json!({
-        "task_id": task.id,
-        "trace_id": task.trace_id,
-        "status": task.status,
-        "created_at": task.created_at,
-        // Routing is event-driven: a task is assigned as soon as a capable
-        // droplet has a free slot, not on the next sweep.
-        "estimated_assignment_seconds": 0,
-    })
+pub(crate) fn created_reply(task: &Task) -> TaskCreated {
+    TaskCreated {
+        task_id: task.id,
+        trace_id: task.trace_id,
+        status: task.status,
+        created_at: task.created_at,
+        estimated_assignment_seconds: 0,
+    }
 }
 
 /// Query parameters of `GET /tasks`; numbers are checked by the use case.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
-struct ListQuery {
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    #[param(value_type = Option<TaskStatus>)]
     status: Option<String>,
     task_type: Option<String>,
+    /// 1 (most urgent) to 10.
+    #[param(minimum = 1, maximum = 10)]
     priority_min: Option<i64>,
+    #[param(minimum = 1, maximum = 10)]
     priority_max: Option<i64>,
     assigned_droplet_id: Option<i64>,
+    /// Page size (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
-    offset: Option<u64>,
+    #[param(minimum = 0)]
+    offset: Option<i64>,
 }
 
 impl ListQuery {
@@ -122,16 +143,37 @@ impl ListQuery {
             priority_max: priority(self.priority_max, "priority_max").map_err(app_err)?,
             assigned_droplet_id: self.assigned_droplet_id,
             limit: self.limit.unwrap_or(orchestrator_app::tasks::DEFAULT_PAGE_SIZE),
-            offset: self.offset.unwrap_or(0),
+            offset: u64::try_from(self.offset.unwrap_or(0)).map_err(|_| {
+                ApiError::InvalidQuery("invalid query parameters: offset must be zero or more".into())
+            })?,
         })
     }
 }
 
-async fn list(
+/// One page of `GET /tasks`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TaskPage {
+    tasks: Vec<TaskBody>,
+    /// Tasks that match the filter, on every page.
+    total: u64,
+    limit: u32,
+    offset: u64,
+    has_more: bool,
+}
+
+/// Lists tasks, newest first, filtered and paged.
+#[utoipa::path(
+    get,
+    path = "/tasks",
+    tag = "tasks",
+    params(ListQuery),
+    responses((status = 200, description = "A page of tasks", body = TaskPage)),
+)]
+pub(crate) async fn list(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     query: web::Query<ListQuery>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<TaskPage>, ApiError> {
     let listing: TaskListing = app.tasks.list(&caller, query.into_inner().into_filter()?).await?;
     let has_more = listing.has_more();
     let tasks: Vec<TaskBody> = listing
@@ -139,51 +181,78 @@ async fn list(
         .into_iter()
         .map(|v| TaskBody::new(v, None))
         .collect();
-    Ok(Udc::ok(json!({
-        "tasks": tasks,
-        "total": listing.total,
-        "limit": listing.limit,
-        "offset": listing.offset,
-        "has_more": has_more,
-    })))
+    Ok(Udc::ok(TaskPage {
+        tasks,
+        total: listing.total,
+        limit: listing.limit,
+        offset: listing.offset,
+        has_more,
+    }))
 }
 
-async fn get(
+/// One task (`GET /tasks/{id}`, `PATCH`, `cancel-request`, `task_status`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TaskReply {
+    task: TaskBody,
+}
+
+/// A task with its full history and, while it is pending, why it waits.
+#[utoipa::path(
+    get,
+    path = "/tasks/{task_id}",
+    tag = "tasks",
+    params(("task_id" = i64, Path, description = "The task's id")),
+    responses((status = 200, description = "The task, its state_history and routing", body = TaskReply)),
+)]
+pub(crate) async fn get(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<TaskId>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<TaskReply>, ApiError> {
     let details = app.tasks.get(&caller, id.into_inner()).await?;
     Ok(Udc::ok(task_reply(details)))
 }
 
 /// A task with its history (`GET /tasks/{id}`, `task_status` query).
-pub(crate) fn task_reply(details: orchestrator_app::TaskDetails) -> Value {
+pub(crate) fn task_reply(details: orchestrator_app::TaskDetails) -> TaskReply {
     let mut body = TaskBody::new(details.view, Some(details.history));
     body.routing = details.routing;
-    json!({ "task": body })
+    TaskReply { task: body }
 }
 
-#[derive(Debug, Deserialize)]
+/// A droplet's report on its task.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct StatusPatch {
+pub(crate) struct StatusPatch {
+    /// `in_progress`, then `completed` or `failed` (an admin may also move
+    /// tasks as the state machine allows).
     status: TaskStatus,
     #[serde(default)]
     result: Option<Value>,
     #[serde(default)]
     error_message: Option<String>,
     /// The assignment the report is about (the task's `attempt` when the
-    /// droplet received it).
+    /// droplet received it); a report about another is refused with 409
+    /// `stale_attempt`.
     #[serde(default)]
     attempt: Option<u32>,
 }
 
-async fn update_status(
+/// Moves a task along the state machine.
+#[utoipa::path(
+    patch,
+    path = "/tasks/{task_id}",
+    tag = "tasks",
+    params(("task_id" = i64, Path, description = "The task's id")),
+    request_body = StatusPatch,
+    responses((status = 200, description = "The task after the move", body = TaskReply)),
+)]
+pub(crate) async fn update_status(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<TaskId>,
     Body(patch): Body<StatusPatch>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<TaskReply>, ApiError> {
     let change = StatusChange {
         status: patch.status,
         result: patch.result,
@@ -191,17 +260,32 @@ async fn update_status(
         attempt: patch.attempt,
     };
     let view = app.tasks.update_status(&caller, id.into_inner(), change).await?;
-    Ok(Udc::ok(json!({ "task": TaskBody::new(view, None) })))
+    Ok(Udc::ok(TaskReply {
+        task: TaskBody::new(view, None),
+    }))
 }
 
-#[derive(Debug, Serialize)]
+/// The answer to a cancel (`DELETE /tasks/{id}`, `cancel_task` message).
+#[derive(Debug, Serialize, ToSchema)]
+// Documents `additionalProperties: false`, which tells this answer apart
+// from the others a `/message` command may give.
+#[serde(deny_unknown_fields)]
 pub(crate) struct Cancelled {
     task_id: TaskId,
     status: TaskStatus,
     cancelled_at: Option<DateTime<Utc>>,
 }
 
-async fn cancel(
+/// Cancels a `pending` or `assigned` task. A running task answers 409: ask
+/// its droplet to stop with `POST /tasks/{id}/cancel-request`.
+#[utoipa::path(
+    delete,
+    path = "/tasks/{task_id}",
+    tag = "tasks",
+    params(("task_id" = i64, Path, description = "The task's id")),
+    responses((status = 200, description = "Cancelled", body = Cancelled)),
+)]
+pub(crate) async fn cancel(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<TaskId>,
@@ -210,18 +294,29 @@ async fn cancel(
     Ok(Udc::ok(cancelled_reply(&task)))
 }
 
-/// Asks the droplet running the task to stop it; answers with the task,
-/// whose `cancel_requested_at` is set.
-async fn request_cancel(
+/// Asks the droplet running an `in_progress` task to stop it: recorded in
+/// the task (`cancel_requested_at`) and its history, pushed to the droplet
+/// as `task_cancel_requested` and sent on `/ws/tasks`. The droplet then
+/// fails the task (never retried) or finishes it. Asking again changes
+/// nothing.
+#[utoipa::path(
+    post,
+    path = "/tasks/{task_id}/cancel-request",
+    tag = "tasks",
+    params(("task_id" = i64, Path, description = "The task's id")),
+    responses((status = 200, description = "The task, with cancel_requested_at", body = TaskReply)),
+)]
+pub(crate) async fn request_cancel(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<TaskId>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<TaskReply>, ApiError> {
     let view = app.tasks.request_cancel(&caller, id.into_inner()).await?;
-    Ok(Udc::ok(json!({ "task": TaskBody::new(view, None) })))
+    Ok(Udc::ok(TaskReply {
+        task: TaskBody::new(view, None),
+    }))
 }
 
-/// The answer to a cancel (`DELETE /tasks/{id}`, `cancel_task` message).
 pub(crate) fn cancelled_reply(task: &Task) -> Cancelled {
     Cancelled {
         task_id: task.id,

@@ -5,33 +5,46 @@
 use actix_web::{HttpRequest, http::header, middleware::from_fn, web};
 use orchestrator_app::AppError;
 use orchestrator_domain::{DropletId, Permission};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::{JwtKeys, MAX_SUBJECT_CHARS, TokenRequest, authenticate};
 use crate::envelope::{Body, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::method_not_allowed;
+use crate::routes::resource;
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::resource("/token")
+        resource("/token", "POST")
             .wrap(from_fn(envelope_errors))
-            .route(web::post().to(issue))
-            .default_service(web::to(method_not_allowed)),
+            .route(web::post().to(issue)),
     );
 }
 
 /// The spec's request body, plus an optional `subject` for callers that
 /// are not droplets.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+pub(crate) struct TokenBody {
+    /// The droplet the token is for; its subject is `droplet-{id}`.
     droplet_id: Option<DropletId>,
+    /// A subject for callers that are not droplets (1 to 100 characters).
     subject: Option<String>,
     steward: Option<String>,
+    /// At least one; never more than the issuer holds.
+    #[schema(min_items = 1)]
     permissions: Vec<Permission>,
+}
+
+/// A signed token.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Token {
+    access_token: String,
+    /// Always `bearer`.
+    token_type: &'static str,
+    /// Seconds until it expires (`JWT_EXPIRATION_SECONDS`).
+    expires_in: u64,
 }
 
 fn invalid(field: &str, message: &str) -> ApiError {
@@ -53,12 +66,20 @@ impl TokenBody {
     }
 }
 
-async fn issue(
+/// Signs a token: admin only, except in `development` where it is open.
+#[utoipa::path(
+    post,
+    path = "/token",
+    tag = "tokens",
+    request_body = TokenBody,
+    responses((status = 200, description = "The token", body = Token)),
+)]
+pub(crate) async fn issue(
     req: HttpRequest,
     app: web::Data<AppState>,
     keys: web::Data<JwtKeys>,
     Body(body): Body<TokenBody>,
-) -> Result<Udc<Value>, ApiError> {
+) -> Result<Udc<Token>, ApiError> {
     let open = app.settings.is_development() && !req.headers().contains_key(header::AUTHORIZATION);
     if !open {
         let issuer = authenticate(&req)?.0;
@@ -86,9 +107,9 @@ async fn issue(
             ttl,
         })
         .map_err(|e| ApiError::Internal(format!("could not sign a token: {e}")))?;
-    Ok(Udc::ok(json!({
-        "access_token": token,
-        "token_type": "bearer",
-        "expires_in": ttl.as_secs(),
-    })))
+    Ok(Udc::ok(Token {
+        access_token: token,
+        token_type: "bearer",
+        expires_in: ttl.as_secs(),
+    }))
 }
