@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_ports::DropletStore;
 
-use crate::scheduler::{HEALTH_MONITOR, HEARTBEAT_CLEANUP, Job, TASK_ROUTER, WEBSOCKET_PING};
-use crate::{AppResult, FeedHub, Recovery, Router};
+use crate::scheduler::{HEALTH_MONITOR, HEARTBEAT_CLEANUP, Job, REGISTRY_SYNC, TASK_ROUTER, WEBSOCKET_PING};
+use crate::{AppResult, FeedHub, Recovery, RegistrySync, Router};
 
 /// Marks silent droplets inactive and recovers stuck tasks (leader only).
 #[derive(Debug)]
@@ -102,5 +102,22 @@ impl Job for WebSocketPingJob {
     async fn run(&self) -> AppResult<()> {
         self.0.ping_all();
         Ok(())
+    }
+}
+
+/// Copies the Registry's droplet directory into the store (leader only).
+#[derive(Debug)]
+pub struct RegistrySyncJob(pub Arc<RegistrySync>);
+
+#[async_trait]
+impl Job for RegistrySyncJob {
+    fn id(&self) -> &'static str {
+        REGISTRY_SYNC
+    }
+    fn leader_only(&self) -> bool {
+        true
+    }
+    async fn run(&self) -> AppResult<()> {
+        self.0.sync_directory().await.map(|_| ())
     }
 }

@@ -21,6 +21,7 @@ pub const HEALTH_MONITOR: &str = "health_monitor";
 pub const TASK_ROUTER: &str = "task_router";
 pub const HEARTBEAT_CLEANUP: &str = "heartbeat_cleanup";
 pub const WEBSOCKET_PING: &str = "websocket_ping";
+pub const REGISTRY_SYNC: &str = "registry_sync";
 
 /// A periodic job.
 #[async_trait]

@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+mod registry;
+
+pub use registry::{HttpRegistryClient, REGISTRY_TIMEOUT};
+
 use std::time::Duration;
 
 use async_trait::async_trait;

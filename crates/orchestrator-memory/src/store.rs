@@ -408,6 +408,44 @@ impl DropletStore for MemoryStore {
         })
     }
 
+    async fn sync_droplet(
+        &self,
+        entry: DropletRegistration,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange> {
+        let mut state = self.lock();
+        let existing = state.droplets.get(&entry.droplet_id).cloned();
+        let droplet = match &existing {
+            Some(old) => Droplet {
+                name: entry.name,
+                steward: entry.steward,
+                endpoint: entry.endpoint,
+                capabilities: entry.capabilities,
+                updated_at: at,
+                ..old.clone()
+            },
+            None => Droplet {
+                droplet_id: entry.droplet_id,
+                name: entry.name,
+                steward: entry.steward,
+                endpoint: entry.endpoint,
+                capabilities: entry.capabilities,
+                status: DropletStatus::Inactive,
+                max_concurrent_tasks: entry.max_concurrent_tasks,
+                manually_deactivated: false,
+                last_heartbeat: None,
+                last_assigned_at: None,
+                registered_at: at,
+                updated_at: at,
+            },
+        };
+        state.droplets.insert(droplet.droplet_id, droplet.clone());
+        Ok(DropletChange {
+            droplet,
+            previous_status: existing.map(|d| d.status),
+        })
+    }
+
     async fn get_droplet(&self, id: DropletId) -> StoreResult<Droplet> {
         self.lock().droplet_mut(id).map(|d| d.clone())
     }

@@ -412,6 +412,13 @@ pub trait DropletStore: Send + Sync {
     /// the store's clock); returns how many it deleted.
     async fn delete_old_heartbeats(&self, age: std::time::Duration, batch: u32) -> StoreResult<u64>;
 
+    /// Creates or updates a droplet from the Registry's directory: name,
+    /// steward, endpoint and capabilities. Unlike registering, it is no sign
+    /// of life: a new droplet starts `inactive` with no heartbeat, and a
+    /// known one keeps its status, heartbeat and capacity.
+    async fn sync_droplet(&self, entry: DropletRegistration, at: DateTime<Utc>)
+    -> StoreResult<DropletChange>;
+
     /// Writes heartbeats the store holds back to batch them (PostgreSQL
     /// writes them once a second); called before the process exits.
     async fn flush_heartbeats(&self) -> StoreResult<()> {
@@ -472,6 +479,61 @@ pub enum SendError {
     Unreachable(String),
     #[error("droplet did not answer in time: {0}")]
     TimedOut(String),
+}
+
+/// How the orchestrator introduces itself to the Registry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceRegistration {
+    pub name: String,
+    pub droplet_id: DropletId,
+    /// Where the orchestrator is reached, such as `http://orchestrator:8000`.
+    pub endpoint: String,
+    pub port: u16,
+    pub health_endpoint: String,
+    pub capabilities: Vec<String>,
+    pub version: String,
+    pub udc_compliant: bool,
+}
+
+/// The Registry's answer to a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegisteredService {
+    pub service_id: i64,
+}
+
+/// A droplet as the Registry's directory lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryEntry {
+    pub droplet_id: DropletId,
+    pub name: String,
+    pub endpoint: String,
+    pub capabilities: Vec<String>,
+    pub steward: Option<String>,
+}
+
+/// The Registry's token-signing key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    /// The RSA public key, PEM.
+    pub public_key_pem: String,
+    /// Its key id, when the Registry names one (tokens then carry it as `kid`).
+    pub kid: Option<String>,
+}
+
+/// Why the Registry could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RegistryError(pub String);
+
+/// The Registry (droplet #3): identity and the droplet directory.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait RegistryClient: Send + Sync {
+    async fn register(&self, me: &ServiceRegistration) -> Result<RegisteredService, RegistryError>;
+
+    async fn signing_key(&self) -> Result<SigningKey, RegistryError>;
+
+    async fn directory(&self) -> Result<Vec<DirectoryEntry>, RegistryError>;
 }
 
 /// Delivers work and messages to droplets (API.md, "Work delivery").

@@ -608,6 +608,20 @@ impl DropletStore for PgStore {
         Ok(change)
     }
 
+    async fn sync_droplet(
+        &self,
+        entry: DropletRegistration,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange> {
+        let mut pooled = self.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let change = conn
+            .transaction::<_, TxError, _>(async move |conn| sync_from_directory(conn, entry, at).await)
+            .await?;
+        self.liveness.forget(change.droplet.droplet_id);
+        Ok(change)
+    }
+
     async fn get_droplet(&self, id: DropletId) -> StoreResult<Droplet> {
         let mut conn = self.conn().await?;
         let row = droplet_row(&mut conn, id, false)
@@ -774,6 +788,59 @@ async fn update_status(
         .get_result(conn)
         .await?;
     Ok(row.into_droplet()?)
+}
+
+/// Inserts a droplet the Registry lists, `inactive` until it beats, or
+/// updates how a known one is described, leaving its liveness alone.
+async fn sync_from_directory(
+    conn: &mut AsyncPgConnection,
+    entry: DropletRegistration,
+    at: DateTime<Utc>,
+) -> Result<DropletChange, TxError> {
+    let capabilities = serde_json::to_value(&entry.capabilities)
+        .map_err(|e| TxError::Store(StoreError::Unavailable(e.to_string())))?;
+    let key = droplet_key(entry.droplet_id)?;
+    let capacity = i32::try_from(entry.max_concurrent_tasks).unwrap_or(i32::MAX);
+    let inserted: Option<DropletRow> = diesel::insert_into(droplets::table)
+        .values((
+            droplets::droplet_id.eq(key),
+            droplets::name.eq(&entry.name),
+            droplets::steward.eq(&entry.steward),
+            droplets::endpoint.eq(&entry.endpoint),
+            droplets::capabilities.eq(Some(&capabilities)),
+            droplets::status.eq(DropletStatus::Inactive.as_str()),
+            droplets::max_concurrent_tasks.eq(capacity),
+            droplets::registered_at.eq(Some(naive(at))),
+            droplets::updated_at.eq(Some(naive(at))),
+        ))
+        .on_conflict(droplets::droplet_id)
+        .do_nothing()
+        .returning(DropletRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    if let Some(row) = inserted {
+        return Ok(DropletChange {
+            droplet: row.into_droplet()?,
+            previous_status: None,
+        });
+    }
+    let (internal, before) = locked_droplet(conn, entry.droplet_id).await?;
+    let row: DropletRow = diesel::update(droplets::table.filter(droplets::id.eq(internal)))
+        .set((
+            droplets::name.eq(&entry.name),
+            droplets::steward.eq(&entry.steward),
+            droplets::endpoint.eq(&entry.endpoint),
+            droplets::capabilities.eq(Some(&capabilities)),
+            droplets::updated_at.eq(Some(naive(at))),
+        ))
+        .returning(DropletRow::as_returning())
+        .get_result(conn)
+        .await?;
+    Ok(DropletChange {
+        droplet: row.into_droplet()?,
+        previous_status: Some(before.status),
+    })
 }
 
 /// Inserts a new droplet, or updates the one with this `droplet_id`.

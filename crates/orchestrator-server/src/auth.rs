@@ -1,13 +1,17 @@
-//! HS256 tokens (API.md, "Identity and tokens") and the extractor that turns
-//! a bearer token into a [`Caller`].
+//! Tokens (API.md, "Identity and tokens"): HS256 ones signed with
+//! `JWT_SECRET_KEY`, RS256 ones signed by the Registry when `REGISTRY_URL`
+//! is set, and the extractor that turns a bearer token into a [`Caller`].
 
-use std::future::{Ready, ready};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::header, web};
 use chrono::Utc;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use futures_util::future::LocalBoxFuture;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use orchestrator_app::RegistrySync;
 use orchestrator_domain::{Caller, DropletId, Permission, Permissions};
+use orchestrator_ports::SigningKey;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
@@ -81,21 +85,86 @@ impl JwtKeys {
 
     /// Checks signature, algorithm and expiry; anything else wrong is 401.
     pub fn verify(&self, token: &str) -> Result<Caller, ApiError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| ApiError::Unauthorized(format!("invalid token: {}", describe(&e))))?;
-        let sub = &data.claims.sub;
-        // The subject is recorded as `created_by` and `changed_by` (100 characters).
-        if sub.trim().is_empty() || sub.chars().count() > MAX_SUBJECT_CHARS || sub.contains('\0') {
-            return Err(ApiError::Unauthorized(format!(
-                "invalid token: its subject must be 1 to {MAX_SUBJECT_CHARS} characters"
-            )));
-        }
-        Ok(Caller {
-            subject: data.claims.sub,
-            permissions: Permissions::new(data.claims.permissions),
-            droplet_id: data.claims.droplet_id,
-        })
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(invalid)?;
+        caller_from(data.claims)
     }
+}
+
+fn invalid(err: jsonwebtoken::errors::Error) -> ApiError {
+    ApiError::Unauthorized(format!("invalid token: {}", describe(&err)))
+}
+
+fn caller_from(claims: Claims) -> Result<Caller, ApiError> {
+    let sub = &claims.sub;
+    // The subject is recorded as `created_by` and `changed_by` (100 characters).
+    if sub.trim().is_empty() || sub.chars().count() > MAX_SUBJECT_CHARS || sub.contains('\0') {
+        return Err(ApiError::Unauthorized(format!(
+            "invalid token: its subject must be 1 to {MAX_SUBJECT_CHARS} characters"
+        )));
+    }
+    Ok(Caller {
+        subject: claims.sub,
+        permissions: Permissions::new(claims.permissions),
+        droplet_id: claims.droplet_id,
+    })
+}
+
+/// Verifies bearer tokens: HS256 ones with the orchestrator's secret and,
+/// when the Registry is configured, RS256 ones with the Registry's key. The
+/// key is cached; a token naming another `kid`, or one whose signature does
+/// not match, makes it be fetched again (at most once a minute), so that a
+/// rotated key is picked up and a forged token is not.
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    keys: JwtKeys,
+    registry: Option<Arc<RegistrySync>>,
+}
+
+impl TokenVerifier {
+    pub fn new(keys: JwtKeys, registry: Option<Arc<RegistrySync>>) -> Self {
+        TokenVerifier { keys, registry }
+    }
+
+    pub async fn verify(&self, token: &str) -> Result<Caller, ApiError> {
+        let header = decode_header(token).map_err(invalid)?;
+        if header.alg != Algorithm::RS256 {
+            return self.keys.verify(token);
+        }
+        let Some(registry) = &self.registry else {
+            return Err(ApiError::Unauthorized(
+                "invalid token: RS256 tokens are accepted only from the Registry, and REGISTRY_URL is not set"
+                    .into(),
+            ));
+        };
+        let mut key = registry.signing_key(false).await;
+        let other_kid = |k: &SigningKey| header.kid.is_some() && k.kid.is_some() && k.kid != header.kid;
+        if key.as_ref().is_none_or(other_kid) {
+            key = registry.signing_key(true).await;
+        }
+        let key = key.ok_or_else(|| {
+            ApiError::Unauthorized("invalid token: the Registry's signing key is not available yet".into())
+        })?;
+        match verify_rs256(token, &key) {
+            Err(err) if is_bad_signature(&err) => match registry.signing_key(true).await {
+                Some(fresh) if fresh != key => verify_rs256(token, &fresh).map_err(invalid),
+                _ => Err(invalid(err)),
+            },
+            other => other.map_err(invalid),
+        }
+    }
+}
+
+fn is_bad_signature(err: &jsonwebtoken::errors::Error) -> bool {
+    matches!(err.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature)
+}
+
+fn verify_rs256(token: &str, key: &SigningKey) -> Result<Caller, jsonwebtoken::errors::Error> {
+    let decoding = DecodingKey::from_rsa_pem(key.public_key_pem.as_bytes())?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_required_spec_claims(&["exp", "sub"]);
+    validation.leeway = 5;
+    let data = decode::<Claims>(token, &decoding, &validation)?;
+    caller_from(data.claims).map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidSubject.into())
 }
 
 fn describe(err: &jsonwebtoken::errors::Error) -> &'static str {
@@ -103,7 +172,11 @@ fn describe(err: &jsonwebtoken::errors::Error) -> &'static str {
     match err.kind() {
         ErrorKind::ExpiredSignature => "it has expired",
         ErrorKind::InvalidSignature => "its signature does not match",
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "its algorithm is not HS256",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "its algorithm is not HS256 (or RS256 from the Registry)"
+        }
+        ErrorKind::InvalidSubject => "its subject must be 1 to 100 characters",
+        ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => "the Registry's key cannot be read",
         ErrorKind::MissingRequiredClaim(_) => "a required claim (sub, exp) is missing",
         ErrorKind::Json(_) => "its claims are not valid (sub, permissions, exp, iat expected)",
         _ => "it is not a well-formed JWT",
@@ -120,22 +193,27 @@ pub struct CallerSubject(pub String);
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        let req = req.clone();
+        Box::pin(async move { authenticate(&req).await })
     }
 }
 
 /// The caller named by the request's `Authorization` header.
-pub fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
-    let keys = req
-        .app_data::<web::Data<JwtKeys>>()
-        .ok_or_else(|| ApiError::Internal("token keys are not configured".into()))?;
-    let token = bearer_token(req)?;
-    let caller = keys.verify(token)?;
+pub async fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    let token = bearer_token(req)?.to_owned();
+    let caller = verifier(req)?.verify(&token).await?;
     req.extensions_mut().insert(CallerSubject(caller.subject.clone()));
     Ok(Authenticated(caller))
+}
+
+/// The server's token verifier.
+pub fn verifier(req: &HttpRequest) -> Result<web::Data<TokenVerifier>, ApiError> {
+    req.app_data::<web::Data<TokenVerifier>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("token keys are not configured".into()))
 }
 
 fn bearer_token(req: &HttpRequest) -> Result<&str, ApiError> {

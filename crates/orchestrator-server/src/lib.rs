@@ -11,6 +11,6 @@ pub mod settings;
 pub mod startup;
 pub mod telemetry;
 
-pub use auth::{JwtKeys, TokenRequest};
+pub use auth::{JwtKeys, TokenRequest, TokenVerifier};
 pub use settings::Settings;
 pub use startup::Application;

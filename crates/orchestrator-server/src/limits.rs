@@ -75,7 +75,7 @@ pub async fn rate_limits(
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if req.path() != "/broadcast"
         && let Some(limit) = req.app_data::<web::Data<RequestLimit>>()
-        && let Err(refused) = limit.0.check(&request_key(req.request()))
+        && let Err(refused) = limit.0.check(&request_key(req.request()).await)
     {
         let response = actix_web::ResponseError::error_response(&refused);
         return Ok(req.into_response(response).map_into_right_body());
@@ -87,12 +87,12 @@ pub async fn rate_limits(
 #[derive(Debug)]
 pub struct RequestLimit(pub PerCallerLimit);
 
-fn request_key(req: &HttpRequest) -> String {
-    let caller = req
-        .headers()
-        .contains_key(header::AUTHORIZATION)
-        .then(|| crate::auth::authenticate(req).ok())
-        .flatten();
+async fn request_key(req: &HttpRequest) -> String {
+    let caller = if req.headers().contains_key(header::AUTHORIZATION) {
+        crate::auth::authenticate(req).await.ok()
+    } else {
+        None
+    };
     match caller {
         Some(Authenticated(caller)) => format!("caller:{}", caller.subject),
         None => format!(

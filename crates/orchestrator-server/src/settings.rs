@@ -85,6 +85,8 @@ pub struct Settings {
     pub deadline_risk_floor: Duration,
     pub max_body_bytes: usize,
     pub registry_url: Option<String>,
+    /// `REGISTRY_SYNC_INTERVAL`: seconds between copies of the Registry's directory.
+    pub registry_sync_interval: Duration,
     /// `WS_MAX_PER_DROPLET`: feed connections one caller may hold at once.
     pub ws_max_per_caller: usize,
     /// `WS_HEARTBEAT_INTERVAL`: how often feed clients are pinged; one
@@ -157,6 +159,7 @@ impl Settings {
             deadline_risk_floor: reader.seconds("DEADLINE_RISK_FLOOR_SECONDS", 60),
             max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),
             registry_url: reader.optional("REGISTRY_URL"),
+            registry_sync_interval: reader.seconds("REGISTRY_SYNC_INTERVAL", 300),
             ws_max_per_caller: reader.positive("WS_MAX_PER_DROPLET", 10),
             ws_heartbeat_interval: reader.seconds("WS_HEARTBEAT_INTERVAL", 30),
             ws_client_buffer: reader.positive("WS_CLIENT_BUFFER", 1024),

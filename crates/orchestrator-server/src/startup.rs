@@ -7,22 +7,24 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use orchestrator_app::jobs::{HealthMonitorJob, HeartbeatCleanupJob, RouterJob, WebSocketPingJob};
+use orchestrator_app::jobs::{
+    HealthMonitorJob, HeartbeatCleanupJob, RegistrySyncJob, RouterJob, WebSocketPingJob,
+};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
-    Ports, Recovery, RecoverySettings, Router, RouterHandle, Scheduler, SchedulerHandle, StatusService,
-    TaskService, Tunables,
+    Ports, Recovery, RecoverySettings, RegistrySync, Router, RouterHandle, Scheduler, SchedulerHandle,
+    StatusService, TaskService, Tunables,
 };
 use orchestrator_domain::RetryPolicy;
-use orchestrator_http::HttpDispatcher;
+use orchestrator_http::{HttpDispatcher, HttpRegistryClient};
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
-use orchestrator_ports::{AnalyticsStore, DropletStore, LeaderElection, SystemClock};
+use orchestrator_ports::{AnalyticsStore, DropletStore, LeaderElection, ServiceRegistration, SystemClock};
 use orchestrator_postgres::{
     PgEventBus, PgEventBusHandle, PgLeaderElection, PgStore, PoolSettings, run_migrations,
 };
 use secrecy::ExposeSecret;
 
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, TokenVerifier};
 use crate::envelope::{BodyLimit, Source, trace_requests};
 use crate::limits::{PerCallerLimit, RequestLimit, rate_limits};
 use crate::process_stats::ProcessStats;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub management: ManagementService,
     /// The live feeds of `/ws/tasks` and `/ws/droplets`.
     pub feeds: Arc<FeedHub>,
+    /// The Registry, when `REGISTRY_URL` is set.
+    pub registry: Option<Arc<RegistrySync>>,
     pub messaging: MessagingService,
     pub metrics: MetricsService,
     /// The Prometheus handle when `ENABLE_METRICS` is on.
@@ -66,6 +70,7 @@ struct Background {
     _retries: AbortOnDrop,
     _delivery: Option<AbortOnDrop>,
     _feeds: AbortOnDrop,
+    _registry: Option<AbortOnDrop>,
     _telemetry: Option<AbortOnDrop>,
     /// The connections that carry events between replicas (PostgreSQL).
     _events: Option<PgEventBusHandle>,
@@ -115,19 +120,29 @@ impl Application {
             client_buffer: settings.ws_client_buffer,
         });
         let recovery = Recovery::new(ports.clone(), recovery_settings(&settings));
-        let scheduler = Arc::new(scheduler(&settings, &ports, leader, &router, &recovery, &feeds));
+        let registry = registry(&settings, &ports)?;
+        let mut scheduler = scheduler(&settings, &ports, leader, &router, &recovery, &feeds);
+        if let Some(registry) = &registry {
+            scheduler.add(
+                Arc::new(RegistrySyncJob(registry.clone())),
+                settings.registry_sync_interval,
+            );
+        }
+        let scheduler = Arc::new(scheduler);
         let background = Background {
             _router: router.start(),
             _scheduler: scheduler.start(),
             _retries: AbortOnDrop(recovery.start()),
             _delivery: push_delivery(&settings, &ports, &dispatcher),
             _feeds: AbortOnDrop(feeds.start(&ports)),
+            _registry: registry.as_ref().map(|r| AbortOnDrop(r.start())),
             _telemetry: settings
                 .enable_metrics
                 .then(|| AbortOnDrop(crate::telemetry::record_events(&ports))),
             _events: events,
         };
         let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
+        let verifier = web::Data::new(TokenVerifier::new(keys.get_ref().clone(), registry.clone()));
         let source = web::Data::new(Source(format!("droplet-{}", settings.identity.droplet_id)));
         let limit = web::Data::new(BodyLimit(settings.max_body_bytes));
         let stats = web::Data::new(ProcessStats::default());
@@ -139,6 +154,7 @@ impl Application {
             metrics: MetricsService::new(ports.clone(), analytics),
             management: ManagementService::new(scheduler, recovery, tunables(&settings)),
             feeds,
+            registry,
             messaging: MessagingService::new(ports, dispatcher),
             broadcast_limit: PerCallerLimit::per_minute(settings.broadcast_rate_limit),
             prometheus: if settings.enable_metrics {
@@ -162,6 +178,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(keys.clone())
+                .app_data(verifier.clone())
                 .app_data(source.clone())
                 .app_data(limit.clone())
                 .app_data(stats.clone())
@@ -289,6 +306,26 @@ fn recovery_settings(settings: &Settings) -> RecoverySettings {
 }
 
 /// The periodic jobs of spec section 6 that this version has.
+/// The Registry client and its use cases, when `REGISTRY_URL` is set.
+fn registry(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<Arc<RegistrySync>>> {
+    let Some(url) = &settings.registry_url else {
+        return Ok(None);
+    };
+    let client = Arc::new(HttpRegistryClient::new(url)?);
+    let identity = &settings.identity;
+    let me = ServiceRegistration {
+        name: identity.name.clone(),
+        droplet_id: identity.droplet_id,
+        endpoint: identity.endpoint.clone(),
+        port: settings.port,
+        health_endpoint: "/health".into(),
+        capabilities: routes::health::FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        udc_compliant: true,
+    };
+    Ok(Some(RegistrySync::new(ports.clone(), client, me)))
+}
+
 fn scheduler(
     settings: &Settings,
     ports: &Ports,

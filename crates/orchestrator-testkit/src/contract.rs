@@ -1575,3 +1575,52 @@ pub async fn cancel_requests_are_recorded_on_running_tasks(stores: &Stores) {
         Err(StoreError::Conflict(_))
     ));
 }
+
+/// The Registry's directory describes droplets; it is no sign of life.
+pub async fn directory_sync_describes_droplets_without_reviving_them(stores: &Stores) {
+    let listed = stores
+        .droplets
+        .sync_droplet(registration(40, &["scan"]), at(0))
+        .await
+        .expect("sync new");
+    assert_eq!(listed.previous_status, None);
+    assert_eq!(
+        (listed.droplet.status, listed.droplet.last_heartbeat),
+        (DropletStatus::Inactive, None),
+        "a listed droplet works only once it beats"
+    );
+
+    stores
+        .droplets
+        .register_droplet(registration(41, &["x"]), at(1))
+        .await
+        .expect("register");
+    let described = stores
+        .droplets
+        .sync_droplet(registration(41, &["x", "y"]), at(5))
+        .await
+        .expect("sync known");
+    assert_eq!(described.droplet.status, DropletStatus::Active);
+    assert_eq!(
+        described.droplet.last_heartbeat,
+        Some(at(1)),
+        "no heartbeat is faked"
+    );
+    assert_eq!(
+        described.droplet.capabilities,
+        vec![capability("x"), capability("y")]
+    );
+
+    stores
+        .droplets
+        .set_droplet_status(41, DropletStatus::Inactive, true, at(6))
+        .await
+        .expect("admin off");
+    let still_off = stores
+        .droplets
+        .sync_droplet(registration(41, &["x"]), at(7))
+        .await
+        .expect("sync");
+    assert_eq!(still_off.droplet.status, DropletStatus::Inactive);
+    assert!(still_off.droplet.manually_deactivated);
+}

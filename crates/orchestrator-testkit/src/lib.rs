@@ -76,6 +76,7 @@ macro_rules! store_contract_tests {
             attempts_count_assignments_and_refused_reports_are_recorded,
             rescues_are_counted_by_capability,
             cancel_requests_are_recorded_on_running_tasks,
+            directory_sync_describes_droplets_without_reviving_them,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

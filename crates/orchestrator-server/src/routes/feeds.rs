@@ -12,7 +12,7 @@ use orchestrator_domain::{Caller, Capability, DropletId, Permission};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use crate::auth::{Authenticated, JwtKeys};
+use crate::auth::Authenticated;
 use crate::envelope::{Udc, envelope_errors};
 use crate::error::ApiError;
 use crate::routes::{not_found, resource};
@@ -78,7 +78,7 @@ pub(crate) async fn tasks_feed(
     query: web::Query<FeedQuery>,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    open(Feed::Tasks, &req, body, &query, &app)
+    open(Feed::Tasks, &req, body, &query, &app).await
 }
 
 /// The droplet events: registrations, health changes, missed heartbeats.
@@ -95,18 +95,18 @@ pub(crate) async fn droplets_feed(
     query: web::Query<FeedQuery>,
     app: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    open(Feed::Droplets, &req, body, &query, &app)
+    open(Feed::Droplets, &req, body, &query, &app).await
 }
 
 /// Checks the caller, upgrades, and serves the feed on a task of its own.
-fn open(
+async fn open(
     feed: Feed,
     req: &HttpRequest,
     body: web::Payload,
     query: &FeedQuery,
     app: &AppState,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = feed_caller(req, query)?;
+    let caller = feed_caller(req, query).await?;
     let filter = query.filter()?;
     let (response, session, stream) = actix_ws::handle(req, body)
         .map_err(|e| ApiError::InvalidQuery(format!("not a WebSocket upgrade: {e}")))?;
@@ -123,14 +123,11 @@ fn open(
 }
 
 /// The caller of a feed request, from `?token=` or the `Authorization` header.
-fn feed_caller(req: &HttpRequest, query: &FeedQuery) -> Result<Caller, ApiError> {
-    let keys = req
-        .app_data::<web::Data<JwtKeys>>()
-        .ok_or_else(|| ApiError::Internal("token keys are not configured".into()))?;
+async fn feed_caller(req: &HttpRequest, query: &FeedQuery) -> Result<Caller, ApiError> {
     let caller = match &query.token {
-        Some(token) => keys.verify(token)?,
+        Some(token) => crate::auth::verifier(req)?.verify(token).await?,
         None if req.headers().contains_key(header::AUTHORIZATION) => {
-            let Authenticated(caller) = crate::auth::authenticate(req)?;
+            let Authenticated(caller) = crate::auth::authenticate(req).await?;
             caller
         }
         None => {

@@ -2,7 +2,7 @@
 //! `/dependencies`. No token needed, no envelope.
 
 use actix_web::{HttpResponse, web};
-use chrono::{SecondsFormat, Utc};
+use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -166,7 +166,10 @@ pub(crate) struct Dependency {
     name: &'static str,
     /// `not_configured`, `unknown`, `active` or `error`.
     status: &'static str,
-    last_check: Option<String>,
+    last_check: Option<DateTime<Utc>>,
+    /// Why the last check failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_error: Option<String>,
 }
 
 /// The droplets this one relies on, and their state.
@@ -177,24 +180,32 @@ pub(crate) struct Dependency {
     responses((status = 200, description = "Required and optional dependencies", body = Dependencies)),
 )]
 pub(crate) async fn dependencies(app: web::Data<AppState>) -> HttpResponse {
-    // Without REGISTRY_URL the orchestrator runs standalone: it signs and
-    // checks its own tokens and keeps its own droplet directory.
-    let registry_status = if app.settings.registry_url.is_some() {
-        "unknown"
-    } else {
-        "not_configured"
-    };
     let unknown = |id, name| Dependency {
         id,
         name,
         status: "unknown",
         last_check: None,
+        last_error: None,
+    };
+    // Without REGISTRY_URL the orchestrator runs standalone: it signs and
+    // checks its own tokens and keeps its own droplet directory.
+    let registry = match &app.registry {
+        Some(registry) => {
+            let health = registry.health();
+            Dependency {
+                status: health.status,
+                last_check: health.last_check,
+                last_error: health.last_error,
+                ..unknown(3, "Registry v2")
+            }
+        }
+        None => Dependency {
+            status: "not_configured",
+            ..unknown(3, "Registry v2")
+        },
     };
     HttpResponse::Ok().json(Dependencies {
-        required: vec![Dependency {
-            status: registry_status,
-            ..unknown(3, "Registry v2")
-        }],
+        required: vec![registry],
         optional: vec![unknown(5, "Dashboard"), unknown(8, "Verifier")],
         missing: Vec::new(),
     })

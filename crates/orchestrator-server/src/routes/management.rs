@@ -193,8 +193,8 @@ pub(crate) struct CacheCleared {
     message: &'static str,
 }
 
-/// This version keeps no cache of its own (every read goes to the store);
-/// the Registry's public key will be the first.
+/// Every read goes to the store; the one cache is the Registry's signing
+/// key (when `REGISTRY_URL` is set), fetched again on the next RS256 token.
 #[utoipa::path(
     post,
     path = "/management/cache/clear",
@@ -206,9 +206,16 @@ pub(crate) async fn clear_cache(
     Authenticated(caller): Authenticated,
 ) -> Result<Udc<CacheCleared>, ApiError> {
     app.management.authorize(&caller)?;
+    let Some(registry) = &app.registry else {
+        return Ok(Udc::ok(CacheCleared {
+            cleared: Vec::new(),
+            message: "no cache to clear: every read goes to the store",
+        }));
+    };
+    registry.clear_key_cache().await;
     Ok(Udc::ok(CacheCleared {
-        cleared: Vec::new(),
-        message: "no cache to clear: every read goes to the store",
+        cleared: vec!["registry_signing_key".to_owned()],
+        message: "the Registry's signing key is fetched again on the next RS256 token",
     }))
 }
 

@@ -82,7 +82,7 @@ pub(crate) async fn issue(
 ) -> Result<Udc<Token>, ApiError> {
     let open = app.settings.is_development() && !req.headers().contains_key(header::AUTHORIZATION);
     if !open {
-        let issuer = authenticate(&req)?.0;
+        let issuer = authenticate(&req).await?.0;
         if !issuer.is_admin() {
             return Err(ApiError::App(AppError::Forbidden(
                 "issuing tokens needs the 'admin' permission".into(),
