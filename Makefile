@@ -6,7 +6,7 @@ STORE_SUITES := $(foreach t,auth bad_input cancel cors feeds fencing lifecycle m
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test fuzz-api bench fmt fmt-check lint clippy purity deny ci
+.PHONY: run build test fuzz-api fuzz bench fmt fmt-check lint clippy purity deny ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -35,6 +35,16 @@ test:
 fuzz-api:
 	scripts/fuzz-api memory
 	scripts/fuzz-api postgres
+
+## Fuzz the request-body parsers with libFuzzer for FUZZ_SECONDS (default
+## 60), from the seeds in fuzz/seeds. cargo-fuzz is installed on first use;
+## it passes nightly-only flags (-Zsanitizer=address), which
+## RUSTC_BOOTSTRAP=1 lets the stable toolchain take.
+fuzz:
+	@cargo fuzz --version >/dev/null 2>&1 || $(CARGO) install --locked cargo-fuzz
+	mkdir -p fuzz/corpus/request_body
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run request_body corpus/request_body seeds/request_body -- \
+		-max_total_time=$${FUZZ_SECONDS:-60} -max_len=4096
 
 ## Print the lifecycle benchmark's figures (see docs/benchmarks.md).
 bench:

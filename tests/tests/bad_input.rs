@@ -104,6 +104,19 @@ async fn bad_registrations_and_heartbeats_are_422() {
         .post("/droplets/1/heartbeat", &admin, json!({ "status": "sleepy" }))
         .await;
     assert_eq!(bad_status.status, 422);
+    // A struct's fields given as an array, or a body that is no object at all.
+    for body in [json!([]), json!(["active"]), json!(7), json!("active")] {
+        let reply = app.post("/droplets/1/heartbeat", &admin, body.clone()).await;
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (422, "validation_failed"),
+            "{body}: {reply:?}"
+        );
+    }
+    let as_array = app
+        .post("/tasks", &app.writer("alice"), json!(["verify", "a title"]))
+        .await;
+    assert_eq!(as_array.status, 422, "{as_array:?}");
     let bad_patch = app.patch("/tasks/1", &admin, json!({ "status": "done" })).await;
     assert_eq!(bad_patch.status, 422, "unknown status value: {bad_patch:?}");
 }

@@ -331,25 +331,42 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 }
 
 fn parse_body<T: DeserializeOwned>(req: &HttpRequest, bytes: &[u8]) -> Result<T, ApiError> {
-    let value = unwrap_envelope(req, json_of(bytes)?);
-    serde_json::from_value(value).map_err(|e| ApiError::InvalidBody(format!("invalid request body: {e}")))
+    let (body, trace) = parse_request_body(bytes)?;
+    if let Some(trace) = trace {
+        req.extensions_mut().insert(TraceId(trace));
+    }
+    Ok(body)
+}
+
+/// Reads a request body as `T`: a strict JSON object (see [`json_of`]),
+/// bare or wrapped in an envelope, whose trace id is returned. Every failure is a
+/// client error (400 or 422). Public for the fuzz target of `fuzz/`.
+pub fn parse_request_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Option<Uuid>), ApiError> {
+    let (value, trace) = unwrap_envelope(json_of(bytes)?);
+    // serde would read a struct from an array of its fields in order; a
+    // body is an object with named fields, nothing else.
+    if !value.is_object() {
+        return Err(ApiError::InvalidBody(
+            "invalid request body: expected a JSON object".into(),
+        ));
+    }
+    let body = serde_json::from_value(value)
+        .map_err(|e| ApiError::InvalidBody(format!("invalid request body: {e}")))?;
+    Ok((body, trace))
 }
 
 /// An object with `udc_version` and `payload` is an envelope: its payload is
 /// the body and its trace id becomes the request's.
-fn unwrap_envelope(req: &HttpRequest, value: Value) -> Value {
+fn unwrap_envelope(value: Value) -> (Value, Option<Uuid>) {
     match value {
         Value::Object(mut map) if map.contains_key("udc_version") && map.contains_key("payload") => {
             let trace = map
                 .get("trace_id")
                 .and_then(Value::as_str)
                 .and_then(|t| Uuid::parse_str(t).ok());
-            if let Some(trace) = trace {
-                req.extensions_mut().insert(TraceId(trace));
-            }
-            map.remove("payload").unwrap_or(Value::Null)
+            (map.remove("payload").unwrap_or(Value::Null), trace)
         }
-        other => other,
+        other => (other, None),
     }
 }
 
