@@ -1,0 +1,437 @@
+#![doc = include_str!("../README.md")]
+
+use chrono::{DateTime, Utc};
+use orchestrator_domain::{
+    Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, HistoryEntry, RegistrationDraft, Task,
+    TaskDraft, TaskId, TaskStatus,
+};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ClientError {
+    /// The orchestrator answered with an error body.
+    #[error("{status} {code}: {message}")]
+    Api {
+        status: u16,
+        /// Such as `not_found`, `invalid_transition`, `stale_attempt`.
+        code: String,
+        message: String,
+        details: Value,
+    },
+    /// The orchestrator could not be reached, or the connection failed.
+    #[error("could not reach the orchestrator at {url}: {message}")]
+    Transport { url: String, message: String },
+    /// The answer was not what this client expects of that endpoint.
+    #[error("unexpected answer from {url}: {message}")]
+    Decode { url: String, message: String },
+    #[error("invalid orchestrator URL {0:?}: give one such as http://localhost:8000")]
+    InvalidUrl(String),
+}
+
+impl ClientError {
+    /// The error code of an API error, such as `not_found`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The answer to `POST /tasks`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TaskCreated {
+    pub task_id: TaskId,
+    pub trace_id: Uuid,
+    pub status: TaskStatus,
+    pub created_at: DateTime<Utc>,
+    pub estimated_assignment_seconds: u32,
+}
+
+/// A task as the API shows it: the task, its droplet's name and, from
+/// `GET /tasks/{id}`, its history and (while pending) why it waits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TaskRecord {
+    #[serde(flatten)]
+    pub task: Task,
+    pub assigned_droplet_name: Option<String>,
+    #[serde(default)]
+    pub state_history: Vec<HistoryEntry>,
+    /// `{"state": "no_active_droplet_with_capability", …}` and the like.
+    #[serde(default)]
+    pub routing: Option<Value>,
+}
+
+/// One page of `GET /tasks`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct TaskPage {
+    pub tasks: Vec<TaskRecord>,
+    pub total: u64,
+    pub limit: u32,
+    pub offset: u64,
+    pub has_more: bool,
+}
+
+/// Filters and paging of `GET /tasks`; all optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TaskQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<TaskStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_min: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority_max: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assigned_droplet_id: Option<DropletId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
+}
+
+/// A droplet's report on its task (`PATCH /tasks/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusUpdate {
+    pub status: TaskStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// The assignment reported on (the task's `attempt` when it was received).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+}
+
+impl StatusUpdate {
+    pub fn started(attempt: u32) -> Self {
+        StatusUpdate {
+            status: TaskStatus::InProgress,
+            result: None,
+            error_message: None,
+            attempt: Some(attempt),
+        }
+    }
+
+    pub fn completed(attempt: u32, result: Value) -> Self {
+        StatusUpdate {
+            status: TaskStatus::Completed,
+            result: Some(result),
+            ..StatusUpdate::started(attempt)
+        }
+    }
+
+    pub fn failed(attempt: u32, error_message: impl Into<String>) -> Self {
+        StatusUpdate {
+            status: TaskStatus::Failed,
+            error_message: Some(error_message.into()),
+            ..StatusUpdate::started(attempt)
+        }
+    }
+}
+
+/// The answer to `DELETE /tasks/{id}`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Cancelled {
+    pub task_id: TaskId,
+    pub status: TaskStatus,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+/// The answer to `POST /droplets/register`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Registered {
+    pub droplet_id: DropletId,
+    pub name: String,
+    pub status: DropletStatus,
+    pub capabilities: Vec<Capability>,
+    pub max_concurrent_tasks: u32,
+    pub registered_at: DateTime<Utc>,
+    /// How often to send heartbeats.
+    pub heartbeat_interval_seconds: u64,
+    /// Unix seconds by which the next heartbeat must arrive.
+    pub next_heartbeat_deadline: Option<f64>,
+}
+
+/// The answer to a heartbeat.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct HeartbeatAck {
+    pub droplet_id: DropletId,
+    pub status: DropletStatus,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub next_heartbeat_deadline: Option<f64>,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Health {
+    pub id: i64,
+    pub name: String,
+    /// `active`, or `error` while the orchestrator's store is unavailable.
+    pub status: String,
+    pub message: String,
+}
+
+#[derive(Deserialize)]
+struct TaskReply {
+    task: TaskRecord,
+}
+
+#[derive(Deserialize)]
+struct DropletReply {
+    droplet: Droplet,
+}
+
+#[derive(Deserialize)]
+struct DropletList {
+    droplets: Vec<Droplet>,
+}
+
+/// A client of one orchestrator, with the caller's token.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client of the orchestrator at `base_url`, such as `http://localhost:8000`.
+    pub fn new(base_url: &str) -> Result<Self, ClientError> {
+        let base = base_url.trim().trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) || base.len() < 9 {
+            return Err(ClientError::InvalidUrl(base_url.to_owned()));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(5))
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| ClientError::InvalidUrl(format!("{base_url}: {e}")))?;
+        Ok(Client {
+            http,
+            base: base.to_owned(),
+            token: None,
+        })
+    }
+
+    /// The same client, calling with `token` (a bearer token).
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        // 503 carries the same body: the store is down, not the orchestrator.
+        let url = self.url("/health");
+        let response = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| transport(&url, &e))?;
+        let body = read_json(&url, response).await?.1;
+        decode(&url, body)
+    }
+
+    pub async fn create_task(&self, draft: &TaskDraft) -> Result<TaskCreated, ClientError> {
+        self.send(reqwest::Method::POST, "/tasks", Some(draft)).await
+    }
+
+    pub async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, ClientError> {
+        let url = self.url("/tasks");
+        let request = self.authorized(self.http.get(&url).query(query));
+        self.call(request, &url).await
+    }
+
+    /// The task with its history and, while pending, why it waits.
+    pub async fn get_task(&self, id: TaskId) -> Result<TaskRecord, ClientError> {
+        let reply: TaskReply = self
+            .send(reqwest::Method::GET, &format!("/tasks/{id}"), None::<&()>)
+            .await?;
+        Ok(reply.task)
+    }
+
+    pub async fn update_status(&self, id: TaskId, update: &StatusUpdate) -> Result<TaskRecord, ClientError> {
+        let reply: TaskReply = self
+            .send(reqwest::Method::PATCH, &format!("/tasks/{id}"), Some(update))
+            .await?;
+        Ok(reply.task)
+    }
+
+    /// Cancels a task that is not running yet.
+    pub async fn cancel_task(&self, id: TaskId) -> Result<Cancelled, ClientError> {
+        self.send(reqwest::Method::DELETE, &format!("/tasks/{id}"), None::<&()>)
+            .await
+    }
+
+    /// Asks the droplet running a task to stop it.
+    pub async fn request_cancel(&self, id: TaskId) -> Result<TaskRecord, ClientError> {
+        let path = format!("/tasks/{id}/cancel-request");
+        let reply: TaskReply = self.send(reqwest::Method::POST, &path, None::<&()>).await?;
+        Ok(reply.task)
+    }
+
+    pub async fn register(&self, draft: &RegistrationDraft) -> Result<Registered, ClientError> {
+        self.send(reqwest::Method::POST, "/droplets/register", Some(draft))
+            .await
+    }
+
+    pub async fn heartbeat(
+        &self,
+        id: DropletId,
+        report: &HeartbeatReport,
+    ) -> Result<HeartbeatAck, ClientError> {
+        let path = format!("/droplets/{id}/heartbeat");
+        self.send(reqwest::Method::POST, &path, Some(report)).await
+    }
+
+    pub async fn list_droplets(&self) -> Result<Vec<Droplet>, ClientError> {
+        let list: DropletList = self.send(reqwest::Method::GET, "/droplets", None::<&()>).await?;
+        Ok(list.droplets)
+    }
+
+    pub async fn get_droplet(&self, id: DropletId) -> Result<Droplet, ClientError> {
+        let reply: DropletReply = self
+            .send(reqwest::Method::GET, &format!("/droplets/{id}"), None::<&()>)
+            .await?;
+        Ok(reply.droplet)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
+    async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let mut request = self.authorized(self.http.request(method, &url));
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.call(request, &url).await
+    }
+
+    async fn call<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> Result<T, ClientError> {
+        let response = request.send().await.map_err(|e| transport(url, &e))?;
+        let (status, body) = read_json(url, response).await?;
+        let payload = unwrap_envelope(body);
+        if !(200..300).contains(&status) {
+            return Err(api_error(status, &payload));
+        }
+        decode(url, payload)
+    }
+}
+
+fn transport(url: &str, err: &reqwest::Error) -> ClientError {
+    ClientError::Transport {
+        url: url.to_owned(),
+        message: err.to_string(),
+    }
+}
+
+async fn read_json(url: &str, response: reqwest::Response) -> Result<(u16, Value), ClientError> {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.map_err(|e| transport(url, &e))?;
+    if bytes.is_empty() {
+        return Ok((status, Value::Null));
+    }
+    let body = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        url: url.to_owned(),
+        message: format!("status {status}, body not JSON: {e}"),
+    })?;
+    Ok((status, body))
+}
+
+/// The payload of an envelope; any other body as it is.
+fn unwrap_envelope(body: Value) -> Value {
+    match body {
+        Value::Object(mut map) if map.contains_key("udc_version") && map.contains_key("payload") => {
+            map.remove("payload").unwrap_or(Value::Null)
+        }
+        other => other,
+    }
+}
+
+fn api_error(status: u16, payload: &Value) -> ClientError {
+    let error = &payload["error"];
+    ClientError::Api {
+        status,
+        code: error["code"].as_str().unwrap_or("unknown").to_owned(),
+        message: error["message"]
+            .as_str()
+            .map_or_else(|| format!("HTTP {status}"), str::to_owned),
+        details: error["details"].clone(),
+    }
+}
+
+fn decode<T: DeserializeOwned>(url: &str, payload: Value) -> Result<T, ClientError> {
+    serde_json::from_value(payload).map_err(|e| ClientError::Decode {
+        url: url.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn errors_are_read_from_the_envelope_or_bare() {
+        let enveloped = json!({"udc_version": "1.0", "payload": {"error": {"code": "not_found", "message": "task 9 not found", "details": {"id": 9}}}});
+        let error = api_error(404, &unwrap_envelope(enveloped));
+        assert_eq!((error.status(), error.code()), (Some(404), Some("not_found")));
+        let bare = api_error(
+            503,
+            &json!({"error": {"code": "store_unavailable", "message": "m", "details": null}}),
+        );
+        assert_eq!(bare.code(), Some("store_unavailable"));
+        assert_eq!(api_error(502, &Value::Null).code(), Some("unknown"));
+    }
+
+    #[test]
+    fn only_http_urls_make_a_client() {
+        assert!(Client::new("http://localhost:8000/").is_ok());
+        assert_eq!(
+            Client::new("http://localhost:8000/").map(|c| c.base_url().to_owned()),
+            Ok("http://localhost:8000".to_owned())
+        );
+        assert!(matches!(
+            Client::new("localhost:8000"),
+            Err(ClientError::InvalidUrl(_))
+        ));
+    }
+}

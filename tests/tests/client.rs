@@ -1,0 +1,161 @@
+//! The typed client against a real server: a task's whole life through it,
+//! and every kind of failure as a typed error.
+
+use std::time::Duration;
+
+use orchestrator_client::{Client, ClientError, StatusUpdate, TaskQuery};
+use orchestrator_domain::{DropletStatus, HeartbeatReport, RegistrationDraft, TaskDraft, TaskStatus};
+use orchestrator_tests::spawn_app_with;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_lives_its_whole_life_through_the_client() {
+    let app = spawn_app_with(&[]).await;
+    let alice = Client::new(&app.address)
+        .expect("url")
+        .with_token(app.writer("alice"));
+    let droplet = Client::new(&app.address)
+        .expect("url")
+        .with_token(app.droplet(21));
+
+    assert_eq!(droplet.health().await.expect("health").status, "active");
+    let registered = droplet
+        .register(&RegistrationDraft {
+            droplet_id: 21,
+            name: "echo".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+            capabilities: vec!["echo".into()],
+            ..RegistrationDraft::default()
+        })
+        .await
+        .expect("register");
+    assert_eq!(
+        (registered.droplet_id, registered.status),
+        (21, DropletStatus::Active)
+    );
+    let beat = droplet
+        .heartbeat(21, &HeartbeatReport::default())
+        .await
+        .expect("beat");
+    assert_eq!(beat.status, DropletStatus::Active);
+
+    let created = alice
+        .create_task(&TaskDraft {
+            task_type: "echo".into(),
+            title: "say hello".into(),
+            required_capability: Some("echo".into()),
+            payload: Some(json!({ "text": "hello" })),
+            ..TaskDraft::default()
+        })
+        .await
+        .expect("create");
+    let mut task = alice.get_task(created.task_id).await.expect("get");
+    for _ in 0..50 {
+        if task.task.status == TaskStatus::Assigned {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        task = alice.get_task(created.task_id).await.expect("get");
+    }
+    assert_eq!(task.task.assigned_droplet_id, Some(21));
+    assert_eq!(task.assigned_droplet_name.as_deref(), Some("echo"));
+
+    let mine = droplet
+        .list_tasks(&TaskQuery {
+            assigned_droplet_id: Some(21),
+            status: Some(TaskStatus::Assigned),
+            ..TaskQuery::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(mine.tasks.len(), 1);
+    let attempt = mine.tasks[0].task.attempt;
+    droplet
+        .update_status(created.task_id, &StatusUpdate::started(attempt))
+        .await
+        .expect("start");
+    let done = droplet
+        .update_status(
+            created.task_id,
+            &StatusUpdate::completed(attempt, json!({ "echo": "hello" })),
+        )
+        .await
+        .expect("complete");
+    assert_eq!(done.task.status, TaskStatus::Completed);
+    assert_eq!(done.task.result, Some(json!({ "echo": "hello" })));
+
+    let history = alice.get_task(created.task_id).await.expect("get").state_history;
+    let moves: Vec<TaskStatus> = history.iter().map(|h| h.to_status).collect();
+    assert_eq!(
+        moves,
+        [
+            TaskStatus::Pending,
+            TaskStatus::Assigned,
+            TaskStatus::InProgress,
+            TaskStatus::Completed
+        ]
+    );
+    assert!(
+        droplet
+            .list_droplets()
+            .await
+            .expect("droplets")
+            .iter()
+            .any(|d| d.droplet_id == 21)
+    );
+    assert_eq!(droplet.get_droplet(21).await.expect("droplet").name, "echo");
+}
+
+#[tokio::test]
+async fn failures_come_back_as_typed_errors() {
+    let app = spawn_app_with(&[]).await;
+    let alice = Client::new(&app.address)
+        .expect("url")
+        .with_token(app.writer("alice"));
+
+    let missing = alice.get_task(999_999).await.expect_err("no such task");
+    assert_eq!((missing.status(), missing.code()), (Some(404), Some("not_found")));
+
+    let invalid = alice
+        .create_task(&TaskDraft {
+            task_type: String::new(),
+            title: "t".into(),
+            ..TaskDraft::default()
+        })
+        .await
+        .expect_err("empty type");
+    assert_eq!(
+        (invalid.status(), invalid.code()),
+        (Some(422), Some("validation_failed"))
+    );
+
+    let created = alice
+        .create_task(&TaskDraft {
+            task_type: "t".into(),
+            title: "t".into(),
+            required_capability: Some("nobody".into()),
+            ..TaskDraft::default()
+        })
+        .await
+        .expect("create");
+    let cancelled = alice.cancel_task(created.task_id).await.expect("cancel");
+    assert_eq!(cancelled.status, TaskStatus::Cancelled);
+    let again = alice.request_cancel(created.task_id).await.expect_err("finished");
+    assert_eq!(again.code(), Some("invalid_transition"));
+
+    let stranger = Client::new(&app.address).expect("url").with_token("not-a-token");
+    let refused = stranger
+        .list_tasks(&TaskQuery::default())
+        .await
+        .expect_err("bad token");
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (Some(401), Some("unauthorized"))
+    );
+
+    let nowhere = Client::new("http://127.0.0.1:9").expect("url");
+    assert!(matches!(
+        nowhere.health().await,
+        Err(ClientError::Transport { .. })
+    ));
+}
