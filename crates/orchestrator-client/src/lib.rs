@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+pub mod worker;
+
+pub use worker::{HANDED_BACK, HandlerResult, Worker, WorkerBuilder, WorkerReport};
+
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
     Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, HistoryEntry, RegistrationDraft, Task,

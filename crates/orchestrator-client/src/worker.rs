@@ -1,0 +1,316 @@
+//! The worker runtime: a droplet in a dozen lines.
+//!
+//! ```rust,no_run
+//! use orchestrator_client::{Client, Worker};
+//! use orchestrator_domain::RegistrationDraft;
+//!
+//! # async fn run() -> Result<(), orchestrator_client::ClientError> {
+//! let client = Client::new("http://localhost:8000")?.with_token("eyJ…");
+//! let me = RegistrationDraft {
+//!     droplet_id: 21,
+//!     name: "echo".into(),
+//!     endpoint: "http://echo:8021".into(),
+//!     ..RegistrationDraft::default()
+//! };
+//! Worker::builder(client, me)
+//!     .capability("echo", |task| async move { Ok(task.payload) })
+//!     .run(std::future::pending::<()>()) // or a shutdown signal
+//!     .await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! It registers the droplet (with the capabilities it has handlers for),
+//! heartbeats on the interval the orchestrator gives, pulls its assigned
+//! tasks, runs each handler with a concurrency limit, and reports
+//! `in_progress`, then `completed` with the handler's value or `failed` with
+//! its error. A handler that panics fails its task with the panic message;
+//! the worker goes on. On shutdown it takes no more work, lets running
+//! handlers finish within the grace period, and fails the rest as handed
+//! back, so that the orchestrator retries them elsewhere.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use orchestrator_domain::{DropletId, HeartbeatReport, RegistrationDraft, Task, TaskStatus};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::{Client, ClientError, StatusUpdate, TaskQuery};
+
+/// What a handler gives back: the task's result, or why it failed.
+pub type HandlerResult = Result<Value, String>;
+type Handler = Arc<dyn Fn(Task) -> Pin<Box<dyn Future<Output = HandlerResult> + Send>> + Send + Sync>;
+
+/// The error message of a task handed back at shutdown.
+pub const HANDED_BACK: &str = "the worker shut down before finishing; handed back to be retried";
+
+/// How a run of the worker went.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerReport {
+    pub completed: u64,
+    pub failed: u64,
+    pub handed_back: u64,
+}
+
+#[derive(Debug)]
+pub struct Worker;
+
+impl Worker {
+    /// A worker for the droplet `me`, calling the orchestrator with `client`
+    /// (whose token must be the droplet's).
+    pub fn builder(client: Client, me: RegistrationDraft) -> WorkerBuilder {
+        WorkerBuilder {
+            client,
+            me,
+            handlers: HashMap::new(),
+            concurrency: 4,
+            poll_interval: Duration::from_millis(250),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct WorkerBuilder {
+    client: Client,
+    me: RegistrationDraft,
+    handlers: HashMap<String, Handler>,
+    concurrency: usize,
+    poll_interval: Duration,
+    shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for WorkerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerBuilder")
+            .field("droplet_id", &self.me.droplet_id)
+            .field("capabilities", &self.handlers.keys().collect::<Vec<_>>())
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
+}
+
+impl WorkerBuilder {
+    /// Runs `handler` for tasks that require `capability`.
+    pub fn capability<F, Fut>(mut self, capability: &str, handler: F) -> Self
+    where
+        F: Fn(Task) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = HandlerResult> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |task| Box::pin(handler(task)));
+        self.handlers.insert(capability.to_owned(), handler);
+        self
+    }
+
+    /// At most this many handlers at once (default 4); also the droplet's
+    /// `max_concurrent_tasks`.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// How often assigned tasks are pulled (default 250 ms).
+    pub fn poll_interval(mut self, interval: Duration) -> Self {
+        self.poll_interval = interval;
+        self
+    }
+
+    /// How long running handlers may go on after shutdown (default 30 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Registers, then works until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<WorkerReport, ClientError> {
+        let mut me = self.me.clone();
+        me.capabilities.extend(self.handlers.keys().cloned());
+        me.capabilities.sort();
+        me.capabilities.dedup();
+        me.max_concurrent_tasks = Some(i64::try_from(self.concurrency).unwrap_or(i64::MAX));
+        let registered = self.client.register(&me).await?;
+        let beat_every = Duration::from_secs(registered.heartbeat_interval_seconds.clamp(1, 30));
+        // Dropped with the run, as when the process dies: the beats stop.
+        let _heartbeats = AbortOnDrop(tokio::spawn(heartbeat(
+            self.client.clone(),
+            me.droplet_id,
+            beat_every,
+        )));
+        let running = Running {
+            client: self.client,
+            droplet_id: me.droplet_id,
+            handlers: Arc::new(self.handlers),
+            slots: Arc::new(Semaphore::new(self.concurrency)),
+            in_hand: Arc::new(Mutex::new(HashSet::new())),
+            report: Arc::new(Mutex::new(WorkerReport::default())),
+        };
+        let mut jobs = JoinSet::new();
+        tokio::pin!(shutdown);
+        let mut ticks = tokio::time::interval(self.poll_interval);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                _ = ticks.tick() => running.pull(&mut jobs).await,
+            }
+            while jobs.try_join_next().is_some() {}
+        }
+        running.wind_down(jobs, self.shutdown_grace).await;
+        let report = *running.report.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(report)
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn heartbeat(client: Client, droplet_id: DropletId, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        if let Err(err) = client.heartbeat(droplet_id, &HeartbeatReport::default()).await {
+            eprintln!("orchestrator-client: heartbeat of droplet {droplet_id} failed: {err}");
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Running {
+    client: Client,
+    droplet_id: DropletId,
+    handlers: Arc<HashMap<String, Handler>>,
+    slots: Arc<Semaphore>,
+    /// Tasks this worker is running, so that a pull does not start them twice.
+    in_hand: Arc<Mutex<HashSet<i64>>>,
+    report: Arc<Mutex<WorkerReport>>,
+}
+
+impl Running {
+    /// Starts the assigned tasks there are free slots for.
+    async fn pull(&self, jobs: &mut JoinSet<()>) {
+        let free = self.slots.available_permits();
+        if free == 0 {
+            return;
+        }
+        let query = TaskQuery {
+            assigned_droplet_id: Some(self.droplet_id),
+            status: Some(TaskStatus::Assigned),
+            limit: Some(u32::try_from(free).unwrap_or(u32::MAX)),
+            ..TaskQuery::default()
+        };
+        let page = match self.client.list_tasks(&query).await {
+            Ok(page) => page,
+            Err(err) => {
+                eprintln!("orchestrator-client: pulling tasks failed: {err}");
+                return;
+            }
+        };
+        for record in page.tasks {
+            let task = record.task;
+            if self.hands().contains(&task.id) {
+                continue;
+            }
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+                break;
+            };
+            self.hands().insert(task.id);
+            let running = self.clone();
+            jobs.spawn(async move {
+                running.work(task).await;
+                drop(permit);
+            });
+        }
+    }
+
+    fn hands(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.in_hand.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, outcome: impl FnOnce(&mut WorkerReport)) {
+        outcome(&mut self.report.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Starts, runs and reports one task.
+    async fn work(&self, task: Task) {
+        let (id, attempt) = (task.id, task.attempt);
+        if let Err(err) = self
+            .client
+            .update_status(id, &StatusUpdate::started(attempt))
+            .await
+        {
+            eprintln!("orchestrator-client: could not start task {id}: {err}");
+            self.hands().remove(&id);
+            return;
+        }
+        let update = match self.run_handler(task).await {
+            Ok(result) => StatusUpdate::completed(attempt, result),
+            Err(message) => StatusUpdate::failed(attempt, message),
+        };
+        let completed = update.status == TaskStatus::Completed;
+        match self.client.update_status(id, &update).await {
+            Ok(_) if completed => self.count(|r| r.completed += 1),
+            Ok(_) => self.count(|r| r.failed += 1),
+            Err(err) => eprintln!("orchestrator-client: could not report task {id}: {err}"),
+        }
+        self.hands().remove(&id);
+    }
+
+    /// The handler's outcome; a panic is a failure with its message.
+    async fn run_handler(&self, task: Task) -> HandlerResult {
+        let capability = task.required_capability.as_ref().map(|c| c.as_str().to_owned());
+        let handler = capability
+            .as_deref()
+            .and_then(|c| self.handlers.get(c))
+            .or_else(|| {
+                (self.handlers.len() == 1)
+                    .then(|| self.handlers.values().next())
+                    .flatten()
+            })
+            .cloned()
+            .ok_or_else(|| format!("this worker has no handler for {capability:?}"))?;
+        match tokio::spawn(handler(task)).await {
+            Ok(outcome) => outcome,
+            Err(err) if err.is_panic() => Err(format!(
+                "the handler panicked: {}",
+                panic_message(err.into_panic())
+            )),
+            Err(err) => Err(format!("the handler was stopped: {err}")),
+        }
+    }
+
+    /// Lets running handlers finish within `grace`, then hands back the rest.
+    async fn wind_down(&self, mut jobs: JoinSet<()>, grace: Duration) {
+        let finished = tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} }).await;
+        if finished.is_ok() {
+            return;
+        }
+        jobs.abort_all();
+        while jobs.join_next().await.is_some() {}
+        let left: Vec<i64> = self.hands().drain().collect();
+        for id in left {
+            let Ok(record) = self.client.get_task(id).await else {
+                continue;
+            };
+            let update = StatusUpdate::failed(record.task.attempt, HANDED_BACK);
+            if self.client.update_status(id, &update).await.is_ok() {
+                self.count(|r| r.handed_back += 1);
+            }
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
