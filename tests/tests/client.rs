@@ -3,8 +3,10 @@
 
 use std::time::Duration;
 
-use orchestrator_client::{Client, ClientError, StatusUpdate, TaskQuery};
-use orchestrator_domain::{DropletStatus, HeartbeatReport, RegistrationDraft, TaskDraft, TaskStatus};
+use orchestrator_client::{Client, ClientError, StatusUpdate, TaskQuery, TokenRequest};
+use orchestrator_domain::{
+    DropletStatus, HeartbeatReport, Permission, RegistrationDraft, TaskDraft, TaskStatus,
+};
 use orchestrator_tests::spawn_app_with;
 use serde_json::json;
 
@@ -142,6 +144,21 @@ async fn failures_come_back_as_typed_errors() {
     assert_eq!(cancelled.status, TaskStatus::Cancelled);
     let again = alice.request_cancel(created.task_id).await.expect_err("finished");
     assert_eq!(again.code(), Some("invalid_transition"));
+
+    let admin = Client::new(&app.address).expect("url").with_token(app.admin());
+    let request = TokenRequest {
+        droplet_id: Some(21),
+        subject: None,
+        permissions: vec![Permission::Read],
+    };
+    let token = admin.issue_token(&request).await.expect("issue");
+    assert_eq!(token.token_type, "bearer");
+    let reader = Client::new(&app.address)
+        .expect("url")
+        .with_token(token.access_token);
+    assert!(reader.list_tasks(&TaskQuery::default()).await.is_ok());
+    let refused = alice.issue_token(&request).await.expect_err("not an admin");
+    assert_eq!(refused.code(), Some("forbidden"));
 
     let stranger = Client::new(&app.address).expect("url").with_token("not-a-token");
     let refused = stranger

@@ -179,6 +179,24 @@ pub struct HeartbeatAck {
     pub next_heartbeat_deadline: Option<f64>,
 }
 
+/// What `POST /token` should sign.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenRequest {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub droplet_id: Option<DropletId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    pub permissions: Vec<orchestrator_domain::Permission>,
+}
+
+/// A signed token.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Token {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u64,
+}
+
 /// `GET /health`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Health {
@@ -252,6 +270,12 @@ impl Client {
             .map_err(|e| transport(&url, &e))?;
         let body = read_json(&url, response).await?.1;
         decode(&url, body)
+    }
+
+    /// Asks the orchestrator to sign a token: needs an admin token, except
+    /// on a server in `development`, where anyone may.
+    pub async fn issue_token(&self, request: &TokenRequest) -> Result<Token, ClientError> {
+        self.send(reqwest::Method::POST, "/token", Some(request)).await
     }
 
     pub async fn create_task(&self, draft: &TaskDraft) -> Result<TaskCreated, ClientError> {

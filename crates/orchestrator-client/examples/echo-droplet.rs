@@ -1,0 +1,112 @@
+//! A droplet that echoes what it is given, built on the worker runtime.
+//!
+//! ```text
+//! echo-droplet serve [DROPLET_ID]   work as droplet DROPLET_ID (default 21) until Ctrl-C
+//! echo-droplet submit TEXT          submit an `echo` task and print who answered what
+//! ```
+//!
+//! `ORCHESTRATOR_URL` (default `http://localhost:8000`) names the
+//! orchestrator and `ORCHESTRATOR_TOKEN` the token to use; without one, a
+//! token is asked of `POST /token`, which a server in `development` (as
+//! `make run` starts it) signs for anyone.
+
+use std::time::Duration;
+
+use orchestrator_client::{Client, ClientError, TokenRequest, Worker};
+use orchestrator_domain::{DropletId, Permission, RegistrationDraft, TaskDraft, TaskStatus};
+use serde_json::json;
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.first().map(String::as_str) {
+        Some("serve") => serve(args.get(1).and_then(|id| id.parse().ok()).unwrap_or(21)).await,
+        Some("submit") if args.len() > 1 => submit(&args[1..].join(" ")).await,
+        _ => {
+            eprintln!("usage: echo-droplet serve [DROPLET_ID] | echo-droplet submit TEXT");
+            std::process::exit(2);
+        }
+    };
+    if let Err(err) = outcome {
+        eprintln!("echo-droplet: {err}");
+        std::process::exit(1);
+    }
+}
+
+/// A client with `ORCHESTRATOR_TOKEN`, or with a token signed for `request`.
+async fn client(request: TokenRequest) -> Result<Client, ClientError> {
+    let url = std::env::var("ORCHESTRATOR_URL").unwrap_or_else(|_| "http://localhost:8000".into());
+    let client = Client::new(&url)?;
+    let token = match std::env::var("ORCHESTRATOR_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => token,
+        _ => client.issue_token(&request).await?.access_token,
+    };
+    Ok(client.with_token(token))
+}
+
+async fn serve(id: DropletId) -> Result<(), ClientError> {
+    let request = TokenRequest {
+        droplet_id: Some(id),
+        subject: None,
+        permissions: vec![Permission::Write],
+    };
+    let client = client(request).await?;
+    let me = RegistrationDraft {
+        droplet_id: id,
+        name: format!("echo {id}"),
+        endpoint: format!("http://127.0.0.1:9/{id}"),
+        ..RegistrationDraft::default()
+    };
+    println!("echo droplet {id} working for {}", client.base_url());
+    let report = Worker::builder(client, me)
+        .capability("echo", move |task| async move {
+            println!("echo {id}: task {} says {}", task.id, task.payload["text"]);
+            Ok(json!({ "echo": task.payload["text"], "by": id }))
+        })
+        .run(async {
+            tokio::signal::ctrl_c().await.ok();
+        })
+        .await?;
+    println!(
+        "echo droplet {id} stopped: {} completed, {} failed",
+        report.completed, report.failed
+    );
+    Ok(())
+}
+
+async fn submit(text: &str) -> Result<(), ClientError> {
+    let request = TokenRequest {
+        droplet_id: None,
+        subject: Some("echo-submitter".into()),
+        permissions: vec![Permission::Write],
+    };
+    let client = client(request).await?;
+    let created = client
+        .create_task(&TaskDraft {
+            task_type: "echo".into(),
+            title: format!("echo {text:?}"),
+            required_capability: Some("echo".into()),
+            payload: Some(json!({ "text": text })),
+            ..TaskDraft::default()
+        })
+        .await?;
+    println!("task {} submitted", created.task_id);
+    for _ in 0..100 {
+        let record = client.get_task(created.task_id).await?;
+        if matches!(record.task.status, TaskStatus::Completed | TaskStatus::Failed) {
+            let by = record.assigned_droplet_name.unwrap_or_default();
+            let outcome = record.task.result.unwrap_or_default();
+            println!(
+                "task {} {} by {by}: {outcome}",
+                created.task_id, record.task.status
+            );
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "task {} is still waiting; is an echo droplet running?",
+        created.task_id
+    );
+    Ok(())
+}
