@@ -2,15 +2,10 @@
 //! the use-case layer on PostgreSQL; prints the heartbeat latency, the
 //! database's commits per second and the process's CPU.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use orchestrator_app::{DropletService, Ports};
+use orchestrator_app::DropletService;
 use orchestrator_domain::{HeartbeatReport, Permission, RegistrationDraft};
-use orchestrator_memory::InProcessEventBus;
-use orchestrator_ports::SystemClock;
-use orchestrator_postgres::{PgStore, PoolSettings, run_migrations};
-use orchestrator_testkit::pg::TestDatabase;
 use tokio_postgres::NoTls;
 
 const WARM_UP: Duration = Duration::from_secs(15);
@@ -37,19 +32,7 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 pub async fn w5(droplets: i64, seconds: u64) -> anyhow::Result<()> {
-    let database = TestDatabase::create().await;
-    run_migrations(&database.url).await?;
-    let settings = PoolSettings {
-        max_size: 32,
-        timeout: Duration::from_secs(30),
-    };
-    let store = Arc::new(PgStore::new(&database.url, settings)?);
-    let ports = Ports {
-        tasks: store.clone(),
-        droplets: store,
-        events: Arc::new(InProcessEventBus::default()),
-        clock: Arc::new(SystemClock),
-    };
+    let (database, ports) = crate::pg_ports().await?;
     let service = DropletService::new(ports);
     for id in 1..=droplets {
         let draft = RegistrationDraft {

@@ -55,7 +55,8 @@ fn caller(subject: String, permission: Permission, droplet_id: Option<i64>) -> C
     }
 }
 
-async fn setup() -> anyhow::Result<Bench> {
+/// A fresh, migrated database and the ports over it, as a server has them.
+pub(crate) async fn pg_ports() -> anyhow::Result<(TestDatabase, Ports)> {
     let database = TestDatabase::create().await;
     run_migrations(&database.url).await?;
     let settings = PoolSettings {
@@ -69,6 +70,11 @@ async fn setup() -> anyhow::Result<Bench> {
         events: Arc::new(InProcessEventBus::default()),
         clock: Arc::new(SystemClock),
     };
+    Ok((database, ports))
+}
+
+async fn setup() -> anyhow::Result<Bench> {
+    let (database, ports) = pg_ports().await?;
     let droplets = DropletService::new(ports.clone());
     for id in 1..=DROPLETS {
         let draft = RegistrationDraft {

@@ -102,6 +102,58 @@ impl State {
             .count()
     }
 
+    /// Creates or re-describes a droplet. Its own registration (`alive`)
+    /// also sets its capacity and liveness; the Registry listing it does
+    /// not (a new listed droplet is `inactive` until it beats).
+    fn upsert_droplet(
+        &mut self,
+        registration: DropletRegistration,
+        at: DateTime<Utc>,
+        alive: bool,
+    ) -> DropletChange {
+        let existing = self.droplets.get(&registration.droplet_id).cloned();
+        let described = |old: Droplet| Droplet {
+            name: registration.name.clone(),
+            steward: registration.steward.clone(),
+            endpoint: registration.endpoint.clone(),
+            capabilities: registration.capabilities.clone(),
+            updated_at: at,
+            ..old
+        };
+        let droplet = match existing.clone() {
+            Some(old) if alive => Droplet {
+                max_concurrent_tasks: registration.max_concurrent_tasks,
+                status: old.status_after_heartbeat(None),
+                last_heartbeat: Some(at),
+                ..described(old)
+            },
+            Some(old) => described(old),
+            None => described(Droplet {
+                droplet_id: registration.droplet_id,
+                name: String::new(),
+                steward: None,
+                endpoint: String::new(),
+                capabilities: Vec::new(),
+                status: if alive {
+                    DropletStatus::Active
+                } else {
+                    DropletStatus::Inactive
+                },
+                max_concurrent_tasks: registration.max_concurrent_tasks,
+                manually_deactivated: false,
+                last_heartbeat: alive.then_some(at),
+                last_assigned_at: None,
+                registered_at: at,
+                updated_at: at,
+            }),
+        };
+        self.droplets.insert(droplet.droplet_id, droplet.clone());
+        DropletChange {
+            droplet,
+            previous_status: existing.map(|d| d.status),
+        }
+    }
+
     fn push_history(&mut self, entry: impl FnOnce(i64) -> HistoryEntry) {
         self.last_history_id += 1;
         let entry = entry(self.last_history_id);
@@ -372,40 +424,7 @@ impl DropletStore for MemoryStore {
         registration: DropletRegistration,
         at: DateTime<Utc>,
     ) -> StoreResult<DropletChange> {
-        let mut state = self.lock();
-        let existing = state.droplets.get(&registration.droplet_id).cloned();
-        let droplet = match &existing {
-            Some(old) => Droplet {
-                name: registration.name,
-                steward: registration.steward,
-                endpoint: registration.endpoint,
-                capabilities: registration.capabilities,
-                max_concurrent_tasks: registration.max_concurrent_tasks,
-                status: old.status_after_heartbeat(None),
-                last_heartbeat: Some(at),
-                updated_at: at,
-                ..old.clone()
-            },
-            None => Droplet {
-                droplet_id: registration.droplet_id,
-                name: registration.name,
-                steward: registration.steward,
-                endpoint: registration.endpoint,
-                capabilities: registration.capabilities,
-                status: DropletStatus::Active,
-                max_concurrent_tasks: registration.max_concurrent_tasks,
-                manually_deactivated: false,
-                last_heartbeat: Some(at),
-                last_assigned_at: None,
-                registered_at: at,
-                updated_at: at,
-            },
-        };
-        state.droplets.insert(droplet.droplet_id, droplet.clone());
-        Ok(DropletChange {
-            droplet,
-            previous_status: existing.map(|d| d.status),
-        })
+        Ok(self.lock().upsert_droplet(registration, at, true))
     }
 
     async fn sync_droplet(
@@ -413,37 +432,7 @@ impl DropletStore for MemoryStore {
         entry: DropletRegistration,
         at: DateTime<Utc>,
     ) -> StoreResult<DropletChange> {
-        let mut state = self.lock();
-        let existing = state.droplets.get(&entry.droplet_id).cloned();
-        let droplet = match &existing {
-            Some(old) => Droplet {
-                name: entry.name,
-                steward: entry.steward,
-                endpoint: entry.endpoint,
-                capabilities: entry.capabilities,
-                updated_at: at,
-                ..old.clone()
-            },
-            None => Droplet {
-                droplet_id: entry.droplet_id,
-                name: entry.name,
-                steward: entry.steward,
-                endpoint: entry.endpoint,
-                capabilities: entry.capabilities,
-                status: DropletStatus::Inactive,
-                max_concurrent_tasks: entry.max_concurrent_tasks,
-                manually_deactivated: false,
-                last_heartbeat: None,
-                last_assigned_at: None,
-                registered_at: at,
-                updated_at: at,
-            },
-        };
-        state.droplets.insert(droplet.droplet_id, droplet.clone());
-        Ok(DropletChange {
-            droplet,
-            previous_status: existing.map(|d| d.status),
-        })
+        Ok(self.lock().upsert_droplet(entry, at, false))
     }
 
     async fn get_droplet(&self, id: DropletId) -> StoreResult<Droplet> {

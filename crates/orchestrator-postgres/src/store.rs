@@ -602,7 +602,9 @@ impl DropletStore for PgStore {
         let mut pooled = self.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
         let change = conn
-            .transaction::<_, TxError, _>(async move |conn| register(conn, registration, at).await)
+            .transaction::<_, TxError, _>(async move |conn| {
+                upsert_droplet(conn, registration, at, Arrival::Registered).await
+            })
             .await?;
         self.liveness.forget(change.droplet.droplet_id);
         Ok(change)
@@ -616,7 +618,9 @@ impl DropletStore for PgStore {
         let mut pooled = self.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
         let change = conn
-            .transaction::<_, TxError, _>(async move |conn| sync_from_directory(conn, entry, at).await)
+            .transaction::<_, TxError, _>(async move |conn| {
+                upsert_droplet(conn, entry, at, Arrival::Listed).await
+            })
             .await?;
         self.liveness.forget(change.droplet.droplet_id);
         Ok(change)
@@ -790,69 +794,31 @@ async fn update_status(
     Ok(row.into_droplet()?)
 }
 
-/// Inserts a droplet the Registry lists, `inactive` until it beats, or
-/// updates how a known one is described, leaving its liveness alone.
-async fn sync_from_directory(
-    conn: &mut AsyncPgConnection,
-    entry: DropletRegistration,
-    at: DateTime<Utc>,
-) -> Result<DropletChange, TxError> {
-    let capabilities = serde_json::to_value(&entry.capabilities)
-        .map_err(|e| TxError::Store(StoreError::Unavailable(e.to_string())))?;
-    let key = droplet_key(entry.droplet_id)?;
-    let capacity = i32::try_from(entry.max_concurrent_tasks).unwrap_or(i32::MAX);
-    let inserted: Option<DropletRow> = diesel::insert_into(droplets::table)
-        .values((
-            droplets::droplet_id.eq(key),
-            droplets::name.eq(&entry.name),
-            droplets::steward.eq(&entry.steward),
-            droplets::endpoint.eq(&entry.endpoint),
-            droplets::capabilities.eq(Some(&capabilities)),
-            droplets::status.eq(DropletStatus::Inactive.as_str()),
-            droplets::max_concurrent_tasks.eq(capacity),
-            droplets::registered_at.eq(Some(naive(at))),
-            droplets::updated_at.eq(Some(naive(at))),
-        ))
-        .on_conflict(droplets::droplet_id)
-        .do_nothing()
-        .returning(DropletRow::as_returning())
-        .get_result(conn)
-        .await
-        .optional()?;
-    if let Some(row) = inserted {
-        return Ok(DropletChange {
-            droplet: row.into_droplet()?,
-            previous_status: None,
-        });
-    }
-    let (internal, before) = locked_droplet(conn, entry.droplet_id).await?;
-    let row: DropletRow = diesel::update(droplets::table.filter(droplets::id.eq(internal)))
-        .set((
-            droplets::name.eq(&entry.name),
-            droplets::steward.eq(&entry.steward),
-            droplets::endpoint.eq(&entry.endpoint),
-            droplets::capabilities.eq(Some(&capabilities)),
-            droplets::updated_at.eq(Some(naive(at))),
-        ))
-        .returning(DropletRow::as_returning())
-        .get_result(conn)
-        .await?;
-    Ok(DropletChange {
-        droplet: row.into_droplet()?,
-        previous_status: Some(before.status),
-    })
+/// How a droplet comes to be known: its own registration is a sign of
+/// life; the Registry listing it is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arrival {
+    Registered,
+    Listed,
 }
 
-/// Inserts a new droplet, or updates the one with this `droplet_id`.
-async fn register(
+/// Inserts the droplet, or updates the one with this `droplet_id`: a
+/// registration also sets its capacity and liveness, a listing only
+/// describes it (a new listed droplet is `inactive` until it beats).
+async fn upsert_droplet(
     conn: &mut AsyncPgConnection,
     registration: DropletRegistration,
     at: DateTime<Utc>,
+    arrival: Arrival,
 ) -> Result<DropletChange, TxError> {
     let capabilities = serde_json::to_value(&registration.capabilities)
         .map_err(|e| TxError::Store(StoreError::Unavailable(e.to_string())))?;
     let key = droplet_key(registration.droplet_id)?;
     let capacity = i32::try_from(registration.max_concurrent_tasks).unwrap_or(i32::MAX);
+    let (status, heartbeat) = match arrival {
+        Arrival::Registered => (DropletStatus::Active, Some(naive(at))),
+        Arrival::Listed => (DropletStatus::Inactive, None),
+    };
     let inserted: Option<DropletRow> = diesel::insert_into(droplets::table)
         .values((
             droplets::droplet_id.eq(key),
@@ -860,9 +826,9 @@ async fn register(
             droplets::steward.eq(&registration.steward),
             droplets::endpoint.eq(&registration.endpoint),
             droplets::capabilities.eq(Some(&capabilities)),
-            droplets::status.eq(DropletStatus::Active.as_str()),
+            droplets::status.eq(status.as_str()),
             droplets::max_concurrent_tasks.eq(capacity),
-            droplets::last_heartbeat.eq(Some(naive(at))),
+            droplets::last_heartbeat.eq(heartbeat),
             droplets::registered_at.eq(Some(naive(at))),
             droplets::updated_at.eq(Some(naive(at))),
         ))
@@ -879,20 +845,36 @@ async fn register(
         });
     }
     let (internal, before) = locked_droplet(conn, registration.droplet_id).await?;
-    let row: DropletRow = diesel::update(droplets::table.filter(droplets::id.eq(internal)))
-        .set((
-            droplets::name.eq(&registration.name),
-            droplets::steward.eq(&registration.steward),
-            droplets::endpoint.eq(&registration.endpoint),
-            droplets::capabilities.eq(Some(&capabilities)),
-            droplets::max_concurrent_tasks.eq(capacity),
-            droplets::status.eq(before.status_after_heartbeat(None).as_str()),
-            droplets::last_heartbeat.eq(Some(naive(at))),
-            droplets::updated_at.eq(Some(naive(at))),
-        ))
-        .returning(DropletRow::as_returning())
-        .get_result(conn)
-        .await?;
+    let target = droplets::table.filter(droplets::id.eq(internal));
+    let described = (
+        droplets::name.eq(&registration.name),
+        droplets::steward.eq(&registration.steward),
+        droplets::endpoint.eq(&registration.endpoint),
+        droplets::capabilities.eq(Some(&capabilities)),
+        droplets::updated_at.eq(Some(naive(at))),
+    );
+    let update = match arrival {
+        Arrival::Registered => {
+            diesel::update(target)
+                .set((
+                    described,
+                    droplets::max_concurrent_tasks.eq(capacity),
+                    droplets::status.eq(before.status_after_heartbeat(None).as_str()),
+                    droplets::last_heartbeat.eq(heartbeat),
+                ))
+                .returning(DropletRow::as_returning())
+                .get_result(conn)
+                .await
+        }
+        Arrival::Listed => {
+            diesel::update(target)
+                .set(described)
+                .returning(DropletRow::as_returning())
+                .get_result(conn)
+                .await
+        }
+    };
+    let row: DropletRow = update?;
     Ok(DropletChange {
         droplet: row.into_droplet()?,
         previous_status: Some(before.status),
