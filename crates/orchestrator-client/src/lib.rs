@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+pub mod feed;
 pub mod worker;
 
+pub use feed::{FeedEvent, FeedFilter, FeedKind, Subscription};
 pub use worker::{HANDED_BACK, HandlerResult, Worker, WorkerBuilder, WorkerReport};
 
 use chrono::{DateTime, Utc};
@@ -55,7 +57,7 @@ impl ClientError {
 }
 
 /// The answer to `POST /tasks`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct TaskCreated {
     pub task_id: TaskId,
     pub trace_id: Uuid,
@@ -66,7 +68,7 @@ pub struct TaskCreated {
 
 /// A task as the API shows it: the task, its droplet's name and, from
 /// `GET /tasks/{id}`, its history and (while pending) why it waits.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct TaskRecord {
     #[serde(flatten)]
     pub task: Task,
@@ -79,7 +81,7 @@ pub struct TaskRecord {
 }
 
 /// One page of `GET /tasks`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct TaskPage {
     pub tasks: Vec<TaskRecord>,
     pub total: u64,
@@ -148,7 +150,7 @@ impl StatusUpdate {
 }
 
 /// The answer to `DELETE /tasks/{id}`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Cancelled {
     pub task_id: TaskId,
     pub status: TaskStatus,
@@ -156,7 +158,7 @@ pub struct Cancelled {
 }
 
 /// The answer to `POST /droplets/register`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Registered {
     pub droplet_id: DropletId,
     pub name: String,
@@ -171,7 +173,7 @@ pub struct Registered {
 }
 
 /// The answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct HeartbeatAck {
     pub droplet_id: DropletId,
     pub status: DropletStatus,
@@ -190,7 +192,7 @@ pub struct TokenRequest {
 }
 
 /// A signed token.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Token {
     pub access_token: String,
     pub token_type: String,
@@ -198,7 +200,7 @@ pub struct Token {
 }
 
 /// `GET /health`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Health {
     pub id: i64,
     pub name: String,

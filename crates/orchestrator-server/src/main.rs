@@ -1,4 +1,5 @@
-//! The `orchestrator` binary: `serve` (the default), `migrate` and `token`.
+//! The `orchestrator` binary: `serve` (the default), `migrate` and `token`
+//! for the server; `tasks`, `droplets` and `watch` as a client of one.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
@@ -6,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use orchestrator_domain::Permission;
+use orchestrator_server::cli;
 use orchestrator_server::settings::StoreKind;
 use orchestrator_server::{Application, JwtKeys, Settings, TokenRequest};
 use secrecy::ExposeSecret;
@@ -23,6 +25,14 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    #[command(flatten)]
+    Server(ServerCommand),
+    #[command(flatten)]
+    Client(cli::ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerCommand {
     /// Run the server (the default).
     Serve,
     /// Apply pending database migrations and exit.
@@ -46,7 +56,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Some(Command::Migrate)) {
+    let command = match cli.command {
+        None => ServerCommand::Serve,
+        Some(Command::Server(command)) => command,
+        Some(Command::Client(command)) => return finish(client(command)),
+    };
+    if matches!(command, ServerCommand::Migrate) {
         return finish(
             Settings::store_from_vars(std::env::vars())
                 .map_err(report)
@@ -62,10 +77,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings),
-        Command::Migrate => migrate(&settings.store),
-        Command::Token {
+    let outcome = match command {
+        ServerCommand::Serve => serve(settings),
+        ServerCommand::Migrate => migrate(&settings.store),
+        ServerCommand::Token {
             subject,
             permissions,
             droplet_id,
@@ -73,6 +88,14 @@ fn main() -> ExitCode {
         } => token(&settings, subject, &permissions, droplet_id, ttl),
     };
     finish(outcome)
+}
+
+fn client(command: cli::ClientCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut out = std::io::stdout().lock();
+    runtime.block_on(cli::run(command, &mut out))
 }
 
 fn finish(outcome: anyhow::Result<()>) -> ExitCode {
@@ -225,5 +248,17 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = ctrl_c.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

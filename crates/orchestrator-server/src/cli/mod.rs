@@ -1,0 +1,311 @@
+//! The operator's commands (`tasks`, `droplets`, `watch`): a client of a
+//! running orchestrator, through `orchestrator-client`. Tables for people,
+//! `--json` (one JSON document, or one line per event) for scripts.
+
+mod render;
+
+use std::io::Write;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use orchestrator_client::{Client, ClientError, FeedFilter, FeedKind, TaskQuery};
+use orchestrator_domain::{DropletId, TaskDraft, TaskId, TaskStatus};
+use serde::Serialize;
+use serde_json::Value;
+
+/// Where the orchestrator is and who is calling; shared by every client command.
+#[derive(Debug, Args)]
+pub struct Connection {
+    /// The orchestrator's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "ORCHESTRATOR_URL",
+        default_value = "http://localhost:8000"
+    )]
+    pub url: String,
+    /// A bearer token (see `orchestrator token`, or POST /token in development).
+    #[arg(long, global = true, env = "ORCHESTRATOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TasksCommand {
+    /// Submit a task.
+    Create(CreateTask),
+    /// List tasks, newest first.
+    List(ListTasks),
+    /// Show a task with its history.
+    Get { id: TaskId },
+    /// Cancel a task that is not running; `--running` asks its droplet to stop it.
+    Cancel {
+        id: TaskId,
+        /// Ask the droplet running the task to stop it (POST /tasks/{id}/cancel-request).
+        #[arg(long)]
+        running: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateTask {
+    /// The task's type, such as `verify`.
+    #[arg(long = "type")]
+    task_type: String,
+    /// A title for people (default: the type).
+    #[arg(long)]
+    title: Option<String>,
+    /// What the task is for, for people.
+    #[arg(long)]
+    description: Option<String>,
+    /// The capability a droplet needs to take it.
+    #[arg(long)]
+    capability: Option<String>,
+    /// 1 (most urgent) to 10 (least); default 5.
+    #[arg(long)]
+    priority: Option<i64>,
+    /// How many times a failure is retried; default 3.
+    #[arg(long)]
+    max_retries: Option<i64>,
+    /// RFC 3339, such as 2030-01-01T00:00:00Z.
+    #[arg(long)]
+    deadline: Option<DateTime<Utc>>,
+    /// The payload, a JSON document.
+    #[arg(long, value_parser = parse_json)]
+    payload: Option<Value>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListTasks {
+    #[arg(long)]
+    status: Option<TaskStatus>,
+    #[arg(long = "type")]
+    task_type: Option<String>,
+    /// Only the tasks assigned to this droplet.
+    #[arg(long)]
+    droplet: Option<DropletId>,
+    /// At most this many (the server caps it).
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    #[arg(long, default_value_t = 0)]
+    offset: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DropletsCommand {
+    /// List the registered droplets.
+    List,
+    /// Show one droplet.
+    Get { id: DropletId },
+}
+
+#[derive(Debug, Args)]
+pub struct FeedOptions {
+    /// Follow the droplet feed instead of the task feed.
+    #[arg(long)]
+    droplets: bool,
+    #[arg(long = "type")]
+    task_type: Option<String>,
+    #[arg(long)]
+    capability: Option<String>,
+    /// Only the events of this droplet's tasks (or of the droplet itself).
+    #[arg(long)]
+    droplet: Option<DropletId>,
+}
+
+fn parse_json(text: &str) -> Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// The commands that call a running orchestrator.
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Submit, list, show and cancel tasks.
+    Tasks {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: TasksCommand,
+    },
+    /// List and show the registered droplets.
+    Droplets {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: DropletsCommand,
+    },
+    /// Follow the live task feed (or `--droplets`), one line per event.
+    Watch {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(flatten)]
+        watch: FeedOptions,
+    },
+}
+
+impl ClientCommand {
+    fn connection(&self) -> &Connection {
+        match self {
+            ClientCommand::Tasks { connection, .. }
+            | ClientCommand::Droplets { connection, .. }
+            | ClientCommand::Watch { connection, .. } => connection,
+        }
+    }
+}
+
+/// Runs one client command, writing to `out`; errors are for the caller to print.
+pub async fn run(command: ClientCommand, out: &mut impl Write) -> anyhow::Result<()> {
+    let connection = command.connection();
+    let mut client = Client::new(&connection.url)?;
+    if let Some(token) = connection.token.as_deref().filter(|t| !t.trim().is_empty()) {
+        client = client.with_token(token.trim());
+    }
+    let output = Output {
+        json: connection.json,
+    };
+    match command {
+        ClientCommand::Tasks { command, .. } => tasks(&client, command, output, out).await,
+        ClientCommand::Droplets { command, .. } => droplets(&client, command, output, out).await,
+        ClientCommand::Watch { watch, .. } => follow(&client, watch, output, out).await,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Output {
+    json: bool,
+}
+
+impl Output {
+    /// The JSON of `value`, or the table `render` makes of it.
+    fn show<T: Serialize>(
+        self,
+        out: &mut impl Write,
+        value: &T,
+        render: impl FnOnce(&T) -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            writeln!(out, "{}", serde_json::to_string_pretty(value)?)?;
+        } else {
+            write!(out, "{}", render(value))?;
+        }
+        Ok(())
+    }
+}
+
+async fn tasks(
+    client: &Client,
+    command: TasksCommand,
+    output: Output,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    match command {
+        TasksCommand::Create(create) => {
+            let created = client.create_task(&create.into_draft()).await?;
+            output.show(out, &created, render::created)
+        }
+        TasksCommand::List(list) => {
+            let page = client.list_tasks(&list.into_query()).await?;
+            output.show(out, &page, render::task_page)
+        }
+        TasksCommand::Get { id } => {
+            let task = client.get_task(id).await?;
+            output.show(out, &task, render::task)
+        }
+        TasksCommand::Cancel { id, running: false } => {
+            let cancelled = client.cancel_task(id).await.map_err(hint_running)?;
+            output.show(out, &cancelled, render::cancelled)
+        }
+        TasksCommand::Cancel { id, running: true } => {
+            let task = client.request_cancel(id).await?;
+            output.show(out, &task, render::cancel_requested)
+        }
+    }
+}
+
+/// A running task cannot be cancelled outright; say how to ask for it.
+fn hint_running(err: ClientError) -> anyhow::Error {
+    match &err {
+        ClientError::Api { status: 409, .. } => {
+            anyhow::anyhow!("{err}\n(to ask the droplet running it to stop, add --running)")
+        }
+        _ => err.into(),
+    }
+}
+
+async fn droplets(
+    client: &Client,
+    command: DropletsCommand,
+    output: Output,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    match command {
+        DropletsCommand::List => {
+            let droplets = client.list_droplets().await?;
+            output.show(out, &droplets, |d| render::droplets(d))
+        }
+        DropletsCommand::Get { id } => {
+            let droplet = client.get_droplet(id).await?;
+            output.show(out, &droplet, render::droplet)
+        }
+    }
+}
+
+/// One line per event until the server closes the feed.
+async fn follow(
+    client: &Client,
+    watch: FeedOptions,
+    output: Output,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let kind = if watch.droplets {
+        FeedKind::Droplets
+    } else {
+        FeedKind::Tasks
+    };
+    let filter = FeedFilter {
+        task_type: watch.task_type,
+        capability: watch.capability,
+        droplet_id: watch.droplet,
+    };
+    let mut feed = client.subscribe(kind, &filter).await?;
+    while let Some(event) = feed.next().await {
+        let event = event?;
+        if output.json {
+            writeln!(out, "{}", serde_json::to_string(&event)?)?;
+        } else {
+            writeln!(out, "{}", render::event_line(&event))?;
+        }
+        out.flush()?;
+    }
+    Ok(())
+}
+
+impl CreateTask {
+    fn into_draft(self) -> TaskDraft {
+        TaskDraft {
+            title: self.title.unwrap_or_else(|| self.task_type.clone()),
+            task_type: self.task_type,
+            description: self.description,
+            required_capability: self.capability,
+            priority: self.priority,
+            max_retries: self.max_retries,
+            deadline: self.deadline,
+            payload: self.payload,
+        }
+    }
+}
+
+impl ListTasks {
+    fn into_query(self) -> TaskQuery {
+        TaskQuery {
+            status: self.status,
+            task_type: self.task_type,
+            assigned_droplet_id: self.droplet,
+            limit: Some(self.limit),
+            offset: Some(self.offset),
+            ..TaskQuery::default()
+        }
+    }
+}
