@@ -1,10 +1,14 @@
 //! The worker runtime against a real server: tasks complete, a panicking
-//! handler fails its task, a worker shut down mid-task hands it back, and a
-//! killed worker's task is finished by another.
+//! handler fails its task, a worker shut down mid-task hands it back, a
+//! killed worker's task is finished by another, and assignments arrive by
+//! the feed and by push as well as by pull.
 
-use std::time::Duration;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
-use orchestrator_client::{Client, HANDED_BACK, Worker, WorkerBuilder};
+use orchestrator_client::{Client, Delivery, HANDED_BACK, Worker, WorkerBuilder};
 use orchestrator_domain::RegistrationDraft;
 use orchestrator_tests::{TestApp, spawn_app_with};
 use serde_json::{Value, json};
@@ -149,4 +153,135 @@ async fn a_killed_workers_task_is_finished_by_another() {
         .await;
     assert_eq!(task["assigned_droplet_id"], 34);
     assert_eq!(task["result"], "done by 34");
+}
+
+/// Waits until `caller` follows a feed, so that no event is missed.
+async fn wait_for_feed(app: &TestApp, caller: &str) {
+    let started = Instant::now();
+    loop {
+        let status = app.get("/ws/status", &app.admin()).await;
+        if status.payload()["connections_per_caller"][caller].as_u64() > Some(0) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the worker never followed the feed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignments_arrive_by_the_feed() {
+    let app = spawn_app_with(&[]).await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    // A pull an hour apart: whatever completes came by the feed.
+    let running = tokio::spawn(
+        worker(&app, 35)
+            .delivery(Delivery::Feed)
+            .poll_interval(Duration::from_secs(3600))
+            .capability("echo", |task| async move { Ok(task.payload) })
+            .run(async {
+                stopped.await.ok();
+            }),
+    );
+    wait_for_feed(&app, "droplet-35").await;
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        ids.push(submit(&app, "echo", json!({ "n": n })).await);
+    }
+    for (n, id) in ids.into_iter().enumerate() {
+        let task = app
+            .wait_for_status(id, "completed", Duration::from_secs(10))
+            .await;
+        assert_eq!(task["result"], json!({ "n": n }));
+    }
+    stop.send(()).ok();
+    assert_eq!(running.await.expect("join").expect("run").completed, 3);
+}
+
+fn free_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignments_arrive_by_push_and_a_forged_push_runs_nothing() {
+    let app = spawn_app_with(&[("ENABLE_PUSH_DELIVERY", "true")]).await;
+    let listen = free_address();
+    let client = Client::new(&app.address)
+        .expect("url")
+        .with_token(app.droplet(36));
+    let me = RegistrationDraft {
+        droplet_id: 36,
+        name: "pushed".into(),
+        endpoint: format!("http://{listen}"),
+        ..RegistrationDraft::default()
+    };
+    let runs = Arc::new(AtomicU32::new(0));
+    let counted = runs.clone();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(
+        Worker::builder(client, me)
+            .delivery(Delivery::Push { listen })
+            .poll_interval(Duration::from_secs(3600))
+            .capability("echo", move |task| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move { Ok(task.payload) }
+            })
+            .run(async {
+                stopped.await.ok();
+            }),
+    );
+    let http = reqwest::Client::new();
+    let endpoint = format!("http://{listen}");
+    let started = Instant::now();
+    while http.get(format!("{endpoint}/health")).send().await.is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the worker never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let id = submit(&app, "echo", json!({ "pushed": true })).await;
+    let task = app
+        .wait_for_status(id, "completed", Duration::from_secs(10))
+        .await;
+    assert_eq!(task["result"], json!({ "pushed": true }));
+
+    let health: Value = http
+        .get(format!("{endpoint}/health"))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health, json!({ "id": 36, "name": "pushed", "status": "active" }));
+    let garbled = http
+        .post(format!("{endpoint}/message"))
+        .body("{")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(garbled.status(), 400);
+    // A task that is not this droplet's: the orchestrator refuses to start it.
+    let mut forged = task.clone();
+    forged["id"] = json!(id + 1000);
+    forged["status"] = json!("assigned");
+    let envelope =
+        json!({ "udc_version": "1.0", "message_type": "task_assignment", "payload": { "task": forged } });
+    let accepted = http
+        .post(format!("{endpoint}/message"))
+        .json(&envelope)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(accepted.status(), 202);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).ok();
+    let report = running.await.expect("join").expect("run");
+    assert_eq!((report.completed, runs.load(Ordering::SeqCst)), (1, 1));
 }

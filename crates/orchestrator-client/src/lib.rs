@@ -4,7 +4,7 @@ pub mod feed;
 pub mod worker;
 
 pub use feed::{FeedEvent, FeedFilter, FeedKind, Subscription};
-pub use worker::{HANDED_BACK, HandlerResult, Worker, WorkerBuilder, WorkerReport};
+pub use worker::{Delivery, HANDED_BACK, HandlerResult, Worker, WorkerBuilder, WorkerReport};
 
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
@@ -36,6 +36,9 @@ pub enum ClientError {
     Decode { url: String, message: String },
     #[error("invalid orchestrator URL {0:?}: give one such as http://localhost:8000")]
     InvalidUrl(String),
+    /// The worker could not listen for pushed assignments.
+    #[error("cannot listen on {address}: {message}")]
+    Listen { address: String, message: String },
 }
 
 impl ClientError {

@@ -21,26 +21,33 @@
 //! ```
 //!
 //! It registers the droplet (with the capabilities it has handlers for),
-//! heartbeats on the interval the orchestrator gives, pulls its assigned
-//! tasks, runs each handler with a concurrency limit, and reports
+//! heartbeats on the interval the orchestrator gives, receives its
+//! assignments by [`Delivery`] (pull, the `/ws/tasks` feed, or push to a
+//! small built-in `/message` endpoint; the latter two with a slow pull to
+//! catch what a dropped connection missed), runs each handler with a
+//! concurrency limit, and reports
 //! `in_progress`, then `completed` with the handler's value or `failed` with
 //! its error. A handler that panics fails its task with the panic message;
 //! the worker goes on. On shutdown it takes no more work, lets running
 //! handlers finish within the grace period, and fails the rest as handed
 //! back, so that the orchestrator retries them elsewhere.
 
+mod push;
+
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use orchestrator_domain::{DropletId, HeartbeatReport, RegistrationDraft, Task, TaskStatus};
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
-use crate::{Client, ClientError, StatusUpdate, TaskQuery};
+use crate::{Client, ClientError, FeedFilter, FeedKind, StatusUpdate, TaskQuery};
 
 /// What a handler gives back: the task's result, or why it failed.
 pub type HandlerResult = Result<Value, String>;
@@ -57,6 +64,36 @@ pub struct WorkerReport {
     pub handed_back: u64,
 }
 
+/// How the worker learns of the tasks assigned to it (API.md, "Work delivery").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Delivery {
+    /// Asks for its assigned tasks every poll interval (default 250 ms).
+    #[default]
+    Pull,
+    /// Follows `/ws/tasks` for its own `task_assigned` events, reconnecting
+    /// when cut; pulls every poll interval (default 5 s) for what it missed.
+    Feed,
+    /// Serves `POST /message` on `listen` for the orchestrator's pushes (the
+    /// droplet's registered `endpoint` must reach it); pulls every poll
+    /// interval (default 5 s) for what a failed push missed.
+    Push { listen: SocketAddr },
+}
+
+impl Delivery {
+    fn default_poll_interval(self) -> Duration {
+        match self {
+            Delivery::Pull => Duration::from_millis(250),
+            Delivery::Feed | Delivery::Push { .. } => Duration::from_secs(5),
+        }
+    }
+}
+
+/// How many delivered assignments may wait for the worker's loop.
+const ASSIGNMENT_QUEUE: usize = 256;
+
+/// How long to wait before following the feed again after it was cut.
+const FEED_RETRY: Duration = Duration::from_secs(1);
+
 #[derive(Debug)]
 pub struct Worker;
 
@@ -69,7 +106,8 @@ impl Worker {
             me,
             handlers: HashMap::new(),
             concurrency: 4,
-            poll_interval: Duration::from_millis(250),
+            delivery: Delivery::Pull,
+            poll_interval: None,
             shutdown_grace: Duration::from_secs(30),
         }
     }
@@ -80,7 +118,8 @@ pub struct WorkerBuilder {
     me: RegistrationDraft,
     handlers: HashMap<String, Handler>,
     concurrency: usize,
-    poll_interval: Duration,
+    delivery: Delivery,
+    poll_interval: Option<Duration>,
     shutdown_grace: Duration,
 }
 
@@ -90,6 +129,7 @@ impl std::fmt::Debug for WorkerBuilder {
             .field("droplet_id", &self.me.droplet_id)
             .field("capabilities", &self.handlers.keys().collect::<Vec<_>>())
             .field("concurrency", &self.concurrency)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
@@ -113,9 +153,16 @@ impl WorkerBuilder {
         self
     }
 
-    /// How often assigned tasks are pulled (default 250 ms).
+    /// How assignments reach the worker (default [`Delivery::Pull`]).
+    pub fn delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
+        self
+    }
+
+    /// How often assigned tasks are pulled (default 250 ms when pulling,
+    /// 5 s as the safety net of the feed and of push).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
-        self.poll_interval = interval;
+        self.poll_interval = Some(interval);
         self
     }
 
@@ -132,6 +179,11 @@ impl WorkerBuilder {
         me.capabilities.sort();
         me.capabilities.dedup();
         me.max_concurrent_tasks = Some(i64::try_from(self.concurrency).unwrap_or(i64::MAX));
+        // Listening before registering: the first push may follow at once.
+        let listener = match self.delivery {
+            Delivery::Push { listen } => Some(bind(listen).await?),
+            Delivery::Pull | Delivery::Feed => None,
+        };
         let registered = self.client.register(&me).await?;
         let beat_every = Duration::from_secs(registered.heartbeat_interval_seconds.clamp(1, 30));
         // Dropped with the run, as when the process dies: the beats stop.
@@ -140,23 +192,53 @@ impl WorkerBuilder {
             me.droplet_id,
             beat_every,
         )));
+        let (assignments, mut delivered) = mpsc::channel(ASSIGNMENT_QUEUE);
+        let _delivery = match listener {
+            Some(listener) => {
+                let identity = push::Identity {
+                    droplet_id: me.droplet_id,
+                    name: me.name.clone(),
+                };
+                Some(AbortOnDrop(tokio::spawn(push::serve(
+                    listener,
+                    identity,
+                    assignments,
+                ))))
+            }
+            None if self.delivery == Delivery::Feed => Some(AbortOnDrop(tokio::spawn(follow_feed(
+                self.client.clone(),
+                me.droplet_id,
+                assignments,
+            )))),
+            None => None,
+        };
         let running = Running {
             client: self.client,
             droplet_id: me.droplet_id,
             handlers: Arc::new(self.handlers),
             slots: Arc::new(Semaphore::new(self.concurrency)),
             in_hand: Arc::new(Mutex::new(HashSet::new())),
+            missed: Arc::new(AtomicBool::new(false)),
             report: Arc::new(Mutex::new(WorkerReport::default())),
         };
         let mut jobs = JoinSet::new();
         tokio::pin!(shutdown);
-        let mut ticks = tokio::time::interval(self.poll_interval);
+        let poll_every = self
+            .poll_interval
+            .unwrap_or_else(|| self.delivery.default_poll_interval());
+        let mut ticks = tokio::time::interval(poll_every);
         loop {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = ticks.tick() => running.pull(&mut jobs).await,
+                Some(task) = delivered.recv() => running.start(task, &mut jobs),
+                Some(_) = jobs.join_next(), if !jobs.is_empty() => {
+                    // A slot is free: take at once what was turned away for lack of one.
+                    if running.missed.swap(false, Ordering::Relaxed) {
+                        running.pull(&mut jobs).await;
+                    }
+                }
             }
-            while jobs.try_join_next().is_some() {}
         }
         running.wind_down(jobs, self.shutdown_grace).await;
         let report = *running.report.lock().unwrap_or_else(PoisonError::into_inner);
@@ -169,6 +251,42 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener, ClientError> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ClientError::Listen {
+            address: listen.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// Sends this droplet's `task_assigned` events to the worker's loop, following
+/// the feed again whenever it is cut, until the worker stops.
+async fn follow_feed(client: Client, droplet_id: DropletId, assignments: mpsc::Sender<Task>) {
+    let filter = FeedFilter {
+        droplet_id: Some(droplet_id),
+        ..FeedFilter::default()
+    };
+    loop {
+        match client.subscribe(FeedKind::Tasks, &filter).await {
+            Ok(mut feed) => {
+                while let Some(Ok(event)) = feed.next().await {
+                    let assigned = event.task().filter(|task| {
+                        task.status == TaskStatus::Assigned && task.assigned_droplet_id == Some(droplet_id)
+                    });
+                    if let Some(task) = assigned
+                        && assignments.send(task).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            }
+            Err(err) => eprintln!("orchestrator-client: following /ws/tasks failed: {err}"),
+        }
+        tokio::time::sleep(FEED_RETRY).await;
     }
 }
 
@@ -190,6 +308,8 @@ struct Running {
     slots: Arc<Semaphore>,
     /// Tasks this worker is running, so that a pull does not start them twice.
     in_hand: Arc<Mutex<HashSet<i64>>>,
+    /// An assignment was turned away for want of a free slot.
+    missed: Arc<AtomicBool>,
     report: Arc<Mutex<WorkerReport>>,
 }
 
@@ -214,20 +334,25 @@ impl Running {
             }
         };
         for record in page.tasks {
-            let task = record.task;
-            if self.hands().contains(&task.id) {
-                continue;
-            }
-            let Ok(permit) = self.slots.clone().try_acquire_owned() else {
-                break;
-            };
-            self.hands().insert(task.id);
-            let running = self.clone();
-            jobs.spawn(async move {
-                running.work(task).await;
-                drop(permit);
-            });
+            self.start(record.task, jobs);
         }
+    }
+
+    /// Runs `task` if it is not in hand already and a slot is free.
+    fn start(&self, task: Task, jobs: &mut JoinSet<()>) {
+        if self.hands().contains(&task.id) {
+            return;
+        }
+        let Ok(permit) = self.slots.clone().try_acquire_owned() else {
+            self.missed.store(true, Ordering::Relaxed);
+            return;
+        };
+        self.hands().insert(task.id);
+        let running = self.clone();
+        jobs.spawn(async move {
+            running.work(task).await;
+            drop(permit);
+        });
     }
 
     fn hands(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
@@ -238,18 +363,25 @@ impl Running {
         outcome(&mut self.report.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// Starts, runs and reports one task.
-    async fn work(&self, task: Task) {
-        let (id, attempt) = (task.id, task.attempt);
-        if let Err(err) = self
+    /// Starts, runs and reports one task. The task run is the one the
+    /// orchestrator returns on start, not the notice that announced it.
+    async fn work(&self, notice: Task) {
+        let (id, attempt) = (notice.id, notice.attempt);
+        let task = match self
             .client
             .update_status(id, &StatusUpdate::started(attempt))
             .await
         {
-            eprintln!("orchestrator-client: could not start task {id}: {err}");
-            self.hands().remove(&id);
-            return;
-        }
+            Ok(record) => record.task,
+            Err(err) => {
+                // A notice that arrives after the task moved on is refused with 409: expected.
+                if err.status() != Some(409) {
+                    eprintln!("orchestrator-client: could not start task {id}: {err}");
+                }
+                self.hands().remove(&id);
+                return;
+            }
+        };
         let update = match self.run_handler(task).await {
             Ok(result) => StatusUpdate::completed(attempt, result),
             Err(message) => StatusUpdate::failed(attempt, message),

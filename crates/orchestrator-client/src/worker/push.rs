@@ -1,0 +1,127 @@
+//! The droplet's own small HTTP endpoint for push delivery: the
+//! orchestrator `POST`s each assignment to `{endpoint}/message` (API.md,
+//! "Work delivery"). `GET /health` answers too, as every droplet of the
+//! mesh does.
+//!
+//! A pushed task is only a notice: the worker starts it with a `PATCH` that
+//! the orchestrator refuses unless the task is assigned to this droplet on
+//! that attempt, and runs the task the orchestrator returns, never the one
+//! in the message. A forged push can therefore make the worker ask, not run.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use orchestrator_domain::{DropletId, Task};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// The largest message accepted; an assignment is a few kilobytes.
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Who answers: the droplet's id and name for `/health`.
+#[derive(Debug, Clone)]
+pub(super) struct Identity {
+    pub droplet_id: DropletId,
+    pub name: String,
+}
+
+/// Serves the endpoint until the task is aborted; assignments go to `assignments`.
+pub(super) async fn serve(listener: TcpListener, me: Identity, assignments: mpsc::Sender<Task>) {
+    let me = Arc::new(me);
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (me, assignments) = (me.clone(), assignments.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let (me, assignments) = (me.clone(), assignments.clone());
+                async move { Ok::<_, Infallible>(answer(request, &me, &assignments).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    me: &Identity,
+    assignments: &mpsc::Sender<Task>,
+) -> Response<Full<Bytes>> {
+    match (request.method(), request.uri().path()) {
+        (&Method::POST, "/message") => match read_json(request).await {
+            Ok(envelope) => receive(&envelope, assignments).await,
+            Err(message) => reply(StatusCode::BAD_REQUEST, &error("invalid_json", &message)),
+        },
+        (&Method::GET, "/health") => reply(
+            StatusCode::OK,
+            &json!({ "id": me.droplet_id, "name": me.name, "status": "active" }),
+        ),
+        (_, "/message" | "/health") => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &error("method_not_allowed", "use POST /message or GET /health"),
+        ),
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            &error("not_found", "this droplet serves /message and /health"),
+        ),
+    }
+}
+
+/// Takes a `task_assignment`; acknowledges other messages without acting on them.
+async fn receive(envelope: &Value, assignments: &mpsc::Sender<Task>) -> Response<Full<Bytes>> {
+    let payload = &envelope["payload"];
+    match envelope["message_type"].as_str() {
+        Some("task_assignment") => match serde_json::from_value::<Task>(payload["task"].clone()) {
+            Ok(task) => {
+                let id = task.id;
+                // A full queue means the worker is busy: its next pull finds the task.
+                let _ = assignments.try_send(task);
+                reply(StatusCode::ACCEPTED, &json!({ "accepted": true, "task_id": id }))
+            }
+            Err(e) => reply(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &error("validation_failed", &format!("payload.task is not a task: {e}")),
+            ),
+        },
+        Some(other) => reply(
+            StatusCode::OK,
+            &json!({ "accepted": false, "message_type": other }),
+        ),
+        None => reply(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &error("validation_failed", "the envelope has no message_type"),
+        ),
+    }
+}
+
+async fn read_json(request: Request<Incoming>) -> Result<Value, String> {
+    let body = Limited::new(request.into_body(), MAX_MESSAGE_BYTES)
+        .collect()
+        .await
+        .map_err(|e| format!("could not read the body: {e}"))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| format!("the body is not JSON: {e}"))
+}
+
+fn error(code: &str, message: &str) -> Value {
+    json!({ "error": { "code": code, "message": message } })
+}
+
+fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    response
+}
