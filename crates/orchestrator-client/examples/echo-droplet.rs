@@ -9,10 +9,15 @@
 //! orchestrator and `ORCHESTRATOR_TOKEN` the token to use; without one, a
 //! token is asked of `POST /token`, which a server in `development` (as
 //! `make run` starts it) signs for anyone.
+//!
+//! `DELIVERY` chooses how assignments arrive: `pull` (the default), `feed`
+//! (`/ws/tasks`) or `push`, for which the droplet listens on `LISTEN`
+//! (default `127.0.0.1:80{id}`) and registers `ENDPOINT` (default
+//! `http://{LISTEN}`), the address the orchestrator can reach it at.
 
 use std::time::Duration;
 
-use orchestrator_client::{Client, ClientError, TokenRequest, Worker};
+use orchestrator_client::{Client, ClientError, Delivery, TokenRequest, Worker};
 use orchestrator_domain::{DropletId, Permission, RegistrationDraft, TaskDraft, TaskStatus};
 use serde_json::json;
 
@@ -51,14 +56,19 @@ async fn serve(id: DropletId) -> Result<(), ClientError> {
         permissions: vec![Permission::Write],
     };
     let client = client(request).await?;
+    let (delivery, endpoint) = delivery(id).unwrap_or_else(|message| {
+        eprintln!("echo-droplet: {message}");
+        std::process::exit(2);
+    });
     let me = RegistrationDraft {
         droplet_id: id,
         name: format!("echo {id}"),
-        endpoint: format!("http://127.0.0.1:9/{id}"),
+        endpoint,
         ..RegistrationDraft::default()
     };
     println!("echo droplet {id} working for {}", client.base_url());
     let report = Worker::builder(client, me)
+        .delivery(delivery)
         .capability("echo", move |task| async move {
             println!("echo {id}: task {} says {}", task.id, task.payload["text"]);
             Ok(json!({ "echo": task.payload["text"], "by": id }))
@@ -72,6 +82,24 @@ async fn serve(id: DropletId) -> Result<(), ClientError> {
         report.completed, report.failed
     );
     Ok(())
+}
+
+/// The delivery `DELIVERY` names, and the endpoint to register.
+fn delivery(id: DropletId) -> Result<(Delivery, String), String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let listen = var("LISTEN").unwrap_or_else(|| format!("127.0.0.1:80{id}"));
+    let endpoint = var("ENDPOINT").unwrap_or_else(|| format!("http://{listen}"));
+    let delivery = match var("DELIVERY").as_deref().unwrap_or("pull") {
+        "pull" => Delivery::Pull,
+        "feed" => Delivery::Feed,
+        "push" => Delivery::Push {
+            listen: listen
+                .parse()
+                .map_err(|e| format!("LISTEN={listen:?} is not an address such as 0.0.0.0:8021: {e}"))?,
+        },
+        other => return Err(format!("DELIVERY={other:?}: expected pull, feed or push")),
+    };
+    Ok((delivery, endpoint))
 }
 
 async fn submit(text: &str) -> Result<(), ClientError> {

@@ -198,6 +198,9 @@ async fn droplets_are_listed_and_shown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_exit_non_zero_with_the_api_error() {
     let server = start().await;
+    assert_eq!(stdout(&server.cli(&["health"])), "Orchestrator (10): active\n");
+    let nobody = server.cli(&["health", "--url", "http://127.0.0.1:9"]);
+    assert_eq!(nobody.status.code(), Some(1));
     let missing = server.cli(&["tasks", "get", "99"]);
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(

@@ -136,6 +136,12 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: DropletsCommand,
     },
+    /// Check a running orchestrator: exits 0 when it answers `active`
+    /// (a container's HEALTHCHECK needs nothing else).
+    Health {
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Follow the live task feed (or `--droplets`), one line per event.
     Watch {
         #[command(flatten)]
@@ -150,6 +156,7 @@ impl ClientCommand {
         match self {
             ClientCommand::Tasks { connection, .. }
             | ClientCommand::Droplets { connection, .. }
+            | ClientCommand::Health { connection }
             | ClientCommand::Watch { connection, .. } => connection,
         }
     }
@@ -168,6 +175,7 @@ pub async fn run(command: ClientCommand, out: &mut impl Write) -> anyhow::Result
     match command {
         ClientCommand::Tasks { command, .. } => tasks(&client, command, output, out).await,
         ClientCommand::Droplets { command, .. } => droplets(&client, command, output, out).await,
+        ClientCommand::Health { .. } => health(&client, output, out).await,
         ClientCommand::Watch { watch, .. } => follow(&client, watch, output, out).await,
     }
 }
@@ -250,6 +258,15 @@ async fn droplets(
             output.show(out, &droplet, render::droplet)
         }
     }
+}
+
+async fn health(client: &Client, output: Output, out: &mut impl Write) -> anyhow::Result<()> {
+    let health = client.health().await?;
+    output.show(out, &health, |h| format!("{} ({}): {}\n", h.name, h.id, h.status))?;
+    if health.status != "active" {
+        anyhow::bail!("the orchestrator is {}: {}", health.status, health.message);
+    }
+    Ok(())
 }
 
 /// One line per event until the server closes the feed.
