@@ -259,7 +259,15 @@ async fn assignments_arrive_by_push_and_a_forged_push_runs_nothing() {
         .json()
         .await
         .expect("json");
-    assert_eq!(health, json!({ "id": 36, "name": "pushed", "status": "active" }));
+    assert_eq!(
+        (
+            &health["id"],
+            &health["name"],
+            &health["status"],
+            &health["endpoint"]
+        ),
+        (&json!(36), &json!("pushed"), &json!("active"), &json!(endpoint))
+    );
     let garbled = http
         .post(format!("{endpoint}/message"))
         .body("{")

@@ -198,6 +198,7 @@ impl WorkerBuilder {
                 let identity = push::Identity {
                     droplet_id: me.droplet_id,
                     name: me.name.clone(),
+                    endpoint: me.endpoint.clone(),
                 };
                 Some(AbortOnDrop(tokio::spawn(push::serve(
                     listener,

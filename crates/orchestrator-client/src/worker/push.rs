@@ -24,11 +24,12 @@ use tokio::sync::mpsc;
 /// The largest message accepted; an assignment is a few kilobytes.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
-/// Who answers: the droplet's id and name for `/health`.
+/// Who answers: the droplet as `/health` describes it.
 #[derive(Debug, Clone)]
 pub(super) struct Identity {
     pub droplet_id: DropletId,
     pub name: String,
+    pub endpoint: String,
 }
 
 /// Serves the endpoint until the task is aborted; assignments go to `assignments`.
@@ -61,10 +62,7 @@ async fn answer(
             Ok(envelope) => receive(&envelope, assignments).await,
             Err(message) => reply(StatusCode::BAD_REQUEST, &error("invalid_json", &message)),
         },
-        (&Method::GET, "/health") => reply(
-            StatusCode::OK,
-            &json!({ "id": me.droplet_id, "name": me.name, "status": "active" }),
-        ),
+        (&Method::GET, "/health") => reply(StatusCode::OK, &health(me)),
         (_, "/message" | "/health") => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             &error("method_not_allowed", "use POST /message or GET /health"),
@@ -110,6 +108,18 @@ async fn read_json(request: Request<Incoming>) -> Result<Value, String> {
         .map_err(|e| format!("could not read the body: {e}"))?
         .to_bytes();
     serde_json::from_slice(&body).map_err(|e| format!("the body is not JSON: {e}"))
+}
+
+/// The mesh's health shape (the spec's `GET /health`).
+fn health(me: &Identity) -> Value {
+    json!({
+        "id": me.droplet_id,
+        "name": me.name,
+        "status": "active",
+        "endpoint": me.endpoint,
+        "updated_at": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "message": "taking assignments",
+    })
 }
 
 fn error(code: &str, message: &str) -> Value {
