@@ -1,6 +1,8 @@
 //! The live feeds (`/ws/tasks`, `/ws/droplets`): one [`FeedEvent`] per
 //! committed change, in commit order for any one task.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use orchestrator_domain::{Droplet, DropletId, Task};
@@ -13,7 +15,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::{Client, ClientError};
 
 /// Which feed to follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FeedKind {
     Tasks,
     Droplets,
@@ -65,6 +68,22 @@ impl FeedEvent {
             .then(|| serde_json::from_value(self.data.clone()).ok())
             .flatten()
     }
+}
+
+/// `GET /ws/status`: the feeds' connections and traffic.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct FeedStatus {
+    /// Open connections of each feed.
+    pub connections: BTreeMap<FeedKind, u64>,
+    pub total_connections: u64,
+    /// Open connections of each caller (token subject).
+    pub connections_per_caller: BTreeMap<String, u64>,
+    /// Event frames sent since the start.
+    pub messages_sent: u64,
+    /// Clients disconnected because they fell too far behind.
+    pub dropped_slow_clients: u64,
+    /// Clients disconnected because they stopped answering pings.
+    pub dropped_unresponsive_clients: u64,
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -141,6 +160,11 @@ impl Client {
         Ok(Subscription { socket, url })
     }
 
+    /// The feeds' connections, per feed and per caller, and their traffic (`read`).
+    pub async fn feed_status(&self) -> Result<FeedStatus, ClientError> {
+        self.send(reqwest::Method::GET, "/ws/status", None::<&()>).await
+    }
+
     fn feed_url(&self, kind: FeedKind, filter: &FeedFilter) -> Result<String, ClientError> {
         let base = if let Some(rest) = self.base.strip_prefix("https://") {
             format!("wss://{rest}")
@@ -165,7 +189,8 @@ fn serde_urlencoded(filter: &FeedFilter) -> Result<String, ClientError> {
     Ok(pairs.collect::<Vec<_>>().join("&"))
 }
 
-fn percent_encode(text: &str) -> String {
+/// `text` with every byte but the unreserved ones of RFC 3986 percent-encoded.
+pub(crate) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),

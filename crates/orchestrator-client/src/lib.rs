@@ -1,9 +1,28 @@
 #![doc = include_str!("../README.md")]
 
+pub mod droplets;
 pub mod feed;
+pub mod management;
+pub mod messaging;
+pub mod metrics;
+pub mod public;
 pub mod worker;
 
-pub use feed::{FeedEvent, FeedFilter, FeedKind, Subscription};
+pub use droplets::{DropletCapabilities, DropletStatusChange};
+pub use feed::{FeedEvent, FeedFilter, FeedKind, FeedStatus, Subscription};
+pub use management::{
+    CacheCleared, EmergencyStop, Environment, JobStatus, Reloaded, ShuttingDown, StoreKind, Version,
+};
+pub use messaging::{
+    Broadcast, BroadcastMessage, BroadcastOutcome, DeliveryOutcome, DirectMessage, DropletCounts,
+    DropletListing, Envelope, Message, MessageReply, Sent, SystemStatus, TaskCounts,
+};
+pub use metrics::{
+    DropletPerformance, Percentiles, Performance, PerformanceQuery, RangeQuery, RescueCounts, RoutingStats,
+    StoreHealth, StoreStatus, Summary, SystemHealth, TaskPerformance, TaskTypes, Throughput, TimeRange,
+    TypeBreakdown,
+};
+pub use public::{Dependencies, Dependency, DependencyStatus, ServerCapabilities, ServerState, StateCounts};
 pub use worker::{Delivery, HANDED_BACK, HandlerResult, Worker, WorkerBuilder, WorkerReport};
 
 use chrono::{DateTime, Utc};
@@ -213,8 +232,8 @@ pub struct Health {
 }
 
 #[derive(Deserialize)]
-struct TaskReply {
-    task: TaskRecord,
+pub(crate) struct TaskReply {
+    pub(crate) task: TaskRecord,
 }
 
 #[derive(Deserialize)]
@@ -288,9 +307,7 @@ impl Client {
     }
 
     pub async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, ClientError> {
-        let url = self.url("/tasks");
-        let request = self.authorized(self.http.get(&url).query(query));
-        self.call(request, &url).await
+        self.get_with("/tasks", query).await
     }
 
     /// The task with its history and, while pending, why it waits.
@@ -347,18 +364,53 @@ impl Client {
         Ok(reply.droplet)
     }
 
-    fn url(&self, path: &str) -> String {
+    /// A public endpoint: no token sent, no envelope expected.
+    pub(crate) async fn public<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        self.call(self.http.get(&url), &url).await
+    }
+
+    /// A `GET` with a query string (`query` serialized as its parameters).
+    pub(crate) async fn get_with<Q: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &Q,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let request = self.authorized(self.http.get(&url).query(query));
+        self.call(request, &url).await
+    }
+
+    /// A `GET` answered with text, not JSON: the body as it came. An error
+    /// answer is still read as the API's JSON error body.
+    pub(crate) async fn text(&self, path: &str) -> Result<String, ClientError> {
+        let url = self.url(path);
+        let response = self
+            .authorized(self.http.get(&url))
+            .send()
+            .await
+            .map_err(|e| transport(&url, &e))?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return response.text().await.map_err(|e| transport(&url, &e));
+        }
+        let bytes = response.bytes().await.map_err(|e| transport(&url, &e))?;
+        let body = serde_json::from_slice(&bytes).map_or(Value::Null, unwrap_envelope);
+        Err(api_error(status, &body))
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    pub(crate) fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.token {
             Some(token) => request.bearer_auth(token),
             None => request,
         }
     }
 
-    async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -372,7 +424,7 @@ impl Client {
         self.call(request, &url).await
     }
 
-    async fn call<T: DeserializeOwned>(
+    pub(crate) async fn call<T: DeserializeOwned>(
         &self,
         request: reqwest::RequestBuilder,
         url: &str,

@@ -1,0 +1,94 @@
+//! The public UDC endpoints besides `/health`: `/capabilities`, `/state` and
+//! `/dependencies`. They need no token and answer without an envelope.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Client, ClientError};
+
+/// `GET /capabilities`: what this build of the orchestrator can do.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ServerCapabilities {
+    /// The orchestrator's version, such as `0.1.0`.
+    pub version: String,
+    /// Such as `task_routing`, `real_time_updates`, `automatic_retry`.
+    pub features: Vec<String>,
+    /// The droplets it relies on, such as `registry`.
+    pub dependencies: Vec<String>,
+    pub udc_version: String,
+}
+
+/// `GET /state`: the process and the work it holds.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ServerState {
+    /// `None` where the platform does not tell.
+    pub cpu_percent: Option<f64>,
+    /// Resident memory; `None` where the platform does not tell.
+    pub memory_mb: Option<f64>,
+    pub uptime_seconds: u64,
+    pub custom_metrics: StateCounts,
+}
+
+/// The task and droplet counts of [`ServerState`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct StateCounts {
+    /// Tasks `assigned` or `in_progress`.
+    pub tasks_active: u64,
+    pub tasks_pending: u64,
+    pub tasks_completed: u64,
+    pub tasks_failed: u64,
+    pub droplets_active: u64,
+    pub droplets_total: u64,
+    /// `None` where the platform does not tell.
+    pub num_threads: Option<u64>,
+}
+
+/// `GET /dependencies`: the droplets the orchestrator relies on.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Dependencies {
+    pub required: Vec<Dependency>,
+    pub optional: Vec<Dependency>,
+    pub missing: Vec<Dependency>,
+}
+
+/// One dependency and how it was last seen.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Dependency {
+    /// Its droplet id, such as 3 for the Registry.
+    pub id: i64,
+    pub name: String,
+    pub status: DependencyStatus,
+    pub last_check: Option<DateTime<Utc>>,
+    /// Why the last check failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// How a dependency stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DependencyStatus {
+    /// The orchestrator runs without it (no `REGISTRY_URL`, for the Registry).
+    NotConfigured,
+    /// Not checked (yet).
+    Unknown,
+    Active,
+    Error,
+}
+
+impl Client {
+    /// The version and features of the orchestrator (no token needed).
+    pub async fn capabilities(&self) -> Result<ServerCapabilities, ClientError> {
+        self.public("/capabilities").await
+    }
+
+    /// The process's figures and the task and droplet counts (no token needed).
+    pub async fn state(&self) -> Result<ServerState, ClientError> {
+        self.public("/state").await
+    }
+
+    /// The droplets the orchestrator relies on, and their state (no token needed).
+    pub async fn dependencies(&self) -> Result<Dependencies, ClientError> {
+        self.public("/dependencies").await
+    }
+}
