@@ -1,12 +1,12 @@
 # Targets mirror CI: fmt, lint (clippy + domain purity), deny, test, run.
 CARGO ?= cargo
 # HTTP suites that run on either store.
-STORE_SUITES := $(foreach t,auth bad_input cancel client cors feeds fencing lifecycle management messaging metrics openapi placement public push rate_limits registry tokens recovery routing transitions worker,--test $(t))
+STORE_SUITES := $(foreach t,auth bad_input cancel client client_operations cors feeds fencing lifecycle management messaging metrics openapi placement public push rate_limits registry tokens recovery routing transitions worker,--test $(t))
 # (replicas, outage and schema run on PostgreSQL only.)
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test fuzz-api fuzz bench fmt fmt-check lint clippy purity deny ci
+.PHONY: run build test fuzz-api fuzz bench bench-http fmt fmt-check lint clippy purity deny ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -49,7 +49,13 @@ fuzz:
 ## Print the lifecycle benchmark's figures (see docs/benchmarks.md).
 bench:
 	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
-	$(CARGO) run --release -p orchestrator-bench
+	$(CARGO) run --release -p orchestrator-bench --bin orchestrator-bench
+
+## The HTTP end-to-end benchmark: the release server driven over HTTP (see docs/benchmarks.md).
+bench-http:
+	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
+	$(CARGO) build --release -p orchestrator-server --bin orchestrator -p orchestrator-bench --bin bench-http && \
+	target/release/bench-http
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,0 +1,226 @@
+//! The full lifecycle over HTTP: droplets built on the worker runtime (a
+//! third each by pull, by push and by `/ws/tasks`), a loader submitting
+//! through `POST /tasks`, and the times read back from the tasks' rows.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use orchestrator_client::{Client, Delivery, Worker};
+use orchestrator_domain::{Permission, RegistrationDraft, TaskDraft};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio_postgres::NoTls;
+
+use crate::latency::Latencies;
+use crate::server::{Meter, Server};
+
+const CAPABILITY: &str = "bench";
+
+/// The running droplets; stopped when dropped.
+pub struct Fleet {
+    stops: Vec<oneshot::Sender<()>>,
+}
+
+impl Fleet {
+    /// `droplets` workers of `slots` each, delivery by pull, push and feed in turn.
+    pub async fn start(server: &Server, droplets: i64, slots: usize) -> anyhow::Result<Fleet> {
+        let mut stops = Vec::new();
+        for id in 1..=droplets {
+            let (stop, stopped) = oneshot::channel::<()>();
+            let (delivery, endpoint) = delivery_for(id)?;
+            let client = Client::new(&server.url)?.with_token(server.token(
+                &format!("droplet-{id}"),
+                Permission::Write,
+                Some(id),
+            ));
+            let me = RegistrationDraft {
+                droplet_id: id,
+                name: format!("bench {id}"),
+                endpoint,
+                ..RegistrationDraft::default()
+            };
+            let worker = Worker::builder(client, me)
+                .capability(CAPABILITY, |_task| async { Ok(Value::Null) })
+                .concurrency(slots)
+                .delivery(delivery);
+            // Pulling droplets poll often, as a latency-minded one would.
+            let worker = match delivery {
+                Delivery::Pull => worker.poll_interval(Duration::from_millis(20)),
+                Delivery::Feed | Delivery::Push { .. } => worker,
+            };
+            tokio::spawn(worker.run(async {
+                stopped.await.ok();
+            }));
+            stops.push(stop);
+        }
+        wait_for_droplets(server, droplets).await?;
+        Ok(Fleet { stops })
+    }
+
+    pub fn stop(self) {
+        for stop in self.stops {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn delivery_for(id: i64) -> anyhow::Result<(Delivery, String)> {
+    Ok(match id % 3 {
+        0 => (Delivery::Pull, format!("http://127.0.0.1:9/{id}")),
+        1 => {
+            let listen: SocketAddr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+            (Delivery::Push { listen }, format!("http://{listen}"))
+        }
+        _ => (Delivery::Feed, format!("http://127.0.0.1:9/{id}")),
+    })
+}
+
+async fn wait_for_droplets(server: &Server, droplets: i64) -> anyhow::Result<()> {
+    let admin = Client::new(&server.url)?.with_token(server.token("admin", Permission::Admin, None));
+    for _ in 0..600 {
+        if admin.list_droplets().await?.len() as i64 >= droplets {
+            // The feed droplets subscribe just after registering.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the droplets did not all register")
+}
+
+fn draft(n: usize) -> TaskDraft {
+    TaskDraft {
+        task_type: CAPABILITY.into(),
+        title: format!("task {n}"),
+        required_capability: Some(CAPABILITY.into()),
+        ..TaskDraft::default()
+    }
+}
+
+fn epoch_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs_f64()
+}
+
+/// Task id → when it was (meant to be) sent, in Unix seconds.
+type Sent = Arc<Mutex<HashMap<i64, f64>>>;
+
+fn loader(server: &Server) -> anyhow::Result<Client> {
+    Ok(Client::new(&server.url)?.with_token(server.token("loader", Permission::Write, None)))
+}
+
+/// As many tasks as `concurrency` submitters can send, all at once.
+pub async fn burn_down(server: &Server, total: usize, concurrency: usize) -> anyhow::Result<()> {
+    let client = loader(server)?;
+    let sent: Sent = Arc::default();
+    let meter = Meter::start(server).await?;
+    let started = SystemTime::now();
+    futures_util::stream::iter(0..total)
+        .for_each_concurrent(concurrency, |n| {
+            let (client, sent) = (client.clone(), sent.clone());
+            async move {
+                let at = epoch_seconds(SystemTime::now());
+                if let Ok(created) = client.create_task(&draft(n)).await {
+                    sent.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(created.task_id, at);
+                }
+            }
+        })
+        .await;
+    let submitted = started.elapsed().unwrap_or_default().as_secs_f64();
+    let times = wait_for_completion(server, total, Duration::from_secs(600)).await?;
+    let report = meter.report(server).await?;
+    let last = times.values().filter_map(|t| t.1).fold(0.0, f64::max);
+    let elapsed = last - epoch_seconds(started);
+    println!(
+        "  {total} tasks submitted by {concurrency} clients in {submitted:.1} s; all completed after {elapsed:.1} s: {:.0} tasks/s end to end",
+        total as f64 / elapsed
+    );
+    print_latencies(&sent, &times);
+    println!("    {report}");
+    Ok(())
+}
+
+/// `rate` tasks a second for `seconds`, timed from each one's intended send time.
+pub async fn fixed_rate(server: &Server, rate: u32, seconds: u32) -> anyhow::Result<()> {
+    let client = loader(server)?;
+    let sent: Sent = Arc::default();
+    let meter = Meter::start(server).await?;
+    let total = (rate * seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let (start, wall) = (tokio::time::Instant::now(), SystemTime::now());
+    for n in 0..total {
+        let offset = interval * n as u32;
+        tokio::time::sleep_until(start + offset).await;
+        let (client, sent) = (client.clone(), sent.clone());
+        let intended = epoch_seconds(wall + offset);
+        tokio::spawn(async move {
+            if let Ok(created) = client.create_task(&draft(n)).await {
+                sent.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(created.task_id, intended);
+            }
+        });
+    }
+    let times = wait_for_completion(server, total, Duration::from_secs(120)).await?;
+    let report = meter.report(server).await?;
+    println!(
+        "  {rate}/s for {seconds} s ({total} tasks, {} completed):",
+        times.len()
+    );
+    print_latencies(&sent, &times);
+    println!("    {report}");
+    Ok(())
+}
+
+fn print_latencies(sent: &Sent, times: &HashMap<i64, (Option<f64>, Option<f64>)>) {
+    let sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+    let (mut assigned, mut completed) = (Latencies::default(), Latencies::default());
+    for (id, at) in sent.iter() {
+        let Some((a, c)) = times.get(id) else { continue };
+        if let Some(a) = a {
+            assigned.record_ms((a - at) * 1e3);
+        }
+        if let Some(c) = c {
+            completed.record_ms((c - at) * 1e3);
+        }
+    }
+    println!("    submit→assigned  {}", assigned.summary());
+    println!("    submit→completed {}", completed.summary());
+}
+
+/// Waits until `total` tasks are completed (or `limit` passes), then reads
+/// every completed task's assignment and completion times from its row.
+async fn wait_for_completion(
+    server: &Server,
+    total: usize,
+    limit: Duration,
+) -> anyhow::Result<HashMap<i64, (Option<f64>, Option<f64>)>> {
+    let (db, connection) = tokio_postgres::connect(&server.database.url, NoTls).await?;
+    tokio::spawn(connection);
+    let started = std::time::Instant::now();
+    loop {
+        let row = db
+            .query_one("SELECT count(*) FROM tasks WHERE status = 'completed'", &[])
+            .await?;
+        let done: i64 = row.get(0);
+        if done as usize >= total || started.elapsed() > limit {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = db
+        .query(
+            "SELECT id::int8, EXTRACT(EPOCH FROM assigned_at)::float8, EXTRACT(EPOCH FROM completed_at)::float8 \
+             FROM tasks WHERE status = 'completed'",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get::<_, i64>(0), (row.get(1), row.get(2))))
+        .collect())
+}

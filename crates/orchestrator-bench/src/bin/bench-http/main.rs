@@ -1,0 +1,104 @@
+//! `make bench-http`: the release server on PostgreSQL, driven over HTTP as a
+//! mesh drives it. Prints figures, asserts nothing.
+//!
+//! - H1: burn-down. Droplets on the worker runtime (a third each by pull,
+//!   push and `/ws/tasks`) run no-op tasks while a loader submits
+//!   `BENCH_HTTP_TASKS` (default 20,000) through `POST /tasks` from 64
+//!   concurrent clients; prints tasks/s end to end and the latencies.
+//! - H2: the same droplets, tasks submitted at 500/s for
+//!   `BENCH_HTTP_SECONDS` (default 10); latencies from each task's intended
+//!   send time, so that a slow server cannot hide its delay.
+//! - H3: `POST /tasks` alone at saturation (no droplets), 64 connections.
+//! - H4: `GET /health` alone at saturation, 64 connections.
+//!
+//! Each prints the server's HTTP request rate and error count (from its own
+//! counters), its CPU and its memory. Each runs on a fresh server and database.
+
+mod latency;
+mod lifecycle;
+mod saturate;
+mod server;
+
+use std::sync::Arc;
+
+use orchestrator_domain::Permission;
+use serde_json::json;
+
+use crate::lifecycle::Fleet;
+use crate::server::Server;
+
+/// Droplets of the lifecycle workloads and the slots of each.
+const DROPLETS: i64 = 12;
+const SLOTS: usize = 16;
+const CONNECTIONS: usize = 64;
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+struct Config {
+    workers: usize,
+    pool: usize,
+    tasks: usize,
+    seconds: u32,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> anyhow::Result<()> {
+    let config = Config {
+        workers: env_or("BENCH_HTTP_WORKERS", 2),
+        pool: env_or("BENCH_HTTP_POOL", 20),
+        tasks: env_or("BENCH_HTTP_TASKS", 20_000),
+        seconds: env_or("BENCH_HTTP_SECONDS", 10),
+    };
+    let only = std::env::var("BENCH_ONLY").ok();
+    let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    println!(
+        "orchestrator over HTTP on PostgreSQL: release server, {} HTTP workers, pool {}; {DROPLETS} droplets × {SLOTS} slots (pull, push, feed)",
+        config.workers, config.pool
+    );
+    if runs("h1") {
+        println!("H1: burn-down through POST /tasks");
+        let server = Server::start(config.workers, config.pool).await?;
+        let fleet = Fleet::start(&server, DROPLETS, SLOTS).await?;
+        lifecycle::burn_down(&server, config.tasks, CONNECTIONS).await?;
+        fleet.stop();
+    }
+    if runs("h2") {
+        println!("H2: fixed arrival rate");
+        let server = Server::start(config.workers, config.pool).await?;
+        let fleet = Fleet::start(&server, DROPLETS, SLOTS).await?;
+        lifecycle::fixed_rate(&server, 500, config.seconds).await?;
+        fleet.stop();
+    }
+    let seconds = u64::from(config.seconds);
+    if runs("h3") {
+        println!("H3: POST /tasks at saturation");
+        let server = Server::start(config.workers, config.pool).await?;
+        let body = json!({ "task_type": "bench", "title": "t", "required_capability": "nobody" });
+        let target = saturate::Target {
+            name: "POST /tasks",
+            method: reqwest::Method::POST,
+            path: "/tasks",
+            token: Some(server.token("loader", Permission::Write, None)),
+            body: Some(Arc::new(serde_json::to_vec(&body)?)),
+        };
+        saturate::run(&server, target, CONNECTIONS, seconds).await?;
+    }
+    if runs("h4") {
+        println!("H4: GET /health at saturation");
+        let server = Server::start(config.workers, config.pool).await?;
+        let target = saturate::Target {
+            name: "GET /health",
+            method: reqwest::Method::GET,
+            path: "/health",
+            token: None,
+            body: None,
+        };
+        saturate::run(&server, target, CONNECTIONS, seconds).await?;
+    }
+    Ok(())
+}

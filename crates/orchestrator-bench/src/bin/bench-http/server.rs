@@ -1,0 +1,183 @@
+//! The release server as a child process on a fresh database, with what
+//! the figures need of it: tokens, its CPU and memory, its request counters.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use orchestrator_domain::{DropletId, Permission};
+use orchestrator_server::auth::{JwtKeys, TokenRequest};
+use orchestrator_testkit::pg::TestDatabase;
+
+const SECRET: &str = "bench-http-secret-7c41e9a0d35b28f6-long-enough";
+
+/// The server, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub database: TestDatabase,
+    keys: JwtKeys,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `orchestrator` binary: `ORCHESTRATOR_BIN`, else the one built next to this one.
+fn binary() -> anyhow::Result<std::path::PathBuf> {
+    if let Ok(path) = std::env::var("ORCHESTRATOR_BIN") {
+        return Ok(path.into());
+    }
+    let sibling = std::env::current_exe()?.with_file_name("orchestrator");
+    anyhow::ensure!(
+        sibling.exists(),
+        "{} is missing: build it (make bench-http does) or set ORCHESTRATOR_BIN",
+        sibling.display()
+    );
+    Ok(sibling)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl Server {
+    /// Starts the server on a fresh database and waits until it answers.
+    pub async fn start(workers: usize, pool: usize) -> anyhow::Result<Server> {
+        let database = TestDatabase::create().await;
+        let port = free_port()?;
+        let child = Command::new(binary()?)
+            .arg("serve")
+            .env("DATABASE_URL", &database.url)
+            .env("DATABASE_POOL_SIZE", pool.to_string())
+            .env("JWT_SECRET_KEY", SECRET)
+            .env("ENVIRONMENT", "production")
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("WORKERS", workers.to_string())
+            .env("LOG_LEVEL", "warn")
+            // A mesh's droplets and loaders are few callers making many requests.
+            .env("RATE_LIMIT_PER_MINUTE", "100000000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let server = Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            database,
+            keys: JwtKeys::hs256(SECRET.as_bytes()),
+        };
+        server.wait_until_up().await?;
+        Ok(server)
+    }
+
+    async fn wait_until_up(&self) -> anyhow::Result<()> {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while client.get(format!("{}/health", self.url)).send().await.is_err() {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    pub fn token(&self, subject: &str, permission: Permission, droplet: Option<DropletId>) -> String {
+        self.keys
+            .issue(&TokenRequest {
+                subject: subject.into(),
+                permissions: vec![permission, Permission::Read],
+                droplet_id: droplet,
+                steward: None,
+                ttl: Duration::from_secs(3600),
+            })
+            .expect("an HS256 token can always be signed")
+    }
+
+    /// CPU seconds (user + system) the server has used so far.
+    pub fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// Resident memory now and at its peak, in MiB.
+    pub fn memory_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|n| n.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
+    }
+
+    /// Requests served so far, and how many of them answered 4xx or 5xx,
+    /// from the server's own Prometheus counters.
+    pub async fn requests(&self) -> anyhow::Result<(f64, f64)> {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await?
+            .text()
+            .await?;
+        let (mut all, mut errors) = (0.0, 0.0);
+        for line in text
+            .lines()
+            .filter(|l| l.starts_with("orchestrator_http_requests_total{"))
+        {
+            let Some(count) = line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()) else {
+                continue;
+            };
+            all += count;
+            if line.contains("status=\"4") || line.contains("status=\"5") {
+                errors += count;
+            }
+        }
+        Ok((all, errors))
+    }
+}
+
+/// What the server spent over a stretch of load.
+pub struct Meter {
+    started: Instant,
+    cpu: f64,
+    requests: (f64, f64),
+}
+
+impl Meter {
+    pub async fn start(server: &Server) -> anyhow::Result<Meter> {
+        Ok(Meter {
+            started: Instant::now(),
+            cpu: server.cpu_seconds(),
+            requests: server.requests().await?,
+        })
+    }
+
+    /// `HTTP 12345 req/s, 0 errors; server CPU 187% of a core, RSS 45 MiB (peak 60 MiB)`.
+    pub async fn report(&self, server: &Server) -> anyhow::Result<String> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let cpu = (server.cpu_seconds() - self.cpu) / seconds * 100.0;
+        let (all, errors) = server.requests().await?;
+        // The scrape that ends the stretch is not part of the load.
+        let served = all - self.requests.0 - 1.0;
+        let (rss, peak) = server.memory_mib();
+        Ok(format!(
+            "HTTP {:.0} req/s, {:.0} errors; server CPU {cpu:.0}% of a core, RSS {rss:.0} MiB (peak {peak:.0} MiB)",
+            served / seconds,
+            errors - self.requests.1
+        ))
+    }
+}
