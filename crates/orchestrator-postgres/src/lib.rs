@@ -2,6 +2,7 @@
 
 mod analytics;
 mod batch;
+mod creates;
 mod error;
 mod events;
 mod group_commit;

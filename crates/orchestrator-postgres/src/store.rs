@@ -25,6 +25,7 @@ use orchestrator_ports::{
 };
 use uuid::Uuid;
 
+use crate::creates::{CreateBatcher, Creation};
 use crate::error::{TxError, pool_error, store_error};
 use crate::group_commit::GroupCommit;
 use crate::liveness::Liveness;
@@ -59,6 +60,8 @@ pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
     /// Shared by clones, so that all of a process's transitions are grouped.
     commits: Arc<GroupCommit>,
+    /// Shared by clones, so that concurrent submissions share statements.
+    creates: Arc<CreateBatcher>,
     /// Heartbeats absorbed in memory and written once a second.
     liveness: Arc<Liveness>,
 }
@@ -97,6 +100,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             commits: Arc::default(),
+            creates: Arc::default(),
             liveness: Arc::default(),
         })
     }
@@ -221,38 +225,13 @@ impl TaskStore for PgStore {
         record: ChangeRecord,
         at: DateTime<Utc>,
     ) -> StoreResult<Task> {
-        let mut pooled = self.conn().await?;
-        let conn: &mut AsyncPgConnection = &mut pooled;
-        let row = conn
-            .transaction::<_, TxError, _>(async move |conn| {
-                let row: TaskRow = diesel::insert_into(tasks::table)
-                    .values((
-                        tasks::trace_id.eq(trace_id),
-                        tasks::task_type.eq(&task.task_type),
-                        tasks::title.eq(&task.title),
-                        tasks::description.eq(&task.description),
-                        tasks::payload.eq(&task.payload),
-                        tasks::required_capability.eq(task.required_capability.as_ref().map(|c| c.as_str())),
-                        tasks::status.eq(TaskStatus::Pending.as_str()),
-                        tasks::priority.eq(i32::from(task.priority.value())),
-                        tasks::created_at.eq(naive(at)),
-                        tasks::deadline.eq(task.deadline.map(naive)),
-                        tasks::retry_count.eq(0),
-                        tasks::max_retries.eq(i32::try_from(task.max_retries).unwrap_or(i32::MAX)),
-                        tasks::created_by.eq(&record.changed_by),
-                        tasks::updated_at.eq(naive(at)),
-                    ))
-                    .returning(TaskRow::as_returning())
-                    .get_result(conn)
-                    .await?;
-                diesel::insert_into(task_state_history::table)
-                    .values(history_row(row.id, None, TaskStatus::Pending, record, at))
-                    .execute(conn)
-                    .await?;
-                Ok(row)
-            })
-            .await?;
-        row.into_task(None)
+        let creation = Creation {
+            task,
+            trace_id,
+            record,
+            at,
+        };
+        self.creates.submit(&self.pool, creation).await
     }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {

@@ -67,8 +67,16 @@ impl Fleet {
     }
 }
 
+/// Droplet `id`'s delivery: `BENCH_HTTP_DELIVERY` (`pull`, `push` or `feed`)
+/// for all of them, else the three in turn.
 fn delivery_for(id: i64) -> anyhow::Result<(Delivery, String)> {
-    Ok(match id % 3 {
+    let turn = match std::env::var("BENCH_HTTP_DELIVERY").as_deref() {
+        Ok("pull") => 0,
+        Ok("push") => 1,
+        Ok("feed") => 2,
+        _ => id % 3,
+    };
+    Ok(match turn {
         0 => (Delivery::Pull, format!("http://127.0.0.1:9/{id}")),
         1 => {
             let listen: SocketAddr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;

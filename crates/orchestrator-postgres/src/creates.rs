@@ -1,0 +1,232 @@
+//! Grouped task creation: tasks submitted while a batch is being written
+//! wait and go together in the next one, each batch a single statement
+//! (tasks and their first history rows, one round trip, one commit). Like
+//! the group commit of transitions, there is no timed window: a lone task is
+//! written at once, and batches grow only while work arrives faster than
+//! commits end.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamp};
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use orchestrator_domain::{NewTask, Task};
+use orchestrator_ports::{ChangeRecord, StoreError, StoreResult};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use crate::error::{pool_error, store_error};
+use crate::rows::{TaskRow, naive};
+
+/// The most tasks one statement carries.
+const MAX_BATCH: usize = 500;
+/// Batches written at once (as for transitions: one writes while one waits).
+const IN_FLIGHT: usize = 2;
+
+/// The tasks of a batch arrive as parallel arrays, one element per task; the
+/// history row of each is joined back to its task by its unique `trace_id`.
+const INSERT_TASKS: &str = r"
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
+                         $7::int4[], $8::timestamp[], $9::timestamp[], $10::int4[], $11::text[],
+                         $12::text[], $13::jsonb[])
+        AS i(trace_id, task_type, title, description, payload, required_capability,
+             priority, created_at, deadline, max_retries, created_by, reason, metadata)
+), created AS (
+    INSERT INTO tasks (trace_id, task_type, title, description, payload, required_capability, status,
+                       priority, created_at, deadline, retry_count, max_retries, created_by, updated_at)
+    SELECT trace_id, task_type, title, description, payload, required_capability, 'pending',
+           priority, created_at, deadline, 0, max_retries, created_by, created_at
+    FROM input
+    RETURNING *
+), history AS (
+    INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
+    SELECT created.id, NULL, 'pending', input.created_by, input.reason, input.metadata, input.created_at
+    FROM created JOIN input USING (trace_id)
+)
+SELECT * FROM created";
+
+/// One task to create, as `TaskStore::create_task` receives it.
+pub(crate) struct Creation {
+    pub task: NewTask,
+    pub trace_id: Uuid,
+    pub record: ChangeRecord,
+    pub at: DateTime<Utc>,
+}
+
+struct Queued {
+    creation: Creation,
+    reply: oneshot::Sender<StoreResult<Task>>,
+}
+
+pub(crate) struct CreateBatcher {
+    queue: Mutex<Vec<Queued>>,
+    turns: tokio::sync::Semaphore,
+}
+
+impl Default for CreateBatcher {
+    fn default() -> Self {
+        CreateBatcher {
+            queue: Mutex::default(),
+            turns: tokio::sync::Semaphore::new(IN_FLIGHT),
+        }
+    }
+}
+
+impl CreateBatcher {
+    /// Creates the task, in a batch with whatever else is waiting.
+    pub async fn submit(&self, pool: &Pool<AsyncPgConnection>, creation: Creation) -> StoreResult<Task> {
+        let (reply, receiver) = oneshot::channel();
+        self.queue().push(Queued { creation, reply });
+        {
+            let Ok(_turn) = self.turns.acquire().await else {
+                unreachable!("the semaphore is never closed")
+            };
+            while let Some(batch) = self.next_batch() {
+                // Written on a task of its own: a caller that goes away
+                // mid-write must not cut the statement of everyone else.
+                if tokio::spawn(write(pool.clone(), batch)).await.is_err() {
+                    tracing::error!("a grouped task creation stopped before it finished");
+                }
+            }
+        }
+        receiver.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable(
+                "the creation of this task was interrupted; list the tasks to see whether it was made".into(),
+            ))
+        })
+    }
+
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Queued>> {
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn next_batch(&self) -> Option<Vec<Queued>> {
+        let mut queue = self.queue();
+        if queue.is_empty() {
+            return None;
+        }
+        let size = queue.len().min(MAX_BATCH);
+        let rest = queue.split_off(size);
+        Some(std::mem::replace(&mut *queue, rest))
+    }
+}
+
+/// Writes one batch and answers each task. When the batch as a whole fails,
+/// its tasks are written one by one so that only the one at fault gets the error.
+async fn write(pool: Pool<AsyncPgConnection>, batch: Vec<Queued>) {
+    let (creations, replies): (Vec<Creation>, Vec<_>) =
+        batch.into_iter().map(|q| (q.creation, q.reply)).unzip();
+    let outcomes = match insert(&pool, &creations).await {
+        Ok(tasks) => tasks,
+        Err(err) if creations.len() == 1 => vec![Err(err)],
+        Err(_) => {
+            let mut outcomes = Vec::with_capacity(creations.len());
+            for creation in &creations {
+                let one = insert(&pool, std::slice::from_ref(creation)).await;
+                outcomes.push(one.and_then(|mut tasks| tasks.pop().unwrap_or_else(|| Err(missing()))));
+            }
+            outcomes
+        }
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // A caller that went away no longer needs its answer.
+        let _ = reply.send(outcome);
+    }
+}
+
+fn missing() -> StoreError {
+    StoreError::Unavailable("the store returned no row for a created task".into())
+}
+
+/// Inserts the tasks with their history rows in one statement; the outcomes
+/// are in the order of `creations`.
+async fn insert(
+    pool: &Pool<AsyncPgConnection>,
+    creations: &[Creation],
+) -> StoreResult<Vec<StoreResult<Task>>> {
+    let mut conn = pool.get().await.map_err(pool_error)?;
+    let columns = Columns::of(creations);
+    let rows: Vec<TaskRow> = diesel::sql_query(INSERT_TASKS)
+        .bind::<Array<diesel::sql_types::Uuid>, _>(columns.trace_ids)
+        .bind::<Array<Text>, _>(columns.task_types)
+        .bind::<Array<Text>, _>(columns.titles)
+        .bind::<Array<Nullable<Text>>, _>(columns.descriptions)
+        .bind::<Array<Jsonb>, _>(columns.payloads)
+        .bind::<Array<Nullable<Text>>, _>(columns.capabilities)
+        .bind::<Array<Integer>, _>(columns.priorities)
+        .bind::<Array<Timestamp>, _>(columns.created_at)
+        .bind::<Array<Nullable<Timestamp>>, _>(columns.deadlines)
+        .bind::<Array<Integer>, _>(columns.max_retries)
+        .bind::<Array<Nullable<Text>>, _>(columns.created_by)
+        .bind::<Array<Nullable<Text>>, _>(columns.reasons)
+        .bind::<Array<Nullable<Jsonb>>, _>(columns.metadata)
+        .load(&mut conn)
+        .await
+        .map_err(store_error)?;
+    let mut by_trace: HashMap<Uuid, TaskRow> = rows.into_iter().map(|row| (row.trace_id, row)).collect();
+    Ok(creations
+        .iter()
+        .map(|c| {
+            by_trace
+                .remove(&c.trace_id)
+                .ok_or_else(missing)
+                .and_then(|row| row.into_task(None))
+        })
+        .collect())
+}
+
+/// A batch as the statement's parallel arrays.
+#[derive(Default)]
+struct Columns {
+    trace_ids: Vec<Uuid>,
+    task_types: Vec<String>,
+    titles: Vec<String>,
+    descriptions: Vec<Option<String>>,
+    payloads: Vec<Value>,
+    capabilities: Vec<Option<String>>,
+    priorities: Vec<i32>,
+    created_at: Vec<chrono::NaiveDateTime>,
+    deadlines: Vec<Option<chrono::NaiveDateTime>>,
+    max_retries: Vec<i32>,
+    created_by: Vec<Option<String>>,
+    reasons: Vec<Option<String>>,
+    metadata: Vec<Option<Value>>,
+}
+
+impl Columns {
+    fn of(creations: &[Creation]) -> Columns {
+        let mut columns = Columns::default();
+        for Creation {
+            task,
+            trace_id,
+            record,
+            at,
+        } in creations
+        {
+            columns.trace_ids.push(*trace_id);
+            columns.task_types.push(task.task_type.clone());
+            columns.titles.push(task.title.clone());
+            columns.descriptions.push(task.description.clone());
+            columns.payloads.push(task.payload.clone());
+            columns
+                .capabilities
+                .push(task.required_capability.as_ref().map(|c| c.as_str().to_owned()));
+            columns.priorities.push(i32::from(task.priority.value()));
+            columns.created_at.push(naive(*at));
+            columns.deadlines.push(task.deadline.map(naive));
+            columns
+                .max_retries
+                .push(i32::try_from(task.max_retries).unwrap_or(i32::MAX));
+            columns.created_by.push(record.changed_by.clone());
+            columns.reasons.push(record.reason.clone());
+            columns.metadata.push(record.metadata.clone());
+        }
+        columns
+    }
+}
