@@ -6,7 +6,7 @@ STORE_SUITES := $(foreach t,auth bad_input cancel client client_operations cors 
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test fuzz-api fuzz bench bench-http fmt fmt-check lint clippy purity deny ci
+.PHONY: run build test fuzz-api fuzz bench bench-http bench-peers fmt fmt-check lint clippy purity deny ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -56,6 +56,10 @@ bench-http:
 	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
 	$(CARGO) build --release -p orchestrator-server --bin orchestrator -p orchestrator-bench --bin bench-http && \
 	target/release/bench-http
+
+## The same workload on the orchestrator and on graphile-worker, pg-boss and procrastinate (see docs/benchmarks.md).
+bench-peers:
+	scripts/bench-peers
 
 fmt:
 	$(CARGO) fmt --all

@@ -24,6 +24,17 @@ impl Latencies {
         self.ms.len()
     }
 
+    /// p50, p99 and max in milliseconds; `None` without samples.
+    pub fn percentiles(&mut self) -> (Option<f64>, Option<f64>, Option<f64>) {
+        if self.ms.is_empty() {
+            return (None, None, None);
+        }
+        self.ms.sort_by(f64::total_cmp);
+        let last = self.ms.len() - 1;
+        let at = |q: f64| self.ms[(last as f64 * q).round() as usize];
+        (Some(at(0.50)), Some(at(0.99)), Some(self.ms[last]))
+    }
+
     /// `p50 1.20 ms   p99 4.10 ms   max 9.80 ms`.
     pub fn summary(&mut self) -> String {
         if self.ms.is_empty() {

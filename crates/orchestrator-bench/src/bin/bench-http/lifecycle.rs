@@ -115,6 +115,14 @@ fn epoch_seconds(at: SystemTime) -> f64 {
 /// Task id → when it was (meant to be) sent, in Unix seconds.
 type Sent = Arc<Mutex<HashMap<i64, f64>>>;
 
+/// When a task was assigned, started and completed, in Unix seconds, from its row.
+#[derive(Clone, Copy)]
+struct Times {
+    assigned: f64,
+    started: f64,
+    completed: f64,
+}
+
 fn loader(server: &Server) -> anyhow::Result<Client> {
     Ok(Client::new(&server.url)?.with_token(server.token("loader", Permission::Write, None)))
 }
@@ -141,14 +149,14 @@ pub async fn burn_down(server: &Server, total: usize, concurrency: usize) -> any
     let submitted = started.elapsed().unwrap_or_default().as_secs_f64();
     let times = wait_for_completion(server, total, Duration::from_secs(600)).await?;
     let report = meter.report(server).await?;
-    let last = times.values().filter_map(|t| t.1).fold(0.0, f64::max);
+    let last = times.values().map(|t| t.completed).fold(0.0, f64::max);
     let elapsed = last - epoch_seconds(started);
     println!(
         "  {total} tasks submitted by {concurrency} clients in {submitted:.1} s; all completed after {elapsed:.1} s: {:.0} tasks/s end to end",
         total as f64 / elapsed
     );
     print_latencies(&sent, &times);
-    println!("    {report}");
+    println!("    {report}\n    {}", meter.server_times(server).await?);
     Ok(())
 }
 
@@ -180,24 +188,97 @@ pub async fn fixed_rate(server: &Server, rate: u32, seconds: u32) -> anyhow::Res
         times.len()
     );
     print_latencies(&sent, &times);
-    println!("    {report}");
+    println!("    {report}\n    {}", meter.server_times(server).await?);
     Ok(())
 }
 
-fn print_latencies(sent: &Sent, times: &HashMap<i64, (Option<f64>, Option<f64>)>) {
-    let sent = sent.lock().unwrap_or_else(|p| p.into_inner());
-    let (mut assigned, mut completed) = (Latencies::default(), Latencies::default());
-    for (id, at) in sent.iter() {
-        let Some((a, c)) = times.get(id) else { continue };
-        if let Some(a) = a {
-            assigned.record_ms((a - at) * 1e3);
-        }
-        if let Some(c) = c {
-            completed.record_ms((c - at) * 1e3);
+/// Submit→assigned and submit→completed, and where the time between went:
+/// assigned→started is the delivery and the droplet's first report,
+/// started→completed its second report (the handler does nothing).
+/// The peers' workload (`make bench-peers`): `jobs` tasks preloaded, then
+/// burned down by droplets with `concurrency` slots in all; then `rate`
+/// tasks a second for `seconds`, timed from the intended send time to the
+/// start of the handler (as the peers' handlers time themselves). Prints
+/// one JSON line.
+pub async fn peer_workload(
+    server: &Server,
+    jobs: usize,
+    concurrency: usize,
+    rate: u32,
+    seconds: u32,
+) -> anyhow::Result<()> {
+    let client = loader(server)?;
+    futures_util::stream::iter(0..jobs)
+        .for_each_concurrent(32, |n| {
+            let client = client.clone();
+            async move {
+                let _ = client.create_task(&draft(n)).await;
+            }
+        })
+        .await;
+    let slots = concurrency.min(16);
+    let droplets = i64::try_from(concurrency.div_ceil(slots)).unwrap_or(1);
+    let started = SystemTime::now();
+    let fleet = Fleet::start(server, droplets, slots).await?;
+    let times = wait_for_completion(server, jobs, Duration::from_secs(600)).await?;
+    let last = times.values().map(|t| t.completed).fold(0.0, f64::max);
+    let burned = times.len();
+    let burn_down_per_s = burned as f64 / (last - epoch_seconds(started));
+    let (sent, total) = (Sent::default(), (rate * seconds) as usize);
+    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
+    let (start, wall) = (tokio::time::Instant::now(), SystemTime::now());
+    for n in 0..total {
+        let offset = interval * n as u32;
+        tokio::time::sleep_until(start + offset).await;
+        let (client, sent) = (client.clone(), sent.clone());
+        let intended = epoch_seconds(wall + offset);
+        tokio::spawn(async move {
+            if let Ok(created) = client.create_task(&draft(n)).await {
+                sent.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(created.task_id, intended);
+            }
+        });
+    }
+    let times = wait_for_completion(server, jobs + total, Duration::from_secs(120)).await?;
+    fleet.stop();
+    let mut latencies = Latencies::default();
+    for (id, at) in sent.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+        if let Some(t) = times.get(id) {
+            latencies.record_ms((t.started - at) * 1e3);
         }
     }
-    println!("    submit→assigned  {}", assigned.summary());
-    println!("    submit→completed {}", completed.summary());
+    let (p50, p99, max) = latencies.percentiles();
+    let line = serde_json::json!({
+        "system": format!("orchestrator {} (HTTP)", env!("CARGO_PKG_VERSION")),
+        "burn_down_jobs": burned,
+        "burn_down_per_s": burn_down_per_s,
+        "rate": rate,
+        "completed": latencies.len(),
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "max_ms": max,
+    });
+    println!("{line}");
+    Ok(())
+}
+
+fn print_latencies(sent: &Sent, times: &HashMap<i64, Times>) {
+    let sent = sent.lock().unwrap_or_else(|p| p.into_inner());
+    let mut spans: [Latencies; 4] = Default::default();
+    for (id, at) in sent.iter() {
+        let Some(t) = times.get(id) else { continue };
+        let [assigned, completed, delivered, reported] = &mut spans;
+        assigned.record_ms((t.assigned - at) * 1e3);
+        completed.record_ms((t.completed - at) * 1e3);
+        delivered.record_ms((t.started - t.assigned) * 1e3);
+        reported.record_ms((t.completed - t.started) * 1e3);
+    }
+    let [assigned, completed, delivered, reported] = &mut spans;
+    println!("    submit→assigned    {}", assigned.summary());
+    println!("    submit→completed   {}", completed.summary());
+    println!("    assigned→started   {}", delivered.summary());
+    println!("    started→completed  {}", reported.summary());
 }
 
 /// Waits until `total` tasks are completed (or `limit` passes), then reads
@@ -206,7 +287,7 @@ async fn wait_for_completion(
     server: &Server,
     total: usize,
     limit: Duration,
-) -> anyhow::Result<HashMap<i64, (Option<f64>, Option<f64>)>> {
+) -> anyhow::Result<HashMap<i64, Times>> {
     let (db, connection) = tokio_postgres::connect(&server.database.url, NoTls).await?;
     tokio::spawn(connection);
     let started = std::time::Instant::now();
@@ -222,13 +303,20 @@ async fn wait_for_completion(
     }
     let rows = db
         .query(
-            "SELECT id::int8, EXTRACT(EPOCH FROM assigned_at)::float8, EXTRACT(EPOCH FROM completed_at)::float8 \
-             FROM tasks WHERE status = 'completed'",
+            "SELECT id::int8, EXTRACT(EPOCH FROM assigned_at)::float8, EXTRACT(EPOCH FROM started_at)::float8, \
+             EXTRACT(EPOCH FROM completed_at)::float8 FROM tasks WHERE status = 'completed'",
             &[],
         )
         .await?;
     Ok(rows
         .iter()
-        .map(|row| (row.get::<_, i64>(0), (row.get(1), row.get(2))))
+        .map(|row| {
+            let times = Times {
+                assigned: row.get(1),
+                started: row.get(2),
+                completed: row.get(3),
+            };
+            (row.get::<_, i64>(0), times)
+        })
         .collect())
 }

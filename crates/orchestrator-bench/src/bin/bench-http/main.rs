@@ -11,6 +11,9 @@
 //! - H3: `POST /tasks` alone at saturation (no droplets), 64 connections.
 //! - H4: `GET /health` alone at saturation, 64 connections.
 //!
+//! `BENCH_ONLY=peer` runs the workload of `make bench-peers` instead and
+//! prints one JSON line.
+//!
 //! Each prints the server's HTTP request rate and error count (from its own
 //! counters), its CPU and its memory. Each runs on a fresh server and database.
 
@@ -56,6 +59,14 @@ async fn main() -> anyhow::Result<()> {
     };
     let only = std::env::var("BENCH_ONLY").ok();
     let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
+    if only.as_deref() == Some("peer") {
+        // For make bench-peers: the peers' workload, one JSON line.
+        let server = Server::start(config.workers, config.pool).await?;
+        let jobs = env_or("PEER_JOBS", 10_000);
+        let concurrency = env_or("PEER_CONCURRENCY", 32);
+        let (rate, seconds) = (env_or("PEER_RATE", 200), env_or("PEER_SECONDS", 10));
+        return lifecycle::peer_workload(&server, jobs, concurrency, rate, seconds).await;
+    }
     println!(
         "orchestrator over HTTP on PostgreSQL: release server, {} HTTP workers, pool {}; {DROPLETS} droplets × {SLOTS} slots (pull, push, feed)",
         config.workers, config.pool
