@@ -5,7 +5,7 @@
 //!   push and `/ws/tasks`) run no-op tasks while a loader submits
 //!   `BENCH_HTTP_TASKS` (default 20,000) through `POST /tasks` from 64
 //!   concurrent clients; prints tasks/s end to end and the latencies.
-//! - H2: the same droplets, tasks submitted at 500/s for
+//! - H2: the same droplets, tasks submitted at 200/s and at 500/s for
 //!   `BENCH_HTTP_SECONDS` (default 10); latencies from each task's intended
 //!   send time, so that a slow server cannot hide its delay.
 //! - H3: `POST /tasks` alone at saturation (no droplets), 64 connections.
@@ -80,10 +80,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs("h2") {
         println!("H2: fixed arrival rate");
-        let server = Server::start(config.workers, config.pool).await?;
-        let fleet = Fleet::start(&server, DROPLETS, SLOTS).await?;
-        lifecycle::fixed_rate(&server, 500, config.seconds).await?;
-        fleet.stop();
+        for rate in [200, 500] {
+            let server = Server::start(config.workers, config.pool).await?;
+            let fleet = Fleet::start(&server, DROPLETS, SLOTS).await?;
+            lifecycle::fixed_rate(&server, rate, config.seconds).await?;
+            fleet.stop();
+        }
     }
     let seconds = u64::from(config.seconds);
     if runs("h3") {
