@@ -13,8 +13,6 @@ use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
 
 use crate::rows::{TaskRow, naive};
-use crate::schema::task_state_history;
-use crate::store::history_row;
 
 /// The outcome of each transition of a batch, in the batch's order.
 pub(crate) type Outcomes = Vec<StoreResult<Task>>;
@@ -29,30 +27,9 @@ pub(crate) async fn apply_batch(
     let mut outcomes: Vec<Option<StoreResult<Task>>> = vec![None; batch.len()];
     let slots = reserve_slots(conn, batch, &mut outcomes).await?;
     let accepted: Vec<usize> = (0..batch.len()).filter(|i| outcomes[*i].is_none()).collect();
+    // The history rows are written by the same statement, for the rows it changed.
     let rows = update_tasks(conn, batch, &accepted, &slots).await?;
     let mut applied: HashMap<i32, TaskRow> = rows.into_iter().map(|row| (row.id, row)).collect();
-    let history: Vec<_> = accepted
-        .iter()
-        .filter_map(|&i| {
-            let transition = &batch[i];
-            let key = i32::try_from(transition.task.id).ok()?;
-            applied.contains_key(&key).then(|| {
-                history_row(
-                    key,
-                    Some(transition.expected_status),
-                    transition.task.status,
-                    transition.record.clone(),
-                    transition.task.updated_at,
-                )
-            })
-        })
-        .collect();
-    if !history.is_empty() {
-        diesel::insert_into(task_state_history::table)
-            .values(&history)
-            .execute(conn)
-            .await?;
-    }
     touch_assigned_droplets(conn, batch, &accepted, &applied, &slots).await?;
     let missed: Vec<i32> = accepted
         .iter()
@@ -196,6 +173,9 @@ struct Columns {
     updated_at: Vec<NaiveDateTime>,
     retry_after: Vec<Option<NaiveDateTime>>,
     attempt: Vec<i32>,
+    changed_by: Vec<Option<String>>,
+    reason: Vec<Option<String>>,
+    metadata: Vec<Option<serde_json::Value>>,
 }
 
 impl Columns {
@@ -216,11 +196,14 @@ impl Columns {
         self.updated_at.push(naive(task.updated_at));
         self.retry_after.push(task.retry_after.map(naive));
         self.attempt.push(i32::try_from(task.attempt).unwrap_or(i32::MAX));
+        self.changed_by.push(transition.record.changed_by.clone());
+        self.reason.push(transition.record.reason.clone());
+        self.metadata.push(transition.record.metadata.clone());
     }
 }
 
-/// The compare-and-set of every accepted transition in one statement;
-/// returns the rows it changed.
+/// The compare-and-set of every accepted transition and the history rows
+/// of those it applied, in one statement; returns the rows it changed.
 async fn update_tasks(
     conn: &mut AsyncPgConnection,
     batch: &[Transition],
@@ -263,6 +246,9 @@ async fn update_tasks(
         .bind::<Array<Timestamp>, _>(columns.updated_at)
         .bind::<Array<Nullable<Timestamp>>, _>(columns.retry_after)
         .bind::<Array<Integer>, _>(columns.attempt)
+        .bind::<Array<Nullable<Text>>, _>(columns.changed_by)
+        .bind::<Array<Nullable<Text>>, _>(columns.reason)
+        .bind::<Array<Nullable<Jsonb>>, _>(columns.metadata)
         .load(conn)
         .await
 }
@@ -352,6 +338,7 @@ WHERE d.id = v.id";
 /// `$3`/`$5` are external droplet ids, looked up here; `$6` carries the
 /// internal id where the batch already knows it (a locked target).
 const UPDATE_TASKS: &str = "\
+WITH updated AS (
 UPDATE tasks t SET
     status = i.status,
     assigned_droplet_id = coalesce(i.droplet_key, (SELECT d.id FROM droplets d WHERE d.droplet_id = i.droplet)),
@@ -367,9 +354,10 @@ UPDATE tasks t SET
     attempt = i.attempt
 FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int4[], $7::timestamp[],
             $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
-            $14::timestamp[], $15::int4[])
+            $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[])
      AS i(id, expected_status, expected_droplet, status, droplet, droplet_key, assigned_at, started_at,
-          completed_at, result, error_message, retry_count, updated_at, retry_after, attempt)
+          completed_at, result, error_message, retry_count, updated_at, retry_after, attempt,
+          changed_by, reason, metadata)
 WHERE t.id = i.id
   AND t.status = i.expected_status
   AND t.assigned_droplet_id IS NOT DISTINCT FROM
@@ -377,7 +365,16 @@ WHERE t.id = i.id
 RETURNING t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,
           t.priority, t.created_at, t.assigned_at, t.started_at, t.completed_at, t.deadline, t.result,
           t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after, t.attempt,
-          t.cancel_requested_at";
+          t.cancel_requested_at, i.expected_status AS history_from, i.changed_by AS history_by,
+          i.reason AS history_reason, i.metadata AS history_metadata
+), history AS (
+INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
+SELECT id, history_from, status, history_by, history_reason, history_metadata, updated_at FROM updated
+)
+SELECT id, trace_id, task_type, title, description, payload, required_capability, status, priority, created_at,
+       assigned_at, started_at, completed_at, deadline, result, error_message, retry_count, max_retries,
+       created_by, updated_at, retry_after, attempt, cancel_requested_at
+FROM updated";
 
 #[cfg(test)]
 mod tests {

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use orchestrator_domain::Task;
+use orchestrator_domain::{Task, TaskStatus};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
 use tokio::sync::oneshot;
 
@@ -93,20 +93,23 @@ impl GroupCommit {
     }
 
     /// Up to `MAX_BATCH` queued transitions on distinct tasks, oldest first;
-    /// a second change to a task waits for the next batch.
+    /// a second change to a task waits for the next batch. Assignments and
+    /// other changes go in separate batches: only assignments need droplet
+    /// locks and a transaction, the others are a single statement.
     fn next_batch(&self) -> Option<Vec<Queued>> {
         let mut queue = self
             .queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if queue.is_empty() {
-            return None;
-        }
+        let assigning = is_assignment(&queue.first()?.transition);
         let mut seen = HashSet::new();
         let mut batch = Vec::new();
         let mut rest = Vec::new();
         for queued in queue.drain(..) {
-            if batch.len() < MAX_BATCH && seen.insert(queued.transition.task.id) {
+            if batch.len() < MAX_BATCH
+                && is_assignment(&queued.transition) == assigning
+                && seen.insert(queued.transition.task.id)
+            {
                 batch.push(queued);
             } else {
                 rest.push(queued);
@@ -148,12 +151,24 @@ fn missing() -> StoreError {
     StoreError::Unavailable("the store returned no outcome for a change".into())
 }
 
+fn is_assignment(transition: &Transition) -> bool {
+    transition.task.status == TaskStatus::Assigned
+}
+
 async fn in_transaction(
     pool: &Pool<AsyncPgConnection>,
     batch: &[Transition],
 ) -> StoreResult<Vec<StoreResult<Task>>> {
     let mut conn = pool.get().await.map_err(pool_error)?;
     let conn: &mut AsyncPgConnection = &mut conn;
+    if !batch.iter().any(is_assignment) {
+        // Without an assignment there is no droplet to lock: the batch is
+        // one statement (the compare-and-set and its history rows), atomic
+        // on its own, so it runs without BEGIN and COMMIT round trips.
+        return apply_batch(conn, batch)
+            .await
+            .map_err(|e| StoreError::from(TxError::from(e)));
+    }
     conn.transaction::<_, TxError, _>(async move |conn| Ok(apply_batch(conn, batch).await?))
         .await
         .map_err(StoreError::from)
