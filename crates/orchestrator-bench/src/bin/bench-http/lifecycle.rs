@@ -160,12 +160,11 @@ pub async fn burn_down(server: &Server, total: usize, concurrency: usize) -> any
     Ok(())
 }
 
-/// `rate` tasks a second for `seconds`, timed from each one's intended send time.
-pub async fn fixed_rate(server: &Server, rate: u32, seconds: u32) -> anyhow::Result<()> {
-    let client = loader(server)?;
-    let sent: Sent = Arc::default();
-    let meter = Meter::start(server).await?;
-    let total = (rate * seconds) as usize;
+/// Submits `total` tasks, `rate` a second, each at its intended time and
+/// without waiting for the one before (no coordinated omission); returns
+/// each created task's intended send time.
+async fn submit_at_rate(client: &Client, rate: u32, total: usize) -> Sent {
+    let sent = Sent::default();
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let (start, wall) = (tokio::time::Instant::now(), SystemTime::now());
     for n in 0..total {
@@ -181,6 +180,15 @@ pub async fn fixed_rate(server: &Server, rate: u32, seconds: u32) -> anyhow::Res
             }
         });
     }
+    sent
+}
+
+/// `rate` tasks a second for `seconds`, timed from each one's intended send time.
+pub async fn fixed_rate(server: &Server, rate: u32, seconds: u32) -> anyhow::Result<()> {
+    let client = loader(server)?;
+    let meter = Meter::start(server).await?;
+    let total = (rate * seconds) as usize;
+    let sent = submit_at_rate(&client, rate, total).await;
     let times = wait_for_completion(server, total, Duration::from_secs(120)).await?;
     let report = meter.report(server).await?;
     println!(
@@ -224,22 +232,8 @@ pub async fn peer_workload(
     let last = times.values().map(|t| t.completed).fold(0.0, f64::max);
     let burned = times.len();
     let burn_down_per_s = burned as f64 / (last - epoch_seconds(started));
-    let (sent, total) = (Sent::default(), (rate * seconds) as usize);
-    let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
-    let (start, wall) = (tokio::time::Instant::now(), SystemTime::now());
-    for n in 0..total {
-        let offset = interval * n as u32;
-        tokio::time::sleep_until(start + offset).await;
-        let (client, sent) = (client.clone(), sent.clone());
-        let intended = epoch_seconds(wall + offset);
-        tokio::spawn(async move {
-            if let Ok(created) = client.create_task(&draft(n)).await {
-                sent.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(created.task_id, intended);
-            }
-        });
-    }
+    let total = (rate * seconds) as usize;
+    let sent = submit_at_rate(&client, rate, total).await;
     let times = wait_for_completion(server, jobs + total, Duration::from_secs(120)).await?;
     fleet.stop();
     let mut latencies = Latencies::default();
