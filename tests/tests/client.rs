@@ -20,7 +20,12 @@ async fn a_task_lives_its_whole_life_through_the_client() {
         .expect("url")
         .with_token(app.droplet(21));
 
-    assert_eq!(droplet.health().await.expect("health").status, "active");
+    let health = droplet.health().await.expect("health");
+    assert_eq!((health.id, health.status.as_str()), (10, "active"));
+    assert!(
+        health.endpoint.is_some() && health.updated_at.is_some(),
+        "{health:?}"
+    );
     let registered = droplet
         .register(&RegistrationDraft {
             droplet_id: 21,

@@ -226,8 +226,16 @@ pub struct Token {
 pub struct Health {
     pub id: i64,
     pub name: String,
+    /// Who answers for it, where the service says.
+    #[serde(default)]
+    pub steward: Option<String>,
     /// `active`, or `error` while the orchestrator's store is unavailable.
     pub status: String,
+    /// Where the mesh reaches it, where the service says.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
     pub message: String,
 }
 

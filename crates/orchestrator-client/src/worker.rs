@@ -271,9 +271,14 @@ async fn follow_feed(client: Client, droplet_id: DropletId, assignments: mpsc::S
         droplet_id: Some(droplet_id),
         ..FeedFilter::default()
     };
+    // Said once per outage, not once per retry.
+    let mut cut = false;
     loop {
         match client.subscribe(FeedKind::Tasks, &filter).await {
             Ok(mut feed) => {
+                if std::mem::take(&mut cut) {
+                    eprintln!("orchestrator-client: following /ws/tasks again");
+                }
                 while let Some(Ok(event)) = feed.next().await {
                     let assigned = event.task().filter(|task| {
                         task.status == TaskStatus::Assigned && task.assigned_droplet_id == Some(droplet_id)
@@ -285,7 +290,11 @@ async fn follow_feed(client: Client, droplet_id: DropletId, assignments: mpsc::S
                     }
                 }
             }
-            Err(err) => eprintln!("orchestrator-client: following /ws/tasks failed: {err}"),
+            Err(err) if !cut => {
+                cut = true;
+                eprintln!("orchestrator-client: following /ws/tasks failed, retrying every second: {err}");
+            }
+            Err(_) => {}
         }
         tokio::time::sleep(FEED_RETRY).await;
     }
