@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use orchestrator_client::{Client, Delivery, HANDED_BACK, Worker, WorkerBuilder};
+use orchestrator_client::{Client, Delivery, HANDED_BACK, STOPPED_ON_REQUEST, Worker, WorkerBuilder};
 use orchestrator_domain::RegistrationDraft;
 use orchestrator_tests::{TestApp, spawn_app_with};
 use serde_json::{Value, json};
@@ -292,4 +292,67 @@ async fn assignments_arrive_by_push_and_a_forged_push_runs_nothing() {
     stop.send(()).ok();
     let report = running.await.expect("join").expect("run");
     assert_eq!((report.completed, runs.load(Ordering::SeqCst)), (1, 1));
+}
+
+/// A long task is stopped when its creator asks, by the feed and by push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_stops_the_running_handler() {
+    for (id, push) in [(37, false), (38, true)] {
+        let app = spawn_app_with(&[("ENABLE_PUSH_DELIVERY", "true")]).await;
+        let listen = free_address();
+        let (delivery, endpoint) = if push {
+            (Delivery::Push { listen }, format!("http://{listen}"))
+        } else {
+            (Delivery::Feed, format!("http://127.0.0.1:9/{id}"))
+        };
+        let client = Client::new(&app.address)
+            .expect("url")
+            .with_token(app.droplet(id));
+        let me = RegistrationDraft {
+            droplet_id: id,
+            name: format!("worker {id}"),
+            endpoint,
+            ..RegistrationDraft::default()
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let running = tokio::spawn(
+            Worker::builder(client, me)
+                .delivery(delivery)
+                .poll_interval(Duration::from_millis(50))
+                .capability("slow", |_task| async move {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    Ok(Value::Null)
+                })
+                .run(async {
+                    stopped.await.ok();
+                }),
+        );
+        if !push {
+            wait_for_feed(&app, &format!("droplet-{id}")).await;
+        }
+        let task = submit(&app, "slow", json!({})).await;
+        app.wait_for_status(task, "in_progress", Duration::from_secs(10))
+            .await;
+        let asked = app
+            .post(
+                &format!("/tasks/{task}/cancel-request"),
+                &app.writer("alice"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(asked.status, 200, "{asked:?}");
+        let failed = app.wait_for_status(task, "failed", Duration::from_secs(10)).await;
+        assert_eq!(failed["error_message"], STOPPED_ON_REQUEST, "{failed}");
+        assert_eq!(
+            failed["retry_count"], 0,
+            "a task asked to stop is not retried: {failed}"
+        );
+        stop.send(()).ok();
+        let report = running.await.expect("join").expect("run");
+        assert_eq!(
+            (report.stopped_on_request, report.handed_back),
+            (1, 0),
+            "push {push}"
+        );
+    }
 }

@@ -23,7 +23,9 @@ pub use metrics::{
     TypeBreakdown,
 };
 pub use public::{Dependencies, Dependency, DependencyStatus, ServerCapabilities, ServerState, StateCounts};
-pub use worker::{Delivery, HANDED_BACK, HandlerResult, Worker, WorkerBuilder, WorkerReport};
+pub use worker::{
+    Delivery, HANDED_BACK, HandlerResult, STOPPED_ON_REQUEST, Worker, WorkerBuilder, WorkerReport,
+};
 
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{

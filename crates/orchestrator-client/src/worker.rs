@@ -28,7 +28,8 @@
 //! concurrency limit, and reports
 //! `in_progress`, then `completed` with the handler's value or `failed` with
 //! its error. A handler that panics fails its task with the panic message;
-//! the worker goes on. On shutdown it takes no more work, lets running
+//! the worker goes on. With push or feed delivery, a cancel request for a
+//! running task stops its handler and fails it with [`STOPPED_ON_REQUEST`]. On shutdown it takes no more work, lets running
 //! handlers finish within the grace period, and fails the rest as handed
 //! back, so that the orchestrator retries them elsewhere.
 
@@ -45,7 +46,7 @@ use std::time::Duration;
 use orchestrator_domain::{DropletId, HeartbeatReport, RegistrationDraft, Task, TaskStatus};
 use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
-use tokio::task::JoinSet;
+use tokio::task::{AbortHandle, JoinSet};
 
 use crate::{Client, ClientError, FeedFilter, FeedKind, StatusUpdate, TaskQuery};
 
@@ -56,12 +57,24 @@ type Handler = Arc<dyn Fn(Task) -> Pin<Box<dyn Future<Output = HandlerResult> + 
 /// The error message of a task handed back at shutdown.
 pub const HANDED_BACK: &str = "the worker shut down before finishing; handed back to be retried";
 
+/// The error message of a task stopped because its creator or an admin asked.
+pub const STOPPED_ON_REQUEST: &str = "stopped: a cancel was requested while it ran";
+
+/// What a delivery (push or feed) tells the worker's loop.
+#[derive(Debug)]
+enum Notice {
+    Assigned(Task),
+    CancelRequested(Task),
+}
+
 /// How a run of the worker went.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WorkerReport {
     pub completed: u64,
     pub failed: u64,
     pub handed_back: u64,
+    /// Stopped mid-run because a cancel was requested (push or feed delivery).
+    pub stopped_on_request: u64,
 }
 
 /// How the worker learns of the tasks assigned to it (API.md, "Work delivery").
@@ -220,6 +233,7 @@ impl WorkerBuilder {
             slots: Arc::new(Semaphore::new(self.concurrency)),
             in_hand: Arc::new(Mutex::new(HashSet::new())),
             missed: Arc::new(AtomicBool::new(false)),
+            aborts: Arc::default(),
             report: Arc::new(Mutex::new(WorkerReport::default())),
         };
         let mut jobs = JoinSet::new();
@@ -232,7 +246,10 @@ impl WorkerBuilder {
             tokio::select! {
                 () = &mut shutdown => break,
                 _ = ticks.tick() => running.pull(&mut jobs).await,
-                Some(task) = delivered.recv() => running.start(task, &mut jobs),
+                Some(notice) = delivered.recv() => match notice {
+                    Notice::Assigned(task) => running.start(task, &mut jobs),
+                    Notice::CancelRequested(task) => running.stop_on_request(&task),
+                },
                 Some(_) = jobs.join_next(), if !jobs.is_empty() => {
                     // A slot is free: take at once what was turned away for lack of one.
                     if running.missed.swap(false, Ordering::Relaxed) {
@@ -266,7 +283,7 @@ async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener, ClientError
 
 /// Sends this droplet's `task_assigned` events to the worker's loop, following
 /// the feed again whenever it is cut, until the worker stops.
-async fn follow_feed(client: Client, droplet_id: DropletId, assignments: mpsc::Sender<Task>) {
+async fn follow_feed(client: Client, droplet_id: DropletId, notices: mpsc::Sender<Notice>) {
     let filter = FeedFilter {
         droplet_id: Some(droplet_id),
         ..FeedFilter::default()
@@ -280,11 +297,8 @@ async fn follow_feed(client: Client, droplet_id: DropletId, assignments: mpsc::S
                     eprintln!("orchestrator-client: following /ws/tasks again");
                 }
                 while let Some(Ok(event)) = feed.next().await {
-                    let assigned = event.task().filter(|task| {
-                        task.status == TaskStatus::Assigned && task.assigned_droplet_id == Some(droplet_id)
-                    });
-                    if let Some(task) = assigned
-                        && assignments.send(task).await.is_err()
+                    if let Some(notice) = notice_of(&event, droplet_id)
+                        && notices.send(notice).await.is_err()
                     {
                         return;
                     }
@@ -297,6 +311,18 @@ async fn follow_feed(client: Client, droplet_id: DropletId, assignments: mpsc::S
             Err(_) => {}
         }
         tokio::time::sleep(FEED_RETRY).await;
+    }
+}
+
+/// This droplet's assignment or cancel request, from a feed event.
+fn notice_of(event: &crate::FeedEvent, droplet_id: DropletId) -> Option<Notice> {
+    let task = event
+        .task()
+        .filter(|t| t.assigned_droplet_id == Some(droplet_id))?;
+    match event.event.as_str() {
+        "task_assigned" if task.status == TaskStatus::Assigned => Some(Notice::Assigned(task)),
+        "task_cancel_requested" => Some(Notice::CancelRequested(task)),
+        _ => None,
     }
 }
 
@@ -320,6 +346,8 @@ struct Running {
     in_hand: Arc<Mutex<HashSet<i64>>>,
     /// An assignment was turned away for want of a free slot.
     missed: Arc<AtomicBool>,
+    /// How to stop each running task's job, for a cancel request.
+    aborts: Arc<Mutex<HashMap<i64, AbortHandle>>>,
     report: Arc<Mutex<WorkerReport>>,
 }
 
@@ -358,10 +386,37 @@ impl Running {
             return;
         };
         self.hands().insert(task.id);
-        let running = self.clone();
-        jobs.spawn(async move {
+        let (running, id) = (self.clone(), task.id);
+        // Held while spawning, so that a job that ends at once cannot
+        // remove its entry before it is made.
+        let mut aborts = self.lock_aborts();
+        let abort = jobs.spawn(async move {
             running.work(task).await;
+            running.lock_aborts().remove(&id);
             drop(permit);
+        });
+        aborts.insert(id, abort);
+    }
+
+    fn lock_aborts(&self) -> std::sync::MutexGuard<'_, HashMap<i64, AbortHandle>> {
+        self.aborts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stops the handler of `task` if it runs here, and reports the task
+    /// failed with [`STOPPED_ON_REQUEST`] (the orchestrator does not retry it).
+    fn stop_on_request(&self, task: &Task) {
+        let Some(abort) = self.lock_aborts().remove(&task.id) else {
+            return;
+        };
+        abort.abort();
+        self.hands().remove(&task.id);
+        let (running, id, attempt) = (self.clone(), task.id, task.attempt);
+        tokio::spawn(async move {
+            let update = StatusUpdate::failed(attempt, STOPPED_ON_REQUEST);
+            // A handler that finished first has already reported: 409, nothing to do.
+            if running.client.update_status(id, &update).await.is_ok() {
+                running.count(|r| r.stopped_on_request += 1);
+            }
         });
     }
 

@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
+use super::Notice;
+
 /// The largest message accepted; an assignment is a few kilobytes.
 const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 
@@ -32,18 +34,18 @@ pub(super) struct Identity {
     pub endpoint: String,
 }
 
-/// Serves the endpoint until the task is aborted; assignments go to `assignments`.
-pub(super) async fn serve(listener: TcpListener, me: Identity, assignments: mpsc::Sender<Task>) {
+/// Serves the endpoint until the task is aborted; notices go to `notices`.
+pub(super) async fn serve(listener: TcpListener, me: Identity, notices: mpsc::Sender<Notice>) {
     let me = Arc::new(me);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (me, assignments) = (me.clone(), assignments.clone());
+        let (me, notices) = (me.clone(), notices.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let (me, assignments) = (me.clone(), assignments.clone());
-                async move { Ok::<_, Infallible>(answer(request, &me, &assignments).await) }
+                let (me, notices) = (me.clone(), notices.clone());
+                async move { Ok::<_, Infallible>(answer(request, &me, &notices).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -55,11 +57,11 @@ pub(super) async fn serve(listener: TcpListener, me: Identity, assignments: mpsc
 async fn answer(
     request: Request<Incoming>,
     me: &Identity,
-    assignments: &mpsc::Sender<Task>,
+    notices: &mpsc::Sender<Notice>,
 ) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
         (&Method::POST, "/message") => match read_json(request).await {
-            Ok(envelope) => receive(&envelope, assignments).await,
+            Ok(envelope) => receive(&envelope, notices),
             Err(message) => reply(StatusCode::BAD_REQUEST, &error("invalid_json", &message)),
         },
         (&Method::GET, "/health") => reply(StatusCode::OK, &health(me)),
@@ -74,29 +76,36 @@ async fn answer(
     }
 }
 
-/// Takes a `task_assignment`; acknowledges other messages without acting on them.
-async fn receive(envelope: &Value, assignments: &mpsc::Sender<Task>) -> Response<Full<Bytes>> {
-    let payload = &envelope["payload"];
-    match envelope["message_type"].as_str() {
-        Some("task_assignment") => match serde_json::from_value::<Task>(payload["task"].clone()) {
-            Ok(task) => {
-                let id = task.id;
-                // A full queue means the worker is busy: its next pull finds the task.
-                let _ = assignments.try_send(task);
-                reply(StatusCode::ACCEPTED, &json!({ "accepted": true, "task_id": id }))
-            }
-            Err(e) => reply(
+/// Takes a `task_assignment` or a `task_cancel_requested`; acknowledges
+/// other messages without acting on them.
+fn receive(envelope: &Value, notices: &mpsc::Sender<Notice>) -> Response<Full<Bytes>> {
+    let notice: fn(Task) -> Notice = match envelope["message_type"].as_str() {
+        Some("task_assignment") => Notice::Assigned,
+        Some("task_cancel_requested") => Notice::CancelRequested,
+        Some(other) => {
+            return reply(
+                StatusCode::OK,
+                &json!({ "accepted": false, "message_type": other }),
+            );
+        }
+        None => {
+            return reply(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &error("validation_failed", &format!("payload.task is not a task: {e}")),
-            ),
-        },
-        Some(other) => reply(
-            StatusCode::OK,
-            &json!({ "accepted": false, "message_type": other }),
-        ),
-        None => reply(
+                &error("validation_failed", "the envelope has no message_type"),
+            );
+        }
+    };
+    match serde_json::from_value::<Task>(envelope["payload"]["task"].clone()) {
+        Ok(task) => {
+            let id = task.id;
+            // A full queue means the worker is busy: its next pull finds an
+            // assignment (a cancel request is lost then; the task runs on).
+            let _ = notices.try_send(notice(task));
+            reply(StatusCode::ACCEPTED, &json!({ "accepted": true, "task_id": id }))
+        }
+        Err(e) => reply(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &error("validation_failed", "the envelope has no message_type"),
+            &error("validation_failed", &format!("payload.task is not a task: {e}")),
         ),
     }
 }
