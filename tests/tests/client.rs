@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use orchestrator_client::{Client, ClientError, StatusUpdate, TaskQuery, TokenRequest};
+use orchestrator_client::{Client, ClientError, DropletQuery, StatusUpdate, TaskQuery, TokenRequest};
 use orchestrator_domain::{
     DropletStatus, HeartbeatReport, Permission, RegistrationDraft, TaskDraft, TaskStatus,
 };
@@ -102,13 +102,29 @@ async fn a_task_lives_its_whole_life_through_the_client() {
             TaskStatus::Completed
         ]
     );
+    let all = droplet
+        .list_droplets(&DropletQuery::default())
+        .await
+        .expect("droplets");
+    assert!(all.iter().any(|d| d.droplet_id == 21));
+    let offering = |capability: &str| DropletQuery {
+        status: Some(DropletStatus::Active),
+        capability: Some(capability.into()),
+    };
+    assert_eq!(
+        droplet
+            .list_droplets(&offering("echo"))
+            .await
+            .expect("echo")
+            .len(),
+        1
+    );
     assert!(
         droplet
-            .list_droplets()
+            .list_droplets(&offering("ocr"))
             .await
-            .expect("droplets")
-            .iter()
-            .any(|d| d.droplet_id == 21)
+            .expect("ocr")
+            .is_empty()
     );
     assert_eq!(droplet.get_droplet(21).await.expect("droplet").name, "echo");
 }

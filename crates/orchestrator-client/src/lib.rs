@@ -133,6 +133,16 @@ pub struct TaskQuery {
     pub offset: Option<u64>,
 }
 
+/// Filters of `GET /droplets`; all optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct DropletQuery {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<DropletStatus>,
+    /// Only droplets offering this capability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
+}
+
 /// A droplet's report on its task (`PATCH /tasks/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusUpdate {
@@ -362,8 +372,9 @@ impl Client {
         self.send(reqwest::Method::POST, &path, Some(report)).await
     }
 
-    pub async fn list_droplets(&self) -> Result<Vec<Droplet>, ClientError> {
-        let list: DropletList = self.send(reqwest::Method::GET, "/droplets", None::<&()>).await?;
+    /// The registered droplets that match `query`, by id.
+    pub async fn list_droplets(&self, query: &DropletQuery) -> Result<Vec<Droplet>, ClientError> {
+        let list: DropletList = self.get_with("/droplets", query).await?;
         Ok(list.droplets)
     }
 

@@ -185,6 +185,8 @@ async fn droplets_are_listed_and_shown() {
     assert!(table.ends_with("2 droplets\n"), "{table}");
     let listed = json(&server.cli(&["droplets", "list", "--json"]));
     assert_eq!(listed.as_array().map(Vec::len), Some(2));
+    let none = stdout(&server.cli(&["droplets", "list", "--capability", "ocr", "--status", "active"]));
+    assert!(none.ends_with("0 droplets\n"), "{none}");
 
     let shown = stdout(&server.cli(&["droplets", "get", "21"]));
     assert!(

@@ -8,8 +8,8 @@ use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use orchestrator_client::{Client, ClientError, FeedFilter, FeedKind, TaskQuery};
-use orchestrator_domain::{DropletId, TaskDraft, TaskId, TaskStatus};
+use orchestrator_client::{Client, ClientError, DropletQuery, FeedFilter, FeedKind, TaskQuery};
+use orchestrator_domain::{DropletId, DropletStatus, TaskDraft, TaskId, TaskStatus};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -96,7 +96,14 @@ pub struct ListTasks {
 #[derive(Debug, Subcommand)]
 pub enum DropletsCommand {
     /// List the registered droplets.
-    List,
+    List {
+        /// Only droplets in this status: active, inactive or error.
+        #[arg(long)]
+        status: Option<DropletStatus>,
+        /// Only droplets offering this capability.
+        #[arg(long)]
+        capability: Option<String>,
+    },
     /// Show one droplet.
     Get { id: DropletId },
 }
@@ -249,8 +256,8 @@ async fn droplets(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     match command {
-        DropletsCommand::List => {
-            let droplets = client.list_droplets().await?;
+        DropletsCommand::List { status, capability } => {
+            let droplets = client.list_droplets(&DropletQuery { status, capability }).await?;
             output.show(out, &droplets, |d| render::droplets(d))
         }
         DropletsCommand::Get { id } => {
