@@ -1,30 +1,43 @@
 //! The worker runtime against a real server: tasks complete, a panicking
 //! handler fails its task, a worker shut down mid-task hands it back, a
-//! killed worker's task is finished by another, and assignments arrive by
-//! the feed and by push as well as by pull.
+//! killed worker's task is finished by another, assignments arrive by the
+//! feed and by push as well as by pull, and a cancel request stops a handler.
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use orchestrator_client::{Client, Delivery, HANDED_BACK, STOPPED_ON_REQUEST, Worker, WorkerBuilder};
-use orchestrator_domain::RegistrationDraft;
+use orchestrator_client::{
+    Client, Delivery, HANDED_BACK, HandlerResult, STOPPED_ON_REQUEST, Worker, WorkerBuilder,
+};
+use orchestrator_domain::{RegistrationDraft, Task};
 use orchestrator_tests::{TestApp, spawn_app_with};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 fn worker(app: &TestApp, id: i64) -> WorkerBuilder {
+    worker_at(app, id, format!("http://127.0.0.1:9/{id}"))
+}
+
+/// A worker for droplet `id` registering `endpoint`, where pushes go.
+fn worker_at(app: &TestApp, id: i64, endpoint: String) -> WorkerBuilder {
     let client = Client::new(&app.address)
         .expect("url")
         .with_token(app.droplet(id));
     let me = RegistrationDraft {
         droplet_id: id,
         name: format!("worker {id}"),
-        endpoint: format!("http://127.0.0.1:9/{id}"),
+        endpoint,
         ..RegistrationDraft::default()
     };
     Worker::builder(client, me).poll_interval(Duration::from_millis(50))
+}
+
+/// A handler that outlasts every test: its task stays `in_progress`.
+async fn sleep_a_minute(_task: Task) -> HandlerResult {
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    Ok(Value::Null)
 }
 
 async fn submit(app: &TestApp, capability: &str, payload: Value) -> i64 {
@@ -88,10 +101,7 @@ async fn a_worker_shut_down_mid_task_hands_it_back() {
     let running = tokio::spawn(
         worker(&app, 32)
             .shutdown_grace(Duration::from_millis(200))
-            .capability("slow", |_task| async move {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                Ok(Value::Null)
-            })
+            .capability("slow", sleep_a_minute)
             .run(async {
                 stopped.await.ok();
             }),
@@ -129,10 +139,7 @@ async fn a_killed_workers_task_is_finished_by_another() {
     .await;
     let doomed = tokio::spawn(
         worker(&app, 33)
-            .capability("work", |_task| async move {
-                tokio::time::sleep(Duration::from_secs(60)).await;
-                Ok(Value::Null)
-            })
+            .capability("work", sleep_a_minute)
             .run(std::future::pending::<()>()),
     );
     let id = submit(&app, "work", json!({})).await;
@@ -210,20 +217,11 @@ fn free_address() -> SocketAddr {
 async fn assignments_arrive_by_push_and_a_forged_push_runs_nothing() {
     let app = spawn_app_with(&[("ENABLE_PUSH_DELIVERY", "true")]).await;
     let listen = free_address();
-    let client = Client::new(&app.address)
-        .expect("url")
-        .with_token(app.droplet(36));
-    let me = RegistrationDraft {
-        droplet_id: 36,
-        name: "pushed".into(),
-        endpoint: format!("http://{listen}"),
-        ..RegistrationDraft::default()
-    };
     let runs = Arc::new(AtomicU32::new(0));
     let counted = runs.clone();
     let (stop, stopped) = oneshot::channel::<()>();
     let running = tokio::spawn(
-        Worker::builder(client, me)
+        worker_at(&app, 36, format!("http://{listen}"))
             .delivery(Delivery::Push { listen })
             .poll_interval(Duration::from_secs(3600))
             .capability("echo", move |task| {
@@ -266,7 +264,12 @@ async fn assignments_arrive_by_push_and_a_forged_push_runs_nothing() {
             &health["status"],
             &health["endpoint"]
         ),
-        (&json!(36), &json!("pushed"), &json!("active"), &json!(endpoint))
+        (
+            &json!(36),
+            &json!("worker 36"),
+            &json!("active"),
+            &json!(endpoint)
+        )
     );
     let garbled = http
         .post(format!("{endpoint}/message"))
@@ -305,24 +308,11 @@ async fn a_cancel_request_stops_the_running_handler() {
         } else {
             (Delivery::Feed, format!("http://127.0.0.1:9/{id}"))
         };
-        let client = Client::new(&app.address)
-            .expect("url")
-            .with_token(app.droplet(id));
-        let me = RegistrationDraft {
-            droplet_id: id,
-            name: format!("worker {id}"),
-            endpoint,
-            ..RegistrationDraft::default()
-        };
         let (stop, stopped) = oneshot::channel::<()>();
         let running = tokio::spawn(
-            Worker::builder(client, me)
+            worker_at(&app, id, endpoint)
                 .delivery(delivery)
-                .poll_interval(Duration::from_millis(50))
-                .capability("slow", |_task| async move {
-                    tokio::time::sleep(Duration::from_secs(60)).await;
-                    Ok(Value::Null)
-                })
+                .capability("slow", sleep_a_minute)
                 .run(async {
                     stopped.await.ok();
                 }),

@@ -109,6 +109,25 @@ impl PgStore {
         self.pool.get().await.map_err(pool_error)
     }
 
+    /// Writes a droplet as it registered or as the directory lists it, in
+    /// a transaction; the liveness cache then forgets what it held of it.
+    async fn upsert(
+        &self,
+        registration: DropletRegistration,
+        at: DateTime<Utc>,
+        arrival: Arrival,
+    ) -> StoreResult<DropletChange> {
+        let mut pooled = self.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let change = conn
+            .transaction::<_, TxError, _>(async move |conn| {
+                upsert_droplet(conn, registration, at, arrival).await
+            })
+            .await?;
+        self.liveness.forget(change.droplet.droplet_id);
+        Ok(change)
+    }
+
     /// Lines describing how the database's schema differs from what the store needs.
     pub async fn schema_problems(&self) -> StoreResult<Vec<String>> {
         let mut conn = self.conn().await?;
@@ -578,15 +597,7 @@ impl DropletStore for PgStore {
         registration: DropletRegistration,
         at: DateTime<Utc>,
     ) -> StoreResult<DropletChange> {
-        let mut pooled = self.conn().await?;
-        let conn: &mut AsyncPgConnection = &mut pooled;
-        let change = conn
-            .transaction::<_, TxError, _>(async move |conn| {
-                upsert_droplet(conn, registration, at, Arrival::Registered).await
-            })
-            .await?;
-        self.liveness.forget(change.droplet.droplet_id);
-        Ok(change)
+        self.upsert(registration, at, Arrival::Registered).await
     }
 
     async fn sync_droplet(
@@ -594,15 +605,7 @@ impl DropletStore for PgStore {
         entry: DropletRegistration,
         at: DateTime<Utc>,
     ) -> StoreResult<DropletChange> {
-        let mut pooled = self.conn().await?;
-        let conn: &mut AsyncPgConnection = &mut pooled;
-        let change = conn
-            .transaction::<_, TxError, _>(async move |conn| {
-                upsert_droplet(conn, entry, at, Arrival::Listed).await
-            })
-            .await?;
-        self.liveness.forget(change.droplet.droplet_id);
-        Ok(change)
+        self.upsert(entry, at, Arrival::Listed).await
     }
 
     async fn get_droplet(&self, id: DropletId) -> StoreResult<Droplet> {

@@ -4,8 +4,6 @@
 use std::collections::HashSet;
 
 use chrono::Utc;
-use diesel::sql_types::BigInt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::join_all;
 use orchestrator_domain::TaskStatus;
 use orchestrator_ports::{ChangeRecord, TaskStore};
@@ -14,20 +12,6 @@ use orchestrator_testkit::fixtures::new_task;
 use orchestrator_testkit::pg::TestDatabase;
 use serde_json::json;
 use uuid::Uuid;
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(database: &TestDatabase, sql: &str) -> i64 {
-    let mut conn = AsyncPgConnection::establish(&database.url)
-        .await
-        .expect("connect");
-    let row: Count = diesel::sql_query(sql).get_result(&mut conn).await.expect("query");
-    row.n
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creations_each_get_their_row_history_and_answer() {
@@ -71,7 +55,9 @@ async fn concurrent_creations_each_get_their_row_history_and_answer() {
         assert_eq!(history[0].changed_by, task.created_by);
     }
     assert_eq!(
-        count(&database, "SELECT count(*) AS n FROM task_state_history").await,
+        database
+            .count("SELECT count(*) AS n FROM task_state_history")
+            .await,
         300
     );
 }

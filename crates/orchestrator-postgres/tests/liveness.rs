@@ -6,8 +6,6 @@
 use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use diesel::sql_types::BigInt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{DropletRegistration, DropletStatus, HeartbeatReport, RegistrationDraft};
 use orchestrator_ports::{DropletChange, DropletStore};
 use orchestrator_postgres::{PgStore, PoolSettings, run_migrations};
@@ -45,23 +43,8 @@ async fn beat(store: &PgStore, id: i64, at: DateTime<Utc>) -> DropletChange {
         .expect("heartbeat")
 }
 
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-/// What the database holds, read past the store.
-async fn count(database: &TestDatabase, sql: &str) -> i64 {
-    let mut conn = AsyncPgConnection::establish(&database.url)
-        .await
-        .expect("connect");
-    let row: Count = diesel::sql_query(sql).get_result(&mut conn).await.expect("query");
-    row.n
-}
-
 async fn heartbeat_rows(database: &TestDatabase) -> i64 {
-    count(database, "SELECT count(*) AS n FROM heartbeats").await
+    database.count("SELECT count(*) AS n FROM heartbeats").await
 }
 
 /// Beats through `store` until `until` holds of the answer, for at most 3 s:
@@ -119,11 +102,7 @@ async fn quiet_heartbeats_are_written_together_within_a_second_or_two() {
         "SELECT count(*) AS n FROM droplets WHERE last_heartbeat = '{}'",
         latest.naive_utc()
     );
-    assert_eq!(
-        count(&database, &current).await,
-        20,
-        "last_heartbeat moved forward"
-    );
+    assert_eq!(database.count(&current).await, 20, "last_heartbeat moved forward");
 }
 
 #[tokio::test]
@@ -172,11 +151,9 @@ async fn a_deactivation_on_another_replica_reaches_this_one() {
     let change = beat_until(&here, 1, |c| c.droplet.status == DropletStatus::Inactive).await;
     assert_eq!(change.droplet.status, DropletStatus::Inactive);
     assert!(change.droplet.manually_deactivated);
-    let active = count(
-        &database,
-        "SELECT count(*) AS n FROM droplets WHERE status = 'active'",
-    )
-    .await;
+    let active = database
+        .count("SELECT count(*) AS n FROM droplets WHERE status = 'active'")
+        .await;
     assert_eq!(active, 0, "a held heartbeat never undoes an admin");
 }
 
@@ -197,10 +174,8 @@ async fn a_droplet_marked_silent_elsewhere_is_revived_by_its_next_heartbeat() {
         (revived.previous_status, revived.droplet.status),
         (Some(DropletStatus::Inactive), DropletStatus::Active)
     );
-    let active = count(
-        &database,
-        "SELECT count(*) AS n FROM droplets WHERE status = 'active'",
-    )
-    .await;
+    let active = database
+        .count("SELECT count(*) AS n FROM droplets WHERE status = 'active'")
+        .await;
     assert_eq!(active, 1, "the revival is written at once");
 }

@@ -52,6 +52,22 @@ impl TestDatabase {
             server,
         }
     }
+
+    /// The single `bigint` that `sql` selects (such as a `count(*)`), read
+    /// past any store under test.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.name));
+        let driver = tokio::spawn(connection);
+        let row = client
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql} failed: {e}"));
+        drop(client);
+        let _ = driver.await;
+        row.get(0)
+    }
 }
 
 impl Drop for TestDatabase {
