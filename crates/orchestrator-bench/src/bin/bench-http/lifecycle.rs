@@ -156,7 +156,7 @@ pub async fn burn_down(server: &Server, total: usize, concurrency: usize) -> any
         total as f64 / elapsed
     );
     print_latencies(&sent, &times);
-    println!("    {report}\n    {}", meter.server_times(server).await?);
+    println!("    {report}");
     Ok(())
 }
 
@@ -196,7 +196,7 @@ pub async fn fixed_rate(server: &Server, rate: u32, seconds: u32) -> anyhow::Res
         times.len()
     );
     print_latencies(&sent, &times);
-    println!("    {report}\n    {}", meter.server_times(server).await?);
+    println!("    {report}");
     Ok(())
 }
 

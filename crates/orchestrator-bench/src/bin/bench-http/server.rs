@@ -135,65 +135,60 @@ impl Server {
             .await?)
     }
 
-    /// Requests served so far, and how many of them answered 4xx or 5xx,
-    /// from the server's own Prometheus counters.
-    pub async fn requests(&self) -> anyhow::Result<(f64, f64)> {
-        let text = self.metrics().await?;
-        let (mut all, mut errors) = (0.0, 0.0);
-        for line in text
-            .lines()
-            .filter(|l| l.starts_with("orchestrator_http_requests_total{"))
-        {
-            let Some(count) = line.rsplit(' ').next().and_then(|n| n.parse::<f64>().ok()) else {
-                continue;
-            };
-            all += count;
-            if line.contains("status=\"4") || line.contains("status=\"5") {
-                errors += count;
-            }
-        }
-        Ok((all, errors))
+    /// The server's counters now, from one scrape of `/metrics`.
+    async fn scrape(&self) -> anyhow::Result<Scrape> {
+        Ok(Scrape::of(&self.metrics().await?))
     }
 }
 
-/// Seconds spent serving each route so far, and how many requests: the
-/// sum and count of the server's request-duration histogram.
-async fn route_times(server: &Server) -> anyhow::Result<HashMap<String, (f64, f64)>> {
-    let text = server.metrics().await?;
-    let mut routes: HashMap<String, (f64, f64)> = HashMap::new();
-    for line in text.lines() {
-        let (is_sum, rest) = if let Some(rest) =
-            line.strip_prefix("orchestrator_http_request_duration_seconds_sum{")
-        {
-            (true, rest)
-        } else if let Some(rest) = line.strip_prefix("orchestrator_http_request_duration_seconds_count{") {
-            (false, rest)
-        } else {
-            continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let Some(route) = labels.strip_prefix("route=\"").and_then(|r| r.strip_suffix('"')) else {
-            continue;
-        };
-        let value: f64 = value.trim().parse().unwrap_or(0.0);
-        let entry = routes.entry(route.to_owned()).or_default();
-        if is_sum {
-            entry.0 = value;
-        } else {
-            entry.1 = value;
+/// What a scrape of the server's Prometheus text tells the benchmark.
+#[derive(Default)]
+struct Scrape {
+    /// Requests served, and how many of them answered 4xx or 5xx.
+    requests: f64,
+    errors: f64,
+    /// Per route: seconds spent serving it and requests served (the sum
+    /// and count of the request-duration histogram).
+    routes: HashMap<String, (f64, f64)>,
+}
+
+impl Scrape {
+    fn of(text: &str) -> Scrape {
+        let mut scrape = Scrape::default();
+        for line in text.lines() {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let value: f64 = value.trim().parse().unwrap_or(0.0);
+            if series.starts_with("orchestrator_http_requests_total{") {
+                scrape.requests += value;
+                if series.contains("status=\"4") || series.contains("status=\"5") {
+                    scrape.errors += value;
+                }
+            } else if let Some(route) = histogram_route(series, "_sum") {
+                scrape.routes.entry(route.to_owned()).or_default().0 = value;
+            } else if let Some(route) = histogram_route(series, "_count") {
+                scrape.routes.entry(route.to_owned()).or_default().1 = value;
+            }
         }
+        scrape
     }
-    Ok(routes)
+}
+
+/// The route of a request-duration series with `suffix` (`_sum`, `_count`).
+fn histogram_route<'a>(series: &'a str, suffix: &str) -> Option<&'a str> {
+    series
+        .strip_prefix("orchestrator_http_request_duration_seconds")?
+        .strip_prefix(suffix)?
+        .strip_prefix("{route=\"")?
+        .strip_suffix("\"}")
 }
 
 /// What the server spent over a stretch of load.
 pub struct Meter {
     started: Instant,
     cpu: f64,
-    requests: (f64, f64),
-    routes: HashMap<String, (f64, f64)>,
+    at_start: Scrape,
 }
 
 impl Meter {
@@ -201,20 +196,35 @@ impl Meter {
         Ok(Meter {
             started: Instant::now(),
             cpu: server.cpu_seconds(),
-            requests: server.requests().await?,
-            routes: route_times(server).await?,
+            at_start: server.scrape().await?,
         })
     }
 
-    /// The server's own mean time per request of each busy route, such as
-    /// `/tasks 3.10 ms (12000)`: what the server took, apart from the
-    /// network and the client.
-    pub async fn server_times(&self, server: &Server) -> anyhow::Result<String> {
-        let now = route_times(server).await?;
-        let mut busy: Vec<(String, f64, f64)> = now
-            .into_iter()
+    /// Two lines: `HTTP 12345 req/s, 0 errors; server CPU 187% of a core,
+    /// RSS 45 MiB (peak 60 MiB)`, then the server's own mean time per
+    /// request of each busy route, such as `/tasks 3.10 ms (12000)`: what
+    /// the server took, apart from the network and the client.
+    pub async fn report(&self, server: &Server) -> anyhow::Result<String> {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let cpu = (server.cpu_seconds() - self.cpu) / seconds * 100.0;
+        let now = server.scrape().await?;
+        // The scrape that ends the stretch is not part of the load.
+        let served = now.requests - self.at_start.requests - 1.0;
+        let (rss, peak) = server.memory_mib();
+        Ok(format!(
+            "HTTP {:.0} req/s, {:.0} errors; server CPU {cpu:.0}% of a core, RSS {rss:.0} MiB (peak {peak:.0} MiB)\n    {}",
+            served / seconds,
+            now.errors - self.at_start.errors,
+            self.server_times(&now)
+        ))
+    }
+
+    fn server_times(&self, now: &Scrape) -> String {
+        let mut busy: Vec<(&String, f64, f64)> = now
+            .routes
+            .iter()
             .filter_map(|(route, (sum, count))| {
-                let (sum0, count0) = self.routes.get(&route).copied().unwrap_or_default();
+                let (sum0, count0) = self.at_start.routes.get(route).copied().unwrap_or_default();
                 let served = count - count0;
                 (served >= 100.0).then(|| (route, (sum - sum0) / served * 1e3, served))
             })
@@ -224,21 +234,6 @@ impl Meter {
             .iter()
             .map(|(route, ms, n)| format!("{route} {ms:.2} ms ({n:.0})"))
             .collect();
-        Ok(format!("server time per request: {}", parts.join(", ")))
-    }
-
-    /// `HTTP 12345 req/s, 0 errors; server CPU 187% of a core, RSS 45 MiB (peak 60 MiB)`.
-    pub async fn report(&self, server: &Server) -> anyhow::Result<String> {
-        let seconds = self.started.elapsed().as_secs_f64();
-        let cpu = (server.cpu_seconds() - self.cpu) / seconds * 100.0;
-        let (all, errors) = server.requests().await?;
-        // The scrape that ends the stretch is not part of the load.
-        let served = all - self.requests.0 - 1.0;
-        let (rss, peak) = server.memory_mib();
-        Ok(format!(
-            "HTTP {:.0} req/s, {:.0} errors; server CPU {cpu:.0}% of a core, RSS {rss:.0} MiB (peak {peak:.0} MiB)",
-            served / seconds,
-            errors - self.requests.1
-        ))
+        format!("server time per request: {}", parts.join(", "))
     }
 }
