@@ -52,7 +52,8 @@ async fn invalid_fields_are_422_naming_the_field() {
             json!({ "required_capability": "has spaces" }),
             Some("required_capability"),
         ),
-        (json!({ "priority": "high" }), None),
+        (json!({ "priority": "urgent" }), None),
+        (json!({ "priority": 2.5 }), None),
         (json!({ "deadline": "tomorrow" }), None),
         (json!({ "colour": "blue" }), None),
     ];

@@ -49,7 +49,7 @@ async fn a_task_lives_its_whole_life_through_the_client() {
     let created = alice
         .create_task(&TaskDraft {
             task_type: "echo".into(),
-            title: "say hello".into(),
+            title: Some("say hello".into()),
             required_capability: Some("echo".into()),
             payload: Some(json!({ "text": "hello" })),
             ..TaskDraft::default()
@@ -142,7 +142,7 @@ async fn failures_come_back_as_typed_errors() {
     let invalid = alice
         .create_task(&TaskDraft {
             task_type: String::new(),
-            title: "t".into(),
+            title: Some("t".into()),
             ..TaskDraft::default()
         })
         .await
@@ -155,7 +155,7 @@ async fn failures_come_back_as_typed_errors() {
     let created = alice
         .create_task(&TaskDraft {
             task_type: "t".into(),
-            title: "t".into(),
+            title: Some("t".into()),
             required_capability: Some("nobody".into()),
             ..TaskDraft::default()
         })

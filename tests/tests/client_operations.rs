@@ -42,7 +42,7 @@ async fn register(app: &TestApp, id: DropletId, endpoint: &str, capabilities: &[
 fn draft(capability: &str) -> TaskDraft {
     TaskDraft {
         task_type: "verify".into(),
-        title: "t".into(),
+        title: Some("t".into()),
         required_capability: Some(capability.into()),
         max_retries: Some(0),
         ..TaskDraft::default()

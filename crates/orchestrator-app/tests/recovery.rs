@@ -89,7 +89,7 @@ impl World {
     async fn submit(&self, deadline_in: Option<chrono::Duration>) -> Task {
         let draft = TaskDraft {
             task_type: "t".into(),
-            title: "t".into(),
+            title: Some("t".into()),
             required_capability: Some("x".into()),
             max_retries: Some(2),
             deadline: deadline_in.map(|d| chrono::Utc::now() + d),

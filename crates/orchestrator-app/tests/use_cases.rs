@@ -69,7 +69,7 @@ fn droplet(id: i64) -> Caller {
 fn draft(priority: i64, capability: Option<&str>) -> TaskDraft {
     TaskDraft {
         task_type: "verify".into(),
-        title: format!("p{priority}"),
+        title: Some(format!("p{priority}")),
         priority: Some(priority),
         required_capability: capability.map(str::to_owned),
         ..TaskDraft::default()
@@ -136,7 +136,7 @@ async fn creating_needs_write_and_publishes_the_event() {
 async fn invalid_drafts_are_validation_errors() {
     let w = world();
     let mut bad = draft(0, None);
-    bad.title = String::new();
+    bad.title = Some(String::new());
     let err = w.tasks.create(&writer("alice"), bad).await.expect_err("invalid");
     assert!(
         matches!(err, AppError::Validation(ref v) if v.field == "title" || v.field == "priority"),

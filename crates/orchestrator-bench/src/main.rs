@@ -103,7 +103,7 @@ async fn setup() -> anyhow::Result<Bench> {
 fn draft(n: usize) -> TaskDraft {
     TaskDraft {
         task_type: "bench".into(),
-        title: format!("task {n}"),
+        title: Some(format!("task {n}")),
         required_capability: Some(CAPABILITY.into()),
         ..TaskDraft::default()
     }

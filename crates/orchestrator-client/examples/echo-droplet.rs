@@ -112,7 +112,7 @@ async fn submit(text: &str) -> Result<(), ClientError> {
     let created = client
         .create_task(&TaskDraft {
             task_type: "echo".into(),
-            title: format!("echo {text:?}"),
+            title: Some(format!("echo {text:?}")),
             required_capability: Some("echo".into()),
             payload: Some(json!({ "text": text })),
             ..TaskDraft::default()

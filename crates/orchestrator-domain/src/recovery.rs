@@ -94,7 +94,7 @@ mod tests {
         let at = Utc.timestamp_opt(1_700_000_000, 0).single().expect("time");
         let draft = TaskDraft {
             task_type: "t".into(),
-            title: "t".into(),
+            title: Some("t".into()),
             ..TaskDraft::default()
         };
         let mut task = NewTask::parse(draft, at)

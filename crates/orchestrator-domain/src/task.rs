@@ -278,22 +278,32 @@ pub enum CancelRequestError {
 pub struct TaskDraft {
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 50))]
     pub task_type: String,
+    /// The task's title; `task_type` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
-    pub title: String,
+    pub title: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
     pub required_capability: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10))]
+    /// A number from 1 to 10, or a word of the mesh's guide (see
+    /// [`crate::priority::PRIORITY_WORDS`]).
+    #[serde(
+        default,
+        deserialize_with = "crate::priority::deserialize_level",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::priority::level_schema))]
     pub priority: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
     pub max_retries: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The task's data, a JSON object; `data` is read for it too, as the
+    /// mesh's integration guide writes it.
+    #[serde(default, alias = "data", skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
 }
 
@@ -327,7 +337,11 @@ impl NewTask {
         }
         Ok(NewTask {
             task_type: bounded_text("task_type", &draft.task_type, MAX_TASK_TYPE_CHARS)?,
-            title: bounded_text("title", &draft.title, MAX_TITLE_CHARS)?,
+            title: bounded_text(
+                "title",
+                draft.title.as_deref().unwrap_or(&draft.task_type),
+                MAX_TITLE_CHARS,
+            )?,
             description: draft.description,
             payload,
             required_capability: draft
@@ -430,7 +444,7 @@ mod tests {
     fn draft() -> TaskDraft {
         TaskDraft {
             task_type: "verify".into(),
-            title: "Verify droplet 14".into(),
+            title: Some("Verify droplet 14".into()),
             ..TaskDraft::default()
         }
     }
@@ -450,11 +464,28 @@ mod tests {
     }
 
     #[test]
+    fn the_guides_body_is_read_too() {
+        let body = r#"{"task_type": "verify", "data": {"code": "x"}, "priority": "high"}"#;
+        let draft: TaskDraft = serde_json::from_str(body).expect("the guide's body");
+        let new = NewTask::parse(draft, at(0)).expect("valid");
+        assert_eq!(new.title, "verify", "the title is the type when absent");
+        assert_eq!(new.payload, serde_json::json!({"code": "x"}));
+        assert_eq!(new.priority.value(), 3);
+        let both = r#"{"task_type": "v", "data": {}, "payload": {}}"#;
+        assert!(
+            serde_json::from_str::<TaskDraft>(both).is_err(),
+            "data or payload, not both"
+        );
+        let unknown = r#"{"task_type": "v", "datum": {}}"#;
+        assert!(serde_json::from_str::<TaskDraft>(unknown).is_err());
+    }
+
+    #[test]
     fn draft_fields_are_validated() {
         let cases: Vec<(TaskDraft, &str)> = vec![
             (
                 TaskDraft {
-                    title: "  ".into(),
+                    title: Some("  ".into()),
                     ..draft()
                 },
                 "title",
@@ -475,7 +506,7 @@ mod tests {
             ),
             (
                 TaskDraft {
-                    title: "x".repeat(256),
+                    title: Some("x".repeat(256)),
                     ..draft()
                 },
                 "title",

@@ -20,7 +20,7 @@ pub fn capability(name: &str) -> Capability {
 pub fn new_task(task_type: &str, priority: i64, capability: Option<&str>) -> NewTask {
     let draft = TaskDraft {
         task_type: task_type.to_owned(),
-        title: format!("{task_type} task"),
+        title: Some(format!("{task_type} task")),
         priority: Some(priority),
         required_capability: capability.map(str::to_owned),
         ..TaskDraft::default()

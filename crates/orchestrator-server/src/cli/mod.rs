@@ -309,7 +309,7 @@ async fn follow(
 impl CreateTask {
     fn into_draft(self) -> TaskDraft {
         TaskDraft {
-            title: self.title.unwrap_or_else(|| self.task_type.clone()),
+            title: self.title,
             task_type: self.task_type,
             description: self.description,
             required_capability: self.capability,

@@ -102,7 +102,7 @@ async fn wait_for_droplets(server: &Server, droplets: i64) -> anyhow::Result<()>
 fn draft(n: usize) -> TaskDraft {
     TaskDraft {
         task_type: CAPABILITY.into(),
-        title: format!("task {n}"),
+        title: Some(format!("task {n}")),
         required_capability: Some(CAPABILITY.into()),
         ..TaskDraft::default()
     }
