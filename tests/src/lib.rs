@@ -6,6 +6,8 @@
 //! `postgres` (the default; each test gets a fresh database) or `memory`.
 //! `make test` runs it on both.
 
+pub mod fake_registry;
+
 use std::net::TcpListener;
 use std::time::Duration;
 

@@ -112,7 +112,7 @@ async fn shutdown_is_graceful_and_admin_only() {
     let cleared = app.post("/management/cache/clear", &app.admin(), json!({})).await;
     assert_eq!(
         (cleared.status, cleared.payload()["cleared"].clone()),
-        (200, json!([]))
+        (200, json!(["service_directory"]))
     );
     let reply = app.post("/management/shutdown", &app.admin(), json!({})).await;
     assert_eq!(

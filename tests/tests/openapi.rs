@@ -9,6 +9,9 @@ use serde_json::Value;
 /// Every path the server routes, with its methods.
 const ROUTES: &[(&str, &[&str])] = &[
     ("/health", &["get"]),
+    ("/readyz", &["get"]),
+    ("/v1/metadata", &["get"]),
+    ("/heartbeat", &["post"]),
     ("/capabilities", &["get"]),
     ("/state", &["get"]),
     ("/dependencies", &["get"]),
@@ -77,6 +80,8 @@ async fn every_route_is_documented_with_its_errors_and_security() {
             }
             let open = [
                 "/health",
+                "/readyz",
+                "/v1/metadata",
                 "/capabilities",
                 "/state",
                 "/dependencies",

@@ -54,6 +54,16 @@ async fn the_server_rides_out_a_database_outage() {
     );
     let state = app.send(Method::GET, "/state", None, None).await;
     assert_eq!(state.status, 503);
+    let ready = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        (
+            ready.status,
+            ready.body["status"].as_str(),
+            ready.body["checks"]["store"].as_str()
+        ),
+        (503, Some("not_ready"), Some("unavailable")),
+        "{ready:?}"
+    );
 
     let cluster = tokio::task::spawn_blocking(move || {
         cluster.resume();
@@ -74,6 +84,12 @@ async fn the_server_rides_out_a_database_outage() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    let ready = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(
+        (ready.status, ready.body["status"].as_str()),
+        (200, Some("ready")),
+        "{ready:?}"
+    );
     assert_eq!(app.task(before).await["status"], "assigned", "nothing lost");
     let after = app.create_task(5, Some("x")).await;
     let task = app

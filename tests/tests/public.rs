@@ -94,3 +94,85 @@ async fn every_response_carries_a_trace_id_and_echoes_the_callers() {
         "a non-UUID trace id is replaced"
     );
 }
+
+#[tokio::test]
+async fn readiness_says_ready_with_each_check() {
+    let app = spawn_app().await;
+    let reply = app.send(Method::GET, "/readyz", None, None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply.body,
+        serde_json::json!({
+            "status": "ready",
+            "checks": { "store": "ok", "migrations": "current", "shutting_down": false },
+        })
+    );
+}
+
+#[tokio::test]
+async fn metadata_describes_the_service_and_its_endpoints() {
+    let app = spawn_app().await;
+    let reply = app.send(Method::GET, "/v1/metadata", None, None).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let body = &reply.body;
+    assert_eq!(
+        (
+            body["name"].as_str(),
+            body["droplet_id"].as_i64(),
+            body["service"].as_str()
+        ),
+        (Some("Orchestrator"), Some(10), Some("orchestrator"))
+    );
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body["readiness_endpoint"], "/readyz");
+    assert!(
+        body["capabilities"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|x| x == "task_routing")),
+        "{body}"
+    );
+    let endpoints = body["endpoints"].as_array().expect("endpoints");
+    let find = |method: &str, path: &str| {
+        endpoints
+            .iter()
+            .find(|e| e["method"] == method && e["path"] == path)
+            .unwrap_or_else(|| panic!("{method} {path} is listed: {body}"))
+    };
+    assert_eq!(find("POST", "/tasks")["authenticated"], true);
+    assert_eq!(find("POST", "/heartbeat")["authenticated"], true);
+    assert_eq!(find("GET", "/readyz")["authenticated"], false);
+    assert_eq!(find("GET", "/health")["authenticated"], false);
+    assert!(find("GET", "/tasks/{task_id}")["summary"].is_string());
+}
+
+#[tokio::test]
+async fn readiness_is_lost_as_soon_as_a_graceful_stop_begins() {
+    let vars = [
+        ("ENVIRONMENT", "test"),
+        ("JWT_SECRET_KEY", orchestrator_tests::SECRET),
+        ("WORKERS", "1"),
+    ];
+    let settings = orchestrator_server::Settings::from_vars(
+        vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    )
+    .expect("settings");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    let app = orchestrator_server::Application::build(settings, listener)
+        .await
+        .expect("build");
+    let url = format!("http://127.0.0.1:{}/readyz", app.port());
+    let state = app.state();
+    let served = tokio::spawn(app.run_until_stopped());
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(&url).send().await.expect("readyz").status(), 200);
+
+    // The stop is under way once its future runs; readiness is gone before.
+    let stopping = state.stop_gracefully().expect("a server to stop");
+    let reply = client.get(&url).send().await.expect("readyz");
+    assert_eq!(reply.status(), 503);
+    let body: serde_json::Value = reply.json().await.expect("JSON");
+    assert_eq!(body["checks"]["shutting_down"], true, "{body}");
+    assert_eq!(body["reasons"], serde_json::json!(["the process is stopping"]));
+    stopping.await;
+    served.await.expect("joined").expect("served");
+}

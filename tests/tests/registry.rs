@@ -161,7 +161,7 @@ async fn registry_signed_tokens_are_accepted_and_others_refused() {
     let cleared = app.post("/management/cache/clear", &app.admin(), json!({})).await;
     assert_eq!(
         cleared.payload()["cleared"],
-        json!(["registry_signing_key"]),
+        json!(["service_directory", "registry_signing_key"]),
         "{cleared:?}"
     );
     assert_eq!(

@@ -79,3 +79,30 @@ async fn orchestrator_postgres_migrate(url: &str) {
         .await
         .expect("first start migrates");
 }
+
+#[tokio::test]
+async fn readiness_names_a_migration_the_database_lacks() {
+    let app = orchestrator_tests::spawn_app().await;
+    let url = app.database.as_ref().expect("on PostgreSQL").url.clone();
+    let ready = app.send(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 200, "{ready:?}");
+
+    // As if a newer build shared the database before this one migrated it.
+    let removed = sql(
+        &url,
+        "DELETE FROM __diesel_schema_migrations \
+         WHERE version = (SELECT max(version) FROM __diesel_schema_migrations) RETURNING version",
+    )
+    .await;
+    let version: String = removed[0].get(0);
+    let ready = app.send(reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(ready.status, 503, "{ready:?}");
+    assert_eq!(ready.body["checks"]["migrations"], "pending");
+    assert!(
+        ready.body["reasons"][0]
+            .as_str()
+            .is_some_and(|r| r.contains(&version)),
+        "the reason names {version}: {ready:?}"
+    );
+    assert!(ready.header("retry-after").is_some());
+}

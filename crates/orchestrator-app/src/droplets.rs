@@ -1,22 +1,33 @@
-//! Droplet use cases: register, heartbeat, list, get, activate, deactivate.
+//! Droplet use cases: register, heartbeat (also in the mesh's dialect),
+//! list, get, activate, deactivate.
+
+use std::sync::Arc;
 
 use orchestrator_domain::{
     Caller, Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
-    Permission, RegistrationDraft,
+    Permission, RegistrationDraft, ServiceHeartbeat, ServiceRef, ValidationError,
 };
 use orchestrator_ports::{DropletChange, DropletFilter};
 
 use crate::authz::{require, require_droplet_or_admin};
-use crate::{AppResult, Ports};
+use crate::{AppError, AppResult, Ports, ServiceDirectory};
 
 #[derive(Debug, Clone)]
 pub struct DropletService {
     ports: Ports,
+    directory: Arc<ServiceDirectory>,
 }
 
 impl DropletService {
+    /// Finds services only among the droplets the store knows.
     pub fn new(ports: Ports) -> Self {
-        Self { ports }
+        let directory = ServiceDirectory::new(ports.clone(), None);
+        Self { ports, directory }
+    }
+
+    /// Finds services through `directory` (with the Registry behind it).
+    pub fn with_directory(ports: Ports, directory: Arc<ServiceDirectory>) -> Self {
+        Self { ports, directory }
     }
 
     /// Registers a droplet, or updates it when `droplet_id` is known already.
@@ -47,6 +58,46 @@ impl DropletService {
         let change = self.ports.droplets.record_heartbeat(id, report, now).await?;
         self.publish_if_changed(&change).await;
         Ok(change)
+    }
+
+    /// A heartbeat in the mesh's dialect (`POST /heartbeat`): the same as
+    /// [`Self::heartbeat`] once its droplet is known.
+    pub async fn service_heartbeat(
+        &self,
+        caller: &Caller,
+        beat: ServiceHeartbeat,
+    ) -> AppResult<DropletChange> {
+        // Only a caller that may beat at all makes the directory be searched.
+        require(caller, Permission::Write)?;
+        let id = self.droplet_beating(caller, &beat).await?;
+        self.heartbeat(caller, id, beat.report()).await
+    }
+
+    /// The droplet a heartbeat names: by service id through the directory,
+    /// by droplet id, or the caller's own when it names none.
+    async fn droplet_beating(&self, caller: &Caller, beat: &ServiceHeartbeat) -> AppResult<DropletId> {
+        let Some(service_id) = beat.service_id else {
+            return beat.droplet_id.or(caller.droplet_id).ok_or_else(|| {
+                ValidationError::new(
+                    "service_id",
+                    "name the droplet that beats: service_id (the Registry's id) or droplet_id",
+                )
+                .into()
+            });
+        };
+        let found = self.directory.droplet_of(&[ServiceRef::Id(service_id)]).await?;
+        match (found, beat.droplet_id) {
+            (None, _) => Err(AppError::NotFound {
+                entity: "droplet of service_id",
+                id: service_id,
+            }),
+            (Some(found), Some(named)) if found != named => Err(ValidationError::new(
+                "droplet_id",
+                format!("service_id {service_id} is droplet {found}, not droplet {named}"),
+            )
+            .into()),
+            (Some(found), _) => Ok(found),
+        }
     }
 
     pub async fn list(&self, caller: &Caller, filter: DropletFilter) -> AppResult<Vec<Droplet>> {

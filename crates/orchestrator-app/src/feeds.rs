@@ -344,6 +344,7 @@ mod tests {
             last_assigned_at: None,
             registered_at: chrono::DateTime::UNIX_EPOCH,
             updated_at: chrono::DateTime::UNIX_EPOCH,
+            service_id: None,
         })
     }
 

@@ -2,6 +2,7 @@
 
 mod authz;
 pub mod delivery;
+pub mod directory;
 pub mod droplets;
 pub mod error;
 pub mod feeds;
@@ -22,6 +23,7 @@ use std::sync::Arc;
 use orchestrator_ports::{Clock, DropletStore, EventBus, TaskStore};
 
 pub use delivery::Delivery;
+pub use directory::ServiceDirectory;
 pub use droplets::DropletService;
 pub use error::{AppError, AppResult};
 pub use feeds::{Feed, FeedError, FeedFilter, FeedHub, FeedMessage, FeedSettings, FeedStatus, Subscription};
@@ -32,7 +34,7 @@ pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use registry::{RegistryHealth, RegistrySync};
 pub use router::{PlacementRecord, Router, RouterHandle};
 pub use scheduler::{JobStatus, Scheduler, SchedulerHandle};
-pub use status::{StatusService, StatusSnapshot};
+pub use status::{Readiness, StatusService, StatusSnapshot};
 pub use tasks::{TaskDetails, TaskService, TaskView};
 
 /// The adapters every use case is built over.

@@ -48,6 +48,8 @@ pub struct RegistrySync {
     key_refresh: Duration,
     health: Mutex<RegistryHealth>,
     key: tokio::sync::Mutex<CachedKey>,
+    /// When an unknown service last made the directory be copied again.
+    unknown_refresh: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for RegistrySync {
@@ -83,6 +85,7 @@ impl RegistrySync {
                 key: None,
                 last_attempt: None,
             }),
+            unknown_refresh: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -141,14 +144,16 @@ impl RegistrySync {
 
     /// Copies the directory into the store: new droplets appear `inactive`
     /// until they beat; known ones get their name, endpoint and
-    /// capabilities. Returns how many entries were copied.
+    /// capabilities; each keeps the Registry's id for its service. Returns
+    /// how many entries were copied.
     pub async fn sync_directory(&self) -> AppResult<usize> {
         let outcome = self.client.directory().await;
         self.checked(&outcome);
         let entries = outcome.map_err(|e| AppError::Unavailable(e.0))?;
         let now = self.ports.clock.now();
         let mut copied = 0;
-        for entry in entries {
+        // The directory lists this orchestrator too; it is no droplet to route to.
+        for entry in entries.into_iter().filter(|e| e.droplet_id != self.me.droplet_id) {
             let draft = RegistrationDraft {
                 droplet_id: entry.droplet_id,
                 name: entry.name,
@@ -164,7 +169,11 @@ impl RegistrySync {
                     continue;
                 }
             };
-            let change = self.ports.droplets.sync_droplet(registration, now).await?;
+            let change = self
+                .ports
+                .droplets
+                .sync_droplet(registration, entry.service_id, now)
+                .await?;
             if change.previous_status.is_none() {
                 self.ports
                     .events
@@ -175,6 +184,21 @@ impl RegistrySync {
         }
         self.lock_health().directory_size = Some(copied);
         Ok(copied)
+    }
+
+    /// Copies the directory again because a service it may list is not in
+    /// the store, unless that was done less than `min_interval` ago.
+    /// Callers that arrive while a copy is under way wait for it, then look
+    /// again; so a burst of unknown services costs one call to the Registry.
+    pub async fn refresh_for_unknown_service(&self, min_interval: Duration) {
+        let mut last = self.unknown_refresh.lock().await;
+        if last.is_some_and(|at| at.elapsed() < min_interval) {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Err(err) = self.sync_directory().await {
+            tracing::warn!(error = %err, "could not copy the Registry's directory to find a service");
+        }
     }
 
     /// Forgets the cached signing key; the next RS256 token fetches it again.

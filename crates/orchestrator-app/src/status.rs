@@ -1,4 +1,4 @@
-//! What `/state` and `/health` report about the work and the store.
+//! What `/state`, `/health` and `/readyz` report about the work and the store.
 
 use orchestrator_domain::{DropletStatus, TaskStatus};
 
@@ -14,6 +14,20 @@ pub struct StatusSnapshot {
     pub tasks_failed: u64,
     pub droplets_active: u64,
     pub droplets_total: u64,
+}
+
+/// What readiness depends on in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub store_up: bool,
+    /// Migrations the database lacks; `None` when they could not be read.
+    pub pending_migrations: Option<Vec<String>>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.store_up && self.pending_migrations.as_ref().is_some_and(Vec::is_empty)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -38,6 +52,21 @@ impl StatusService {
             droplets_active: droplets.get(&DropletStatus::Active).copied().unwrap_or(0),
             droplets_total: droplets.values().sum(),
         })
+    }
+
+    /// Whether this process can take work (`GET /readyz`): the store
+    /// answers and has every migration of this build.
+    pub async fn readiness(&self) -> Readiness {
+        let store_up = self.store_is_up().await;
+        let pending_migrations = if store_up {
+            self.ports.tasks.pending_migrations().await.ok()
+        } else {
+            None
+        };
+        Readiness {
+            store_up,
+            pending_migrations,
+        }
     }
 
     /// True while the store answers.

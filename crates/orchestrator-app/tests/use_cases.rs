@@ -487,6 +487,7 @@ async fn the_router_sets_aside_a_droplet_the_store_refuses_and_tries_another() {
         last_assigned_at: None,
         registered_at: at(id),
         updated_at: at(0),
+        service_id: None,
     };
     let mut droplets = MockDropletStore::new();
     droplets

@@ -133,6 +133,9 @@ pub struct Droplet {
     pub last_assigned_at: Option<DateTime<Utc>>,
     pub registered_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The Registry's id for the service this droplet is, from its directory.
+    #[serde(default)]
+    pub service_id: Option<i64>,
 }
 
 impl Droplet {
@@ -146,6 +149,23 @@ impl Droplet {
             DropletStatus::Inactive
         } else {
             reported.unwrap_or(DropletStatus::Active)
+        }
+    }
+}
+
+/// How a service of the mesh names itself in its Registry token or its
+/// heartbeat: by the Registry's id for it, or by its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServiceRef {
+    Id(i64),
+    Name(String),
+}
+
+impl fmt::Display for ServiceRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServiceRef::Id(id) => write!(f, "service_id {id}"),
+            ServiceRef::Name(name) => write!(f, "service '{name}'"),
         }
     }
 }
@@ -270,6 +290,61 @@ pub struct HeartbeatReport {
     pub metrics: Option<Value>,
 }
 
+/// A heartbeat as the mesh's integration guide sends it to `POST
+/// /heartbeat`: the droplet is named by the Registry's id for its service
+/// (`service_id`) or by its `droplet_id`; with neither, the caller's own
+/// droplet is meant.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceHeartbeat {
+    /// The Registry's id for the service (a number, or a string of digits).
+    #[serde(
+        default,
+        deserialize_with = "id_or_digits",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<i64>, minimum = 1))]
+    pub service_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 2147483647))]
+    pub droplet_id: Option<DropletId>,
+    /// What the droplet says of itself; absent means `active`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<DropletStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<Value>,
+}
+
+impl ServiceHeartbeat {
+    /// The heartbeat itself, once its droplet is known.
+    pub fn report(&self) -> HeartbeatReport {
+        HeartbeatReport {
+            status: self.status,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Reads an id written as a number or as a string of digits.
+pub fn id_or_digits<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Number(i64),
+        Digits(String),
+    }
+    match Option::<Id>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Id::Number(n)) => Ok(Some(n)),
+        Some(Id::Digits(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("'{s}' is not an id: ids are integers"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +357,20 @@ mod tests {
             capabilities: vec!["monitoring".into(), "alerts".into(), "monitoring".into()],
             ..RegistrationDraft::default()
         }
+    }
+
+    #[test]
+    fn the_guides_heartbeat_is_read() {
+        let beat: ServiceHeartbeat = serde_json::from_str(
+            r#"{"service_id": 7001, "status": "active", "metrics": {"requests_per_minute": 3}}"#,
+        )
+        .expect("the guide's body");
+        assert_eq!(beat.service_id, Some(7001));
+        assert_eq!(beat.report().status, Some(DropletStatus::Active));
+        let digits: ServiceHeartbeat = serde_json::from_str(r#"{"service_id": "7001"}"#).expect("digits");
+        assert_eq!(digits.service_id, Some(7001));
+        assert!(serde_json::from_str::<ServiceHeartbeat>(r#"{"service_id": "seven"}"#).is_err());
+        assert!(serde_json::from_str::<ServiceHeartbeat>(r#"{"service": 7001}"#).is_err());
     }
 
     #[test]
@@ -374,6 +463,7 @@ mod tests {
             last_assigned_at: None,
             registered_at: now,
             updated_at: now,
+            service_id: None,
         };
         assert_eq!(droplet.status_after_heartbeat(None), DropletStatus::Active);
         assert_eq!(

@@ -13,6 +13,7 @@ pub mod task;
 
 pub use droplet::{
     Capability, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, RegistrationDraft,
+    ServiceHeartbeat, ServiceRef,
 };
 pub use error::{ValidationError, storable_json, storable_text};
 pub use event::DomainEvent;

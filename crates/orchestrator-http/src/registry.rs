@@ -5,9 +5,13 @@
 //! - `GET {url}/auth/public-key`: `{"public_key": "<PEM>", "kid": "…"}`
 //!   (`kid` optional).
 //! - `GET {url}/services`: the directory, as an array or as
-//!   `{"services": [...]}`; each entry has `droplet_id` (or `id`), `name`,
-//!   `endpoint` (or `host` and `port`), `capabilities` and, optionally,
-//!   `steward`. Entries that cannot be read are skipped, not fatal.
+//!   `{"services": [...]}`; each entry has `droplet_id`, `name`, `endpoint`
+//!   (or `host` and `port`), `capabilities` and, optionally, `steward` and
+//!   the Registry's own id for the service, `service_id` (or `id` beside
+//!   `droplet_id`). An entry with `id` and no `droplet_id` is read as an
+//!   older directory writes it: `id` is then the droplet's id. Ids may be
+//!   numbers or strings of digits. Entries that cannot be read are skipped,
+//!   not fatal.
 
 use std::time::Duration;
 
@@ -107,14 +111,28 @@ impl RegistryClient for HttpRegistryClient {
     }
 }
 
+/// An id written as a number or as a string of digits.
+fn id_of(value: &Value) -> Option<i64> {
+    value
+        .as_i64()
+        .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
 fn directory_entry(value: &Value) -> Option<DirectoryEntry> {
-    let droplet_id = value["droplet_id"].as_i64().or_else(|| value["id"].as_i64())?;
+    let (droplet_id, service_id) = match id_of(&value["droplet_id"]) {
+        Some(droplet_id) => (
+            droplet_id,
+            id_of(&value["service_id"]).or_else(|| id_of(&value["id"])),
+        ),
+        None => (id_of(&value["id"])?, id_of(&value["service_id"])),
+    };
     let endpoint = match value["endpoint"].as_str() {
         Some(endpoint) => endpoint.to_owned(),
         None => format!("http://{}:{}", value["host"].as_str()?, value["port"].as_u64()?),
     };
     Some(DirectoryEntry {
         droplet_id,
+        service_id,
         name: value["name"].as_str()?.to_owned(),
         endpoint,
         capabilities: value["capabilities"]
@@ -139,6 +157,7 @@ mod tests {
             directory_entry(&with_endpoint),
             Some(DirectoryEntry {
                 droplet_id: 14,
+                service_id: None,
                 name: "verifier".into(),
                 endpoint: "http://v:8000".into(),
                 capabilities: vec!["verify".into()],
@@ -150,6 +169,33 @@ mod tests {
             (scanner.endpoint.as_str(), scanner.steward.as_deref()),
             ("http://scan:8015", Some("ops"))
         );
+        assert_eq!(scanner.service_id, None, "a lone `id` is the droplet's");
         assert_eq!(directory_entry(&json!({"name": "no id"})), None);
+    }
+
+    #[test]
+    fn the_registrys_service_id_is_kept_beside_the_droplet_id() {
+        let entry = |value: Value| directory_entry(&value).map(|e| (e.droplet_id, e.service_id));
+        let common = |mut v: Value| {
+            v["name"] = json!("py");
+            v["endpoint"] = json!("http://py:8041");
+            v
+        };
+        assert_eq!(
+            entry(common(json!({"droplet_id": 41, "service_id": 7001}))),
+            Some((41, Some(7001)))
+        );
+        assert_eq!(
+            entry(common(json!({"droplet_id": 41, "id": 7001}))),
+            Some((41, Some(7001)))
+        );
+        assert_eq!(
+            entry(common(json!({"droplet_id": "41", "service_id": "7001"}))),
+            Some((41, Some(7001)))
+        );
+        assert_eq!(
+            entry(common(json!({"id": 41, "service_id": 7001}))),
+            Some((41, Some(7001)))
+        );
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
     Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask,
-    RecoveryReason, Task, TaskId, TaskStatus,
+    RecoveryReason, ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
     AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, Percentiles, RecoveryCandidate,
@@ -143,6 +143,7 @@ impl State {
                 manually_deactivated: false,
                 last_heartbeat: alive.then_some(at),
                 last_assigned_at: None,
+                service_id: None,
                 registered_at: at,
                 updated_at: at,
             }),
@@ -430,9 +431,35 @@ impl DropletStore for MemoryStore {
     async fn sync_droplet(
         &self,
         entry: DropletRegistration,
+        service_id: Option<i64>,
         at: DateTime<Utc>,
     ) -> StoreResult<DropletChange> {
-        Ok(self.lock().upsert_droplet(entry, at, false))
+        let mut state = self.lock();
+        let id = entry.droplet_id;
+        let mut change = state.upsert_droplet(entry, at, false);
+        if let Some(service_id) = service_id {
+            for droplet in state.droplets.values_mut() {
+                let owner = droplet.droplet_id == id;
+                if owner || droplet.service_id == Some(service_id) {
+                    droplet.service_id = owner.then_some(service_id);
+                }
+            }
+            change.droplet.service_id = Some(service_id);
+        }
+        Ok(change)
+    }
+
+    async fn find_droplet_by_service(&self, service: &ServiceRef) -> StoreResult<Option<DropletId>> {
+        let state = self.lock();
+        let mut found = state.droplets.values().filter(|d| match service {
+            ServiceRef::Id(id) => d.service_id == Some(*id),
+            ServiceRef::Name(name) => &d.name == name,
+        });
+        // A name two droplets share names neither.
+        Ok(match (found.next(), found.next()) {
+            (Some(one), None) => Some(one.droplet_id),
+            _ => None,
+        })
     }
 
     async fn get_droplet(&self, id: DropletId) -> StoreResult<Droplet> {

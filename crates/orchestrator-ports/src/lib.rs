@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use orchestrator_domain::{
     DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry,
-    NewTask, Priority, RecoveryReason, Task, TaskId, TaskStatus, ValidationError,
+    NewTask, Priority, RecoveryReason, ServiceRef, Task, TaskId, TaskStatus, ValidationError,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -181,6 +181,12 @@ pub trait TaskStore: Send + Sync {
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>>;
 
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>>;
+
+    /// The schema migrations this build has that the store's database does
+    /// not have yet; none for a store without a schema.
+    async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        Ok(Vec::new())
+    }
 
     /// Marks, and returns, up to `limit` unfinished tasks whose deadline is
     /// nearer (judged by the store's clock) than the larger of `floor` and
@@ -415,9 +421,19 @@ pub trait DropletStore: Send + Sync {
     /// Creates or updates a droplet from the Registry's directory: name,
     /// steward, endpoint and capabilities. Unlike registering, it is no sign
     /// of life: a new droplet starts `inactive` with no heartbeat, and a
-    /// known one keeps its status, heartbeat and capacity.
-    async fn sync_droplet(&self, entry: DropletRegistration, at: DateTime<Utc>)
-    -> StoreResult<DropletChange>;
+    /// known one keeps its status, heartbeat and capacity. `service_id`, the
+    /// Registry's id for the service, is kept when given (and taken from any
+    /// other droplet that had it); when absent the droplet keeps its own.
+    async fn sync_droplet(
+        &self,
+        entry: DropletRegistration,
+        service_id: Option<i64>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<DropletChange>;
+
+    /// The droplet a service of the mesh is: the one with that Registry id,
+    /// or the only one with that name (none when two share it).
+    async fn find_droplet_by_service(&self, service: &ServiceRef) -> StoreResult<Option<DropletId>>;
 
     /// Writes heartbeats the store holds back to batch them (PostgreSQL
     /// writes them once a second); called before the process exits.
@@ -505,6 +521,8 @@ pub struct RegisteredService {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirectoryEntry {
     pub droplet_id: DropletId,
+    /// The Registry's id for the service, when the directory gives it.
+    pub service_id: Option<i64>,
     pub name: String,
     pub endpoint: String,
     pub capabilities: Vec<String>,

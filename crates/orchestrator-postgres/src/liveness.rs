@@ -64,7 +64,7 @@ WITH beats AS (
     WHERE d.id = latest.droplet_id
 )
 SELECT id, droplet_id, name, steward, endpoint, capabilities, status, last_heartbeat, registered_at,
-       updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at
+       updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at, service_id
 FROM droplets WHERE id = ANY($5)";
 
 struct Known {

@@ -45,6 +45,38 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, StoreErro
         .map_err(StoreError::Unavailable)
 }
 
+#[derive(QueryableByName)]
+struct AppliedVersion {
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+/// The embedded migrations the database has not applied, by version. A
+/// database without the migrations table has applied none.
+pub async fn pending_migrations(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
+    let applied: Vec<AppliedVersion> =
+        diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations")
+            .load(conn)
+            .await
+            .or_else(|err| match err {
+                diesel::result::Error::DatabaseError(_, ref info)
+                    if info.message().contains("__diesel_schema_migrations") =>
+                {
+                    Ok(Vec::new())
+                }
+                other => Err(other),
+            })
+            .map_err(store_error)?;
+    let applied: std::collections::HashSet<String> = applied.into_iter().map(|a| a.version).collect();
+    let embedded = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .map_err(|e| StoreError::Unavailable(format!("cannot read the embedded migrations: {e}")))?;
+    Ok(embedded
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .filter(|version| !applied.contains(version))
+        .collect())
+}
+
 /// The columns and types the store relies on, table by table.
 const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
     (
@@ -63,6 +95,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("max_concurrent_tasks", "integer"),
             ("manually_deactivated", "boolean"),
             ("last_assigned_at", "timestamp without time zone"),
+            ("service_id", "bigint"),
         ],
     ),
     (

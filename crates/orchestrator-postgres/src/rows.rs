@@ -158,6 +158,7 @@ pub(crate) struct DropletRow {
     pub max_concurrent_tasks: i32,
     pub manually_deactivated: bool,
     pub last_assigned_at: Option<NaiveDateTime>,
+    pub service_id: Option<i64>,
 }
 
 impl DropletRow {
@@ -188,6 +189,7 @@ impl DropletRow {
             last_assigned_at: self.last_assigned_at.map(utc),
             registered_at,
             updated_at: self.updated_at.map_or(registered_at, utc),
+            service_id: self.service_id,
         })
     }
 }

@@ -20,6 +20,7 @@ diesel::table! {
         max_concurrent_tasks -> Int4,
         manually_deactivated -> Bool,
         last_assigned_at -> Nullable<Timestamp>,
+        service_id -> Nullable<Int8>,
     }
 }
 

@@ -16,8 +16,8 @@ use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{
-    Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask, Task,
-    TaskId, TaskStatus,
+    Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask,
+    ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
     ChangeRecord, DropletChange, DropletFilter, DropletStore, RecoveryCandidate, RoutableQuery, StoreError,
@@ -478,6 +478,11 @@ impl TaskStore for PgStore {
             .map_err(store_error)?;
         Ok(counts_by_status(rows))
     }
+
+    async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
+        let mut conn = self.conn().await?;
+        crate::migrations::pending_migrations(&mut conn).await
+    }
 }
 
 /// `(status, count)` rows as a map; a status this version does not know is left out.
@@ -563,7 +568,7 @@ UPDATE droplets SET status = 'inactive', updated_at = now() AT TIME ZONE 'UTC'
 WHERE status = 'active'
   AND (last_heartbeat IS NULL OR last_heartbeat < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1))
 RETURNING id, droplet_id, name, steward, endpoint, capabilities, status, last_heartbeat, registered_at,
-          updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at";
+          updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at, service_id";
 
 /// `$1` task, `$2` time, `$3` the external id of the droplet running it.
 const MARK_CANCEL_REQUESTED: &str = "\
@@ -603,9 +608,37 @@ impl DropletStore for PgStore {
     async fn sync_droplet(
         &self,
         entry: DropletRegistration,
+        service_id: Option<i64>,
         at: DateTime<Utc>,
     ) -> StoreResult<DropletChange> {
-        self.upsert(entry, at, Arrival::Listed).await
+        self.upsert(entry, at, Arrival::Listed { service_id }).await
+    }
+
+    async fn find_droplet_by_service(&self, service: &ServiceRef) -> StoreResult<Option<DropletId>> {
+        let mut conn = self.conn().await?;
+        let found: Vec<i32> = match service {
+            ServiceRef::Id(id) => {
+                droplets::table
+                    .filter(droplets::service_id.eq(id))
+                    .select(droplets::droplet_id)
+                    .load(&mut conn)
+                    .await
+            }
+            ServiceRef::Name(name) => {
+                droplets::table
+                    .filter(droplets::name.eq(name))
+                    .select(droplets::droplet_id)
+                    .limit(2)
+                    .load(&mut conn)
+                    .await
+            }
+        }
+        .map_err(store_error)?;
+        // A name two droplets share names neither.
+        Ok(match found.as_slice() {
+            [one] => Some(DropletId::from(*one)),
+            _ => None,
+        })
     }
 
     async fn get_droplet(&self, id: DropletId) -> StoreResult<Droplet> {
@@ -781,7 +814,11 @@ async fn update_status(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Arrival {
     Registered,
-    Listed,
+    /// Listed in the directory, with the Registry's id for the service when
+    /// the directory gives one.
+    Listed {
+        service_id: Option<i64>,
+    },
 }
 
 /// Inserts the droplet, or updates the one with this `droplet_id`: a
@@ -797,10 +834,22 @@ async fn upsert_droplet(
         .map_err(|e| TxError::Store(StoreError::Unavailable(e.to_string())))?;
     let key = droplet_key(registration.droplet_id)?;
     let capacity = i32::try_from(registration.max_concurrent_tasks).unwrap_or(i32::MAX);
-    let (status, heartbeat) = match arrival {
-        Arrival::Registered => (DropletStatus::Active, Some(naive(at))),
-        Arrival::Listed => (DropletStatus::Inactive, None),
+    let (status, heartbeat, service_id) = match arrival {
+        Arrival::Registered => (DropletStatus::Active, Some(naive(at)), None),
+        Arrival::Listed { service_id } => (DropletStatus::Inactive, None, service_id),
     };
+    if let Some(service_id) = service_id {
+        // The directory's latest word wins: a service id moved to another
+        // droplet leaves the one that had it.
+        diesel::update(
+            droplets::table
+                .filter(droplets::service_id.eq(service_id))
+                .filter(droplets::droplet_id.ne(key)),
+        )
+        .set(droplets::service_id.eq(None::<i64>))
+        .execute(conn)
+        .await?;
+    }
     let inserted: Option<DropletRow> = diesel::insert_into(droplets::table)
         .values((
             droplets::droplet_id.eq(key),
@@ -813,6 +862,7 @@ async fn upsert_droplet(
             droplets::last_heartbeat.eq(heartbeat),
             droplets::registered_at.eq(Some(naive(at))),
             droplets::updated_at.eq(Some(naive(at))),
+            droplets::service_id.eq(service_id),
         ))
         .on_conflict(droplets::droplet_id)
         .do_nothing()
@@ -848,9 +898,18 @@ async fn upsert_droplet(
                 .get_result(conn)
                 .await
         }
-        Arrival::Listed => {
+        Arrival::Listed { service_id: None } => {
             diesel::update(target)
                 .set(described)
+                .returning(DropletRow::as_returning())
+                .get_result(conn)
+                .await
+        }
+        Arrival::Listed {
+            service_id: Some(service_id),
+        } => {
+            diesel::update(target)
+                .set((described, droplets::service_id.eq(service_id)))
                 .returning(DropletRow::as_returning())
                 .get_result(conn)
                 .await

@@ -9,8 +9,8 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, dev::Payload, http::heade
 use chrono::Utc;
 use futures_util::future::LocalBoxFuture;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
-use orchestrator_app::RegistrySync;
-use orchestrator_domain::{Caller, DropletId, Permission, Permissions};
+use orchestrator_app::{RegistrySync, ServiceDirectory};
+use orchestrator_domain::{Caller, DropletId, Permission, Permissions, ServiceRef};
 use orchestrator_ports::SigningKey;
 use serde::{Deserialize, Serialize};
 
@@ -109,6 +109,50 @@ fn caller_from(claims: Claims) -> Result<Caller, ApiError> {
     })
 }
 
+/// The claims of a token the Registry signed, as the Registry writes them:
+/// it names a service (`service_id`, `service_name` or `sub`) and needs no
+/// `permissions`.
+#[derive(Debug, Clone, Deserialize)]
+struct RegistryClaims {
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    permissions: Option<Vec<Permission>>,
+    #[serde(default)]
+    droplet_id: Option<DropletId>,
+    #[serde(default, deserialize_with = "orchestrator_domain::droplet::id_or_digits")]
+    service_id: Option<i64>,
+    #[serde(default)]
+    service_name: Option<String>,
+}
+
+impl RegistryClaims {
+    /// Who the token says it is, as `created_by` and `changed_by` record it.
+    fn subject(&self) -> Option<String> {
+        let named = |s: &Option<String>| s.as_ref().filter(|s| !s.trim().is_empty()).cloned();
+        named(&self.sub)
+            .or_else(|| named(&self.service_name))
+            .or_else(|| self.service_id.map(|id| format!("service-{id}")))
+    }
+
+    /// The ways the token names its service, most precise first.
+    fn services(&self) -> Vec<ServiceRef> {
+        let mut names: Vec<ServiceRef> = self.service_id.map(ServiceRef::Id).into_iter().collect();
+        names.extend(self.service_name.clone().map(ServiceRef::Name));
+        if let Some(sub) = &self.sub {
+            names.push(match sub.trim().parse() {
+                Ok(id) => ServiceRef::Id(id),
+                Err(_) => ServiceRef::Name(sub.clone()),
+            });
+        }
+        names
+    }
+}
+
+/// What a Registry token without `permissions` may do: what a droplet does
+/// for itself, never `admin`.
+const REGISTRY_DEFAULT_PERMISSIONS: [Permission; 2] = [Permission::Read, Permission::Write];
+
 /// Verifies bearer tokens: HS256 ones with the orchestrator's secret and,
 /// when the Registry is configured, RS256 ones with the Registry's key. The
 /// key is cached; a token naming another `kid`, or one whose signature does
@@ -118,11 +162,16 @@ fn caller_from(claims: Claims) -> Result<Caller, ApiError> {
 pub struct TokenVerifier {
     keys: JwtKeys,
     registry: Option<Arc<RegistrySync>>,
+    directory: Arc<ServiceDirectory>,
 }
 
 impl TokenVerifier {
-    pub fn new(keys: JwtKeys, registry: Option<Arc<RegistrySync>>) -> Self {
-        TokenVerifier { keys, registry }
+    pub fn new(keys: JwtKeys, registry: Option<Arc<RegistrySync>>, directory: Arc<ServiceDirectory>) -> Self {
+        TokenVerifier {
+            keys,
+            registry,
+            directory,
+        }
     }
 
     pub async fn verify(&self, token: &str) -> Result<Caller, ApiError> {
@@ -144,13 +193,41 @@ impl TokenVerifier {
         let key = key.ok_or_else(|| {
             ApiError::Unauthorized("invalid token: the Registry's signing key is not available yet".into())
         })?;
-        match verify_rs256(token, &key) {
+        let claims = match verify_rs256(token, &key) {
             Err(err) if is_bad_signature(&err) => match registry.signing_key(true).await {
                 Some(fresh) if fresh != key => verify_rs256(token, &fresh).map_err(invalid),
                 _ => Err(invalid(err)),
             },
             other => other.map_err(invalid),
-        }
+        }?;
+        self.registry_caller(claims).await
+    }
+
+    /// The caller a Registry token names: the droplet it is (its
+    /// `droplet_id` claim, else its service found in the directory) with its
+    /// `permissions`, or `read` and `write` when it carries none. A service
+    /// that is no droplet may still read and submit work.
+    async fn registry_caller(&self, claims: RegistryClaims) -> Result<Caller, ApiError> {
+        let subject = claims.subject().ok_or_else(|| {
+            ApiError::Unauthorized(
+                "invalid token: it names no service (sub, service_id or service_name)".into(),
+            )
+        })?;
+        let droplet_id = match claims.droplet_id {
+            Some(id) => Some(id),
+            None => self.directory.droplet_of(&claims.services()).await?,
+        };
+        let permissions = claims
+            .permissions
+            .unwrap_or_else(|| REGISTRY_DEFAULT_PERMISSIONS.to_vec());
+        caller_from(Claims {
+            sub: subject,
+            permissions,
+            exp: 0,
+            iat: 0,
+            droplet_id,
+            steward: None,
+        })
     }
 }
 
@@ -158,13 +235,14 @@ fn is_bad_signature(err: &jsonwebtoken::errors::Error) -> bool {
     matches!(err.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature)
 }
 
-fn verify_rs256(token: &str, key: &SigningKey) -> Result<Caller, jsonwebtoken::errors::Error> {
+fn verify_rs256(token: &str, key: &SigningKey) -> Result<RegistryClaims, jsonwebtoken::errors::Error> {
     let decoding = DecodingKey::from_rsa_pem(key.public_key_pem.as_bytes())?;
     let mut validation = Validation::new(Algorithm::RS256);
-    validation.set_required_spec_claims(&["exp", "sub"]);
+    // The Registry may name its service by `service_id` or `service_name`
+    // alone; `registry_caller` requires one of the three.
+    validation.set_required_spec_claims(&["exp"]);
     validation.leeway = 5;
-    let data = decode::<Claims>(token, &decoding, &validation)?;
-    caller_from(data.claims).map_err(|_| jsonwebtoken::errors::ErrorKind::InvalidSubject.into())
+    Ok(decode::<RegistryClaims>(token, &decoding, &validation)?.claims)
 }
 
 fn describe(err: &jsonwebtoken::errors::Error) -> &'static str {
@@ -201,11 +279,17 @@ impl FromRequest for Authenticated {
     }
 }
 
-/// The caller named by the request's `Authorization` header.
+/// The caller named by the request's `Authorization` header. It is
+/// verified once per request: the rate limiter and the handler share it.
 pub async fn authenticate(req: &HttpRequest) -> Result<Authenticated, ApiError> {
+    if let Some(known) = req.extensions().get::<Authenticated>() {
+        return Ok(known.clone());
+    }
     let token = bearer_token(req)?.to_owned();
     let caller = verifier(req)?.verify(&token).await?;
-    req.extensions_mut().insert(CallerSubject(caller.subject.clone()));
+    let mut extensions = req.extensions_mut();
+    extensions.insert(CallerSubject(caller.subject.clone()));
+    extensions.insert(Authenticated(caller.clone()));
     Ok(Authenticated(caller))
 }
 

@@ -131,11 +131,13 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         if let Some(token) = dev_token {
             print_development_help(app.port(), &token);
         }
-        let handle = app.server_handle();
+        let state = app.state();
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-            handle.stop(true).await;
+            if let Some(stopped) = state.stop_gracefully() {
+                stopped.await;
+            }
         });
         app.run_until_stopped().await?;
         Ok(())

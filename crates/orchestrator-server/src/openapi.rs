@@ -16,12 +16,16 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseB
 use utoipa::{Modify, OpenApi};
 
 use crate::error::ERROR_CODES;
-use crate::routes::{droplets, feeds, health, management, messages, metrics, resource, tasks, tokens};
+use crate::routes::{
+    droplets, feeds, health, management, messages, metrics, resource, service, tasks, tokens,
+};
 use crate::startup::AppState;
 
 /// Endpoints that answer without the envelope, errors included.
 const BARE: &[&str] = &[
     "/health",
+    "/readyz",
+    "/v1/metadata",
     "/capabilities",
     "/state",
     "/dependencies",
@@ -30,6 +34,8 @@ const BARE: &[&str] = &[
 /// Endpoints that need no token.
 const OPEN: &[&str] = &[
     "/health",
+    "/readyz",
+    "/v1/metadata",
     "/capabilities",
     "/state",
     "/dependencies",
@@ -65,6 +71,8 @@ const ERRORS: &[(&str, &str)] = &[
         health::capabilities,
         health::state,
         health::dependencies,
+        service::readiness,
+        service::metadata,
         tasks::create,
         tasks::list,
         tasks::get,
@@ -75,6 +83,7 @@ const ERRORS: &[(&str, &str)] = &[
         droplets::list,
         droplets::get,
         droplets::heartbeat,
+        droplets::service_heartbeat,
         droplets::activate,
         droplets::deactivate,
         droplets::capabilities,

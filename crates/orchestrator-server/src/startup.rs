@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -13,7 +14,7 @@ use orchestrator_app::jobs::{
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
     Ports, Recovery, RecoverySettings, RegistrySync, Router, RouterHandle, Scheduler, SchedulerHandle,
-    StatusService, TaskService, Tunables,
+    ServiceDirectory, StatusService, TaskService, Tunables,
 };
 use orchestrator_domain::RetryPolicy;
 use orchestrator_http::{HttpDispatcher, HttpRegistryClient};
@@ -43,6 +44,8 @@ pub struct AppState {
     pub feeds: Arc<FeedHub>,
     /// The Registry, when `REGISTRY_URL` is set.
     pub registry: Option<Arc<RegistrySync>>,
+    /// Which droplet each service of the mesh is.
+    pub directory: Arc<ServiceDirectory>,
     pub messaging: MessagingService,
     pub metrics: MetricsService,
     /// The Prometheus handle when `ENABLE_METRICS` is on.
@@ -52,12 +55,25 @@ pub struct AppState {
     /// Stops the HTTP server gracefully (`POST /management/shutdown`); set
     /// once the server exists.
     pub server: std::sync::OnceLock<actix_web::dev::ServerHandle>,
+    /// Set once a graceful stop has begun: `/readyz` then answers 503.
+    pub stopping: Arc<AtomicBool>,
+}
+
+impl AppState {
+    /// Stops serving gracefully, saying so on `/readyz` while in-flight
+    /// requests finish.
+    pub fn stop_gracefully(&self) -> Option<impl std::future::Future<Output = ()> + use<>> {
+        self.stopping.store(true, Ordering::SeqCst);
+        let handle = self.server.get().cloned()?;
+        Some(async move { handle.stop(true).await })
+    }
 }
 
 /// A running orchestrator: its HTTP server and its background jobs.
 pub struct Application {
     port: u16,
     server: Server,
+    state: web::Data<AppState>,
     /// Written to before exiting: it may hold heartbeats back to batch them.
     droplets: Arc<dyn DropletStore>,
     _background: Background,
@@ -142,19 +158,25 @@ impl Application {
             _events: events,
         };
         let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
-        let verifier = web::Data::new(TokenVerifier::new(keys.get_ref().clone(), registry.clone()));
+        let directory = ServiceDirectory::new(ports.clone(), registry.clone());
+        let verifier = web::Data::new(TokenVerifier::new(
+            keys.get_ref().clone(),
+            registry.clone(),
+            directory.clone(),
+        ));
         let source = web::Data::new(Source(format!("droplet-{}", settings.identity.droplet_id)));
         let limit = web::Data::new(BodyLimit(settings.max_body_bytes));
         let stats = web::Data::new(ProcessStats::default());
         let workers = settings.workers;
         let state = web::Data::new(AppState {
             tasks: TaskService::new(ports.clone()).with_router(router.clone()),
-            droplets: DropletService::new(ports.clone()),
+            droplets: DropletService::with_directory(ports.clone(), directory.clone()),
             status: StatusService::new(ports.clone()),
             metrics: MetricsService::new(ports.clone(), analytics),
             management: ManagementService::new(scheduler, recovery, tunables(&settings)),
             feeds,
             registry,
+            directory,
             messaging: MessagingService::new(ports, dispatcher),
             broadcast_limit: PerCallerLimit::per_minute(settings.broadcast_rate_limit),
             prometheus: if settings.enable_metrics {
@@ -164,6 +186,7 @@ impl Application {
             },
             settings,
             server: std::sync::OnceLock::new(),
+            stopping: Arc::new(AtomicBool::new(false)),
         });
         let shared = state.clone();
         let requests = web::Data::new(RequestLimit(PerCallerLimit::per_minute(
@@ -199,6 +222,7 @@ impl Application {
         Ok(Application {
             port,
             server,
+            state: shared,
             droplets,
             _background: background,
         })
@@ -220,6 +244,12 @@ impl Application {
     /// A handle to stop the server gracefully.
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
+    }
+
+    /// What the handlers share; `main` stops the server through it
+    /// ([`AppState::stop_gracefully`]) on SIGINT/SIGTERM.
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
     }
 }
 

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use orchestrator_domain::{
-    Actor, DropletStatus, HeartbeatReport, RecoveryReason, Role, Task, TaskId, TaskStatus, TaskUpdate,
+    Actor, DropletStatus, HeartbeatReport, RecoveryReason, Role, ServiceRef, Task, TaskId, TaskStatus,
+    TaskUpdate,
 };
 use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError, TaskFilter, Transition};
 use uuid::Uuid;
@@ -1580,7 +1581,7 @@ pub async fn cancel_requests_are_recorded_on_running_tasks(stores: &Stores) {
 pub async fn directory_sync_describes_droplets_without_reviving_them(stores: &Stores) {
     let listed = stores
         .droplets
-        .sync_droplet(registration(40, &["scan"]), at(0))
+        .sync_droplet(registration(40, &["scan"]), None, at(0))
         .await
         .expect("sync new");
     assert_eq!(listed.previous_status, None);
@@ -1597,7 +1598,7 @@ pub async fn directory_sync_describes_droplets_without_reviving_them(stores: &St
         .expect("register");
     let described = stores
         .droplets
-        .sync_droplet(registration(41, &["x", "y"]), at(5))
+        .sync_droplet(registration(41, &["x", "y"]), None, at(5))
         .await
         .expect("sync known");
     assert_eq!(described.droplet.status, DropletStatus::Active);
@@ -1618,9 +1619,64 @@ pub async fn directory_sync_describes_droplets_without_reviving_them(stores: &St
         .expect("admin off");
     let still_off = stores
         .droplets
-        .sync_droplet(registration(41, &["x"]), at(7))
+        .sync_droplet(registration(41, &["x"]), None, at(7))
         .await
         .expect("sync");
     assert_eq!(still_off.droplet.status, DropletStatus::Inactive);
     assert!(still_off.droplet.manually_deactivated);
+}
+
+/// The directory's service ids find their droplets; names find the only
+/// droplet that has them.
+pub async fn directory_keeps_the_registrys_service_ids(stores: &Stores) {
+    let droplets = &stores.droplets;
+    let find =
+        |service: ServiceRef| async move { droplets.find_droplet_by_service(&service).await.expect("find") };
+    let listed = droplets
+        .sync_droplet(registration(50, &["scan"]), Some(7001), at(0))
+        .await
+        .expect("sync");
+    assert_eq!(listed.droplet.service_id, Some(7001));
+    assert_eq!(find(ServiceRef::Id(7001)).await, Some(50));
+    assert_eq!(find(ServiceRef::Id(7002)).await, None);
+    assert_eq!(find(ServiceRef::Name("droplet-50".into())).await, Some(50));
+    assert_eq!(find(ServiceRef::Name("nobody".into())).await, None);
+
+    let kept = droplets
+        .sync_droplet(registration(50, &["scan"]), None, at(1))
+        .await
+        .expect("sync without id");
+    assert_eq!(
+        kept.droplet.service_id,
+        Some(7001),
+        "an entry without an id keeps the old one"
+    );
+    let registered = droplets
+        .register_droplet(registration(50, &["scan"]), at(2))
+        .await
+        .expect("register");
+    assert_eq!(
+        registered.droplet.service_id,
+        Some(7001),
+        "its own registration keeps it too"
+    );
+
+    droplets
+        .sync_droplet(registration(51, &["scan"]), Some(7001), at(3))
+        .await
+        .expect("the id moves");
+    assert_eq!(find(ServiceRef::Id(7001)).await, Some(51));
+    assert_eq!(droplets.get_droplet(50).await.expect("get").service_id, None);
+
+    let mut twin = registration(52, &["scan"]);
+    twin.name = "droplet-51".into();
+    droplets
+        .register_droplet(twin, at(4))
+        .await
+        .expect("a second droplet-51");
+    assert_eq!(
+        find(ServiceRef::Name("droplet-51".into())).await,
+        None,
+        "a name two droplets share names neither"
+    );
 }

@@ -77,6 +77,7 @@ macro_rules! store_contract_tests {
             rescues_are_counted_by_capability,
             cancel_requests_are_recorded_on_running_tasks,
             directory_sync_describes_droplets_without_reviving_them,
+            directory_keeps_the_registrys_service_ids,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

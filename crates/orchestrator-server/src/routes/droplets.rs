@@ -1,9 +1,10 @@
-//! `/droplets`: register, heartbeat, list, get, activate, deactivate, capabilities.
+//! `/droplets`: register, heartbeat, list, get, activate, deactivate,
+//! capabilities; and `POST /heartbeat`, the mesh's heartbeat.
 
 use actix_web::{middleware::from_fn, web};
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
-    Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, RegistrationDraft,
+    Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, RegistrationDraft, ServiceHeartbeat,
 };
 use orchestrator_ports::{DropletChange, DropletFilter};
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,15 @@ pub(crate) struct Registered {
     heartbeat_interval_seconds: u64,
     /// Unix seconds by which the next heartbeat must arrive.
     next_heartbeat_deadline: Option<f64>,
+}
+
+/// `POST /heartbeat`, the mesh's own heartbeat (integration guide, 2.1).
+pub fn configure_mesh(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        resource("/heartbeat", "POST")
+            .wrap(from_fn(envelope_errors))
+            .route(web::post().to(service_heartbeat)),
+    );
 }
 
 /// Registers a droplet, or updates the one with this `droplet_id`.
@@ -113,12 +123,37 @@ pub(crate) async fn heartbeat(
     Body(report): Body<HeartbeatReport>,
 ) -> Result<Udc<HeartbeatAck>, ApiError> {
     let change = app.droplets.heartbeat(&caller, id.into_inner(), report).await?;
-    Ok(Udc::ok(HeartbeatAck {
+    Ok(acknowledge(&change, &app))
+}
+
+/// A heartbeat as the mesh's integration guide sends it: `{"service_id",
+/// "status", "metrics"}`, the service found through the Registry's
+/// directory (asked again when it lists the service only since the last
+/// sync), or `droplet_id`, or neither for the caller's own droplet. The
+/// effect and the answer are those of `POST /droplets/{droplet_id}/heartbeat`.
+#[utoipa::path(
+    post,
+    path = "/heartbeat",
+    tag = "droplets",
+    request_body = ServiceHeartbeat,
+    responses((status = 200, description = "Recorded", body = HeartbeatAck)),
+)]
+pub(crate) async fn service_heartbeat(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+    Body(beat): Body<ServiceHeartbeat>,
+) -> Result<Udc<HeartbeatAck>, ApiError> {
+    let change = app.droplets.service_heartbeat(&caller, beat).await?;
+    Ok(acknowledge(&change, &app))
+}
+
+fn acknowledge(change: &DropletChange, app: &AppState) -> Udc<HeartbeatAck> {
+    Udc::ok(HeartbeatAck {
         droplet_id: change.droplet.droplet_id,
         status: change.droplet.status,
         last_heartbeat: change.droplet.last_heartbeat,
-        next_heartbeat_deadline: next_deadline(change.droplet.last_heartbeat, &app),
-    }))
+        next_heartbeat_deadline: next_deadline(change.droplet.last_heartbeat, app),
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

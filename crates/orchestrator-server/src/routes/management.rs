@@ -173,14 +173,12 @@ pub(crate) async fn shutdown(
     Authenticated(caller): Authenticated,
 ) -> Result<Udc<ShuttingDown>, ApiError> {
     app.management.authorize(&caller)?;
-    let handle = app
-        .server
-        .get()
-        .cloned()
+    let stopped = app
+        .stop_gracefully()
         .ok_or_else(|| ApiError::Internal("the server handle is not set".into()))?;
     tracing::warn!(by = %caller.subject, "graceful shutdown requested");
     // Stop after this response is sent: stopping waits for in-flight requests, this one included.
-    actix_web::rt::spawn(async move { handle.stop(true).await });
+    actix_web::rt::spawn(stopped);
     Ok(Udc::ok(ShuttingDown {
         shutting_down: true,
         graceful: true,
@@ -193,8 +191,10 @@ pub(crate) struct CacheCleared {
     message: &'static str,
 }
 
-/// Every read goes to the store; the one cache is the Registry's signing
-/// key (when `REGISTRY_URL` is set), fetched again on the next RS256 token.
+/// Clears what the orchestrator remembers instead of asking again: which
+/// droplet each service of the mesh is (found again in the store), and,
+/// when `REGISTRY_URL` is set, the Registry's signing key (fetched again on
+/// the next RS256 token). Tasks and droplets are always read from the store.
 #[utoipa::path(
     post,
     path = "/management/cache/clear",
@@ -206,16 +206,17 @@ pub(crate) async fn clear_cache(
     Authenticated(caller): Authenticated,
 ) -> Result<Udc<CacheCleared>, ApiError> {
     app.management.authorize(&caller)?;
+    app.directory.forget();
     let Some(registry) = &app.registry else {
         return Ok(Udc::ok(CacheCleared {
-            cleared: Vec::new(),
-            message: "no cache to clear: every read goes to the store",
+            cleared: vec!["service_directory".to_owned()],
+            message: "services are found in the store again",
         }));
     };
     registry.clear_key_cache().await;
     Ok(Udc::ok(CacheCleared {
-        cleared: vec!["registry_signing_key".to_owned()],
-        message: "the Registry's signing key is fetched again on the next RS256 token",
+        cleared: vec!["service_directory".to_owned(), "registry_signing_key".to_owned()],
+        message: "services are found in the store again, and the Registry's signing key is fetched again on the next RS256 token",
     }))
 }
 

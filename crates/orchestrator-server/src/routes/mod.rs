@@ -7,6 +7,7 @@ pub mod health;
 pub mod management;
 pub mod messages;
 pub mod metrics;
+pub mod service;
 pub mod tasks;
 pub mod tokens;
 
@@ -19,8 +20,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(path_config())
         .app_data(query_config())
         .configure(health::configure)
+        .configure(service::configure)
         .configure(tasks::configure)
         .configure(droplets::configure)
+        .configure(droplets::configure_mesh)
         .configure(management::configure)
         .configure(feeds::configure)
         .configure(messages::configure)

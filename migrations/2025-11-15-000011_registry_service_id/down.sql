@@ -1,0 +1,2 @@
+DROP INDEX idx_droplets_service_id;
+ALTER TABLE droplets DROP COLUMN service_id;
