@@ -197,3 +197,55 @@ async fn failures_come_back_as_typed_errors() {
         Err(ClientError::Transport { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mesh_endpoints_through_the_client() {
+    let app = spawn_app_with(&[]).await;
+    let droplet = Client::new(&app.address)
+        .expect("url")
+        .with_token(app.droplet(23));
+    droplet
+        .register(&RegistrationDraft {
+            droplet_id: 23,
+            name: "mesh".into(),
+            endpoint: "http://127.0.0.1:9".into(),
+            ..RegistrationDraft::default()
+        })
+        .await
+        .expect("register");
+    let beat = droplet
+        .service_heartbeat(&orchestrator_domain::ServiceHeartbeat {
+            status: Some(DropletStatus::Error),
+            ..Default::default()
+        })
+        .await
+        .expect("beat");
+    assert_eq!((beat.droplet_id, beat.status), (23, DropletStatus::Error));
+    let unknown = droplet
+        .service_heartbeat(&orchestrator_domain::ServiceHeartbeat {
+            service_id: Some(404),
+            ..Default::default()
+        })
+        .await;
+    assert!(
+        matches!(unknown, Err(ClientError::Api { status: 404, .. })),
+        "{unknown:?}"
+    );
+
+    let anyone = Client::new(&app.address).expect("url");
+    let ready = anyone.readiness().await.expect("readiness");
+    assert!(ready.is_ready(), "{ready:?}");
+    assert_eq!(ready.checks.migrations, "current");
+    let metadata = anyone.metadata().await.expect("metadata");
+    assert_eq!(
+        (metadata.droplet_id, metadata.service.as_str()),
+        (10, "orchestrator")
+    );
+    assert!(
+        metadata
+            .endpoints
+            .iter()
+            .any(|e| e.method == "POST" && e.path == "/heartbeat" && e.authenticated),
+        "{metadata:?}"
+    );
+}

@@ -22,15 +22,18 @@ pub use metrics::{
     StoreHealth, StoreStatus, Summary, SystemHealth, TaskPerformance, TaskTypes, Throughput, TimeRange,
     TypeBreakdown,
 };
-pub use public::{Dependencies, Dependency, DependencyStatus, ServerCapabilities, ServerState, StateCounts};
+pub use public::{
+    Dependencies, Dependency, DependencyStatus, Readiness, ReadinessChecks, ServerCapabilities, ServerState,
+    ServiceEndpoint, ServiceMetadata, StateCounts,
+};
 pub use worker::{
     Delivery, HANDED_BACK, HandlerResult, STOPPED_ON_REQUEST, Worker, WorkerBuilder, WorkerReport,
 };
 
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
-    Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, HistoryEntry, RegistrationDraft, Task,
-    TaskDraft, TaskId, TaskStatus,
+    Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, HistoryEntry, RegistrationDraft,
+    ServiceHeartbeat, Task, TaskDraft, TaskId, TaskStatus,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -305,7 +308,12 @@ impl Client {
 
     pub async fn health(&self) -> Result<Health, ClientError> {
         // 503 carries the same body: the store is down, not the orchestrator.
-        let url = self.url("/health");
+        self.public_either("/health").await
+    }
+
+    /// A public endpoint whose 503 carries the same body as its 200.
+    async fn public_either<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
         let response = self
             .http
             .get(&url)
@@ -370,6 +378,13 @@ impl Client {
     ) -> Result<HeartbeatAck, ClientError> {
         let path = format!("/droplets/{id}/heartbeat");
         self.send(reqwest::Method::POST, &path, Some(report)).await
+    }
+
+    /// A heartbeat in the mesh's dialect (`POST /heartbeat`): the droplet
+    /// named by the Registry's `service_id`, by `droplet_id`, or, with
+    /// neither, the caller's own.
+    pub async fn service_heartbeat(&self, beat: &ServiceHeartbeat) -> Result<HeartbeatAck, ClientError> {
+        self.send(reqwest::Method::POST, "/heartbeat", Some(beat)).await
     }
 
     /// The registered droplets that match `query`, by id.

@@ -1,5 +1,7 @@
-//! The public UDC endpoints besides `/health`: `/capabilities`, `/state` and
-//! `/dependencies`. They need no token and answer without an envelope.
+//! The public endpoints besides `/health`: the UDC ones (`/capabilities`,
+//! `/state`, `/dependencies`) and the mesh's service conventions
+//! (`/readyz`, `/v1/metadata`). They need no token and answer without an
+//! envelope.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -76,7 +78,72 @@ pub enum DependencyStatus {
     Error,
 }
 
+/// `GET /readyz`: whether the orchestrator can take work now.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Readiness {
+    /// `ready` (HTTP 200) or `not_ready` (HTTP 503).
+    pub status: String,
+    pub checks: ReadinessChecks,
+    /// Why it is not ready; empty when it is.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.status == "ready"
+    }
+}
+
+/// What readiness depends on.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ReadinessChecks {
+    /// `ok` or `unavailable`.
+    pub store: String,
+    /// `current`, `pending` or `unknown`.
+    pub migrations: String,
+    pub shutting_down: bool,
+}
+
+/// `GET /v1/metadata`: what the service is and what it serves.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ServiceMetadata {
+    pub name: String,
+    pub service: String,
+    pub version: String,
+    pub droplet_id: i64,
+    pub steward: String,
+    pub base_url: String,
+    pub udc_version: String,
+    pub capabilities: Vec<String>,
+    pub health_endpoint: String,
+    pub readiness_endpoint: String,
+    pub openapi_endpoint: String,
+    pub endpoints: Vec<ServiceEndpoint>,
+}
+
+/// One endpoint of [`ServiceMetadata`].
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct ServiceEndpoint {
+    pub method: String,
+    pub path: String,
+    pub summary: Option<String>,
+    /// True when it needs a bearer token.
+    pub authenticated: bool,
+}
+
 impl Client {
+    /// Whether the orchestrator can take work (no token needed). A 503
+    /// carries the same body, so a `not_ready` answer is `Ok` too.
+    pub async fn readiness(&self) -> Result<Readiness, ClientError> {
+        self.public_either("/readyz").await
+    }
+
+    /// Name, version, capabilities and endpoints (no token needed).
+    pub async fn metadata(&self) -> Result<ServiceMetadata, ClientError> {
+        self.public("/v1/metadata").await
+    }
+
     /// The version and features of the orchestrator (no token needed).
     pub async fn capabilities(&self) -> Result<ServerCapabilities, ClientError> {
         self.public("/capabilities").await

@@ -203,6 +203,9 @@ async fn failures_exit_non_zero_with_the_api_error() {
     assert_eq!(stdout(&server.cli(&["health"])), "Orchestrator (10): active\n");
     let nobody = server.cli(&["health", "--url", "http://127.0.0.1:9"]);
     assert_eq!(nobody.status.code(), Some(1));
+    assert_eq!(stdout(&server.cli(&["ready"])), "ready\n");
+    let unready = server.cli(&["ready", "--url", "http://127.0.0.1:9"]);
+    assert_eq!(unready.status.code(), Some(1));
     let missing = server.cli(&["tasks", "get", "99"]);
     assert_eq!(missing.status.code(), Some(1));
     assert_eq!(

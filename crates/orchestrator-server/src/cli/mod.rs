@@ -149,6 +149,13 @@ pub enum ClientCommand {
         #[command(flatten)]
         connection: Connection,
     },
+    /// Check that a running orchestrator can take work: exits 0 when
+    /// `/readyz` answers `ready` (store up, migrations current, not
+    /// stopping), else prints why and exits 1.
+    Ready {
+        #[command(flatten)]
+        connection: Connection,
+    },
     /// Follow the live task feed (or `--droplets`), one line per event.
     Watch {
         #[command(flatten)]
@@ -164,6 +171,7 @@ impl ClientCommand {
             ClientCommand::Tasks { connection, .. }
             | ClientCommand::Droplets { connection, .. }
             | ClientCommand::Health { connection }
+            | ClientCommand::Ready { connection }
             | ClientCommand::Watch { connection, .. } => connection,
         }
     }
@@ -183,6 +191,7 @@ pub async fn run(command: ClientCommand, out: &mut impl Write) -> anyhow::Result
         ClientCommand::Tasks { command, .. } => tasks(&client, command, output, out).await,
         ClientCommand::Droplets { command, .. } => droplets(&client, command, output, out).await,
         ClientCommand::Health { .. } => health(&client, output, out).await,
+        ClientCommand::Ready { .. } => ready(&client, output, out).await,
         ClientCommand::Watch { watch, .. } => follow(&client, watch, output, out).await,
     }
 }
@@ -272,6 +281,15 @@ async fn health(client: &Client, output: Output, out: &mut impl Write) -> anyhow
     output.show(out, &health, |h| format!("{} ({}): {}\n", h.name, h.id, h.status))?;
     if health.status != "active" {
         anyhow::bail!("the orchestrator is {}: {}", health.status, health.message);
+    }
+    Ok(())
+}
+
+async fn ready(client: &Client, output: Output, out: &mut impl Write) -> anyhow::Result<()> {
+    let readiness = client.readiness().await?;
+    output.show(out, &readiness, |r| format!("{}\n", r.status))?;
+    if !readiness.is_ready() {
+        anyhow::bail!("the orchestrator is not ready: {}", readiness.reasons.join("; "));
     }
     Ok(())
 }
