@@ -7,7 +7,7 @@
 
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::Duration;
 
 use orchestrator_tests::fake_registry::FakeRegistry;
@@ -64,8 +64,8 @@ fn serve(registry: &FakeRegistry, app: &TestApp, poll_seconds: &str) -> Droplet 
         ("POLL_SECONDS", poll_seconds.to_owned()),
     ];
     let child = droplet_command(registry, app, &vars)
+        // Its lines join the test's output, shown when the test fails.
         .arg("serve")
-        .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start {} {}: {e}", python(), script().display()));
     Droplet(child)
