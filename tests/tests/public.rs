@@ -105,6 +105,7 @@ async fn readiness_says_ready_with_each_check() {
         serde_json::json!({
             "status": "ready",
             "checks": { "store": "ok", "migrations": "current", "shutting_down": false },
+            "reasons": [],
         })
     );
 }

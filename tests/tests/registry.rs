@@ -5,15 +5,11 @@
 
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use orchestrator_tests::fake_registry::{OTHER_PRIVATE, REGISTRY_PRIVATE, REGISTRY_PUBLIC, sign};
 use orchestrator_tests::{TestApp, spawn_app_with};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-const REGISTRY_PRIVATE: &str = include_str!("../fixtures/registry/registry-private.pem");
-const REGISTRY_PUBLIC: &str = include_str!("../fixtures/registry/registry-public.pem");
-const OTHER_PRIVATE: &str = include_str!("../fixtures/registry/other-private.pem");
 
 /// A Registry that knows droplets 14 and 15 and publishes its key.
 async fn registry(directory: Value) -> MockServer {
@@ -52,18 +48,13 @@ async fn app_on(registry: &MockServer) -> TestApp {
     spawn_app_with(&[("REGISTRY_URL", url.as_str()), ("REGISTRY_SYNC_INTERVAL", "1")]).await
 }
 
-/// A token the Registry (or whoever holds `key`) signed for droplet `id`.
+/// A token the Registry (or whoever holds `key`) signed for droplet `id`,
+/// with its permissions.
 fn registry_token(key: &str, id: i64) -> String {
-    let now = chrono::Utc::now().timestamp();
-    let claims = json!({
-        "sub": format!("droplet-{id}"),
-        "permissions": ["read", "write"],
-        "droplet_id": id,
-        "iat": now,
-        "exp": now + 600,
-    });
-    let key = EncodingKey::from_rsa_pem(key.as_bytes()).expect("test key");
-    jsonwebtoken::encode(&Header::new(Algorithm::RS256), &claims, &key).expect("sign")
+    sign(
+        key,
+        json!({ "sub": format!("droplet-{id}"), "permissions": ["read", "write"], "droplet_id": id }),
+    )
 }
 
 /// Polls `probe` every 100 ms for up to `seconds`.

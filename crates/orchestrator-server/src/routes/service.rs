@@ -25,8 +25,7 @@ pub(crate) struct Readiness {
     /// `ready` (HTTP 200) or `not_ready` (HTTP 503).
     status: &'static str,
     checks: ReadinessChecks,
-    /// Why it is not ready; absent when it is.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Why it is not ready; empty when it is.
     reasons: Vec<String>,
 }
 
