@@ -2,11 +2,13 @@
 //!
 //! It runs when an event may make a task routable (the event bus wakes it)
 //! and on a periodic sweep that catches anything an event did not. One pass
-//! repeats until no pending task can be placed: it asks the store only for
-//! tasks that a droplet with a free slot could take, places each with the
-//! domain's `RoutingPolicy`, and assigns it with a compare-and-set, so a task
-//! taken meanwhile (by a cancel or another replica) is skipped, never assigned
-//! twice.
+//! repeats until no pending task can be placed. Each round asks the store
+//! only for tasks that a droplet with a free slot could take, places each
+//! with the domain's `RoutingPolicy`, and assigns it with a compare-and-set,
+//! so a task taken meanwhile (by a cancel or another replica) is skipped,
+//! never assigned twice. On PostgreSQL a round is one transaction: the
+//! tasks are row-locked (`SKIP LOCKED`, so replicas route disjoint
+//! batches), planned and assigned before the commit, with no lease written.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -14,10 +16,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use orchestrator_domain::{
-    Actor, Candidate, Capability, Considered, DomainEvent, DropletId, DropletStatus, Placement,
-    PlacementRule, RoutingPolicy, Task, TaskId, TaskUpdate,
+    Actor, Candidate, Capability, DomainEvent, DropletId, DropletStatus, Placement, RoutingPolicy, Task,
+    TaskUpdate,
 };
-use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError, Transition};
+use orchestrator_ports::{ChangeRecord, DropletFilter, RoundPlanner, RoutableQuery, StoreError, Transition};
 use tokio::sync::{Mutex, Notify};
 use tokio::task::JoinHandle;
 
@@ -25,10 +27,8 @@ use crate::{AppError, AppResult, Ports};
 
 /// Pending tasks claimed per round of a pass.
 const BATCH: u32 = 100;
-/// Assignments of a round in flight at once: all of them, so that a store
-/// that groups concurrent changes commits a round in one transaction.
-const IN_FLIGHT: usize = BATCH as usize;
-/// How long claimed tasks stay hidden from other replicas' routers; a pass
+/// How long tasks claimed by a store without transactional rounds (see
+/// `TaskStore::route_round`) stay hidden from other claims; a round
 /// releases what it did not place long before this.
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
 
@@ -106,9 +106,7 @@ impl Router {
             let Some(query) = routable_query(&candidates) else {
                 break;
             };
-            let pending = self.ports.tasks.claim_pending(&query).await?;
-            let round = self.assign_batch(&pending, &mut candidates).await;
-            self.release(&round.unplaced).await;
+            let (claimed, round) = self.round(&query, candidates).await?;
             let refused = round.refused.len();
             set_aside.extend(round.refused);
             if let Some(err) = round.error {
@@ -118,7 +116,7 @@ impl Router {
             // A short batch was the last, unless a refusal left tasks to
             // place elsewhere; a round with no progress ends the pass, and
             // the next event or sweep retries.
-            let more = pending.len() == query.limit as usize || refused > 0;
+            let more = claimed == query.limit as usize || refused > 0;
             if !more || (round.assigned == 0 && refused == 0) {
                 break;
             }
@@ -126,65 +124,32 @@ impl Router {
         Ok(assigned)
     }
 
-    /// Plans every task of the batch against the droplets' free slots, then
-    /// runs the assignments concurrently: each is its own compare-and-set,
-    /// and tasks planned on different droplets lock different rows.
-    async fn assign_batch(&self, pending: &[Task], candidates: &mut [Candidate]) -> Round {
+    /// One round: the store claims a batch, the planner places each task
+    /// against the droplets' free slots, and the store assigns them, each
+    /// its own compare-and-set (in one transaction on PostgreSQL).
+    async fn round(&self, query: &RoutableQuery, candidates: Vec<Candidate>) -> AppResult<(usize, Round)> {
+        let mut planner = Planner {
+            candidates,
+            router: self.instance,
+            clock: self.ports.clock.clone(),
+            planned: Vec::new(),
+        };
+        let routed = self.ports.tasks.route_round(query, &mut planner).await?;
         let mut round = Round::default();
-        let mut plans = Vec::new();
-        for task in pending {
-            let explanation = RoutingPolicy::explain(task.required_capability.as_ref(), candidates);
-            match explanation.placement {
-                Placement::Assign { droplet_id, rule } => {
-                    take_slot(candidates, droplet_id, self.ports.clock.now());
-                    plans.push(Plan {
-                        task: task.clone(),
-                        droplet_id,
-                        rule,
-                        considered: explanation.considered,
-                    });
-                }
-                _ => round.unplaced.push(task.id),
-            }
-        }
-        let outcomes: Vec<_> = futures_util::stream::iter(plans)
-            .map(|plan: Plan| async move {
-                let (task_id, droplet_id) = (plan.task.id, plan.droplet_id);
-                (task_id, droplet_id, self.assign(plan).await)
-            })
-            .buffer_unordered(IN_FLIGHT)
-            .collect()
-            .await;
-        for (task_id, droplet_id, outcome) in outcomes {
+        for (droplet_id, outcome) in planner.planned.into_iter().zip(routed.outcomes) {
             match outcome {
                 Ok(saved) => {
                     round.assigned += 1;
                     self.ports.events.publish(DomainEvent::TaskAssigned(saved)).await;
                 }
-                Err(StoreError::DropletUnavailable { .. }) => {
-                    round.refused.push(droplet_id);
-                    round.unplaced.push(task_id);
-                }
-                Err(StoreError::Conflict(_)) => round.unplaced.push(task_id),
+                Err(StoreError::DropletUnavailable { .. }) => round.refused.push(droplet_id),
+                Err(StoreError::Conflict(_)) => {}
                 Err(err) => {
-                    round.unplaced.push(task_id);
                     round.error.get_or_insert(err.into());
                 }
             }
         }
-        round
-    }
-
-    /// Gives back claims on tasks this pass did not place, so that the next
-    /// event (here or on another replica) can route them at once. A failed
-    /// release only delays them until the lease ends.
-    async fn release(&self, ids: &[TaskId]) {
-        if ids.is_empty() {
-            return;
-        }
-        if let Err(err) = self.ports.tasks.release_claims(ids).await {
-            tracing::warn!(error = %err, "could not release routing claims; they lapse with their lease");
-        }
+        Ok((routed.claimed, round))
     }
 
     async fn candidates(&self) -> AppResult<Vec<Candidate>> {
@@ -198,37 +163,6 @@ impl Router {
             .iter()
             .map(|d| Candidate::new(d, counts.get(&d.droplet_id).copied().unwrap_or(0)))
             .collect())
-    }
-
-    async fn assign(&self, plan: Plan) -> Result<Task, StoreError> {
-        let Plan {
-            task,
-            droplet_id,
-            rule,
-            considered,
-        } = plan;
-        let now = self.ports.clock.now();
-        let next = task
-            .apply(TaskUpdate::Assign { droplet_id }, Actor::SYSTEM, now)
-            .map_err(|e| StoreError::Conflict(e.to_string()))?;
-        let transition = Transition {
-            expected_status: task.status,
-            expected_droplet: None,
-            task: next,
-            record: ChangeRecord {
-                changed_by: Some("system:router".into()),
-                reason: Some(format!("routed to droplet {droplet_id}")),
-                metadata: serde_json::to_value(PlacementRecord {
-                    droplet_id,
-                    rule,
-                    router: self.instance,
-                    candidates_total: considered.len(),
-                    candidates: considered.into_iter().take(EXPLAINED_CANDIDATES).collect(),
-                })
-                .ok(),
-            },
-        };
-        self.ports.tasks.apply_transition(transition).await
     }
 
     /// Routes on every event that may unblock routing until the returned
@@ -325,20 +259,61 @@ pub struct PlacementRecord {
     pub candidates: Vec<orchestrator_domain::Considered>,
 }
 
-/// An assignment decided in memory, with what it was chosen among.
-struct Plan {
-    task: Task,
-    droplet_id: DropletId,
-    rule: PlacementRule,
-    considered: Vec<Considered>,
+/// Plans a round inside the store's claim: places each task with the
+/// domain's `RoutingPolicy` against the free slots it knows, and writes
+/// the assignment with why it went there.
+struct Planner {
+    candidates: Vec<Candidate>,
+    router: uuid::Uuid,
+    clock: Arc<dyn orchestrator_ports::Clock>,
+    /// The droplet of each planned assignment, in the plan's order.
+    planned: Vec<DropletId>,
+}
+
+impl RoundPlanner for Planner {
+    fn plan(&mut self, pending: &[Task]) -> Vec<Transition> {
+        let mut plans = Vec::new();
+        for task in pending {
+            let explanation = RoutingPolicy::explain(task.required_capability.as_ref(), &self.candidates);
+            let Placement::Assign { droplet_id, rule } = explanation.placement else {
+                continue;
+            };
+            let now = self.clock.now();
+            let Ok(next) = task.apply(TaskUpdate::Assign { droplet_id }, Actor::SYSTEM, now) else {
+                continue;
+            };
+            take_slot(&mut self.candidates, droplet_id, now);
+            self.planned.push(droplet_id);
+            plans.push(Transition {
+                expected_status: task.status,
+                expected_droplet: None,
+                task: next,
+                record: ChangeRecord {
+                    changed_by: Some("system:router".into()),
+                    reason: Some(format!("routed to droplet {droplet_id}")),
+                    metadata: serde_json::to_value(PlacementRecord {
+                        droplet_id,
+                        rule,
+                        router: self.router,
+                        candidates_total: explanation.considered.len(),
+                        candidates: explanation
+                            .considered
+                            .into_iter()
+                            .take(EXPLAINED_CANDIDATES)
+                            .collect(),
+                    })
+                    .ok(),
+                },
+            });
+        }
+        plans
+    }
 }
 
 /// What one round of a pass did.
 #[derive(Default)]
 struct Round {
     assigned: usize,
-    /// Claimed tasks not assigned, to release.
-    unplaced: Vec<TaskId>,
     /// Droplets the store refused (full or no longer active).
     refused: Vec<DropletId>,
     error: Option<AppError>,

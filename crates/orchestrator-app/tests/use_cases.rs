@@ -494,25 +494,30 @@ async fn the_router_sets_aside_a_droplet_the_store_refuses_and_tries_another() {
         .expect_list_droplets()
         .returning(move |_| Ok(vec![droplet(1), droplet(2)]));
     let mut tasks = MockTaskStore::new();
-    // Claimed, refused on droplet 1 and released, then claimed again.
+    // Claimed, refused on droplet 1, then claimed again.
     let mut claims = vec![vec![pending_task()], vec![pending_task()], vec![]].into_iter();
-    tasks
-        .expect_claim_pending()
-        .returning(move |_| Ok(claims.next().unwrap_or_default()));
+    tasks.expect_route_round().returning(move |_, planner| {
+        let pending = claims.next().unwrap_or_default();
+        let outcomes = planner
+            .plan(&pending)
+            .into_iter()
+            .map(|t| match t.task.assigned_droplet_id {
+                // Droplet 1 (idle longest, so chosen first) filled up on another replica.
+                Some(1) => Err(StoreError::DropletUnavailable {
+                    droplet_id: 1,
+                    reason: "full".into(),
+                }),
+                _ => Ok(t.task),
+            })
+            .collect();
+        Ok(orchestrator_ports::RoutedRound {
+            claimed: pending.len(),
+            outcomes,
+        })
+    });
     tasks
         .expect_active_task_counts()
         .returning(|| Ok(Default::default()));
-    tasks.expect_release_claims().returning(|_| Ok(()));
-    tasks
-        .expect_apply_transition()
-        .returning(|t| match t.task.assigned_droplet_id {
-            // Droplet 1 (idle longest, so chosen first) filled up on another replica.
-            Some(1) => Err(StoreError::DropletUnavailable {
-                droplet_id: 1,
-                reason: "full".into(),
-            }),
-            _ => Ok(t.task),
-        });
     let mut events = MockEventBus::new();
     events.expect_publish().times(1).returning(|_| ());
     let router = Router::new(Ports {

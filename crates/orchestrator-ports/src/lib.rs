@@ -66,6 +66,22 @@ pub struct TaskPage {
     pub total: u64,
 }
 
+/// Decides, within one routing round, where the tasks claimed go.
+pub trait RoundPlanner: Send {
+    /// The assignments to make of `pending` (in routing order), as
+    /// transitions; a task left out stays pending.
+    fn plan(&mut self, pending: &[Task]) -> Vec<Transition>;
+}
+
+/// What one routing round did.
+#[derive(Debug)]
+pub struct RoutedRound {
+    /// How many pending tasks it claimed.
+    pub claimed: usize,
+    /// The outcome of each planned assignment, in the plan's order.
+    pub outcomes: Vec<StoreResult<Task>>,
+}
+
 /// Which pending tasks the router asks for: those needing one of
 /// `capabilities` (what droplets with free slots can do), plus those needing
 /// none when `include_unconstrained`. Tasks no free droplet could take are
@@ -176,6 +192,49 @@ pub trait TaskStore: Send + Sync {
 
     /// Ends the claims on tasks the router could not place.
     async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()>;
+
+    /// One routing round: claims what [`Self::claim_pending`] would, lets
+    /// `planner` decide the assignments, and applies them, each a
+    /// compare-and-set with its own outcome. A store that can does it all
+    /// in one transaction that holds the claimed tasks' row locks instead
+    /// of a lease: nothing is written for a task left pending, and a
+    /// round cut short (the process dies) leaves nothing hidden. This
+    /// default claims with the lease, applies the assignments one by one,
+    /// and releases the tasks it did not place.
+    // The planner is named `'static` for the mock's sake, which cannot
+    // hold a borrowed trait object; the parentheses are the mock's too.
+    #[allow(unused_parens)]
+    async fn route_round(
+        &self,
+        query: &RoutableQuery,
+        planner: &mut (dyn RoundPlanner + 'static),
+    ) -> StoreResult<RoutedRound> {
+        let pending = self.claim_pending(query).await?;
+        let plans = planner.plan(&pending);
+        let mut placed = std::collections::HashSet::new();
+        let mut outcomes = Vec::with_capacity(plans.len());
+        for transition in plans {
+            let id = transition.task.id;
+            let outcome = self.apply_transition(transition).await;
+            if outcome.is_ok() {
+                placed.insert(id);
+            }
+            outcomes.push(outcome);
+        }
+        let unplaced: Vec<TaskId> = pending
+            .iter()
+            .map(|t| t.id)
+            .filter(|id| !placed.contains(id))
+            .collect();
+        if !unplaced.is_empty() {
+            // A failed release only delays those tasks until their lease ends.
+            let _ = self.release_claims(&unplaced).await;
+        }
+        Ok(RoutedRound {
+            claimed: pending.len(),
+            outcomes,
+        })
+    }
 
     /// How many tasks each droplet holds (`assigned` or `in_progress`).
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>>;

@@ -20,8 +20,8 @@ use orchestrator_domain::{
     ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletChange, DropletFilter, DropletStore, RecoveryCandidate, RoutableQuery, StoreError,
-    StoreResult, TaskFilter, TaskPage, TaskStore, Transition,
+    ChangeRecord, DropletChange, DropletFilter, DropletStore, RecoveryCandidate, RoundPlanner, RoutableQuery,
+    RoutedRound, StoreError, StoreResult, TaskFilter, TaskPage, TaskStore, Transition,
 };
 use uuid::Uuid;
 
@@ -395,6 +395,43 @@ impl TaskStore for PgStore {
         Ok(tasks)
     }
 
+    /// The round in one transaction: the tasks are locked, planned and
+    /// assigned with their history rows, then committed; tasks left
+    /// pending are only unlocked. Nothing is written to claim them, and a
+    /// round cut short rolls back and hides nothing.
+    async fn route_round(
+        &self,
+        query: &RoutableQuery,
+        planner: &mut (dyn RoundPlanner + 'static),
+    ) -> StoreResult<RoutedRound> {
+        let capabilities: Vec<String> = query.capabilities.iter().map(|c| c.as_str().to_owned()).collect();
+        let limit = i32::try_from(query.limit).unwrap_or(i32::MAX);
+        let include_unconstrained = query.include_unconstrained;
+        let mut pooled = self.conn().await?;
+        let conn: &mut AsyncPgConnection = &mut pooled;
+        let round = conn
+            .transaction::<_, TxError, _>(async move |conn| {
+                let rows: Vec<TaskRow> = diesel::sql_query(LOCK_ROUTABLE)
+                    .bind::<Bool, _>(include_unconstrained)
+                    .bind::<Array<Text>, _>(capabilities)
+                    .bind::<Integer, _>(limit)
+                    .load(conn)
+                    .await?;
+                let pending = rows
+                    .into_iter()
+                    .map(|row| row.into_task(None))
+                    .collect::<StoreResult<Vec<Task>>>()?;
+                let plans = planner.plan(&pending);
+                let outcomes = crate::batch::apply_batch(conn, &plans).await?;
+                Ok(RoutedRound {
+                    claimed: pending.len(),
+                    outcomes,
+                })
+            })
+            .await?;
+        Ok(round)
+    }
+
     async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()> {
         let keys: Vec<i32> = ids.iter().filter_map(|id| i32::try_from(*id).ok()).collect();
         let mut conn = self.conn().await?;
@@ -575,6 +612,24 @@ const MARK_CANCEL_REQUESTED: &str = "\
 UPDATE tasks SET cancel_requested_at = $2, updated_at = $2
 WHERE id = $1 AND status = 'in_progress' AND cancel_requested_at IS NULL
   AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)";
+
+/// Locks a batch of routable pending tasks for the length of one routing
+/// round's transaction. `SKIP LOCKED` lets other replicas' rounds pass over
+/// them; `NO KEY UPDATE` is all an update of non-key columns needs, and it
+/// leaves the history rows' foreign-key checks unblocked. A lease still
+/// running (set by an older build's claim) is respected.
+const LOCK_ROUTABLE: &str = "\
+SELECT id, trace_id, task_type, title, description, payload, required_capability, status, priority,
+       created_at, assigned_at, started_at, completed_at, deadline, result, error_message,
+       retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at
+FROM tasks
+WHERE status = 'pending'
+  AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
+  AND (retry_after IS NULL OR retry_after <= (now() AT TIME ZONE 'UTC'))
+  AND ((required_capability IS NULL AND $1) OR required_capability = ANY($2))
+ORDER BY priority, deadline, created_at, id
+LIMIT $3
+FOR NO KEY UPDATE SKIP LOCKED";
 
 /// Claims a batch for a lease measured on the database's clock. `SKIP
 /// LOCKED` lets concurrent claims on other replicas pass over rows being
