@@ -113,3 +113,28 @@ async fn a_task_waiting_out_its_retry_backoff_says_until_when() {
         "{routing}"
     );
 }
+
+#[tokio::test]
+async fn a_large_fleet_records_only_the_best_few_candidates() {
+    let app = spawn_app().await;
+    for id in 20..28 {
+        app.register(id, &["x"], 3).await;
+    }
+    let id = app.create_task(5, Some("x")).await;
+    app.wait_for_status(id, "assigned", SOON).await;
+    let history = app.get(&format!("/tasks/{id}"), &app.admin()).await;
+    let rows = history.payload()["task"]["state_history"]
+        .as_array()
+        .cloned()
+        .expect("history");
+    let metadata = &rows
+        .iter()
+        .find(|r| r["to_status"] == "assigned")
+        .expect("assigned row")["metadata"];
+    assert_eq!(metadata["candidates_total"], 8, "{metadata}");
+    assert_eq!(
+        metadata["candidates"].as_array().map(Vec::len),
+        Some(5),
+        "{metadata}"
+    );
+}

@@ -238,9 +238,10 @@ fn routable_query(candidates: &[Candidate]) -> Option<RoutableQuery> {
     })
 }
 
-/// Candidates recorded with an assignment, the best ranked first: enough to
-/// see why, without making a history row grow with the fleet.
-const EXPLAINED_CANDIDATES: usize = 20;
+/// Candidates recorded with an assignment, the best ranked first: the
+/// chosen one and the runners-up say why. Twenty made the row about 2 KB,
+/// past the size PostgreSQL compresses, on every assignment.
+const EXPLAINED_CANDIDATES: usize = 5;
 
 /// Why an assignment went where it did: the `metadata` of its
 /// `pending → assigned` history row.
