@@ -319,11 +319,14 @@ fn lost_race(transition: &Transition, current: Option<&String>) -> StoreError {
     }
 }
 
+/// `NO KEY UPDATE`: the assignment changes no key of the droplet, so the
+/// foreign-key checks of heartbeats and assignments elsewhere (`KEY
+/// SHARE`) need not wait for it; other lockers still do.
 const LOCK_TARGETS: &str = "\
 SELECT id, droplet_id, status::text, max_concurrent_tasks FROM droplets
 WHERE droplet_id = ANY($1)
 ORDER BY id
-FOR UPDATE";
+FOR NO KEY UPDATE";
 
 const COUNT_HELD: &str = "\
 SELECT assigned_droplet_id AS droplet, count(*) AS held FROM tasks

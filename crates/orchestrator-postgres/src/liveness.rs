@@ -55,7 +55,7 @@ WITH beats AS (
 ), latest AS (
     SELECT droplet_id, max(received_at) AS at FROM beats GROUP BY droplet_id
 ), locked AS (
-    SELECT id FROM droplets WHERE id IN (SELECT droplet_id FROM latest) ORDER BY id FOR UPDATE
+    SELECT id FROM droplets WHERE id IN (SELECT droplet_id FROM latest) ORDER BY id FOR NO KEY UPDATE
 ), touched AS (
     UPDATE droplets d
     SET last_heartbeat = GREATEST(d.last_heartbeat, latest.at),

@@ -166,13 +166,15 @@ fn droplet_key(id: DropletId) -> StoreResult<i32> {
     })
 }
 
-/// The internal id of droplet `id`, locking its row when `lock` is set.
+/// The internal id of droplet `id`, locking its row when `lock` is set
+/// (`NO KEY UPDATE`: its changes never touch a key, so foreign-key checks
+/// against it go on).
 async fn droplet_row(conn: &mut AsyncPgConnection, id: DropletId, lock: bool) -> Result<DropletRow, TxError> {
     let query = droplets::table
         .filter(droplets::droplet_id.eq(droplet_key(id)?))
         .select(DropletRow::as_select());
     let row = if lock {
-        query.for_update().first(conn).await.optional()?
+        query.for_no_key_update().first(conn).await.optional()?
     } else {
         query.first(conn).await.optional()?
     };
