@@ -299,3 +299,27 @@ async fn registry_tokens_are_read_by_each_claim_and_only_from_the_registry() {
     let refused = app.get("/tasks", &ours).await;
     assert_eq!(refused.status, 401, "{refused:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_droplet_named_like_a_new_service_does_not_become_it() {
+    let registry = FakeRegistry::start().await;
+    let app = app_on(&registry).await;
+    // Droplet 45 registers itself under the name a service is about to take.
+    let squatter = json!({ "droplet_id": 45, "name": "billing", "endpoint": "http://127.0.0.1:9", "capabilities": ["x"] });
+    let registered = app.post("/droplets/register", &app.droplet(45), squatter).await;
+    assert_eq!(registered.status, 201, "{registered:?}");
+
+    let (token, _) = registry
+        .register(guide_registration(46, "billing", &["bill"]))
+        .await;
+    key_is_cached(&app, &token).await;
+    let beat = app
+        .post("/heartbeat", &token, json!({ "status": "active" }))
+        .await;
+    assert_eq!(beat.status, 200, "{beat:?}");
+    assert_eq!(
+        beat.payload()["droplet_id"],
+        46,
+        "the service id wins over a name: {beat:?}"
+    );
+}

@@ -13,15 +13,20 @@ use orchestrator_domain::{DropletId, ServiceRef};
 
 use crate::{AppResult, Ports, RegistrySync};
 
-/// How long a service found is remembered without asking the store again.
-pub const REMEMBERED_FOR: Duration = Duration::from_secs(60);
-/// Unknown services make the directory be copied again at most this often.
+/// How long a service found is remembered without asking the store again:
+/// also how long a service id the directory moved to another droplet may
+/// still name the old one here.
+pub const REMEMBERED_FOR: Duration = Duration::from_secs(10);
+/// Unknown services make the directory be copied again at most this often,
+/// and a service still unknown after that is not looked for again sooner.
 pub const UNKNOWN_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(5);
 
 pub struct ServiceDirectory {
     ports: Ports,
     registry: Option<Arc<RegistrySync>>,
     found: Mutex<HashMap<ServiceRef, (DropletId, Instant)>>,
+    /// Services found to be no droplet, and when.
+    unknown: Mutex<HashMap<Vec<ServiceRef>, Instant>>,
 }
 
 impl std::fmt::Debug for ServiceDirectory {
@@ -40,30 +45,62 @@ impl ServiceDirectory {
             ports,
             registry,
             found: Mutex::new(HashMap::new()),
+            unknown: Mutex::new(HashMap::new()),
         })
     }
 
-    /// The droplet named by the first of `names` that names one, asking the
-    /// Registry once when the store knows none of them.
+    /// The droplet `names` name. The Registry's ids come first, and a name
+    /// (which a droplet registering itself chooses) counts only when no id
+    /// finds one, even after the directory is asked again: a name never
+    /// wins over an id the directory has not been copied with yet.
     pub async fn droplet_of(&self, names: &[ServiceRef]) -> AppResult<Option<DropletId>> {
-        if let Some(id) = names.iter().find_map(|name| self.remembered(name)) {
+        let (ids, words): (Vec<ServiceRef>, Vec<ServiceRef>) = names
+            .iter()
+            .cloned()
+            .partition(|n| matches!(n, ServiceRef::Id(_)));
+        let first = if ids.is_empty() { &words } else { &ids };
+        if let Some(id) = self.known(first).await? {
             return Ok(Some(id));
         }
-        if let Some(id) = self.look_up(names).await? {
-            return Ok(Some(id));
-        }
-        let Some(registry) = &self.registry else {
+        if self.recently_unknown(names) {
             return Ok(None);
-        };
-        registry
-            .refresh_for_unknown_service(UNKNOWN_REFRESH_MIN_INTERVAL)
-            .await;
-        self.look_up(names).await
+        }
+        if let Some(registry) = &self.registry {
+            registry
+                .refresh_for_unknown_service(UNKNOWN_REFRESH_MIN_INTERVAL)
+                .await;
+        }
+        for group in [&ids, &words] {
+            if let Some(id) = self.look_up(group).await? {
+                return Ok(Some(id));
+            }
+        }
+        self.lock_unknown().insert(names.to_vec(), Instant::now());
+        Ok(None)
+    }
+
+    /// Found in memory, else in the store.
+    async fn known(&self, names: &[ServiceRef]) -> AppResult<Option<DropletId>> {
+        match names.iter().find_map(|name| self.remembered(name)) {
+            Some(id) => Ok(Some(id)),
+            None => self.look_up(names).await,
+        }
+    }
+
+    fn recently_unknown(&self, names: &[ServiceRef]) -> bool {
+        let mut unknown = self.lock_unknown();
+        unknown.retain(|_, at| at.elapsed() < UNKNOWN_REFRESH_MIN_INTERVAL);
+        unknown.contains_key(names)
+    }
+
+    fn lock_unknown(&self) -> std::sync::MutexGuard<'_, HashMap<Vec<ServiceRef>, Instant>> {
+        self.unknown.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Forgets the services found (`POST /management/cache/clear`).
     pub fn forget(&self) {
         self.found.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.lock_unknown().clear();
     }
 
     async fn look_up(&self, names: &[ServiceRef]) -> AppResult<Option<DropletId>> {
