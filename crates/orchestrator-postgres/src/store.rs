@@ -424,7 +424,7 @@ impl TaskStore for PgStore {
                     .map(|row| row.into_task(None))
                     .collect::<StoreResult<Vec<Task>>>()?;
                 let plans = planner.plan(&pending);
-                let outcomes = crate::batch::apply_batch(conn, &plans).await?;
+                let outcomes = assign_in_savepoints(conn, &plans).await?;
                 Ok(RoutedRound {
                     claimed: pending.len(),
                     outcomes,
@@ -614,6 +614,38 @@ const MARK_CANCEL_REQUESTED: &str = "\
 UPDATE tasks SET cancel_requested_at = $2, updated_at = $2
 WHERE id = $1 AND status = 'in_progress' AND cancel_requested_at IS NULL
   AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)";
+
+/// Applies a round's assignments within its transaction, in a savepoint:
+/// all at once, or, when that fails with a database error, each in a
+/// savepoint of its own, so that one assignment the database refuses gets
+/// the error alone and the others are still made (the tasks stay locked
+/// throughout).
+async fn assign_in_savepoints(
+    conn: &mut AsyncPgConnection,
+    plans: &[Transition],
+) -> Result<Vec<StoreResult<Task>>, TxError> {
+    let together = conn
+        .transaction::<_, TxError, _>(async |conn| Ok(crate::batch::apply_batch(conn, plans).await?))
+        .await;
+    if !matches!(together, Err(TxError::Db(_))) {
+        return together;
+    }
+    let mut outcomes = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let one = conn
+            .transaction::<_, TxError, _>(async |conn| {
+                Ok(crate::batch::apply_batch(conn, std::slice::from_ref(plan)).await?)
+            })
+            .await;
+        outcomes.push(match one {
+            Ok(mut outcome) => outcome
+                .pop()
+                .unwrap_or_else(|| Err(StoreError::Unavailable("no outcome for the assignment".into()))),
+            Err(err) => Err(StoreError::from(err)),
+        });
+    }
+    Ok(outcomes)
+}
 
 /// Locks a batch of routable pending tasks for the length of one routing
 /// round's transaction. `SKIP LOCKED` lets other replicas' rounds pass over

@@ -67,6 +67,24 @@ impl RoundPlanner for ToSeven {
     }
 }
 
+/// Assigns every task to droplet 7, the last with a history record the
+/// database refuses (JSONB holds no NUL character).
+struct OneRefused;
+
+impl RoundPlanner for OneRefused {
+    fn plan(&mut self, pending: &[Task]) -> Vec<Transition> {
+        let mut plans = ToSeven {
+            assign: true,
+            seen: Vec::new(),
+        }
+        .plan(pending);
+        if let Some(last) = plans.last_mut() {
+            last.record.metadata = Some(serde_json::json!({ "note": "\u{0}" }));
+        }
+        plans
+    }
+}
+
 /// Dies in the middle of the round, as a killed process would.
 struct Dies;
 
@@ -124,4 +142,32 @@ async fn a_round_cut_short_hides_nothing() {
     );
     let history = store.task_history(task.id).await.expect("history");
     assert_eq!(history.len(), 2, "created, then assigned once: {history:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_assignment_the_database_refuses_fails_alone() {
+    let (_database, store, first) = store_with_a_pending_task().await;
+    let second = store
+        .create_task(
+            new_task("echo", 5, Some("echo")),
+            Uuid::new_v4(),
+            ChangeRecord::default(),
+            Utc::now(),
+        )
+        .await
+        .expect("create");
+    let round = store
+        .route_round(&query(), &mut OneRefused)
+        .await
+        .expect("the round goes on");
+    let outcomes: Vec<bool> = round.outcomes.iter().map(Result::is_ok).collect();
+    assert_eq!(outcomes, [true, false], "{:?}", round.outcomes);
+    assert_eq!(
+        store.get_task(first.id).await.expect("get").status,
+        TaskStatus::Assigned
+    );
+    assert_eq!(
+        store.get_task(second.id).await.expect("get").status,
+        TaskStatus::Pending
+    );
 }
