@@ -302,6 +302,21 @@ impl TestApp {
     }
 }
 
+/// Polls `probe` every 100 ms until it holds, failing the test after
+/// `seconds` with `what`: for a state another process reaches in its own
+/// time (a key fetched at start, a droplet made active by its heartbeats).
+pub async fn eventually<F, Fut>(seconds: u64, what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(seconds);
+    while !probe().await {
+        assert!(tokio::time::Instant::now() < give_up, "not in time: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The next event frame of a feed as JSON, failing after `within`.
 pub async fn next_event(feed: &mut Feed, within: Duration) -> Value {
     use futures_util::StreamExt;

@@ -9,7 +9,7 @@ use orchestrator_domain::Permission;
 use orchestrator_tests::fake_registry::{
     FIRST_SERVICE_ID, FakeRegistry, OTHER_PRIVATE, REGISTRY_PRIVATE, service_token, sign,
 };
-use orchestrator_tests::{TestApp, spawn_app, spawn_app_with};
+use orchestrator_tests::{TestApp, eventually, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
 async fn app_on(registry: &FakeRegistry) -> TestApp {
@@ -33,13 +33,10 @@ fn guide_registration(droplet_id: i64, name: &str, capabilities: &[&str]) -> Val
 
 /// Waits until the orchestrator has the Registry's key (fetched at start).
 async fn key_is_cached(app: &TestApp, token: &str) {
-    for _ in 0..50 {
-        if app.get("/tasks", token).await.status == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the Registry's key was never fetched");
+    eventually(5, "the Registry's key fetched", || async {
+        app.get("/tasks", token).await.status == 200
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,10 +8,9 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};
-use std::time::Duration;
 
 use orchestrator_tests::fake_registry::FakeRegistry;
-use orchestrator_tests::{TestApp, spawn_app_with};
+use orchestrator_tests::{TestApp, eventually, spawn_app_with};
 use serde_json::Value;
 
 fn script() -> PathBuf {
@@ -85,14 +84,13 @@ async fn submit(registry: &FakeRegistry, app: &TestApp, text: &str) -> Output {
 }
 
 async fn wait_until_active(app: &TestApp, id: i64) -> Value {
-    for _ in 0..100 {
-        let reply = app.get(&format!("/droplets/{id}"), &app.admin()).await;
-        if reply.status == 200 && reply.payload()["droplet"]["status"] == "active" {
-            return reply.payload()["droplet"].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("droplet {id} never became active by its heartbeats");
+    let droplet =
+        || async { app.get(&format!("/droplets/{id}"), &app.admin()).await.payload()["droplet"].clone() };
+    eventually(10, "the droplet made active by its heartbeats", || async {
+        droplet().await["status"] == "active"
+    })
+    .await;
+    droplet().await
 }
 
 async fn run_the_walk_through(push: bool) {

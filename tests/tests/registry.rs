@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use orchestrator_tests::fake_registry::{OTHER_PRIVATE, REGISTRY_PRIVATE, REGISTRY_PUBLIC, sign};
-use orchestrator_tests::{TestApp, spawn_app_with};
+use orchestrator_tests::{TestApp, eventually, spawn_app_with};
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -55,19 +55,6 @@ fn registry_token(key: &str, id: i64) -> String {
         key,
         json!({ "sub": format!("droplet-{id}"), "permissions": ["read", "write"], "droplet_id": id }),
     )
-}
-
-/// Polls `probe` every 100 ms for up to `seconds`.
-async fn eventually<F, Fut>(seconds: u64, what: &str, mut probe: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(seconds);
-    while !probe().await {
-        assert!(tokio::time::Instant::now() < give_up, "not in time: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn droplet(app: &TestApp, id: i64) -> Value {

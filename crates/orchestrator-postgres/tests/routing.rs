@@ -12,6 +12,18 @@ use orchestrator_testkit::fixtures::{capability, new_task, registration};
 use orchestrator_testkit::pg::TestDatabase;
 use uuid::Uuid;
 
+async fn create_pending(store: &PgStore) -> Task {
+    store
+        .create_task(
+            new_task("echo", 5, Some("echo")),
+            Uuid::new_v4(),
+            ChangeRecord::default(),
+            Utc::now(),
+        )
+        .await
+        .expect("create")
+}
+
 async fn store_with_a_pending_task() -> (TestDatabase, PgStore, Task) {
     let database = TestDatabase::create().await;
     run_migrations(&database.url).await.expect("migrations apply");
@@ -20,15 +32,7 @@ async fn store_with_a_pending_task() -> (TestDatabase, PgStore, Task) {
         .register_droplet(registration(7, &["echo"]), Utc::now())
         .await
         .expect("register");
-    let task = store
-        .create_task(
-            new_task("echo", 5, Some("echo")),
-            Uuid::new_v4(),
-            ChangeRecord::default(),
-            Utc::now(),
-        )
-        .await
-        .expect("create");
+    let task = create_pending(&store).await;
     (database, store, task)
 }
 
@@ -147,15 +151,7 @@ async fn a_round_cut_short_hides_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_assignment_the_database_refuses_fails_alone() {
     let (_database, store, first) = store_with_a_pending_task().await;
-    let second = store
-        .create_task(
-            new_task("echo", 5, Some("echo")),
-            Uuid::new_v4(),
-            ChangeRecord::default(),
-            Utc::now(),
-        )
-        .await
-        .expect("create");
+    let second = create_pending(&store).await;
     let round = store
         .route_round(&query(), &mut OneRefused)
         .await

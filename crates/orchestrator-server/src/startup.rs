@@ -56,7 +56,7 @@ pub struct AppState {
     /// once the server exists.
     pub server: std::sync::OnceLock<actix_web::dev::ServerHandle>,
     /// Set once a graceful stop has begun: `/readyz` then answers 503.
-    pub stopping: Arc<AtomicBool>,
+    pub stopping: AtomicBool,
 }
 
 impl AppState {
@@ -186,7 +186,7 @@ impl Application {
             },
             settings,
             server: std::sync::OnceLock::new(),
-            stopping: Arc::new(AtomicBool::new(false)),
+            stopping: AtomicBool::new(false),
         });
         let shared = state.clone();
         let requests = web::Data::new(RequestLimit(PerCallerLimit::per_minute(
@@ -239,11 +239,6 @@ impl Application {
             tracing::warn!(error = %err, "could not write the last heartbeats before exiting");
         }
         served
-    }
-
-    /// A handle to stop the server gracefully.
-    pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
-        self.server.handle()
     }
 
     /// What the handlers share; `main` stops the server through it
