@@ -249,3 +249,27 @@ async fn the_mesh_endpoints_through_the_client() {
         "{metadata:?}"
     );
 }
+
+#[tokio::test]
+async fn a_batch_through_the_client_comes_back_in_order() {
+    let app = spawn_app_with(&[]).await;
+    let alice = Client::new(&app.address)
+        .expect("url")
+        .with_token(app.writer("alice"));
+    let drafts: Vec<TaskDraft> = ["first", "second", "third"]
+        .iter()
+        .map(|title| TaskDraft {
+            task_type: "echo".into(),
+            title: Some((*title).into()),
+            ..TaskDraft::default()
+        })
+        .collect();
+    let created = alice.create_tasks(&drafts).await.expect("batch");
+    let mut titles = Vec::new();
+    for answer in &created {
+        titles.push(alice.get_task(answer.task_id).await.expect("get").task.title);
+    }
+    assert_eq!(titles, ["first", "second", "third"]);
+    let refused = alice.create_tasks(&[]).await.expect_err("an empty batch");
+    assert_eq!(refused.code(), Some("validation_failed"));
+}

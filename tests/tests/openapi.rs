@@ -17,6 +17,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/dependencies", &["get"]),
     ("/openapi.json", &["get"]),
     ("/tasks", &["get", "post"]),
+    ("/tasks/batch", &["post"]),
     ("/tasks/{task_id}", &["get", "patch", "delete"]),
     ("/tasks/{task_id}/cancel-request", &["post"]),
     ("/droplets", &["get"]),

@@ -100,21 +100,46 @@ impl TaskService {
         require(caller, Permission::Write)?;
         let now = self.ports.clock.now();
         let new = NewTask::parse(draft, now)?;
-        let record = ChangeRecord {
-            changed_by: Some(caller.subject.clone()),
-            reason: Some("task created".into()),
-            metadata: None,
-        };
         let task = self
             .ports
             .tasks
-            .create_task(new, Uuid::new_v4(), record, now)
+            .create_task(new, Uuid::new_v4(), creation_record(caller), now)
             .await?;
         self.ports
             .events
             .publish(DomainEvent::TaskCreated(task.clone()))
             .await;
         Ok(task)
+    }
+
+    /// Creates every task of `drafts` in one commit, or none: each is
+    /// validated first, and the first invalid one is named by its index.
+    /// The tasks come back in the order of `drafts`.
+    pub async fn create_batch(&self, caller: &Caller, drafts: Vec<TaskDraft>) -> AppResult<Vec<Task>> {
+        require(caller, Permission::Write)?;
+        check_batch_size(drafts.len())?;
+        let now = self.ports.clock.now();
+        let news = drafts
+            .into_iter()
+            .enumerate()
+            .map(|(i, draft)| {
+                NewTask::parse(draft, now)
+                    .map(|new| (new, Uuid::new_v4()))
+                    .map_err(|e| ValidationError::new(format!("tasks[{i}].{}", e.field), e.message))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let tasks = self
+            .ports
+            .tasks
+            .create_tasks(news, creation_record(caller), now)
+            .await?;
+        for task in &tasks {
+            self.ports
+                .events
+                .publish(DomainEvent::TaskCreated(task.clone()))
+                .await;
+        }
+        Ok(tasks)
     }
 
     pub async fn list(&self, caller: &Caller, filter: TaskFilter) -> AppResult<TaskListing> {
@@ -409,6 +434,28 @@ fn view(task: Task, names: &HashMap<DropletId, String>) -> TaskView {
     TaskView {
         task,
         assigned_droplet_name,
+    }
+}
+
+/// The most tasks one `create_batch` takes.
+pub const MAX_BATCH_TASKS: usize = 1000;
+
+fn check_batch_size(size: usize) -> Result<(), ValidationError> {
+    match size {
+        0 => Err(ValidationError::new("tasks", "give at least one task")),
+        n if n > MAX_BATCH_TASKS => Err(ValidationError::new(
+            "tasks",
+            format!("at most {MAX_BATCH_TASKS} tasks go in one batch; this one has {n}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn creation_record(caller: &Caller) -> ChangeRecord {
+    ChangeRecord {
+        changed_by: Some(caller.subject.clone()),
+        reason: Some("task created".into()),
+        metadata: None,
     }
 }
 

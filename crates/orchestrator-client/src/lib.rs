@@ -334,6 +334,28 @@ impl Client {
         self.send(reqwest::Method::POST, "/tasks", Some(draft)).await
     }
 
+    /// Submits up to 1,000 tasks in one commit: all are created, or none
+    /// (and the error names the first invalid one). The answers come in
+    /// the order of `drafts`.
+    pub async fn create_tasks(&self, drafts: &[TaskDraft]) -> Result<Vec<TaskCreated>, ClientError> {
+        #[derive(Serialize)]
+        struct Batch<'a> {
+            tasks: &'a [TaskDraft],
+        }
+        #[derive(Deserialize)]
+        struct Created {
+            tasks: Vec<TaskCreated>,
+        }
+        let created: Created = self
+            .send(
+                reqwest::Method::POST,
+                "/tasks/batch",
+                Some(&Batch { tasks: drafts }),
+            )
+            .await?;
+        Ok(created.tasks)
+    }
+
     pub async fn list_tasks(&self, query: &TaskQuery) -> Result<TaskPage, ClientError> {
         self.get_with("/tasks", query).await
     }

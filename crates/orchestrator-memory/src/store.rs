@@ -80,7 +80,35 @@ fn cannot_take(droplet: &Droplet, held: usize) -> Option<String> {
     }
 }
 
+fn trace_id_taken(trace_id: Uuid) -> StoreError {
+    StoreError::Conflict(format!("a task with trace_id {trace_id} already exists"))
+}
+
 impl State {
+    /// Stores a new task whose trace id the caller has already taken.
+    fn insert_task(
+        &mut self,
+        task: NewTask,
+        trace_id: Uuid,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> Task {
+        self.last_task_id += 1;
+        let task = task.into_task(self.last_task_id, trace_id, record.changed_by.clone(), at);
+        self.tasks.insert(task.id, task.clone());
+        self.push_history(|id| HistoryEntry {
+            id,
+            task_id: task.id,
+            from_status: None,
+            to_status: TaskStatus::Pending,
+            changed_by: record.changed_by,
+            reason: record.reason,
+            metadata: record.metadata,
+            changed_at: at,
+        });
+        task
+    }
+
     fn task(&self, id: TaskId) -> StoreResult<&Task> {
         self.tasks
             .get(&id)
@@ -193,24 +221,30 @@ impl TaskStore for MemoryStore {
     ) -> StoreResult<Task> {
         let mut state = self.lock();
         if !state.trace_ids.insert(trace_id) {
-            return Err(StoreError::Conflict(format!(
-                "a task with trace_id {trace_id} already exists"
-            )));
+            return Err(trace_id_taken(trace_id));
         }
-        state.last_task_id += 1;
-        let task = task.into_task(state.last_task_id, trace_id, record.changed_by.clone(), at);
-        state.tasks.insert(task.id, task.clone());
-        state.push_history(|id| HistoryEntry {
-            id,
-            task_id: task.id,
-            from_status: None,
-            to_status: TaskStatus::Pending,
-            changed_by: record.changed_by,
-            reason: record.reason,
-            metadata: record.metadata,
-            changed_at: at,
-        });
-        Ok(task)
+        Ok(state.insert_task(task, trace_id, record, at))
+    }
+
+    async fn create_tasks(
+        &self,
+        tasks: Vec<(NewTask, Uuid)>,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Task>> {
+        let mut state = self.lock();
+        let mut seen = HashSet::new();
+        if let Some((_, taken)) = tasks
+            .iter()
+            .find(|(_, trace)| state.trace_ids.contains(trace) || !seen.insert(*trace))
+        {
+            return Err(trace_id_taken(*taken));
+        }
+        state.trace_ids.extend(seen);
+        Ok(tasks
+            .into_iter()
+            .map(|(task, trace_id)| state.insert_task(task, trace_id, record.clone(), at))
+            .collect())
     }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {

@@ -153,6 +153,16 @@ pub trait TaskStore: Send + Sync {
         at: DateTime<Utc>,
     ) -> StoreResult<Task>;
 
+    /// Stores every task of `tasks` (each with its trace id) as `pending`,
+    /// with its first history row, in one commit: all of them or, on any
+    /// error, none. The tasks come back in the order given.
+    async fn create_tasks(
+        &self,
+        tasks: Vec<(NewTask, Uuid)>,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Task>>;
+
     async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
 
     /// The task's history, oldest first.

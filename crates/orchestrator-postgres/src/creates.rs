@@ -144,6 +144,19 @@ fn missing() -> StoreError {
     StoreError::Unavailable("the store returned no row for a created task".into())
 }
 
+/// Inserts all of `creations` in one statement, hence one commit: all of
+/// them or none. Submitted as a batch by its caller, it does not wait for the
+/// grouped creations of others.
+pub(crate) async fn create_all(
+    pool: &Pool<AsyncPgConnection>,
+    creations: &[Creation],
+) -> StoreResult<Vec<Task>> {
+    if creations.is_empty() {
+        return Ok(Vec::new());
+    }
+    insert(pool, creations).await?.into_iter().collect()
+}
+
 /// Inserts the tasks with their history rows in one statement; the outcomes
 /// are in the order of `creations`.
 async fn insert(

@@ -255,6 +255,24 @@ impl TaskStore for PgStore {
         self.creates.submit(&self.pool, creation).await
     }
 
+    async fn create_tasks(
+        &self,
+        tasks: Vec<(NewTask, Uuid)>,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Task>> {
+        let creations: Vec<Creation> = tasks
+            .into_iter()
+            .map(|(task, trace_id)| Creation {
+                task,
+                trace_id,
+                record: record.clone(),
+                at,
+            })
+            .collect();
+        crate::creates::create_all(&self.pool, &creations).await
+    }
+
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
         let key = task_key(id)?;
         let mut conn = self.conn().await?;

@@ -74,6 +74,7 @@ const ERRORS: &[(&str, &str)] = &[
         service::readiness,
         service::metadata,
         tasks::create,
+        tasks::create_batch,
         tasks::list,
         tasks::get,
         tasks::update_status,

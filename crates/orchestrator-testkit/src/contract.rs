@@ -100,6 +100,47 @@ pub async fn trace_ids_are_unique(stores: &Stores) {
     assert!(matches!(second, Err(StoreError::Conflict(_))), "{second:?}");
 }
 
+pub async fn a_batch_of_creations_is_all_or_nothing(stores: &Stores) {
+    let first = create(stores, "a", 5, 0).await;
+    let batch = (0..3)
+        .map(|n| (new_task(&format!("kind-{n}"), 5, None), Uuid::new_v4()))
+        .collect();
+    let created = stores
+        .tasks
+        .create_tasks(batch, by("bob"), at(1))
+        .await
+        .expect("created");
+    let kinds: Vec<&str> = created.iter().map(|t| t.task_type.as_str()).collect();
+    assert_eq!(kinds, ["kind-0", "kind-1", "kind-2"], "in the order given");
+    assert!(created.windows(2).all(|w| w[0].id < w[1].id), "{created:?}");
+    for task in &created {
+        assert_eq!(
+            (task.status, task.created_by.as_deref()),
+            (TaskStatus::Pending, Some("bob"))
+        );
+        assert_eq!(
+            history_statuses(stores, task.id).await,
+            [(None, TaskStatus::Pending)]
+        );
+    }
+    let reused = vec![
+        (new_task("fresh", 5, None), Uuid::new_v4()),
+        (new_task("again", 5, None), first.trace_id),
+    ];
+    let refused = stores.tasks.create_tasks(reused, by("bob"), at(2)).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    let twice = Uuid::new_v4();
+    let doubled = vec![(new_task("x", 5, None), twice), (new_task("y", 5, None), twice)];
+    let refused = stores.tasks.create_tasks(doubled, by("bob"), at(2)).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    let all = stores
+        .tasks
+        .list_tasks(&TaskFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(all.total, 4, "a refused batch leaves nothing behind");
+}
+
 pub async fn unknown_task_is_not_found(stores: &Stores) {
     let not_found = |r: &Result<_, StoreError>| matches!(r, Err(StoreError::NotFound { entity: "task", .. }));
     assert!(not_found(&stores.tasks.get_task(4242).await.map(|_| ())));

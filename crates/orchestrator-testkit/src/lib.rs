@@ -45,6 +45,7 @@ macro_rules! store_contract_tests {
         $crate::store_contract_tests!(@cases $make;
             create_task_is_pending_with_first_history_row,
             trace_ids_are_unique,
+            a_batch_of_creations_is_all_or_nothing,
             unknown_task_is_not_found,
             list_filters_paginates_and_counts,
             list_is_newest_first,

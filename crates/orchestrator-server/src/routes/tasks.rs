@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(create))
                     .route(web::get().to(list)),
             )
+            .service(resource("/batch", "POST").route(web::post().to(create_batch)))
             .service(
                 resource("/{task_id}", "GET, PATCH, DELETE")
                     .route(web::get().to(get))
@@ -89,6 +90,40 @@ pub(crate) async fn create(
 ) -> Result<Udc<TaskCreated>, ApiError> {
     let task = app.tasks.create(&caller, draft).await?;
     Ok(Udc::created(created_reply(&task)))
+}
+
+/// Tasks submitted together (`POST /tasks/batch`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TaskBatch {
+    /// From 1 to 1,000 tasks, each as `POST /tasks` takes it.
+    tasks: Vec<TaskDraft>,
+}
+
+/// The tasks of a batch, created, in the order they were sent.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BatchCreated {
+    tasks: Vec<TaskCreated>,
+}
+
+/// Submits up to 1,000 tasks in one commit: every task is checked first,
+/// and if any is invalid none is created (422 naming it by its index).
+#[utoipa::path(
+    post,
+    path = "/tasks/batch",
+    tag = "tasks",
+    request_body = TaskBatch,
+    responses((status = 201, description = "All created, in the order sent", body = BatchCreated)),
+)]
+pub(crate) async fn create_batch(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+    Body(batch): Body<TaskBatch>,
+) -> Result<Udc<BatchCreated>, ApiError> {
+    let tasks = app.tasks.create_batch(&caller, batch.tasks).await?;
+    Ok(Udc::created(BatchCreated {
+        tasks: tasks.iter().map(created_reply).collect(),
+    }))
 }
 
 pub(crate) fn created_reply(task: &Task) -> TaskCreated {
