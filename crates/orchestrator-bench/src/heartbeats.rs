@@ -24,7 +24,7 @@ async fn commits(url: &str, name: &str) -> anyhow::Result<i64> {
 }
 
 /// CPU seconds this process has used (user + system), from `/proc`.
-fn cpu_seconds() -> Option<f64> {
+pub(crate) fn cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;

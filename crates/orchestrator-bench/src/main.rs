@@ -258,6 +258,7 @@ async fn w1(total: usize) -> anyhow::Result<f64> {
     let droplets = start_droplets(&bench);
     let _routing = bench.router.start();
     let completions = Completions::start(&bench);
+    let usage = Usage::start();
     let started = Instant::now();
     bench.router.set_paused(false);
     completions
@@ -267,7 +268,8 @@ async fn w1(total: usize) -> anyhow::Result<f64> {
     droplets.iter().for_each(|h| h.abort());
     let rate = total as f64 / elapsed;
     println!(
-        "  {total} tasks pending → assigned → in_progress → completed in {elapsed:.1} s: {rate:.0} tasks/s end to end"
+        "  {total} tasks pending → assigned → in_progress → completed in {elapsed:.1} s: {rate:.0} tasks/s end to end\n    {}",
+        usage.report(total)
     );
     Ok(rate)
 }
@@ -304,6 +306,7 @@ async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
     let droplets = start_droplets(&bench);
     let _routing = bench.router.start();
     let completions = Completions::start(&bench);
+    let usage = Usage::start();
     let total = (rate * seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / f64::from(rate));
     let loader = caller("loader".into(), Permission::Write, None);
@@ -339,12 +342,52 @@ async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
     };
     let (assigned, done) = (latencies(&t.assigned), latencies(&t.completed));
     println!(
-        "  {rate}/s for {seconds} s ({total} tasks, {} completed):\n    submit→assigned  {}\n    submit→completed {}",
+        "  {rate}/s for {seconds} s ({total} tasks, {} completed):\n    submit→assigned  {}\n    submit→completed {}\n    {}",
         done.len(),
         summary(&assigned),
-        summary(&done)
+        summary(&done),
+        usage.report(total)
     );
     Ok(())
+}
+
+/// The CPU this process (the use cases, the router and the simulated
+/// droplets) used from `start` on, and its memory.
+struct Usage {
+    cpu_before: Option<f64>,
+}
+
+impl Usage {
+    fn start() -> Self {
+        Usage {
+            cpu_before: heartbeats::cpu_seconds(),
+        }
+    }
+
+    fn report(&self, tasks: usize) -> String {
+        let cpu = heartbeats::cpu_seconds()
+            .zip(self.cpu_before)
+            .map_or(f64::NAN, |(after, before)| after - before);
+        let (rss, peak) = memory_mib();
+        format!(
+            "orchestrator process (use cases, router and the simulated droplets): CPU {cpu:.1} s, {:.0} µs per task; RSS {rss:.0} MiB (peak {peak:.0} MiB)",
+            cpu * 1e6 / tasks as f64
+        )
+    }
+}
+
+/// This process's resident memory now and at its peak, in MiB, from `/proc`.
+fn memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (kib("VmRSS:") / 1024.0, kib("VmHWM:") / 1024.0)
 }
 
 fn summary(sorted_ms: &[f64]) -> String {

@@ -9,6 +9,7 @@
 //!   `BENCH_HTTP_SECONDS` (default 10); latencies from each task's intended
 //!   send time, so that a slow server cannot hide its delay.
 //! - H3: `POST /tasks` alone at saturation (no droplets), 64 connections.
+//! - H3b: `POST /tasks/batch` of 100 tasks alone at saturation, 8 connections.
 //! - H4: `GET /health` alone at saturation, 64 connections.
 //!
 //! `BENCH_ONLY=peer` runs the workload of `make bench-peers` instead and
@@ -34,6 +35,9 @@ use crate::server::Server;
 const DROPLETS: i64 = 12;
 const SLOTS: usize = 16;
 const CONNECTIONS: usize = 64;
+/// Tasks in each request of H3b, and its connections.
+const BATCH: usize = 100;
+const BATCH_CONNECTIONS: usize = 8;
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -98,8 +102,21 @@ async fn main() -> anyhow::Result<()> {
             path: "/tasks",
             token: Some(server.token("loader", Permission::Write, None)),
             body: Some(Arc::new(serde_json::to_vec(&body)?)),
+            tasks_per_request: 1,
         };
         saturate::run(&server, target, CONNECTIONS, seconds).await?;
+        println!("H3b: POST /tasks/batch of {BATCH} tasks at saturation");
+        let server = Server::start(config.workers, config.pool).await?;
+        let batch = json!({ "tasks": vec![body; BATCH] });
+        let target = saturate::Target {
+            name: "POST /tasks/batch",
+            method: reqwest::Method::POST,
+            path: "/tasks/batch",
+            token: Some(server.token("loader", Permission::Write, None)),
+            body: Some(Arc::new(serde_json::to_vec(&batch)?)),
+            tasks_per_request: BATCH,
+        };
+        saturate::run(&server, target, BATCH_CONNECTIONS, seconds).await?;
     }
     if runs("h4") {
         println!("H4: GET /health at saturation");
@@ -110,6 +127,7 @@ async fn main() -> anyhow::Result<()> {
             path: "/health",
             token: None,
             body: None,
+            tasks_per_request: 0,
         };
         saturate::run(&server, target, CONNECTIONS, seconds).await?;
     }

@@ -15,6 +15,8 @@ pub struct Target {
     pub path: &'static str,
     pub token: Option<String>,
     pub body: Option<Arc<Vec<u8>>>,
+    /// Tasks each request carries (0 when it carries none), for a rate in tasks/s.
+    pub tasks_per_request: usize,
 }
 
 pub async fn run(server: &Server, target: Target, connections: usize, seconds: u64) -> anyhow::Result<()> {
@@ -37,8 +39,12 @@ pub async fn run(server: &Server, target: Target, connections: usize, seconds: u
         failed += errors;
     }
     let rate = latencies.len() as f64 / seconds as f64;
+    let tasks = match target.tasks_per_request {
+        0 | 1 => String::new(),
+        n => format!(" ({:.0} tasks/s)", rate * n as f64),
+    };
     println!(
-        "  {} alone, {connections} connections, {seconds} s: {rate:.0} req/s answered 2xx, {failed} failed\n    latency {}\n    {}",
+        "  {} alone, {connections} connections, {seconds} s: {rate:.0} req/s answered 2xx{tasks}, {failed} failed\n    latency {}\n    {}",
         target.name,
         latencies.summary(),
         meter.report(server).await?
