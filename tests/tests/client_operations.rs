@@ -208,8 +208,16 @@ async fn admins_read_the_version_and_pause_and_resume_jobs() {
             "health_monitor",
             "task_router",
             "heartbeat_cleanup",
-            "websocket_ping"
+            "websocket_ping",
+            "registry_sync"
         ]
+    );
+    assert!(
+        jobs[4]
+            .idle_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("REGISTRY_URL")),
+        "{jobs:?}"
     );
     assert_eq!(jobs[1].interval_seconds, 3600, "ROUTER_INTERVAL of the suite");
     assert!(jobs.iter().all(|j| !j.paused), "{jobs:?}");
@@ -276,7 +284,7 @@ async fn an_emergency_stop_pauses_every_job_until_each_is_resumed() {
     let admin = client(&app, app.admin());
     let stop = admin.emergency_stop().await.expect("stop");
     assert!(stop.stopped);
-    assert_eq!(stop.jobs.len(), 4, "{stop:?}");
+    assert_eq!(stop.jobs.len(), 5, "{stop:?}");
     assert!(stop.jobs.iter().all(|j| j.paused), "{stop:?}");
     assert!(stop.resume.contains("task_router"), "{}", stop.resume);
     assert!(admin.jobs().await.expect("jobs").iter().all(|j| j.paused));
@@ -360,6 +368,7 @@ async fn the_metrics_come_back_typed() {
         summary.droplets_by_status,
         BTreeMap::from([(DropletStatus::Active, 1)])
     );
+    assert_eq!((summary.tasks_total, summary.droplets_total), (4, 1));
     assert!(
         (summary.finished_per_hour - 3.0 / 24.0).abs() < 1e-9,
         "{summary:?}"
@@ -450,6 +459,7 @@ async fn the_metrics_come_back_typed() {
         .expect("routing");
     assert_eq!(routing.time_range, TimeRange::Day);
     assert_eq!(routing.assignments_per_droplet, BTreeMap::from([(8, 3)]));
+    assert_eq!(routing.assignments_total, 3);
     assert_eq!(
         routing.pending_without_capable_droplet,
         BTreeMap::from([("y".to_owned(), 1)])
@@ -469,7 +479,12 @@ async fn the_metrics_come_back_typed() {
     let health = analyst.system_health().await.expect("system health");
     assert_eq!(health.store.status, StoreStatus::Up);
     assert!(health.store.latency_ms.is_some_and(|ms| ms >= 0.0), "{health:?}");
-    assert_eq!(health.jobs.len(), 4, "{health:?}");
+    assert_eq!(health.jobs.len(), 5, "{health:?}");
+    let droplets = health.droplets.as_ref().expect("the store is up");
+    assert_eq!(
+        (droplets.total, droplets.late_heartbeats),
+        (droplets.by_status.values().sum(), 0)
+    );
     assert_eq!(health.websockets.total_connections, 0);
     assert!(health.memory_mb.is_some_and(|mb| mb > 1.0), "{health:?}");
 

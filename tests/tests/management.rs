@@ -7,6 +7,48 @@ use reqwest::Method;
 use serde_json::json;
 
 #[tokio::test]
+async fn registry_sync_is_listed_idle_without_a_registry_and_can_be_paused() {
+    let app = spawn_app().await;
+    let admin = app.admin();
+    let jobs = app.get("/management/scheduler/jobs", &admin).await;
+    let sync = jobs.payload()["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["id"] == "registry_sync").cloned())
+        .expect("registry_sync is listed");
+    let reason = sync["idle_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("REGISTRY_URL"), "{sync}");
+    assert_eq!(
+        (sync["runs"].as_u64(), sync["next_run_at"].is_null()),
+        (Some(0), true),
+        "{sync}"
+    );
+    let others_idle = jobs.payload()["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|j| j["id"] != "registry_sync" && !j["idle_reason"].is_null())
+        .count();
+    assert_eq!(others_idle, 0, "only the Registry's job lacks its service");
+    let paused = app
+        .post(
+            "/management/scheduler/jobs/registry_sync/pause",
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(paused.status, 200, "{paused:?}");
+    assert_eq!(paused.payload()["job"]["paused"], true, "{paused:?}");
+    let resumed = app
+        .post(
+            "/management/scheduler/jobs/registry_sync/resume",
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(resumed.payload()["job"]["paused"], false, "{resumed:?}");
+}
+
+#[tokio::test]
 async fn admins_see_the_jobs_and_others_are_refused() {
     let app = spawn_app().await;
     let reply = app.get("/management/scheduler/jobs", &app.admin()).await;
@@ -19,7 +61,8 @@ async fn admins_see_the_jobs_and_others_are_refused() {
             "health_monitor",
             "task_router",
             "heartbeat_cleanup",
-            "websocket_ping"
+            "websocket_ping",
+            "registry_sync"
         ]
     );
     for field in [

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use orchestrator_tests::{TestApp, spawn_app};
+use orchestrator_tests::{TestApp, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
 const SOON: Duration = Duration::from_secs(5);
@@ -43,6 +43,13 @@ async fn the_metrics_describe_what_happened() {
         json!({ "pending": 1, "completed": 2, "failed": 1 })
     );
     assert_eq!(summary["droplets_by_status"], json!({ "active": 1 }));
+    assert_eq!(
+        (
+            summary["tasks_total"].as_u64(),
+            summary["droplets_total"].as_u64()
+        ),
+        (Some(4), Some(1))
+    );
 
     let performance = payload(&app, "/metrics/tasks/performance?time_range=1h").await;
     assert_eq!(
@@ -84,14 +91,47 @@ async fn the_metrics_describe_what_happened() {
 
     let routing = payload(&app, "/metrics/routing").await;
     assert_eq!(routing["assignments_per_droplet"], json!({ "8": 3 }));
+    assert_eq!(routing["assignments_total"], 3);
     assert_eq!(routing["pending_without_capable_droplet"], json!({ "y": 1 }));
     assert!(routing["time_to_assign_seconds"]["p95"].as_f64().is_some());
 
     let health = payload(&app, "/metrics/system/health").await;
     assert_eq!(health["store"]["status"], "up");
     assert!(health["store"]["latency_ms"].as_f64().is_some());
-    assert_eq!(health["jobs"].as_array().map(Vec::len), Some(4));
+    assert_eq!(health["jobs"].as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        health["droplets"],
+        json!({ "total": 1, "by_status": { "active": 1 }, "late_heartbeats": 0, "heartbeat_interval_seconds": 60 })
+    );
     assert_eq!(health["websockets"]["total_connections"], 0);
+}
+
+#[tokio::test]
+async fn droplets_late_on_their_heartbeat_are_counted() {
+    let app = spawn_app_with(&[("HEARTBEAT_CHECK_INTERVAL", "1"), ("HEARTBEAT_TIMEOUT", "3600")]).await;
+    app.register(1, &["x"], 5).await;
+    app.register(2, &["x"], 5).await;
+    let admin = app.admin();
+    let deactivated = app.post("/droplets/2/deactivate", &admin, json!({})).await;
+    assert_eq!(deactivated.status, 200, "{deactivated:?}");
+    // Droplet 1 was told to beat every second and stays silent; droplet 2
+    // is inactive, so nobody waits for its heartbeat.
+    orchestrator_tests::eventually(5, "droplet 1 counted late", || async {
+        let health = payload(&app, "/metrics/system/health").await;
+        health["droplets"]["late_heartbeats"] == 1
+    })
+    .await;
+    let health = payload(&app, "/metrics/system/health").await;
+    assert_eq!(
+        health["droplets"]["by_status"],
+        json!({ "active": 1, "inactive": 1 })
+    );
+    let beat = app
+        .post("/droplets/1/heartbeat", &app.droplet(1), json!({}))
+        .await;
+    assert_eq!(beat.status, 200, "{beat:?}");
+    let health = payload(&app, "/metrics/system/health").await;
+    assert_eq!(health["droplets"]["late_heartbeats"], 0, "{health}");
 }
 
 #[tokio::test]

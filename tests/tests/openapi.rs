@@ -218,3 +218,40 @@ async fn a_method_a_path_does_not_take_is_405_naming_the_ones_it_does() {
         assert_eq!(reply.headers()["allow"], allow, "{method} {path}");
     }
 }
+
+/// Every `propertyNames` schema in `value`, with where it is.
+fn property_names<'a>(value: &'a Value, at: String, found: &mut Vec<(String, &'a Value)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, inner) in map {
+                if key == "propertyNames" {
+                    found.push((at.clone(), inner));
+                }
+                property_names(inner, format!("{at}/{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (i, inner) in items.iter().enumerate() {
+                property_names(inner, format!("{at}/{i}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn maps_are_described_with_string_keys_as_json_has_them() {
+    let doc = document().await;
+    let mut found = Vec::new();
+    property_names(&doc, String::new(), &mut found);
+    let not_strings: Vec<_> = found
+        .iter()
+        .filter(|(_, names)| names.get("type").is_some_and(|t| t != "string"))
+        .collect();
+    assert!(
+        not_strings.is_empty(),
+        "JSON object keys are strings: {not_strings:?}"
+    );
+    let routing = &doc["components"]["schemas"]["RoutingStats"]["properties"]["assignments_per_droplet"];
+    assert_eq!(routing["type"], "object", "{routing}");
+}

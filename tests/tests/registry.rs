@@ -107,7 +107,7 @@ async fn it_registers_and_keeps_a_copy_of_the_directory() {
     assert_eq!(droplet(&app, 15).await["endpoint"], "http://127.0.0.1:9");
 
     let dependency = registry_dependency(&app).await;
-    assert_eq!(dependency["status"], "active", "{dependency}");
+    assert_eq!(dependency["status"], "connected", "{dependency}");
     assert!(dependency["last_check"].is_string(), "{dependency}");
     let jobs = app.get("/management/scheduler/jobs", &app.admin()).await;
     assert!(jobs.payload().to_string().contains("registry_sync"), "{jobs:?}");
@@ -182,7 +182,7 @@ async fn work_goes_on_while_the_registry_is_down() {
         .mount(&registry)
         .await;
     eventually(5, "the outage is noticed", || async {
-        registry_dependency(&app).await["status"] == "error"
+        registry_dependency(&app).await["status"] == "disconnected"
     })
     .await;
     let dependency = registry_dependency(&app).await;
@@ -218,7 +218,7 @@ async fn an_unreachable_registry_does_not_hold_up_the_start() {
     assert_eq!(health.status(), 200);
     assert_eq!(app.get("/tasks", &app.admin()).await.status, 200);
     eventually(5, "the failure is reported", || async {
-        registry_dependency(&app).await["status"] == "error"
+        registry_dependency(&app).await["status"] == "disconnected"
     })
     .await;
 }

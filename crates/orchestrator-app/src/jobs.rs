@@ -121,3 +121,27 @@ impl Job for RegistrySyncJob {
         self.0.sync_directory().await.map(|_| ())
     }
 }
+
+/// A job of the spec whose service this process lacks (`registry_sync`
+/// without `REGISTRY_URL`): listed, idle with its reason, never run.
+#[derive(Debug)]
+pub struct IdleJob {
+    pub id: &'static str,
+    pub reason: String,
+}
+
+#[async_trait]
+impl Job for IdleJob {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+    fn leader_only(&self) -> bool {
+        false
+    }
+    async fn run(&self) -> AppResult<()> {
+        Ok(())
+    }
+    fn idle_reason(&self) -> Option<String> {
+        Some(self.reason.clone())
+    }
+}

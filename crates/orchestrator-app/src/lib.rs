@@ -29,7 +29,7 @@ pub use error::{AppError, AppResult};
 pub use feeds::{Feed, FeedError, FeedFilter, FeedHub, FeedMessage, FeedSettings, FeedStatus, Subscription};
 pub use management::{ManagementService, Tunables};
 pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService};
-pub use metrics::{MetricsService, Performance, Summary, TimeRange};
+pub use metrics::{DropletHealth, MetricsService, Performance, Summary, TimeRange};
 pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use registry::{RegistryHealth, RegistrySync};
 pub use router::{PlacementRecord, Router, RouterHandle};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use orchestrator_domain::{Caller, DropletId, DropletStatus, Permission, TaskStatus, ValidationError};
 use orchestrator_ports::{
-    AnalyticsStore, RoutingStats, TaskPerformance, Throughput, TimeWindow, TypeBreakdown,
+    AnalyticsStore, DropletFilter, RoutingStats, TaskPerformance, Throughput, TimeWindow, TypeBreakdown,
 };
 use serde::Serialize;
 
@@ -60,11 +60,27 @@ pub struct Summary {
     pub time_range: TimeRange,
     /// All tasks now, by status.
     pub tasks_by_status: std::collections::BTreeMap<TaskStatus, u64>,
+    /// All tasks now.
+    pub tasks_total: u64,
     /// All droplets now, by status.
     pub droplets_by_status: std::collections::BTreeMap<DropletStatus, u64>,
+    /// All droplets now.
+    pub droplets_total: u64,
     pub throughput: Throughput,
     /// Tasks finished per hour over the range.
     pub finished_per_hour: f64,
+}
+
+/// The droplets in `GET /metrics/system/health`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DropletHealth {
+    pub total: u64,
+    pub by_status: std::collections::BTreeMap<DropletStatus, u64>,
+    /// `active` droplets whose last heartbeat (or registration)
+    /// is older than the interval they were told to beat at.
+    pub late_heartbeats: u64,
+    pub heartbeat_interval_seconds: u64,
 }
 
 /// `GET /metrics/tasks/performance` and the droplet performance.
@@ -126,7 +142,9 @@ impl MetricsService {
         let finished_per_hour = throughput.finished as f64 / (range.duration().as_secs() as f64 / 3600.0);
         Ok(Summary {
             time_range: range,
+            tasks_total: tasks.values().sum(),
             tasks_by_status: tasks.into_iter().collect(),
+            droplets_total: droplets.values().sum(),
             droplets_by_status: droplets.into_iter().collect(),
             throughput,
             finished_per_hour,
@@ -177,6 +195,34 @@ impl MetricsService {
     /// scrape endpoint is open when enabled).
     pub async fn pending_by_priority(&self) -> AppResult<std::collections::BTreeMap<u8, u64>> {
         Ok(self.analytics.pending_by_priority().await?)
+    }
+
+    /// The droplets by status, and how many of those expected to beat
+    /// (`active`) have been silent longer than `interval`, the
+    /// heartbeat interval they were given.
+    pub async fn droplet_health(&self, caller: &Caller, interval: Duration) -> AppResult<DropletHealth> {
+        require(caller, Permission::Read)?;
+        let droplets = self
+            .ports
+            .droplets
+            .list_droplets(&DropletFilter::default())
+            .await?;
+        let now = self.ports.clock.now();
+        let late_after = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::MAX);
+        let mut by_status = std::collections::BTreeMap::new();
+        let mut late_heartbeats = 0;
+        for droplet in &droplets {
+            *by_status.entry(droplet.status).or_insert(0) += 1;
+            let expected = droplet.status == DropletStatus::Active;
+            let last_sign = droplet.last_heartbeat.unwrap_or(droplet.registered_at);
+            late_heartbeats += u64::from(expected && now - last_sign > late_after);
+        }
+        Ok(DropletHealth {
+            total: droplets.len() as u64,
+            by_status,
+            late_heartbeats,
+            heartbeat_interval_seconds: interval.as_secs(),
+        })
     }
 
     /// How long the store takes to answer a small query.

@@ -25,7 +25,7 @@ const REGISTRATION_BACKOFF: RetryPolicy = RetryPolicy {
 /// What `/dependencies` says of the Registry.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct RegistryHealth {
-    /// `unknown` before the first call, then `active` or `error` after each.
+    /// `unknown` before the first call, then `connected` or `disconnected` after each.
     pub status: &'static str,
     pub last_check: Option<DateTime<Utc>>,
     pub last_error: Option<String>,
@@ -103,11 +103,11 @@ impl RegistrySync {
         health.last_check = Some(self.ports.clock.now());
         match outcome {
             Ok(_) => {
-                health.status = "active";
+                health.status = "connected";
                 health.last_error = None;
             }
             Err(err) => {
-                health.status = "error";
+                health.status = "disconnected";
                 health.last_error = Some(err.0.clone());
             }
         }

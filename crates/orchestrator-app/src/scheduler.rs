@@ -34,6 +34,11 @@ pub trait Job: Send + Sync {
     fn set_paused(&self, _paused: bool) {}
     /// Waits until work started before a pause has finished.
     async fn quiesce(&self) {}
+    /// Why the job never runs in this process, when it cannot (a job whose
+    /// service is not configured). It is listed and can be paused all the same.
+    fn idle_reason(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A job as `GET /management/scheduler/jobs` shows it.
@@ -51,6 +56,8 @@ pub struct JobStatus {
     pub runs: u64,
     /// Runs that ended in an error.
     pub failures: u64,
+    /// Set when the job never runs in this process, and says why.
+    pub idle_reason: Option<String>,
 }
 
 struct Entry {
@@ -93,6 +100,7 @@ impl Scheduler {
             last_error: None,
             runs: 0,
             failures: 0,
+            idle_reason: job.idle_reason(),
         };
         self.entries.push(Arc::new(Entry {
             job,
@@ -107,6 +115,7 @@ impl Scheduler {
         let tasks = self
             .entries
             .iter()
+            .filter(|entry| entry.status().idle_reason.is_none())
             .map(|entry| {
                 let (scheduler, entry) = (Arc::clone(self), Arc::clone(entry));
                 tokio::spawn(async move { scheduler.drive(&entry).await })

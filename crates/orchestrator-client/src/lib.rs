@@ -18,9 +18,9 @@ pub use messaging::{
     DropletListing, Envelope, Message, MessageReply, Sent, SystemStatus, TaskCounts,
 };
 pub use metrics::{
-    DropletPerformance, Percentiles, Performance, PerformanceQuery, RangeQuery, RescueCounts, RoutingStats,
-    StoreHealth, StoreStatus, Summary, SystemHealth, TaskPerformance, TaskTypes, Throughput, TimeRange,
-    TypeBreakdown,
+    DropletHealth, DropletPerformance, Percentiles, Performance, PerformanceQuery, RangeQuery, RescueCounts,
+    RoutingStats, StoreHealth, StoreStatus, Summary, SystemHealth, TaskPerformance, TaskTypes, Throughput,
+    TimeRange, TypeBreakdown,
 };
 pub use public::{
     Dependencies, Dependency, DependencyStatus, Readiness, ReadinessChecks, ServerCapabilities, ServerState,

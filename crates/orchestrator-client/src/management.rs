@@ -52,6 +52,9 @@ pub struct JobStatus {
     pub runs: u64,
     /// Runs that ended in an error.
     pub failures: u64,
+    /// Set when the job never runs on that server, and says why.
+    #[serde(default)]
+    pub idle_reason: Option<String>,
 }
 
 /// The answer to `POST /management/emergency-stop`.

@@ -57,8 +57,10 @@ pub struct Summary {
     pub time_range: TimeRange,
     /// All tasks now, by status; a status no task has is absent.
     pub tasks_by_status: BTreeMap<TaskStatus, u64>,
+    pub tasks_total: u64,
     /// All droplets now, by status; a status no droplet has is absent.
     pub droplets_by_status: BTreeMap<DropletStatus, u64>,
+    pub droplets_total: u64,
     /// In the window.
     pub throughput: Throughput,
     /// Tasks finished per hour over the window.
@@ -130,6 +132,8 @@ pub struct RoutingStats {
     pub time_to_assign_seconds: Percentiles,
     /// Tasks each droplet holds or finished that were assigned in the window.
     pub assignments_per_droplet: BTreeMap<DropletId, u64>,
+    /// Assignments in the window, over every droplet.
+    pub assignments_total: u64,
     /// Pending tasks (now) whose required capability no active droplet
     /// offers, by capability.
     pub pending_without_capable_droplet: BTreeMap<String, u64>,
@@ -159,11 +163,23 @@ pub struct RescueCounts {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct SystemHealth {
     pub store: StoreHealth,
+    /// `None` while the store is down.
+    pub droplets: Option<DropletHealth>,
     pub jobs: Vec<JobStatus>,
     pub websockets: FeedStatus,
     pub uptime_seconds: u64,
     pub memory_mb: Option<f64>,
     pub cpu_percent: Option<f64>,
+}
+
+/// The droplets by status, and the active ones late on their heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DropletHealth {
+    pub total: u64,
+    pub by_status: BTreeMap<DropletStatus, u64>,
+    /// Active droplets silent for longer than `heartbeat_interval_seconds`.
+    pub late_heartbeats: u64,
+    pub heartbeat_interval_seconds: u64,
 }
 
 /// Whether the store answers, and how fast.

@@ -74,8 +74,10 @@ pub enum DependencyStatus {
     NotConfigured,
     /// Not checked (yet).
     Unknown,
-    Active,
-    Error,
+    /// The last call to it succeeded.
+    Connected,
+    /// The last call to it failed (see `last_error`).
+    Disconnected,
 }
 
 /// `GET /readyz`: whether the orchestrator can take work now.

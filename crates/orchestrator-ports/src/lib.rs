@@ -331,6 +331,8 @@ pub struct RoutingStats {
     /// From creation to (the last) assignment, for tasks assigned in the window.
     pub time_to_assign_seconds: Percentiles,
     /// Tasks each droplet holds or finished that were assigned in the window, by droplet.
+    /// JSON object keys are strings: the droplet id in decimal.
+    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, u64>))]
     pub assignments_per_droplet: std::collections::BTreeMap<DropletId, u64>,
     /// Pending tasks (now) whose required capability no active droplet offers.
     pub pending_without_capable_droplet: std::collections::BTreeMap<String, u64>,

@@ -9,8 +9,9 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{
-    HealthMonitorJob, HeartbeatCleanupJob, RegistrySyncJob, RouterJob, WebSocketPingJob,
+    HealthMonitorJob, HeartbeatCleanupJob, IdleJob, RegistrySyncJob, RouterJob, WebSocketPingJob,
 };
+use orchestrator_app::scheduler::{Job, REGISTRY_SYNC};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
     Ports, Recovery, RecoverySettings, RegistrySync, Router, RouterHandle, Scheduler, SchedulerHandle,
@@ -138,12 +139,14 @@ impl Application {
         let recovery = Recovery::new(ports.clone(), recovery_settings(&settings));
         let registry = registry(&settings, &ports)?;
         let mut scheduler = scheduler(&settings, &ports, leader, &router, &recovery, &feeds);
-        if let Some(registry) = &registry {
-            scheduler.add(
-                Arc::new(RegistrySyncJob(registry.clone())),
-                settings.registry_sync_interval,
-            );
-        }
+        let registry_sync: Arc<dyn Job> = match &registry {
+            Some(registry) => Arc::new(RegistrySyncJob(registry.clone())),
+            None => Arc::new(IdleJob {
+                id: REGISTRY_SYNC,
+                reason: "REGISTRY_URL is not set, so there is no Registry directory to copy".into(),
+            }),
+        };
+        scheduler.add(registry_sync, settings.registry_sync_interval);
         let scheduler = Arc::new(scheduler);
         let background = Background {
             _router: router.start(),

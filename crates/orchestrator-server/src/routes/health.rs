@@ -164,7 +164,8 @@ pub(crate) struct Dependencies {
 pub(crate) struct Dependency {
     id: i64,
     name: &'static str,
-    /// `not_configured`, `unknown`, `active` or `error`.
+    /// `not_configured`, `unknown` (not checked yet), `connected` or
+    /// `disconnected` (with `last_error`), as of the last call.
     status: &'static str,
     last_check: Option<DateTime<Utc>>,
     /// Why the last check failed.

@@ -2,7 +2,7 @@
 //! `24h`, `7d`, `30d`; default `24h`).
 
 use actix_web::{HttpResponse, middleware::from_fn, web};
-use orchestrator_app::{FeedStatus, JobStatus, Performance, Summary, TimeRange};
+use orchestrator_app::{DropletHealth, FeedStatus, JobStatus, Performance, Summary, TimeRange};
 use orchestrator_domain::DropletId;
 use orchestrator_ports::{RoutingStats, TypeBreakdown};
 use serde::{Deserialize, Serialize};
@@ -167,6 +167,8 @@ pub(crate) async fn droplet_performance(
 pub(crate) struct Routing {
     #[serde(flatten)]
     stats: RoutingStats,
+    /// Assignments in the range, over every droplet.
+    assignments_total: u64,
     time_range: TimeRange,
 }
 
@@ -186,12 +188,19 @@ pub(crate) async fn routing(
 ) -> Result<Udc<Routing>, ApiError> {
     let time_range = range(query.time_range.as_deref())?;
     let stats = app.metrics.routing(&caller, time_range).await?;
-    Ok(Udc::ok(Routing { stats, time_range }))
+    let assignments_total = stats.assignments_per_droplet.values().sum();
+    Ok(Udc::ok(Routing {
+        stats,
+        assignments_total,
+        time_range,
+    }))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SystemHealth {
     store: StoreHealth,
+    /// Absent when the store is down.
+    droplets: Option<DropletHealth>,
     jobs: Vec<JobStatus>,
     websockets: FeedStatus,
     uptime_seconds: u64,
@@ -206,7 +215,7 @@ pub(crate) struct StoreHealth {
     latency_ms: Option<f64>,
 }
 
-/// The store's latency, the jobs, the feeds and the process.
+/// The store's latency, the droplets, the jobs, the feeds and the process.
 #[utoipa::path(
     get,
     path = "/metrics/system/health",
@@ -223,9 +232,16 @@ pub(crate) async fn system_health(
         Err(orchestrator_app::AppError::Unavailable(_)) => ("down", None),
         Err(other) => return Err(other.into()),
     };
+    let interval = app.management.tunables().heartbeat_check_interval;
+    let droplets = match app.metrics.droplet_health(&caller, interval).await {
+        Ok(health) => Some(health),
+        Err(orchestrator_app::AppError::Unavailable(_)) => None,
+        Err(other) => return Err(other.into()),
+    };
     let sample = stats.sample();
     Ok(Udc::ok(SystemHealth {
         store: StoreHealth { status, latency_ms },
+        droplets,
         jobs: app.management.job_states(),
         websockets: app.feeds.status(),
         uptime_seconds: sample.uptime_seconds,
