@@ -20,6 +20,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/tasks/batch", &["post"]),
     ("/tasks/{task_id}", &["get", "patch", "delete"]),
     ("/tasks/{task_id}/cancel-request", &["post"]),
+    ("/tasks/{task_id}/retry", &["post"]),
     ("/droplets", &["get"]),
     ("/droplets/register", &["post"]),
     ("/droplets/{droplet_id}", &["get"]),

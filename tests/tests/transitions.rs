@@ -116,3 +116,62 @@ async fn the_assigned_droplet_reports_only_forward_moves() {
     }
     assert_eq!(app.set_status(id, &droplet, "in_progress").await.status, 200);
 }
+
+fn history_len(task: &serde_json::Value) -> Option<usize> {
+    task["state_history"].as_array().map(Vec::len)
+}
+
+#[tokio::test]
+async fn a_report_repeated_by_its_droplet_is_answered_and_written_once() {
+    let app = spawn_app().await;
+    app.register(8, &["x"], 100).await;
+    app.register(9, &["y"], 100).await;
+    let droplet = app.droplet(8);
+    let id = task_in(&app, "in_progress").await;
+    let rows = history_len(&app.task(id).await);
+    let again = app.set_status(id, &droplet, "in_progress").await;
+    assert_eq!(again.status, 200, "{again:?}");
+    assert_eq!(again.payload()["task"]["status"], "in_progress");
+    assert_eq!(history_len(&app.task(id).await), rows, "no second history row");
+
+    let path = format!("/tasks/{id}");
+    let done = json!({ "status": "completed", "result": { "answer": 42 }, "attempt": 1 });
+    assert_eq!(app.patch(&path, &droplet, done.clone()).await.status, 200);
+    let rows = history_len(&app.task(id).await);
+    let repeated = app.patch(&path, &droplet, done).await;
+    assert_eq!(repeated.status, 200, "{repeated:?}");
+    assert_eq!(repeated.payload()["task"]["result"], json!({ "answer": 42 }));
+    assert_eq!(history_len(&app.task(id).await), rows, "no second history row");
+    for different in [
+        json!({ "status": "completed", "result": { "answer": 43 } }),
+        json!({ "status": "failed", "error_message": "boom" }),
+        json!({ "status": "completed", "result": { "answer": 42 }, "attempt": 2 }),
+    ] {
+        let reply = app.patch(&path, &droplet, different.clone()).await;
+        assert_eq!(reply.status, 409, "{different}: {reply:?}");
+    }
+    let stranger = app
+        .patch(
+            &path,
+            &app.droplet(9),
+            json!({ "status": "completed", "result": { "answer": 42 } }),
+        )
+        .await;
+    assert_eq!(stranger.status, 403, "{stranger:?}");
+
+    let failed = task_in(&app, "in_progress").await;
+    let path = format!("/tasks/{failed}");
+    let fail = json!({ "status": "failed", "error_message": "disk full" });
+    assert_eq!(app.patch(&path, &droplet, fail.clone()).await.status, 200);
+    let rows = history_len(&app.task(failed).await);
+    assert_eq!(app.patch(&path, &droplet, fail).await.status, 200);
+    let other_error = app
+        .patch(
+            &path,
+            &droplet,
+            json!({ "status": "failed", "error_message": "cpu on fire" }),
+        )
+        .await;
+    assert_eq!(other_error.status, 409, "{other_error:?}");
+    assert_eq!(history_len(&app.task(failed).await), rows);
+}

@@ -219,6 +219,11 @@ impl TaskService {
             return Err(self.refuse_stale(caller, &task, &change, why).await);
         }
         let holds_it = task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d));
+        if holds_it && repeats_the_last_report(&task, &change) {
+            // The droplet did not see the answer to its report and sent it
+            // again: the task is already as it says, so answer it as it is.
+            return self.view_one(task).await;
+        }
         if !(holds_it || caller.is_admin()) {
             if let Some(droplet) = caller.droplet_id
                 && self.was_assigned_to(id, droplet).await?
@@ -247,7 +252,7 @@ impl TaskService {
 
     /// Cancels a task that has not started; its creator or an admin may.
     pub async fn cancel(&self, caller: &Caller, id: TaskId) -> AppResult<Task> {
-        let task = self.task_to_cancel(caller, id).await?;
+        let task = self.task_of_its_creator(caller, id, "cancel").await?;
         if task.status == TaskStatus::InProgress {
             return Err(AppError::InvalidTransition {
                 current: task.status,
@@ -267,7 +272,7 @@ impl TaskService {
     /// the task (which is not retried) or finishes it anyway. Asking again
     /// changes nothing.
     pub async fn request_cancel(&self, caller: &Caller, id: TaskId) -> AppResult<TaskView> {
-        let task = self.task_to_cancel(caller, id).await?;
+        let task = self.task_of_its_creator(caller, id, "cancel").await?;
         let now = self.ports.clock.now();
         let next = task
             .request_cancel(now)
@@ -298,13 +303,43 @@ impl TaskService {
         self.view_one(saved).await
     }
 
-    /// Task `id`, if `caller` may cancel it: its creator or an admin.
-    async fn task_to_cancel(&self, caller: &Caller, id: TaskId) -> AppResult<Task> {
+    /// Gives a failed task that will not be retried automatically (its
+    /// retries spent, or stopped on request) one more attempt: back to
+    /// `pending`, routable at once. Its creator or an admin may; the
+    /// history row names who and why.
+    pub async fn retry(&self, caller: &Caller, id: TaskId, why: Option<String>) -> AppResult<TaskView> {
+        let task = self.task_of_its_creator(caller, id, "retry").await?;
+        let why = why.filter(|w| !w.trim().is_empty());
+        if let Some(why) = &why {
+            check_reason(why)?;
+        }
+        let record = ChangeRecord {
+            changed_by: Some(caller.subject.clone()),
+            reason: Some(match &why {
+                Some(why) => format!("retried by {}: {why}", caller.subject),
+                None => format!("retried by {}", caller.subject),
+            }),
+            metadata: Some(serde_json::json!({
+                "manual_retry": true,
+                "retried_by": caller.subject,
+                "previous_error": task.error_message,
+                "retry_count": task.retry_count,
+                "max_retries": task.max_retries,
+            })),
+        };
+        let saved = self
+            .transition_recorded(caller, task, TaskUpdate::OperatorRetry, record)
+            .await?;
+        self.view_one(saved).await
+    }
+
+    /// Task `id`, if `caller` may `act` on it (cancel or retry): its creator or an admin.
+    async fn task_of_its_creator(&self, caller: &Caller, id: TaskId, act: &str) -> AppResult<Task> {
         require(caller, Permission::Write)?;
         let task = self.ports.tasks.get_task(id).await?;
         if !(caller.is_admin() || is_creator(caller, &task)) {
             return Err(AppError::Forbidden(format!(
-                "only the creator of task {id}, or an admin, may cancel it"
+                "only the creator of task {id}, or an admin, may {act} it"
             )));
         }
         Ok(task)
@@ -317,6 +352,21 @@ impl TaskService {
         update: TaskUpdate,
         reason: Option<String>,
     ) -> AppResult<Task> {
+        let record = ChangeRecord {
+            changed_by: Some(caller.subject.clone()),
+            reason,
+            metadata: None,
+        };
+        self.transition_recorded(caller, task, update, record).await
+    }
+
+    async fn transition_recorded(
+        &self,
+        caller: &Caller,
+        task: Task,
+        update: TaskUpdate,
+        record: ChangeRecord,
+    ) -> AppResult<Task> {
         let now = self.ports.clock.now();
         let next = task
             .apply(update, actor_for(caller, &task), now)
@@ -325,11 +375,7 @@ impl TaskService {
             expected_status: task.status,
             expected_droplet: task.assigned_droplet_id,
             task: next,
-            record: ChangeRecord {
-                changed_by: Some(caller.subject.clone()),
-                reason,
-                metadata: None,
-            },
+            record,
         };
         let saved = match self.ports.tasks.apply_transition(transition).await {
             Err(StoreError::Conflict(_)) => return Err(self.lost_race(task.id).await),
@@ -435,6 +481,33 @@ fn view(task: Task, names: &HashMap<DropletId, String>) -> TaskView {
         task,
         assigned_droplet_name,
     }
+}
+
+/// True when `change` asks for what the task already is: the status it has
+/// and, for a finished one, the same result or error. (The attempt was
+/// checked before: a report naming another attempt never gets here.)
+fn repeats_the_last_report(task: &Task, change: &StatusChange) -> bool {
+    change.status == task.status
+        && match task.status {
+            TaskStatus::InProgress => true,
+            TaskStatus::Completed => change.result == task.result,
+            TaskStatus::Failed => change.error_message == task.error_message,
+            _ => false,
+        }
+}
+
+/// The longest reason a person may give for a retry, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
+fn check_reason(why: &str) -> Result<(), ValidationError> {
+    orchestrator_domain::storable_text("reason", why)?;
+    if why.chars().count() > MAX_REASON_CHARS {
+        return Err(ValidationError::new(
+            "reason",
+            format!("at most {MAX_REASON_CHARS} characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// The most tasks one `create_batch` takes.

@@ -64,7 +64,7 @@ async fn the_key_is_cached_and_fetched_again_at_most_once_per_interval() {
     );
     tokio::time::sleep(Duration::from_millis(350)).await;
     assert_eq!(sync.signing_key(true).await, Some(key("b")), "the rotated key");
-    assert_eq!(sync.health().status, "active");
+    assert_eq!(sync.health().status, "connected");
 }
 
 #[tokio::test]
@@ -86,6 +86,6 @@ async fn a_failed_fetch_keeps_the_cached_key_and_is_reported() {
     assert_eq!(sync.signing_key(false).await, Some(key("a")));
     assert_eq!(sync.signing_key(true).await, Some(key("a")));
     let health = sync.health();
-    assert_eq!(health.status, "error");
+    assert_eq!(health.status, "disconnected");
     assert_eq!(health.last_error.as_deref(), Some("the Registry answered 503"));
 }

@@ -388,6 +388,21 @@ impl Client {
         Ok(reply.task)
     }
 
+    /// Gives a failed task whose retries are spent one more attempt
+    /// (`POST /tasks/{id}/retry`); `reason` goes in its history.
+    pub async fn retry_task(&self, id: TaskId, reason: Option<&str>) -> Result<TaskRecord, ClientError> {
+        #[derive(Serialize)]
+        struct Retry<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
+        }
+        let path = format!("/tasks/{id}/retry");
+        let reply: TaskReply = self
+            .send(reqwest::Method::POST, &path, Some(&Retry { reason }))
+            .await?;
+        Ok(reply.task)
+    }
+
     pub async fn register(&self, draft: &RegistrationDraft) -> Result<Registered, ClientError> {
         self.send(reqwest::Method::POST, "/droplets/register", Some(draft))
             .await

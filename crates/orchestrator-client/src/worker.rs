@@ -48,7 +48,7 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::{Client, ClientError, FeedFilter, FeedKind, StatusUpdate, TaskQuery};
+use crate::{Client, ClientError, FeedFilter, FeedKind, StatusUpdate, TaskQuery, TaskRecord};
 
 /// What a handler gives back: the task's result, or why it failed.
 pub type HandlerResult = Result<Value, String>;
@@ -432,11 +432,7 @@ impl Running {
     /// orchestrator returns on start, not the notice that announced it.
     async fn work(&self, notice: Task) {
         let (id, attempt) = (notice.id, notice.attempt);
-        let task = match self
-            .client
-            .update_status(id, &StatusUpdate::started(attempt))
-            .await
-        {
+        let task = match self.report(id, &StatusUpdate::started(attempt)).await {
             Ok(record) => record.task,
             Err(err) => {
                 // A notice that arrives after the task moved on is refused with 409: expected.
@@ -452,12 +448,29 @@ impl Running {
             Err(message) => StatusUpdate::failed(attempt, message),
         };
         let completed = update.status == TaskStatus::Completed;
-        match self.client.update_status(id, &update).await {
+        match self.report(id, &update).await {
             Ok(_) if completed => self.count(|r| r.completed += 1),
             Ok(_) => self.count(|r| r.failed += 1),
             Err(err) => eprintln!("orchestrator-client: could not report task {id}: {err}"),
         }
         self.hands().remove(&id);
+    }
+
+    /// Sends a report, and sends it again while its outcome is unknown (no
+    /// answer, or a 5xx): the orchestrator answers a repeated report with
+    /// the task as it is, and never applies it twice.
+    async fn report(&self, id: i64, update: &StatusUpdate) -> Result<TaskRecord, ClientError> {
+        let mut wait = Duration::from_millis(200);
+        for _ in 1..REPORT_TRIES {
+            match self.client.update_status(id, update).await {
+                Err(err) if outcome_unknown(&err) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                answered => return answered,
+            }
+        }
+        self.client.update_status(id, update).await
     }
 
     /// The handler's outcome; a panic is a failure with its message.
@@ -504,10 +517,51 @@ impl Running {
     }
 }
 
+/// Times a report is sent before its error is taken as the answer (about
+/// 20 s of waiting in all).
+const REPORT_TRIES: u32 = 8;
+
+/// True when a report may have been applied or not: it got no answer, or a
+/// 5xx that does not say.
+fn outcome_unknown(err: &ClientError) -> bool {
+    match err {
+        ClientError::Transport { .. } => true,
+        ClientError::Api { status, .. } => *status >= 500,
+        _ => false,
+    }
+}
+
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| (*s).to_owned())
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16) -> ClientError {
+        ClientError::Api {
+            status,
+            code: "c".into(),
+            message: "m".into(),
+            details: Value::Null,
+        }
+    }
+
+    #[test]
+    fn only_a_report_without_a_telling_answer_is_sent_again() {
+        let lost = ClientError::Transport {
+            url: "u".into(),
+            message: "connection reset".into(),
+        };
+        assert!(outcome_unknown(&lost));
+        assert!(outcome_unknown(&api(503)) && outcome_unknown(&api(502)));
+        for refused in [409, 403, 404, 422] {
+            assert!(!outcome_unknown(&api(refused)), "{refused} is an answer");
+        }
+    }
 }

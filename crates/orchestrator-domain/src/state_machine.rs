@@ -116,7 +116,12 @@ pub const TRANSITIONS: &[TransitionRule] = &[
         &[AssignedDroplet, Admin, System],
         "the task failed, its droplet died or its deadline passed",
     ),
-    rule(Failed, Pending, &[System], "retry while the budget lasts"),
+    rule(
+        Failed,
+        Pending,
+        &[System, Creator, Admin],
+        "retried: by the system while the budget lasts, by its creator or an admin once it is spent",
+    ),
     rule(
         Assigned,
         Pending,
@@ -154,6 +159,11 @@ pub enum TransitionError {
     },
     #[error("the task has used all its retries ({retry_count} of {max_retries})")]
     RetriesExhausted { retry_count: u32, max_retries: u32 },
+    #[error(
+        "the task has retries left ({retry_count} of {max_retries} used) and is retried \
+         automatically; only a task whose retries are spent is retried by hand"
+    )]
+    RetriesLeft { retry_count: u32, max_retries: u32 },
 }
 
 struct RoleList(&'static [Role]);
@@ -212,6 +222,8 @@ mod tests {
         (InProgress, Failed, AssignedDroplet),
         (InProgress, Failed, Admin),
         (Failed, Pending, System),
+        (Failed, Pending, Creator),
+        (Failed, Pending, Admin),
         (Assigned, Pending, System),
         (InProgress, Failed, System),
         (Pending, Failed, System),

@@ -145,6 +145,11 @@ pub enum TaskUpdate {
     Retry {
         retry_after: DateTime<Utc>,
     },
+    /// Back to `pending` from `failed` at a person's request, once the
+    /// task will not be retried automatically (its budget spent, or it was
+    /// stopped on request): one more attempt, routable at once. The budget
+    /// is not renewed, so if it fails again it stays failed.
+    OperatorRetry,
 }
 
 impl TaskUpdate {
@@ -155,7 +160,7 @@ impl TaskUpdate {
             TaskUpdate::Complete { .. } => TaskStatus::Completed,
             TaskUpdate::Fail { .. } => TaskStatus::Failed,
             TaskUpdate::Cancel => TaskStatus::Cancelled,
-            TaskUpdate::Requeue | TaskUpdate::Retry { .. } => TaskStatus::Pending,
+            TaskUpdate::Requeue | TaskUpdate::Retry { .. } | TaskUpdate::OperatorRetry => TaskStatus::Pending,
         }
     }
 }
@@ -190,6 +195,12 @@ impl Task {
                 max_retries: self.max_retries,
             });
         }
+        if matches!(update, TaskUpdate::OperatorRetry) && self.can_retry() {
+            return Err(TransitionError::RetriesLeft {
+                retry_count: self.retry_count,
+                max_retries: self.max_retries,
+            });
+        }
         let mut next = self.clone();
         next.status = update.target();
         next.updated_at = at;
@@ -217,6 +228,14 @@ impl Task {
                 next.retry_count += 1;
                 next.completed_at = None;
                 next.retry_after = Some(retry_after);
+            }
+            TaskUpdate::OperatorRetry => {
+                next.release();
+                next.completed_at = None;
+                next.retry_after = None;
+                next.error_message = None;
+                next.result = None;
+                next.cancel_requested_at = None;
             }
         }
         Ok(next)
@@ -613,6 +632,50 @@ mod tests {
         assert!(matches!(
             again.apply(TaskUpdate::Retry { retry_after: at(9) }, Actor::SYSTEM, at(6)),
             Err(TransitionError::RetriesExhausted { .. })
+        ));
+    }
+
+    #[test]
+    fn a_person_retries_only_what_will_not_be_retried_automatically() {
+        let mut spent = task();
+        spent.status = TaskStatus::Failed;
+        spent.assigned_droplet_id = Some(8);
+        spent.error_message = Some("boom".into());
+        spent.completed_at = Some(at(4));
+        spent.cancel_requested_at = Some(at(3));
+        spent.max_retries = 2;
+        spent.retry_count = 2;
+        let creator = Actor::from_roles(&[Role::Creator]);
+        let again = spent
+            .apply(TaskUpdate::OperatorRetry, creator, at(5))
+            .expect("retried by hand");
+        assert_eq!((again.status, again.retry_count), (TaskStatus::Pending, 2));
+        assert_eq!((again.assigned_droplet_id, again.completed_at), (None, None));
+        assert_eq!((again.error_message, again.cancel_requested_at), (None, None));
+        let mut budget_left = spent.clone();
+        budget_left.cancel_requested_at = None;
+        budget_left.retry_count = 1;
+        assert!(matches!(
+            budget_left.apply(TaskUpdate::OperatorRetry, creator, at(5)),
+            Err(TransitionError::RetriesLeft {
+                retry_count: 1,
+                max_retries: 2
+            })
+        ));
+        let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+        assert!(matches!(
+            spent.apply(TaskUpdate::OperatorRetry, droplet, at(5)),
+            Err(TransitionError::NotAllowedFor { .. })
+        ));
+        let mut done = spent;
+        done.status = TaskStatus::Completed;
+        assert!(matches!(
+            done.apply(
+                TaskUpdate::OperatorRetry,
+                Actor::from_roles(&[Role::Admin]),
+                at(5)
+            ),
+            Err(TransitionError::NoSuchTransition { .. })
         ));
     }
 

@@ -80,6 +80,7 @@ const ERRORS: &[(&str, &str)] = &[
         tasks::update_status,
         tasks::cancel,
         tasks::request_cancel,
+        tasks::retry,
         droplets::register,
         droplets::list,
         droplets::get,

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use orchestrator_client::Client;
-use orchestrator_domain::{Permission, RegistrationDraft};
+use orchestrator_client::{Client, StatusUpdate};
+use orchestrator_domain::{Permission, RegistrationDraft, TaskStatus};
 use orchestrator_server::auth::{JwtKeys, TokenRequest};
 use serde_json::Value;
 
@@ -286,4 +286,48 @@ fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
         }
     });
     receive
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_is_retried_from_the_command_line() {
+    let server = start().await;
+    server.register(21, "echo").await;
+    let created = json(&server.cli(&[
+        "tasks",
+        "create",
+        "--type",
+        "echo",
+        "--capability",
+        "echo",
+        "--max-retries",
+        "0",
+        "--json",
+    ]));
+    let id = created["task_id"].as_i64().expect("task_id");
+    let droplet =
+        Client::new(&server.url)
+            .expect("url")
+            .with_token(token("echo", Permission::Write, Some(21)));
+    let started = Instant::now();
+    while droplet.get_task(id).await.expect("get").task.status != TaskStatus::Assigned {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the task was not assigned"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    droplet
+        .update_status(id, &StatusUpdate::started(1))
+        .await
+        .expect("start");
+    droplet
+        .update_status(id, &StatusUpdate::failed(1, "boom"))
+        .await
+        .expect("fail");
+    let refused = server.cli(&["tasks", "retry", "999999"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let retried = stdout(&server.cli(&["tasks", "retry", &id.to_string(), "--reason", "fixed the input"]));
+    assert!(retried.starts_with(&format!("task {id} is ")), "{retried}");
+    let shown = stdout(&server.cli(&["tasks", "get", &id.to_string()]));
+    assert!(shown.contains("retried by admin: fixed the input"), "{shown}");
 }

@@ -47,6 +47,13 @@ pub enum TasksCommand {
         #[arg(long)]
         running: bool,
     },
+    /// Give a failed task whose retries are spent one more attempt.
+    Retry {
+        id: TaskId,
+        /// Why, for the task's history.
+        #[arg(long)]
+        reason: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +251,10 @@ async fn tasks(
         TasksCommand::Cancel { id, running: true } => {
             let task = client.request_cancel(id).await?;
             output.show(out, &task, render::cancel_requested)
+        }
+        TasksCommand::Retry { id, reason } => {
+            let task = client.retry_task(id, reason.as_deref()).await?;
+            output.show(out, &task, render::retried)
         }
     }
 }

@@ -166,6 +166,17 @@ pub fn cancel_requested(record: &TaskRecord) -> String {
     )
 }
 
+pub fn retried(record: &TaskRecord) -> String {
+    format!(
+        "task {} is {} again (attempt {} done, {} of {} retries used)\n",
+        record.task.id,
+        record.task.status,
+        record.task.attempt,
+        record.task.retry_count,
+        record.task.max_retries
+    )
+}
+
 pub fn droplets(droplets: &[Droplet]) -> String {
     let rows: Vec<Vec<String>> = droplets
         .iter()

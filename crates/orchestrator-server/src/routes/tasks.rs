@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     .route(web::delete().to(cancel)),
             )
             .service(resource("/{task_id}/cancel-request", "POST").route(web::post().to(request_cancel)))
+            .service(resource("/{task_id}/retry", "POST").route(web::post().to(retry)))
             .default_service(web::to(not_found)),
     );
 }
@@ -347,6 +348,39 @@ pub(crate) async fn request_cancel(
     id: web::Path<TaskId>,
 ) -> Result<Udc<TaskReply>, ApiError> {
     let view = app.tasks.request_cancel(&caller, id.into_inner()).await?;
+    Ok(Udc::ok(TaskReply {
+        task: TaskBody::new(view, None),
+    }))
+}
+
+/// The body of `POST /tasks/{id}/retry`; it may be empty.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RetryRequest {
+    /// Why, for the task's history (at most 500 characters).
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Gives a `failed` task that will not be retried automatically (its
+/// retries spent, or stopped on request) one more attempt: back to
+/// `pending` and routed at once. Its creator (`write`) or an admin may;
+/// the history row names who and why. Any other status is 409.
+#[utoipa::path(
+    post,
+    path = "/tasks/{task_id}/retry",
+    tag = "tasks",
+    params(("task_id" = i64, Path, description = "The task's id")),
+    request_body(content = RetryRequest, description = "Optional; an empty body is allowed"),
+    responses((status = 200, description = "The task, pending again", body = TaskReply)),
+)]
+pub(crate) async fn retry(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+    id: web::Path<TaskId>,
+    Body(request): Body<RetryRequest>,
+) -> Result<Udc<TaskReply>, ApiError> {
+    let view = app.tasks.retry(&caller, id.into_inner(), request.reason).await?;
     Ok(Udc::ok(TaskReply {
         task: TaskBody::new(view, None),
     }))
