@@ -62,7 +62,8 @@ async fn admins_see_the_jobs_and_others_are_refused() {
             "task_router",
             "heartbeat_cleanup",
             "websocket_ping",
-            "registry_sync"
+            "registry_sync",
+            "idempotency_cleanup"
         ]
     );
     for field in [

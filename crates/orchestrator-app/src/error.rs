@@ -27,6 +27,9 @@ pub enum AppError {
     },
     #[error(transparent)]
     Validation(#[from] ValidationError),
+    /// An `Idempotency-Key` used before for another request.
+    #[error("{0}")]
+    IdempotencyKeyReused(String),
     #[error("the store is unavailable: {0}")]
     Unavailable(String),
     /// A droplet a message was for could not be reached.

@@ -6,8 +6,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use orchestrator_ports::DropletStore;
 
-use crate::scheduler::{HEALTH_MONITOR, HEARTBEAT_CLEANUP, Job, REGISTRY_SYNC, TASK_ROUTER, WEBSOCKET_PING};
-use crate::{AppResult, FeedHub, Recovery, RegistrySync, Router};
+use crate::scheduler::{
+    HEALTH_MONITOR, HEARTBEAT_CLEANUP, IDEMPOTENCY_CLEANUP, Job, REGISTRY_SYNC, TASK_ROUTER, WEBSOCKET_PING,
+};
+use crate::{AppResult, FeedHub, Recovery, RegistrySync, Router, TaskService};
 
 /// Marks silent droplets inactive and recovers stuck tasks (leader only).
 #[derive(Debug)]
@@ -82,6 +84,25 @@ impl Job for HeartbeatCleanupJob {
                 break;
             }
         }
+        Ok(())
+    }
+}
+
+/// Deletes the `Idempotency-Key`s older than a day (leader only).
+#[derive(Debug)]
+pub struct IdempotencyCleanupJob(pub TaskService);
+
+#[async_trait]
+impl Job for IdempotencyCleanupJob {
+    fn id(&self) -> &'static str {
+        IDEMPOTENCY_CLEANUP
+    }
+    fn leader_only(&self) -> bool {
+        true
+    }
+    async fn run(&self) -> AppResult<()> {
+        let deleted = self.0.forget_expired_keys().await?;
+        tracing::debug!(deleted, "expired idempotency keys deleted");
         Ok(())
     }
 }

@@ -22,6 +22,8 @@ pub const TASK_ROUTER: &str = "task_router";
 pub const HEARTBEAT_CLEANUP: &str = "heartbeat_cleanup";
 pub const WEBSOCKET_PING: &str = "websocket_ping";
 pub const REGISTRY_SYNC: &str = "registry_sync";
+/// Not one of the spec's five: deletes expired `Idempotency-Key`s.
+pub const IDEMPOTENCY_CLEANUP: &str = "idempotency_cleanup";
 
 /// A periodic job.
 #[async_trait]

@@ -7,7 +7,9 @@ use orchestrator_domain::{
     Actor, Caller, Candidate, DomainEvent, DropletId, HistoryEntry, NewTask, Permission, Placement, Role,
     RoutingPolicy, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
 };
-use orchestrator_ports::{ChangeRecord, DropletFilter, StoreError, TaskFilter, Transition};
+use orchestrator_ports::{
+    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, StoreError, TaskFilter, Transition,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -119,27 +121,84 @@ impl TaskService {
         require(caller, Permission::Write)?;
         check_batch_size(drafts.len())?;
         let now = self.ports.clock.now();
-        let news = drafts
-            .into_iter()
-            .enumerate()
-            .map(|(i, draft)| {
-                NewTask::parse(draft, now)
-                    .map(|new| (new, Uuid::new_v4()))
-                    .map_err(|e| ValidationError::new(format!("tasks[{i}].{}", e.field), e.message))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let news = parse_drafts(drafts, now, true)?;
         let tasks = self
             .ports
             .tasks
             .create_tasks(news, creation_record(caller), now)
             .await?;
-        for task in &tasks {
+        self.publish_created(&tasks).await;
+        Ok(tasks)
+    }
+
+    /// Creates the tasks of one request under the caller's `key`, once: the
+    /// same caller, key and request within [`IDEMPOTENCY_WINDOW`] gets the
+    /// tasks the first one made (as they are now) and creates nothing;
+    /// the same key with another request is refused. `request` names the
+    /// kind of request (`POST /tasks`, `POST /tasks/batch`), so that a key
+    /// is never shared by two kinds.
+    pub async fn create_once(
+        &self,
+        caller: &Caller,
+        request: &str,
+        drafts: Vec<TaskDraft>,
+        key: &str,
+    ) -> AppResult<Creation> {
+        require(caller, Permission::Write)?;
+        check_idempotency_key(key)?;
+        let batch = drafts.len() != 1 || request.ends_with("batch");
+        if batch {
+            check_batch_size(drafts.len())?;
+        }
+        let fingerprint = fingerprint(request, &drafts);
+        let now = self.ports.clock.now();
+        let news = parse_drafts(drafts, now, batch)?;
+        let key = IdempotencyKey {
+            caller: caller.subject.clone(),
+            key: key.to_owned(),
+            fingerprint,
+        };
+        let expired_before = now - chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default();
+        let outcome = self
+            .ports
+            .tasks
+            .create_tasks_once(&key, news, creation_record(caller), now, expired_before)
+            .await?;
+        match outcome {
+            OnceCreated::Created(tasks) => {
+                self.publish_created(&tasks).await;
+                Ok(Creation {
+                    tasks,
+                    replayed: false,
+                })
+            }
+            OnceCreated::Replayed(tasks) => Ok(Creation {
+                tasks,
+                replayed: true,
+            }),
+            OnceCreated::KeyReused => Err(AppError::IdempotencyKeyReused(format!(
+                "the Idempotency-Key {:?} was used for another request within the last 24 hours; \
+                 send a new key for a new request",
+                key.key
+            ))),
+        }
+    }
+
+    /// Deletes the idempotency keys older than [`IDEMPOTENCY_WINDOW`] (the
+    /// `idempotency_cleanup` job); returns how many.
+    pub async fn forget_expired_keys(&self) -> AppResult<u64> {
+        let before =
+            self.ports.clock.now() - chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default();
+        Ok(self.ports.tasks.delete_expired_idempotency_keys(before).await?)
+    }
+
+    async fn publish_created(&self, tasks: &[Task]) {
+        for task in tasks {
             self.ports
                 .events
                 .publish(DomainEvent::TaskCreated(task.clone()))
                 .await;
         }
-        Ok(tasks)
     }
 
     pub async fn list(&self, caller: &Caller, filter: TaskFilter) -> AppResult<TaskListing> {
@@ -508,6 +567,61 @@ fn check_reason(why: &str) -> Result<(), ValidationError> {
         ));
     }
     Ok(())
+}
+
+/// How long an `Idempotency-Key` keeps its request's answer.
+pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+/// The longest `Idempotency-Key`, in bytes.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Tasks made by one request, and whether an earlier request with the same
+/// `Idempotency-Key` made them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Creation {
+    pub tasks: Vec<Task>,
+    pub replayed: bool,
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), ValidationError> {
+    let printable = key.bytes().all(|b| b.is_ascii_graphic());
+    if key.is_empty() || key.len() > MAX_IDEMPOTENCY_KEY || !printable {
+        return Err(ValidationError::new(
+            "Idempotency-Key",
+            format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters, such as a UUID"),
+        ));
+    }
+    Ok(())
+}
+
+/// A hash of what a request asks for: the same request twice has the same one.
+fn fingerprint(request: &str, drafts: &[TaskDraft]) -> String {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(request.as_bytes());
+    hash.update([0]);
+    // serde_json writes object keys in order, so equal drafts write equal bytes.
+    hash.update(serde_json::to_vec(drafts).unwrap_or_default());
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses every draft, naming the first invalid one by its index when `indexed`.
+fn parse_drafts(
+    drafts: Vec<TaskDraft>,
+    now: DateTime<Utc>,
+    indexed: bool,
+) -> Result<Vec<(NewTask, Uuid)>, ValidationError> {
+    drafts
+        .into_iter()
+        .enumerate()
+        .map(|(i, draft)| {
+            NewTask::parse(draft, now)
+                .map(|new| (new, Uuid::new_v4()))
+                .map_err(|e| match indexed {
+                    true => ValidationError::new(format!("tasks[{i}].{}", e.field), e.message),
+                    false => e,
+                })
+        })
+        .collect()
 }
 
 /// The most tasks one `create_batch` takes.

@@ -38,6 +38,7 @@ use orchestrator_domain::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Why a call failed.
@@ -65,7 +66,21 @@ pub enum ClientError {
     Listen { address: String, message: String },
 }
 
+/// Times a creation is sent before its error is taken as the answer.
+const CREATE_TRIES: u32 = 3;
+
 impl ClientError {
+    /// True when the request may have been applied or not: it got no
+    /// answer, or a 5xx that does not say. Such a request may be sent again
+    /// where the server takes a repeat as the same request.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            ClientError::Transport { .. } => true,
+            ClientError::Api { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
     /// The error code of an API error, such as `not_found`.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -330,13 +345,16 @@ impl Client {
         self.send(reqwest::Method::POST, "/token", Some(request)).await
     }
 
+    /// Submits a task under a fresh `Idempotency-Key`, sent again with the
+    /// same key while the outcome is unknown (no answer, or a 5xx), so that
+    /// a retry never makes a second task.
     pub async fn create_task(&self, draft: &TaskDraft) -> Result<TaskCreated, ClientError> {
-        self.send(reqwest::Method::POST, "/tasks", Some(draft)).await
+        self.send_once("/tasks", draft).await
     }
 
     /// Submits up to 1,000 tasks in one commit: all are created, or none
     /// (and the error names the first invalid one). The answers come in
-    /// the order of `drafts`.
+    /// the order of `drafts`. Sent again like [`Client::create_task`].
     pub async fn create_tasks(&self, drafts: &[TaskDraft]) -> Result<Vec<TaskCreated>, ClientError> {
         #[derive(Serialize)]
         struct Batch<'a> {
@@ -495,6 +513,30 @@ impl Client {
             request = request.json(body);
         }
         self.call(request, &url).await
+    }
+
+    /// POSTs `body` under a fresh `Idempotency-Key`, again with the same key
+    /// while the outcome is unknown.
+    async fn send_once<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let key = Uuid::new_v4().to_string();
+        let mut wait = Duration::from_millis(200);
+        for _ in 1..CREATE_TRIES {
+            let request = self.http.post(&url).header("Idempotency-Key", &key).json(body);
+            match self.call(self.authorized(request), &url).await {
+                Err(err) if err.outcome_unknown() => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 4;
+                }
+                answered => return answered,
+            }
+        }
+        let request = self.http.post(&url).header("Idempotency-Key", &key).json(body);
+        self.call(self.authorized(request), &url).await
     }
 
     pub(crate) async fn call<T: DeserializeOwned>(

@@ -463,7 +463,7 @@ impl Running {
         let mut wait = Duration::from_millis(200);
         for _ in 1..REPORT_TRIES {
             match self.client.update_status(id, update).await {
-                Err(err) if outcome_unknown(&err) => {
+                Err(err) if err.outcome_unknown() => {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(5));
                 }
@@ -521,16 +521,6 @@ impl Running {
 /// 20 s of waiting in all).
 const REPORT_TRIES: u32 = 8;
 
-/// True when a report may have been applied or not: it got no answer, or a
-/// 5xx that does not say.
-fn outcome_unknown(err: &ClientError) -> bool {
-    match err {
-        ClientError::Transport { .. } => true,
-        ClientError::Api { status, .. } => *status >= 500,
-        _ => false,
-    }
-}
-
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload
         .downcast_ref::<&str>()
@@ -558,10 +548,10 @@ mod tests {
             url: "u".into(),
             message: "connection reset".into(),
         };
-        assert!(outcome_unknown(&lost));
-        assert!(outcome_unknown(&api(503)) && outcome_unknown(&api(502)));
+        assert!(lost.outcome_unknown());
+        assert!(api(503).outcome_unknown() && api(502).outcome_unknown());
         for refused in [409, 403, 404, 422] {
-            assert!(!outcome_unknown(&api(refused)), "{refused} is an answer");
+            assert!(!api(refused).outcome_unknown(), "{refused} is an answer");
         }
     }
 }

@@ -11,9 +11,9 @@ use orchestrator_domain::{
     RecoveryReason, ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, Percentiles, RecoveryCandidate,
-    RescueCounts, RoutableQuery, RoutingStats, StoreError, StoreResult, TaskFilter, TaskPage,
-    TaskPerformance, TaskStore, Throughput, TimeWindow, Transition, TypeBreakdown,
+    AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, OnceCreated,
+    Percentiles, RecoveryCandidate, RescueCounts, RoutableQuery, RoutingStats, StoreError, StoreResult,
+    TaskFilter, TaskPage, TaskPerformance, TaskStore, Throughput, TimeWindow, Transition, TypeBreakdown,
 };
 use uuid::Uuid;
 
@@ -39,6 +39,15 @@ struct State {
     heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
     /// Tasks whose deadline was reported at risk (once each), and when.
     deadline_risks: HashMap<TaskId, DateTime<Utc>>,
+    /// Idempotency keys by caller and key.
+    idempotency: HashMap<(String, String), RecordedKey>,
+}
+
+#[derive(Debug)]
+struct RecordedKey {
+    fingerprint: String,
+    tasks: Vec<TaskId>,
+    at: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -85,6 +94,27 @@ fn trace_id_taken(trace_id: Uuid) -> StoreError {
 }
 
 impl State {
+    /// Stores all of `tasks`, or none when a trace id is taken.
+    fn create_all(
+        &mut self,
+        tasks: Vec<(NewTask, Uuid)>,
+        record: &ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Vec<Task>> {
+        let mut seen = HashSet::new();
+        if let Some((_, taken)) = tasks
+            .iter()
+            .find(|(_, trace)| self.trace_ids.contains(trace) || !seen.insert(*trace))
+        {
+            return Err(trace_id_taken(*taken));
+        }
+        self.trace_ids.extend(seen);
+        Ok(tasks
+            .into_iter()
+            .map(|(task, trace_id)| self.insert_task(task, trace_id, record.clone(), at))
+            .collect())
+    }
+
     /// Stores a new task whose trace id the caller has already taken.
     fn insert_task(
         &mut self,
@@ -232,19 +262,43 @@ impl TaskStore for MemoryStore {
         record: ChangeRecord,
         at: DateTime<Utc>,
     ) -> StoreResult<Vec<Task>> {
+        self.lock().create_all(tasks, &record, at)
+    }
+
+    async fn create_tasks_once(
+        &self,
+        key: &IdempotencyKey,
+        tasks: Vec<(NewTask, Uuid)>,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<OnceCreated> {
+        let slot = (key.caller.clone(), key.key.clone());
+        // One lock for the check and the write: a concurrent request with
+        // the same key sees the first one's tasks, never makes its own.
         let mut state = self.lock();
-        let mut seen = HashSet::new();
-        if let Some((_, taken)) = tasks
-            .iter()
-            .find(|(_, trace)| state.trace_ids.contains(trace) || !seen.insert(*trace))
-        {
-            return Err(trace_id_taken(*taken));
+        if let Some(seen) = state.idempotency.get(&slot).filter(|k| k.at >= expired_before) {
+            if seen.fingerprint != key.fingerprint {
+                return Ok(OnceCreated::KeyReused);
+            }
+            let tasks = seen.tasks.iter().map(|id| state.task(*id).cloned());
+            return tasks.collect::<StoreResult<_>>().map(OnceCreated::Replayed);
         }
-        state.trace_ids.extend(seen);
-        Ok(tasks
-            .into_iter()
-            .map(|(task, trace_id)| state.insert_task(task, trace_id, record.clone(), at))
-            .collect())
+        let created = state.create_all(tasks, &record, at)?;
+        let recorded = RecordedKey {
+            fingerprint: key.fingerprint.clone(),
+            tasks: created.iter().map(|t| t.id).collect(),
+            at,
+        };
+        state.idempotency.insert(slot, recorded);
+        Ok(OnceCreated::Created(created))
+    }
+
+    async fn delete_expired_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let mut state = self.lock();
+        let was = state.idempotency.len();
+        state.idempotency.retain(|_, k| k.at >= before);
+        Ok((was - state.idempotency.len()) as u64)
     }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {

@@ -140,6 +140,27 @@ impl Transition {
     }
 }
 
+/// A client's key for one creation request, with what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// Whose key it is: the same key from two callers is two keys.
+    pub caller: String,
+    pub key: String,
+    /// A hash of the request's tasks.
+    pub fingerprint: String,
+}
+
+/// The outcome of `TaskStore::create_tasks_once`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OnceCreated {
+    /// The key was new: these tasks were created.
+    Created(Vec<Task>),
+    /// The key was used before for the same request: the tasks it made.
+    Replayed(Vec<Task>),
+    /// The key was used before for another request.
+    KeyReused,
+}
+
 /// Where tasks and their audit trail live.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -162,6 +183,23 @@ pub trait TaskStore: Send + Sync {
         record: ChangeRecord,
         at: DateTime<Utc>,
     ) -> StoreResult<Vec<Task>>;
+
+    /// As `create_tasks`, once per `key`: the first call with a key creates
+    /// the tasks and records the key with them, in the same commit; a later
+    /// one with the same key and fingerprint creates nothing and gets the
+    /// same tasks (as they are now), one with another fingerprint is
+    /// refused. A key recorded before `expired_before` counts as new.
+    async fn create_tasks_once(
+        &self,
+        key: &IdempotencyKey,
+        tasks: Vec<(NewTask, Uuid)>,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<OnceCreated>;
+
+    /// Deletes the idempotency keys recorded before `before`; returns how many.
+    async fn delete_expired_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
 

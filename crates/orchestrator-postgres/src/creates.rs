@@ -164,6 +164,14 @@ async fn insert(
     creations: &[Creation],
 ) -> StoreResult<Vec<StoreResult<Task>>> {
     let mut conn = pool.get().await.map_err(pool_error)?;
+    insert_on(&mut conn, creations).await
+}
+
+/// As `insert`, on the caller's connection (and in its transaction, if any).
+pub(crate) async fn insert_on(
+    conn: &mut AsyncPgConnection,
+    creations: &[Creation],
+) -> StoreResult<Vec<StoreResult<Task>>> {
     let columns = Columns::of(creations);
     let rows: Vec<TaskRow> = diesel::sql_query(INSERT_TASKS)
         .bind::<Array<diesel::sql_types::Uuid>, _>(columns.trace_ids)
@@ -179,7 +187,7 @@ async fn insert(
         .bind::<Array<Nullable<Text>>, _>(columns.created_by)
         .bind::<Array<Nullable<Text>>, _>(columns.reasons)
         .bind::<Array<Nullable<Jsonb>>, _>(columns.metadata)
-        .load(&mut conn)
+        .load(conn)
         .await
         .map_err(store_error)?;
     let mut by_trace: HashMap<Uuid, TaskRow> = rows.into_iter().map(|row| (row.trace_id, row)).collect();

@@ -6,6 +6,7 @@ mod creates;
 mod error;
 mod events;
 mod group_commit;
+mod idempotency;
 mod leader;
 mod liveness;
 mod migrations;

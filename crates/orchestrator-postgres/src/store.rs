@@ -20,14 +20,16 @@ use orchestrator_domain::{
     ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletChange, DropletFilter, DropletStore, RecoveryCandidate, RoundPlanner, RoutableQuery,
-    RoutedRound, StoreError, StoreResult, TaskFilter, TaskPage, TaskStore, Transition,
+    ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, OnceCreated, RecoveryCandidate,
+    RoundPlanner, RoutableQuery, RoutedRound, StoreError, StoreResult, TaskFilter, TaskPage, TaskStore,
+    Transition,
 };
 use uuid::Uuid;
 
 use crate::creates::{CreateBatcher, Creation};
 use crate::error::{TxError, pool_error, store_error};
 use crate::group_commit::GroupCommit;
+use crate::idempotency::Keyed;
 use crate::liveness::Liveness;
 use crate::migrations::verify_schema;
 use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, TaskWithDropletRow, naive};
@@ -271,6 +273,44 @@ impl TaskStore for PgStore {
             })
             .collect();
         crate::creates::create_all(&self.pool, &creations).await
+    }
+
+    async fn create_tasks_once(
+        &self,
+        key: &IdempotencyKey,
+        tasks: Vec<(NewTask, Uuid)>,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
+    ) -> StoreResult<OnceCreated> {
+        let creations: Vec<Creation> = tasks
+            .into_iter()
+            .map(|(task, trace_id)| Creation {
+                task,
+                trace_id,
+                record: record.clone(),
+                at,
+            })
+            .collect();
+        let mut conn = self.conn().await?;
+        let keyed = crate::idempotency::create_once(&mut conn, key, &creations, at, expired_before).await?;
+        drop(conn);
+        match keyed {
+            Keyed::Created(tasks) => Ok(OnceCreated::Created(tasks)),
+            Keyed::Reused => Ok(OnceCreated::KeyReused),
+            Keyed::Seen(ids) => {
+                let mut tasks = Vec::with_capacity(ids.len());
+                for id in ids {
+                    tasks.push(self.get_task(i64::from(id)).await?);
+                }
+                Ok(OnceCreated::Replayed(tasks))
+            }
+        }
+    }
+
+    async fn delete_expired_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        let mut conn = self.conn().await?;
+        crate::idempotency::delete_expired(&mut conn, before).await
     }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {

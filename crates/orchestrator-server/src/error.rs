@@ -46,6 +46,7 @@ pub const ERROR_CODES: &[&str] = &[
     "conflict",
     "stale_attempt",
     "validation_failed",
+    "idempotency_key_reused",
     "store_unavailable",
     "droplet_unreachable",
     "droplet_timeout",
@@ -75,6 +76,7 @@ impl ApiError {
             ApiError::App(AppError::Conflict(_)) => "conflict",
             ApiError::App(AppError::StaleAttempt { .. }) => "stale_attempt",
             ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => "validation_failed",
+            ApiError::App(AppError::IdempotencyKeyReused(_)) => "idempotency_key_reused",
             ApiError::App(AppError::Unavailable(_)) => "store_unavailable",
             ApiError::App(AppError::DropletUnreachable(_)) => "droplet_unreachable",
             ApiError::App(AppError::DropletTimedOut(_)) => "droplet_timeout",
@@ -133,9 +135,8 @@ impl ResponseError for ApiError {
             ApiError::App(
                 AppError::InvalidTransition { .. } | AppError::Conflict(_) | AppError::StaleAttempt { .. },
             ) => StatusCode::CONFLICT,
-            ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ApiError::App(AppError::Validation(_) | AppError::IdempotencyKeyReused(_))
+            | ApiError::InvalidBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::App(AppError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::App(AppError::DropletUnreachable(_)) => StatusCode::BAD_GATEWAY,
             ApiError::App(AppError::DropletTimedOut(_)) => StatusCode::GATEWAY_TIMEOUT,
@@ -208,6 +209,7 @@ mod tests {
                 message: text(),
             }),
             ApiError::App(AppError::Validation(ValidationError::new("f", "m"))),
+            ApiError::App(AppError::IdempotencyKeyReused(text())),
             ApiError::App(AppError::Unavailable(text())),
             ApiError::App(AppError::DropletUnreachable(text())),
             ApiError::App(AppError::DropletTimedOut(text())),

@@ -9,7 +9,8 @@ use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{
-    HealthMonitorJob, HeartbeatCleanupJob, IdleJob, RegistrySyncJob, RouterJob, WebSocketPingJob,
+    HealthMonitorJob, HeartbeatCleanupJob, IdempotencyCleanupJob, IdleJob, RegistrySyncJob, RouterJob,
+    WebSocketPingJob,
 };
 use orchestrator_app::scheduler::{Job, REGISTRY_SYNC};
 use orchestrator_app::{
@@ -147,6 +148,10 @@ impl Application {
             }),
         };
         scheduler.add(registry_sync, settings.registry_sync_interval);
+        scheduler.add(
+            Arc::new(IdempotencyCleanupJob(TaskService::new(ports.clone()))),
+            settings.heartbeat_cleanup_interval,
+        );
         let scheduler = Arc::new(scheduler);
         let background = Background {
             _router: router.start(),

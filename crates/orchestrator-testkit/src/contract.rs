@@ -9,7 +9,10 @@ use orchestrator_domain::{
     Actor, DropletStatus, HeartbeatReport, RecoveryReason, Role, ServiceRef, Task, TaskId, TaskStatus,
     TaskUpdate,
 };
-use orchestrator_ports::{ChangeRecord, DropletFilter, RoutableQuery, StoreError, TaskFilter, Transition};
+use orchestrator_ports::{
+    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, RoutableQuery, StoreError, TaskFilter,
+    Transition,
+};
 use uuid::Uuid;
 
 use crate::Stores;
@@ -139,6 +142,126 @@ pub async fn a_batch_of_creations_is_all_or_nothing(stores: &Stores) {
         .await
         .expect("list");
     assert_eq!(all.total, 4, "a refused batch leaves nothing behind");
+}
+
+fn key(caller: &str, key: &str, fingerprint: &str) -> IdempotencyKey {
+    IdempotencyKey {
+        caller: caller.into(),
+        key: key.into(),
+        fingerprint: fingerprint.into(),
+    }
+}
+
+fn two_tasks() -> Vec<(orchestrator_domain::NewTask, Uuid)> {
+    (0..2)
+        .map(|n| (new_task(&format!("kind-{n}"), 5, None), Uuid::new_v4()))
+        .collect()
+}
+
+pub async fn an_idempotency_key_creates_once_per_caller_and_day(stores: &Stores) {
+    let (old, now) = (at(0), at(100));
+    let first = stores
+        .tasks
+        .create_tasks_once(&key("alice", "k1", "f"), two_tasks(), by("alice"), now, old)
+        .await
+        .expect("first");
+    let OnceCreated::Created(made) = first else {
+        panic!("a new key creates: {first:?}")
+    };
+    let again = stores
+        .tasks
+        .create_tasks_once(&key("alice", "k1", "f"), two_tasks(), by("alice"), at(101), old)
+        .await
+        .expect("again");
+    let ids = |tasks: &[Task]| tasks.iter().map(|t| t.id).collect::<Vec<_>>();
+    match &again {
+        OnceCreated::Replayed(tasks) => assert_eq!(ids(tasks), ids(&made), "the same tasks, in order"),
+        other => panic!("the same key and request replays: {other:?}"),
+    }
+    let other_body = stores
+        .tasks
+        .create_tasks_once(&key("alice", "k1", "g"), two_tasks(), by("alice"), at(101), old)
+        .await
+        .expect("reused");
+    assert_eq!(other_body, OnceCreated::KeyReused);
+    let count = |stores: &Stores| {
+        let tasks = stores.tasks.clone();
+        async move {
+            tasks
+                .list_tasks(&TaskFilter::default())
+                .await
+                .expect("list")
+                .total
+        }
+    };
+    assert_eq!(count(stores).await, 2, "nothing created by a repeat");
+    let bob = stores
+        .tasks
+        .create_tasks_once(&key("bob", "k1", "f"), two_tasks(), by("bob"), at(101), old)
+        .await
+        .expect("bob");
+    assert!(
+        matches!(bob, OnceCreated::Created(_)),
+        "a key is the caller's own: {bob:?}"
+    );
+    // Once the window has passed, the key is new again.
+    let later = stores
+        .tasks
+        .create_tasks_once(
+            &key("alice", "k1", "g"),
+            two_tasks(),
+            by("alice"),
+            at(300),
+            at(200),
+        )
+        .await
+        .expect("expired");
+    assert!(matches!(later, OnceCreated::Created(_)), "{later:?}");
+    assert_eq!(count(stores).await, 6);
+    let deleted = stores
+        .tasks
+        .delete_expired_idempotency_keys(at(200))
+        .await
+        .expect("delete");
+    assert_eq!(
+        deleted, 1,
+        "bob's key of t=101 is expired, alice's renewed one is not"
+    );
+}
+
+pub async fn concurrent_requests_with_one_key_create_once(stores: &Stores) {
+    let attempts = (0..8).map(|_| {
+        let tasks = stores.tasks.clone();
+        async move {
+            tasks
+                .create_tasks_once(
+                    &key("alice", "race", "f"),
+                    two_tasks(),
+                    by("alice"),
+                    at(10),
+                    at(0),
+                )
+                .await
+        }
+    });
+    let outcomes = join_all(attempts).await;
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, Ok(OnceCreated::Created(_))))
+        .count();
+    assert_eq!(created, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(OnceCreated::Created(_) | OnceCreated::Replayed(_)))),
+        "{outcomes:?}"
+    );
+    let all = stores
+        .tasks
+        .list_tasks(&TaskFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(all.total, 2);
 }
 
 pub async fn unknown_task_is_not_found(stores: &Stores) {

@@ -46,6 +46,8 @@ macro_rules! store_contract_tests {
             create_task_is_pending_with_first_history_row,
             trace_ids_are_unique,
             a_batch_of_creations_is_all_or_nothing,
+            an_idempotency_key_creates_once_per_caller_and_day,
+            concurrent_requests_with_one_key_create_once,
             unknown_task_is_not_found,
             list_filters_paginates_and_counts,
             list_is_newest_first,

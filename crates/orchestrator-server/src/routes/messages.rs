@@ -135,8 +135,9 @@ pub(crate) async fn message(
         return Err(invalid("source", "must name the sender"));
     }
     let payload = &envelope.payload;
+    let key = crate::routes::tasks::idempotency_key(&req)?;
     let reply = match envelope.message_type.as_str() {
-        "command" => command(&app, &caller, payload).await?,
+        "command" => command(&app, &caller, payload, key.as_deref()).await?,
         "query" => query(&app, &caller, payload).await?,
         other => {
             return Err(invalid(
@@ -148,11 +149,28 @@ pub(crate) async fn message(
     Ok(Udc::ok(reply))
 }
 
-async fn command(app: &AppState, caller: &Caller, payload: &Value) -> Result<MessageReply, ApiError> {
+/// Runs a command; `key` is the request's `Idempotency-Key`, which makes a
+/// `create_task` happen once.
+async fn command(
+    app: &AppState,
+    caller: &Caller,
+    payload: &Value,
+    key: Option<&str>,
+) -> Result<MessageReply, ApiError> {
     match payload["command"].as_str() {
         Some("create_task") => {
             let draft: TaskDraft = field_of(&payload["task_data"], "payload.task_data")?;
-            let task = app.tasks.create(caller, draft).await?;
+            let task = match key {
+                None => app.tasks.create(caller, draft).await?,
+                Some(key) => app
+                    .tasks
+                    .create_once(caller, "create_task", vec![draft], key)
+                    .await?
+                    .tasks
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| ApiError::Internal("a creation under a key made no task".into()))?,
+            };
             Ok(MessageReply::Created(created_reply(&task)))
         }
         Some("cancel_task") => {

@@ -1,10 +1,10 @@
 //! `/tasks`: create, list, get with history, update status, cancel.
 
-use actix_web::{middleware::from_fn, web};
+use actix_web::{CustomizeResponder, HttpRequest, Responder as _, middleware::from_fn, web};
 use chrono::{DateTime, Utc};
 use orchestrator_app::TaskView;
 use orchestrator_app::tasks::{PendingReason, StatusChange, TaskListing, cancelled_at};
-use orchestrator_domain::{HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus};
+use orchestrator_domain::{HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus, ValidationError};
 use orchestrator_ports::TaskFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -81,17 +81,62 @@ pub(crate) struct TaskCreated {
     post,
     path = "/tasks",
     tag = "tasks",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request happen once: the same caller and key within 24 hours get the first request's tasks again (marked `Idempotent-Replayed: true`) and create nothing; the same key with another body is 422 `idempotency_key_reused`")),
     request_body = TaskDraft,
     responses((status = 201, description = "Created", body = TaskCreated)),
 )]
 pub(crate) async fn create(
+    req: HttpRequest,
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     Body(draft): Body<TaskDraft>,
-) -> Result<Udc<TaskCreated>, ApiError> {
-    let task = app.tasks.create(&caller, draft).await?;
-    Ok(Udc::created(created_reply(&task)))
+) -> Result<CustomizeResponder<Udc<TaskCreated>>, ApiError> {
+    let Some(key) = idempotency_key(&req)? else {
+        let task = app.tasks.create(&caller, draft).await?;
+        return Ok(Udc::created(created_reply(&task)).customize());
+    };
+    let creation = app
+        .tasks
+        .create_once(&caller, "POST /tasks", vec![draft], &key)
+        .await?;
+    let task = creation
+        .tasks
+        .first()
+        .ok_or_else(|| ApiError::Internal("a creation under a key made no task".into()))?;
+    Ok(replayed(Udc::created(created_reply(task)), creation.replayed))
 }
+
+/// The request's `Idempotency-Key`, if it has one.
+pub(crate) fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| {
+        ApiError::App(
+            ValidationError::new(
+                "Idempotency-Key",
+                "must be visible ASCII characters, such as a UUID",
+            )
+            .into(),
+        )
+    })?;
+    Ok(Some(key.to_owned()))
+}
+
+/// Marks the answer to a request repeated under its `Idempotency-Key`.
+pub(crate) fn replayed<T: Serialize>(answer: Udc<T>, replayed: bool) -> CustomizeResponder<Udc<T>> {
+    let answer = answer.customize();
+    if replayed {
+        answer.insert_header((IDEMPOTENT_REPLAYED, "true"))
+    } else {
+        answer
+    }
+}
+
+/// The request header that makes a creation happen once.
+pub(crate) const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+/// Set to `true` on the answer to a repeated request: nothing was created.
+pub(crate) const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 
 /// Tasks submitted together (`POST /tasks/batch`).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -113,18 +158,30 @@ pub(crate) struct BatchCreated {
     post,
     path = "/tasks/batch",
     tag = "tasks",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request happen once: the same caller and key within 24 hours get the first request's tasks again (marked `Idempotent-Replayed: true`) and create nothing; the same key with another body is 422 `idempotency_key_reused`")),
     request_body = TaskBatch,
     responses((status = 201, description = "All created, in the order sent", body = BatchCreated)),
 )]
 pub(crate) async fn create_batch(
+    req: HttpRequest,
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     Body(batch): Body<TaskBatch>,
-) -> Result<Udc<BatchCreated>, ApiError> {
-    let tasks = app.tasks.create_batch(&caller, batch.tasks).await?;
-    Ok(Udc::created(BatchCreated {
+) -> Result<CustomizeResponder<Udc<BatchCreated>>, ApiError> {
+    let (tasks, again) = match idempotency_key(&req)? {
+        None => (app.tasks.create_batch(&caller, batch.tasks).await?, false),
+        Some(key) => {
+            let creation = app
+                .tasks
+                .create_once(&caller, "POST /tasks/batch", batch.tasks, &key)
+                .await?;
+            (creation.tasks, creation.replayed)
+        }
+    };
+    let answer = Udc::created(BatchCreated {
         tasks: tasks.iter().map(created_reply).collect(),
-    }))
+    });
+    Ok(replayed(answer, again))
 }
 
 pub(crate) fn created_reply(task: &Task) -> TaskCreated {

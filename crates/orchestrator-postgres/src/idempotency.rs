@@ -1,0 +1,121 @@
+//! Creations under an `Idempotency-Key`: the key and the tasks it made are
+//! written in one transaction, so a request repeated after a lost answer,
+//! even one cut short by a crash, finds either both or neither.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, Integer, Text, Timestamp};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use orchestrator_domain::Task;
+use orchestrator_ports::{IdempotencyKey, StoreError, StoreResult};
+
+use crate::creates::{Creation, insert_on};
+use crate::error::TxError;
+use crate::rows::naive;
+
+/// Takes the key, or takes it over when it has expired. A concurrent
+/// request with the same key waits here for this one's commit, then finds
+/// the key taken.
+const TAKE_KEY: &str = r"
+INSERT INTO idempotency_keys (caller, key, fingerprint, created_at)
+VALUES ($1, $2, $3, $4)
+ON CONFLICT (caller, key) DO UPDATE
+    SET fingerprint = EXCLUDED.fingerprint, created_at = EXCLUDED.created_at, task_ids = '{}'
+    WHERE idempotency_keys.created_at < $5
+RETURNING caller";
+
+const RECORD_TASKS: &str = "UPDATE idempotency_keys SET task_ids = $3 WHERE caller = $1 AND key = $2";
+
+const SEEN_KEY: &str = "SELECT fingerprint, task_ids FROM idempotency_keys WHERE caller = $1 AND key = $2";
+
+#[derive(QueryableByName)]
+struct Taken {
+    #[diesel(sql_type = Text)]
+    #[allow(
+        dead_code,
+        reason = "RETURNING needs a column; only the row's presence counts"
+    )]
+    caller: String,
+}
+
+#[derive(QueryableByName)]
+struct Seen {
+    #[diesel(sql_type = Text)]
+    fingerprint: String,
+    #[diesel(sql_type = Array<Integer>)]
+    task_ids: Vec<i32>,
+}
+
+/// What the key's transaction found.
+pub(crate) enum Keyed {
+    Created(Vec<Task>),
+    /// Made before, by the same request: the ids of its tasks, in order.
+    Seen(Vec<i32>),
+    Reused,
+}
+
+pub(crate) async fn create_once(
+    conn: &mut AsyncPgConnection,
+    key: &IdempotencyKey,
+    creations: &[Creation],
+    at: DateTime<Utc>,
+    expired_before: DateTime<Utc>,
+) -> StoreResult<Keyed> {
+    let outcome = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            let taken: Vec<Taken> = diesel::sql_query(TAKE_KEY)
+                .bind::<Text, _>(&key.caller)
+                .bind::<Text, _>(&key.key)
+                .bind::<Text, _>(&key.fingerprint)
+                .bind::<Timestamp, _>(naive(at))
+                .bind::<Timestamp, _>(naive(expired_before))
+                .load(conn)
+                .await?;
+            if taken.is_empty() {
+                return seen(conn, key).await;
+            }
+            let tasks: Vec<Task> = insert_on(conn, creations)
+                .await?
+                .into_iter()
+                .collect::<StoreResult<_>>()?;
+            let ids: Vec<i32> = tasks.iter().filter_map(|t| i32::try_from(t.id).ok()).collect();
+            diesel::sql_query(RECORD_TASKS)
+                .bind::<Text, _>(&key.caller)
+                .bind::<Text, _>(&key.key)
+                .bind::<Array<Integer>, _>(&ids)
+                .execute(conn)
+                .await?;
+            Ok(Keyed::Created(tasks))
+        })
+        .await?;
+    Ok(outcome)
+}
+
+async fn seen(conn: &mut AsyncPgConnection, key: &IdempotencyKey) -> Result<Keyed, TxError> {
+    let rows: Vec<Seen> = diesel::sql_query(SEEN_KEY)
+        .bind::<Text, _>(&key.caller)
+        .bind::<Text, _>(&key.key)
+        .load(conn)
+        .await?;
+    let seen = rows.into_iter().next().ok_or_else(|| {
+        StoreError::Unavailable(format!(
+            "idempotency key {:?} vanished while it was read",
+            key.key
+        ))
+    })?;
+    Ok(if seen.fingerprint == key.fingerprint {
+        Keyed::Seen(seen.task_ids)
+    } else {
+        Keyed::Reused
+    })
+}
+
+/// Deletes the keys recorded before `before`.
+pub(crate) async fn delete_expired(conn: &mut AsyncPgConnection, before: DateTime<Utc>) -> StoreResult<u64> {
+    let deleted = diesel::sql_query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind::<Timestamp, _>(naive(before))
+        .execute(conn)
+        .await
+        .map_err(crate::error::store_error)?;
+    Ok(deleted as u64)
+}
