@@ -167,3 +167,94 @@ async fn an_assignment_the_database_refuses_fails_alone() {
         TaskStatus::Pending
     );
 }
+
+/// Where the child round says it holds its tasks, and the database it uses.
+const CHILD_MARKER: &str = "ROUTING_CHILD_MARKER";
+const CHILD_DATABASE: &str = "ROUTING_CHILD_DATABASE";
+
+/// Says (by creating the marker file) that it holds the round's tasks, then
+/// never returns: the process is killed while the round is open.
+struct Hangs(std::path::PathBuf);
+
+impl RoundPlanner for Hangs {
+    fn plan(&mut self, pending: &[Task]) -> Vec<Transition> {
+        std::fs::write(&self.0, pending.len().to_string()).expect("write the marker");
+        loop {
+            std::thread::sleep(Duration::from_secs(60));
+        }
+    }
+}
+
+/// The process that is killed: run only by the test below, which starts
+/// this test binary again with the two variables set.
+#[tokio::test]
+#[ignore = "run as a child process by a_round_killed_between_claim_and_assignment_strands_nothing"]
+async fn child_round_killed_mid_plan() {
+    let (Ok(url), Ok(marker)) = (std::env::var(CHILD_DATABASE), std::env::var(CHILD_MARKER)) else {
+        panic!("run by its parent test only");
+    };
+    let store = PgStore::new(&url, PoolSettings::default()).expect("pool");
+    let _ = store.route_round(&query(), &mut Hangs(marker.into())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_killed_between_claim_and_assignment_strands_nothing() {
+    let (database, store, task) = store_with_a_pending_task().await;
+    let marker = std::env::temp_dir().join(format!("routing-child-{}", Uuid::new_v4()));
+    let mut child = std::process::Command::new(std::env::current_exe().expect("this test binary"))
+        .args([
+            "--exact",
+            "child_round_killed_mid_plan",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_DATABASE, &database.url)
+        .env(CHILD_MARKER, &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the child round");
+    let started = std::time::Instant::now();
+    while std::fs::read_to_string(&marker).ok().as_deref() != Some("1") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the child never claimed the task"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The child holds the task's row lock in an open round: another round
+    // does not see it (SKIP LOCKED), so no replica can assign it twice.
+    let mut planner = ToSeven {
+        assign: false,
+        seen: Vec::new(),
+    };
+    let meanwhile = store.route_round(&query(), &mut planner).await.expect("round");
+    assert_eq!(
+        meanwhile.claimed, 0,
+        "a task in an open round is not routed twice"
+    );
+
+    child.kill().expect("kill -9 the child");
+    child.wait().expect("reap the child");
+    let killed = std::time::Instant::now();
+    let _ = std::fs::remove_file(&marker);
+    // Within the router's sweep (one second), not after a 30 s lease.
+    let assigned = loop {
+        let mut planner = ToSeven {
+            assign: true,
+            seen: Vec::new(),
+        };
+        let round = store.route_round(&query(), &mut planner).await.expect("round");
+        if let Some(outcome) = round.outcomes.into_iter().next() {
+            break outcome.expect("assigned");
+        }
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "the task stayed hidden after the kill"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!((assigned.id, assigned.assigned_droplet_id), (task.id, Some(7)));
+    let history = store.task_history(task.id).await.expect("history");
+    assert_eq!(history.len(), 2, "created, then assigned once: {history:?}");
+}
