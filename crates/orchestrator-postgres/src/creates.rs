@@ -57,6 +57,21 @@ pub(crate) struct Creation {
     pub at: DateTime<Utc>,
 }
 
+impl Creation {
+    /// One creation per task, all with `record` at `at`.
+    pub fn all(tasks: Vec<(NewTask, Uuid)>, record: &ChangeRecord, at: DateTime<Utc>) -> Vec<Creation> {
+        tasks
+            .into_iter()
+            .map(|(task, trace_id)| Creation {
+                task,
+                trace_id,
+                record: record.clone(),
+                at,
+            })
+            .collect()
+    }
+}
+
 struct Queued {
     creation: Creation,
     reply: oneshot::Sender<StoreResult<Task>>,

@@ -263,15 +263,7 @@ impl TaskStore for PgStore {
         record: ChangeRecord,
         at: DateTime<Utc>,
     ) -> StoreResult<Vec<Task>> {
-        let creations: Vec<Creation> = tasks
-            .into_iter()
-            .map(|(task, trace_id)| Creation {
-                task,
-                trace_id,
-                record: record.clone(),
-                at,
-            })
-            .collect();
+        let creations = Creation::all(tasks, &record, at);
         crate::creates::create_all(&self.pool, &creations).await
     }
 
@@ -283,15 +275,7 @@ impl TaskStore for PgStore {
         at: DateTime<Utc>,
         expired_before: DateTime<Utc>,
     ) -> StoreResult<OnceCreated> {
-        let creations: Vec<Creation> = tasks
-            .into_iter()
-            .map(|(task, trace_id)| Creation {
-                task,
-                trace_id,
-                record: record.clone(),
-                at,
-            })
-            .collect();
+        let creations = Creation::all(tasks, &record, at);
         let mut conn = self.conn().await?;
         let keyed = crate::idempotency::create_once(&mut conn, key, &creations, at, expired_before).await?;
         drop(conn);

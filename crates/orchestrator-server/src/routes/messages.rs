@@ -106,6 +106,7 @@ fn field_of<T: DeserializeOwned>(value: &Value, field: &str) -> Result<T, ApiErr
     post,
     path = "/message",
     tag = "messages",
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes a `create_task` command happen once, as on `POST /tasks`")),
     request_body = Envelope,
     responses((status = 200, description = "The command's or query's answer", body = MessageReply)),
 )]

@@ -81,7 +81,7 @@ pub(crate) struct TaskCreated {
     post,
     path = "/tasks",
     tag = "tasks",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request happen once: the same caller and key within 24 hours get the first request's tasks again (marked `Idempotent-Replayed: true`) and create nothing; the same key with another body is 422 `idempotency_key_reused`")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes the request happen once: the same caller and key within 24 hours get the first request's tasks again (marked `Idempotent-Replayed: true`) and create nothing; the same key with another body is 422 `idempotency_key_reused`")),
     request_body = TaskDraft,
     responses((status = 201, description = "Created", body = TaskCreated)),
 )]
@@ -143,6 +143,7 @@ pub(crate) const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 #[serde(deny_unknown_fields)]
 pub(crate) struct TaskBatch {
     /// From 1 to 1,000 tasks, each as `POST /tasks` takes it.
+    #[schema(min_items = 1, max_items = 1000)]
     tasks: Vec<TaskDraft>,
 }
 
@@ -158,7 +159,7 @@ pub(crate) struct BatchCreated {
     post,
     path = "/tasks/batch",
     tag = "tasks",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes the request happen once: the same caller and key within 24 hours get the first request's tasks again (marked `Idempotent-Replayed: true`) and create nothing; the same key with another body is 422 `idempotency_key_reused`")),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "Makes the request happen once: the same caller and key within 24 hours get the first request's tasks again (marked `Idempotent-Replayed: true`) and create nothing; the same key with another body is 422 `idempotency_key_reused`")),
     request_body = TaskBatch,
     responses((status = 201, description = "All created, in the order sent", body = BatchCreated)),
 )]
