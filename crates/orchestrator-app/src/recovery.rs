@@ -237,6 +237,7 @@ impl Recovery {
         };
         let transition = Transition {
             expected_status: task.status,
+            expected_attempt: task.attempt,
             expected_droplet: task.assigned_droplet_id,
             record: ChangeRecord {
                 changed_by: Some("system:recovery".into()),

@@ -287,6 +287,7 @@ impl RoundPlanner for Planner {
             self.planned.push(droplet_id);
             plans.push(Transition {
                 expected_status: task.status,
+                expected_attempt: task.attempt,
                 expected_droplet: None,
                 task: next,
                 record: ChangeRecord {

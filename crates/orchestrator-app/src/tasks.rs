@@ -432,6 +432,7 @@ impl TaskService {
             .map_err(|e| AppError::transition(task.status, e))?;
         let transition = Transition {
             expected_status: task.status,
+            expected_attempt: task.attempt,
             expected_droplet: task.assigned_droplet_id,
             task: next,
             record,

@@ -332,6 +332,7 @@ impl TaskStore for MemoryStore {
         let current = state.task(transition.task.id)?;
         if current.status != transition.expected_status
             || current.assigned_droplet_id != transition.expected_droplet
+            || current.attempt != transition.expected_attempt
         {
             return Err(StoreError::Conflict(format!(
                 "task {} is {} now, not {}",

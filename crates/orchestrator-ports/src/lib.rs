@@ -120,6 +120,10 @@ pub struct ChangeRecord {
 pub struct Transition {
     pub expected_status: TaskStatus,
     pub expected_droplet: Option<DropletId>,
+    /// The task's `attempt` when it was read: the change applies only if it
+    /// still has it, so that a report read before a requeue and a new
+    /// assignment to the same droplet can never land on the new attempt.
+    pub expected_attempt: u32,
     pub task: Task,
     pub record: ChangeRecord,
 }

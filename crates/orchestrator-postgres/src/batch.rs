@@ -162,6 +162,7 @@ struct Columns {
     id: Vec<i32>,
     expected_status: Vec<String>,
     expected_droplet: Vec<Option<i32>>,
+    expected_attempt: Vec<i32>,
     status: Vec<String>,
     droplet: Vec<Option<i32>>,
     assigned_at: Vec<Option<NaiveDateTime>>,
@@ -185,6 +186,8 @@ impl Columns {
         self.expected_status
             .push(transition.expected_status.as_str().to_owned());
         self.expected_droplet.push(external(transition.expected_droplet));
+        self.expected_attempt
+            .push(i32::try_from(transition.expected_attempt).unwrap_or(i32::MAX));
         self.status.push(task.status.as_str().to_owned());
         self.droplet.push(external(task.assigned_droplet_id));
         self.assigned_at.push(task.assigned_at.map(naive));
@@ -249,6 +252,7 @@ async fn update_tasks(
         .bind::<Array<Nullable<Text>>, _>(columns.changed_by)
         .bind::<Array<Nullable<Text>>, _>(columns.reason)
         .bind::<Array<Nullable<Jsonb>>, _>(columns.metadata)
+        .bind::<Array<Integer>, _>(columns.expected_attempt)
         .load(conn)
         .await
 }
@@ -357,12 +361,13 @@ UPDATE tasks t SET
     attempt = i.attempt
 FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int4[], $7::timestamp[],
             $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
-            $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[])
+            $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[], $19::int4[])
      AS i(id, expected_status, expected_droplet, status, droplet, droplet_key, assigned_at, started_at,
           completed_at, result, error_message, retry_count, updated_at, retry_after, attempt,
-          changed_by, reason, metadata)
+          changed_by, reason, metadata, expected_attempt)
 WHERE t.id = i.id
   AND t.status = i.expected_status
+  AND t.attempt = i.expected_attempt
   AND t.assigned_droplet_id IS NOT DISTINCT FROM
       (SELECT d.id FROM droplets d WHERE d.droplet_id = i.expected_droplet)
 RETURNING t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,

@@ -61,6 +61,7 @@ impl RoundPlanner for ToSeven {
             .iter()
             .map(|task| Transition {
                 expected_status: task.status,
+                expected_attempt: task.attempt,
                 expected_droplet: None,
                 task: task
                     .apply(TaskUpdate::Assign { droplet_id: 7 }, Actor::SYSTEM, Utc::now())

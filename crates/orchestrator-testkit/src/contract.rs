@@ -43,6 +43,7 @@ async fn create(stores: &Stores, task_type: &str, prio: i64, secs: i64) -> Task 
 fn transition(task: &Task, update: TaskUpdate, actor: Actor, secs: i64) -> Transition {
     Transition {
         expected_status: task.status,
+        expected_attempt: task.attempt,
         expected_droplet: task.assigned_droplet_id,
         task: task
             .apply(update, actor, at(secs))
@@ -471,6 +472,80 @@ pub async fn wrong_droplet_is_a_conflict(stores: &Stores) {
     );
 }
 
+pub async fn a_report_read_before_a_reassignment_never_lands_on_the_new_attempt(stores: &Stores) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let first = assign(stores, &create(stores, "verify", 5, 0).await, 8, 1).await;
+    // The droplet reads attempt 1 and builds its report…
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    let stale = transition(&first, TaskUpdate::Start, droplet, 5);
+    // …meanwhile the task is taken back and handed to the same droplet again.
+    let requeued = stores
+        .tasks
+        .apply_transition(transition(&first, TaskUpdate::Requeue, Actor::SYSTEM, 2))
+        .await
+        .expect("requeue");
+    let second = assign(stores, &requeued, 8, 3).await;
+    assert_eq!((second.attempt, second.assigned_droplet_id), (2, Some(8)));
+    let refused = stores.tasks.apply_transition(stale).await;
+    assert!(matches!(refused, Err(StoreError::Conflict(_))), "{refused:?}");
+    let now = stores.tasks.get_task(first.id).await.expect("get");
+    assert_eq!(
+        (now.status, now.attempt, now.started_at),
+        (TaskStatus::Assigned, 2, None)
+    );
+    // Built from attempt 2, the same report applies.
+    start(stores, &second, 6).await;
+}
+
+/// Two changes of one running task race; exactly one is applied.
+async fn race_on_a_running_task(stores: &Stores, one: TaskUpdate, other: TaskUpdate, actors: [Actor; 2]) {
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), at(0))
+        .await
+        .expect("register");
+    let task = create(stores, "verify", 5, 0).await;
+    let running = start(stores, &assign(stores, &task, 8, 1).await, 2).await;
+    let [first, second] = actors;
+    let changes = [
+        transition(&running, one, first, 3),
+        transition(&running, other, second, 3),
+    ];
+    let outcomes = join_all(changes.into_iter().map(|t| {
+        let store = stores.tasks.clone();
+        tokio::spawn(async move { store.apply_transition(t).await })
+    }))
+    .await;
+    let won = outcomes.iter().filter(|o| matches!(o, Ok(Ok(_)))).count();
+    assert_eq!(won, 1, "exactly one change wins: {outcomes:?}");
+    assert_eq!(
+        history_statuses(stores, task.id).await.len(),
+        4,
+        "one history row for the winner"
+    );
+}
+
+pub async fn a_completion_and_a_recovery_have_one_winner(stores: &Stores) {
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    let done = TaskUpdate::Complete { result: None };
+    let rescued = TaskUpdate::Fail {
+        error_message: Some("droplet went silent".into()),
+    };
+    race_on_a_running_task(stores, done, rescued, [droplet, Actor::SYSTEM]).await;
+}
+
+pub async fn two_completions_have_one_winner(stores: &Stores) {
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    let done = || TaskUpdate::Complete {
+        result: Some(serde_json::json!({ "by": "one" })),
+    };
+    race_on_a_running_task(stores, done(), done(), [droplet, droplet]).await;
+}
+
 pub async fn concurrent_transitions_have_one_winner(stores: &Stores) {
     for id in 1..=50 {
         stores
@@ -670,6 +745,7 @@ pub async fn claims_skip_tasks_waiting_out_a_retry_backoff(stores: &Stores) {
         let failed = stores.tasks.apply_transition(failed).await.expect("fail");
         let retry = Transition {
             expected_status: failed.status,
+            expected_attempt: failed.attempt,
             expected_droplet: failed.assigned_droplet_id,
             task: failed
                 .apply(TaskUpdate::Retry { retry_after }, Actor::SYSTEM, at(4))
@@ -763,6 +839,7 @@ pub async fn recovery_finds_each_kind_of_stuck_task(stores: &Stores) {
     let assign_now = |task: Task, droplet: i64| async move {
         let t = Transition {
             expected_status: task.status,
+            expected_attempt: task.attempt,
             expected_droplet: None,
             task: task
                 .apply(TaskUpdate::Assign { droplet_id: droplet }, Actor::SYSTEM, now)
@@ -1461,6 +1538,7 @@ async fn apply_at(
         .expect("allowed by the state machine");
     let t = Transition {
         expected_status: task.status,
+        expected_attempt: task.attempt,
         expected_droplet: task.assigned_droplet_id,
         task: next,
         record: by("system"),
@@ -1599,6 +1677,7 @@ async fn recover_at(
     let update = reason.update(task, time).expect("recovery applies");
     let t = Transition {
         expected_status: task.status,
+        expected_attempt: task.attempt,
         expected_droplet: task.assigned_droplet_id,
         task: task.apply(update, Actor::SYSTEM, time).expect("allowed"),
         record: ChangeRecord {
