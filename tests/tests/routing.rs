@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use orchestrator_tests::spawn_app;
+use serde_json::json;
 
 const SOON: Duration = Duration::from_secs(1);
 
@@ -94,4 +95,42 @@ async fn a_droplet_never_holds_more_than_its_capacity() {
     let state = app.send(reqwest::Method::GET, "/state", None, None).await;
     assert_eq!(state.body["custom_metrics"]["tasks_pending"], 3);
     assert_eq!(state.body["custom_metrics"]["tasks_active"], 3);
+}
+
+#[tokio::test]
+async fn the_assignment_estimate_follows_the_recent_waits() {
+    let app = spawn_app().await;
+    let writer = app.writer("alice");
+    let slow = json!({ "task_type": "render", "required_capability": "slow" });
+    let first = app.post("/tasks", &writer, slow.clone()).await;
+    assert_eq!(
+        first.payload()["estimated_assignment_seconds"],
+        0,
+        "nothing seen yet"
+    );
+    let id = first.payload()["task_id"].as_i64().expect("id");
+    // The task waits for a capable droplet, which comes after 1.6 s.
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    app.register(5, &["slow", "fast"], 5).await;
+    app.wait_for_status(id, "assigned", Duration::from_secs(5)).await;
+    let second = app.post("/tasks", &writer, slow).await;
+    let estimate = second.payload()["estimated_assignment_seconds"]
+        .as_u64()
+        .expect("a number");
+    assert!(
+        (2..=4).contains(&estimate),
+        "about the 1.6 s the first one waited: {estimate}"
+    );
+    let other = app
+        .post(
+            "/tasks",
+            &writer,
+            json!({ "task_type": "t", "required_capability": "fast" }),
+        )
+        .await;
+    assert_eq!(
+        other.payload()["estimated_assignment_seconds"],
+        0,
+        "another capability"
+    );
 }

@@ -42,7 +42,12 @@ pub struct Router {
     pass: Mutex<()>,
     /// Set while the `task_router` job is paused: no pass assigns anything.
     paused: std::sync::atomic::AtomicBool,
+    /// Recent time from creation to first assignment, by required capability.
+    waits: std::sync::Mutex<std::collections::HashMap<Option<String>, f64>>,
 }
+
+/// The weight of the newest assignment in the running average of waits.
+const WAIT_WEIGHT: f64 = 0.2;
 
 impl Router {
     pub fn new(ports: Ports) -> Arc<Self> {
@@ -52,7 +57,40 @@ impl Router {
             wake: Notify::new(),
             pass: Mutex::new(()),
             paused: std::sync::atomic::AtomicBool::new(false),
+            waits: std::sync::Mutex::default(),
         })
+    }
+
+    /// Seconds a new task needing `capability` can expect to wait for its
+    /// first assignment: a running average of the recent waits of such tasks
+    /// that this router assigned, rounded; 0 before it has seen one.
+    pub fn expected_wait_seconds(&self, capability: Option<&str>) -> u32 {
+        let waits = self
+            .waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seconds = waits.get(&capability.map(str::to_owned)).copied().unwrap_or(0.0);
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "a small, non-negative wait"
+        )]
+        let rounded = seconds.round().clamp(0.0, f64::from(u32::MAX)) as u32;
+        rounded
+    }
+
+    fn record_wait(&self, task: &Task) {
+        let Some(assigned_at) = task.assigned_at.filter(|_| task.attempt == 1) else {
+            return;
+        };
+        let seconds = (assigned_at - task.created_at).as_seconds_f64().max(0.0);
+        let capability = task.required_capability.as_ref().map(|c| c.as_str().to_owned());
+        let mut waits = self
+            .waits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let average = waits.entry(capability).or_insert(seconds);
+        *average += WAIT_WEIGHT * (seconds - *average);
     }
 
     /// Pauses or resumes routing; a resumed router makes a pass at once.
@@ -140,6 +178,7 @@ impl Router {
             match outcome {
                 Ok(saved) => {
                     round.assigned += 1;
+                    self.record_wait(&saved);
                     self.ports.events.publish(DomainEvent::TaskAssigned(saved)).await;
                 }
                 Err(StoreError::DropletUnavailable { .. }) => round.refused.push(droplet_id),

@@ -98,6 +98,16 @@ impl TaskService {
         self
     }
 
+    /// Seconds `task` can expect to wait for its first assignment, from the
+    /// recent waits of tasks needing its capability (0 without a router, or
+    /// before one was seen).
+    pub fn estimated_assignment_seconds(&self, task: &Task) -> u32 {
+        let capability = task.required_capability.as_ref().map(|c| c.as_str());
+        self.router
+            .as_ref()
+            .map_or(0, |router| router.expected_wait_seconds(capability))
+    }
+
     pub async fn create(&self, caller: &Caller, draft: TaskDraft) -> AppResult<Task> {
         require(caller, Permission::Write)?;
         let now = self.ports.clock.now();

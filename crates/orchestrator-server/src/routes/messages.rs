@@ -172,7 +172,7 @@ async fn command(
                     .next()
                     .ok_or_else(|| ApiError::Internal("a creation under a key made no task".into()))?,
             };
-            Ok(MessageReply::Created(created_reply(&task)))
+            Ok(MessageReply::Created(created_reply(app, &task)))
         }
         Some("cancel_task") => {
             let id: TaskId = field_of(&payload["task_id"], "payload.task_id")?;

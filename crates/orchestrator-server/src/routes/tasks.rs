@@ -70,8 +70,10 @@ pub(crate) struct TaskCreated {
     trace_id: uuid::Uuid,
     status: TaskStatus,
     created_at: DateTime<Utc>,
-    /// Always 0: routing is event-driven, so a task is assigned as soon as
-    /// a capable droplet has a free slot, not on the next sweep.
+    /// The recent wait, in whole seconds, of tasks needing the same
+    /// capability for their first assignment, as this replica's router saw
+    /// it (0 before it saw one). Routing is event-driven: a task is assigned
+    /// as soon as a capable droplet has a free slot.
     estimated_assignment_seconds: u32,
 }
 
@@ -93,7 +95,7 @@ pub(crate) async fn create(
 ) -> Result<CustomizeResponder<Udc<TaskCreated>>, ApiError> {
     let Some(key) = idempotency_key(&req)? else {
         let task = app.tasks.create(&caller, draft).await?;
-        return Ok(Udc::created(created_reply(&task)).customize());
+        return Ok(Udc::created(created_reply(&app, &task)).customize());
     };
     let creation = app
         .tasks
@@ -103,7 +105,10 @@ pub(crate) async fn create(
         .tasks
         .first()
         .ok_or_else(|| ApiError::Internal("a creation under a key made no task".into()))?;
-    Ok(replayed(Udc::created(created_reply(task)), creation.replayed))
+    Ok(replayed(
+        Udc::created(created_reply(&app, task)),
+        creation.replayed,
+    ))
 }
 
 /// The request's `Idempotency-Key`, if it has one.
@@ -180,18 +185,18 @@ pub(crate) async fn create_batch(
         }
     };
     let answer = Udc::created(BatchCreated {
-        tasks: tasks.iter().map(created_reply).collect(),
+        tasks: tasks.iter().map(|task| created_reply(&app, task)).collect(),
     });
     Ok(replayed(answer, again))
 }
 
-pub(crate) fn created_reply(task: &Task) -> TaskCreated {
+pub(crate) fn created_reply(app: &AppState, task: &Task) -> TaskCreated {
     TaskCreated {
         task_id: task.id,
         trace_id: task.trace_id,
         status: task.status,
         created_at: task.created_at,
-        estimated_assignment_seconds: 0,
+        estimated_assignment_seconds: app.tasks.estimated_assignment_seconds(task),
     }
 }
 
