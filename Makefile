@@ -18,11 +18,13 @@ build:
 ## Run every test of the workspace (unit, contract and HTTP suites). Tests
 ## that need PostgreSQL use DATABASE_URL, else the server on 127.0.0.1:5432,
 ## else a throwaway cluster that scripts/ensure-postgres starts. The HTTP
-## suite runs twice: on PostgreSQL, then on the in-memory store.
+## suite runs twice: on PostgreSQL, then on the in-memory store. nextest
+## does not run doctests, so they run after it with cargo test --doc.
 test:
 	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast && \
+		$(CARGO) test --doc --workspace && \
 		ORCHESTRATOR_TEST_STORE=memory $(CARGO) nextest run -p orchestrator-tests $(STORE_SUITES) --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast && \
