@@ -30,6 +30,9 @@ pub struct TestApp {
     pub keys: JwtKeys,
     /// The database of this test, when the suite runs on PostgreSQL.
     pub database: Option<TestDatabase>,
+    /// Set by a test that provokes 502, 503 or 504 answers; otherwise any
+    /// 5xx fails the request. A 500 always does.
+    server_errors_expected: std::sync::atomic::AtomicBool,
 }
 
 /// True when the suite runs on PostgreSQL (`ORCHESTRATOR_TEST_STORE`).
@@ -129,6 +132,7 @@ async fn start(extra: &[(&str, &str)]) -> TestApp {
             .expect("client"),
         keys: JwtKeys::hs256(SECRET.as_bytes()),
         database: None,
+        server_errors_expected: std::sync::atomic::AtomicBool::new(false),
     }
 }
 
@@ -137,6 +141,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 impl TestApp {
+    /// Lets this test's requests be answered 502, 503 or 504 (an outage, an
+    /// unreachable droplet) without failing.
+    pub fn expect_server_errors(&self) {
+        self.server_errors_expected
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
     pub fn token(&self, subject: &str, permissions: &[Permission], droplet_id: Option<i64>) -> String {
         self.keys
             .issue(&TokenRequest {
@@ -186,12 +197,24 @@ impl TestApp {
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.expect("read the body");
-        let body = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        let promises_json = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.contains("json"));
+        let body = match serde_json::from_slice(&bytes) {
+            _ if bytes.is_empty() => Value::Null,
+            Ok(value) => value,
+            Err(e) if promises_json => panic!("{method} {path}: the body is not the JSON it promised ({e})"),
+            Err(_) => Value::Null,
         };
         assert_ne!(status, 500, "{method} {path} got a 500: {body}");
+        let expected = self
+            .server_errors_expected
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            status < 500 || expected,
+            "{method} {path} got an unexpected {status}: {body}"
+        );
         Reply {
             status,
             headers,

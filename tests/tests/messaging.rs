@@ -226,6 +226,7 @@ async fn send_forwards_an_envelope_and_returns_the_answer() {
 #[tokio::test]
 async fn send_says_which_way_a_droplet_failed() {
     let app = spawn_app_with(&[("SEND_TIMEOUT_SECONDS", "1")]).await;
+    app.expect_server_errors();
     let (slow, _) = fake_droplet(200, Duration::from_secs(3));
     register_at(&app, 22, &slow, &[]).await;
     register_at(&app, 23, "http://127.0.0.1:9", &[]).await;

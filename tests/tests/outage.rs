@@ -15,6 +15,7 @@ async fn the_server_rides_out_a_database_outage() {
         .await
         .expect("cluster");
     let app = spawn_replica(&cluster.url(), &[]).await;
+    app.expect_server_errors();
     app.register(8, &["x"], 10).await;
     let before = app.create_task(5, Some("x")).await;
     app.wait_for_status(before, "assigned", Duration::from_secs(2))

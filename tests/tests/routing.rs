@@ -109,9 +109,11 @@ async fn the_assignment_estimate_follows_the_recent_waits() {
         "nothing seen yet"
     );
     let id = first.payload()["task_id"].as_i64().expect("id");
-    // The task waits for a capable droplet, which comes after 1.6 s.
+    // The task waits for a capable droplet, which comes after 1.6 s. With
+    // one slot, held by that task, the next ones wait and add no wait of
+    // their own before their answers are written.
     tokio::time::sleep(Duration::from_millis(1600)).await;
-    app.register(5, &["slow", "fast"], 5).await;
+    app.register(5, &["slow", "fast"], 1).await;
     app.wait_for_status(id, "assigned", Duration::from_secs(5)).await;
     let second = app.post("/tasks", &writer, slow).await;
     let estimate = second.payload()["estimated_assignment_seconds"]

@@ -83,6 +83,7 @@ async fn orchestrator_postgres_migrate(url: &str) {
 #[tokio::test]
 async fn readiness_names_a_migration_the_database_lacks() {
     let app = orchestrator_tests::spawn_app().await;
+    app.expect_server_errors();
     let url = app.database.as_ref().expect("on PostgreSQL").url.clone();
     let ready = app.send(reqwest::Method::GET, "/readyz", None, None).await;
     assert_eq!(ready.status, 200, "{ready:?}");
