@@ -169,39 +169,52 @@ async fn an_assignment_the_database_refuses_fails_alone() {
     );
 }
 
-/// Where the child round says it holds its tasks, and the database it uses.
-const CHILD_MARKER: &str = "ROUTING_CHILD_MARKER";
+/// The database the child round uses.
 const CHILD_DATABASE: &str = "ROUTING_CHILD_DATABASE";
+/// The line the child prints once it holds the round's tasks.
+const HOLDING: &str = "holding the round's tasks: ";
 
-/// Says (by creating the marker file) that it holds the round's tasks, then
-/// never returns: the process is killed while the round is open.
-struct Hangs(std::path::PathBuf);
+/// Says on stdout that it holds the round's tasks, then never returns: the
+/// process is killed while the round is open.
+struct Hangs;
 
 impl RoundPlanner for Hangs {
     fn plan(&mut self, pending: &[Task]) -> Vec<Transition> {
-        std::fs::write(&self.0, pending.len().to_string()).expect("write the marker");
+        use std::io::Write as _;
+        let mut out = std::io::stdout();
+        writeln!(out, "{HOLDING}{}", pending.len()).expect("tell the parent");
+        out.flush().expect("tell the parent");
         loop {
-            std::thread::sleep(Duration::from_secs(60));
+            std::thread::park();
         }
     }
 }
 
 /// The process that is killed: run only by the test below, which starts
-/// this test binary again with the two variables set.
+/// this test binary again with the database's URL set.
 #[tokio::test]
 #[ignore = "run as a child process by a_round_killed_between_claim_and_assignment_strands_nothing"]
 async fn child_round_killed_mid_plan() {
-    let (Ok(url), Ok(marker)) = (std::env::var(CHILD_DATABASE), std::env::var(CHILD_MARKER)) else {
+    let Ok(url) = std::env::var(CHILD_DATABASE) else {
         panic!("run by its parent test only");
     };
     let store = PgStore::new(&url, PoolSettings::default()).expect("pool");
-    let _ = store.route_round(&query(), &mut Hangs(marker.into())).await;
+    let _ = store.route_round(&query(), &mut Hangs).await;
+}
+
+/// Waits for the child to say it holds the round's tasks; how many.
+fn wait_for_holding(child: &mut std::process::Child) -> String {
+    use std::io::BufRead as _;
+    let stdout = child.stdout.take().expect("the child's stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    lines
+        .find_map(|line| line.ok()?.strip_prefix(HOLDING).map(str::to_owned))
+        .expect("the child ended without holding the task")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_round_killed_between_claim_and_assignment_strands_nothing() {
     let (database, store, task) = store_with_a_pending_task().await;
-    let marker = std::env::temp_dir().join(format!("routing-child-{}", Uuid::new_v4()));
     let mut child = std::process::Command::new(std::env::current_exe().expect("this test binary"))
         .args([
             "--exact",
@@ -210,19 +223,19 @@ async fn a_round_killed_between_claim_and_assignment_strands_nothing() {
             "--nocapture",
         ])
         .env(CHILD_DATABASE, &database.url)
-        .env(CHILD_MARKER, &marker)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start the child round");
-    let started = std::time::Instant::now();
-    while std::fs::read_to_string(&marker).ok().as_deref() != Some("1") {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the child never claimed the task"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let held = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || (wait_for_holding(&mut child), child)),
+    )
+    .await
+    .expect("the child claimed the task in time")
+    .expect("read the child");
+    let (holding, mut child) = held;
+    assert_eq!(holding, "1");
     // The child holds the task's row lock in an open round: another round
     // does not see it (SKIP LOCKED), so no replica can assign it twice.
     let mut planner = ToSeven {
@@ -237,24 +250,27 @@ async fn a_round_killed_between_claim_and_assignment_strands_nothing() {
 
     child.kill().expect("kill -9 the child");
     child.wait().expect("reap the child");
-    let killed = std::time::Instant::now();
-    let _ = std::fs::remove_file(&marker);
-    // Within the router's sweep (one second), not after a 30 s lease.
-    let assigned = loop {
-        let mut planner = ToSeven {
-            assign: true,
-            seen: Vec::new(),
-        };
-        let round = store.route_round(&query(), &mut planner).await.expect("round");
-        if let Some(outcome) = round.outcomes.into_iter().next() {
-            break outcome.expect("assigned");
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(1),
-            "the task stayed hidden after the kill"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    // The lock goes with the child's connection: waiting for it (a locking
+    // read blocks until then) takes well under the router's one-second
+    // sweep, where a lease would have hidden the task for 30 s.
+    let lock = format!(
+        "SELECT count(*) FROM (SELECT id FROM tasks WHERE id = {} FOR UPDATE) t",
+        task.id
+    );
+    tokio::time::timeout(Duration::from_secs(1), database.count(&lock))
+        .await
+        .expect("the killed round's lock was released within a second");
+    let mut planner = ToSeven {
+        assign: true,
+        seen: Vec::new(),
     };
+    let round = store.route_round(&query(), &mut planner).await.expect("round");
+    let assigned = round
+        .outcomes
+        .into_iter()
+        .next()
+        .expect("the next round sees the task")
+        .expect("assigned");
     assert_eq!((assigned.id, assigned.assigned_droplet_id), (task.id, Some(7)));
     let history = store.task_history(task.id).await.expect("history");
     assert_eq!(history.len(), 2, "created, then assigned once: {history:?}");
