@@ -144,19 +144,18 @@ impl TaskService {
     /// Creates the tasks of one request under the caller's `key`, once: the
     /// same caller, key and request within [`IDEMPOTENCY_WINDOW`] gets the
     /// tasks the first one made (as they are now) and creates nothing;
-    /// the same key with another request is refused. `request` names the
-    /// kind of request (`POST /tasks`, `POST /tasks/batch`), so that a key
-    /// is never shared by two kinds.
+    /// the same key with another request, or on another kind of request,
+    /// is refused.
     pub async fn create_once(
         &self,
         caller: &Caller,
-        request: &str,
+        request: CreationRequest,
         drafts: Vec<TaskDraft>,
         key: &str,
     ) -> AppResult<Creation> {
         require(caller, Permission::Write)?;
         check_idempotency_key(key)?;
-        let batch = drafts.len() != 1 || request.ends_with("batch");
+        let batch = request == CreationRequest::Batch;
         if batch {
             check_batch_size(drafts.len())?;
         }
@@ -585,6 +584,28 @@ pub const IDEMPOTENCY_WINDOW: std::time::Duration = std::time::Duration::from_se
 /// The longest `Idempotency-Key`, in bytes.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;
 
+/// The kinds of request that create tasks under an `Idempotency-Key`; a
+/// key is never shared by two kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreationRequest {
+    /// `POST /tasks`: one task.
+    Task,
+    /// `POST /tasks/batch`: 1 to 1,000 tasks, named by index when invalid.
+    Batch,
+    /// The `create_task` command of `POST /message`: one task.
+    Message,
+}
+
+impl CreationRequest {
+    fn name(self) -> &'static str {
+        match self {
+            CreationRequest::Task => "POST /tasks",
+            CreationRequest::Batch => "POST /tasks/batch",
+            CreationRequest::Message => "create_task",
+        }
+    }
+}
+
 /// Tasks made by one request, and whether an earlier request with the same
 /// `Idempotency-Key` made them.
 #[derive(Debug, Clone, PartialEq)]
@@ -605,10 +626,10 @@ fn check_idempotency_key(key: &str) -> Result<(), ValidationError> {
 }
 
 /// A hash of what a request asks for: the same request twice has the same one.
-fn fingerprint(request: &str, drafts: &[TaskDraft]) -> String {
+fn fingerprint(request: CreationRequest, drafts: &[TaskDraft]) -> String {
     use sha2::Digest as _;
     let mut hash = sha2::Sha256::new();
-    hash.update(request.as_bytes());
+    hash.update(request.name().as_bytes());
     hash.update([0]);
     // serde_json writes object keys in order, so equal drafts write equal bytes.
     hash.update(serde_json::to_vec(drafts).unwrap_or_default());

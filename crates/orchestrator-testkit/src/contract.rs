@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use orchestrator_domain::{
     Actor, DropletStatus, HeartbeatReport, RecoveryReason, Role, ServiceRef, Task, TaskId, TaskStatus,
@@ -159,31 +160,34 @@ fn two_tasks() -> Vec<(orchestrator_domain::NewTask, Uuid)> {
         .collect()
 }
 
+/// Two tasks created under `key` at `now`, keys before `expired_before` expired.
+async fn once(
+    stores: &Stores,
+    key: IdempotencyKey,
+    now: DateTime<Utc>,
+    expired_before: DateTime<Utc>,
+) -> OnceCreated {
+    let by_caller = by(&key.caller);
+    stores
+        .tasks
+        .create_tasks_once(&key, two_tasks(), by_caller, now, expired_before)
+        .await
+        .expect("the store answers")
+}
+
 pub async fn an_idempotency_key_creates_once_per_caller_and_day(stores: &Stores) {
     let (old, now) = (at(0), at(100));
-    let first = stores
-        .tasks
-        .create_tasks_once(&key("alice", "k1", "f"), two_tasks(), by("alice"), now, old)
-        .await
-        .expect("first");
+    let first = once(stores, key("alice", "k1", "f"), now, old).await;
     let OnceCreated::Created(made) = first else {
         panic!("a new key creates: {first:?}")
     };
-    let again = stores
-        .tasks
-        .create_tasks_once(&key("alice", "k1", "f"), two_tasks(), by("alice"), at(101), old)
-        .await
-        .expect("again");
+    let again = once(stores, key("alice", "k1", "f"), at(101), old).await;
     let ids = |tasks: &[Task]| tasks.iter().map(|t| t.id).collect::<Vec<_>>();
     match &again {
         OnceCreated::Replayed(tasks) => assert_eq!(ids(tasks), ids(&made), "the same tasks, in order"),
         other => panic!("the same key and request replays: {other:?}"),
     }
-    let other_body = stores
-        .tasks
-        .create_tasks_once(&key("alice", "k1", "g"), two_tasks(), by("alice"), at(101), old)
-        .await
-        .expect("reused");
+    let other_body = once(stores, key("alice", "k1", "g"), at(101), old).await;
     assert_eq!(other_body, OnceCreated::KeyReused);
     let count = |stores: &Stores| {
         let tasks = stores.tasks.clone();
@@ -196,27 +200,13 @@ pub async fn an_idempotency_key_creates_once_per_caller_and_day(stores: &Stores)
         }
     };
     assert_eq!(count(stores).await, 2, "nothing created by a repeat");
-    let bob = stores
-        .tasks
-        .create_tasks_once(&key("bob", "k1", "f"), two_tasks(), by("bob"), at(101), old)
-        .await
-        .expect("bob");
+    let bob = once(stores, key("bob", "k1", "f"), at(101), old).await;
     assert!(
         matches!(bob, OnceCreated::Created(_)),
         "a key is the caller's own: {bob:?}"
     );
     // Once the window has passed, the key is new again.
-    let later = stores
-        .tasks
-        .create_tasks_once(
-            &key("alice", "k1", "g"),
-            two_tasks(),
-            by("alice"),
-            at(300),
-            at(200),
-        )
-        .await
-        .expect("expired");
+    let later = once(stores, key("alice", "k1", "g"), at(300), at(200)).await;
     assert!(matches!(later, OnceCreated::Created(_)), "{later:?}");
     assert_eq!(count(stores).await, 6);
     let deleted = stores
@@ -231,30 +221,17 @@ pub async fn an_idempotency_key_creates_once_per_caller_and_day(stores: &Stores)
 }
 
 pub async fn concurrent_requests_with_one_key_create_once(stores: &Stores) {
-    let attempts = (0..8).map(|_| {
-        let tasks = stores.tasks.clone();
-        async move {
-            tasks
-                .create_tasks_once(
-                    &key("alice", "race", "f"),
-                    two_tasks(),
-                    by("alice"),
-                    at(10),
-                    at(0),
-                )
-                .await
-        }
-    });
+    let attempts = (0..8).map(|_| once(stores, key("alice", "race", "f"), at(10), at(0)));
     let outcomes = join_all(attempts).await;
     let created = outcomes
         .iter()
-        .filter(|o| matches!(o, Ok(OnceCreated::Created(_))))
+        .filter(|o| matches!(o, OnceCreated::Created(_)))
         .count();
     assert_eq!(created, 1, "{outcomes:?}");
     assert!(
         outcomes
             .iter()
-            .all(|o| matches!(o, Ok(OnceCreated::Created(_) | OnceCreated::Replayed(_)))),
+            .all(|o| matches!(o, OnceCreated::Created(_) | OnceCreated::Replayed(_))),
         "{outcomes:?}"
     );
     let all = stores

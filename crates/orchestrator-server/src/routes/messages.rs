@@ -4,6 +4,7 @@
 
 use actix_web::{HttpMessage, HttpRequest, middleware::from_fn, web};
 use chrono::{DateTime, Utc};
+use orchestrator_app::tasks::CreationRequest;
 use orchestrator_app::{BroadcastOutcome, FeedStatus, MessageRequest, TaskDetails};
 use orchestrator_domain::{Caller, Capability, DropletId, TaskDraft, TaskId, ValidationError};
 use orchestrator_ports::DropletFilter;
@@ -165,7 +166,7 @@ async fn command(
                 None => app.tasks.create(caller, draft).await?,
                 Some(key) => app
                     .tasks
-                    .create_once(caller, "create_task", vec![draft], key)
+                    .create_once(caller, CreationRequest::Message, vec![draft], key)
                     .await?
                     .tasks
                     .into_iter()

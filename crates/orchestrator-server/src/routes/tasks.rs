@@ -3,7 +3,7 @@
 use actix_web::{CustomizeResponder, HttpRequest, Responder as _, middleware::from_fn, web};
 use chrono::{DateTime, Utc};
 use orchestrator_app::TaskView;
-use orchestrator_app::tasks::{PendingReason, StatusChange, TaskListing, cancelled_at};
+use orchestrator_app::tasks::{CreationRequest, PendingReason, StatusChange, TaskListing, cancelled_at};
 use orchestrator_domain::{HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus, ValidationError};
 use orchestrator_ports::TaskFilter;
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,7 @@ pub(crate) async fn create(
     };
     let creation = app
         .tasks
-        .create_once(&caller, "POST /tasks", vec![draft], &key)
+        .create_once(&caller, CreationRequest::Task, vec![draft], &key)
         .await?;
     let task = creation
         .tasks
@@ -179,7 +179,7 @@ pub(crate) async fn create_batch(
         Some(key) => {
             let creation = app
                 .tasks
-                .create_once(&caller, "POST /tasks/batch", batch.tasks, &key)
+                .create_once(&caller, CreationRequest::Batch, batch.tasks, &key)
                 .await?;
             (creation.tasks, creation.replayed)
         }
