@@ -325,6 +325,27 @@ impl TestApp {
     }
 }
 
+/// Waits until connections to `address` are refused: the server stopped and
+/// closed its listener. A server that hangs instead fails the test.
+pub async fn wait_until_refused(address: &str, within: Duration) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(500))
+        .build()
+        .expect("client");
+    let give_up = tokio::time::Instant::now() + within;
+    loop {
+        match client.get(format!("{address}/health")).send().await {
+            Err(err) if err.is_connect() => return,
+            // Answered, or accepted and not served while the stop finishes.
+            outcome => assert!(
+                tokio::time::Instant::now() < give_up,
+                "not stopped after {within:?}: {outcome:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls `probe` every 100 ms until it holds, failing the test after
 /// `seconds` with `what`: for a state another process reaches in its own
 /// time (a key fetched at start, a droplet made active by its heartbeats).

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use orchestrator_domain::Permission;
 use orchestrator_tests::{Feed, TestApp, next_event, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -304,4 +305,33 @@ async fn a_task_whose_deadline_nears_is_reported_at_risk_once() {
         .find(|l| l.starts_with("orchestrator_deadline_at_risk_total"))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
     assert!(counted.is_some_and(|n| n >= 1.0), "counted in Prometheus: {text}");
+}
+
+#[tokio::test]
+async fn one_droplet_shares_its_connection_limit_across_the_subjects_of_its_tokens() {
+    let app = spawn_app_with(&[("WS_MAX_PER_DROPLET", "2")]).await;
+    let as_worker = app.token("worker-a", &[Permission::Read], Some(8));
+    let as_sidecar = app.token("sidecar-b", &[Permission::Read], Some(8));
+    let _one = app.feed(&format!("/ws/tasks?token={as_worker}")).await;
+    let _two = app.feed(&format!("/ws/tasks?token={as_sidecar}")).await;
+    let mut three = app.feed(&format!("/ws/droplets?token={as_sidecar}")).await;
+    let message = tokio::time::timeout(SOON, three.next()).await.expect("in time");
+    match message {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(frame.code, CloseCode::Policy);
+            assert!(frame.reason.contains("droplet-8"), "{}", frame.reason);
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    let person = app.token("alice", &[Permission::Read], None);
+    let _alice = app.feed(&format!("/ws/tasks?token={person}")).await;
+    let status = ws_status(&app).await;
+    assert_eq!(
+        (
+            &status["connections_per_caller"]["droplet-8"],
+            &status["connections_per_caller"]["alice"]
+        ),
+        (&json!(2), &json!(1)),
+        "{status}"
+    );
 }

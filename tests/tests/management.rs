@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-use orchestrator_tests::spawn_app;
+use futures_util::StreamExt;
+use orchestrator_tests::{spawn_app, spawn_app_with, wait_until_refused};
 use reqwest::Method;
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 #[tokio::test]
 async fn registry_sync_is_listed_idle_without_a_registry_and_can_be_paused() {
@@ -158,60 +161,127 @@ async fn shutdown_is_graceful_and_admin_only() {
         (cleared.status, cleared.payload()["cleared"].clone()),
         (200, json!(["service_directory"]))
     );
+    let mut feed = app.feed(&format!("/ws/tasks?token={}", app.admin())).await;
     let reply = app.post("/management/shutdown", &app.admin(), json!({})).await;
     assert_eq!(
-        (reply.status, reply.payload()["shutting_down"].as_bool()),
-        (200, Some(true))
+        (
+            reply.status,
+            &reply.payload()["shutting_down"],
+            &reply.payload()["graceful"],
+            &reply.payload()["abandoned_requests"]
+        ),
+        (200, &json!(true), &json!(true), &json!(0)),
+        "{reply:?}"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let refused = app
-            .client
-            .get(format!("{}/health", app.address))
-            .send()
-            .await
-            .is_err();
-        if refused {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still serving after shutdown"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let closed = tokio::time::timeout(Duration::from_secs(5), feed.next())
+        .await
+        .expect("the feed is closed");
+    match closed {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
+        other => panic!("expected a close frame saying 'going away': {other:?}"),
+    }
+    wait_until_refused(&app.address, Duration::from_secs(10)).await;
+}
+
+/// A `CONFIG_FILE` of this test's own, removed when dropped.
+struct ConfigFile(std::path::PathBuf);
+
+impl ConfigFile {
+    fn new(contents: &str) -> ConfigFile {
+        let path = std::env::temp_dir().join(format!("orchestrator-reload-{}.env", uuid::Uuid::new_v4()));
+        let file = ConfigFile(path);
+        file.write(contents);
+        file
+    }
+
+    fn write(&self, contents: &str) {
+        std::fs::write(&self.0, contents).expect("write the config file");
+    }
+
+    fn path(&self) -> String {
+        self.0.to_string_lossy().into_owned()
     }
 }
 
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+async fn router_interval(app: &orchestrator_tests::TestApp) -> serde_json::Value {
+    let jobs = app.get("/management/scheduler/jobs", &app.admin()).await;
+    jobs.payload()["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["id"] == "task_router"))
+        .map(|j| j["interval_seconds"].clone())
+        .expect("the router job")
+}
+
 #[tokio::test]
-async fn reload_config_reports_what_changed_or_why_it_cannot() {
-    let app = spawn_app().await;
+async fn reload_config_applies_a_changed_file_and_names_what_needs_a_restart() {
+    let file = ConfigFile::new("ROUTER_INTERVAL=3600\n");
+    let app = spawn_app_with(&[("CONFIG_FILE", &file.path())]).await;
     assert_eq!(
         app.post("/management/reload-config", &app.writer("x"), json!({}))
             .await
             .status,
         403
     );
-    // The server re-reads this test process's environment, which is not the
-    // one the test app was built from: either it is valid and the reply
-    // names the differences, or it is not and nothing changes.
+    let unchanged = app
+        .post("/management/reload-config", &app.admin(), json!({}))
+        .await;
+    assert_eq!(
+        (
+            unchanged.status,
+            &unchanged.payload()["changed"],
+            &unchanged.payload()["requires_restart"]
+        ),
+        (200, &json!([]), &json!([])),
+        "{unchanged:?}"
+    );
+
+    file.write("# faster routing\nROUTER_INTERVAL=5\nWORKERS=3\n");
     let reply = app
         .post("/management/reload-config", &app.admin(), json!({}))
         .await;
-    match reply.status {
-        200 => {
-            assert!(reply.payload()["changed"].is_array(), "{reply:?}");
-            assert!(reply.payload()["requires_restart"].is_array(), "{reply:?}");
-        }
-        422 => {
-            assert_eq!(reply.error_code(), "validation_failed");
-            assert_eq!(reply.payload()["error"]["details"]["field"], "environment");
-            let jobs = app.get("/management/scheduler/jobs", &app.admin()).await;
-            assert_eq!(
-                jobs.payload()["jobs"][1]["interval_seconds"],
-                3600,
-                "nothing changed"
-            );
-        }
-        other => panic!("unexpected {other}: {reply:?}"),
-    }
+    assert_eq!(
+        (
+            reply.status,
+            &reply.payload()["changed"],
+            &reply.payload()["requires_restart"]
+        ),
+        (200, &json!(["ROUTER_INTERVAL"]), &json!(["WORKERS"])),
+        "{reply:?}"
+    );
+    assert_eq!(router_interval(&app).await, 5, "applied at once");
+}
+
+#[tokio::test]
+async fn reload_config_refuses_an_invalid_file_and_changes_nothing() {
+    let file = ConfigFile::new("ROUTER_INTERVAL=5\n");
+    let app = spawn_app_with(&[("CONFIG_FILE", &file.path())]).await;
+    file.write("ROUTER_INTERVAL=soon\nHEARTBEAT_TIMEOUT=0\n");
+    let reply = app
+        .post("/management/reload-config", &app.admin(), json!({}))
+        .await;
+    assert_eq!(
+        (reply.status, reply.error_code()),
+        (422, "validation_failed"),
+        "{reply:?}"
+    );
+    assert_eq!(reply.payload()["error"]["details"]["field"], "configuration");
+    let error = reply.payload()["error"].to_string();
+    assert!(
+        error.contains("ROUTER_INTERVAL") && error.contains("soon") && error.contains("HEARTBEAT_TIMEOUT"),
+        "every bad variable is named: {error}"
+    );
+    assert_eq!(router_interval(&app).await, 5, "nothing changed");
+
+    drop(file);
+    let missing = app
+        .post("/management/reload-config", &app.admin(), json!({}))
+        .await;
+    assert_eq!(missing.status, 422, "{missing:?}");
+    assert_eq!(router_interval(&app).await, 5, "nothing changed");
 }

@@ -2,6 +2,7 @@
 
 use orchestrator_tests::spawn_app;
 use reqwest::Method;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 #[tokio::test]
@@ -33,6 +34,47 @@ async fn capabilities_and_dependencies_follow_the_udc_shape() {
     assert_eq!(deps.body["required"][0]["name"], "Registry v2");
     assert_eq!(deps.body["required"][0]["status"], "not_configured");
     assert!(deps.body["missing"].is_array());
+}
+
+#[tokio::test]
+async fn optional_dependencies_are_the_droplets_as_their_heartbeats_tell() {
+    let app = spawn_app().await;
+    let optional = |deps: &Value| {
+        deps["optional"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|d| {
+                (
+                    d["id"].as_i64().unwrap_or(0),
+                    d["status"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let deps = app.send(Method::GET, "/dependencies", None, None).await.body;
+    assert_eq!(
+        optional(&deps),
+        [(5, "not_registered".to_owned()), (8, "not_registered".to_owned())]
+    );
+
+    app.register(8, &["verify"], 1).await;
+    let beat = app
+        .post("/droplets/8/heartbeat", &app.droplet(8), json!({}))
+        .await;
+    let deps = app.send(Method::GET, "/dependencies", None, None).await.body;
+    assert_eq!(optional(&deps)[1], (8, "connected".to_owned()), "{deps}");
+    assert_eq!(
+        deps["optional"][1]["last_check"],
+        beat.payload()["last_heartbeat"],
+        "the last check is the Verifier's last heartbeat"
+    );
+
+    app.post("/droplets/8/deactivate", &app.admin(), json!({})).await;
+    let deps = app.send(Method::GET, "/dependencies", None, None).await.body;
+    assert_eq!(optional(&deps)[1], (8, "disconnected".to_owned()), "{deps}");
+    assert_eq!(deps["optional"][1]["last_error"], "the droplet is inactive");
+    assert_eq!(optional(&deps)[0], (5, "not_registered".to_owned()));
 }
 
 #[tokio::test]
@@ -167,13 +209,59 @@ async fn readiness_is_lost_as_soon_as_a_graceful_stop_begins() {
     let client = reqwest::Client::new();
     assert_eq!(client.get(&url).send().await.expect("readyz").status(), 200);
 
-    // The stop is under way once its future runs; readiness is gone before.
-    let stopping = state.stop_gracefully().expect("a server to stop");
-    let reply = client.get(&url).send().await.expect("readyz");
+    // A request in flight holds the stop in its drain; readiness is gone
+    // meanwhile. The keep-alive connection is still served; a new one would
+    // wait, as none is accepted once the stop has begun.
+    let writer = orchestrator_server::JwtKeys::hs256(orchestrator_tests::SECRET.as_bytes())
+        .issue(&orchestrator_server::TokenRequest {
+            subject: "alice".into(),
+            permissions: vec![orchestrator_domain::Permission::Write],
+            droplet_id: None,
+            steward: None,
+            ttl: std::time::Duration::from_secs(60),
+        })
+        .expect("token");
+    let (mut in_flight, rest) = half_sent_creation(&url, &writer);
+    orchestrator_tests::eventually(5, "the request is in flight", || {
+        let counted = state.stopping.in_flight() == 1;
+        async move { counted }
+    })
+    .await;
+    let stopper = state.clone();
+    let stopping = tokio::spawn(async move {
+        let drained = stopper.begin_stop(0).await.expect("the first stop");
+        stopper.finish_stop(drained).await;
+        drained
+    });
+    let reply = loop {
+        let reply = client.get(&url).send().await.expect("readyz");
+        if reply.status() != 200 {
+            break reply;
+        }
+    };
     assert_eq!(reply.status(), 503);
     let body: serde_json::Value = reply.json().await.expect("JSON");
     assert_eq!(body["checks"]["shutting_down"], true, "{body}");
     assert_eq!(body["reasons"], serde_json::json!(["the process is stopping"]));
-    stopping.await;
+    std::io::Write::write_all(&mut in_flight, rest.as_bytes()).expect("the rest");
+    let drained = stopping.await.expect("stopped");
+    assert!(drained.graceful(), "{drained:?}");
     served.await.expect("joined").expect("served");
+}
+
+/// A `POST /tasks` with half its body sent, and the other half.
+fn half_sent_creation(readyz: &str, token: &str) -> (std::net::TcpStream, String) {
+    let address = readyz
+        .trim_start_matches("http://")
+        .trim_end_matches("/readyz")
+        .to_owned();
+    let body = r#"{"task_type": "a", "title": "in flight"}"#;
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let head = format!(
+        "POST /tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (first, rest) = body.split_at(body.len() / 2);
+    std::io::Write::write_all(&mut stream, format!("{head}{first}").as_bytes()).expect("write");
+    (stream, rest.to_owned())
 }

@@ -30,6 +30,12 @@ impl DropletService {
         Self { ports, directory }
     }
 
+    /// Writes the heartbeats the store holds back to batch them; a process
+    /// that stops calls it so that none it acknowledged is lost.
+    pub async fn write_held_heartbeats(&self) -> AppResult<()> {
+        Ok(self.ports.droplets.flush_heartbeats().await?)
+    }
+
     /// Registers a droplet, or updates it when `droplet_id` is known already.
     pub async fn register(&self, caller: &Caller, draft: RegistrationDraft) -> AppResult<DropletChange> {
         let registration = DropletRegistration::parse(draft)?;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, Weak};
 use bytestring::ByteString;
 use chrono::SecondsFormat;
 use futures_util::StreamExt;
-use orchestrator_domain::{Capability, DomainEvent, DropletId};
+use orchestrator_domain::{Caller, Capability, DomainEvent, DropletId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -85,6 +85,17 @@ pub struct FeedSettings {
     pub max_per_caller: usize,
     /// Messages queued for one client before it counts as too slow.
     pub client_buffer: usize,
+}
+
+/// Whose connections a feed client counts against (`WS_MAX_PER_DROPLET`):
+/// a droplet's, by its `droplet_id` claim, whatever subject its token
+/// names; any other caller's, by subject. The count is this replica's: each
+/// replica caps the sockets it holds itself.
+pub fn feed_owner(caller: &Caller) -> String {
+    match caller.droplet_id {
+        Some(id) => format!("droplet-{id}"),
+        None => caller.subject.clone(),
+    }
 }
 
 /// Why a connection was refused.

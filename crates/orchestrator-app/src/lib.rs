@@ -26,7 +26,9 @@ pub use delivery::Delivery;
 pub use directory::ServiceDirectory;
 pub use droplets::DropletService;
 pub use error::{AppError, AppResult};
-pub use feeds::{Feed, FeedError, FeedFilter, FeedHub, FeedMessage, FeedSettings, FeedStatus, Subscription};
+pub use feeds::{
+    Feed, FeedError, FeedFilter, FeedHub, FeedMessage, FeedSettings, FeedStatus, Subscription, feed_owner,
+};
 pub use management::{ManagementService, Tunables};
 pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService};
 pub use metrics::{DropletHealth, MetricsService, Performance, Summary, TimeRange};
@@ -34,7 +36,7 @@ pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use registry::{RegistryHealth, RegistrySync};
 pub use router::{PlacementRecord, Router, RouterHandle};
 pub use scheduler::{JobStatus, Scheduler, SchedulerHandle};
-pub use status::{Readiness, StatusService, StatusSnapshot};
+pub use status::{PeerState, Readiness, StatusService, StatusSnapshot};
 pub use tasks::{TaskDetails, TaskService, TaskView};
 
 /// The adapters every use case is built over.

@@ -197,6 +197,12 @@ impl MetricsService {
         Ok(self.analytics.pending_by_priority().await?)
     }
 
+    /// Heartbeats the store holds back, and those it gave up during outages
+    /// (for the Prometheus gauges, like the queue depth).
+    pub fn heartbeat_backlog(&self) -> orchestrator_ports::HeartbeatBacklog {
+        self.ports.droplets.heartbeat_backlog()
+    }
+
     /// The droplets by status, and how many of those expected to beat
     /// (`active`) have been silent longer than `interval`, the
     /// heartbeat interval they were given.

@@ -1,8 +1,27 @@
 //! What `/state`, `/health` and `/readyz` report about the work and the store.
 
-use orchestrator_domain::{DropletStatus, TaskStatus};
+use chrono::{DateTime, Utc};
+use orchestrator_domain::{DropletId, DropletStatus, TaskStatus};
+use orchestrator_ports::StoreError;
 
 use crate::{AppResult, Ports};
+
+/// How a droplet this one can work with is doing, as its own heartbeats
+/// tell (`GET /dependencies`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerState {
+    /// Registered and active: it beats.
+    Connected { last_heartbeat: Option<DateTime<Utc>> },
+    /// Registered but silent or in error.
+    Disconnected {
+        status: DropletStatus,
+        last_heartbeat: Option<DateTime<Utc>>,
+    },
+    /// Not registered here (nor copied from the Registry's directory).
+    NotRegistered,
+    /// The store could not say.
+    Unknown { error: String },
+}
 
 /// Counts of tasks and droplets right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -66,6 +85,23 @@ impl StatusService {
         Readiness {
             store_up,
             pending_migrations,
+        }
+    }
+
+    /// How the droplet `id` is doing, from the store's record of it.
+    pub async fn peer(&self, id: DropletId) -> PeerState {
+        match self.ports.droplets.get_droplet(id).await {
+            Ok(droplet) if droplet.status == DropletStatus::Active => PeerState::Connected {
+                last_heartbeat: droplet.last_heartbeat,
+            },
+            Ok(droplet) => PeerState::Disconnected {
+                status: droplet.status,
+                last_heartbeat: droplet.last_heartbeat,
+            },
+            Err(StoreError::NotFound { .. }) => PeerState::NotRegistered,
+            Err(err) => PeerState::Unknown {
+                error: err.to_string(),
+            },
         }
     }
 

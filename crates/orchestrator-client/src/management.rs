@@ -71,8 +71,14 @@ pub struct EmergencyStop {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct ShuttingDown {
     pub shutting_down: bool,
-    /// In-flight requests finish before the server stops.
+    /// Every other request in flight was answered before this answer.
     pub graceful: bool,
+    /// How long the stop waited for the requests in flight.
+    #[serde(default)]
+    pub waited_ms: u64,
+    /// Requests still in flight when the grace period ran out.
+    #[serde(default)]
+    pub abandoned_requests: usize,
 }
 
 /// The answer to `POST /management/cache/clear`.

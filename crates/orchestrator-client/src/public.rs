@@ -72,12 +72,15 @@ pub struct Dependency {
 pub enum DependencyStatus {
     /// The orchestrator runs without it (no `REGISTRY_URL`, for the Registry).
     NotConfigured,
-    /// Not checked (yet).
+    /// Not checked yet, or the store could not say (see `last_error`).
     Unknown,
-    /// The last call to it succeeded.
+    /// The last call to it succeeded; for a droplet, it is active.
     Connected,
-    /// The last call to it failed (see `last_error`).
+    /// The last call to it failed, or the droplet is silent or in error
+    /// (see `last_error`).
     Disconnected,
+    /// A droplet that is not registered.
+    NotRegistered,
 }
 
 /// `GET /readyz`: whether the orchestrator can take work now.

@@ -553,6 +553,22 @@ pub trait DropletStore: Send + Sync {
     async fn flush_heartbeats(&self) -> StoreResult<()> {
         Ok(())
     }
+
+    /// Heartbeats held in memory to be written later, and how many were
+    /// given up while the store could not be written.
+    fn heartbeat_backlog(&self) -> HeartbeatBacklog {
+        HeartbeatBacklog::default()
+    }
+}
+
+/// See [`DropletStore::heartbeat_backlog`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HeartbeatBacklog {
+    /// Acknowledged heartbeats not yet written.
+    pub held: usize,
+    /// Heartbeats dropped since start: while the store was down, all but
+    /// each droplet's latest. Only their history rows are lost.
+    pub dropped: u64,
 }
 
 /// What a droplet is told about one of its tasks, by push.

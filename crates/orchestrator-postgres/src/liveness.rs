@@ -14,11 +14,19 @@
 //! another replica marked silent while it beat here is revived by its first
 //! heartbeat after that flush.
 //!
-//! What can be lost: the heartbeats of the last [`FLUSH_EVERY`] if the
-//! process dies; the droplet's next heartbeat makes up for them.
+//! What can be lost: the heartbeats of the last flush interval (a second
+//! by default, `HEARTBEAT_FLUSH_INTERVAL_MS`) if the process dies; the
+//! droplet's next heartbeat makes up for them.
+//!
+//! While the database is down, what is held stays bounded: after a failed
+//! flush only each droplet's latest heartbeat is kept (it carries the time
+//! that matters); the others, which would only have been rows of the
+//! `heartbeats` history, are dropped and counted
+//! (`orchestrator_heartbeats_dropped_total`). After [`TRUST_FOR`] without a
+//! flush, heartbeats go the synchronous way and their callers get 503.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
@@ -27,14 +35,15 @@ use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamp};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{Droplet, DropletId, DropletStatus, HeartbeatReport};
-use orchestrator_ports::{DropletChange, StoreResult};
+use orchestrator_ports::{DropletChange, HeartbeatBacklog, StoreResult};
 use serde_json::Value;
 
 use crate::error::{pool_error, store_error};
 use crate::rows::{DropletRow, naive};
 
-/// How often absorbed heartbeats are written. Well within any health check
-/// interval, so that `droplets.last_heartbeat` lags by at most this much.
+/// How often absorbed heartbeats are written by default. Well within any
+/// health check interval, so that `droplets.last_heartbeat` lags by at most
+/// this much.
 pub(crate) const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// How long a droplet's cached state stands in for the database's.
 const TRUST_FOR: Duration = Duration::from_secs(5);
@@ -87,16 +96,42 @@ struct State {
     pending: Vec<Beat>,
 }
 
-#[derive(Default)]
 pub(crate) struct Liveness {
     state: Mutex<State>,
     /// One flush at a time, so that one that returns has written every
     /// heartbeat absorbed before it began.
     flushing: tokio::sync::Mutex<()>,
     flusher_started: AtomicBool,
+    flush_every: Duration,
+    /// Heartbeats given up while the database could not be written.
+    dropped: AtomicU64,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness::new(FLUSH_EVERY)
+    }
 }
 
 impl Liveness {
+    pub fn new(flush_every: Duration) -> Self {
+        Liveness {
+            state: Mutex::default(),
+            flushing: tokio::sync::Mutex::default(),
+            flusher_started: AtomicBool::new(false),
+            flush_every,
+            dropped: AtomicU64::new(0),
+        }
+    }
+
+    /// What is held in memory, and what was given up during outages.
+    pub fn backlog(&self) -> HeartbeatBacklog {
+        HeartbeatBacklog {
+            held: self.state().pending.len(),
+            dropped: AtomicU64::load(&self.dropped, Ordering::Relaxed),
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -159,13 +194,17 @@ impl Liveness {
         }
     }
 
-    /// Starts the task that flushes every [`FLUSH_EVERY`], once; it ends
+    /// Starts the task that flushes every flush interval, once; it ends
     /// when the store is dropped.
     pub fn start_flusher(self: &Arc<Self>, pool: &Pool<AsyncPgConnection>) {
         if self.flusher_started.swap(true, Ordering::AcqRel) {
             return;
         }
-        tokio::spawn(flush_periodically(Arc::downgrade(self), pool.clone()));
+        tokio::spawn(flush_periodically(
+            Arc::downgrade(self),
+            pool.clone(),
+            self.flush_every,
+        ));
     }
 
     /// Writes every absorbed heartbeat and refreshes the cached state. On
@@ -190,6 +229,15 @@ impl Liveness {
                 let mut state = self.state();
                 let newer = std::mem::replace(&mut state.pending, beats);
                 state.pending.extend(newer);
+                let dropped = keep_latest_of_each(&mut state.pending);
+                if dropped > 0 {
+                    self.dropped.fetch_add(dropped, Ordering::Relaxed);
+                    tracing::warn!(
+                        dropped,
+                        held = state.pending.len(),
+                        "the database is unavailable: only each droplet's latest heartbeat is kept"
+                    );
+                }
                 Err(err)
             }
         }
@@ -220,6 +268,21 @@ impl Liveness {
     }
 }
 
+/// Keeps the latest beat of each droplet, in the order they came; returns
+/// how many were removed.
+fn keep_latest_of_each(beats: &mut Vec<Beat>) -> u64 {
+    let mut latest: HashMap<i32, DateTime<Utc>> = HashMap::new();
+    for beat in beats.iter() {
+        let at = latest.entry(beat.internal).or_insert(beat.at);
+        *at = (*at).max(beat.at);
+    }
+    let before = beats.len();
+    beats.retain(|beat| {
+        latest.get(&beat.internal) == Some(&beat.at) && latest.remove(&beat.internal).is_some()
+    });
+    (before - beats.len()) as u64
+}
+
 async fn write(
     pool: &Pool<AsyncPgConnection>,
     beats: &[Beat],
@@ -241,8 +304,8 @@ async fn write(
         .map_err(store_error)
 }
 
-async fn flush_periodically(liveness: Weak<Liveness>, pool: Pool<AsyncPgConnection>) {
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + FLUSH_EVERY, FLUSH_EVERY);
+async fn flush_periodically(liveness: Weak<Liveness>, pool: Pool<AsyncPgConnection>, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;

@@ -20,9 +20,9 @@ use orchestrator_domain::{
     ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, OnceCreated, RecoveryCandidate,
-    RoundPlanner, RoutableQuery, RoutedRound, StoreError, StoreResult, TaskFilter, TaskPage, TaskStore,
-    Transition,
+    ChangeRecord, DropletChange, DropletFilter, DropletStore, HeartbeatBacklog, IdempotencyKey, OnceCreated,
+    RecoveryCandidate, RoundPlanner, RoutableQuery, RoutedRound, StoreError, StoreResult, TaskFilter,
+    TaskPage, TaskStore, Transition,
 };
 use uuid::Uuid;
 
@@ -105,6 +105,14 @@ impl PgStore {
             creates: Arc::default(),
             liveness: Arc::default(),
         })
+    }
+
+    /// Writes held heartbeats every `every` instead of every second: a
+    /// longer interval costs fewer commits and risks more on a crash.
+    #[must_use]
+    pub fn with_heartbeat_flush_every(mut self, every: Duration) -> Self {
+        self.liveness = Arc::new(Liveness::new(every));
+        self
     }
 
     pub(crate) async fn conn(&self) -> StoreResult<Conn> {
@@ -905,6 +913,10 @@ impl DropletStore for PgStore {
 
     async fn flush_heartbeats(&self) -> StoreResult<()> {
         self.liveness.flush(&self.pool).await
+    }
+
+    fn heartbeat_backlog(&self) -> HeartbeatBacklog {
+        self.liveness.backlog()
     }
 
     async fn count_droplets_by_status(&self) -> StoreResult<HashMap<DropletStatus, u64>> {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use orchestrator_domain::{DropletRegistration, DropletStatus, HeartbeatReport, RegistrationDraft};
-use orchestrator_ports::{DropletChange, DropletStore};
+use orchestrator_ports::{DropletChange, DropletStore, HeartbeatBacklog};
 use orchestrator_postgres::{PgStore, PoolSettings, run_migrations};
-use orchestrator_testkit::pg::TestDatabase;
+use orchestrator_testkit::pg::{Cluster, TestDatabase};
 
 async fn database() -> TestDatabase {
     let database = TestDatabase::create().await;
@@ -178,4 +178,64 @@ async fn a_droplet_marked_silent_elsewhere_is_revived_by_its_next_heartbeat() {
         .count("SELECT count(*) AS n FROM droplets WHERE status = 'active'")
         .await;
     assert_eq!(active, 1, "the revival is written at once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_an_outage_only_each_droplets_latest_heartbeat_is_held() {
+    let cluster = tokio::task::spawn_blocking(Cluster::start)
+        .await
+        .expect("cluster");
+    run_migrations(&cluster.url()).await.expect("migrations apply");
+    // No periodic flush: the failures below are the test's own.
+    let store = PgStore::new(&cluster.url(), PoolSettings::default())
+        .expect("pool")
+        .with_heartbeat_flush_every(Duration::from_secs(3600));
+    for id in 1..=3 {
+        register(&store, id).await;
+        beat(&store, id, Utc::now()).await;
+    }
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.stop();
+        cluster
+    })
+    .await
+    .expect("stop");
+
+    let latest = Utc::now().trunc_subsecs(6) + chrono::Duration::seconds(30);
+    for id in 1..=3 {
+        for step in (0..50).rev() {
+            beat(&store, id, latest - chrono::Duration::milliseconds(step * 100)).await;
+        }
+    }
+    assert_eq!(store.heartbeat_backlog().held, 150, "acknowledged, held");
+    store.flush_heartbeats().await.expect_err("the database is down");
+    assert_eq!(
+        store.heartbeat_backlog(),
+        HeartbeatBacklog {
+            held: 3,
+            dropped: 147
+        },
+        "one heartbeat per droplet is left, the rest counted"
+    );
+
+    let cluster = tokio::task::spawn_blocking(move || {
+        cluster.resume();
+        cluster
+    })
+    .await
+    .expect("resume");
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+    while let Err(err) = store.flush_heartbeats().await {
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "the database came back: {err}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(store.heartbeat_backlog().held, 0);
+    for id in 1..=3 {
+        let seen = store.get_droplet(id).await.expect("droplet");
+        assert_eq!(seen.last_heartbeat, Some(latest), "the latest was kept");
+    }
+    drop(cluster);
 }

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 use crate::auth::CallerSubject;
 use crate::error::{ApiError, ErrorBody};
+use crate::startup::AppState;
 
 pub const UDC_VERSION: &str = "1.0";
 pub const TRACE_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
@@ -44,6 +45,8 @@ pub async fn trace_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let _in_flight = state.as_ref().map(|s| s.stopping.enter());
     let incoming = req
         .headers()
         .get(&TRACE_HEADER)
@@ -55,7 +58,14 @@ pub async fn trace_requests(
     // Every line logged while serving the request carries its trace id. The
     // path has no query string: a feed's `?token=` is never logged.
     let span = tracing::info_span!("request", trace_id = %trace_of(req.request()), %method, path);
+    span.in_scope(|| tracing::debug!("request received"));
     let mut res = next.call(req).instrument(span.clone()).await?;
+    if state.is_some_and(|s| s.stopping.has_begun()) {
+        // Tells keep-alive clients to reconnect elsewhere, not to wait on this replica.
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
     let trace = trace_of(res.request());
     if let Ok(value) = HeaderValue::from_str(&trace.to_string()) {
         res.headers_mut().insert(TRACE_HEADER, value);

@@ -10,6 +10,7 @@ pub mod process_stats;
 pub mod routes;
 pub mod settings;
 pub mod startup;
+pub mod stopping;
 pub mod telemetry;
 
 pub use auth::{JwtKeys, TokenRequest, TokenVerifier};

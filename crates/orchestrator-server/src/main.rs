@@ -135,8 +135,8 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down");
-            if let Some(stopped) = state.stop_gracefully() {
-                stopped.await;
+            if let Some(drained) = state.begin_stop(0).await {
+                state.finish_stop(drained).await;
             }
         });
         app.run_until_stopped().await?;

@@ -1,5 +1,7 @@
-//! Configuration from the environment (spec section 9 plus API.md), read
-//! once at start. Every bad variable is reported, one line each.
+//! Configuration from the environment (spec section 9 plus API.md) and,
+//! when `CONFIG_FILE` names one, from a file of `NAME=value` lines that
+//! overrides it. Read at start and again by `POST
+//! /management/reload-config`. Every bad variable is reported, one line each.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -110,6 +112,27 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     /// `CORS_ALLOW_CREDENTIALS`: let those origins send cookies and credentials.
     pub cors_allow_credentials: bool,
+    /// `SHUTDOWN_GRACE_SECONDS`: how long a graceful stop waits for the
+    /// requests in flight before it abandons them.
+    pub shutdown_grace: Duration,
+    /// `HEARTBEAT_FLUSH_INTERVAL_MS`: how often heartbeats held in memory
+    /// are written (PostgreSQL); what a crash can lose of them.
+    pub heartbeat_flush_interval: Duration,
+    /// What these settings were read from, to read them again.
+    pub source: VarSource,
+}
+
+/// The variables settings were read from, before `CONFIG_FILE` was applied.
+#[derive(Clone, Default)]
+pub struct VarSource(HashMap<String, String>);
+
+impl std::fmt::Debug for VarSource {
+    /// Names only: values include secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&String> = self.0.keys().collect();
+        names.sort();
+        f.debug_tuple("VarSource").field(&names).finish()
+    }
 }
 
 impl Settings {
@@ -118,10 +141,26 @@ impl Settings {
         Self::from_vars(std::env::vars())
     }
 
-    /// Reads settings from name/value pairs; unset names take their defaults.
+    /// Reads the same sources again: the variables these settings came
+    /// from, and the current contents of their `CONFIG_FILE`.
+    pub fn reread(&self) -> Result<Self, Vec<String>> {
+        Self::from_vars(self.source.0.clone())
+    }
+
+    /// Reads settings from name/value pairs, overridden by the lines of
+    /// `CONFIG_FILE` when it is set; unset names take their defaults.
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, Vec<String>> {
+        let source = VarSource(vars.into_iter().collect());
+        let mut vars = source.0.clone();
+        if let Some(path) = vars
+            .get("CONFIG_FILE")
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+        {
+            vars.extend(config_file(&path)?);
+        }
         let mut reader = Reader {
-            vars: vars.into_iter().collect(),
+            vars,
             errors: Vec::new(),
         };
         let environment = reader.parsed("ENVIRONMENT", Environment::Production);
@@ -170,6 +209,11 @@ impl Settings {
             rate_limit: reader.positive("RATE_LIMIT_PER_MINUTE", 100),
             cors_origins: reader.origins("CORS_ORIGINS"),
             cors_allow_credentials: reader.flag("CORS_ALLOW_CREDENTIALS", false),
+            shutdown_grace: reader.seconds("SHUTDOWN_GRACE_SECONDS", 30),
+            heartbeat_flush_interval: Duration::from_millis(
+                reader.positive("HEARTBEAT_FLUSH_INTERVAL_MS", 1000),
+            ),
+            source,
         };
         reader.check_algorithm();
         if reader.errors.is_empty() {
@@ -249,6 +293,14 @@ impl Settings {
             (
                 "WS_CLIENT_BUFFER",
                 self.ws_client_buffer != other.ws_client_buffer,
+            ),
+            (
+                "SHUTDOWN_GRACE_SECONDS",
+                self.shutdown_grace != other.shutdown_grace,
+            ),
+            (
+                "HEARTBEAT_FLUSH_INTERVAL_MS",
+                self.heartbeat_flush_interval != other.heartbeat_flush_interval,
             ),
         ];
         checks
@@ -432,6 +484,46 @@ impl Reader {
     }
 }
 
+/// The `NAME=value` lines of the file at `path`. Blank lines and lines
+/// starting with `#` are skipped; `export ` before a name and quotes
+/// around a value are allowed, as in a shell or a `.env` file.
+fn config_file(path: &str) -> Result<Vec<(String, String)>, Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![format!("CONFIG_FILE={path:?} cannot be read: {e}")])?;
+    let mut pairs = Vec::new();
+    let mut errors = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        match line.split_once('=') {
+            Some((name, value)) if is_variable_name(name.trim()) => {
+                pairs.push((name.trim().to_owned(), unquote(value.trim()).to_owned()));
+            }
+            _ => errors.push(format!(
+                "CONFIG_FILE {path:?} line {}: expected NAME=value",
+                number + 1
+            )),
+        }
+    }
+    if errors.is_empty() { Ok(pairs) } else { Err(errors) }
+}
+
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn unquote(value: &str) -> &str {
+    for quote in ['"', '\''] {
+        if let Some(inner) = value.strip_prefix(quote).and_then(|v| v.strip_suffix(quote)) {
+            return inner;
+        }
+    }
+    value
+}
+
 fn random_secret() -> String {
     rand::random::<[u8; 32]>()
         .iter()
@@ -567,5 +659,53 @@ mod tests {
         }
         let defaults = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret)])).expect("defaults");
         assert!(defaults.cors_origins.is_empty() && !defaults.cors_allow_credentials);
+    }
+
+    #[test]
+    fn a_config_file_overrides_the_environment_and_is_read_again() {
+        let dir = std::env::temp_dir().join(format!("orchestrator-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("orchestrator.env");
+        std::fs::write(
+            &path,
+            "# tuning\nexport ROUTER_INTERVAL=7\n\nDROPLET_NAME=\"Orchestrator B\"\n",
+        )
+        .expect("write");
+        let secret = "k".repeat(32);
+        let path_text = path.to_string_lossy().into_owned();
+        let base = vars(&[
+            ("JWT_SECRET_KEY", &secret),
+            ("ROUTER_INTERVAL", "3"),
+            ("CONFIG_FILE", &path_text),
+        ]);
+        let first = Settings::from_vars(base).expect("valid");
+        assert_eq!(first.router_interval, Duration::from_secs(7), "the file wins");
+        assert_eq!(first.identity.name, "Orchestrator B");
+
+        std::fs::write(&path, "ROUTER_INTERVAL=9\n").expect("rewrite");
+        let again = first.reread().expect("valid");
+        assert_eq!(again.router_interval, Duration::from_secs(9));
+        assert_eq!(again.identity.name, "Orchestrator", "a line removed falls back");
+        assert_eq!(first.restart_needed(&again), ["DROPLET_NAME"]);
+
+        std::fs::write(&path, "ROUTER_INTERVAL\n").expect("rewrite");
+        assert_eq!(
+            first.reread().expect_err("bad line"),
+            [format!("CONFIG_FILE {path_text:?} line 1: expected NAME=value")]
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        let missing = first.reread().expect_err("missing file");
+        assert!(missing[0].contains("cannot be read"), "{missing:?}");
+    }
+
+    #[test]
+    fn the_source_of_settings_prints_no_value() {
+        let secret = "k".repeat(32);
+        let s = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret)])).expect("valid");
+        let printed = format!("{:?}", s.source);
+        assert!(
+            printed.contains("JWT_SECRET_KEY") && !printed.contains(&secret),
+            "{printed}"
+        );
     }
 }

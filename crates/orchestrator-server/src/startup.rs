@@ -3,7 +3,6 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -32,7 +31,8 @@ use crate::envelope::{BodyLimit, Source, trace_requests};
 use crate::limits::{PerCallerLimit, RequestLimit, rate_limits};
 use crate::process_stats::ProcessStats;
 use crate::routes;
-use crate::settings::{PoolSize, Settings, StoreKind};
+use crate::settings::{Settings, StoreKind};
+use crate::stopping::{Drained, Stopping};
 
 /// What every request handler can reach.
 #[derive(Debug)]
@@ -57,17 +57,47 @@ pub struct AppState {
     /// Stops the HTTP server gracefully (`POST /management/shutdown`); set
     /// once the server exists.
     pub server: std::sync::OnceLock<actix_web::dev::ServerHandle>,
-    /// Set once a graceful stop has begun: `/readyz` then answers 503.
-    pub stopping: AtomicBool,
+    /// Whether a graceful stop has begun (`/readyz` then answers 503), and
+    /// the requests in flight it waits for.
+    pub stopping: Arc<Stopping>,
 }
 
 impl AppState {
-    /// Stops serving gracefully, saying so on `/readyz` while in-flight
-    /// requests finish.
-    pub fn stop_gracefully(&self) -> Option<impl std::future::Future<Output = ()> + use<>> {
-        self.stopping.store(true, Ordering::SeqCst);
-        let handle = self.server.get().cloned()?;
-        Some(async move { handle.stop(true).await })
+    /// Begins a graceful stop: readiness is lost, the feeds close, no new
+    /// connection is accepted, and the requests in flight other than the
+    /// caller's `own` are waited for, up to `SHUTDOWN_GRACE_SECONDS`.
+    /// `None` when a stop was already under way.
+    pub async fn begin_stop(&self, own: usize) -> Option<Drained> {
+        if !self.stopping.begin() {
+            return None;
+        }
+        if let Some(server) = self.server.get() {
+            server.pause().await;
+        }
+        tracing::info!("graceful stop begun: no new connection is accepted");
+        let drained = self.stopping.drain(own, self.settings.shutdown_grace).await;
+        tracing::info!(
+            waited_ms = drained.waited.as_millis() as u64,
+            abandoned = drained.abandoned,
+            "requests in flight drained"
+        );
+        // Now, while the connections the HTTP workers made are alive: they
+        // end with the workers.
+        if let Err(err) = self.droplets.write_held_heartbeats().await {
+            tracing::warn!(error = %err, "could not write the held heartbeats before stopping");
+        }
+        Some(drained)
+    }
+
+    /// Stops the server after [`AppState::begin_stop`]: what is left are
+    /// idle connections, and the requests abandoned if the grace ran out.
+    pub fn finish_stop(&self, drained: Drained) -> impl std::future::Future<Output = ()> + use<> {
+        let server = self.server.get().cloned();
+        async move {
+            if let Some(server) = server {
+                server.stop(drained.graceful()).await;
+            }
+        }
     }
 }
 
@@ -123,7 +153,7 @@ impl Application {
         ): (Adapters, Arc<dyn LeaderElection>) = match &settings.store {
             StoreKind::Memory => (memory_adapters(), Arc::new(SoleLeader)),
             StoreKind::Postgres { url } => (
-                postgres_adapters(url.expose_secret(), settings.pool).await?,
+                postgres_adapters(url.expose_secret(), &settings).await?,
                 Arc::new(PgLeaderElection::new(url.expose_secret())),
             ),
         };
@@ -194,7 +224,7 @@ impl Application {
             },
             settings,
             server: std::sync::OnceLock::new(),
-            stopping: AtomicBool::new(false),
+            stopping: Arc::default(),
         });
         let shared = state.clone();
         let requests = web::Data::new(RequestLimit(PerCallerLimit::per_minute(
@@ -223,6 +253,9 @@ impl Application {
         })
         .on_connect(no_delay)
         .workers(workers)
+        // What a graceful stop still waits for after the drain: idle
+        // keep-alive connections and answers being written.
+        .shutdown_timeout(1)
         .disable_signals()
         .listen(listener)?
         .run();
@@ -243,6 +276,7 @@ impl Application {
     /// Serves until the server stops (on SIGINT/SIGTERM in `main`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let served = self.server.await;
+        // What arrived between the drain's write and the stop, if anything.
         if let Err(err) = self.droplets.flush_heartbeats().await {
             tracing::warn!(error = %err, "could not write the last heartbeats before exiting");
         }
@@ -411,16 +445,18 @@ fn memory_adapters() -> Adapters {
 const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The PostgreSQL store and the event bus that spans the replicas sharing it.
-async fn postgres_adapters(url: &str, pool: PoolSize) -> anyhow::Result<Adapters> {
+async fn postgres_adapters(url: &str, settings: &Settings) -> anyhow::Result<Adapters> {
+    let pool = settings.pool;
     let applied = run_migrations(url).await?;
     for version in &applied {
         tracing::info!(version, "applied migration");
     }
-    let settings = PoolSettings {
+    let pool = PoolSettings {
         max_size: pool.size + pool.max_overflow,
         timeout: DATABASE_WAIT,
     };
-    let store = Arc::new(PgStore::new(url, settings)?);
+    let store =
+        Arc::new(PgStore::new(url, pool)?.with_heartbeat_flush_every(settings.heartbeat_flush_interval));
     let problems = store.schema_problems().await?;
     if !problems.is_empty() {
         anyhow::bail!(

@@ -91,6 +91,9 @@ pub async fn render(handle: &PrometheusHandle, app: &AppState) -> String {
         .absolute(feeds.dropped_slow_clients);
     counter!("orchestrator_websocket_dropped_clients_total", "reason" => "unresponsive")
         .absolute(feeds.dropped_unresponsive_clients);
+    let heartbeats = app.metrics.heartbeat_backlog();
+    gauge!("orchestrator_heartbeats_held").set(heartbeats.held as f64);
+    counter!("orchestrator_heartbeats_dropped_total").absolute(heartbeats.dropped);
     for job in app.management.job_states() {
         counter!("orchestrator_job_runs_total", "job" => job.id).absolute(job.runs);
         counter!("orchestrator_job_failures_total", "job" => job.id).absolute(job.failures);

@@ -7,9 +7,12 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, http::header, middleware::from_fn, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use futures_util::StreamExt;
-use orchestrator_app::{AppError, Feed, FeedError, FeedFilter, FeedMessage, FeedStatus, Subscription};
+use orchestrator_app::{
+    AppError, Feed, FeedError, FeedFilter, FeedMessage, FeedStatus, Subscription, feed_owner,
+};
 use orchestrator_domain::{Caller, Capability, DropletId, Permission};
 use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
 use utoipa::IntoParams;
 
 use crate::auth::Authenticated;
@@ -110,10 +113,11 @@ async fn open(
     let filter = query.filter()?;
     let (response, session, stream) = actix_ws::handle(req, body)
         .map_err(|e| ApiError::InvalidQuery(format!("not a WebSocket upgrade: {e}")))?;
-    let subscription = app.feeds.connect(feed, &caller.subject, filter);
+    let subscription = app.feeds.connect(feed, &feed_owner(&caller), filter);
+    let closing = app.stopping.closing.clone();
     actix_web::rt::spawn(async move {
         match subscription {
-            Ok(subscription) => serve(session, stream, subscription).await,
+            Ok(subscription) => serve(session, stream, subscription, closing).await,
             Err(err @ FeedError::TooManyConnections { .. }) => {
                 close(session, CloseCode::Policy, &err.to_string()).await;
             }
@@ -144,10 +148,18 @@ async fn feed_caller(req: &HttpRequest, query: &FeedQuery) -> Result<Caller, Api
 }
 
 /// Forwards the feed to the client until either side ends it.
-async fn serve(mut session: Session, mut stream: MessageStream, mut subscription: Subscription) {
+async fn serve(
+    mut session: Session,
+    mut stream: MessageStream,
+    mut subscription: Subscription,
+    closing: CancellationToken,
+) {
     let mut awaiting_pong = false;
     let end = loop {
         tokio::select! {
+            () = closing.cancelled() => {
+                break Some((CloseCode::Away, "the orchestrator is stopping; reconnect, to another replica if there is one"));
+            }
             message = subscription.next() => match message {
                 Some(FeedMessage::Frame(frame)) => {
                     if session.text(frame).await.is_err() {

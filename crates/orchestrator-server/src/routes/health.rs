@@ -6,6 +6,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use orchestrator_app::PeerState;
+
 use crate::error::ApiError;
 use crate::process_stats::ProcessStats;
 use crate::routes::resource;
@@ -164,9 +166,12 @@ pub(crate) struct Dependencies {
 pub(crate) struct Dependency {
     id: i64,
     name: &'static str,
-    /// `not_configured`, `unknown` (not checked yet), `connected` or
-    /// `disconnected` (with `last_error`), as of the last call.
+    /// The Registry: `not_configured`, `unknown` (not called yet),
+    /// `connected` or `disconnected` (with `last_error`), as of the last
+    /// call. A droplet: `connected` (active), `disconnected` (silent or in
+    /// error), `not_registered`, or `unknown` when the store cannot say.
     status: &'static str,
+    /// The Registry: the last call to it. A droplet: its last heartbeat.
     last_check: Option<DateTime<Utc>>,
     /// Why the last check failed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -205,9 +210,40 @@ pub(crate) async fn dependencies(app: web::Data<AppState>) -> HttpResponse {
             ..unknown(3, "Registry v2")
         },
     };
+    let mut optional = Vec::new();
+    for (id, name) in OPTIONAL_PEERS {
+        optional.push(peer(id, name, app.status.peer(id).await));
+    }
     HttpResponse::Ok().json(Dependencies {
         required: vec![registry],
-        optional: vec![unknown(5, "Dashboard"), unknown(8, "Verifier")],
+        optional,
         missing: Vec::new(),
     })
+}
+
+/// The droplets of the mesh the orchestrator works with when they are
+/// there (spec: the Dashboard follows its feeds, the Verifier checks results).
+const OPTIONAL_PEERS: [(i64, &str); 2] = [(5, "Dashboard"), (8, "Verifier")];
+
+fn peer(id: i64, name: &'static str, state: PeerState) -> Dependency {
+    let (status, last_check, last_error) = match state {
+        PeerState::Connected { last_heartbeat } => ("connected", last_heartbeat, None),
+        PeerState::Disconnected {
+            status,
+            last_heartbeat,
+        } => (
+            "disconnected",
+            last_heartbeat,
+            Some(format!("the droplet is {}", status.as_str())),
+        ),
+        PeerState::NotRegistered => ("not_registered", None, None),
+        PeerState::Unknown { error } => ("unknown", None, Some(error)),
+    };
+    Dependency {
+        id,
+        name,
+        status,
+        last_check,
+        last_error,
+    }
 }

@@ -1,7 +1,7 @@
 //! `/management`: version, the scheduler's jobs, emergency stop (admin only).
 
 use actix_web::{middleware::from_fn, web};
-use orchestrator_app::JobStatus;
+use orchestrator_app::{AppError, JobStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -156,32 +156,44 @@ pub(crate) async fn emergency_stop(
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ShuttingDown {
     shutting_down: bool,
+    /// True when every other request in flight was answered before this
+    /// answer; false when the grace period ran out first.
     graceful: bool,
+    /// How long the stop waited for the requests in flight.
+    waited_ms: u64,
+    /// Requests still in flight when `SHUTDOWN_GRACE_SECONDS` ran out; the
+    /// server stops without them.
+    abandoned_requests: usize,
 }
 
-/// Stops accepting connections, lets in-flight requests (and their
-/// transactions) finish, then stops the server; `orchestrator serve` then
-/// exits 0. SIGTERM and Ctrl-C do the same.
+/// Stops accepting connections, closes the live feeds, waits for the other
+/// requests in flight (up to `SHUTDOWN_GRACE_SECONDS`), answers with what
+/// came of that, then stops the server; `orchestrator serve` writes the
+/// heartbeats it holds and exits 0. SIGTERM and Ctrl-C do the same.
 #[utoipa::path(
     post,
     path = "/management/shutdown",
     tag = "management",
-    responses((status = 200, description = "Stopping after this answer", body = ShuttingDown)),
+    responses((status = 200, description = "Stopping after this answer (409 if a stop is under way)", body = ShuttingDown)),
 )]
 pub(crate) async fn shutdown(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
 ) -> Result<Udc<ShuttingDown>, ApiError> {
     app.management.authorize(&caller)?;
-    let stopped = app
-        .stop_gracefully()
-        .ok_or_else(|| ApiError::Internal("the server handle is not set".into()))?;
     tracing::warn!(by = %caller.subject, "graceful shutdown requested");
-    // Stop after this response is sent: stopping waits for in-flight requests, this one included.
-    actix_web::rt::spawn(stopped);
+    // This request is in flight too: the drain waits for the others.
+    let drained = app
+        .begin_stop(1)
+        .await
+        .ok_or_else(|| ApiError::App(AppError::Conflict("a graceful stop is already under way".into())))?;
+    // Stop after this answer is sent: stopping waits for it to be written.
+    actix_web::rt::spawn(app.finish_stop(drained));
     Ok(Udc::ok(ShuttingDown {
         shutting_down: true,
-        graceful: true,
+        graceful: drained.graceful(),
+        waited_ms: drained.waited.as_millis() as u64,
+        abandoned_requests: drained.abandoned,
     }))
 }
 
@@ -243,8 +255,8 @@ pub(crate) async fn reload_config(
     Authenticated(caller): Authenticated,
 ) -> Result<Udc<Reloaded>, ApiError> {
     app.management.authorize(&caller)?;
-    let next = crate::Settings::from_env().map_err(|lines| {
-        ApiError::App(orchestrator_domain::ValidationError::new("environment", lines.join("; ")).into())
+    let next = app.settings.reread().map_err(|lines| {
+        ApiError::App(orchestrator_domain::ValidationError::new("configuration", lines.join("; ")).into())
     })?;
     let changed = app.management.reload(&caller, crate::startup::tunables(&next))?;
     Ok(Udc::ok(Reloaded {

@@ -3,8 +3,6 @@
 //! /v1/metadata`, what it is and what it serves, for the gateway's
 //! discovery. Both public and bare, like `/health`.
 
-use std::sync::atomic::Ordering;
-
 use actix_web::{HttpResponse, web};
 use serde::Serialize;
 use serde_json::Value;
@@ -54,7 +52,7 @@ pub(crate) struct ReadinessChecks {
     ),
 )]
 pub(crate) async fn readiness(app: web::Data<AppState>) -> HttpResponse {
-    let shutting_down = app.stopping.load(Ordering::SeqCst);
+    let shutting_down = app.stopping.has_begun();
     let store = app.status.readiness().await;
     let mut reasons = Vec::new();
     if !store.store_up {
