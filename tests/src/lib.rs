@@ -306,6 +306,60 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// The sum of the Prometheus series `name` whose labels include
+    /// `labels`; 0 when there is none yet. The recorder is the process's,
+    /// one test's own under nextest.
+    pub async fn counter(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let response = self
+            .client
+            .get(format!("{}/metrics", self.address))
+            .send()
+            .await
+            .expect("scrape /metrics");
+        assert_eq!(response.status(), 200, "/metrics");
+        let text = response.text().await.expect("the metrics text");
+        text.lines()
+            .filter(|line| {
+                let series = line.split(' ').next().unwrap_or_default();
+                let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+                metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Runs `wake`, which must wake the router (a task created, a droplet
+    /// registered), and waits for a routing pass that began after the
+    /// call to end: what the router could do with the state before the
+    /// call is done when this returns, paused or not.
+    pub async fn after_a_routing_pass<F: std::future::Future>(&self, wake: F) -> F::Output {
+        let started = self
+            .counter("orchestrator_routing_passes_started_total", &[])
+            .await;
+        let woken = wake.await;
+        eventually(10, "a routing pass after the wake-up", || async {
+            self.counter("orchestrator_routing_passes_total", &[]).await > started
+        })
+        .await;
+        woken
+    }
+
+    /// Waits for a routing pass that began after every task created so far
+    /// to end. It registers droplet `witness` with a capability of its own
+    /// and one slot, and waits for a least urgent task needing it to be
+    /// assigned: a pass places tasks most urgent and oldest first, so what
+    /// it could place besides was placed by then.
+    pub async fn await_routing_pass(&self, witness: i64) {
+        self.register(witness, &["witness"], 1).await;
+        let body = json!({ "task_type": "witness", "title": "witness", "priority": 10, "required_capability": "witness" });
+        let reply = self.post("/tasks", &self.writer("witness"), body).await;
+        assert_eq!(reply.status, 201, "create the witness: {reply:?}");
+        let id = reply.payload()["task_id"].as_i64().expect("task_id");
+        self.wait_for_status(id, "assigned", Duration::from_secs(5)).await;
+    }
+}
+
 /// A WebSocket client of a feed.
 pub type Feed = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 

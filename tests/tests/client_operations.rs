@@ -292,7 +292,9 @@ async fn an_emergency_stop_pauses_every_job_until_each_is_resumed() {
 
     register(&app, 1, "http://127.0.0.1:9", &["x"]).await;
     let created = admin.create_task(&draft("x")).await.expect("create");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.after_a_routing_pass(admin.create_task(&draft("x")))
+        .await
+        .expect("create");
     assert_eq!(
         admin.get_task(created.task_id).await.expect("task").task.status,
         TaskStatus::Pending,

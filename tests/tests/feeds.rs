@@ -146,37 +146,57 @@ async fn filters_choose_what_a_client_sees() {
     .await;
     assert_eq!(events(&mut only_x, 1).await[0].1, x);
     assert_eq!(events(&mut only_b, 1).await[0].1, b);
-    let bad = app
-        .try_feed(&format!("/ws/tasks?token={}&capability=", app.admin()))
-        .await;
-    assert!(bad.is_err(), "an invalid filter is refused");
+    let bad = refusal(&app, &format!("/ws/tasks?token={}&capability=", app.admin())).await;
+    assert_eq!(bad, (400, "invalid_query".into()), "an invalid filter is refused");
+}
+
+/// The status and error code of a feed's refused upgrade; fails the test
+/// if the feed opens or the connection fails otherwise.
+async fn refusal(app: &TestApp, path: &str) -> (u16, String) {
+    match app.try_feed(path).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body: Value = response
+                .body()
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok())
+                .unwrap_or_default();
+            let error = if body["payload"].is_object() {
+                &body["payload"]["error"]
+            } else {
+                &body["error"]
+            };
+            let code = error["code"].as_str().unwrap_or_default().to_owned();
+            (response.status().as_u16(), code)
+        }
+        Ok(_) => panic!("{path}: the feed opened"),
+        Err(other) => panic!("{path}: expected an HTTP refusal, got {other}"),
+    }
 }
 
 #[tokio::test]
 async fn bad_or_missing_tokens_are_refused_before_the_upgrade() {
     let app = spawn_app().await;
+    let now = chrono::Utc::now().timestamp();
+    let expired = jsonwebtoken::encode(
+        &jsonwebtoken::Header::default(),
+        &json!({ "sub": "late", "permissions": ["read"], "iat": now - 120, "exp": now - 60 }),
+        &jsonwebtoken::EncodingKey::from_secret(orchestrator_tests::SECRET.as_bytes()),
+    )
+    .expect("sign");
+    let expired = format!("/ws/tasks?token={expired}");
     for path in [
         "/ws/tasks",
         "/ws/tasks?token=not-a-jwt",
         "/ws/droplets?token=x.y.z",
+        expired.as_str(),
     ] {
-        match app.try_feed(path).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                assert_eq!(response.status(), 401, "{path}");
-            }
-            other => panic!("{path}: expected 401, got {other:?}"),
-        }
+        assert_eq!(refusal(&app, path).await, (401, "unauthorized".into()), "{path}");
     }
-    let expired = app.keys.issue(&orchestrator_server::auth::TokenRequest {
-        subject: "late".into(),
-        permissions: vec![orchestrator_domain::Permission::Read],
-        droplet_id: None,
-        steward: None,
-        ttl: Duration::ZERO,
-    });
-    let expired = expired.expect("sign");
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    assert!(app.try_feed(&format!("/ws/tasks?token={expired}")).await.is_err());
+    let no_read = app.token("nobody", &[], None);
+    assert_eq!(
+        refusal(&app, &format!("/ws/tasks?token={no_read}")).await,
+        (403, "forbidden".into())
+    );
 }
 
 #[tokio::test]

@@ -215,7 +215,7 @@ async fn an_inactive_droplet_is_not_given_work_until_it_beats_again() {
     app.register(5, &["verify"], 5).await;
     app.post("/droplets/5/deactivate", &app.admin(), json!({})).await;
     let id = app.create_task(5, Some("verify")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.await_routing_pass(99).await;
     assert_eq!(app.task(id).await["status"], "pending");
     app.post("/droplets/5/activate", &app.admin(), json!({})).await;
     let task = app.wait_for_status(id, "assigned", Duration::from_secs(1)).await;

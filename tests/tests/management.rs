@@ -110,8 +110,9 @@ async fn a_paused_router_assigns_nothing_until_resumed() {
     assert_eq!(paused.payload()["job"]["paused"], true);
     app.register(1, &["x"], 5).await;
     let id = app.create_task(5, Some("x")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = app.after_a_routing_pass(app.create_task(5, Some("x"))).await;
     assert_eq!(app.task(id).await["status"], "pending");
+    assert_eq!(app.task(next).await["status"], "pending");
     let resumed = app
         .post("/management/scheduler/jobs/task_router/resume", &admin, json!({}))
         .await;
@@ -129,7 +130,7 @@ async fn an_emergency_stop_halts_routing_but_keeps_reads() {
     let jobs = stop.payload()["jobs"].as_array().cloned().expect("jobs");
     assert!(jobs.iter().all(|j| j["paused"] == true), "{jobs:?}");
     let id = app.create_task(5, Some("x")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.after_a_routing_pass(app.create_task(5, Some("x"))).await;
     assert_eq!(
         app.task(id).await["status"],
         "pending",

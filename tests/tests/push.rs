@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
-use orchestrator_tests::spawn_app_with;
+use orchestrator_tests::{TestApp, eventually, spawn_app_with};
 use serde_json::{Value, json};
 
 /// A droplet endpoint that refuses the first `refusals` messages with 503.
@@ -59,6 +59,22 @@ fn fake_droplet(refusals: u32) -> (String, Arc<FakeDroplet>) {
     (url, fake.into_inner())
 }
 
+/// Assignment deliveries that ended with `outcome`.
+async fn deliveries(app: &TestApp, outcome: &str) -> f64 {
+    let labels = [("message_type", "task_assignment"), ("outcome", outcome)];
+    app.counter("orchestrator_push_deliveries_total", &labels).await
+}
+
+/// Waits for the delivery of the test's one assignment to be over,
+/// however it ended: no further message for it can come after.
+async fn delivery_over(app: &TestApp) {
+    let labels = [("message_type", "task_assignment")];
+    eventually(20, "the delivery is over", || async {
+        app.counter("orchestrator_push_deliveries_total", &labels).await >= 1.0
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_assignment_is_pushed_and_retried_until_accepted() {
     let app = spawn_app_with(&[("ENABLE_PUSH_DELIVERY", "true")]).await;
@@ -81,9 +97,10 @@ async fn an_assignment_is_pushed_and_retried_until_accepted() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    delivery_over(&app).await;
     let received = fake.received.lock().expect("lock").clone();
     assert_eq!(received.len(), 3, "two refusals, one acceptance, then no more");
+    assert_eq!(deliveries(&app, "delivered").await, 1.0);
     let message = &received[2];
     assert_eq!(message["message_type"], "task_assignment");
     assert_eq!(
@@ -109,8 +126,9 @@ async fn a_droplet_without_a_message_endpoint_is_not_pestered() {
     app.post("/droplets/register", &app.droplet(22), body).await;
     let id = app.create_task(4, Some("x")).await;
     app.wait_for_status(id, "assigned", Duration::from_secs(1)).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
+    delivery_over(&app).await;
     assert_eq!(fake.misses.load(Ordering::SeqCst), 1, "one try: a 404 is final");
+    assert_eq!(deliveries(&app, "not_taken").await, 1.0);
     assert!(fake.received.lock().expect("lock").is_empty());
     assert_eq!(
         app.task(id).await["status"],

@@ -1,6 +1,10 @@
 //! `RATE_LIMIT_PER_MINUTE`: per caller on authenticated requests, per client
 //! address on the others; 429 with `Retry-After` and the error body.
 
+use std::time::Duration;
+
+use orchestrator_domain::Permission;
+use orchestrator_server::{JwtKeys, TokenRequest};
 use orchestrator_tests::spawn_app_with;
 use reqwest::Method;
 
@@ -31,7 +35,7 @@ async fn a_caller_past_its_quota_waits_while_others_go_on() {
 }
 
 #[tokio::test]
-async fn anonymous_requests_are_limited_per_address_and_forged_tokens_spend_no_one_elses_quota() {
+async fn anonymous_requests_are_limited_per_address() {
     let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
     for _ in 0..3 {
         assert_eq!(app.send(Method::GET, "/health", None, None).await.status, 200);
@@ -44,4 +48,36 @@ async fn anonymous_requests_are_limited_per_address_and_forged_tokens_spend_no_o
         200,
         "a valid caller is not an address"
     );
+}
+
+#[tokio::test]
+async fn forged_tokens_naming_a_caller_spend_the_address_not_that_callers_quota() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
+    let forger = JwtKeys::hs256(b"not-the-server-secret-but-just-as-long-as-it");
+    let forged = forger
+        .issue(&TokenRequest {
+            subject: "victim".into(),
+            permissions: vec![Permission::Write],
+            droplet_id: None,
+            steward: None,
+            ttl: Duration::from_secs(600),
+        })
+        .expect("sign");
+    for _ in 0..3 {
+        assert_eq!(app.get("/tasks", &forged).await.status, 401);
+    }
+    assert_eq!(
+        app.get("/tasks", &forged).await.status,
+        429,
+        "past the quota of the address, the only key a forged token has"
+    );
+    let victim = app.writer("victim");
+    for _ in 0..3 {
+        assert_eq!(
+            app.get("/tasks", &victim).await.status,
+            200,
+            "the victim's quota is whole"
+        );
+    }
+    assert_eq!(app.get("/tasks", &victim).await.status, 429, "and it is 3");
 }

@@ -151,7 +151,7 @@ async fn a_silent_droplet_goes_inactive_and_its_next_heartbeat_revives_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let id = app.create_task(5, Some("x")).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    app.await_routing_pass(99).await;
     assert_eq!(
         app.task(id).await["status"],
         "pending",

@@ -12,7 +12,7 @@ use orchestrator_client::{
     Client, Delivery, HANDED_BACK, HandlerResult, STOPPED_ON_REQUEST, Worker, WorkerBuilder,
 };
 use orchestrator_domain::{RegistrationDraft, Task};
-use orchestrator_tests::{TestApp, spawn_app_with};
+use orchestrator_tests::{TestApp, eventually, spawn_app_with};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -291,7 +291,16 @@ async fn assignments_arrive_by_push_and_a_forged_push_runs_nothing() {
         .await
         .expect("post");
     assert_eq!(accepted.status(), 202);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The worker asks to start the task, and is refused: it had its chance.
+    let refused = [
+        ("method", "PATCH"),
+        ("route", "/tasks/{task_id}"),
+        ("status", "404"),
+    ];
+    eventually(10, "the worker asks to start the forged task", || async {
+        app.counter("orchestrator_http_requests_total", &refused).await >= 1.0
+    })
+    .await;
     stop.send(()).ok();
     let report = running.await.expect("join").expect("run");
     assert_eq!((report.completed, runs.load(Ordering::SeqCst)), (1, 1));

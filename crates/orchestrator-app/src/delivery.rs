@@ -58,30 +58,42 @@ impl Delivery {
     }
 
     /// Delivers one notice; true when the droplet accepted it. Retries
-    /// while the task is still where the notice found it.
+    /// while the task is still where the notice found it. Each delivery is
+    /// counted once it is over, by how it ended.
     pub async fn deliver(&self, task: Task, notice: TaskNotice) -> bool {
+        let ended = self.try_deliver(&task, notice).await;
+        ::metrics::counter!(
+            "orchestrator_push_deliveries_total",
+            "message_type" => notice.message_type(),
+            "outcome" => ended.label(),
+        )
+        .increment(1);
+        ended == Ended::Delivered
+    }
+
+    async fn try_deliver(&self, task: &Task, notice: TaskNotice) -> Ended {
         let Some(droplet_id) = task.assigned_droplet_id else {
-            return false;
+            return Ended::NoDroplet;
         };
         let Ok(droplet) = self.ports.droplets.get_droplet(droplet_id).await else {
-            return false;
+            return Ended::NoDroplet;
         };
         let kind = notice.message_type();
         for attempt in 0..ATTEMPTS {
-            match self.dispatcher.deliver(&droplet, &task, notice).await {
+            match self.dispatcher.deliver(&droplet, task, notice).await {
                 Ok(()) => {
                     tracing::debug!(task_id = task.id, droplet_id, kind, "delivered");
-                    return true;
+                    return Ended::Delivered;
                 }
                 Err(err) if !err.retryable => {
                     tracing::info!(task_id = task.id, droplet_id, kind, error = %err, "droplet takes no pushes; it may pull");
-                    return false;
+                    return Ended::NotTaken;
                 }
                 Err(err) => {
                     tracing::warn!(task_id = task.id, droplet_id, kind, attempt, error = %err, "delivery failed; retrying");
                     tokio::time::sleep(BACKOFF.delay(attempt, rand::random::<f64>())).await;
-                    if !self.still_where_it_was(&task).await {
-                        return false;
+                    if !self.still_where_it_was(task).await {
+                        return Ended::Moved;
                     }
                 }
             }
@@ -98,7 +110,7 @@ impl Delivery {
                 "cancel request not delivered; it stays in the task's record and feed"
             ),
         }
-        false
+        Ended::Abandoned
     }
 
     /// True while the task has the status and droplet it had when the
@@ -109,5 +121,31 @@ impl Delivery {
             .get_task(task.id)
             .await
             .is_ok_and(|now| now.status == task.status && now.assigned_droplet_id == task.assigned_droplet_id)
+    }
+}
+
+/// How a delivery ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Delivered,
+    /// A final refusal: the droplet takes no pushes.
+    NotTaken,
+    /// The task moved on before a retry.
+    Moved,
+    /// Every attempt failed.
+    Abandoned,
+    /// The task has no droplet, or its droplet is gone.
+    NoDroplet,
+}
+
+impl Ended {
+    fn label(self) -> &'static str {
+        match self {
+            Ended::Delivered => "delivered",
+            Ended::NotTaken => "not_taken",
+            Ended::Moved => "moved",
+            Ended::Abandoned => "abandoned",
+            Ended::NoDroplet => "no_droplet",
+        }
     }
 }

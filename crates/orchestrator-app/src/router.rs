@@ -132,6 +132,17 @@ impl Router {
     /// Places every pending task that can be placed now; returns how many were assigned.
     pub async fn route_pending(&self) -> AppResult<usize> {
         let _one_pass = self.pass.lock().await;
+        // Counted under the lock, so in the order passes run: a pass that
+        // starts after the started count was read saw everything before
+        // that read, and is over once the finished count passes it. Paused
+        // passes count too.
+        ::metrics::counter!("orchestrator_routing_passes_started_total").increment(1);
+        let assigned = self.place_pending().await;
+        ::metrics::counter!("orchestrator_routing_passes_total").increment(1);
+        assigned
+    }
+
+    async fn place_pending(&self) -> AppResult<usize> {
         // Droplets the store refused during this pass (full or gone).
         let mut set_aside = HashSet::new();
         let mut assigned = 0;

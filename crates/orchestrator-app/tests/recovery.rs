@@ -102,6 +102,54 @@ impl World {
         self.tasks.get(&admin(), id).await.expect("get").view.task
     }
 
+    /// Routes until the task is assigned; a task in its backoff is not.
+    async fn route_until_assigned(&self, id: i64) -> Task {
+        self.router.route_pending().await.expect("route");
+        self.wait_for_routed(id).await
+    }
+
+    async fn wait_for_routed(&self, id: i64) -> Task {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let task = self.task(id).await;
+            if task.status == TaskStatus::Assigned {
+                return task;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never routed: {task:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.router.route_pending().await.expect("route");
+        }
+    }
+
+    async fn wait_for(&self, id: i64, status: TaskStatus) -> Task {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let task = self.task(id).await;
+            if task.status == status {
+                return task;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "not {status}: {task:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// When the task last failed, and when recovery then sent it back to pending.
+    async fn failed_and_retried_at(
+        &self,
+        id: i64,
+    ) -> (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>) {
+        let history = self.tasks.get(&admin(), id).await.expect("get").history;
+        let last = |status: TaskStatus| {
+            history
+                .iter()
+                .rev()
+                .find(|h| h.to_status == status)
+                .map(|h| h.changed_at)
+                .expect("in the history")
+        };
+        (last(TaskStatus::Failed), last(TaskStatus::Pending))
+    }
+
     async fn report(&self, by: i64, id: i64, status: TaskStatus) -> Result<Task, AppError> {
         let change = StatusChange {
             status,
@@ -236,37 +284,44 @@ async fn a_passed_deadline_fails_the_task_without_retry() {
 }
 
 #[tokio::test]
-async fn a_failure_reported_by_a_droplet_is_retried_at_once_until_the_budget_is_spent() {
+async fn a_failure_reported_by_a_droplet_is_retried_after_a_backoff_until_the_budget_is_spent() {
     let w = world(true);
     let _listening = w.recovery.start();
     w.register(1).await;
     let task = w.submit(None).await;
+    // Retry n waits between half and all of min(200 ms, 100 ms · 2ⁿ).
+    let backoffs = [(50, 100), (100, 200)];
     for attempt in 1..=3 {
-        w.router.route_pending().await.expect("route");
-        let held = w.task(task.id).await;
-        assert_eq!(held.status, TaskStatus::Assigned, "attempt {attempt}");
+        let held = w.route_until_assigned(task.id).await;
         w.report(1, task.id, TaskStatus::InProgress).await.expect("start");
         w.report(1, task.id, TaskStatus::Failed).await.expect("fail");
         if attempt == 3 {
             break;
         }
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while w.task(task.id).await.status != TaskStatus::Pending {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "retry {attempt} did not happen"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await; // the backoff
+        let retried = w.wait_for(task.id, TaskStatus::Pending).await;
+        let (shortest, longest) = backoffs[attempt - 1];
+        let (failed_at, retried_at) = w.failed_and_retried_at(task.id).await;
+        let retry_after = retried.retry_after.expect("a backoff");
+        assert!(
+            retry_after - failed_at >= chrono::Duration::milliseconds(shortest)
+                && retry_after - retried_at <= chrono::Duration::milliseconds(longest),
+            "retry {attempt}: failed at {failed_at}, retried at {retried_at}, routable at {retry_after}"
+        );
+        let again = w.route_until_assigned(task.id).await;
+        assert!(
+            again.assigned_at.is_some_and(|at| at >= retry_after),
+            "routed before its backoff ended: {again:?}"
+        );
+        assert!(again.attempt > held.attempt);
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let spent = w.task(task.id).await;
+    let spent = w.wait_for(task.id, TaskStatus::Failed).await;
+    assert_eq!(spent.retry_count, 2, "two retries, then it stays failed");
     assert_eq!(
-        (spent.status, spent.retry_count),
-        (TaskStatus::Failed, 2),
-        "two retries, then it stays failed"
+        w.router.route_pending().await.expect("route"),
+        0,
+        "nothing left to route"
     );
+    assert_eq!(w.task(task.id).await.status, TaskStatus::Failed);
 }
 
 #[tokio::test]

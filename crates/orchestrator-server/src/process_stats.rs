@@ -79,15 +79,76 @@ fn read_status_kb(field: &str) -> Option<f64> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// CPU time of the calling thread, from the scheduler's own count
+    /// (`/proc/thread-self/schedstat`, in ns), not the ticks `sample` reads.
+    fn thread_cpu() -> Duration {
+        let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+        let ns = stat.split_whitespace().next().and_then(|n| n.parse().ok());
+        Duration::from_nanos(ns.expect("run time in ns"))
+    }
+
+    /// Keeps this thread on the CPU until it has used `cpu` of it.
+    fn spin(cpu: Duration) {
+        let until = thread_cpu() + cpu;
+        let mut n = 0_u64;
+        while thread_cpu() < until {
+            n = std::hint::black_box(n.wrapping_add(1));
+        }
+    }
 
     #[test]
-    fn reads_real_figures_on_linux() {
+    fn the_cpu_figure_is_the_work_done_since_the_previous_sample() {
         let stats = ProcessStats::default();
-        let busy: u64 = (0..2_000_000u64).map(|i| i % 7).sum();
-        assert!(busy > 0);
-        let sample = stats.sample();
-        assert!(sample.memory_mb.is_some_and(|mb| mb > 1.0), "{sample:?}");
-        assert!(sample.num_threads.is_some_and(|n| n >= 1), "{sample:?}");
-        assert!(sample.cpu_percent.is_some_and(|p| p >= 0.0), "{sample:?}");
+        let started = Instant::now();
+        let used = thread_cpu();
+        spin(Duration::from_millis(300));
+        let busy = stats.sample().cpu_percent.expect("a CPU figure");
+        let wall = started.elapsed().as_secs_f64();
+        let expected = (thread_cpu() - used).as_secs_f64() / wall * 100.0;
+        // Ticks are 10 ms: a few of them either way.
+        let slack = 0.03 / wall * 100.0;
+        assert!(
+            (busy - expected).abs() <= slack,
+            "busy: {busy}, expected {expected} ± {slack}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        let idle = stats.sample().cpu_percent.expect("a CPU figure");
+        assert!(idle < 15.0, "idle since the busy sample: {idle}");
+    }
+
+    #[test]
+    fn memory_and_threads_follow_what_the_process_holds() {
+        let stats = ProcessStats::default();
+        let before = stats.sample();
+        let mut held = vec![0_u8; 64 * 1024 * 1024];
+        // Written to, so that every page is resident.
+        for page in held.chunks_mut(4096) {
+            page[0] = 1;
+        }
+        let gate = std::sync::Arc::new(std::sync::Barrier::new(5));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let gate = gate.clone();
+                std::thread::spawn(move || {
+                    gate.wait();
+                })
+            })
+            .collect();
+        let after = stats.sample();
+        let listed = std::fs::read_dir("/proc/self/task").expect("/proc").count() as u64;
+        gate.wait();
+        for thread in threads {
+            thread.join().expect("join");
+        }
+        let grew = after.memory_mb.expect("memory") - before.memory_mb.expect("memory");
+        assert!((60.0..120.0).contains(&grew), "64 MiB written, grew by {grew} MB");
+        assert_eq!(std::hint::black_box(&held)[4096], 1);
+        let counted = after.num_threads.expect("threads");
+        assert!(
+            counted >= before.num_threads.expect("threads") + 4 && counted == listed,
+            "{counted} threads, {listed} in /proc/self/task"
+        );
     }
 }

@@ -226,6 +226,11 @@ async fn failures_exit_non_zero_with_the_api_error() {
 async fn watch_prints_one_line_per_event() {
     let server = start().await;
     server.register(21, "echo").await;
+    // Tasks no droplet takes, so that the ids watched are not the small
+    // numbers a line holds besides (an attempt is 1).
+    for _ in 0..2 {
+        stdout(&server.cli(&["tasks", "create", "--type", "idle", "--capability", "none"]));
+    }
     let mut watch = Command::new(BINARY)
         .args(["watch", "--url", &server.url, "--token", &server.admin])
         .env_clear()
@@ -237,12 +242,22 @@ async fn watch_prints_one_line_per_event() {
     // The feed is open once the watcher prints; create tasks until it does.
     let started = Instant::now();
     let mut seen = Vec::new();
+    let mut created = Vec::new();
     while seen.is_empty() {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "watch printed nothing"
         );
-        stdout(&server.cli(&["tasks", "create", "--type", "echo", "--capability", "echo"]));
+        let task = json(&server.cli(&[
+            "tasks",
+            "create",
+            "--type",
+            "echo",
+            "--capability",
+            "echo",
+            "--json",
+        ]));
+        created.push(task["task_id"].as_i64().expect("task_id").to_string());
         seen.extend(lines.recv_timeout(Duration::from_millis(500)));
     }
     while !seen.iter().any(|l| l.contains("task_assigned")) {
@@ -260,12 +275,16 @@ async fn watch_prints_one_line_per_event() {
         .expect("assigned");
     let fields: Vec<&str> = assigned.split_whitespace().collect();
     assert!(fields[0].ends_with('Z'), "an RFC 3339 time first: {assigned}");
+    let id = created
+        .iter()
+        .find(|id| *id == fields[3])
+        .unwrap_or_else(|| panic!("not one of the tasks created, {created:?}: {assigned}"));
     assert_eq!(
         fields[1..],
         [
             "task_assigned",
             "task",
-            fields[3],
+            id.as_str(),
             "assigned",
             "droplet",
             "21",
