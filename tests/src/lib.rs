@@ -160,6 +160,18 @@ impl TestApp {
             .expect("sign a token")
     }
 
+    /// A token signed with the right key that expired a minute ago.
+    pub fn expired_token(&self, subject: &str, permissions: &[Permission]) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let names: Vec<&str> = permissions.iter().map(|p| p.as_str()).collect();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({ "sub": subject, "permissions": names, "iat": now - 120, "exp": now - 60 }),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("sign")
+    }
+
     pub fn admin(&self) -> String {
         self.token("admin", &[Permission::Admin], None)
     }

@@ -176,14 +176,10 @@ async fn refusal(app: &TestApp, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn bad_or_missing_tokens_are_refused_before_the_upgrade() {
     let app = spawn_app().await;
-    let now = chrono::Utc::now().timestamp();
-    let expired = jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &json!({ "sub": "late", "permissions": ["read"], "iat": now - 120, "exp": now - 60 }),
-        &jsonwebtoken::EncodingKey::from_secret(orchestrator_tests::SECRET.as_bytes()),
-    )
-    .expect("sign");
-    let expired = format!("/ws/tasks?token={expired}");
+    let expired = format!(
+        "/ws/tasks?token={}",
+        app.expired_token("late", &[Permission::Read])
+    );
     for path in [
         "/ws/tasks",
         "/ws/tasks?token=not-a-jwt",

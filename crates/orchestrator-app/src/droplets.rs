@@ -111,6 +111,19 @@ impl DropletService {
         Ok(self.ports.droplets.list_droplets(&filter).await?)
     }
 
+    /// Every droplet with the tasks it holds now (`assigned` plus `in_progress`).
+    pub async fn list_with_load(&self, caller: &Caller) -> AppResult<Vec<(Droplet, u32)>> {
+        let droplets = self.list(caller, DropletFilter::default()).await?;
+        let counts = self.ports.tasks.active_task_counts().await?;
+        Ok(droplets
+            .into_iter()
+            .map(|d| {
+                let load = counts.get(&d.droplet_id).copied().unwrap_or(0);
+                (d, load)
+            })
+            .collect())
+    }
+
     pub async fn get(&self, caller: &Caller, id: DropletId) -> AppResult<Droplet> {
         require(caller, Permission::Read)?;
         Ok(self.ports.droplets.get_droplet(id).await?)

@@ -31,7 +31,7 @@ pub use feeds::{
 };
 pub use management::{ManagementService, Tunables};
 pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService};
-pub use metrics::{DropletHealth, MetricsService, Performance, Summary, TimeRange};
+pub use metrics::{DropletHealth, MetricsService, Performance, SeriesPoint, Summary, TimeRange};
 pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use registry::{RegistryHealth, RegistrySync};
 pub use router::{PlacementRecord, Router, RouterHandle};

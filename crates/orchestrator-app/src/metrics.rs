@@ -106,6 +106,17 @@ impl Performance {
     }
 }
 
+/// One slice of [`MetricsService::last_hour`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SeriesPoint {
+    /// The slice's end (exclusive).
+    pub until: chrono::DateTime<chrono::Utc>,
+    pub created: u64,
+    pub finished: u64,
+    /// Median creation-to-assignment of the tasks assigned in the slice.
+    pub median_wait_seconds: Option<f64>,
+}
+
 #[derive(Clone)]
 pub struct MetricsService {
     ports: Ports,
@@ -149,6 +160,33 @@ impl MetricsService {
             throughput,
             finished_per_hour,
         })
+    }
+
+    /// The last hour in `buckets` equal slices, oldest first: tasks created
+    /// and finished in each, and the median time from creation to
+    /// assignment of the tasks assigned in it (the dashboard's chart).
+    pub async fn last_hour(&self, caller: &Caller, buckets: u32) -> AppResult<Vec<SeriesPoint>> {
+        require(caller, Permission::Read)?;
+        let buckets = buckets.clamp(1, 60);
+        let now = self.ports.clock.now();
+        let step = chrono::Duration::minutes(60) / i32::try_from(buckets).unwrap_or(1);
+        let mut points = Vec::with_capacity(buckets as usize);
+        for i in (0..buckets).rev() {
+            let until = now - step * i32::try_from(i).unwrap_or(0) + chrono::Duration::milliseconds(1);
+            let window = TimeWindow {
+                since: until - step,
+                until,
+            };
+            let throughput = self.analytics.throughput(window).await?;
+            let waits = self.analytics.task_performance(window, None, None).await?;
+            points.push(SeriesPoint {
+                until,
+                created: throughput.created,
+                finished: throughput.finished,
+                median_wait_seconds: waits.queue_wait_seconds.p50,
+            });
+        }
+        Ok(points)
     }
 
     pub async fn performance(

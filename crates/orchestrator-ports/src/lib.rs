@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use orchestrator_domain::{
-    DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry,
-    NewTask, Priority, RecoveryReason, ServiceRef, Task, TaskId, TaskStatus, ValidationError,
+    Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
+    HistoryEntry, NewTask, Priority, RecoveryReason, ServiceRef, Task, TaskId, TaskStatus, ValidationError,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -43,6 +43,9 @@ pub struct TaskFilter {
     pub priority_min: Option<Priority>,
     pub priority_max: Option<Priority>,
     pub assigned_droplet_id: Option<DropletId>,
+    pub required_capability: Option<Capability>,
+    /// Part of the title (any case), or the whole trace id.
+    pub search: Option<String>,
     pub limit: u32,
     pub offset: u64,
 }
@@ -50,6 +53,11 @@ pub struct TaskFilter {
 impl TaskFilter {
     pub fn matches(&self, task: &Task) -> bool {
         self.status.is_none_or(|s| task.status == s)
+            && self
+                .required_capability
+                .as_ref()
+                .is_none_or(|c| task.required_capability.as_ref() == Some(c))
+            && self.search.as_deref().is_none_or(|text| mentions(task, text))
             && self.task_type.as_ref().is_none_or(|t| &task.task_type == t)
             && self.priority_min.is_none_or(|p| task.priority >= p)
             && self.priority_max.is_none_or(|p| task.priority <= p)
@@ -57,6 +65,13 @@ impl TaskFilter {
                 .assigned_droplet_id
                 .is_none_or(|d| task.assigned_droplet_id == Some(d))
     }
+}
+
+/// Whether `text` is part of the task's title (any case) or its trace id.
+fn mentions(task: &Task, text: &str) -> bool {
+    let text = text.trim();
+    task.trace_id.to_string().eq_ignore_ascii_case(text)
+        || task.title.to_lowercase().contains(&text.to_lowercase())
 }
 
 /// One page of tasks and how many match in all.

@@ -238,6 +238,15 @@ fn filtered(filter: &TaskFilter) -> StoreResult<TasksWithDroplets> {
     if let Some(max) = filter.priority_max {
         query = query.filter(tasks::priority.le(i32::from(max.value())));
     }
+    if let Some(capability) = &filter.required_capability {
+        query = query.filter(tasks::required_capability.eq(capability.as_str().to_owned()));
+    }
+    if let Some(text) = filter.search.as_deref().map(str::trim) {
+        query = match Uuid::parse_str(text) {
+            Ok(trace) => query.filter(tasks::trace_id.eq(trace).or(tasks::title.ilike(contains(text)))),
+            Err(_) => query.filter(tasks::title.ilike(contains(text))),
+        };
+    }
     if let Some(droplet) = filter.assigned_droplet_id {
         let Ok(key) = i32::try_from(droplet) else {
             return Ok(query.filter(tasks::id.eq(-1)));
@@ -245,6 +254,12 @@ fn filtered(filter: &TaskFilter) -> StoreResult<TasksWithDroplets> {
         query = query.filter(droplets::droplet_id.nullable().eq(key));
     }
     Ok(query)
+}
+
+/// An `ILIKE` pattern for titles containing `text`, its wildcards escaped.
+fn contains(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
 }
 
 #[async_trait]

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod dashboard;
 pub mod envelope;
 pub mod error;
 pub mod limits;

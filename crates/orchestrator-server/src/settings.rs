@@ -118,6 +118,8 @@ pub struct Settings {
     /// `HEARTBEAT_FLUSH_INTERVAL_MS`: how often heartbeats held in memory
     /// are written (PostgreSQL); what a crash can lose of them.
     pub heartbeat_flush_interval: Duration,
+    /// `ENABLE_DASHBOARD`: serve the web dashboard at `/ui`.
+    pub enable_dashboard: bool,
     /// What these settings were read from, to read them again.
     pub source: VarSource,
 }
@@ -213,6 +215,7 @@ impl Settings {
             heartbeat_flush_interval: Duration::from_millis(
                 reader.positive("HEARTBEAT_FLUSH_INTERVAL_MS", 1000),
             ),
+            enable_dashboard: reader.flag("ENABLE_DASHBOARD", true),
             source,
         };
         reader.check_algorithm();

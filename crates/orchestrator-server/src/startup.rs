@@ -230,6 +230,7 @@ impl Application {
         let requests = web::Data::new(RequestLimit(PerCallerLimit::per_minute(
             state.settings.rate_limit,
         )));
+        let dashboard = state.settings.enable_dashboard;
         let cors_settings = (
             state.settings.cors_origins.clone(),
             state.settings.cors_allow_credentials,
@@ -248,6 +249,11 @@ impl Application {
                 .wrap(cors(&cors_settings))
                 .wrap(security_headers())
                 .wrap(from_fn(trace_requests))
+                .configure(|cfg| {
+                    if dashboard {
+                        crate::dashboard::configure(cfg);
+                    }
+                })
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
         })

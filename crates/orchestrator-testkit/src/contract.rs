@@ -338,6 +338,59 @@ pub async fn list_filters_paginates_and_counts(stores: &Stores) {
     assert_eq!((page.tasks.len(), page.total), (2, 4), "offset 2 of 4 leaves 2");
 }
 
+pub async fn list_filters_by_capability_and_searches_titles_and_trace_ids(stores: &Stores) {
+    let titled = |title: &str, required: Option<&str>| {
+        let mut task = new_task("scan", 5, required);
+        task.title = title.to_owned();
+        task
+    };
+    let trace = Uuid::new_v4();
+    let gpu = stores
+        .tasks
+        .create_task(
+            titled("Nightly 100%_report", Some("gpu")),
+            trace,
+            by("alice"),
+            at(0),
+        )
+        .await
+        .expect("create");
+    let plain = stores
+        .tasks
+        .create_task(titled("nightly backup", None), Uuid::new_v4(), by("alice"), at(1))
+        .await
+        .expect("create");
+    let ids = |filter: TaskFilter| async move {
+        let page = stores
+            .tasks
+            .list_tasks(&TaskFilter { limit: 50, ..filter })
+            .await
+            .expect("list");
+        assert_eq!(page.tasks.len() as u64, page.total);
+        page.tasks.into_iter().map(|t| t.id).collect::<Vec<_>>()
+    };
+    let search = |text: &str| TaskFilter {
+        search: Some(text.to_owned()),
+        ..TaskFilter::default()
+    };
+    assert_eq!(
+        ids(TaskFilter {
+            required_capability: Some(capability("gpu")),
+            ..TaskFilter::default()
+        })
+        .await,
+        [gpu.id]
+    );
+    assert_eq!(ids(search("NIGHTLY")).await, [plain.id, gpu.id], "any case");
+    assert_eq!(ids(search("100%_")).await, [gpu.id], "wildcards are text");
+    assert_eq!(ids(search("0%b")).await, Vec::<i64>::new());
+    assert_eq!(
+        ids(search(&trace.to_string())).await,
+        [gpu.id],
+        "a whole trace id"
+    );
+}
+
 pub async fn list_is_newest_first(stores: &Stores) {
     let older = create(stores, "a", 5, 0).await;
     let newer = create(stores, "a", 5, 5).await;

@@ -50,6 +50,7 @@ macro_rules! store_contract_tests {
             concurrent_requests_with_one_key_create_once,
             unknown_task_is_not_found,
             list_filters_paginates_and_counts,
+            list_filters_by_capability_and_searches_titles_and_trace_ids,
             list_is_newest_first,
             transition_applies_with_its_history_row,
             stale_status_is_a_conflict_and_changes_nothing,

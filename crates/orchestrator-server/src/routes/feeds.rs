@@ -51,7 +51,7 @@ pub(crate) struct FeedQuery {
 }
 
 impl FeedQuery {
-    fn filter(&self) -> Result<FeedFilter, ApiError> {
+    pub(crate) fn filter(&self) -> Result<FeedFilter, ApiError> {
         let capability = self
             .capability
             .as_deref()

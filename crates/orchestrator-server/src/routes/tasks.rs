@@ -214,6 +214,10 @@ pub(crate) struct ListQuery {
     #[param(minimum = 1, maximum = 10)]
     priority_max: Option<i64>,
     assigned_droplet_id: Option<i64>,
+    /// Tasks that require this capability.
+    capability: Option<String>,
+    /// Part of the title (any case), or a whole trace id.
+    search: Option<String>,
     /// Page size (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -241,6 +245,13 @@ impl ListQuery {
             priority_min: priority(self.priority_min, "priority_min").map_err(app_err)?,
             priority_max: priority(self.priority_max, "priority_max").map_err(app_err)?,
             assigned_droplet_id: self.assigned_droplet_id,
+            required_capability: self
+                .capability
+                .as_deref()
+                .map(orchestrator_domain::Capability::new)
+                .transpose()
+                .map_err(app_err)?,
+            search: self.search.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),
             limit: self.limit.unwrap_or(orchestrator_app::tasks::DEFAULT_PAGE_SIZE),
             offset: u64::try_from(self.offset.unwrap_or(0)).map_err(|_| {
                 ApiError::InvalidQuery("invalid query parameters: offset must be zero or more".into())

@@ -1,0 +1,403 @@
+//! The built-in dashboard at `/ui` (`ENABLE_DASHBOARD`): server-rendered
+//! pages over the same use cases as the API, with the caller's own
+//! permissions. A read token sees everything and changes nothing: its pages
+//! have no actions, and the server refuses them (403) whatever is posted.
+
+mod assets;
+mod live;
+mod session;
+mod views;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use maud::Markup;
+use orchestrator_app::TimeRange;
+use orchestrator_domain::{Capability, Priority, TaskStatus};
+use orchestrator_ports::TaskFilter;
+use serde::Deserialize;
+
+use self::session::Viewer;
+use self::views::{TaskAction, TaskQuery};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// What every dashboard response carries: scripts and styles from this
+/// server only (no inline ones), live updates from this origin only.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Tasks on one page of the list.
+const PAGE_SIZE: u32 = 50;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/ui")
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)),
+            )
+            .route("", web::get().to(overview))
+            .route("/", web::get().to(overview))
+            .route("/login", web::get().to(login_page))
+            .route("/login", web::post().to(login))
+            .route("/logout", web::post().to(logout))
+            .route("/assets/{name}", web::get().to(assets::serve))
+            .route("/live/tasks", web::get().to(live::tasks))
+            .route("/tasks", web::get().to(tasks))
+            .route("/tasks/{id}", web::get().to(task))
+            .route("/tasks/{id}/{action}", web::get().to(confirm))
+            .route("/tasks/{id}/{action}", web::post().to(act_on_task))
+            .route("/droplets", web::get().to(droplets))
+            .route("/droplets/{id}/{action}", web::post().to(act_on_droplet))
+            .route("/jobs", web::get().to(jobs))
+            .route("/jobs/{id}/{action}", web::post().to(act_on_job)),
+    );
+}
+
+fn page(status: StatusCode, markup: Markup) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "text/html; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(views::into_body(markup))
+}
+
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, location.to_owned()))
+        .finish()
+}
+
+/// A failure as a page, with the status the API would answer.
+fn error_page(viewer: Option<&Viewer>, err: &ApiError) -> HttpResponse {
+    let status = err.status_code();
+    page(status, views::error(viewer, status.as_u16(), &err.to_string()))
+}
+
+/// Runs `render` for a signed-in viewer; sends anyone else to sign in.
+async fn signed_in<F, Fut>(req: &HttpRequest, render: F) -> HttpResponse
+where
+    F: FnOnce(Viewer) -> Fut,
+    Fut: std::future::Future<Output = Result<HttpResponse, (Viewer, ApiError)>>,
+{
+    let Some(viewer) = session::viewer(req).await else {
+        return session::to_sign_in();
+    };
+    match render(viewer).await {
+        Ok(response) => response,
+        Err((viewer, err)) => error_page(Some(&viewer), &err),
+    }
+}
+
+/// As [`signed_in`], for a form: also refused when sent from another site.
+async fn form_of_signed_in<F, Fut>(req: &HttpRequest, act: F) -> HttpResponse
+where
+    F: FnOnce(Viewer) -> Fut,
+    Fut: std::future::Future<Output = Result<HttpResponse, (Viewer, ApiError)>>,
+{
+    let viewer = session::viewer(req).await;
+    if let Err(err) = session::same_origin(req) {
+        return error_page(viewer.as_ref(), &err);
+    }
+    let Some(viewer) = viewer else {
+        return session::to_sign_in();
+    };
+    match act(viewer).await {
+        Ok(response) => response,
+        Err((viewer, err)) => error_page(Some(&viewer), &err),
+    }
+}
+
+async fn login_page(req: HttpRequest) -> HttpResponse {
+    if session::viewer(&req).await.is_some() {
+        return see_other("/ui");
+    }
+    page(StatusCode::OK, views::login(None))
+}
+
+#[derive(Debug, Deserialize)]
+struct SignIn {
+    token: String,
+}
+
+async fn login(req: HttpRequest, form: web::Form<SignIn>) -> HttpResponse {
+    if let Err(err) = session::same_origin(&req) {
+        return error_page(None, &err);
+    }
+    match session::sign_in(&req, &form.token).await {
+        Ok(cookie) => HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, "/ui"))
+            .cookie(cookie)
+            .finish(),
+        Err(err) => page(
+            StatusCode::UNAUTHORIZED,
+            views::login(Some(&format!("That token was not accepted: {err}"))),
+        ),
+    }
+}
+
+async fn logout(req: HttpRequest) -> HttpResponse {
+    if let Err(err) = session::same_origin(&req) {
+        return error_page(None, &err);
+    }
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/ui/login"))
+        .cookie(session::sign_out())
+        .finish()
+}
+
+async fn overview(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
+    signed_in(&req, |viewer| async move {
+        let caller = &viewer.caller;
+        let gathered = async {
+            let summary = app.metrics.summary(caller, TimeRange::Hour).await?;
+            let series = app.metrics.last_hour(caller, 12).await?;
+            let routing = app.metrics.routing(caller, TimeRange::Day).await?;
+            Ok::<_, ApiError>((summary, series, routing))
+        };
+        match gathered.await {
+            Ok((summary, series, routing)) => {
+                let data = views::Overview {
+                    summary: &summary,
+                    series: &series,
+                    rescues: &routing.rescues,
+                };
+                Ok(page(StatusCode::OK, views::overview(&viewer, &data)))
+            }
+            Err(err) => Err((viewer, err)),
+        }
+    })
+    .await
+}
+
+/// The store's filter for the list's query; a bad value is a 422 page.
+fn task_filter(query: &TaskQuery) -> Result<(TaskFilter, u64), ApiError> {
+    let invalid = |field: &str, message: String| {
+        ApiError::App(orchestrator_domain::ValidationError::new(field, message).into())
+    };
+    let text = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let status = text(&query.status)
+        .map(|s| s.parse::<TaskStatus>())
+        .transpose()
+        .map_err(|e| ApiError::App(e.into()))?;
+    let droplet = text(&query.droplet)
+        .map(|d| d.parse::<i64>())
+        .transpose()
+        .map_err(|_| invalid("droplet", "a droplet id is a number".into()))?;
+    let capability = text(&query.capability)
+        .map(|c| Capability::new(&c))
+        .transpose()
+        .map_err(|e| ApiError::App(e.into()))?;
+    let (min, max) = views::priority_band(query.priority.as_deref());
+    let priority = |p: u8| Priority::new(i64::from(p)).map_err(|e| ApiError::App(e.into()));
+    let page = query.page.unwrap_or(1).max(1);
+    let filter = TaskFilter {
+        status,
+        task_type: text(&query.task_type),
+        priority_min: (min > 1).then(|| priority(min)).transpose()?,
+        priority_max: (max < 10).then(|| priority(max)).transpose()?,
+        assigned_droplet_id: droplet,
+        required_capability: capability,
+        search: text(&query.search),
+        limit: PAGE_SIZE,
+        offset: (page - 1) * u64::from(PAGE_SIZE),
+    };
+    Ok((filter, page))
+}
+
+async fn tasks(req: HttpRequest, app: web::Data<AppState>, query: web::Query<TaskQuery>) -> HttpResponse {
+    signed_in(&req, |viewer| async move {
+        let listed = async {
+            let (filter, page) = task_filter(&query)?;
+            let listing = app.tasks.list(&viewer.caller, filter).await?;
+            Ok::<_, ApiError>((listing, page))
+        };
+        match listed.await {
+            Ok((listing, page)) => Ok(page_of(views::tasks(&viewer, &listing, &query, page))),
+            Err(err) => Err((viewer, err)),
+        }
+    })
+    .await
+}
+
+fn page_of(markup: Markup) -> HttpResponse {
+    page(StatusCode::OK, markup)
+}
+
+fn task_id(raw: &str) -> Result<i64, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::InvalidPath(format!("{raw:?} is not a task id")))
+}
+
+#[derive(Debug, Deserialize)]
+struct Notice {
+    done: Option<String>,
+}
+
+async fn task(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    id: web::Path<String>,
+    notice: web::Query<Notice>,
+) -> HttpResponse {
+    signed_in(&req, |viewer| async move {
+        let found = async {
+            let details = app.tasks.get(&viewer.caller, task_id(&id)?).await?;
+            Ok::<_, ApiError>(details)
+        };
+        match found.await {
+            Ok(details) => {
+                let done = notice.done.as_deref().and_then(done_notice);
+                Ok(page_of(views::task(&viewer, &details, done)))
+            }
+            Err(err) => Err((viewer, err)),
+        }
+    })
+    .await
+}
+
+fn done_notice(action: &str) -> Option<&'static str> {
+    match action {
+        "cancel" => Some("The task was cancelled."),
+        "stop" => Some("The droplet was asked to stop the task."),
+        "retry" => Some("The task goes back to the queue for another attempt."),
+        _ => None,
+    }
+}
+
+fn action_of(raw: &str) -> Result<TaskAction, ApiError> {
+    TaskAction::parse(raw).ok_or(ApiError::RouteNotFound)
+}
+
+/// Only a caller who may change tasks is offered (or given) an action.
+fn may_write(viewer: &Viewer) -> Result<(), ApiError> {
+    if viewer.can_write() {
+        Ok(())
+    } else {
+        Err(ApiError::App(orchestrator_app::AppError::Forbidden(
+            "this is a read-only session: its token has no write permission".into(),
+        )))
+    }
+}
+
+async fn confirm(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    signed_in(&req, |viewer| async move {
+        let asked = async {
+            let action = action_of(&path.1)?;
+            may_write(&viewer)?;
+            let details = app.tasks.get(&viewer.caller, task_id(&path.0)?).await?;
+            Ok::<_, ApiError>((details, action))
+        };
+        match asked.await {
+            Ok((details, action)) => Ok(page_of(views::confirm(&viewer, &details.view.task, action))),
+            Err(err) => Err((viewer, err)),
+        }
+    })
+    .await
+}
+
+async fn act_on_task(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    form_of_signed_in(&req, |viewer| async move {
+        let done = async {
+            let action = action_of(&path.1)?;
+            may_write(&viewer)?;
+            let id = task_id(&path.0)?;
+            let caller = &viewer.caller;
+            match action {
+                TaskAction::Cancel => app.tasks.cancel(caller, id).await.map(drop)?,
+                TaskAction::Stop => app.tasks.request_cancel(caller, id).await.map(drop)?,
+                TaskAction::Retry => {
+                    let why = Some(format!("retried from the dashboard by {}", caller.subject));
+                    app.tasks.retry(caller, id, why).await.map(drop)?;
+                }
+            }
+            Ok::<_, ApiError>(format!("/ui/tasks/{id}?done={}", path.1))
+        };
+        match done.await {
+            Ok(location) => Ok(see_other(&location)),
+            Err(err) => Err((viewer, err)),
+        }
+    })
+    .await
+}
+
+async fn droplets(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
+    signed_in(&req, |viewer| async move {
+        match app.droplets.list_with_load(&viewer.caller).await {
+            Ok(droplets) => Ok(page_of(views::droplets(&viewer, &droplets))),
+            Err(err) => Err((viewer, err.into())),
+        }
+    })
+    .await
+}
+
+async fn act_on_droplet(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    form_of_signed_in(&req, |viewer| async move {
+        let done = async {
+            let id: i64 = path
+                .0
+                .parse()
+                .map_err(|_| ApiError::InvalidPath(format!("{:?} is not a droplet id", path.0)))?;
+            match path.1.as_str() {
+                "activate" => app.droplets.activate(&viewer.caller, id).await.map(drop)?,
+                "deactivate" => app.droplets.deactivate(&viewer.caller, id).await.map(drop)?,
+                _ => return Err(ApiError::RouteNotFound),
+            }
+            Ok(())
+        };
+        match done.await {
+            Ok(()) => Ok(see_other("/ui/droplets")),
+            Err(err) => Err((viewer, err)),
+        }
+    })
+    .await
+}
+
+async fn jobs(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
+    signed_in(&req, |viewer| async move {
+        // Anyone signed in may see the jobs; only an admin may change them.
+        let jobs = app.management.job_states();
+        Ok(page_of(views::jobs(&viewer, &jobs)))
+    })
+    .await
+}
+
+async fn act_on_job(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    form_of_signed_in(&req, |viewer| async move {
+        let done = async {
+            let (id, action) = (path.0.as_str(), path.1.as_str());
+            match action {
+                "pause" => app.management.pause(&viewer.caller, id).await.map(drop)?,
+                "resume" => app.management.resume(&viewer.caller, id).map(drop)?,
+                _ => return Err(ApiError::RouteNotFound),
+            }
+            Ok(())
+        };
+        match done.await {
+            Ok(()) => Ok(see_other("/ui/jobs")),
+            Err(err) => Err((viewer, err)),
+        }
+    })
+    .await
+}
