@@ -186,6 +186,7 @@ async fn every_page_has_a_strict_content_security_policy_and_no_inline_code() {
         assert_eq!(page.status, StatusCode::OK, "{path}");
         assert_eq!(page.headers[header::CONTENT_SECURITY_POLICY], CSP, "{path}");
         assert_eq!(page.headers[header::CACHE_CONTROL], "no-store", "{path}");
+        assert_eq!(page.headers[header::REFERRER_POLICY], "same-origin", "{path}");
         assert!(
             page.headers[header::CONTENT_TYPE]
                 .to_str()

@@ -34,7 +34,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/ui")
             .wrap(
                 actix_web::middleware::DefaultHeaders::new()
-                    .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)),
+                    .add((header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY))
+                    // With `no-referrer` (the API's), browsers send `Origin: null`
+                    // on a form: the origin check needs the real one.
+                    .add((header::REFERRER_POLICY, "same-origin")),
             )
             .route("", web::get().to(overview))
             .route("/", web::get().to(overview))

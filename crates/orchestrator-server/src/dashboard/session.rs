@@ -2,7 +2,7 @@
 //! page, kept in an HttpOnly, SameSite=Strict cookie that ends when the
 //! token does, and verified again on every request, as the API verifies
 //! its bearer tokens. Forms are checked against cross-site requests by
-//! their `Origin` (or `Sec-Fetch-Site`) header.
+//! their `Sec-Fetch-Site` (or `Origin`) header.
 
 use actix_web::cookie::{Cookie, SameSite, time::OffsetDateTime};
 use actix_web::http::header;
@@ -73,19 +73,25 @@ fn expires_at(token: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::from_unix_timestamp(claims["exp"].as_i64()?).ok()
 }
 
-/// Refuses a form sent from another site: its `Origin` must be this
-/// server's, or, without one, the browser must say it is same-origin.
+/// Refuses a form sent from another site. A browser's `Sec-Fetch-Site`
+/// (which no page's script can set) must say `same-origin`; without one,
+/// the `Origin` must be this server's.
 pub fn same_origin(req: &HttpRequest) -> Result<(), ApiError> {
-    let info = req.connection_info();
-    let expected = format!("{}://{}", info.scheme(), info.host());
-    let origin = req.headers().get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let fetch_site = req.headers().get("sec-fetch-site").and_then(|v| v.to_str().ok());
-    match (origin, fetch_site) {
-        (Some(origin), _) if origin == expected => Ok(()),
-        (None, Some("same-origin")) => Ok(()),
-        _ => Err(ApiError::App(AppError::Forbidden(
+    let header_of = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let allowed = match (header_of("sec-fetch-site"), header_of(header::ORIGIN.as_str())) {
+        (Some(site), _) => site == "same-origin",
+        (None, Some(origin)) => {
+            let info = req.connection_info();
+            origin == format!("{}://{}", info.scheme(), info.host())
+        }
+        (None, None) => false,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::App(AppError::Forbidden(
             "cross-site form refused: the dashboard only takes forms from its own pages".into(),
-        ))),
+        )))
     }
 }
 

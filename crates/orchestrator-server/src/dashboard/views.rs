@@ -107,9 +107,12 @@ pub fn error(viewer: Option<&Viewer>, status: u16, message: &str) -> Markup {
     )
 }
 
+/// A time as RFC 3339 in UTC; a dash when there is none.
 fn time(at: Option<DateTime<Utc>>) -> String {
-    at.map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-        .unwrap_or_default()
+    at.map_or_else(
+        || "—".to_owned(),
+        |t| t.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
 }
 
 fn status_class(status: &str) -> String {
