@@ -286,3 +286,38 @@ async fn reload_config_refuses_an_invalid_file_and_changes_nothing() {
     assert_eq!(missing.status, 422, "{missing:?}");
     assert_eq!(router_interval(&app).await, 5, "nothing changed");
 }
+
+#[tokio::test]
+async fn the_background_services_are_listed_by_name() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.get("/management/services", &app.writer("x")).await.status,
+        403
+    );
+    let reply = app.get("/management/services", &app.admin()).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let names: Vec<&str> = reply.payload()["services"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|n| n.as_str())
+        .collect();
+    for expected in [
+        "router: routing passes",
+        "job: task_router",
+        "job: health_monitor",
+        "recovery: retries on failure",
+        "feeds: fan-out",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    // Push delivery is off in the suite, there is no Registry, and an idle job never starts.
+    for absent in [
+        "delivery: push to droplets",
+        "registry: registration",
+        "job: registry_sync",
+    ] {
+        assert!(!names.contains(&absent), "{absent} listed in {names:?}");
+    }
+    assert_eq!(reply.payload()["running"], names.len(), "all of them run");
+}

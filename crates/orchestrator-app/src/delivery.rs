@@ -11,9 +11,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use orchestrator_domain::{DomainEvent, RetryPolicy, Task};
 use orchestrator_ports::{Dispatcher, TaskNotice};
-use tokio::task::JoinHandle;
 
-use crate::Ports;
+use crate::{Ports, Services};
 
 /// Deliveries tried per assignment.
 const ATTEMPTS: u32 = 5;
@@ -39,12 +38,12 @@ impl Delivery {
         Arc::new(Delivery { ports, dispatcher })
     }
 
-    /// Pushes every assignment and cancel request made in this process
-    /// until the handle is aborted.
-    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+    /// Pushes every assignment and cancel request made in this process, as
+    /// a service.
+    pub fn start(self: &Arc<Self>, services: &Services) {
         let mut events = self.ports.events.subscribe();
         let delivery = Arc::clone(self);
-        tokio::spawn(async move {
+        services.spawn("delivery: push to droplets", async move {
             while let Some(event) = events.next().await {
                 let (task, notice) = match event {
                     DomainEvent::TaskAssigned(task) => (task, TaskNotice::Assignment),

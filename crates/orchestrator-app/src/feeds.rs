@@ -17,7 +17,6 @@ use orchestrator_domain::{Caller, Capability, DomainEvent, DropletId};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::Ports;
 
@@ -162,11 +161,11 @@ impl FeedHub {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Fans out every event of the bus until the handle is dropped.
-    pub fn start(self: &Arc<Self>, ports: &Ports) -> JoinHandle<()> {
+    /// Fans out every event of the bus, as a service.
+    pub fn start(self: &Arc<Self>, ports: &Ports, services: &crate::Services) {
         let mut events = ports.events.subscribe_all_replicas();
         let (hub, clock) = (Arc::clone(self), ports.clock.clone());
-        tokio::spawn(async move {
+        services.spawn("feeds: fan-out", async move {
             while let Some(event) = events.next().await {
                 let frame = frame(&event, clock.now());
                 hub.fan_out(&event, &frame);

@@ -15,6 +15,7 @@ pub mod registry;
 mod rescues;
 pub mod router;
 pub mod scheduler;
+pub mod services;
 pub mod status;
 pub mod tasks;
 
@@ -34,8 +35,9 @@ pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService};
 pub use metrics::{DropletHealth, MetricsService, Performance, SeriesPoint, Summary, TimeRange};
 pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use registry::{RegistryHealth, RegistrySync};
-pub use router::{PlacementRecord, Router, RouterHandle};
-pub use scheduler::{JobStatus, Scheduler, SchedulerHandle};
+pub use router::{PlacementRecord, Router};
+pub use scheduler::{JobStatus, Scheduler};
+pub use services::Services;
 pub use status::{PeerState, Readiness, StatusService, StatusSnapshot};
 pub use tasks::{TaskDetails, TaskService, TaskView};
 

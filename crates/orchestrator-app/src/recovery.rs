@@ -15,10 +15,9 @@ use orchestrator_domain::{
     Actor, DomainEvent, RecoveryReason, RetryPolicy, Task, TaskId, TaskStatus, TaskUpdate,
 };
 use orchestrator_ports::{ChangeRecord, StoreError, Transition};
-use tokio::task::JoinHandle;
 
 use crate::rescues::Rescue;
-use crate::{AppResult, Ports};
+use crate::{AppResult, Ports, Services};
 
 /// Tasks examined per round of a pass.
 const BATCH: u32 = 500;
@@ -267,10 +266,10 @@ impl Recovery {
 
     /// Retries failures as soon as they happen, on every replica (a
     /// compare-and-set lets one win); the periodic pass catches the rest.
-    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+    pub fn start(self: &Arc<Self>, services: &Services) {
         let mut events = self.ports.events.subscribe();
         let recovery = Arc::clone(self);
-        tokio::spawn(async move {
+        services.spawn("recovery: retries on failure", async move {
             while let Some(event) = events.next().await {
                 if let DomainEvent::TaskFailed(task) = event
                     && !recovery.hands().contains(&task.id)

@@ -10,9 +10,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{DomainEvent, DropletRegistration, RegistrationDraft, RetryPolicy};
 use orchestrator_ports::{RegistryClient, RegistryError, ServiceRegistration, SigningKey};
-use tokio::task::JoinHandle;
 
-use crate::{AppError, AppResult, Ports};
+use crate::{AppError, AppResult, Ports, Services};
 
 /// The key is fetched again at most this often, however many tokens fail.
 pub const KEY_REFRESH_MIN_INTERVAL: Duration = Duration::from_secs(60);
@@ -115,10 +114,10 @@ impl RegistrySync {
 
     /// Registers this orchestrator, then fetches the signing key and the
     /// directory, retrying registration with backoff until it succeeds.
-    /// Runs on its own task: the server serves meanwhile.
-    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+    /// Runs as a service: the server serves meanwhile.
+    pub fn start(self: &Arc<Self>, services: &Services) {
         let sync = Arc::clone(self);
-        tokio::spawn(async move {
+        services.spawn("registry: registration", async move {
             sync.signing_key(false).await;
             if let Err(err) = sync.sync_directory().await {
                 tracing::warn!(error = %err, "could not copy the Registry's directory; the next sync retries");

@@ -21,9 +21,8 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{ChangeRecord, DropletFilter, RoundPlanner, RoutableQuery, StoreError, Transition};
 use tokio::sync::{Mutex, Notify};
-use tokio::task::JoinHandle;
 
-use crate::{AppError, AppResult, Ports};
+use crate::{AppError, AppResult, Ports, Services};
 
 /// Pending tasks claimed per round of a pass.
 const BATCH: u32 = 100;
@@ -215,31 +214,24 @@ impl Router {
             .collect())
     }
 
-    /// Routes on every event that may unblock routing until the returned
-    /// handle is dropped. The periodic sweep is the scheduler's
+    /// Routes on every event that may unblock routing, as two services:
+    /// one listens, one routes. The periodic sweep is the scheduler's
     /// `task_router` job.
-    pub fn start(self: &Arc<Self>) -> RouterHandle {
+    pub fn start(self: &Arc<Self>, services: &Services) {
         let mut events = self.ports.events.subscribe();
-        let listener = {
-            let router = Arc::clone(self);
-            tokio::spawn(async move {
-                while let Some(event) = events.next().await {
-                    if event.may_unblock_routing() {
-                        router.wake();
-                    }
-                    if let DomainEvent::TaskRetried(task) = &event {
-                        router.wake_at(task.retry_after);
-                    }
+        let router = Arc::clone(self);
+        services.spawn("router: events that may unblock routing", async move {
+            while let Some(event) = events.next().await {
+                if event.may_unblock_routing() {
+                    router.wake();
                 }
-            })
-        };
-        let worker = {
-            let router = Arc::clone(self);
-            tokio::spawn(async move { router.run().await })
-        };
-        RouterHandle {
-            tasks: vec![listener, worker],
-        }
+                if let DomainEvent::TaskRetried(task) = &event {
+                    router.wake_at(task.retry_after);
+                }
+            }
+        });
+        let router = Arc::clone(self);
+        services.spawn("router: routing passes", async move { router.run().await });
     }
 
     async fn run(&self) {
@@ -252,20 +244,6 @@ impl Router {
                     tracing::warn!(error = %err, "routing pass failed; the next event or sweep retries")
                 }
             }
-        }
-    }
-}
-
-/// Stops the router's background tasks when dropped.
-#[derive(Debug)]
-pub struct RouterHandle {
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for RouterHandle {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
         }
     }
 }

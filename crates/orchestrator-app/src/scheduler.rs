@@ -13,9 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_ports::{Clock, LeaderElection};
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 
-use crate::{AppError, AppResult};
+use crate::{AppError, AppResult, Services};
 
 pub const HEALTH_MONITOR: &str = "health_monitor";
 pub const TASK_ROUTER: &str = "task_router";
@@ -112,18 +111,13 @@ impl Scheduler {
         }));
     }
 
-    /// Runs every job until the handle is dropped.
-    pub fn start(self: &Arc<Self>) -> SchedulerHandle {
-        let tasks = self
-            .entries
-            .iter()
-            .filter(|entry| entry.status().idle_reason.is_none())
-            .map(|entry| {
-                let (scheduler, entry) = (Arc::clone(self), Arc::clone(entry));
-                tokio::spawn(async move { scheduler.drive(&entry).await })
-            })
-            .collect();
-        SchedulerHandle { tasks }
+    /// Runs every job that can run here, each as a service (`job: ID`).
+    pub fn start(self: &Arc<Self>, services: &Services) {
+        for entry in self.entries.iter().filter(|e| e.status().idle_reason.is_none()) {
+            let (scheduler, entry) = (Arc::clone(self), Arc::clone(entry));
+            let name = format!("job: {}", entry.status().id);
+            services.spawn(name, async move { scheduler.drive(&entry).await });
+        }
     }
 
     async fn drive(&self, entry: &Entry) {
@@ -227,19 +221,5 @@ impl Entry {
             self.resumed.notify_one();
         }
         status
-    }
-}
-
-/// Stops the jobs when dropped.
-#[derive(Debug)]
-pub struct SchedulerHandle {
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for SchedulerHandle {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
     }
 }

@@ -229,7 +229,8 @@ async fn a_silent_droplets_work_moves_to_another_and_its_late_report_is_refused(
 async fn a_running_task_of_a_dead_droplet_fails_and_is_retried_at_once() {
     let w = world(true);
     // Recovery's own failure event must not earn the task a backoff.
-    let _listening = w.recovery.start();
+    let services = orchestrator_app::Services::default();
+    w.recovery.start(&services);
     w.register(1).await;
     let task = w.submit(None).await;
     w.router.route_pending().await.expect("route");
@@ -286,7 +287,8 @@ async fn a_passed_deadline_fails_the_task_without_retry() {
 #[tokio::test]
 async fn a_failure_reported_by_a_droplet_is_retried_after_a_backoff_until_the_budget_is_spent() {
     let w = world(true);
-    let _listening = w.recovery.start();
+    let services = orchestrator_app::Services::default();
+    w.recovery.start(&services);
     w.register(1).await;
     let task = w.submit(None).await;
     // Retry n waits between half and all of min(200 ms, 100 ms · 2ⁿ).

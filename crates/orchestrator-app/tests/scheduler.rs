@@ -61,7 +61,8 @@ fn scheduler(leader: bool, jobs: &[Arc<Counting>]) -> Arc<Scheduler> {
 async fn jobs_run_on_their_interval_and_keep_going_after_errors() {
     let flaky = job("health_monitor", false, true);
     let scheduler = scheduler(true, std::slice::from_ref(&flaky));
-    let _running = scheduler.start();
+    let services = orchestrator_app::Services::default();
+    scheduler.start(&services);
     tokio::time::sleep(TICK * 5).await;
     let status = scheduler.jobs().remove(0);
     assert!(status.runs >= 3, "{status:?}");
@@ -82,7 +83,8 @@ async fn leader_only_jobs_wait_on_a_replica_that_does_not_lead() {
     let everywhere = job("task_router", false, false);
     let leader_only = job("heartbeat_cleanup", true, false);
     let scheduler = scheduler(false, &[everywhere.clone(), leader_only.clone()]);
-    let _running = scheduler.start();
+    let services = orchestrator_app::Services::default();
+    scheduler.start(&services);
     tokio::time::sleep(TICK * 4).await;
     assert!(everywhere.runs.load(Ordering::SeqCst) >= 2);
     assert_eq!(leader_only.runs.load(Ordering::SeqCst), 0, "not the leader");
@@ -99,7 +101,8 @@ async fn a_paused_job_does_not_run_until_resumed() {
     let one = job("health_monitor", false, false);
     let scheduler = scheduler(true, std::slice::from_ref(&one));
     assert!(scheduler.pause("health_monitor").await.expect("known").paused);
-    let _running = scheduler.start();
+    let services = orchestrator_app::Services::default();
+    scheduler.start(&services);
     tokio::time::sleep(TICK * 3).await;
     assert_eq!(one.runs.load(Ordering::SeqCst), 0);
     assert!(!scheduler.resume("health_monitor").expect("known").paused);

@@ -334,7 +334,8 @@ async fn unroutable_tasks_do_not_block_routable_ones() {
 #[tokio::test]
 async fn a_started_router_assigns_on_events_without_waiting_for_the_sweep() {
     let w = world();
-    let _running = w.router.start();
+    let services = orchestrator_app::Services::default();
+    w.router.start(&services);
     let task = w.submit(5, Some("late")).await;
     let mut events = w.ports.events.subscribe();
     w.register(8, &["late"], 5).await;

@@ -256,7 +256,8 @@ async fn w1(total: usize) -> anyhow::Result<f64> {
     );
 
     let droplets = start_droplets(&bench);
-    let _routing = bench.router.start();
+    let services = orchestrator_app::Services::default();
+    bench.router.start(&services);
     let completions = Completions::start(&bench);
     let usage = Usage::start();
     let started = Instant::now();
@@ -304,7 +305,8 @@ async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
         })
     };
     let droplets = start_droplets(&bench);
-    let _routing = bench.router.start();
+    let services = orchestrator_app::Services::default();
+    bench.router.start(&services);
     let completions = Completions::start(&bench);
     let usage = Usage::start();
     let total = (rate * seconds) as usize;

@@ -91,6 +91,7 @@ const ERRORS: &[(&str, &str)] = &[
         droplets::capabilities,
         management::version,
         management::jobs,
+        management::services,
         management::pause,
         management::resume,
         management::emergency_stop,

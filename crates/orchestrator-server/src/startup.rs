@@ -14,8 +14,8 @@ use orchestrator_app::jobs::{
 use orchestrator_app::scheduler::{Job, REGISTRY_SYNC};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
-    Ports, Recovery, RecoverySettings, RegistrySync, Router, RouterHandle, Scheduler, SchedulerHandle,
-    ServiceDirectory, StatusService, TaskService, Tunables,
+    Ports, Recovery, RecoverySettings, RegistrySync, Router, Scheduler, ServiceDirectory, Services,
+    StatusService, TaskService, Tunables,
 };
 use orchestrator_domain::RetryPolicy;
 use orchestrator_http::{HttpDispatcher, HttpRegistryClient};
@@ -60,6 +60,8 @@ pub struct AppState {
     /// Whether a graceful stop has begun (`/readyz` then answers 503), and
     /// the requests in flight it waits for.
     pub stopping: Arc<Stopping>,
+    /// The background services of this process.
+    pub services: Arc<Services>,
 }
 
 impl AppState {
@@ -108,28 +110,15 @@ pub struct Application {
     state: web::Data<AppState>,
     /// Written to before exiting: it may hold heartbeats back to batch them.
     droplets: Arc<dyn DropletStore>,
-    _background: Background,
+    background: Background,
 }
 
-/// The background work of a running application; it stops when dropped.
+/// The background work of a running application: the services (stopped
+/// with the server, cancelled when dropped) and the connections that
+/// carry events between replicas (PostgreSQL), closed when dropped.
 struct Background {
-    _router: RouterHandle,
-    _scheduler: SchedulerHandle,
-    _retries: AbortOnDrop,
-    _delivery: Option<AbortOnDrop>,
-    _feeds: AbortOnDrop,
-    _registry: Option<AbortOnDrop>,
-    _telemetry: Option<AbortOnDrop>,
-    /// The connections that carry events between replicas (PostgreSQL).
+    services: Arc<Services>,
     _events: Option<PgEventBusHandle>,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 impl std::fmt::Debug for Application {
@@ -183,16 +172,22 @@ impl Application {
             settings.heartbeat_cleanup_interval,
         );
         let scheduler = Arc::new(scheduler);
+        let services = Arc::new(Services::default());
+        start_services(
+            &services,
+            &settings,
+            &ports,
+            &StartedWith {
+                router: &router,
+                scheduler: &scheduler,
+                recovery: &recovery,
+                dispatcher: &dispatcher,
+                feeds: &feeds,
+                registry: registry.as_ref(),
+            },
+        );
         let background = Background {
-            _router: router.start(),
-            _scheduler: scheduler.start(),
-            _retries: AbortOnDrop(recovery.start()),
-            _delivery: push_delivery(&settings, &ports, &dispatcher),
-            _feeds: AbortOnDrop(feeds.start(&ports)),
-            _registry: registry.as_ref().map(|r| AbortOnDrop(r.start())),
-            _telemetry: settings
-                .enable_metrics
-                .then(|| AbortOnDrop(crate::telemetry::record_events(&ports))),
+            services: services.clone(),
             _events: events,
         };
         let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
@@ -225,6 +220,7 @@ impl Application {
             settings,
             server: std::sync::OnceLock::new(),
             stopping: Arc::default(),
+            services,
         });
         let shared = state.clone();
         let requests = web::Data::new(RequestLimit(PerCallerLimit::per_minute(
@@ -271,7 +267,7 @@ impl Application {
             server,
             state: shared,
             droplets,
-            _background: background,
+            background,
         })
     }
 
@@ -286,6 +282,14 @@ impl Application {
         if let Err(err) = self.droplets.flush_heartbeats().await {
             tracing::warn!(error = %err, "could not write the last heartbeats before exiting");
         }
+        let services = &self.background.services;
+        let stopped = services.stop(SERVICES_STOP_WITHIN).await;
+        tracing::info!(
+            services = services.names().len(),
+            still_running = services.running(),
+            all_stopped = stopped,
+            "background services stopped"
+        );
         served
     }
 
@@ -344,15 +348,33 @@ fn no_delay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) 
     }
 }
 
-/// Starts pushing assignments to droplets, unless `ENABLE_PUSH_DELIVERY` is off.
-fn push_delivery(
-    settings: &Settings,
-    ports: &Ports,
-    dispatcher: &Arc<HttpDispatcher>,
-) -> Option<AbortOnDrop> {
-    settings
-        .push_delivery
-        .then(|| AbortOnDrop(Delivery::new(ports.clone(), dispatcher.clone()).start()))
+/// What the background services are started from.
+struct StartedWith<'a> {
+    router: &'a Arc<Router>,
+    scheduler: &'a Arc<Scheduler>,
+    recovery: &'a Arc<Recovery>,
+    dispatcher: &'a Arc<HttpDispatcher>,
+    feeds: &'a Arc<FeedHub>,
+    registry: Option<&'a Arc<RegistrySync>>,
+}
+
+/// Starts every background service of the process, in one place. Push
+/// delivery only with `ENABLE_PUSH_DELIVERY`, the event metrics only with
+/// `ENABLE_METRICS`, the registration only with `REGISTRY_URL`.
+fn start_services(services: &Services, settings: &Settings, ports: &Ports, with: &StartedWith<'_>) {
+    with.router.start(services);
+    with.scheduler.start(services);
+    with.recovery.start(services);
+    with.feeds.start(ports, services);
+    if settings.push_delivery {
+        Delivery::new(ports.clone(), with.dispatcher.clone()).start(services);
+    }
+    if let Some(registry) = with.registry {
+        registry.start(services);
+    }
+    if settings.enable_metrics {
+        services.spawn("telemetry: event metrics", crate::telemetry::record_events(ports));
+    }
 }
 
 /// The settings `reload-config` can change while the server runs.
@@ -445,6 +467,9 @@ fn memory_adapters() -> Adapters {
         events: None,
     }
 }
+
+/// How long the background services have to end after the server stopped.
+const SERVICES_STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// How long a request waits for a database connection before it is told
 /// the store is unavailable (503).

@@ -8,7 +8,6 @@ use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use orchestrator_app::{Feed, Ports};
 use orchestrator_domain::DomainEvent;
-use tokio::task::JoinHandle;
 
 use crate::startup::AppState;
 
@@ -41,10 +40,11 @@ pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
     histogram!("orchestrator_http_request_duration_seconds", "route" => route.to_owned()).record(seconds);
 }
 
-/// Counts this replica's task transitions and times its assignments.
-pub fn record_events(ports: &Ports) -> JoinHandle<()> {
+/// Counts this replica's task transitions and times its assignments (run
+/// as a background service).
+pub fn record_events(ports: &Ports) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut events = ports.events.subscribe();
-    tokio::spawn(async move {
+    async move {
         while let Some(event) = events.next().await {
             let Some(task) = event.task() else { continue };
             match event {
@@ -67,7 +67,7 @@ pub fn record_events(ports: &Ports) -> JoinHandle<()> {
                 histogram!("orchestrator_routing_latency_seconds").record(waited.as_secs_f64());
             }
         }
-    })
+    }
 }
 
 /// Sets the gauges read at scrape time, then renders every metric.

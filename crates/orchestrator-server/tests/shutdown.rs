@@ -308,6 +308,12 @@ async fn sigterm_answers_the_request_in_flight_and_writes_held_heartbeats() {
     let drained = server.wait_for_line(&["requests in flight drained"], Duration::from_secs(10));
     assert_eq!(drained["abandoned"], 0, "{drained}");
 
+    let ended = server.wait_for_line(&["background services stopped"], Duration::from_secs(10));
+    assert_eq!(
+        (&ended["all_stopped"], &ended["still_running"]),
+        (&json!(true), &json!(0)),
+        "{ended}"
+    );
     let (status, took) = server.wait_for_exit(Duration::from_secs(10));
     eprintln!("exited {status} {took:?} after the drain");
     assert!(status.success(), "{status}");

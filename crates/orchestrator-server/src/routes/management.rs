@@ -18,6 +18,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(envelope_errors))
             .service(resource("/version", "GET").route(web::get().to(version)))
             .service(resource("/scheduler/jobs", "GET").route(web::get().to(jobs)))
+            .service(resource("/services", "GET").route(web::get().to(services)))
             .service(resource("/scheduler/jobs/{job_id}/pause", "POST").route(web::post().to(pause)))
             .service(resource("/scheduler/jobs/{job_id}/resume", "POST").route(web::post().to(resume)))
             .service(resource("/emergency-stop", "POST").route(web::post().to(emergency_stop)))
@@ -150,6 +151,35 @@ pub(crate) async fn emergency_stop(
         stopped: true,
         jobs,
         resume: "POST /management/scheduler/jobs/{id}/resume for each job, task_router first",
+    }))
+}
+
+/// `GET /management/services`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BackgroundServices {
+    /// Every background service this process started, in order.
+    services: Vec<String>,
+    /// How many are running now (a registration that succeeded has ended).
+    running: usize,
+}
+
+/// What runs in the background of this process: the router, each
+/// scheduler job, recovery, the feeds' fan-out, push delivery, the
+/// Registry's registration and the event metrics, as configured.
+#[utoipa::path(
+    get,
+    path = "/management/services",
+    tag = "management",
+    responses((status = 200, description = "The background services", body = BackgroundServices)),
+)]
+pub(crate) async fn services(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+) -> Result<Udc<BackgroundServices>, ApiError> {
+    app.management.authorize(&caller)?;
+    Ok(Udc::ok(BackgroundServices {
+        services: app.services.names(),
+        running: app.services.running(),
     }))
 }
 
