@@ -76,38 +76,29 @@ fn error_page(viewer: Option<&Viewer>, err: &ApiError) -> HttpResponse {
     page(status, views::error(viewer, status.as_u16(), &err.to_string()))
 }
 
-/// Runs `render` for a signed-in viewer; sends anyone else to sign in.
-async fn signed_in<F, Fut>(req: &HttpRequest, render: F) -> HttpResponse
-where
-    F: FnOnce(Viewer) -> Fut,
-    Fut: std::future::Future<Output = Result<HttpResponse, (Viewer, ApiError)>>,
-{
+/// Runs `render` for a signed-in viewer, a failure shown as a page; sends
+/// anyone else to sign in.
+async fn signed_in(
+    req: &HttpRequest,
+    render: impl AsyncFnOnce(&Viewer) -> Result<HttpResponse, ApiError>,
+) -> HttpResponse {
     let Some(viewer) = session::viewer(req).await else {
         return session::to_sign_in();
     };
-    match render(viewer).await {
-        Ok(response) => response,
-        Err((viewer, err)) => error_page(Some(&viewer), &err),
-    }
+    render(&viewer)
+        .await
+        .unwrap_or_else(|err| error_page(Some(&viewer), &err))
 }
 
 /// As [`signed_in`], for a form: also refused when sent from another site.
-async fn form_of_signed_in<F, Fut>(req: &HttpRequest, act: F) -> HttpResponse
-where
-    F: FnOnce(Viewer) -> Fut,
-    Fut: std::future::Future<Output = Result<HttpResponse, (Viewer, ApiError)>>,
-{
-    let viewer = session::viewer(req).await;
+async fn form_of_signed_in(
+    req: &HttpRequest,
+    act: impl AsyncFnOnce(&Viewer) -> Result<HttpResponse, ApiError>,
+) -> HttpResponse {
     if let Err(err) = session::same_origin(req) {
-        return error_page(viewer.as_ref(), &err);
+        return error_page(session::viewer(req).await.as_ref(), &err);
     }
-    let Some(viewer) = viewer else {
-        return session::to_sign_in();
-    };
-    match act(viewer).await {
-        Ok(response) => response,
-        Err((viewer, err)) => error_page(Some(&viewer), &err),
-    }
+    signed_in(req, act).await
 }
 
 async fn login_page(req: HttpRequest) -> HttpResponse {
@@ -149,25 +140,17 @@ async fn logout(req: HttpRequest) -> HttpResponse {
 }
 
 async fn overview(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
-    signed_in(&req, |viewer| async move {
+    signed_in(&req, async |viewer| {
         let caller = &viewer.caller;
-        let gathered = async {
-            let summary = app.metrics.summary(caller, TimeRange::Hour).await?;
-            let series = app.metrics.last_hour(caller, 12).await?;
-            let routing = app.metrics.routing(caller, TimeRange::Day).await?;
-            Ok::<_, ApiError>((summary, series, routing))
+        let summary = app.metrics.summary(caller, TimeRange::Hour).await?;
+        let series = app.metrics.last_hour(caller, 12).await?;
+        let routing = app.metrics.routing(caller, TimeRange::Day).await?;
+        let data = views::Overview {
+            summary: &summary,
+            series: &series,
+            rescues: &routing.rescues,
         };
-        match gathered.await {
-            Ok((summary, series, routing)) => {
-                let data = views::Overview {
-                    summary: &summary,
-                    series: &series,
-                    rescues: &routing.rescues,
-                };
-                Ok(page(StatusCode::OK, views::overview(&viewer, &data)))
-            }
-            Err(err) => Err((viewer, err)),
-        }
+        Ok(page_of(views::overview(viewer, &data)))
     })
     .await
 }
@@ -214,16 +197,10 @@ fn task_filter(query: &TaskQuery) -> Result<(TaskFilter, u64), ApiError> {
 }
 
 async fn tasks(req: HttpRequest, app: web::Data<AppState>, query: web::Query<TaskQuery>) -> HttpResponse {
-    signed_in(&req, |viewer| async move {
-        let listed = async {
-            let (filter, page) = task_filter(&query)?;
-            let listing = app.tasks.list(&viewer.caller, filter).await?;
-            Ok::<_, ApiError>((listing, page))
-        };
-        match listed.await {
-            Ok((listing, page)) => Ok(page_of(views::tasks(&viewer, &listing, &query, page))),
-            Err(err) => Err((viewer, err)),
-        }
+    signed_in(&req, async |viewer| {
+        let (filter, page) = task_filter(&query)?;
+        let listing = app.tasks.list(&viewer.caller, filter).await?;
+        Ok(page_of(views::tasks(viewer, &listing, &query, page)))
     })
     .await
 }
@@ -248,18 +225,10 @@ async fn task(
     id: web::Path<String>,
     notice: web::Query<Notice>,
 ) -> HttpResponse {
-    signed_in(&req, |viewer| async move {
-        let found = async {
-            let details = app.tasks.get(&viewer.caller, task_id(&id)?).await?;
-            Ok::<_, ApiError>(details)
-        };
-        match found.await {
-            Ok(details) => {
-                let done = notice.done.as_deref().and_then(done_notice);
-                Ok(page_of(views::task(&viewer, &details, done)))
-            }
-            Err(err) => Err((viewer, err)),
-        }
+    signed_in(&req, async |viewer| {
+        let details = app.tasks.get(&viewer.caller, task_id(&id)?).await?;
+        let done = notice.done.as_deref().and_then(done_notice);
+        Ok(page_of(views::task(viewer, &details, done)))
     })
     .await
 }
@@ -293,17 +262,11 @@ async fn confirm(
     app: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    signed_in(&req, |viewer| async move {
-        let asked = async {
-            let action = action_of(&path.1)?;
-            may_write(&viewer)?;
-            let details = app.tasks.get(&viewer.caller, task_id(&path.0)?).await?;
-            Ok::<_, ApiError>((details, action))
-        };
-        match asked.await {
-            Ok((details, action)) => Ok(page_of(views::confirm(&viewer, &details.view.task, action))),
-            Err(err) => Err((viewer, err)),
-        }
+    signed_in(&req, async |viewer| {
+        let action = action_of(&path.1)?;
+        may_write(viewer)?;
+        let details = app.tasks.get(&viewer.caller, task_id(&path.0)?).await?;
+        Ok(page_of(views::confirm(viewer, &details.view.task, action)))
     })
     .await
 }
@@ -313,36 +276,28 @@ async fn act_on_task(
     app: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    form_of_signed_in(&req, |viewer| async move {
-        let done = async {
-            let action = action_of(&path.1)?;
-            may_write(&viewer)?;
-            let id = task_id(&path.0)?;
-            let caller = &viewer.caller;
-            match action {
-                TaskAction::Cancel => app.tasks.cancel(caller, id).await.map(drop)?,
-                TaskAction::Stop => app.tasks.request_cancel(caller, id).await.map(drop)?,
-                TaskAction::Retry => {
-                    let why = Some(format!("retried from the dashboard by {}", caller.subject));
-                    app.tasks.retry(caller, id, why).await.map(drop)?;
-                }
+    form_of_signed_in(&req, async |viewer| {
+        let action = action_of(&path.1)?;
+        may_write(viewer)?;
+        let id = task_id(&path.0)?;
+        let caller = &viewer.caller;
+        match action {
+            TaskAction::Cancel => drop(app.tasks.cancel(caller, id).await?),
+            TaskAction::Stop => drop(app.tasks.request_cancel(caller, id).await?),
+            TaskAction::Retry => {
+                let why = Some(format!("retried from the dashboard by {}", caller.subject));
+                drop(app.tasks.retry(caller, id, why).await?);
             }
-            Ok::<_, ApiError>(format!("/ui/tasks/{id}?done={}", path.1))
-        };
-        match done.await {
-            Ok(location) => Ok(see_other(&location)),
-            Err(err) => Err((viewer, err)),
         }
+        Ok(see_other(&format!("/ui/tasks/{id}?done={}", path.1)))
     })
     .await
 }
 
 async fn droplets(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
-    signed_in(&req, |viewer| async move {
-        match app.droplets.list_with_load(&viewer.caller).await {
-            Ok(droplets) => Ok(page_of(views::droplets(&viewer, &droplets))),
-            Err(err) => Err((viewer, err.into())),
-        }
+    signed_in(&req, async |viewer| {
+        let droplets = app.droplets.list_with_load(&viewer.caller).await?;
+        Ok(page_of(views::droplets(viewer, &droplets)))
     })
     .await
 }
@@ -352,32 +307,25 @@ async fn act_on_droplet(
     app: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    form_of_signed_in(&req, |viewer| async move {
-        let done = async {
-            let id: i64 = path
-                .0
-                .parse()
-                .map_err(|_| ApiError::InvalidPath(format!("{:?} is not a droplet id", path.0)))?;
-            match path.1.as_str() {
-                "activate" => app.droplets.activate(&viewer.caller, id).await.map(drop)?,
-                "deactivate" => app.droplets.deactivate(&viewer.caller, id).await.map(drop)?,
-                _ => return Err(ApiError::RouteNotFound),
-            }
-            Ok(())
-        };
-        match done.await {
-            Ok(()) => Ok(see_other("/ui/droplets")),
-            Err(err) => Err((viewer, err)),
+    form_of_signed_in(&req, async |viewer| {
+        let id: i64 = path
+            .0
+            .parse()
+            .map_err(|_| ApiError::InvalidPath(format!("{:?} is not a droplet id", path.0)))?;
+        match path.1.as_str() {
+            "activate" => drop(app.droplets.activate(&viewer.caller, id).await?),
+            "deactivate" => drop(app.droplets.deactivate(&viewer.caller, id).await?),
+            _ => return Err(ApiError::RouteNotFound),
         }
+        Ok(see_other("/ui/droplets"))
     })
     .await
 }
 
 async fn jobs(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
-    signed_in(&req, |viewer| async move {
-        // Anyone signed in may see the jobs; only an admin may change them.
-        let jobs = app.management.job_states();
-        Ok(page_of(views::jobs(&viewer, &jobs)))
+    // Anyone signed in may see the jobs; only an admin may change them.
+    signed_in(&req, async |viewer| {
+        Ok(page_of(views::jobs(viewer, &app.management.job_states())))
     })
     .await
 }
@@ -387,20 +335,14 @@ async fn act_on_job(
     app: web::Data<AppState>,
     path: web::Path<(String, String)>,
 ) -> HttpResponse {
-    form_of_signed_in(&req, |viewer| async move {
-        let done = async {
-            let (id, action) = (path.0.as_str(), path.1.as_str());
-            match action {
-                "pause" => app.management.pause(&viewer.caller, id).await.map(drop)?,
-                "resume" => app.management.resume(&viewer.caller, id).map(drop)?,
-                _ => return Err(ApiError::RouteNotFound),
-            }
-            Ok(())
-        };
-        match done.await {
-            Ok(()) => Ok(see_other("/ui/jobs")),
-            Err(err) => Err((viewer, err)),
+    form_of_signed_in(&req, async |viewer| {
+        let (id, action) = (path.0.as_str(), path.1.as_str());
+        match action {
+            "pause" => drop(app.management.pause(&viewer.caller, id).await?),
+            "resume" => drop(app.management.resume(&viewer.caller, id)?),
+            _ => return Err(ApiError::RouteNotFound),
         }
+        Ok(see_other("/ui/jobs"))
     })
     .await
 }
