@@ -447,10 +447,10 @@ impl TaskStore for PgStore {
         let mut conn = self.conn().await?;
         let capabilities: Vec<String> = query.capabilities.iter().map(|c| c.as_str().to_owned()).collect();
         let rows: Vec<TaskRow> = diesel::sql_query(sql::tasks::CLAIM_PENDING)
-            .bind::<Double, _>(query.lease.as_secs_f64())
             .bind::<Bool, _>(query.include_unconstrained)
             .bind::<Array<Text>, _>(capabilities)
             .bind::<Integer, _>(i32::try_from(query.limit).unwrap_or(i32::MAX))
+            .bind::<Double, _>(query.lease.as_secs_f64())
             .load(&mut conn)
             .await
             .map_err(store_error)?;

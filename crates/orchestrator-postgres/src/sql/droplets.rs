@@ -32,17 +32,3 @@ pub(crate) const TOUCH_ASSIGNED: &str = "\
 UPDATE droplets d SET last_assigned_at = GREATEST(d.last_assigned_at, v.at)
 FROM unnest($1::int4[], $2::timestamp[]) AS v(id, at)
 WHERE d.id = v.id";
-
-#[cfg(test)]
-mod tests {
-    use diesel::{QueryDsl, SelectableHelper};
-
-    use crate::rows::DropletRow;
-    use crate::schema::droplets;
-
-    #[test]
-    fn the_column_list_is_what_droplet_rows_read() {
-        let read = super::super::selected_columns(&droplets::table.select(DropletRow::as_select()));
-        assert_eq!(super::COLUMNS, read);
-    }
-}

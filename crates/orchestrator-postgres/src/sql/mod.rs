@@ -115,26 +115,37 @@ pub(crate) const fn utf8(bytes: &[u8]) -> &str {
     }
 }
 
-/// The column list a diesel `SELECT` of one table reads, unqualified, in
-/// the form of the lists above.
-#[cfg(test)]
-fn selected_columns<Q>(query: &Q) -> String
-where
-    Q: diesel::query_builder::QueryFragment<diesel::pg::Pg> + diesel::query_builder::QueryId,
-{
-    let sql = diesel::debug_query::<diesel::pg::Pg, _>(query).to_string();
-    let list = sql
-        .strip_prefix("SELECT ")
-        .and_then(|rest| rest.split(" FROM ").next())
-        .unwrap_or_default();
-    list.split(", ")
-        .map(|column| column.rsplit('.').next().unwrap_or(column).trim_matches('"'))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 #[cfg(test)]
 mod tests {
+    use diesel::pg::Pg;
+    use diesel::query_builder::{QueryFragment, QueryId};
+    use diesel::{QueryDsl, SelectableHelper};
+
+    use crate::rows::{DropletRow, TaskRow};
+    use crate::schema::{droplets, tasks};
+
+    /// The columns a diesel `SELECT` of one table reads, unqualified, in
+    /// the form of the column lists.
+    fn selected_columns(query: &(impl QueryFragment<Pg> + QueryId)) -> String {
+        let sql = diesel::debug_query::<Pg, _>(query).to_string();
+        let list = sql
+            .strip_prefix("SELECT ")
+            .and_then(|rest| rest.split(" FROM ").next())
+            .unwrap_or_default();
+        list.split(", ")
+            .map(|column| column.rsplit('.').next().unwrap_or(column).trim_matches('"'))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    #[test]
+    fn the_column_lists_are_what_the_row_types_read() {
+        let task = selected_columns(&tasks::table.select(TaskRow::as_select()));
+        assert_eq!(super::tasks::COLUMNS, task);
+        let droplet = selected_columns(&droplets::table.select(DropletRow::as_select()));
+        assert_eq!(super::droplets::COLUMNS, droplet);
+    }
+
     #[test]
     fn statements_join_their_parts() {
         const COLUMNS: &str = "id, name";

@@ -7,41 +7,36 @@ pub(crate) const COLUMNS: &str = "id, trace_id, task_type, title, description, p
     status, priority, created_at, assigned_at, started_at, completed_at, deadline, result, error_message, \
     retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at";
 
-/// Locks a batch of routable pending tasks for the length of one routing
-/// round's transaction. `SKIP LOCKED` lets other replicas' rounds pass over
-/// them; `NO KEY UPDATE` is all an update of non-key columns needs, and it
-/// leaves the history rows' foreign-key checks unblocked. A lease still
-/// running (set by an older build's claim) is respected.
-pub(crate) const LOCK_ROUTABLE: &str = statement!(
-    "SELECT ",
-    COLUMNS,
-    "
+/// Pending tasks ready to route, in routing order, at most `$3`: those
+/// requiring no capability when `$1`, and those requiring one of `$2`.
+const ROUTABLE: &str = "
 FROM tasks
 WHERE status = 'pending'
   AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
   AND (retry_after IS NULL OR retry_after <= (now() AT TIME ZONE 'UTC'))
   AND ((required_capability IS NULL AND $1) OR required_capability = ANY($2))
 ORDER BY priority, deadline, created_at, id
-LIMIT $3
-FOR NO KEY UPDATE SKIP LOCKED"
-);
+LIMIT $3";
 
-/// Claims a batch for a lease measured on the database's clock. `SKIP
-/// LOCKED` lets concurrent claims on other replicas pass over rows being
-/// claimed here instead of waiting for them.
+/// Locks a batch of [`ROUTABLE`] tasks for the length of one routing
+/// round's transaction. `SKIP LOCKED` lets other replicas' rounds pass over
+/// them; `NO KEY UPDATE` is all an update of non-key columns needs, and it
+/// leaves the history rows' foreign-key checks unblocked. A lease still
+/// running (set by an older build's claim) is respected.
+pub(crate) const LOCK_ROUTABLE: &str =
+    statement!("SELECT ", COLUMNS, ROUTABLE, "\nFOR NO KEY UPDATE SKIP LOCKED");
+
+/// Claims a batch of [`ROUTABLE`] tasks for a lease of `$4` seconds
+/// measured on the database's clock. `SKIP LOCKED` lets concurrent claims
+/// on other replicas pass over rows being claimed here instead of waiting
+/// for them.
 pub(crate) const CLAIM_PENDING: &str = statement!(
     "\
-UPDATE tasks SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => $1)
-WHERE id IN (
-    SELECT id FROM tasks
-    WHERE status = 'pending'
-      AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
-      AND (retry_after IS NULL OR retry_after <= (now() AT TIME ZONE 'UTC'))
-      AND ((required_capability IS NULL AND $2) OR required_capability = ANY($3))
-    ORDER BY priority, deadline, created_at, id
-    LIMIT $4
-    FOR UPDATE SKIP LOCKED
-)
+UPDATE tasks SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => $4)
+WHERE id IN (SELECT id",
+    ROUTABLE,
+    "
+FOR UPDATE SKIP LOCKED)
 RETURNING ",
     COLUMNS
 );
@@ -261,17 +256,6 @@ GROUP BY t.required_capability";
 
 #[cfg(test)]
 mod tests {
-    use diesel::{QueryDsl, SelectableHelper};
-
-    use crate::rows::TaskRow;
-    use crate::schema::tasks;
-
-    #[test]
-    fn the_column_list_is_what_task_rows_read() {
-        let read = super::super::selected_columns(&tasks::table.select(TaskRow::as_select()));
-        assert_eq!(super::COLUMNS, read);
-    }
-
     #[test]
     fn held_statuses_match_the_count_statement() {
         for status in crate::store::HELD {
