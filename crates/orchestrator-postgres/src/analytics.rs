@@ -17,6 +17,7 @@ use orchestrator_ports::{
 use crate::PgStore;
 use crate::error::store_error;
 use crate::rows::naive;
+use crate::sql;
 
 fn bounds(window: TimeWindow) -> (NaiveDateTime, NaiveDateTime) {
     (naive(window.since), naive(window.until))
@@ -115,7 +116,7 @@ impl AnalyticsStore for PgStore {
     async fn throughput(&self, window: TimeWindow) -> StoreResult<Throughput> {
         let (since, until) = bounds(window);
         let mut conn = self.conn().await?;
-        let row: ThroughputRow = diesel::sql_query(THROUGHPUT)
+        let row: ThroughputRow = diesel::sql_query(sql::tasks::THROUGHPUT)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
             .get_result(&mut conn)
@@ -137,7 +138,7 @@ impl AnalyticsStore for PgStore {
         // An id beyond the column's range names no droplet: nothing matches.
         let droplet = droplet.map(|d| i32::try_from(d).unwrap_or(-1));
         let mut conn = self.conn().await?;
-        let row: PerformanceRow = diesel::sql_query(PERFORMANCE)
+        let row: PerformanceRow = diesel::sql_query(sql::tasks::PERFORMANCE)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
             .bind::<Nullable<Text>, _>(task_type)
@@ -157,7 +158,7 @@ impl AnalyticsStore for PgStore {
     async fn tasks_by_type(&self, window: TimeWindow) -> StoreResult<Vec<TypeBreakdown>> {
         let (since, until) = bounds(window);
         let mut conn = self.conn().await?;
-        let rows: Vec<TypeRow> = diesel::sql_query(BY_TYPE)
+        let rows: Vec<TypeRow> = diesel::sql_query(sql::tasks::BY_TYPE)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
             .load(&mut conn)
@@ -185,23 +186,23 @@ impl AnalyticsStore for PgStore {
     async fn routing_stats(&self, window: TimeWindow) -> StoreResult<RoutingStats> {
         let (since, until) = bounds(window);
         let mut conn = self.conn().await?;
-        let wait: WaitRow = diesel::sql_query(TIME_TO_ASSIGN)
+        let wait: WaitRow = diesel::sql_query(sql::tasks::TIME_TO_ASSIGN)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
             .get_result(&mut conn)
             .await
             .map_err(store_error)?;
-        let per_droplet: Vec<CountRow> = diesel::sql_query(ASSIGNMENTS_PER_DROPLET)
+        let per_droplet: Vec<CountRow> = diesel::sql_query(sql::tasks::ASSIGNMENTS_PER_DROPLET)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
             .load(&mut conn)
             .await
             .map_err(store_error)?;
-        let stranded: Vec<CountRow> = diesel::sql_query(PENDING_WITHOUT_CAPABLE_DROPLET)
+        let stranded: Vec<CountRow> = diesel::sql_query(sql::tasks::PENDING_WITHOUT_CAPABLE_DROPLET)
             .load(&mut conn)
             .await
             .map_err(store_error)?;
-        let rescues: Vec<RescueRow> = diesel::sql_query(RESCUES)
+        let rescues: Vec<RescueRow> = diesel::sql_query(sql::history::RESCUES)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
             .load(&mut conn)
@@ -224,7 +225,7 @@ impl AnalyticsStore for PgStore {
 
     async fn pending_by_priority(&self) -> StoreResult<BTreeMap<u8, u64>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<CountRow> = diesel::sql_query(PENDING_BY_PRIORITY)
+        let rows: Vec<CountRow> = diesel::sql_query(sql::tasks::PENDING_BY_PRIORITY)
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -234,94 +235,3 @@ impl AnalyticsStore for PgStore {
             .collect())
     }
 }
-
-/// Pending tasks by priority; the partial index of routing covers it.
-const PENDING_BY_PRIORITY: &str = "\
-SELECT coalesce(priority, 5)::text AS key, count(*) AS n
-FROM tasks
-WHERE status = 'pending'
-GROUP BY coalesce(priority, 5)";
-
-const THROUGHPUT: &str = "\
-SELECT count(*) FILTER (WHERE created_at >= $1 AND created_at < $2) AS created,
-       count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2)
-         AS finished
-FROM tasks
-WHERE (created_at >= $1 AND created_at < $2) OR (completed_at >= $1 AND completed_at < $2)";
-
-/// `$3`: the task type or NULL; `$4`: the droplet's external id or NULL.
-const PERFORMANCE: &str = "\
-SELECT count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2)
-         AS finished,
-       count(*) FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2) AS completed,
-       percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
-         WITHIN GROUP (ORDER BY extract(epoch FROM assigned_at - created_at)::float8)
-         FILTER (WHERE assigned_at >= $1 AND assigned_at < $2) AS queue_wait,
-       percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
-         WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at)::float8)
-         FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2
-                 AND started_at IS NOT NULL) AS run_time
-FROM tasks
-WHERE ($3::text IS NULL OR task_type = $3)
-  AND ($4::int4 IS NULL OR assigned_droplet_id = (SELECT id FROM droplets WHERE droplet_id = $4))
-  AND ((completed_at >= $1 AND completed_at < $2) OR (assigned_at >= $1 AND assigned_at < $2))";
-
-const BY_TYPE: &str = "\
-SELECT task_type::text, status::text, count(*) AS n
-FROM tasks
-WHERE created_at >= $1 AND created_at < $2
-GROUP BY task_type, status";
-
-const TIME_TO_ASSIGN: &str = "\
-SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
-         WITHIN GROUP (ORDER BY extract(epoch FROM assigned_at - created_at)::float8) AS wait
-FROM tasks
-WHERE assigned_at >= $1 AND assigned_at < $2";
-
-const ASSIGNMENTS_PER_DROPLET: &str = "\
-SELECT d.droplet_id::text AS key, count(*) AS n
-FROM tasks t JOIN droplets d ON d.id = t.assigned_droplet_id
-WHERE t.assigned_at >= $1 AND t.assigned_at < $2
-GROUP BY d.droplet_id";
-
-const PENDING_WITHOUT_CAPABLE_DROPLET: &str = "\
-SELECT t.required_capability::text AS key, count(*) AS n
-FROM tasks t
-WHERE t.status = 'pending' AND t.required_capability IS NOT NULL
-  AND NOT EXISTS (
-    SELECT 1 FROM droplets d
-    WHERE d.status = 'active' AND d.capabilities @> jsonb_build_array(t.required_capability)
-  )
-GROUP BY t.required_capability";
-
-/// What recovery and fencing did in the window, by capability: from the
-/// history rows they write (see `RescueCounts::count_history`; the partial
-/// index of migration 9 finds them) and the deadline warnings.
-const RESCUES: &str = "\
-WITH rescued AS (
-    SELECT t.required_capability AS capability,
-           count(*) FILTER (WHERE h.metadata->>'recovery' IN ('droplet_inactive', 'not_started'))
-             AS reassignments,
-           count(*) FILTER (WHERE h.metadata->>'recovery' = 'not_started') AS ack_timeouts,
-           count(*) FILTER (WHERE h.metadata->>'refused' = 'true') AS stale_reports_refused,
-           count(*) FILTER (WHERE h.metadata->>'recovery' = 'deadline_passed') AS deadline_failures,
-           0::bigint AS deadline_at_risk
-    FROM task_state_history h JOIN tasks t ON t.id = h.task_id
-    WHERE h.changed_at >= $1 AND h.changed_at < $2
-      AND (h.metadata ? 'recovery' OR h.metadata ? 'refused')
-    GROUP BY t.required_capability
-    UNION ALL
-    SELECT required_capability, 0, 0, 0, 0, count(*)
-    FROM tasks
-    WHERE deadline_risk_at >= $1 AND deadline_risk_at < $2
-    GROUP BY required_capability
-)
-SELECT capability::text AS capability,
-       sum(reassignments)::bigint AS reassignments,
-       sum(ack_timeouts)::bigint AS ack_timeouts,
-       sum(stale_reports_refused)::bigint AS stale_reports_refused,
-       sum(deadline_failures)::bigint AS deadline_failures,
-       sum(deadline_at_risk)::bigint AS deadline_at_risk
-FROM rescued
-GROUP BY capability
-ORDER BY capability NULLS FIRST";

@@ -13,6 +13,7 @@ use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
 
 use crate::rows::{TaskRow, naive};
+use crate::sql;
 
 /// The outcome of each transition of a batch, in the batch's order.
 pub(crate) type Outcomes = Vec<StoreResult<Task>>;
@@ -100,14 +101,14 @@ async fn reserve_slots(
     if targets.is_empty() {
         return Ok(HashMap::new());
     }
-    let locked: Vec<TargetRow> = diesel::sql_query(LOCK_TARGETS)
+    let locked: Vec<TargetRow> = diesel::sql_query(sql::droplets::LOCK_TARGETS)
         .bind::<Array<Integer>, _>(&targets)
         .load(conn)
         .await?;
     // Counted after the locks are held, in a statement of its own, so that it
     // sees the assignments of any transaction that held them before.
     let internal: Vec<i32> = locked.iter().map(|d| d.id).collect();
-    let held: HashMap<i32, i64> = diesel::sql_query(COUNT_HELD)
+    let held: HashMap<i32, i64> = diesel::sql_query(sql::tasks::COUNT_HELD)
         .bind::<Array<Integer>, _>(&internal)
         .load::<HeldRow>(conn)
         .await?
@@ -233,7 +234,7 @@ async fn update_tasks(
                 .and_then(|d| slots.get(&d).copied())
         })
         .collect();
-    diesel::sql_query(UPDATE_TASKS)
+    diesel::sql_query(sql::tasks::APPLY_TRANSITIONS)
         .bind::<Array<Integer>, _>(columns.id)
         .bind::<Array<Text>, _>(columns.expected_status)
         .bind::<Array<Nullable<Integer>>, _>(columns.expected_droplet)
@@ -280,7 +281,7 @@ async fn touch_assigned_droplets(
         return Ok(());
     }
     let (ids, times): (Vec<i32>, Vec<NaiveDateTime>) = latest.into_iter().unzip();
-    diesel::sql_query(TOUCH_DROPLETS)
+    diesel::sql_query(sql::droplets::TOUCH_ASSIGNED)
         .bind::<Array<Integer>, _>(ids)
         .bind::<Array<Timestamp>, _>(times)
         .execute(conn)
@@ -304,7 +305,7 @@ async fn current_statuses(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<StatusRow> = diesel::sql_query("SELECT id, status::text FROM tasks WHERE id = ANY($1)")
+    let rows: Vec<StatusRow> = diesel::sql_query(sql::tasks::STATUSES)
         .bind::<Array<Integer>, _>(keys)
         .load(conn)
         .await?;
@@ -320,76 +321,5 @@ fn lost_race(transition: &Transition, current: Option<&String>) -> StoreError {
             transition.expected_status
         )),
         None => task_not_found(id),
-    }
-}
-
-/// `NO KEY UPDATE`: the assignment changes no key of the droplet, so the
-/// foreign-key checks of heartbeats and assignments elsewhere (`KEY
-/// SHARE`) need not wait for it; other lockers still do.
-const LOCK_TARGETS: &str = "\
-SELECT id, droplet_id, status::text, max_concurrent_tasks FROM droplets
-WHERE droplet_id = ANY($1)
-ORDER BY id
-FOR NO KEY UPDATE";
-
-const COUNT_HELD: &str = "\
-SELECT assigned_droplet_id AS droplet, count(*) AS held FROM tasks
-WHERE assigned_droplet_id = ANY($1) AND status IN ('assigned', 'in_progress')
-GROUP BY assigned_droplet_id";
-
-const TOUCH_DROPLETS: &str = "\
-UPDATE droplets d SET last_assigned_at = GREATEST(d.last_assigned_at, v.at)
-FROM unnest($1::int4[], $2::timestamp[]) AS v(id, at)
-WHERE d.id = v.id";
-
-/// `$3`/`$5` are external droplet ids, looked up here; `$6` carries the
-/// internal id where the batch already knows it (a locked target).
-const UPDATE_TASKS: &str = "\
-WITH updated AS (
-UPDATE tasks t SET
-    status = i.status,
-    assigned_droplet_id = coalesce(i.droplet_key, (SELECT d.id FROM droplets d WHERE d.droplet_id = i.droplet)),
-    assigned_at = i.assigned_at,
-    started_at = i.started_at,
-    completed_at = i.completed_at,
-    result = i.result,
-    error_message = i.error_message,
-    retry_count = i.retry_count,
-    updated_at = i.updated_at,
-    routing_lease_until = NULL,
-    retry_after = i.retry_after,
-    attempt = i.attempt
-FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int4[], $7::timestamp[],
-            $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
-            $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[], $19::int4[])
-     AS i(id, expected_status, expected_droplet, status, droplet, droplet_key, assigned_at, started_at,
-          completed_at, result, error_message, retry_count, updated_at, retry_after, attempt,
-          changed_by, reason, metadata, expected_attempt)
-WHERE t.id = i.id
-  AND t.status = i.expected_status
-  AND t.attempt = i.expected_attempt
-  AND t.assigned_droplet_id IS NOT DISTINCT FROM
-      (SELECT d.id FROM droplets d WHERE d.droplet_id = i.expected_droplet)
-RETURNING t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,
-          t.priority, t.created_at, t.assigned_at, t.started_at, t.completed_at, t.deadline, t.result,
-          t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after, t.attempt,
-          t.cancel_requested_at, i.expected_status AS history_from, i.changed_by AS history_by,
-          i.reason AS history_reason, i.metadata AS history_metadata
-), history AS (
-INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
-SELECT id, history_from, status, history_by, history_reason, history_metadata, updated_at FROM updated
-)
-SELECT id, trace_id, task_type, title, description, payload, required_capability, status, priority, created_at,
-       assigned_at, started_at, completed_at, deadline, result, error_message, retry_count, max_retries,
-       created_by, updated_at, retry_after, attempt, cancel_requested_at
-FROM updated";
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn held_statuses_match_the_count_statement() {
-        for status in crate::store::HELD {
-            assert!(super::COUNT_HELD.contains(&format!("'{status}'")));
-        }
     }
 }

@@ -20,34 +20,12 @@ use uuid::Uuid;
 
 use crate::error::{pool_error, store_error};
 use crate::rows::{TaskRow, naive};
+use crate::sql;
 
 /// The most tasks one statement carries.
 const MAX_BATCH: usize = 500;
 /// Batches written at once (as for transitions: one writes while one waits).
 const IN_FLIGHT: usize = 2;
-
-/// The tasks of a batch arrive as parallel arrays, one element per task; the
-/// history row of each is joined back to its task by its unique `trace_id`.
-const INSERT_TASKS: &str = r"
-WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
-                         $7::int4[], $8::timestamp[], $9::timestamp[], $10::int4[], $11::text[],
-                         $12::text[], $13::jsonb[])
-        AS i(trace_id, task_type, title, description, payload, required_capability,
-             priority, created_at, deadline, max_retries, created_by, reason, metadata)
-), created AS (
-    INSERT INTO tasks (trace_id, task_type, title, description, payload, required_capability, status,
-                       priority, created_at, deadline, retry_count, max_retries, created_by, updated_at)
-    SELECT trace_id, task_type, title, description, payload, required_capability, 'pending',
-           priority, created_at, deadline, 0, max_retries, created_by, created_at
-    FROM input
-    RETURNING *
-), history AS (
-    INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
-    SELECT created.id, NULL, 'pending', input.created_by, input.reason, input.metadata, input.created_at
-    FROM created JOIN input USING (trace_id)
-)
-SELECT * FROM created";
 
 /// One task to create, as `TaskStore::create_task` receives it.
 pub(crate) struct Creation {
@@ -188,7 +166,7 @@ pub(crate) async fn insert_on(
     creations: &[Creation],
 ) -> StoreResult<Vec<StoreResult<Task>>> {
     let columns = Columns::of(creations);
-    let rows: Vec<TaskRow> = diesel::sql_query(INSERT_TASKS)
+    let rows: Vec<TaskRow> = diesel::sql_query(sql::tasks::INSERT_WITH_HISTORY)
         .bind::<Array<diesel::sql_types::Uuid>, _>(columns.trace_ids)
         .bind::<Array<Text>, _>(columns.task_types)
         .bind::<Array<Text>, _>(columns.titles)

@@ -26,8 +26,8 @@ use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
 use crate::PgStore;
+use crate::sql::notifications::{ASYNC_COMMIT, CHANNEL, LISTEN, NOTIFY_ALL};
 
-const CHANNEL: &str = "orchestrator_events";
 /// PostgreSQL refuses notification payloads of 8000 bytes or more.
 const MAX_PAYLOAD: usize = 7_900;
 /// Events a slow subscriber may fall behind by before it misses some.
@@ -226,7 +226,7 @@ async fn notify_forever(url: String, mut pending: mpsc::UnboundedReceiver<String
             tokio::time::sleep(RECONNECT_AFTER).await;
             continue;
         };
-        let sent = diesel::sql_query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
+        let sent = diesel::sql_query(NOTIFY_ALL)
             .bind::<Text, _>(CHANNEL)
             .bind::<Array<Text>, _>(&batch)
             .execute(conn)
@@ -242,10 +242,7 @@ async fn connect_notifier(url: &str) -> Option<AsyncPgConnection> {
     let mut conn = AsyncPgConnection::establish(url).await.ok()?;
     // A notification lost in a crash is acceptable; waiting for the disk on
     // every one is not.
-    diesel::sql_query("SET synchronous_commit = off")
-        .execute(&mut conn)
-        .await
-        .ok()?;
+    diesel::sql_query(ASYNC_COMMIT).execute(&mut conn).await.ok()?;
     Some(conn)
 }
 
@@ -270,9 +267,7 @@ async fn listen(
     let mut conn = AsyncPgConnection::establish(url)
         .await
         .map_err(|e| diesel::result::Error::QueryBuilderError(e.into()))?;
-    diesel::sql_query(format!("LISTEN {CHANNEL}"))
-        .execute(&mut conn)
-        .await?;
+    diesel::sql_query(LISTEN).execute(&mut conn).await?;
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
     }

@@ -12,21 +12,7 @@ use orchestrator_ports::{IdempotencyKey, StoreError, StoreResult};
 use crate::creates::{Creation, insert_on};
 use crate::error::TxError;
 use crate::rows::naive;
-
-/// Takes the key, or takes it over when it has expired. A concurrent
-/// request with the same key waits here for this one's commit, then finds
-/// the key taken.
-const TAKE_KEY: &str = r"
-INSERT INTO idempotency_keys (caller, key, fingerprint, created_at)
-VALUES ($1, $2, $3, $4)
-ON CONFLICT (caller, key) DO UPDATE
-    SET fingerprint = EXCLUDED.fingerprint, created_at = EXCLUDED.created_at, task_ids = '{}'
-    WHERE idempotency_keys.created_at < $5
-RETURNING caller";
-
-const RECORD_TASKS: &str = "UPDATE idempotency_keys SET task_ids = $3 WHERE caller = $1 AND key = $2";
-
-const SEEN_KEY: &str = "SELECT fingerprint, task_ids FROM idempotency_keys WHERE caller = $1 AND key = $2";
+use crate::sql;
 
 #[derive(QueryableByName)]
 struct Taken {
@@ -63,7 +49,7 @@ pub(crate) async fn create_once(
 ) -> StoreResult<Keyed> {
     let outcome = conn
         .transaction::<_, TxError, _>(async |conn| {
-            let taken: Vec<Taken> = diesel::sql_query(TAKE_KEY)
+            let taken: Vec<Taken> = diesel::sql_query(sql::idempotency::TAKE)
                 .bind::<Text, _>(&key.caller)
                 .bind::<Text, _>(&key.key)
                 .bind::<Text, _>(&key.fingerprint)
@@ -79,7 +65,7 @@ pub(crate) async fn create_once(
                 .into_iter()
                 .collect::<StoreResult<_>>()?;
             let ids: Vec<i32> = tasks.iter().filter_map(|t| i32::try_from(t.id).ok()).collect();
-            diesel::sql_query(RECORD_TASKS)
+            diesel::sql_query(sql::idempotency::RECORD_TASKS)
                 .bind::<Text, _>(&key.caller)
                 .bind::<Text, _>(&key.key)
                 .bind::<Array<Integer>, _>(&ids)
@@ -92,7 +78,7 @@ pub(crate) async fn create_once(
 }
 
 async fn seen(conn: &mut AsyncPgConnection, key: &IdempotencyKey) -> Result<Keyed, TxError> {
-    let rows: Vec<Seen> = diesel::sql_query(SEEN_KEY)
+    let rows: Vec<Seen> = diesel::sql_query(sql::idempotency::SEEN)
         .bind::<Text, _>(&key.caller)
         .bind::<Text, _>(&key.key)
         .load(conn)
@@ -112,7 +98,7 @@ async fn seen(conn: &mut AsyncPgConnection, key: &IdempotencyKey) -> Result<Keye
 
 /// Deletes the keys recorded before `before`.
 pub(crate) async fn delete_expired(conn: &mut AsyncPgConnection, before: DateTime<Utc>) -> StoreResult<u64> {
-    let deleted = diesel::sql_query("DELETE FROM idempotency_keys WHERE created_at < $1")
+    let deleted = diesel::sql_query(sql::idempotency::DELETE_EXPIRED)
         .bind::<Timestamp, _>(naive(before))
         .execute(conn)
         .await

@@ -10,6 +10,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_ports::LeaderElection;
 use tokio::sync::Mutex;
 
+use crate::sql;
+
 /// The advisory lock key of the job leadership ("orchlead").
 const LEADER_LOCK: i64 = 0x6f72_6368_6c65_6164;
 
@@ -41,7 +43,7 @@ impl PgLeaderElection {
 
     async fn try_take(&self) -> Option<AsyncPgConnection> {
         let mut conn = AsyncPgConnection::establish(&self.database_url).await.ok()?;
-        let taken: Taken = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS taken")
+        let taken: Taken = diesel::sql_query(sql::locks::TRY_TAKE)
             .bind::<BigInt, _>(LEADER_LOCK)
             .get_result(&mut conn)
             .await
@@ -55,7 +57,7 @@ impl LeaderElection for PgLeaderElection {
     async fn is_leader(&self) -> bool {
         let mut held = self.held.lock().await;
         if let Some(conn) = held.as_mut() {
-            if diesel::sql_query("SELECT 1").execute(conn).await.is_ok() {
+            if diesel::sql_query(sql::PING).execute(conn).await.is_ok() {
                 return true;
             }
             tracing::warn!("lost the connection holding the job leadership");

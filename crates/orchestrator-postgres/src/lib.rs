@@ -12,6 +12,7 @@ mod liveness;
 mod migrations;
 mod rows;
 mod schema;
+mod sql;
 mod store;
 
 pub use events::{PgEventBus, PgEventBusHandle};

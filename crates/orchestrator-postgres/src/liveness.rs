@@ -40,6 +40,7 @@ use serde_json::Value;
 
 use crate::error::{pool_error, store_error};
 use crate::rows::{DropletRow, naive};
+use crate::sql;
 
 /// How often absorbed heartbeats are written by default. Well within any
 /// health check interval, so that `droplets.last_heartbeat` lags by at most
@@ -50,31 +51,6 @@ const TRUST_FOR: Duration = Duration::from_secs(5);
 /// Beyond this many unwritten heartbeats (the database is down, say), a
 /// heartbeat goes the synchronous way and its caller learns of the outage.
 const MAX_PENDING: usize = 100_000;
-
-/// Writes the heartbeats in one statement, moves `last_heartbeat` forward
-/// (locking the droplets in id order, as transitions do, so that the two
-/// never deadlock), and reads back the state of every droplet in `$5`.
-const FLUSH: &str = "\
-WITH beats AS (
-    SELECT * FROM unnest($1::int4[], $2::text[], $3::jsonb[], $4::timestamp[])
-        AS b(droplet_id, status, metrics, received_at)
-), inserted AS (
-    INSERT INTO heartbeats (droplet_id, status, metrics, received_at)
-    SELECT droplet_id, status, metrics, received_at FROM beats
-), latest AS (
-    SELECT droplet_id, max(received_at) AS at FROM beats GROUP BY droplet_id
-), locked AS (
-    SELECT id FROM droplets WHERE id IN (SELECT droplet_id FROM latest) ORDER BY id FOR NO KEY UPDATE
-), touched AS (
-    UPDATE droplets d
-    SET last_heartbeat = GREATEST(d.last_heartbeat, latest.at),
-        updated_at = GREATEST(d.updated_at, latest.at)
-    FROM latest JOIN locked ON locked.id = latest.droplet_id
-    WHERE d.id = latest.droplet_id
-)
-SELECT id, droplet_id, name, steward, endpoint, capabilities, status, last_heartbeat, registered_at,
-       updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at, service_id
-FROM droplets WHERE id = ANY($5)";
 
 struct Known {
     internal: i32,
@@ -293,7 +269,7 @@ async fn write(
     let metrics: Vec<Option<&Value>> = beats.iter().map(|b| b.metrics.as_ref()).collect();
     let times: Vec<NaiveDateTime> = beats.iter().map(|b| naive(b.at)).collect();
     let mut conn = pool.get().await.map_err(pool_error)?;
-    diesel::sql_query(FLUSH)
+    diesel::sql_query(sql::heartbeats::FLUSH)
         .bind::<Array<Integer>, _>(droplets)
         .bind::<Array<Text>, _>(statuses)
         .bind::<Array<Nullable<Jsonb>>, _>(metrics)

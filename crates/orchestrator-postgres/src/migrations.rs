@@ -10,6 +10,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use orchestrator_ports::StoreError;
 
 use crate::error::store_error;
+use crate::sql;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
@@ -30,12 +31,12 @@ pub async fn run_migrations(database_url: &str) -> Result<Vec<String>, StoreErro
             diesel::RunQueryDsl::execute(diesel::sql_query(sql).bind::<BigInt, _>(MIGRATION_LOCK), conn)
                 .map_err(|e| format!("cannot take the migration lock: {e}"))
         };
-        lock("SELECT pg_advisory_lock($1)", &mut conn)?;
+        lock(sql::locks::TAKE, &mut conn)?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map(|versions| versions.iter().map(ToString::to_string).collect())
             .map_err(|e| format!("a migration failed: {e}"));
-        lock("SELECT pg_advisory_unlock($1)", &mut conn)?;
+        lock(sql::locks::RELEASE, &mut conn)?;
         applied
     });
     tokio::task::spawn_blocking(move || worker.join())
@@ -54,19 +55,18 @@ struct AppliedVersion {
 /// The embedded migrations the database has not applied, by version. A
 /// database without the migrations table has applied none.
 pub async fn pending_migrations(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
-    let applied: Vec<AppliedVersion> =
-        diesel::sql_query("SELECT version::text AS version FROM __diesel_schema_migrations")
-            .load(conn)
-            .await
-            .or_else(|err| match err {
-                diesel::result::Error::DatabaseError(_, ref info)
-                    if info.message().contains("__diesel_schema_migrations") =>
-                {
-                    Ok(Vec::new())
-                }
-                other => Err(other),
-            })
-            .map_err(store_error)?;
+    let applied: Vec<AppliedVersion> = diesel::sql_query(sql::catalog::APPLIED_MIGRATIONS)
+        .load(conn)
+        .await
+        .or_else(|err| match err {
+            diesel::result::Error::DatabaseError(_, ref info)
+                if info.message().contains("__diesel_schema_migrations") =>
+            {
+                Ok(Vec::new())
+            }
+            other => Err(other),
+        })
+        .map_err(store_error)?;
     let applied: std::collections::HashSet<String> = applied.into_iter().map(|a| a.version).collect();
     let embedded = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
         .map_err(|e| StoreError::Unavailable(format!("cannot read the embedded migrations: {e}")))?;
@@ -167,13 +167,10 @@ struct ColumnRow {
 /// Checks that every table and column the store uses exists with its type.
 /// Returns one line per difference; empty means the schema matches.
 pub async fn verify_schema(conn: &mut AsyncPgConnection) -> Result<Vec<String>, StoreError> {
-    let found: Vec<ColumnRow> = diesel::sql_query(
-        "SELECT table_name::text AS table_name, column_name::text AS column_name, data_type::text AS data_type \
-         FROM information_schema.columns WHERE table_schema = current_schema()",
-    )
-    .load(conn)
-    .await
-    .map_err(store_error)?;
+    let found: Vec<ColumnRow> = diesel::sql_query(sql::catalog::COLUMNS)
+        .load(conn)
+        .await
+        .map_err(store_error)?;
     let mut problems = Vec::new();
     for (table, columns) in EXPECTED_COLUMNS {
         for (column, expected) in *columns {

@@ -34,6 +34,7 @@ use crate::liveness::Liveness;
 use crate::migrations::verify_schema;
 use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, TaskWithDropletRow, naive};
 use crate::schema::{droplets, heartbeats, task_state_history, tasks};
+use crate::sql;
 
 /// Statuses in which a task occupies a slot of its droplet.
 pub(crate) const HELD: [&str; 2] = ["assigned", "in_progress"];
@@ -158,7 +159,7 @@ async fn verify_if_idle(
     if metrics.last_used() < VERIFY_AFTER_IDLE {
         return Ok(());
     }
-    diesel::sql_query("SELECT 1")
+    diesel::sql_query(sql::PING)
         .execute(conn)
         .await
         .map(drop)
@@ -415,7 +416,7 @@ impl TaskStore for PgStore {
         let mut pooled = self.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
         conn.transaction::<_, TxError, _>(async move |conn| {
-            let marked = diesel::sql_query(MARK_CANCEL_REQUESTED)
+            let marked = diesel::sql_query(sql::tasks::MARK_CANCEL_REQUESTED)
                 .bind::<Integer, _>(key)
                 .bind::<Timestamp, _>(naive(at))
                 .bind::<Nullable<Integer>, _>(droplet)
@@ -445,11 +446,11 @@ impl TaskStore for PgStore {
     async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
         let mut conn = self.conn().await?;
         let capabilities: Vec<String> = query.capabilities.iter().map(|c| c.as_str().to_owned()).collect();
-        let rows: Vec<TaskRow> = diesel::sql_query(CLAIM_PENDING)
-            .bind::<Double, _>(query.lease.as_secs_f64())
+        let rows: Vec<TaskRow> = diesel::sql_query(sql::tasks::CLAIM_PENDING)
             .bind::<Bool, _>(query.include_unconstrained)
             .bind::<Array<Text>, _>(capabilities)
             .bind::<Integer, _>(i32::try_from(query.limit).unwrap_or(i32::MAX))
+            .bind::<Double, _>(query.lease.as_secs_f64())
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -478,7 +479,7 @@ impl TaskStore for PgStore {
         let conn: &mut AsyncPgConnection = &mut pooled;
         let round = conn
             .transaction::<_, TxError, _>(async move |conn| {
-                let rows: Vec<TaskRow> = diesel::sql_query(LOCK_ROUTABLE)
+                let rows: Vec<TaskRow> = diesel::sql_query(sql::tasks::LOCK_ROUTABLE)
                     .bind::<Bool, _>(include_unconstrained)
                     .bind::<Array<Text>, _>(capabilities)
                     .bind::<Integer, _>(limit)
@@ -536,7 +537,7 @@ impl TaskStore for PgStore {
         limit: u32,
     ) -> StoreResult<Vec<RecoveryCandidate>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<RecoveryRow> = diesel::sql_query(TASKS_TO_RECOVER)
+        let rows: Vec<RecoveryRow> = diesel::sql_query(sql::tasks::TO_RECOVER)
             .bind::<Double, _>(ack_timeout.as_secs_f64())
             .bind::<Integer, _>(i32::try_from(limit).unwrap_or(i32::MAX))
             .load(&mut conn)
@@ -558,7 +559,7 @@ impl TaskStore for PgStore {
 
     async fn flag_deadline_risks(&self, floor: Duration, limit: u32) -> StoreResult<Vec<Task>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<TaskWithDropletRow> = diesel::sql_query(FLAG_DEADLINE_RISKS)
+        let rows: Vec<TaskWithDropletRow> = diesel::sql_query(sql::tasks::FLAG_DEADLINE_RISKS)
             .bind::<Double, _>(floor.as_secs_f64())
             .bind::<Integer, _>(i32::try_from(limit).unwrap_or(i32::MAX))
             .load(&mut conn)
@@ -598,88 +599,6 @@ fn counts_by_status<S: std::str::FromStr + Eq + std::hash::Hash>(
         .collect()
 }
 
-/// Tasks recovery must move, with the first reason that applies, on the
-/// database's clock. `$1` is the acknowledgement timeout in seconds.
-const TASKS_TO_RECOVER: &str = "\
-WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now)
-SELECT t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability, t.status,
-       t.priority, t.created_at, t.assigned_at, t.started_at, t.completed_at, t.deadline, t.result,
-       t.error_message, t.retry_count, t.max_retries, t.created_by, t.updated_at, t.retry_after, t.attempt,
-       t.cancel_requested_at, d.droplet_id AS external_droplet_id,
-       CASE
-         WHEN t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress') THEN 'deadline_passed'
-         WHEN t.status IN ('assigned', 'in_progress') AND d.status IS DISTINCT FROM 'active' THEN 'droplet_inactive'
-         WHEN t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => $1) THEN 'not_started'
-         ELSE 'retry_pending'
-       END AS reason
-FROM tasks t
-LEFT JOIN droplets d ON d.id = t.assigned_droplet_id
-CROSS JOIN clock c
-WHERE (t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress'))
-   OR (t.status IN ('assigned', 'in_progress') AND d.status IS DISTINCT FROM 'active')
-   OR (t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => $1))
-   OR (t.status = 'failed' AND coalesce(t.retry_count, 0) < coalesce(t.max_retries, 3)
-       AND (t.deadline IS NULL OR t.deadline >= c.now))
-ORDER BY t.id
-LIMIT $2";
-
-/// Unfinished tasks whose deadline is nearer than `$1` seconds or the p95
-/// run time of their type over the last day, not reported before: marked
-/// and returned, at most `$2`, on the database's clock.
-const FLAG_DEADLINE_RISKS: &str = "\
-WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now),
-runs AS (
-    SELECT task_type,
-           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at)::float8) AS p95
-    FROM tasks, clock
-    WHERE status = 'completed' AND started_at IS NOT NULL AND completed_at >= clock.now - interval '24 hours'
-    GROUP BY task_type
-),
-due AS (
-    SELECT t.id FROM tasks t
-    CROSS JOIN clock c
-    LEFT JOIN runs r ON r.task_type = t.task_type
-    WHERE t.status IN ('pending', 'assigned', 'in_progress')
-      AND t.deadline IS NOT NULL AND t.deadline_risk_at IS NULL
-      AND t.deadline < c.now + make_interval(secs => greatest($1, coalesce(r.p95, 0)))
-    ORDER BY t.deadline, t.id
-    LIMIT $2
-    FOR UPDATE OF t SKIP LOCKED
-)
-UPDATE tasks SET deadline_risk_at = (SELECT now FROM clock)
-FROM due
-WHERE tasks.id = due.id
-RETURNING tasks.id, tasks.trace_id, tasks.task_type, tasks.title, tasks.description, tasks.payload,
-          tasks.required_capability, tasks.status, tasks.priority, tasks.created_at, tasks.assigned_at,
-          tasks.started_at, tasks.completed_at, tasks.deadline, tasks.result, tasks.error_message,
-          tasks.retry_count, tasks.max_retries, tasks.created_by, tasks.updated_at, tasks.retry_after, tasks.attempt,
-          tasks.cancel_requested_at,
-          (SELECT d.droplet_id FROM droplets d WHERE d.id = tasks.assigned_droplet_id) AS external_droplet_id";
-
-/// At most `$2` heartbeat rows older than `$1` seconds, oldest first, so
-/// that one run never holds locks on a large part of the table.
-const DELETE_OLD_HEARTBEATS: &str = "\
-DELETE FROM heartbeats WHERE id IN (
-    SELECT id FROM heartbeats
-    WHERE received_at < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1)
-    ORDER BY received_at
-    LIMIT $2
-)";
-
-/// Active droplets whose last heartbeat is older than `$1` seconds become inactive.
-const MARK_SILENT_DROPLETS: &str = "\
-UPDATE droplets SET status = 'inactive', updated_at = now() AT TIME ZONE 'UTC'
-WHERE status = 'active'
-  AND (last_heartbeat IS NULL OR last_heartbeat < (now() AT TIME ZONE 'UTC') - make_interval(secs => $1))
-RETURNING id, droplet_id, name, steward, endpoint, capabilities, status, last_heartbeat, registered_at,
-          updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at, service_id";
-
-/// `$1` task, `$2` time, `$3` the external id of the droplet running it.
-const MARK_CANCEL_REQUESTED: &str = "\
-UPDATE tasks SET cancel_requested_at = $2, updated_at = $2
-WHERE id = $1 AND status = 'in_progress' AND cancel_requested_at IS NULL
-  AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)";
-
 /// Applies a round's assignments within its transaction, in a savepoint:
 /// all at once, or, when that fails with a database error, each in a
 /// savepoint of its own, so that one assignment the database refuses gets
@@ -711,43 +630,6 @@ async fn assign_in_savepoints(
     }
     Ok(outcomes)
 }
-
-/// Locks a batch of routable pending tasks for the length of one routing
-/// round's transaction. `SKIP LOCKED` lets other replicas' rounds pass over
-/// them; `NO KEY UPDATE` is all an update of non-key columns needs, and it
-/// leaves the history rows' foreign-key checks unblocked. A lease still
-/// running (set by an older build's claim) is respected.
-const LOCK_ROUTABLE: &str = "\
-SELECT id, trace_id, task_type, title, description, payload, required_capability, status, priority,
-       created_at, assigned_at, started_at, completed_at, deadline, result, error_message,
-       retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at
-FROM tasks
-WHERE status = 'pending'
-  AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
-  AND (retry_after IS NULL OR retry_after <= (now() AT TIME ZONE 'UTC'))
-  AND ((required_capability IS NULL AND $1) OR required_capability = ANY($2))
-ORDER BY priority, deadline, created_at, id
-LIMIT $3
-FOR NO KEY UPDATE SKIP LOCKED";
-
-/// Claims a batch for a lease measured on the database's clock. `SKIP
-/// LOCKED` lets concurrent claims on other replicas pass over rows being
-/// claimed here instead of waiting for them.
-const CLAIM_PENDING: &str = "\
-UPDATE tasks SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => $1)
-WHERE id IN (
-    SELECT id FROM tasks
-    WHERE status = 'pending'
-      AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
-      AND (retry_after IS NULL OR retry_after <= (now() AT TIME ZONE 'UTC'))
-      AND ((required_capability IS NULL AND $2) OR required_capability = ANY($3))
-    ORDER BY priority, deadline, created_at, id
-    LIMIT $4
-    FOR UPDATE SKIP LOCKED
-)
-RETURNING id, trace_id, task_type, title, description, payload, required_capability, status, priority,
-          created_at, assigned_at, started_at, completed_at, deadline, result, error_message,
-          retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at";
 
 #[async_trait]
 impl DropletStore for PgStore {
@@ -897,7 +779,7 @@ impl DropletStore for PgStore {
         // Heartbeats absorbed here are signs of life the database must see first.
         self.liveness.flush(&self.pool).await?;
         let mut conn = self.conn().await?;
-        let rows: Vec<DropletRow> = diesel::sql_query(MARK_SILENT_DROPLETS)
+        let rows: Vec<DropletRow> = diesel::sql_query(sql::droplets::MARK_SILENT)
             .bind::<Double, _>(timeout.as_secs_f64())
             .load(&mut conn)
             .await
@@ -917,7 +799,7 @@ impl DropletStore for PgStore {
     async fn delete_old_heartbeats(&self, age: Duration, batch: u32) -> StoreResult<u64> {
         self.liveness.flush(&self.pool).await?;
         let mut conn = self.conn().await?;
-        let deleted = diesel::sql_query(DELETE_OLD_HEARTBEATS)
+        let deleted = diesel::sql_query(sql::heartbeats::DELETE_OLD)
             .bind::<Double, _>(age.as_secs_f64())
             .bind::<Integer, _>(i32::try_from(batch).unwrap_or(i32::MAX))
             .execute(&mut conn)

@@ -1,0 +1,265 @@
+//! Statements about `tasks`: routing, recovery, transitions, creation and
+//! the analytics computed from them.
+
+/// The columns of `tasks` that `TaskRow` reads, in its order: what a
+/// statement returns of each task it reads whole.
+pub(crate) const COLUMNS: &str = "id, trace_id, task_type, title, description, payload, required_capability, \
+    status, priority, created_at, assigned_at, started_at, completed_at, deadline, result, error_message, \
+    retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at";
+
+/// Pending tasks ready to route, in routing order, at most `$3`: those
+/// requiring no capability when `$1`, and those requiring one of `$2`.
+const ROUTABLE: &str = "
+FROM tasks
+WHERE status = 'pending'
+  AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
+  AND (retry_after IS NULL OR retry_after <= (now() AT TIME ZONE 'UTC'))
+  AND ((required_capability IS NULL AND $1) OR required_capability = ANY($2))
+ORDER BY priority, deadline, created_at, id
+LIMIT $3";
+
+/// Locks a batch of [`ROUTABLE`] tasks for the length of one routing
+/// round's transaction. `SKIP LOCKED` lets other replicas' rounds pass over
+/// them; `NO KEY UPDATE` is all an update of non-key columns needs, and it
+/// leaves the history rows' foreign-key checks unblocked. A lease still
+/// running (set by an older build's claim) is respected.
+pub(crate) const LOCK_ROUTABLE: &str =
+    statement!("SELECT ", COLUMNS, ROUTABLE, "\nFOR NO KEY UPDATE SKIP LOCKED");
+
+/// Claims a batch of [`ROUTABLE`] tasks for a lease of `$4` seconds
+/// measured on the database's clock. `SKIP LOCKED` lets concurrent claims
+/// on other replicas pass over rows being claimed here instead of waiting
+/// for them.
+pub(crate) const CLAIM_PENDING: &str = statement!(
+    "\
+UPDATE tasks SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => $4)
+WHERE id IN (SELECT id",
+    ROUTABLE,
+    "
+FOR UPDATE SKIP LOCKED)
+RETURNING ",
+    COLUMNS
+);
+
+/// Tasks recovery must move, with the first reason that applies, on the
+/// database's clock. `$1` is the acknowledgement timeout in seconds.
+pub(crate) const TO_RECOVER: &str = statement!(
+    "\
+WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now)
+SELECT ",
+    qualified!(COLUMNS, "t."),
+    ", d.droplet_id AS external_droplet_id,
+       CASE
+         WHEN t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress') THEN 'deadline_passed'
+         WHEN t.status IN ('assigned', 'in_progress') AND d.status IS DISTINCT FROM 'active' THEN 'droplet_inactive'
+         WHEN t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => $1) THEN 'not_started'
+         ELSE 'retry_pending'
+       END AS reason
+FROM tasks t
+LEFT JOIN droplets d ON d.id = t.assigned_droplet_id
+CROSS JOIN clock c
+WHERE (t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress'))
+   OR (t.status IN ('assigned', 'in_progress') AND d.status IS DISTINCT FROM 'active')
+   OR (t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => $1))
+   OR (t.status = 'failed' AND coalesce(t.retry_count, 0) < coalesce(t.max_retries, 3)
+       AND (t.deadline IS NULL OR t.deadline >= c.now))
+ORDER BY t.id
+LIMIT $2"
+);
+
+/// Unfinished tasks whose deadline is nearer than `$1` seconds or the p95
+/// run time of their type over the last day, not reported before: marked
+/// and returned, at most `$2`, on the database's clock.
+pub(crate) const FLAG_DEADLINE_RISKS: &str = statement!(
+    "\
+WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now),
+runs AS (
+    SELECT task_type,
+           percentile_cont(0.95) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at)::float8) AS p95
+    FROM tasks, clock
+    WHERE status = 'completed' AND started_at IS NOT NULL AND completed_at >= clock.now - interval '24 hours'
+    GROUP BY task_type
+),
+due AS (
+    SELECT t.id FROM tasks t
+    CROSS JOIN clock c
+    LEFT JOIN runs r ON r.task_type = t.task_type
+    WHERE t.status IN ('pending', 'assigned', 'in_progress')
+      AND t.deadline IS NOT NULL AND t.deadline_risk_at IS NULL
+      AND t.deadline < c.now + make_interval(secs => greatest($1, coalesce(r.p95, 0)))
+    ORDER BY t.deadline, t.id
+    LIMIT $2
+    FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE tasks SET deadline_risk_at = (SELECT now FROM clock)
+FROM due
+WHERE tasks.id = due.id
+RETURNING ",
+    qualified!(COLUMNS, "tasks."),
+    ",
+          (SELECT d.droplet_id FROM droplets d WHERE d.id = tasks.assigned_droplet_id) AS external_droplet_id"
+);
+
+/// `$1` task, `$2` time, `$3` the external id of the droplet running it.
+pub(crate) const MARK_CANCEL_REQUESTED: &str = "\
+UPDATE tasks SET cancel_requested_at = $2, updated_at = $2
+WHERE id = $1 AND status = 'in_progress' AND cancel_requested_at IS NULL
+  AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)";
+
+/// The tasks holding a slot of each droplet in `$1` (internal ids).
+pub(crate) const COUNT_HELD: &str = "\
+SELECT assigned_droplet_id AS droplet, count(*) AS held FROM tasks
+WHERE assigned_droplet_id = ANY($1) AND status IN ('assigned', 'in_progress')
+GROUP BY assigned_droplet_id";
+
+/// The status of each task in `$1`.
+pub(crate) const STATUSES: &str = "SELECT id, status::text FROM tasks WHERE id = ANY($1)";
+
+/// The compare-and-set of a batch of transitions, one array per column,
+/// and the history rows of those it applied, in one statement. `$3`/`$5`
+/// are external droplet ids, looked up here; `$6` carries the internal id
+/// where the batch already knows it (a locked target).
+pub(crate) const APPLY_TRANSITIONS: &str = statement!(
+    "\
+WITH updated AS (
+UPDATE tasks t SET
+    status = i.status,
+    assigned_droplet_id = coalesce(i.droplet_key, (SELECT d.id FROM droplets d WHERE d.droplet_id = i.droplet)),
+    assigned_at = i.assigned_at,
+    started_at = i.started_at,
+    completed_at = i.completed_at,
+    result = i.result,
+    error_message = i.error_message,
+    retry_count = i.retry_count,
+    updated_at = i.updated_at,
+    routing_lease_until = NULL,
+    retry_after = i.retry_after,
+    attempt = i.attempt
+FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int4[], $7::timestamp[],
+            $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
+            $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[], $19::int4[])
+     AS i(id, expected_status, expected_droplet, status, droplet, droplet_key, assigned_at, started_at,
+          completed_at, result, error_message, retry_count, updated_at, retry_after, attempt,
+          changed_by, reason, metadata, expected_attempt)
+WHERE t.id = i.id
+  AND t.status = i.expected_status
+  AND t.attempt = i.expected_attempt
+  AND t.assigned_droplet_id IS NOT DISTINCT FROM
+      (SELECT d.id FROM droplets d WHERE d.droplet_id = i.expected_droplet)
+RETURNING ",
+    qualified!(COLUMNS, "t."),
+    ", i.expected_status AS history_from, i.changed_by AS history_by,
+          i.reason AS history_reason, i.metadata AS history_metadata
+), history AS (
+INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
+SELECT id, history_from, status, history_by, history_reason, history_metadata, updated_at FROM updated
+)
+SELECT ",
+    COLUMNS,
+    "
+FROM updated"
+);
+
+/// Creates tasks with their first history rows. The tasks arrive as
+/// parallel arrays, one element per task; the history row of each is
+/// joined back to its task by its unique `trace_id`.
+pub(crate) const INSERT_WITH_HISTORY: &str = statement!(
+    r"
+WITH input AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
+                         $7::int4[], $8::timestamp[], $9::timestamp[], $10::int4[], $11::text[],
+                         $12::text[], $13::jsonb[])
+        AS i(trace_id, task_type, title, description, payload, required_capability,
+             priority, created_at, deadline, max_retries, created_by, reason, metadata)
+), created AS (
+    INSERT INTO tasks (trace_id, task_type, title, description, payload, required_capability, status,
+                       priority, created_at, deadline, retry_count, max_retries, created_by, updated_at)
+    SELECT trace_id, task_type, title, description, payload, required_capability, 'pending',
+           priority, created_at, deadline, 0, max_retries, created_by, created_at
+    FROM input
+    RETURNING ",
+    COLUMNS,
+    r"
+), history AS (
+    INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
+    SELECT created.id, NULL, 'pending', input.created_by, input.reason, input.metadata, input.created_at
+    FROM created JOIN input USING (trace_id)
+)
+SELECT * FROM created"
+);
+
+/// Pending tasks by priority; the partial index of routing covers it.
+pub(crate) const PENDING_BY_PRIORITY: &str = "\
+SELECT coalesce(priority, 5)::text AS key, count(*) AS n
+FROM tasks
+WHERE status = 'pending'
+GROUP BY coalesce(priority, 5)";
+
+/// Tasks created and finished in the window `[$1, $2)`.
+pub(crate) const THROUGHPUT: &str = "\
+SELECT count(*) FILTER (WHERE created_at >= $1 AND created_at < $2) AS created,
+       count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2)
+         AS finished
+FROM tasks
+WHERE (created_at >= $1 AND created_at < $2) OR (completed_at >= $1 AND completed_at < $2)";
+
+/// Outcomes and percentiles of queue wait and run time in the window
+/// `[$1, $2)`. `$3`: the task type or NULL; `$4`: the droplet's external id
+/// or NULL.
+pub(crate) const PERFORMANCE: &str = "\
+SELECT count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2)
+         AS finished,
+       count(*) FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2) AS completed,
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
+         WITHIN GROUP (ORDER BY extract(epoch FROM assigned_at - created_at)::float8)
+         FILTER (WHERE assigned_at >= $1 AND assigned_at < $2) AS queue_wait,
+       percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
+         WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at)::float8)
+         FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2
+                 AND started_at IS NOT NULL) AS run_time
+FROM tasks
+WHERE ($3::text IS NULL OR task_type = $3)
+  AND ($4::int4 IS NULL OR assigned_droplet_id = (SELECT id FROM droplets WHERE droplet_id = $4))
+  AND ((completed_at >= $1 AND completed_at < $2) OR (assigned_at >= $1 AND assigned_at < $2))";
+
+/// Tasks created in the window `[$1, $2)`, by type and status.
+pub(crate) const BY_TYPE: &str = "\
+SELECT task_type::text, status::text, count(*) AS n
+FROM tasks
+WHERE created_at >= $1 AND created_at < $2
+GROUP BY task_type, status";
+
+/// Percentiles of the wait for a droplet of the tasks assigned in `[$1, $2)`.
+pub(crate) const TIME_TO_ASSIGN: &str = "\
+SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
+         WITHIN GROUP (ORDER BY extract(epoch FROM assigned_at - created_at)::float8) AS wait
+FROM tasks
+WHERE assigned_at >= $1 AND assigned_at < $2";
+
+/// Assignments in `[$1, $2)` by the droplet's external id.
+pub(crate) const ASSIGNMENTS_PER_DROPLET: &str = "\
+SELECT d.droplet_id::text AS key, count(*) AS n
+FROM tasks t JOIN droplets d ON d.id = t.assigned_droplet_id
+WHERE t.assigned_at >= $1 AND t.assigned_at < $2
+GROUP BY d.droplet_id";
+
+/// Pending tasks, by capability, that no active droplet offers.
+pub(crate) const PENDING_WITHOUT_CAPABLE_DROPLET: &str = "\
+SELECT t.required_capability::text AS key, count(*) AS n
+FROM tasks t
+WHERE t.status = 'pending' AND t.required_capability IS NOT NULL
+  AND NOT EXISTS (
+    SELECT 1 FROM droplets d
+    WHERE d.status = 'active' AND d.capabilities @> jsonb_build_array(t.required_capability)
+  )
+GROUP BY t.required_capability";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn held_statuses_match_the_count_statement() {
+        for status in crate::store::HELD {
+            assert!(super::COUNT_HELD.contains(&format!("'{status}'")));
+        }
+    }
+}
