@@ -3,10 +3,13 @@
 //! overrides it. Read at start and again by `POST
 //! /management/reload-config`. Every bad variable is reported, one line each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::str::FromStr;
 use std::time::Duration;
 
+use orchestrator_app::{RecoverySettings, Tunables};
+use orchestrator_domain::RetryPolicy;
 use secrecy::SecretString;
 
 /// Shortest `JWT_SECRET_KEY` accepted outside development.
@@ -73,18 +76,11 @@ pub struct Settings {
     /// `LOG_FORMAT`: `json` (one object a line) or `text` (for a terminal).
     pub log_json: bool,
     pub environment: Environment,
-    pub router_interval: Duration,
-    pub heartbeat_check_interval: Duration,
-    pub heartbeat_timeout: Duration,
-    pub heartbeat_cleanup_interval: Duration,
-    pub assignment_ack_timeout: Duration,
-    pub auto_recovery: bool,
+    /// What `POST /management/reload-config` changes while the server
+    /// runs; everything else in `Settings` takes effect at start only.
+    pub run: Tunables,
     /// `ENABLE_PUSH_DELIVERY`: send each assignment to the droplet's `/message`.
     pub push_delivery: bool,
-    pub retry_backoff_base: Duration,
-    pub retry_backoff_max: Duration,
-    /// `DEADLINE_RISK_FLOOR_SECONDS`: a deadline nearer than this is at risk.
-    pub deadline_risk_floor: Duration,
     pub max_body_bytes: usize,
     pub registry_url: Option<String>,
     /// `REGISTRY_SYNC_INTERVAL`: seconds between copies of the Registry's directory.
@@ -122,6 +118,9 @@ pub struct Settings {
     pub enable_dashboard: bool,
     /// What these settings were read from, to read them again.
     pub source: VarSource,
+    /// A fingerprint of every start-time variable as read (not its value:
+    /// some are secrets), to tell which changed.
+    start_values: BTreeMap<&'static str, u64>,
 }
 
 /// The variables settings were read from, before `CONFIG_FILE` was applied.
@@ -161,10 +160,7 @@ impl Settings {
         {
             vars.extend(config_file(&path)?);
         }
-        let mut reader = Reader {
-            vars,
-            errors: Vec::new(),
-        };
+        let mut reader = Reader::new(vars);
         let environment = reader.parsed("ENVIRONMENT", Environment::Production);
         let (jwt_secret, jwt_secret_generated) = reader.jwt_secret(environment);
         let settings = Settings {
@@ -188,16 +184,8 @@ impl Settings {
             log_level: reader.log_level(),
             log_json: reader.log_format(),
             environment,
-            router_interval: reader.seconds("ROUTER_INTERVAL", 10),
-            heartbeat_check_interval: reader.seconds("HEARTBEAT_CHECK_INTERVAL", 60),
-            heartbeat_timeout: reader.seconds("HEARTBEAT_TIMEOUT", 90),
-            heartbeat_cleanup_interval: reader.seconds("HEARTBEAT_CLEANUP_INTERVAL", 3600),
-            assignment_ack_timeout: reader.seconds("ASSIGNMENT_ACK_TIMEOUT", 60),
-            auto_recovery: reader.flag("ENABLE_AUTO_RECOVERY", true),
+            run: reader.run_time(Reader::tunables),
             push_delivery: reader.flag("ENABLE_PUSH_DELIVERY", true),
-            retry_backoff_base: reader.seconds("RETRY_BACKOFF_BASE_SECONDS", 2),
-            retry_backoff_max: reader.seconds("RETRY_BACKOFF_MAX_SECONDS", 300),
-            deadline_risk_floor: reader.seconds("DEADLINE_RISK_FLOOR_SECONDS", 60),
             max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),
             registry_url: reader.optional("REGISTRY_URL"),
             registry_sync_interval: reader.seconds("REGISTRY_SYNC_INTERVAL", 300),
@@ -217,6 +205,11 @@ impl Settings {
             ),
             enable_dashboard: reader.flag("ENABLE_DASHBOARD", true),
             source,
+            start_values: BTreeMap::new(),
+        };
+        let settings = Settings {
+            start_values: std::mem::take(&mut reader.start_values),
+            ..settings
         };
         reader.check_algorithm();
         if reader.errors.is_empty() {
@@ -231,10 +224,7 @@ impl Settings {
     pub fn store_from_vars(
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<StoreKind, Vec<String>> {
-        let mut reader = Reader {
-            vars: vars.into_iter().collect(),
-            errors: Vec::new(),
-        };
+        let mut reader = Reader::new(vars.into_iter().collect());
         let store = reader.store();
         if reader.errors.is_empty() {
             Ok(store)
@@ -244,72 +234,17 @@ impl Settings {
     }
 
     /// Variables whose value differs in `other` but only takes effect at
-    /// start (everything but the run-time settings of `reload-config`).
+    /// start: every one but the run-time settings of `reload-config`.
     pub fn restart_needed(&self, other: &Settings) -> Vec<&'static str> {
-        use secrecy::ExposeSecret;
-        let url = |s: &Settings| match &s.store {
-            StoreKind::Memory => "memory".to_owned(),
-            StoreKind::Postgres { url } => url.expose_secret().to_owned(),
-        };
-        // A made-up development secret differs on every read: not a change.
-        let secret_changed = !(self.jwt_secret_generated && other.jwt_secret_generated)
-            && self.jwt_secret.expose_secret() != other.jwt_secret.expose_secret();
-        let checks = [
-            ("DATABASE_URL", url(self) != url(other)),
-            ("DATABASE_POOL_SIZE", self.pool.size != other.pool.size),
-            (
-                "DATABASE_MAX_OVERFLOW",
-                self.pool.max_overflow != other.pool.max_overflow,
-            ),
-            ("JWT_SECRET_KEY", secret_changed),
-            (
-                "JWT_EXPIRATION_SECONDS",
-                self.jwt_expiration != other.jwt_expiration,
-            ),
-            (
-                "DROPLET_ID",
-                self.identity.droplet_id != other.identity.droplet_id,
-            ),
-            ("DROPLET_NAME", self.identity.name != other.identity.name),
-            ("DROPLET_STEWARD", self.identity.steward != other.identity.steward),
-            (
-                "DROPLET_ENDPOINT",
-                self.identity.endpoint != other.identity.endpoint,
-            ),
-            ("HOST", self.host != other.host),
-            ("PORT", self.port != other.port),
-            ("WORKERS", self.workers != other.workers),
-            ("LOG_LEVEL", self.log_level != other.log_level),
-            ("LOG_FORMAT", self.log_json != other.log_json),
-            ("ENVIRONMENT", self.environment != other.environment),
-            ("MAX_BODY_BYTES", self.max_body_bytes != other.max_body_bytes),
-            ("REGISTRY_URL", self.registry_url != other.registry_url),
-            ("ENABLE_PUSH_DELIVERY", self.push_delivery != other.push_delivery),
-            (
-                "WS_MAX_PER_DROPLET",
-                self.ws_max_per_caller != other.ws_max_per_caller,
-            ),
-            (
-                "WS_HEARTBEAT_INTERVAL",
-                self.ws_heartbeat_interval != other.ws_heartbeat_interval,
-            ),
-            (
-                "WS_CLIENT_BUFFER",
-                self.ws_client_buffer != other.ws_client_buffer,
-            ),
-            (
-                "SHUTDOWN_GRACE_SECONDS",
-                self.shutdown_grace != other.shutdown_grace,
-            ),
-            (
-                "HEARTBEAT_FLUSH_INTERVAL_MS",
-                self.heartbeat_flush_interval != other.heartbeat_flush_interval,
-            ),
-        ];
-        checks
+        let names: std::collections::BTreeSet<&'static str> = self
+            .start_values
+            .keys()
+            .chain(other.start_values.keys())
+            .copied()
+            .collect();
+        names
             .into_iter()
-            .filter(|(_, changed)| *changed)
-            .map(|(name, _)| name)
+            .filter(|name| self.start_values.get(name) != other.start_values.get(name))
             .collect()
     }
 
@@ -321,21 +256,66 @@ impl Settings {
 struct Reader {
     vars: HashMap<String, String>,
     errors: Vec<String>,
+    /// Off while the run-time settings are read.
+    recording: bool,
+    start_values: BTreeMap<&'static str, u64>,
 }
 
 impl Reader {
-    fn optional(&self, name: &str) -> Option<String> {
-        self.vars
-            .get(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
+    fn new(vars: HashMap<String, String>) -> Reader {
+        Reader {
+            vars,
+            errors: Vec::new(),
+            recording: true,
+            start_values: BTreeMap::new(),
+        }
     }
 
-    fn text(&self, name: &str, default: &str) -> String {
+    fn optional(&mut self, name: &'static str) -> Option<String> {
+        let value = self
+            .vars
+            .get(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty());
+        if self.recording {
+            let mut hasher = DefaultHasher::new();
+            value.hash(&mut hasher);
+            self.start_values.insert(name, hasher.finish());
+        }
+        value
+    }
+
+    /// Reads what `read` reads as run-time settings, which a reload applies.
+    fn run_time<T>(&mut self, read: impl FnOnce(&mut Reader) -> T) -> T {
+        self.recording = false;
+        let value = read(self);
+        self.recording = true;
+        value
+    }
+
+    fn tunables(&mut self) -> Tunables {
+        Tunables {
+            router_interval: self.seconds("ROUTER_INTERVAL", 10),
+            heartbeat_check_interval: self.seconds("HEARTBEAT_CHECK_INTERVAL", 60),
+            heartbeat_cleanup_interval: self.seconds("HEARTBEAT_CLEANUP_INTERVAL", 3600),
+            recovery: RecoverySettings {
+                heartbeat_timeout: self.seconds("HEARTBEAT_TIMEOUT", 90),
+                ack_timeout: self.seconds("ASSIGNMENT_ACK_TIMEOUT", 60),
+                retry: RetryPolicy {
+                    base: self.seconds("RETRY_BACKOFF_BASE_SECONDS", 2),
+                    max: self.seconds("RETRY_BACKOFF_MAX_SECONDS", 300),
+                },
+                enabled: self.flag("ENABLE_AUTO_RECOVERY", true),
+                deadline_risk_floor: self.seconds("DEADLINE_RISK_FLOOR_SECONDS", 60),
+            },
+        }
+    }
+
+    fn text(&mut self, name: &'static str, default: &str) -> String {
         self.optional(name).unwrap_or_else(|| default.to_owned())
     }
 
-    fn parsed<T: FromStr>(&mut self, name: &str, default: T) -> T
+    fn parsed<T: FromStr>(&mut self, name: &'static str, default: T) -> T
     where
         T::Err: std::fmt::Display,
     {
@@ -348,7 +328,7 @@ impl Reader {
         }
     }
 
-    fn positive<T: FromStr + PartialOrd + Default + Copy>(&mut self, name: &str, default: T) -> T
+    fn positive<T: FromStr + PartialOrd + Default + Copy>(&mut self, name: &'static str, default: T) -> T
     where
         T::Err: std::fmt::Display,
     {
@@ -379,7 +359,7 @@ impl Reader {
 
     /// A list of origins, as a JSON array (`["https://a.example"]`) or
     /// separated by commas. Each is `http(s)://host[:port]`; `*` is refused.
-    fn origins(&mut self, name: &str) -> Vec<String> {
+    fn origins(&mut self, name: &'static str) -> Vec<String> {
         let Some(raw) = self.optional(name) else {
             return Vec::new();
         };
@@ -410,7 +390,7 @@ impl Reader {
         good
     }
 
-    fn flag(&mut self, name: &str, default: bool) -> bool {
+    fn flag(&mut self, name: &'static str, default: bool) -> bool {
         match self.optional(name).map(|v| v.to_ascii_lowercase()).as_deref() {
             None => default,
             Some("true" | "1" | "yes" | "on") => true,
@@ -423,7 +403,7 @@ impl Reader {
         }
     }
 
-    fn seconds(&mut self, name: &str, default: u64) -> Duration {
+    fn seconds(&mut self, name: &'static str, default: u64) -> Duration {
         Duration::from_secs(self.positive(name, default))
     }
 
@@ -565,10 +545,10 @@ mod tests {
     fn defaults_follow_the_spec() {
         let s = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &"k".repeat(32))])).expect("valid");
         assert_eq!((s.port, s.workers, s.identity.droplet_id), (8000, 4, 10));
-        assert_eq!(s.router_interval, Duration::from_secs(10));
-        assert_eq!(s.heartbeat_timeout, Duration::from_secs(90));
-        assert_eq!(s.assignment_ack_timeout, Duration::from_secs(60));
-        assert!(s.auto_recovery);
+        assert_eq!(s.run.router_interval, Duration::from_secs(10));
+        assert_eq!(s.run.recovery.heartbeat_timeout, Duration::from_secs(90));
+        assert_eq!(s.run.recovery.ack_timeout, Duration::from_secs(60));
+        assert!(s.run.recovery.enabled);
         assert_eq!(s.max_body_bytes, 1_048_576);
         assert!(matches!(s.store, StoreKind::Memory));
         assert_eq!((s.pool.size, s.pool.max_overflow), (20, 10));
@@ -682,12 +662,12 @@ mod tests {
             ("CONFIG_FILE", &path_text),
         ]);
         let first = Settings::from_vars(base).expect("valid");
-        assert_eq!(first.router_interval, Duration::from_secs(7), "the file wins");
+        assert_eq!(first.run.router_interval, Duration::from_secs(7), "the file wins");
         assert_eq!(first.identity.name, "Orchestrator B");
 
         std::fs::write(&path, "ROUTER_INTERVAL=9\n").expect("rewrite");
         let again = first.reread().expect("valid");
-        assert_eq!(again.router_interval, Duration::from_secs(9));
+        assert_eq!(again.run.router_interval, Duration::from_secs(9));
         assert_eq!(again.identity.name, "Orchestrator", "a line removed falls back");
         assert_eq!(first.restart_needed(&again), ["DROPLET_NAME"]);
 
@@ -709,6 +689,36 @@ mod tests {
         assert!(
             printed.contains("JWT_SECRET_KEY") && !printed.contains(&secret),
             "{printed}"
+        );
+    }
+
+    #[test]
+    fn every_start_time_variable_that_changed_needs_a_restart_and_no_run_time_one_does() {
+        let secret = "k".repeat(32);
+        let read = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("JWT_SECRET_KEY", secret.as_str())];
+            all.extend_from_slice(pairs);
+            Settings::from_vars(vars(&all)).expect("valid")
+        };
+        let before = read(&[("ROUTER_INTERVAL", "10"), ("SEND_TIMEOUT_SECONDS", "10")]);
+        let after = read(&[
+            ("ROUTER_INTERVAL", "5"),
+            ("HEARTBEAT_TIMEOUT", "30"),
+            ("SEND_TIMEOUT_SECONDS", "3"),
+            ("CORS_ORIGINS", "https://dash.example"),
+        ]);
+        assert_eq!(
+            before.restart_needed(&after),
+            ["CORS_ORIGINS", "SEND_TIMEOUT_SECONDS"]
+        );
+        assert_eq!(after.run.router_interval, Duration::from_secs(5));
+        let other_secret = "q".repeat(32);
+        let rekeyed = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &other_secret)])).expect("valid");
+        assert_eq!(read(&[]).restart_needed(&rekeyed), ["JWT_SECRET_KEY"]);
+        let dev = || Settings::from_vars(vars(&[("ENVIRONMENT", "development")])).expect("valid");
+        assert!(
+            dev().restart_needed(&dev()).is_empty(),
+            "a made-up development secret is no change"
         );
     }
 }

@@ -14,10 +14,8 @@ use orchestrator_app::jobs::{
 use orchestrator_app::scheduler::{Job, REGISTRY_SYNC};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
-    Ports, Recovery, RecoverySettings, RegistrySync, Router, Scheduler, ServiceDirectory, Services,
-    StatusService, TaskService, Tunables,
+    Ports, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, StatusService, TaskService,
 };
-use orchestrator_domain::RetryPolicy;
 use orchestrator_http::{HttpDispatcher, HttpRegistryClient};
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
 use orchestrator_ports::{AnalyticsStore, DropletStore, LeaderElection, ServiceRegistration, SystemClock};
@@ -156,7 +154,7 @@ impl Application {
             max_per_caller: settings.ws_max_per_caller,
             client_buffer: settings.ws_client_buffer,
         });
-        let recovery = Recovery::new(ports.clone(), recovery_settings(&settings));
+        let recovery = Recovery::new(ports.clone(), settings.run.recovery);
         let registry = registry(&settings, &ports)?;
         let mut scheduler = scheduler(&settings, &ports, leader, &router, &recovery, &feeds);
         let registry_sync: Arc<dyn Job> = match &registry {
@@ -169,7 +167,7 @@ impl Application {
         scheduler.add(registry_sync, settings.registry_sync_interval);
         scheduler.add(
             Arc::new(IdempotencyCleanupJob(TaskService::new(ports.clone()))),
-            settings.heartbeat_cleanup_interval,
+            settings.run.heartbeat_cleanup_interval,
         );
         let scheduler = Arc::new(scheduler);
         let services = Arc::new(Services::default());
@@ -206,7 +204,7 @@ impl Application {
             droplets: DropletService::with_directory(ports.clone(), directory.clone()),
             status: StatusService::new(ports.clone()),
             metrics: MetricsService::new(ports.clone(), analytics),
-            management: ManagementService::new(scheduler, recovery, tunables(&settings)),
+            management: ManagementService::new(scheduler, recovery, settings.run),
             feeds,
             registry,
             directory,
@@ -377,29 +375,6 @@ fn start_services(services: &Services, settings: &Settings, ports: &Ports, with:
     }
 }
 
-/// The settings `reload-config` can change while the server runs.
-pub fn tunables(settings: &Settings) -> Tunables {
-    Tunables {
-        router_interval: settings.router_interval,
-        heartbeat_check_interval: settings.heartbeat_check_interval,
-        heartbeat_cleanup_interval: settings.heartbeat_cleanup_interval,
-        recovery: recovery_settings(settings),
-    }
-}
-
-fn recovery_settings(settings: &Settings) -> RecoverySettings {
-    RecoverySettings {
-        heartbeat_timeout: settings.heartbeat_timeout,
-        ack_timeout: settings.assignment_ack_timeout,
-        retry: RetryPolicy {
-            base: settings.retry_backoff_base,
-            max: settings.retry_backoff_max,
-        },
-        enabled: settings.auto_recovery,
-        deadline_risk_floor: settings.deadline_risk_floor,
-    }
-}
-
 /// The periodic jobs of spec section 6 that this version has.
 /// The Registry client and its use cases, when `REGISTRY_URL` is set.
 fn registry(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<Arc<RegistrySync>>> {
@@ -432,12 +407,12 @@ fn scheduler(
     let mut scheduler = Scheduler::new(leader, ports.clock.clone());
     scheduler.add(
         Arc::new(HealthMonitorJob(recovery.clone())),
-        settings.heartbeat_check_interval,
+        settings.run.heartbeat_check_interval,
     );
-    scheduler.add(Arc::new(RouterJob(router.clone())), settings.router_interval);
+    scheduler.add(Arc::new(RouterJob(router.clone())), settings.run.router_interval);
     scheduler.add(
         Arc::new(HeartbeatCleanupJob(ports.droplets.clone())),
-        settings.heartbeat_cleanup_interval,
+        settings.run.heartbeat_cleanup_interval,
     );
     scheduler.add(
         Arc::new(WebSocketPingJob(feeds.clone())),

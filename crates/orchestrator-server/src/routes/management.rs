@@ -288,7 +288,7 @@ pub(crate) async fn reload_config(
     let next = app.settings.reread().map_err(|lines| {
         ApiError::App(orchestrator_domain::ValidationError::new("configuration", lines.join("; ")).into())
     })?;
-    let changed = app.management.reload(&caller, crate::startup::tunables(&next))?;
+    let changed = app.management.reload(&caller, next.run)?;
     Ok(Udc::ok(Reloaded {
         changed,
         requires_restart: app.settings.restart_needed(&next),
