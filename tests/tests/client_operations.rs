@@ -184,6 +184,13 @@ async fn admins_read_the_version_and_pause_and_resume_jobs() {
     let app = spawn_app_with(&[]).await;
     let admin = client(&app, app.admin());
 
+    let services = admin.services().await.expect("services");
+    assert!(
+        services.services.iter().any(|s| s == "job: task_router")
+            && services.running == services.services.len(),
+        "{services:?}"
+    );
+
     let version = admin.version().await.expect("version");
     let store = if on_postgres() {
         StoreKind::Postgres

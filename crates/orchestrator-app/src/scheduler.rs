@@ -42,9 +42,8 @@ pub trait Job: Send + Sync {
     }
 }
 
-/// A job as `GET /management/scheduler/jobs` shows it.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// A job's state (the server shows it as the API's `JobStatus`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct JobStatus {
     pub id: &'static str,
     pub interval_seconds: u64,

@@ -11,7 +11,8 @@ pub mod worker;
 pub use droplets::{DropletCapabilities, DropletStatusChange};
 pub use feed::{FeedEvent, FeedFilter, FeedKind, FeedStatus, Subscription};
 pub use management::{
-    CacheCleared, EmergencyStop, Environment, JobStatus, Reloaded, ShuttingDown, StoreKind, Version,
+    BackgroundServices, CacheCleared, EmergencyStop, Environment, JobStatus, Reloaded, ShuttingDown,
+    StoreKind, Version,
 };
 pub use messaging::{
     Broadcast, BroadcastMessage, BroadcastOutcome, DeliveryOutcome, DirectMessage, DropletCounts,

@@ -1,15 +1,16 @@
 //! `/management`: version, the scheduler's jobs, emergency stop (admin only).
 
 use actix_web::{middleware::from_fn, web};
-use orchestrator_app::{AppError, JobStatus};
-use serde::Serialize;
-use utoipa::ToSchema;
+use orchestrator_api::management::{
+    BackgroundServices, CacheCleared, EmergencyStop, Environment, Job, JobStatus, Jobs, Reloaded,
+    ShuttingDown, StoreKind, Version,
+};
+use orchestrator_app::AppError;
 
 use crate::auth::Authenticated;
 use crate::envelope::{Udc, envelope_errors};
 use crate::error::ApiError;
 use crate::routes::{not_found, resource};
-use crate::settings::StoreKind;
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -29,17 +30,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// `GET /management/version`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Version {
-    name: &'static str,
-    version: &'static str,
-    udc_version: &'static str,
-    /// `memory` or `postgres`.
-    store: &'static str,
-    environment: String,
-}
-
 /// The build and how it runs.
 #[utoipa::path(
     get,
@@ -53,21 +43,22 @@ pub(crate) async fn version(
 ) -> Result<Udc<Version>, ApiError> {
     app.management.authorize(&caller)?;
     let store = match app.settings.store {
-        StoreKind::Memory => "memory",
-        StoreKind::Postgres { .. } => "postgres",
+        crate::settings::StoreKind::Memory => StoreKind::Memory,
+        crate::settings::StoreKind::Postgres { .. } => StoreKind::Postgres,
+    };
+    let environment = match app.settings.environment {
+        crate::settings::Environment::Development => Environment::Development,
+        crate::settings::Environment::Test => Environment::Test,
+        crate::settings::Environment::Staging => Environment::Staging,
+        crate::settings::Environment::Production => Environment::Production,
     };
     Ok(Udc::ok(Version {
-        name: "orchestrator",
-        version: env!("CARGO_PKG_VERSION"),
-        udc_version: crate::envelope::UDC_VERSION,
+        name: "orchestrator".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        udc_version: crate::envelope::UDC_VERSION.into(),
         store,
-        environment: format!("{:?}", app.settings.environment).to_lowercase(),
+        environment,
     }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Jobs {
-    jobs: Vec<JobStatus>,
 }
 
 /// The scheduler's jobs: interval, paused, last and next run, errors.
@@ -82,13 +73,8 @@ pub(crate) async fn jobs(
     Authenticated(caller): Authenticated,
 ) -> Result<Udc<Jobs>, ApiError> {
     Ok(Udc::ok(Jobs {
-        jobs: app.management.jobs(&caller)?,
+        jobs: app.management.jobs(&caller)?.into_iter().map(job).collect(),
     }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Job {
-    job: JobStatus,
 }
 
 /// Pauses a job; a paused `task_router` assigns nothing until resumed.
@@ -105,7 +91,7 @@ pub(crate) async fn pause(
     id: web::Path<String>,
 ) -> Result<Udc<Job>, ApiError> {
     Ok(Udc::ok(Job {
-        job: app.management.pause(&caller, &id).await?,
+        job: job(app.management.pause(&caller, &id).await?),
     }))
 }
 
@@ -123,16 +109,8 @@ pub(crate) async fn resume(
     id: web::Path<String>,
 ) -> Result<Udc<Job>, ApiError> {
     Ok(Udc::ok(Job {
-        job: app.management.resume(&caller, &id)?,
+        job: job(app.management.resume(&caller, &id)?),
     }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct EmergencyStop {
-    stopped: bool,
-    jobs: Vec<JobStatus>,
-    /// How to undo it.
-    resume: &'static str,
 }
 
 /// Stops routing and pauses every job at once; reads keep being served.
@@ -149,18 +127,9 @@ pub(crate) async fn emergency_stop(
     let jobs = app.management.emergency_stop(&caller).await?;
     Ok(Udc::ok(EmergencyStop {
         stopped: true,
-        jobs,
-        resume: "POST /management/scheduler/jobs/{id}/resume for each job, task_router first",
+        jobs: jobs.into_iter().map(job).collect(),
+        resume: "POST /management/scheduler/jobs/{id}/resume for each job, task_router first".into(),
     }))
-}
-
-/// `GET /management/services`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct BackgroundServices {
-    /// Every background service this process started, in order.
-    services: Vec<String>,
-    /// How many are running now (a registration that succeeded has ended).
-    running: usize,
 }
 
 /// What runs in the background of this process: the router, each
@@ -181,19 +150,6 @@ pub(crate) async fn services(
         services: app.services.names(),
         running: app.services.running(),
     }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ShuttingDown {
-    shutting_down: bool,
-    /// True when every other request in flight was answered before this
-    /// answer; false when the grace period ran out first.
-    graceful: bool,
-    /// How long the stop waited for the requests in flight.
-    waited_ms: u64,
-    /// Requests still in flight when `SHUTDOWN_GRACE_SECONDS` ran out; the
-    /// server stops without them.
-    abandoned_requests: usize,
 }
 
 /// Stops accepting connections, closes the live feeds, waits for the other
@@ -227,12 +183,6 @@ pub(crate) async fn shutdown(
     }))
 }
 
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct CacheCleared {
-    cleared: Vec<String>,
-    message: &'static str,
-}
-
 /// Clears what the orchestrator remembers instead of asking again: which
 /// droplet each service of the mesh is (found again in the store), and,
 /// when `REGISTRY_URL` is set, the Registry's signing key (fetched again on
@@ -252,22 +202,15 @@ pub(crate) async fn clear_cache(
     let Some(registry) = &app.registry else {
         return Ok(Udc::ok(CacheCleared {
             cleared: vec!["service_directory".to_owned()],
-            message: "services are found in the store again",
+            message: "services are found in the store again".into(),
         }));
     };
     registry.clear_key_cache().await;
     Ok(Udc::ok(CacheCleared {
         cleared: vec!["service_directory".to_owned(), "registry_signing_key".to_owned()],
-        message: "services are found in the store again, and the Registry's signing key is fetched again on the next RS256 token",
+        message: "services are found in the store again, and the Registry's signing key is fetched again on the next RS256 token"
+            .into(),
     }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Reloaded {
-    /// Run-time settings that took a new value.
-    changed: Vec<&'static str>,
-    /// Settings that differ but take effect only after a restart.
-    requires_restart: Vec<&'static str>,
 }
 
 /// Reads the environment again. The run-time settings (job intervals,
@@ -289,8 +232,25 @@ pub(crate) async fn reload_config(
         ApiError::App(orchestrator_domain::ValidationError::new("configuration", lines.join("; ")).into())
     })?;
     let changed = app.management.reload(&caller, next.run)?;
+    let names = |names: Vec<&str>| names.into_iter().map(str::to_owned).collect();
     Ok(Udc::ok(Reloaded {
-        changed,
-        requires_restart: app.settings.restart_needed(&next),
+        changed: names(changed),
+        requires_restart: names(app.settings.restart_needed(&next)),
     }))
+}
+
+/// A scheduler job as the API shows it.
+pub(crate) fn job(status: orchestrator_app::JobStatus) -> JobStatus {
+    JobStatus {
+        id: status.id.to_owned(),
+        interval_seconds: status.interval_seconds,
+        paused: status.paused,
+        leader: status.leader,
+        last_run_at: status.last_run_at,
+        next_run_at: status.next_run_at,
+        last_error: status.last_error,
+        runs: status.runs,
+        failures: status.failures,
+        idle_reason: status.idle_reason,
+    }
 }

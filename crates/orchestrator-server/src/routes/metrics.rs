@@ -2,7 +2,8 @@
 //! `24h`, `7d`, `30d`; default `24h`).
 
 use actix_web::{HttpResponse, middleware::from_fn, web};
-use orchestrator_app::{DropletHealth, FeedStatus, JobStatus, Performance, Summary, TimeRange};
+use orchestrator_api::management::JobStatus;
+use orchestrator_app::{DropletHealth, FeedStatus, Performance, Summary, TimeRange};
 use orchestrator_domain::DropletId;
 use orchestrator_ports::{RoutingStats, TypeBreakdown};
 use serde::{Deserialize, Serialize};
@@ -242,7 +243,12 @@ pub(crate) async fn system_health(
     Ok(Udc::ok(SystemHealth {
         store: StoreHealth { status, latency_ms },
         droplets,
-        jobs: app.management.job_states(),
+        jobs: app
+            .management
+            .job_states()
+            .into_iter()
+            .map(crate::routes::management::job)
+            .collect(),
         websockets: app.feeds.status(),
         uptime_seconds: sample.uptime_seconds,
         memory_mb: sample.memory_mb,
