@@ -252,23 +252,7 @@ pub struct Token {
     pub expires_in: u64,
 }
 
-/// `GET /health`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Health {
-    pub id: i64,
-    pub name: String,
-    /// Who answers for it, where the service says.
-    #[serde(default)]
-    pub steward: Option<String>,
-    /// `active`, or `error` while the orchestrator's store is unavailable.
-    pub status: String,
-    /// Where the mesh reaches it, where the service says.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    #[serde(default)]
-    pub updated_at: Option<DateTime<Utc>>,
-    pub message: String,
-}
+pub use orchestrator_api::public::Health;
 
 #[derive(Deserialize)]
 pub(crate) struct TaskReply {

@@ -3,7 +3,7 @@
 //! (`/readyz`, `/v1/metadata`). They need no token and answer without an
 //! envelope.
 
-use chrono::{DateTime, Utc};
+pub use orchestrator_api::public::{Dependencies, Dependency, DependencyStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::{Client, ClientError};
@@ -43,44 +43,6 @@ pub struct StateCounts {
     pub droplets_total: u64,
     /// `None` where the platform does not tell.
     pub num_threads: Option<u64>,
-}
-
-/// `GET /dependencies`: the droplets the orchestrator relies on.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Dependencies {
-    pub required: Vec<Dependency>,
-    pub optional: Vec<Dependency>,
-    pub missing: Vec<Dependency>,
-}
-
-/// One dependency and how it was last seen.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Dependency {
-    /// Its droplet id, such as 3 for the Registry.
-    pub id: i64,
-    pub name: String,
-    pub status: DependencyStatus,
-    pub last_check: Option<DateTime<Utc>>,
-    /// Why the last check failed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
-}
-
-/// How a dependency stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DependencyStatus {
-    /// The orchestrator runs without it (no `REGISTRY_URL`, for the Registry).
-    NotConfigured,
-    /// Not checked yet, or the store could not say (see `last_error`).
-    Unknown,
-    /// The last call to it succeeded; for a droplet, it is active.
-    Connected,
-    /// The last call to it failed, or the droplet is silent or in error
-    /// (see `last_error`).
-    Disconnected,
-    /// A droplet that is not registered.
-    NotRegistered,
 }
 
 /// `GET /readyz`: whether the orchestrator can take work now.

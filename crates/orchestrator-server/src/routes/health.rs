@@ -2,10 +2,11 @@
 //! `/dependencies`. No token needed, no envelope.
 
 use actix_web::{HttpResponse, web};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{SubsecRound, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use orchestrator_api::public::{Dependencies, Dependency, DependencyStatus, Health};
 use orchestrator_app::PeerState;
 
 use crate::error::ApiError;
@@ -33,19 +34,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/dependencies", "GET").route(web::get().to(dependencies)));
 }
 
-/// `GET /health`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Health {
-    id: i64,
-    name: String,
-    steward: String,
-    /// `active` while the store answers, `error` (HTTP 503) while it does not.
-    status: String,
-    endpoint: String,
-    updated_at: String,
-    message: String,
-}
-
 /// Whether the orchestrator can serve: `active` while its store answers.
 #[utoipa::path(
     get,
@@ -62,10 +50,10 @@ pub(crate) async fn health(app: web::Data<AppState>) -> HttpResponse {
     let body = Health {
         id: identity.droplet_id,
         name: identity.name.clone(),
-        steward: identity.steward.clone(),
+        steward: Some(identity.steward.clone()),
         status: if up { "active" } else { "error" }.to_owned(),
-        endpoint: identity.endpoint.clone(),
-        updated_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        endpoint: Some(identity.endpoint.clone()),
+        updated_at: Some(Utc::now().trunc_subsecs(0)),
         message: if up {
             "All systems operational"
         } else {
@@ -154,30 +142,6 @@ pub(crate) async fn state(
     }))
 }
 
-/// `GET /dependencies`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Dependencies {
-    required: Vec<Dependency>,
-    optional: Vec<Dependency>,
-    missing: Vec<Dependency>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Dependency {
-    id: i64,
-    name: &'static str,
-    /// The Registry: `not_configured`, `unknown` (not called yet),
-    /// `connected` or `disconnected` (with `last_error`), as of the last
-    /// call. A droplet: `connected` (active), `disconnected` (silent or in
-    /// error), `not_registered`, or `unknown` when the store cannot say.
-    status: &'static str,
-    /// The Registry: the last call to it. A droplet: its last heartbeat.
-    last_check: Option<DateTime<Utc>>,
-    /// Why the last check failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    last_error: Option<String>,
-}
-
 /// The droplets this one relies on, and their state.
 #[utoipa::path(
     get,
@@ -186,10 +150,10 @@ pub(crate) struct Dependency {
     responses((status = 200, description = "Required and optional dependencies", body = Dependencies)),
 )]
 pub(crate) async fn dependencies(app: web::Data<AppState>) -> HttpResponse {
-    let unknown = |id, name| Dependency {
+    let unknown = |id, name: &str| Dependency {
         id,
-        name,
-        status: "unknown",
+        name: name.to_owned(),
+        status: DependencyStatus::Unknown,
         last_check: None,
         last_error: None,
     };
@@ -199,14 +163,14 @@ pub(crate) async fn dependencies(app: web::Data<AppState>) -> HttpResponse {
         Some(registry) => {
             let health = registry.health();
             Dependency {
-                status: health.status,
+                status: registry_status(health.status),
                 last_check: health.last_check,
                 last_error: health.last_error,
                 ..unknown(3, "Registry v2")
             }
         }
         None => Dependency {
-            status: "not_configured",
+            status: DependencyStatus::NotConfigured,
             ..unknown(3, "Registry v2")
         },
     };
@@ -225,23 +189,32 @@ pub(crate) async fn dependencies(app: web::Data<AppState>) -> HttpResponse {
 /// there (spec: the Dashboard follows its feeds, the Verifier checks results).
 const OPTIONAL_PEERS: [(i64, &str); 2] = [(5, "Dashboard"), (8, "Verifier")];
 
-fn peer(id: i64, name: &'static str, state: PeerState) -> Dependency {
+/// The Registry's state as the sync records it (`unknown` until the first call).
+fn registry_status(recorded: &str) -> DependencyStatus {
+    match recorded {
+        "connected" => DependencyStatus::Connected,
+        "disconnected" => DependencyStatus::Disconnected,
+        _ => DependencyStatus::Unknown,
+    }
+}
+
+fn peer(id: i64, name: &str, state: PeerState) -> Dependency {
     let (status, last_check, last_error) = match state {
-        PeerState::Connected { last_heartbeat } => ("connected", last_heartbeat, None),
+        PeerState::Connected { last_heartbeat } => (DependencyStatus::Connected, last_heartbeat, None),
         PeerState::Disconnected {
             status,
             last_heartbeat,
         } => (
-            "disconnected",
+            DependencyStatus::Disconnected,
             last_heartbeat,
             Some(format!("the droplet is {}", status.as_str())),
         ),
-        PeerState::NotRegistered => ("not_registered", None, None),
-        PeerState::Unknown { error } => ("unknown", None, Some(error)),
+        PeerState::NotRegistered => (DependencyStatus::NotRegistered, None, None),
+        PeerState::Unknown { error } => (DependencyStatus::Unknown, None, Some(error)),
     };
     Dependency {
         id,
-        name,
+        name: name.to_owned(),
         status,
         last_check,
         last_error,
