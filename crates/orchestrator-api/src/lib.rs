@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod droplets;
 pub mod management;
 pub mod public;
+pub mod tasks;

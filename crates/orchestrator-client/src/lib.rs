@@ -31,10 +31,9 @@ pub use worker::{
     Delivery, HANDED_BACK, HandlerResult, STOPPED_ON_REQUEST, Worker, WorkerBuilder, WorkerReport,
 };
 
-use chrono::{DateTime, Utc};
 use orchestrator_domain::{
-    Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, HistoryEntry, RegistrationDraft,
-    ServiceHeartbeat, Task, TaskDraft, TaskId, TaskStatus,
+    Droplet, DropletId, DropletStatus, HeartbeatReport, HistoryEntry, RegistrationDraft, ServiceHeartbeat,
+    Task, TaskDraft, TaskId, TaskStatus,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -97,16 +96,6 @@ impl ClientError {
             _ => None,
         }
     }
-}
-
-/// The answer to `POST /tasks`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct TaskCreated {
-    pub task_id: TaskId,
-    pub trace_id: Uuid,
-    pub status: TaskStatus,
-    pub created_at: DateTime<Utc>,
-    pub estimated_assignment_seconds: u32,
 }
 
 /// A task as the API shows it: the task, its droplet's name and, from
@@ -202,38 +191,6 @@ impl StatusUpdate {
     }
 }
 
-/// The answer to `DELETE /tasks/{id}`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Cancelled {
-    pub task_id: TaskId,
-    pub status: TaskStatus,
-    pub cancelled_at: Option<DateTime<Utc>>,
-}
-
-/// The answer to `POST /droplets/register`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Registered {
-    pub droplet_id: DropletId,
-    pub name: String,
-    pub status: DropletStatus,
-    pub capabilities: Vec<Capability>,
-    pub max_concurrent_tasks: u32,
-    pub registered_at: DateTime<Utc>,
-    /// How often to send heartbeats.
-    pub heartbeat_interval_seconds: u64,
-    /// Unix seconds by which the next heartbeat must arrive.
-    pub next_heartbeat_deadline: Option<f64>,
-}
-
-/// The answer to a heartbeat.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct HeartbeatAck {
-    pub droplet_id: DropletId,
-    pub status: DropletStatus,
-    pub last_heartbeat: Option<DateTime<Utc>>,
-    pub next_heartbeat_deadline: Option<f64>,
-}
-
 /// What `POST /token` should sign.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TokenRequest {
@@ -252,7 +209,9 @@ pub struct Token {
     pub expires_in: u64,
 }
 
+pub use orchestrator_api::droplets::{HeartbeatAck, Registered};
 pub use orchestrator_api::public::Health;
+pub use orchestrator_api::tasks::{Cancelled, TaskCreated};
 
 #[derive(Deserialize)]
 pub(crate) struct TaskReply {

@@ -3,6 +3,7 @@
 
 use actix_web::{middleware::from_fn, web};
 use chrono::{DateTime, Utc};
+use orchestrator_api::droplets::{HeartbeatAck, Registered};
 use orchestrator_domain::{
     Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, RegistrationDraft, ServiceHeartbeat,
 };
@@ -35,21 +36,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 fn next_deadline(last: Option<DateTime<Utc>>, app: &AppState) -> Option<f64> {
     let timeout = chrono::Duration::from_std(app.management.tunables().recovery.heartbeat_timeout).ok()?;
     last.map(|t| (t + timeout).timestamp_millis() as f64 / 1000.0)
-}
-
-/// The answer to a registration.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Registered {
-    droplet_id: DropletId,
-    name: String,
-    status: DropletStatus,
-    capabilities: Vec<Capability>,
-    max_concurrent_tasks: u32,
-    registered_at: DateTime<Utc>,
-    /// How often to send heartbeats (`HEARTBEAT_CHECK_INTERVAL`).
-    heartbeat_interval_seconds: u64,
-    /// Unix seconds by which the next heartbeat must arrive.
-    next_heartbeat_deadline: Option<f64>,
 }
 
 /// `POST /heartbeat`, the mesh's own heartbeat (integration guide, 2.1).
@@ -94,16 +80,6 @@ pub(crate) async fn register(
     } else {
         Udc::ok(body)
     })
-}
-
-/// The answer to a heartbeat.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct HeartbeatAck {
-    droplet_id: DropletId,
-    status: DropletStatus,
-    last_heartbeat: Option<DateTime<Utc>>,
-    /// Unix seconds by which the next heartbeat must arrive.
-    next_heartbeat_deadline: Option<f64>,
 }
 
 /// A sign of life; an inactive droplet that beats is active again (unless

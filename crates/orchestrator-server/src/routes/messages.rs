@@ -19,7 +19,9 @@ use crate::envelope::{Body, RawBody, Source, TraceId, UDC_VERSION, Udc, envelope
 use crate::error::ApiError;
 use crate::routes::droplets::{DropletList, droplet_list};
 use crate::routes::resource;
-use crate::routes::tasks::{Cancelled, TaskCreated, TaskReply, cancelled_reply, created_reply, task_reply};
+use orchestrator_api::tasks::{Cancelled, TaskCreated};
+
+use crate::routes::tasks::{TaskReply, cancelled_reply, created_reply, task_reply};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -1,7 +1,7 @@
 //! `/tasks`: create, list, get with history, update status, cancel.
 
 use actix_web::{CustomizeResponder, HttpRequest, Responder as _, middleware::from_fn, web};
-use chrono::{DateTime, Utc};
+use orchestrator_api::tasks::{Cancelled, TaskCreated};
 use orchestrator_app::TaskView;
 use orchestrator_app::tasks::{CreationRequest, PendingReason, StatusChange, TaskListing, cancelled_at};
 use orchestrator_domain::{HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus, ValidationError};
@@ -61,20 +61,6 @@ impl TaskBody {
             routing: None,
         }
     }
-}
-
-/// The answer to a task's creation (`POST /tasks`, `create_task` message).
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct TaskCreated {
-    task_id: TaskId,
-    trace_id: uuid::Uuid,
-    status: TaskStatus,
-    created_at: DateTime<Utc>,
-    /// The recent wait, in whole seconds, of tasks needing the same
-    /// capability for their first assignment, as this replica's router saw
-    /// it (0 before it saw one). Routing is event-driven: a task is assigned
-    /// as soon as a capable droplet has a free slot.
-    estimated_assignment_seconds: u32,
 }
 
 /// Submits a task; the router assigns it at once when a capable droplet
@@ -373,17 +359,6 @@ pub(crate) async fn update_status(
     Ok(Udc::ok(TaskReply {
         task: TaskBody::new(view, None),
     }))
-}
-
-/// The answer to a cancel (`DELETE /tasks/{id}`, `cancel_task` message).
-#[derive(Debug, Serialize, ToSchema)]
-// Documents `additionalProperties: false`, which tells this answer apart
-// from the others a `/message` command may give.
-#[serde(deny_unknown_fields)]
-pub(crate) struct Cancelled {
-    task_id: TaskId,
-    status: TaskStatus,
-    cancelled_at: Option<DateTime<Utc>>,
 }
 
 /// Cancels a `pending` or `assigned` task. A running task answers 409: ask
