@@ -324,6 +324,7 @@ async fn a_read_only_viewer_is_shown_no_action_and_refused_every_one() {
     let app = spawn_app().await;
     app.register(4, &["x"], 1).await;
     let id = app.create_task(5, None).await;
+    app.wait_for_status(id, "assigned", Duration::from_secs(2)).await;
     let viewer = Browser::signed_in(&app, &app.token("olga", &[Permission::Read], None)).await;
     let task = viewer.get(&format!("/ui/tasks/{id}")).await;
     task.assert_hides("Cancel the task");
