@@ -7,7 +7,7 @@
 //! With `DASHBOARD_SCREENSHOTS=dir` set, the overview and a task's page are
 //! saved there as PNG files (the README's pictures).
 
-use std::net::TcpListener;
+use orchestrator_testkit::pg::free_port;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -31,13 +31,6 @@ impl Drop for Driver {
         let _ = self.process.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 async fn start_driver() -> Driver {

@@ -5,7 +5,7 @@
 //! `/message` (or by pull), and reports it; its `submit` routes a task with
 //! the guide's body and reads the result.
 
-use std::net::TcpListener;
+use orchestrator_testkit::pg::free_port;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output};
 
@@ -21,13 +21,6 @@ fn script() -> PathBuf {
 /// installs them).
 fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn droplet_command(registry: &FakeRegistry, app: &TestApp, vars: &[(&str, String)]) -> Command {

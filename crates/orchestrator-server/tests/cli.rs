@@ -1,8 +1,8 @@
 //! The operator's commands (`orchestrator tasks|droplets|watch`) run as a
 //! user would, against the real server binary: tables, `--json`, exit codes.
 
+use orchestrator_testkit::pg::free_port;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -27,13 +27,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn token(subject: &str, permission: Permission, droplet: Option<i64>) -> String {

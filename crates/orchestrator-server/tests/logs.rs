@@ -1,8 +1,8 @@
 //! The log of a full run of the `orchestrator` binary: JSON lines, the trace
 //! id on every line of a request, and never a secret, token or password.
 
+use orchestrator_testkit::pg::free_port;
 use std::io::Read;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,13 +13,6 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "log-test-secret-8f3a1c9e77d2b4a6-long-enough";
 const PASSWORD: &str = "pw-4b7e1d0c9a";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// The test database's URL with a password in it (trust auth ignores it).
 fn url_with_password(url: &str) -> String {

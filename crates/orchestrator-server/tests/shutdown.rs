@@ -3,8 +3,9 @@
 //! writes the heartbeats it holds and exits 0, saying whether it drained;
 //! a `kill -9` loses at most a flush interval of heartbeats.
 
+use orchestrator_testkit::pg::free_port;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -23,13 +24,6 @@ struct Server {
     port: u16,
     lines: mpsc::Receiver<String>,
     database: TestDatabase,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn token(subject: &str, permission: Permission, droplet: Option<i64>) -> String {

@@ -214,7 +214,8 @@ fn running_as_root() -> bool {
         .is_ok_and(|out| out.stdout.starts_with(b"0\n"))
 }
 
-fn free_port() -> u16 {
+/// A port nothing listens on now, for a child process to take.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
