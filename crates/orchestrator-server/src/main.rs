@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     };
     let outcome = match command {
         ServerCommand::Serve => serve(settings),
-        ServerCommand::Migrate => migrate(&settings.store),
+        ServerCommand::Migrate => migrate(&settings.store.kind),
         ServerCommand::Token {
             subject,
             permissions,
@@ -113,13 +113,13 @@ fn report(errors: Vec<String>) -> anyhow::Error {
 }
 
 fn serve(settings: Settings) -> anyhow::Result<()> {
-    init_logging(&settings.log_level, settings.log_json);
+    init_logging(&settings.logging.level, settings.logging.json);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        let address = format!("{}:{}", settings.host, settings.port);
+        let address = format!("{}:{}", settings.http.host, settings.http.port);
         let listener =
             TcpListener::bind(&address).map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
-        if matches!(settings.store, StoreKind::Memory) {
+        if matches!(settings.store.kind, StoreKind::Memory) {
             tracing::warn!("DATABASE_URL is not set: using the in-memory store; nothing survives a restart");
         }
         if settings.is_development() {
@@ -146,16 +146,16 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
 
 /// In development without a configured secret, an admin token to start with.
 fn development_token(settings: &Settings) -> anyhow::Result<Option<String>> {
-    if !(settings.is_development() && settings.jwt_secret_generated) {
+    if !(settings.is_development() && settings.auth.jwt_secret_generated) {
         return Ok(None);
     }
-    let keys = JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes());
+    let keys = JwtKeys::hs256(settings.auth.jwt_secret.expose_secret().as_bytes());
     let token = keys.issue(&TokenRequest {
         subject: "admin".into(),
         permissions: vec![Permission::Admin],
         droplet_id: None,
         steward: None,
-        ttl: settings.jwt_expiration,
+        ttl: settings.auth.jwt_expiration,
     })?;
     Ok(Some(token))
 }
@@ -192,20 +192,20 @@ fn token(
     droplet_id: Option<i64>,
     ttl: Option<u64>,
 ) -> anyhow::Result<()> {
-    if settings.jwt_secret_generated {
+    if settings.auth.jwt_secret_generated {
         anyhow::bail!("JWT_SECRET_KEY must be set: a token is only useful if the server shares its secret");
     }
     let permissions = permissions
         .iter()
         .map(|p| p.parse::<Permission>().map_err(|e| anyhow::anyhow!(e.message)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let keys = JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes());
+    let keys = JwtKeys::hs256(settings.auth.jwt_secret.expose_secret().as_bytes());
     let token = keys.issue(&TokenRequest {
         subject,
         permissions,
         droplet_id,
         steward: None,
-        ttl: ttl.map_or(settings.jwt_expiration, Duration::from_secs),
+        ttl: ttl.map_or(settings.auth.jwt_expiration, Duration::from_secs),
     })?;
     println!("{token}");
     Ok(())

@@ -181,7 +181,7 @@ const SWAGGER_POLICY: &str = "default-src 'none'; script-src 'self'; style-src '
                               img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 
 async fn swagger_page(app: web::Data<AppState>) -> HttpResponse {
-    if !app.settings.enable_swagger {
+    if !app.settings.features.swagger {
         return ResponseError::error_response(&crate::error::ApiError::RouteNotFound);
     }
     HttpResponse::Ok()
@@ -193,7 +193,7 @@ async fn swagger_page(app: web::Data<AppState>) -> HttpResponse {
 async fn swagger_asset(app: web::Data<AppState>, file: web::Path<String>) -> HttpResponse {
     let asset = SWAGGER_ASSETS.iter().find(|(name, _, _)| *name == file.as_str());
     match asset {
-        Some((_, content_type, bytes)) if app.settings.enable_swagger => HttpResponse::Ok()
+        Some((_, content_type, bytes)) if app.settings.features.swagger => HttpResponse::Ok()
             .content_type(*content_type)
             .insert_header(("Cache-Control", "public, max-age=86400"))
             .body(*bytes),

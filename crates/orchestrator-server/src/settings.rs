@@ -60,48 +60,60 @@ pub struct Identity {
     pub endpoint: String,
 }
 
+/// Everything the server is configured with, grouped by what it
+/// configures. Only `run` changes while the server runs (`POST
+/// /management/reload-config`); every other group takes effect at start,
+/// and a reload names the variables of theirs that changed.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub store: StoreKind,
+    pub environment: Environment,
+    pub store: StoreSettings,
+    pub auth: AuthSettings,
+    pub identity: Identity,
+    pub http: HttpSettings,
+    pub logging: LogSettings,
+    pub feeds: FeedLimits,
+    pub messaging: MessagingSettings,
+    pub registry: RegistrySettings,
+    pub features: Features,
+    /// What a reload changes while the server runs.
+    pub run: Tunables,
+    /// What these settings were read from, to read them again.
+    pub source: VarSource,
+    /// A fingerprint of every start-time variable as read (not its value:
+    /// some are secrets), to tell which changed.
+    start_values: BTreeMap<&'static str, u64>,
+}
+
+/// Where tasks and droplets are kept.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// `DATABASE_URL`: `memory`, or a PostgreSQL URL.
+    pub kind: StoreKind,
     pub pool: PoolSize,
+    /// `HEARTBEAT_FLUSH_INTERVAL_MS`: how often heartbeats held in memory
+    /// are written (PostgreSQL); what a crash can lose of them.
+    pub heartbeat_flush_interval: Duration,
+}
+
+/// The tokens the server signs and checks.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `JWT_SECRET_KEY`.
     pub jwt_secret: SecretString,
     /// True when no secret was configured and one was made up (development only).
     pub jwt_secret_generated: bool,
+    /// `JWT_EXPIRATION_SECONDS`: the lifetime of the tokens `POST /token` signs.
     pub jwt_expiration: Duration,
-    pub identity: Identity,
+}
+
+/// The HTTP server and what it lets callers do.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
     pub host: String,
     pub port: u16,
     pub workers: usize,
-    pub log_level: String,
-    /// `LOG_FORMAT`: `json` (one object a line) or `text` (for a terminal).
-    pub log_json: bool,
-    pub environment: Environment,
-    /// What `POST /management/reload-config` changes while the server
-    /// runs; everything else in `Settings` takes effect at start only.
-    pub run: Tunables,
-    /// `ENABLE_PUSH_DELIVERY`: send each assignment to the droplet's `/message`.
-    pub push_delivery: bool,
     pub max_body_bytes: usize,
-    pub registry_url: Option<String>,
-    /// `REGISTRY_SYNC_INTERVAL`: seconds between copies of the Registry's directory.
-    pub registry_sync_interval: Duration,
-    /// `WS_MAX_PER_DROPLET`: feed connections one caller may hold at once.
-    pub ws_max_per_caller: usize,
-    /// `WS_HEARTBEAT_INTERVAL`: how often feed clients are pinged; one
-    /// that has not answered by the next ping is disconnected.
-    pub ws_heartbeat_interval: Duration,
-    /// `WS_CLIENT_BUFFER`: events queued for one feed client before it
-    /// counts as too slow and is disconnected.
-    pub ws_client_buffer: usize,
-    /// `SEND_TIMEOUT_SECONDS`: how long `/send` and `/broadcast` wait for a droplet's answer.
-    pub send_timeout: Duration,
-    /// `BROADCAST_RATE_LIMIT_PER_MINUTE`: broadcasts one caller may send a minute.
-    pub broadcast_rate_limit: u32,
-    /// `ENABLE_METRICS`: serve Prometheus metrics at `GET /metrics`.
-    pub enable_metrics: bool,
-    /// `ENABLE_SWAGGER`: serve Swagger UI at `/docs` (on by default in
-    /// development only); `/openapi.json` is always served.
-    pub enable_swagger: bool,
     /// `RATE_LIMIT_PER_MINUTE`: requests one caller (or client address) may make a minute.
     pub rate_limit: u32,
     /// `CORS_ORIGINS`: the browser origins allowed to call the API.
@@ -111,16 +123,60 @@ pub struct Settings {
     /// `SHUTDOWN_GRACE_SECONDS`: how long a graceful stop waits for the
     /// requests in flight before it abandons them.
     pub shutdown_grace: Duration,
-    /// `HEARTBEAT_FLUSH_INTERVAL_MS`: how often heartbeats held in memory
-    /// are written (PostgreSQL); what a crash can lose of them.
-    pub heartbeat_flush_interval: Duration,
+}
+
+/// What the log says and how.
+#[derive(Debug, Clone)]
+pub struct LogSettings {
+    /// `LOG_LEVEL`, as a tracing filter.
+    pub level: String,
+    /// `LOG_FORMAT`: `json` (one object a line) or `text` (for a terminal).
+    pub json: bool,
+}
+
+/// The live feeds' limits.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedLimits {
+    /// `WS_MAX_PER_DROPLET`: feed connections one caller may hold at once.
+    pub max_per_caller: usize,
+    /// `WS_HEARTBEAT_INTERVAL`: how often feed clients are pinged; one
+    /// that has not answered by the next ping is disconnected.
+    pub heartbeat_interval: Duration,
+    /// `WS_CLIENT_BUFFER`: events queued for one feed client before it
+    /// counts as too slow and is disconnected.
+    pub client_buffer: usize,
+}
+
+/// Messages the orchestrator sends to droplets.
+#[derive(Debug, Clone, Copy)]
+pub struct MessagingSettings {
+    /// `ENABLE_PUSH_DELIVERY`: send each assignment to the droplet's `/message`.
+    pub push_delivery: bool,
+    /// `SEND_TIMEOUT_SECONDS`: how long `/send` and `/broadcast` wait for a droplet's answer.
+    pub send_timeout: Duration,
+    /// `BROADCAST_RATE_LIMIT_PER_MINUTE`: broadcasts one caller may send a minute.
+    pub broadcast_rate_limit: u32,
+}
+
+/// The mesh's Registry (droplet 3), when there is one.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    /// `REGISTRY_URL`; without it the orchestrator runs on its own.
+    pub url: Option<String>,
+    /// `REGISTRY_SYNC_INTERVAL`: seconds between copies of the Registry's directory.
+    pub sync_interval: Duration,
+}
+
+/// What the server serves besides the API.
+#[derive(Debug, Clone, Copy)]
+pub struct Features {
+    /// `ENABLE_METRICS`: serve Prometheus metrics at `GET /metrics`.
+    pub metrics: bool,
+    /// `ENABLE_SWAGGER`: serve Swagger UI at `/docs` (on by default in
+    /// development only); `/openapi.json` is always served.
+    pub swagger: bool,
     /// `ENABLE_DASHBOARD`: serve the web dashboard at `/ui`.
-    pub enable_dashboard: bool,
-    /// What these settings were read from, to read them again.
-    pub source: VarSource,
-    /// A fingerprint of every start-time variable as read (not its value:
-    /// some are secrets), to tell which changed.
-    start_values: BTreeMap<&'static str, u64>,
+    pub dashboard: bool,
 }
 
 /// The variables settings were read from, before `CONFIG_FILE` was applied.
@@ -164,46 +220,62 @@ impl Settings {
         let environment = reader.parsed("ENVIRONMENT", Environment::Production);
         let (jwt_secret, jwt_secret_generated) = reader.jwt_secret(environment);
         let settings = Settings {
-            store: reader.store(),
-            pool: PoolSize {
-                size: reader.positive("DATABASE_POOL_SIZE", 20),
-                max_overflow: reader.parsed("DATABASE_MAX_OVERFLOW", 10),
+            environment,
+            store: StoreSettings {
+                kind: reader.store(),
+                pool: PoolSize {
+                    size: reader.positive("DATABASE_POOL_SIZE", 20),
+                    max_overflow: reader.parsed("DATABASE_MAX_OVERFLOW", 10),
+                },
+                heartbeat_flush_interval: Duration::from_millis(
+                    reader.positive("HEARTBEAT_FLUSH_INTERVAL_MS", 1000),
+                ),
             },
-            jwt_secret,
-            jwt_secret_generated,
-            jwt_expiration: reader.seconds("JWT_EXPIRATION_SECONDS", 86_400),
+            auth: AuthSettings {
+                jwt_secret,
+                jwt_secret_generated,
+                jwt_expiration: reader.seconds("JWT_EXPIRATION_SECONDS", 86_400),
+            },
             identity: Identity {
                 droplet_id: reader.parsed("DROPLET_ID", 10),
                 name: reader.text("DROPLET_NAME", "Orchestrator"),
                 steward: reader.text("DROPLET_STEWARD", "Tnsae"),
                 endpoint: reader.text("DROPLET_ENDPOINT", "http://localhost:8000"),
             },
-            host: reader.text("HOST", "0.0.0.0"),
-            port: reader.parsed("PORT", 8000),
-            workers: reader.positive("WORKERS", 4),
-            log_level: reader.log_level(),
-            log_json: reader.log_format(),
-            environment,
+            http: HttpSettings {
+                host: reader.text("HOST", "0.0.0.0"),
+                port: reader.parsed("PORT", 8000),
+                workers: reader.positive("WORKERS", 4),
+                max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),
+                rate_limit: reader.positive("RATE_LIMIT_PER_MINUTE", 100),
+                cors_origins: reader.origins("CORS_ORIGINS"),
+                cors_allow_credentials: reader.flag("CORS_ALLOW_CREDENTIALS", false),
+                shutdown_grace: reader.seconds("SHUTDOWN_GRACE_SECONDS", 30),
+            },
+            logging: LogSettings {
+                level: reader.log_level(),
+                json: reader.log_format(),
+            },
+            feeds: FeedLimits {
+                max_per_caller: reader.positive("WS_MAX_PER_DROPLET", 10),
+                heartbeat_interval: reader.seconds("WS_HEARTBEAT_INTERVAL", 30),
+                client_buffer: reader.positive("WS_CLIENT_BUFFER", 1024),
+            },
+            messaging: MessagingSettings {
+                push_delivery: reader.flag("ENABLE_PUSH_DELIVERY", true),
+                send_timeout: reader.seconds("SEND_TIMEOUT_SECONDS", 10),
+                broadcast_rate_limit: reader.positive("BROADCAST_RATE_LIMIT_PER_MINUTE", 10),
+            },
+            registry: RegistrySettings {
+                url: reader.optional("REGISTRY_URL"),
+                sync_interval: reader.seconds("REGISTRY_SYNC_INTERVAL", 300),
+            },
+            features: Features {
+                metrics: reader.flag("ENABLE_METRICS", true),
+                swagger: reader.flag("ENABLE_SWAGGER", environment == Environment::Development),
+                dashboard: reader.flag("ENABLE_DASHBOARD", true),
+            },
             run: reader.run_time(Reader::tunables),
-            push_delivery: reader.flag("ENABLE_PUSH_DELIVERY", true),
-            max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),
-            registry_url: reader.optional("REGISTRY_URL"),
-            registry_sync_interval: reader.seconds("REGISTRY_SYNC_INTERVAL", 300),
-            ws_max_per_caller: reader.positive("WS_MAX_PER_DROPLET", 10),
-            ws_heartbeat_interval: reader.seconds("WS_HEARTBEAT_INTERVAL", 30),
-            ws_client_buffer: reader.positive("WS_CLIENT_BUFFER", 1024),
-            send_timeout: reader.seconds("SEND_TIMEOUT_SECONDS", 10),
-            broadcast_rate_limit: reader.positive("BROADCAST_RATE_LIMIT_PER_MINUTE", 10),
-            enable_metrics: reader.flag("ENABLE_METRICS", true),
-            enable_swagger: reader.flag("ENABLE_SWAGGER", environment == Environment::Development),
-            rate_limit: reader.positive("RATE_LIMIT_PER_MINUTE", 100),
-            cors_origins: reader.origins("CORS_ORIGINS"),
-            cors_allow_credentials: reader.flag("CORS_ALLOW_CREDENTIALS", false),
-            shutdown_grace: reader.seconds("SHUTDOWN_GRACE_SECONDS", 30),
-            heartbeat_flush_interval: Duration::from_millis(
-                reader.positive("HEARTBEAT_FLUSH_INTERVAL_MS", 1000),
-            ),
-            enable_dashboard: reader.flag("ENABLE_DASHBOARD", true),
             source,
             start_values: BTreeMap::new(),
         };
@@ -544,14 +616,17 @@ mod tests {
     #[test]
     fn defaults_follow_the_spec() {
         let s = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &"k".repeat(32))])).expect("valid");
-        assert_eq!((s.port, s.workers, s.identity.droplet_id), (8000, 4, 10));
+        assert_eq!(
+            (s.http.port, s.http.workers, s.identity.droplet_id),
+            (8000, 4, 10)
+        );
         assert_eq!(s.run.router_interval, Duration::from_secs(10));
         assert_eq!(s.run.recovery.heartbeat_timeout, Duration::from_secs(90));
         assert_eq!(s.run.recovery.ack_timeout, Duration::from_secs(60));
         assert!(s.run.recovery.enabled);
-        assert_eq!(s.max_body_bytes, 1_048_576);
-        assert!(matches!(s.store, StoreKind::Memory));
-        assert_eq!((s.pool.size, s.pool.max_overflow), (20, 10));
+        assert_eq!(s.http.max_body_bytes, 1_048_576);
+        assert!(matches!(s.store.kind, StoreKind::Memory));
+        assert_eq!((s.store.pool.size, s.store.pool.max_overflow), (20, 10));
         assert_eq!(s.environment, Environment::Production);
     }
 
@@ -584,8 +659,8 @@ mod tests {
         let short = Settings::from_vars(vars(&[("JWT_SECRET_KEY", "short")])).expect_err("too short");
         assert!(short[0].contains("too short"));
         let dev = Settings::from_vars(vars(&[("ENVIRONMENT", "development")])).expect("dev");
-        assert!(dev.jwt_secret_generated);
-        assert_eq!(dev.jwt_secret.expose_secret().len(), 64);
+        assert!(dev.auth.jwt_secret_generated);
+        assert_eq!(dev.auth.jwt_secret.expose_secret().len(), 64);
     }
 
     #[test]
@@ -613,9 +688,12 @@ mod tests {
             |url: &str| Settings::from_vars(vars(&[("ENVIRONMENT", "development"), ("DATABASE_URL", url)]));
         let pg = dev("postgres://localhost/orchestrator").expect("postgres");
         assert!(
-            matches!(&pg.store, StoreKind::Postgres { url } if url.expose_secret().ends_with("/orchestrator"))
+            matches!(&pg.store.kind, StoreKind::Postgres { url } if url.expose_secret().ends_with("/orchestrator"))
         );
-        assert!(matches!(dev("memory").expect("memory").store, StoreKind::Memory));
+        assert!(matches!(
+            dev("memory").expect("memory").store.kind,
+            StoreKind::Memory
+        ));
         let errors = dev("mysql://localhost/x").expect_err("unsupported");
         assert!(errors[0].starts_with("DATABASE_URL"));
     }
@@ -627,11 +705,11 @@ mod tests {
             |value: &str| Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret), ("CORS_ORIGINS", value)]));
         let listed = read(r#"["https://dash.example", "http://localhost:3000/"]"#).expect("valid");
         assert_eq!(
-            listed.cors_origins,
+            listed.http.cors_origins,
             ["https://dash.example", "http://localhost:3000"]
         );
         let commas = read("https://a.example, https://b.example:8443").expect("valid");
-        assert_eq!(commas.cors_origins.len(), 2);
+        assert_eq!(commas.http.cors_origins.len(), 2);
         for bad in [
             "*",
             "dash.example",
@@ -641,7 +719,7 @@ mod tests {
             assert!(read(bad).is_err(), "{bad}");
         }
         let defaults = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret)])).expect("defaults");
-        assert!(defaults.cors_origins.is_empty() && !defaults.cors_allow_credentials);
+        assert!(defaults.http.cors_origins.is_empty() && !defaults.http.cors_allow_credentials);
     }
 
     #[test]

@@ -75,7 +75,7 @@ impl AppState {
             server.pause().await;
         }
         tracing::info!("graceful stop begun: no new connection is accepted");
-        let drained = self.stopping.drain(own, self.settings.shutdown_grace).await;
+        let drained = self.stopping.drain(own, self.settings.http.shutdown_grace).await;
         tracing::info!(
             waited_ms = drained.waited.as_millis() as u64,
             abandoned = drained.abandoned,
@@ -137,7 +137,7 @@ impl Application {
                 events,
             },
             leader,
-        ): (Adapters, Arc<dyn LeaderElection>) = match &settings.store {
+        ): (Adapters, Arc<dyn LeaderElection>) = match &settings.store.kind {
             StoreKind::Memory => (memory_adapters(), Arc::new(SoleLeader)),
             StoreKind::Postgres { url } => (
                 postgres_adapters(url.expose_secret(), &settings).await?,
@@ -148,11 +148,11 @@ impl Application {
         let droplets = ports.droplets.clone();
         let dispatcher = Arc::new(HttpDispatcher::new(
             format!("droplet-{}", settings.identity.droplet_id),
-            settings.send_timeout,
+            settings.messaging.send_timeout,
         )?);
         let feeds = FeedHub::new(FeedSettings {
-            max_per_caller: settings.ws_max_per_caller,
-            client_buffer: settings.ws_client_buffer,
+            max_per_caller: settings.feeds.max_per_caller,
+            client_buffer: settings.feeds.client_buffer,
         });
         let recovery = Recovery::new(ports.clone(), settings.run.recovery);
         let registry = registry(&settings, &ports)?;
@@ -164,7 +164,7 @@ impl Application {
                 reason: "REGISTRY_URL is not set, so there is no Registry directory to copy".into(),
             }),
         };
-        scheduler.add(registry_sync, settings.registry_sync_interval);
+        scheduler.add(registry_sync, settings.registry.sync_interval);
         scheduler.add(
             Arc::new(IdempotencyCleanupJob(TaskService::new(ports.clone()))),
             settings.run.heartbeat_cleanup_interval,
@@ -188,7 +188,9 @@ impl Application {
             services: services.clone(),
             _events: events,
         };
-        let keys = web::Data::new(JwtKeys::hs256(settings.jwt_secret.expose_secret().as_bytes()));
+        let keys = web::Data::new(JwtKeys::hs256(
+            settings.auth.jwt_secret.expose_secret().as_bytes(),
+        ));
         let directory = ServiceDirectory::new(ports.clone(), registry.clone());
         let verifier = web::Data::new(TokenVerifier::new(
             keys.get_ref().clone(),
@@ -196,9 +198,9 @@ impl Application {
             directory.clone(),
         ));
         let source = web::Data::new(Source(format!("droplet-{}", settings.identity.droplet_id)));
-        let limit = web::Data::new(BodyLimit(settings.max_body_bytes));
+        let limit = web::Data::new(BodyLimit(settings.http.max_body_bytes));
         let stats = web::Data::new(ProcessStats::default());
-        let workers = settings.workers;
+        let workers = settings.http.workers;
         let state = web::Data::new(AppState {
             tasks: TaskService::new(ports.clone()).with_router(router.clone()),
             droplets: DropletService::with_directory(ports.clone(), directory.clone()),
@@ -209,8 +211,8 @@ impl Application {
             registry,
             directory,
             messaging: MessagingService::new(ports, dispatcher),
-            broadcast_limit: PerCallerLimit::per_minute(settings.broadcast_rate_limit),
-            prometheus: if settings.enable_metrics {
+            broadcast_limit: PerCallerLimit::per_minute(settings.messaging.broadcast_rate_limit),
+            prometheus: if settings.features.metrics {
                 crate::telemetry::install()
             } else {
                 None
@@ -222,12 +224,12 @@ impl Application {
         });
         let shared = state.clone();
         let requests = web::Data::new(RequestLimit(PerCallerLimit::per_minute(
-            state.settings.rate_limit,
+            state.settings.http.rate_limit,
         )));
-        let dashboard = state.settings.enable_dashboard;
+        let dashboard = state.settings.features.dashboard;
         let cors_settings = (
-            state.settings.cors_origins.clone(),
-            state.settings.cors_allow_credentials,
+            state.settings.http.cors_origins.clone(),
+            state.settings.http.cors_allow_credentials,
         );
         let port = listener.local_addr()?.port();
         let server = HttpServer::new(move || {
@@ -364,13 +366,13 @@ fn start_services(services: &Services, settings: &Settings, ports: &Ports, with:
     with.scheduler.start(services);
     with.recovery.start(services);
     with.feeds.start(ports, services);
-    if settings.push_delivery {
+    if settings.messaging.push_delivery {
         Delivery::new(ports.clone(), with.dispatcher.clone()).start(services);
     }
     if let Some(registry) = with.registry {
         registry.start(services);
     }
-    if settings.enable_metrics {
+    if settings.features.metrics {
         services.spawn("telemetry: event metrics", crate::telemetry::record_events(ports));
     }
 }
@@ -378,7 +380,7 @@ fn start_services(services: &Services, settings: &Settings, ports: &Ports, with:
 /// The periodic jobs of spec section 6 that this version has.
 /// The Registry client and its use cases, when `REGISTRY_URL` is set.
 fn registry(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<Arc<RegistrySync>>> {
-    let Some(url) = &settings.registry_url else {
+    let Some(url) = &settings.registry.url else {
         return Ok(None);
     };
     let client = Arc::new(HttpRegistryClient::new(url)?);
@@ -387,7 +389,7 @@ fn registry(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<Arc<Reg
         name: identity.name.clone(),
         droplet_id: identity.droplet_id,
         endpoint: identity.endpoint.clone(),
-        port: settings.port,
+        port: settings.http.port,
         health_endpoint: "/health".into(),
         capabilities: routes::health::FEATURES.iter().map(|f| (*f).to_owned()).collect(),
         version: env!("CARGO_PKG_VERSION").into(),
@@ -416,7 +418,7 @@ fn scheduler(
     );
     scheduler.add(
         Arc::new(WebSocketPingJob(feeds.clone())),
-        settings.ws_heartbeat_interval,
+        settings.feeds.heartbeat_interval,
     );
     scheduler
 }
@@ -452,7 +454,7 @@ const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The PostgreSQL store and the event bus that spans the replicas sharing it.
 async fn postgres_adapters(url: &str, settings: &Settings) -> anyhow::Result<Adapters> {
-    let pool = settings.pool;
+    let pool = settings.store.pool;
     let applied = run_migrations(url).await?;
     for version in &applied {
         tracing::info!(version, "applied migration");
@@ -461,8 +463,9 @@ async fn postgres_adapters(url: &str, settings: &Settings) -> anyhow::Result<Ada
         max_size: pool.size + pool.max_overflow,
         timeout: DATABASE_WAIT,
     };
-    let store =
-        Arc::new(PgStore::new(url, pool)?.with_heartbeat_flush_every(settings.heartbeat_flush_interval));
+    let store = Arc::new(
+        PgStore::new(url, pool)?.with_heartbeat_flush_every(settings.store.heartbeat_flush_interval),
+    );
     let problems = store.schema_problems().await?;
     if !problems.is_empty() {
         anyhow::bail!(

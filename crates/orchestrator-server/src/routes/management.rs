@@ -42,7 +42,7 @@ pub(crate) async fn version(
     Authenticated(caller): Authenticated,
 ) -> Result<Udc<Version>, ApiError> {
     app.management.authorize(&caller)?;
-    let store = match app.settings.store {
+    let store = match app.settings.store.kind {
         crate::settings::StoreKind::Memory => StoreKind::Memory,
         crate::settings::StoreKind::Postgres { .. } => StoreKind::Postgres,
     };

@@ -97,7 +97,7 @@ pub(crate) async fn issue(
     if body.permissions.is_empty() {
         return Err(invalid("permissions", "name at least one of read, write, admin"));
     }
-    let ttl = app.settings.jwt_expiration;
+    let ttl = app.settings.auth.jwt_expiration;
     let token = keys
         .issue(&TokenRequest {
             subject: body.subject()?,
