@@ -4,11 +4,11 @@
 
 use actix_web::{HttpMessage, HttpRequest, middleware::from_fn, web};
 use chrono::{DateTime, Utc};
+use orchestrator_api::messages::Message;
 use orchestrator_app::tasks::CreationRequest;
-use orchestrator_app::{BroadcastOutcome, FeedStatus, MessageRequest, TaskDetails};
-use orchestrator_domain::{Caller, Capability, DropletId, TaskDraft, TaskId, ValidationError};
+use orchestrator_app::{BroadcastOutcome, FeedStatus, MessageRequest};
+use orchestrator_domain::{Caller, Capability, DropletId, Task, TaskDraft, ValidationError};
 use orchestrator_ports::DropletFilter;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -98,11 +98,6 @@ fn invalid(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::App(ValidationError::new(field, message).into())
 }
 
-/// Reads `value` as `T`, naming `field` when it does not fit.
-fn field_of<T: DeserializeOwned>(value: &Value, field: &str) -> Result<T, ApiError> {
-    serde_json::from_value(value.clone()).map_err(|e| invalid(field, e.to_string()))
-}
-
 /// A command or query addressed to the orchestrator, in a full envelope;
 /// the reply is an envelope of type `response`.
 #[utoipa::path(
@@ -138,95 +133,69 @@ pub(crate) async fn message(
     if envelope.source.trim().is_empty() {
         return Err(invalid("source", "must name the sender"));
     }
-    let payload = &envelope.payload;
     let key = crate::routes::tasks::idempotency_key(&req)?;
-    let reply = match envelope.message_type.as_str() {
-        "command" => command(&app, &caller, payload, key.as_deref()).await?,
-        "query" => query(&app, &caller, payload).await?,
-        other => {
-            return Err(invalid(
-                "message_type",
-                format!("'{other}' is not handled here; send a 'command' or a 'query'"),
-            ));
-        }
-    };
-    Ok(Udc::ok(reply))
+    let message =
+        Message::read(&envelope.message_type, &envelope.payload).map_err(|e| invalid(e.field, e.message))?;
+    Ok(Udc::ok(answer(&app, &caller, message, key.as_deref()).await?))
 }
 
-/// Runs a command; `key` is the request's `Idempotency-Key`, which makes a
-/// `create_task` happen once.
-async fn command(
+/// Runs a command or answers a query; `key` is the request's
+/// `Idempotency-Key`, which makes a `create_task` happen once.
+async fn answer(
     app: &AppState,
     caller: &Caller,
-    payload: &Value,
+    message: Message,
     key: Option<&str>,
 ) -> Result<MessageReply, ApiError> {
-    match payload["command"].as_str() {
-        Some("create_task") => {
-            let draft: TaskDraft = field_of(&payload["task_data"], "payload.task_data")?;
-            let task = match key {
-                None => app.tasks.create(caller, draft).await?,
-                Some(key) => app
-                    .tasks
-                    .create_once(caller, CreationRequest::Message, vec![draft], key)
-                    .await?
-                    .tasks
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| ApiError::Internal("a creation under a key made no task".into()))?,
-            };
-            Ok(MessageReply::Created(created_reply(app, &task)))
+    Ok(match message {
+        Message::CreateTask(draft) => {
+            MessageReply::Created(created_reply(app, &create(app, caller, *draft, key).await?))
         }
-        Some("cancel_task") => {
-            let id: TaskId = field_of(&payload["task_id"], "payload.task_id")?;
-            let task = app.tasks.cancel(caller, id).await?;
-            Ok(MessageReply::Cancelled(cancelled_reply(&task)))
+        Message::CancelTask(id) => {
+            MessageReply::Cancelled(cancelled_reply(&app.tasks.cancel(caller, id).await?))
         }
-        other => Err(unknown("payload.command", other, "create_task, cancel_task")),
-    }
-}
-
-async fn query(app: &AppState, caller: &Caller, payload: &Value) -> Result<MessageReply, ApiError> {
-    match payload["query"].as_str() {
-        Some("task_status") => {
-            let id: TaskId = field_of(&payload["task_id"], "payload.task_id")?;
-            let details: TaskDetails = app.tasks.get(caller, id).await?;
-            Ok(MessageReply::Task(Box::new(task_reply(details))))
-        }
-        Some("droplet_list") => {
-            let droplets = app.droplets.list(caller, DropletFilter::default()).await?;
-            Ok(MessageReply::Droplets(droplet_list(droplets)))
-        }
-        Some("system_status") => {
-            let counts = app.status.snapshot().await?;
-            Ok(MessageReply::System(SystemStatus {
-                status: "active",
-                tasks: TaskCounts {
-                    pending: counts.tasks_pending,
-                    active: counts.tasks_active,
-                    completed: counts.tasks_completed,
-                    failed: counts.tasks_failed,
-                },
-                droplets: DropletCounts {
-                    active: counts.droplets_active,
-                    total: counts.droplets_total,
-                },
-                feeds: app.feeds.status(),
-            }))
-        }
-        other => Err(unknown(
-            "payload.query",
-            other,
-            "task_status, droplet_list, system_status",
+        Message::TaskStatus(id) => MessageReply::Task(Box::new(task_reply(app.tasks.get(caller, id).await?))),
+        Message::DropletList => MessageReply::Droplets(droplet_list(
+            app.droplets.list(caller, DropletFilter::default()).await?,
         )),
-    }
+        Message::SystemStatus => MessageReply::System(system_status(app).await?),
+    })
 }
 
-fn unknown(field: &str, given: Option<&str>, known: &str) -> ApiError {
-    match given {
-        Some(name) => invalid(field, format!("'{name}' is not known; known: {known}")),
-        None => invalid(field, format!("is required; one of {known}")),
-    }
+async fn create(
+    app: &AppState,
+    caller: &Caller,
+    draft: TaskDraft,
+    key: Option<&str>,
+) -> Result<Task, ApiError> {
+    let Some(key) = key else {
+        return Ok(app.tasks.create(caller, draft).await?);
+    };
+    app.tasks
+        .create_once(caller, CreationRequest::Message, vec![draft], key)
+        .await?
+        .tasks
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::Internal("a creation under a key made no task".into()))
+}
+
+async fn system_status(app: &AppState) -> Result<SystemStatus, ApiError> {
+    let counts = app.status.snapshot().await?;
+    Ok(SystemStatus {
+        status: "active",
+        tasks: TaskCounts {
+            pending: counts.tasks_pending,
+            active: counts.tasks_active,
+            completed: counts.tasks_completed,
+            failed: counts.tasks_failed,
+        },
+        droplets: DropletCounts {
+            active: counts.droplets_active,
+            total: counts.droplets_total,
+        },
+        feeds: app.feeds.status(),
+    })
 }
 
 /// The parameters of `/send` and `/broadcast`, as query parameters (the

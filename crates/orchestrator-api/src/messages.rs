@@ -1,0 +1,170 @@
+//! UDC messaging: the commands and queries a `POST /message` envelope
+//! carries to the orchestrator, and the bodies of `POST /send` and
+//! `POST /broadcast`.
+
+use orchestrator_domain::{TaskDraft, TaskId};
+use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
+use serde_json::{Value, json};
+
+/// A command or query the orchestrator runs when it arrives at `/message`.
+///
+/// On the wire it is the envelope's `message_type` (`command` or `query`)
+/// and its `payload`, which names the command or query in a field of that
+/// name: `{"command": "cancel_task", "task_id": 7}`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    /// `{"command": "create_task", "task_data": {…}}`, answered as
+    /// `POST /tasks` answers. (Boxed: a draft is large; [`Message::create_task`]
+    /// boxes it.)
+    CreateTask(Box<TaskDraft>),
+    /// `{"command": "cancel_task", "task_id": N}`, answered as
+    /// `DELETE /tasks/{id}` answers.
+    CancelTask(TaskId),
+    /// `{"query": "task_status", "task_id": N}`, answered as
+    /// `GET /tasks/{id}` answers.
+    TaskStatus(TaskId),
+    /// `{"query": "droplet_list"}`, answered as `GET /droplets` answers.
+    DropletList,
+    /// `{"query": "system_status"}`, answered with the counts of tasks,
+    /// droplets and feeds.
+    SystemStatus,
+}
+
+/// The commands `/message` runs, as `payload.command` names them.
+pub const COMMANDS: &str = "create_task, cancel_task";
+/// The queries `/message` answers, as `payload.query` names them.
+pub const QUERIES: &str = "task_status, droplet_list, system_status";
+
+/// Why an envelope's `message_type` and `payload` are not a [`Message`]:
+/// the field at fault, named as the error body names it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidMessage {
+    /// Such as `payload.task_id`.
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Message {
+    /// The `create_task` command for `draft`.
+    pub fn create_task(draft: TaskDraft) -> Self {
+        Message::CreateTask(Box::new(draft))
+    }
+
+    /// `command` or `query`: the envelope's `message_type`.
+    pub fn message_type(&self) -> &'static str {
+        match self {
+            Message::CreateTask(_) | Message::CancelTask(_) => "command",
+            Message::TaskStatus(_) | Message::DropletList | Message::SystemStatus => "query",
+        }
+    }
+
+    /// The envelope's `payload`.
+    pub fn payload(&self) -> Value {
+        match self {
+            Message::CreateTask(draft) => json!({ "command": "create_task", "task_data": draft }),
+            Message::CancelTask(id) => json!({ "command": "cancel_task", "task_id": id }),
+            Message::TaskStatus(id) => json!({ "query": "task_status", "task_id": id }),
+            Message::DropletList => json!({ "query": "droplet_list" }),
+            Message::SystemStatus => json!({ "query": "system_status" }),
+        }
+    }
+
+    /// Reads the command or query of an envelope of `message_type` with
+    /// `payload`, naming the first field that does not fit.
+    pub fn read(message_type: &str, payload: &Value) -> Result<Message, InvalidMessage> {
+        match message_type {
+            "command" => Self::command(payload),
+            "query" => Self::query(payload),
+            other => Err(InvalidMessage {
+                field: "message_type",
+                message: format!("'{other}' is not handled here; send a 'command' or a 'query'"),
+            }),
+        }
+    }
+
+    fn command(payload: &Value) -> Result<Message, InvalidMessage> {
+        match payload["command"].as_str() {
+            Some("create_task") => Ok(Message::create_task(field(payload, "payload.task_data")?)),
+            Some("cancel_task") => Ok(Message::CancelTask(field(payload, "payload.task_id")?)),
+            other => Err(unknown("payload.command", other, COMMANDS)),
+        }
+    }
+
+    fn query(payload: &Value) -> Result<Message, InvalidMessage> {
+        match payload["query"].as_str() {
+            Some("task_status") => Ok(Message::TaskStatus(field(payload, "payload.task_id")?)),
+            Some("droplet_list") => Ok(Message::DropletList),
+            Some("system_status") => Ok(Message::SystemStatus),
+            other => Err(unknown("payload.query", other, QUERIES)),
+        }
+    }
+}
+
+/// The payload, as [`Message::payload`] gives it.
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.payload().serialize(serializer)
+    }
+}
+
+/// The payload's field at `path` (such as `payload.task_id`) read as `T`.
+fn field<T: DeserializeOwned>(payload: &Value, path: &'static str) -> Result<T, InvalidMessage> {
+    let name = path.trim_start_matches("payload.");
+    serde_json::from_value(payload[name].clone()).map_err(|e| InvalidMessage {
+        field: path,
+        message: e.to_string(),
+    })
+}
+
+fn unknown(field: &'static str, given: Option<&str>, known: &str) -> InvalidMessage {
+    let message = match given {
+        Some(name) => format!("'{name}' is not known; known: {known}"),
+        None => format!("is required; one of {known}"),
+    };
+    InvalidMessage { field, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_message_reads_back_from_its_own_payload() {
+        let draft: TaskDraft = serde_json::from_value(json!({
+            "title": "resize", "task_type": "image", "priority": 3,
+        }))
+        .expect("a draft");
+        for message in [
+            Message::create_task(draft),
+            Message::CancelTask(7),
+            Message::TaskStatus(8),
+            Message::DropletList,
+            Message::SystemStatus,
+        ] {
+            let read = Message::read(message.message_type(), &message.payload());
+            assert_eq!(read, Ok(message));
+        }
+    }
+
+    #[test]
+    fn a_payload_that_does_not_fit_names_its_field() {
+        let bad = |kind: &str, payload: Value| Message::read(kind, &payload).expect_err("invalid").field;
+        assert_eq!(bad("event", json!({})), "message_type");
+        assert_eq!(bad("command", json!({})), "payload.command");
+        assert_eq!(bad("command", json!({"command": "launch"})), "payload.command");
+        assert_eq!(
+            bad("command", json!({"command": "cancel_task"})),
+            "payload.task_id"
+        );
+        assert_eq!(
+            bad("command", json!({"command": "create_task"})),
+            "payload.task_data"
+        );
+        assert_eq!(bad("query", json!({"query": "weather"})), "payload.query");
+        assert_eq!(
+            bad("query", json!({"query": "task_status", "task_id": "x"})),
+            "payload.task_id"
+        );
+    }
+}
