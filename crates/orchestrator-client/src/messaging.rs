@@ -3,9 +3,9 @@
 //! (`POST /send`) or to many (`POST /broadcast`).
 
 use chrono::{DateTime, Utc};
-use orchestrator_domain::{Droplet, DropletId, TaskDraft, TaskId};
+use orchestrator_domain::{Droplet, DropletId};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord, TaskReply};
@@ -13,47 +13,7 @@ use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord,
 /// The UDC version this client speaks.
 pub const UDC_VERSION: &str = "1.0";
 
-/// A command or query the orchestrator runs when it arrives at `/message`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Message {
-    /// `{"command": "create_task", "task_data": {…}}`: answered [`MessageReply::Created`].
-    /// (Boxed: a draft is large; [`Message::create_task`] boxes it.)
-    CreateTask(Box<TaskDraft>),
-    /// `{"command": "cancel_task", "task_id": N}`: answered [`MessageReply::Cancelled`].
-    CancelTask(TaskId),
-    /// `{"query": "task_status", "task_id": N}`: answered [`MessageReply::Task`].
-    TaskStatus(TaskId),
-    /// `{"query": "droplet_list"}`: answered [`MessageReply::Droplets`].
-    DropletList,
-    /// `{"query": "system_status"}`: answered [`MessageReply::System`].
-    SystemStatus,
-}
-
-impl Message {
-    /// The `create_task` command for `draft`.
-    pub fn create_task(draft: TaskDraft) -> Self {
-        Message::CreateTask(Box::new(draft))
-    }
-
-    /// `command` or `query`: the envelope's `message_type`.
-    pub fn message_type(&self) -> &'static str {
-        match self {
-            Message::CreateTask(_) | Message::CancelTask(_) => "command",
-            Message::TaskStatus(_) | Message::DropletList | Message::SystemStatus => "query",
-        }
-    }
-
-    /// The envelope's `payload`.
-    pub fn payload(&self) -> Value {
-        match self {
-            Message::CreateTask(draft) => json!({ "command": "create_task", "task_data": draft }),
-            Message::CancelTask(id) => json!({ "command": "cancel_task", "task_id": id }),
-            Message::TaskStatus(id) => json!({ "query": "task_status", "task_id": id }),
-            Message::DropletList => json!({ "query": "droplet_list" }),
-            Message::SystemStatus => json!({ "query": "system_status" }),
-        }
-    }
-}
+pub use orchestrator_api::messages::Message;
 
 /// A full UDC envelope, as `POST /message` requires: every field is needed.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -262,6 +222,7 @@ fn reply_to(envelope: &Envelope, payload: Value) -> Result<MessageReply, String>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn each_message_names_its_kind_and_the_answer_is_read_as_its_own() {
