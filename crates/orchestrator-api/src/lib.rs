@@ -2,5 +2,6 @@
 
 pub mod droplets;
 pub mod management;
+pub mod metrics;
 pub mod public;
 pub mod tasks;
