@@ -378,10 +378,7 @@ async fn the_metrics_come_back_typed() {
     );
 
     let performance = analyst
-        .task_performance(&PerformanceQuery {
-            time_range: Some(TimeRange::Hour),
-            ..PerformanceQuery::default()
-        })
+        .task_performance(&PerformanceQuery::over(TimeRange::Hour))
         .await
         .expect("performance");
     let figures = &performance.figures;
@@ -420,9 +417,7 @@ async fn the_metrics_come_back_typed() {
     );
     assert_eq!(scans.figures.run_seconds.p50, None);
 
-    let week = RangeQuery {
-        time_range: Some(TimeRange::Week),
-    };
+    let week = RangeQuery::over(TimeRange::Week);
     let types = analyst.tasks_by_type(&week).await.expect("by type");
     assert_eq!(types.time_range, TimeRange::Week);
     assert_eq!(
@@ -438,9 +433,7 @@ async fn the_metrics_come_back_typed() {
         }]
     );
 
-    let month = RangeQuery {
-        time_range: Some(TimeRange::Month),
-    };
+    let month = RangeQuery::over(TimeRange::Month);
     let on_8 = analyst
         .droplet_performance(8, &month)
         .await

@@ -3,5 +3,6 @@
 pub mod droplets;
 pub mod management;
 pub mod messages;
+pub mod metrics;
 pub mod public;
 pub mod tasks;

@@ -8,22 +8,16 @@ use orchestrator_domain::{Caller, DropletId, DropletStatus, Permission, TaskStat
 use orchestrator_ports::{
     AnalyticsStore, DropletFilter, RoutingStats, TaskPerformance, Throughput, TimeWindow, TypeBreakdown,
 };
-use serde::Serialize;
 
 use crate::authz::require;
 use crate::{AppResult, Ports};
 
-/// The ranges a client may ask for (`time_range`).
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The windows the analytics cover (the API's `time_range`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeRange {
-    #[serde(rename = "1h")]
     Hour,
-    #[serde(rename = "24h")]
     Day,
-    #[serde(rename = "7d")]
     Week,
-    #[serde(rename = "30d")]
     Month,
 }
 
@@ -53,9 +47,8 @@ impl TimeRange {
     }
 }
 
-/// `GET /metrics/summary`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Tasks and droplets by status now, and throughput over a range.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
     pub time_range: TimeRange,
     /// All tasks now, by status.
@@ -71,9 +64,8 @@ pub struct Summary {
     pub finished_per_hour: f64,
 }
 
-/// The droplets in `GET /metrics/system/health`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The droplets by status, and the active ones late on their heartbeat.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DropletHealth {
     pub total: u64,
     pub by_status: std::collections::BTreeMap<DropletStatus, u64>,
@@ -83,12 +75,10 @@ pub struct DropletHealth {
     pub heartbeat_interval_seconds: u64,
 }
 
-/// `GET /metrics/tasks/performance` and the droplet performance.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// How the tasks that finished over a range fared, and their success rate.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Performance {
     pub time_range: TimeRange,
-    #[serde(flatten)]
     pub figures: TaskPerformance,
     /// Completed out of finished; `None` when nothing finished.
     pub success_rate: Option<f64>,

@@ -342,8 +342,7 @@ pub struct TimeWindow {
 
 /// Percentiles of a duration in seconds, interpolated as PostgreSQL's
 /// `percentile_cont` does; `None` when nothing was measured.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Percentiles {
     pub p50: Option<f64>,
     pub p95: Option<f64>,
@@ -351,16 +350,14 @@ pub struct Percentiles {
 }
 
 /// Tasks created, and tasks finished (`completed` or `failed`), in a window.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Throughput {
     pub created: u64,
     pub finished: u64,
 }
 
 /// How the tasks that finished in a window fared.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct TaskPerformance {
     /// Tasks that reached `completed` or `failed` in the window.
     pub finished: u64,
@@ -373,8 +370,7 @@ pub struct TaskPerformance {
 }
 
 /// The tasks of one type created in a window, by status now.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TypeBreakdown {
     pub task_type: String,
     pub total: u64,
@@ -382,14 +378,11 @@ pub struct TypeBreakdown {
 }
 
 /// Routing in a window.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct RoutingStats {
     /// From creation to (the last) assignment, for tasks assigned in the window.
     pub time_to_assign_seconds: Percentiles,
     /// Tasks each droplet holds or finished that were assigned in the window, by droplet.
-    /// JSON object keys are strings: the droplet id in decimal.
-    #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, u64>))]
     pub assignments_per_droplet: std::collections::BTreeMap<DropletId, u64>,
     /// Pending tasks (now) whose required capability no active droplet offers.
     pub pending_without_capable_droplet: std::collections::BTreeMap<String, u64>,
@@ -399,8 +392,7 @@ pub struct RoutingStats {
 }
 
 /// What recovery and fencing did in a window for tasks of one capability.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RescueCounts {
     pub capability: Option<String>,
     /// Tasks taken from a droplet that went silent or did not start them in

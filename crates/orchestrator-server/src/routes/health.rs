@@ -3,10 +3,10 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{SubsecRound, Utc};
-use serde::Serialize;
-use utoipa::ToSchema;
 
-use orchestrator_api::public::{Dependencies, Dependency, DependencyStatus, Health};
+use orchestrator_api::public::{
+    Capabilities, CustomMetrics, Dependencies, Dependency, DependencyStatus, Health, State,
+};
 use orchestrator_app::PeerState;
 
 use crate::error::ApiError;
@@ -26,6 +26,11 @@ pub const FEATURES: &[&str] = &[
     "task_recovery",
     "automatic_retry",
 ];
+
+/// [`FEATURES`] as the answers list them.
+pub(crate) fn features() -> Vec<String> {
+    FEATURES.iter().map(|&feature| feature.to_owned()).collect()
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/health", "GET").route(web::get().to(health)))
@@ -68,15 +73,6 @@ pub(crate) async fn health(app: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// `GET /capabilities`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Capabilities {
-    version: &'static str,
-    features: &'static [&'static str],
-    dependencies: &'static [&'static str],
-    udc_version: &'static str,
-}
-
 /// What this build can do.
 #[utoipa::path(
     get,
@@ -86,31 +82,11 @@ pub(crate) struct Capabilities {
 )]
 pub(crate) async fn capabilities() -> HttpResponse {
     HttpResponse::Ok().json(Capabilities {
-        version: env!("CARGO_PKG_VERSION"),
-        features: FEATURES,
-        dependencies: &["registry"],
-        udc_version: crate::envelope::UDC_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        features: features(),
+        dependencies: vec!["registry".to_owned()],
+        udc_version: crate::envelope::UDC_VERSION.to_owned(),
     })
-}
-
-/// `GET /state`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct State {
-    cpu_percent: Option<f64>,
-    memory_mb: Option<f64>,
-    uptime_seconds: u64,
-    custom_metrics: CustomMetrics,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct CustomMetrics {
-    tasks_active: u64,
-    tasks_pending: u64,
-    tasks_completed: u64,
-    tasks_failed: u64,
-    droplets_active: u64,
-    droplets_total: u64,
-    num_threads: Option<u64>,
 }
 
 /// The process and the work it holds.

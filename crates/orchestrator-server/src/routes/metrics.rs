@@ -2,12 +2,13 @@
 //! `24h`, `7d`, `30d`; default `24h`).
 
 use actix_web::{HttpResponse, middleware::from_fn, web};
-use orchestrator_api::management::JobStatus;
-use orchestrator_app::{DropletHealth, FeedStatus, Performance, Summary, TimeRange};
+use orchestrator_api::metrics::{
+    DropletHealth, DropletPerformance, Percentiles, Performance, PerformanceQuery, RangeQuery, RescueCounts,
+    RoutingStats, StoreHealth, StoreStatus, Summary, TaskTypePerformance, TaskTypes, Throughput, TimeRange,
+    TypeBreakdown,
+};
+use orchestrator_app::FeedStatus;
 use orchestrator_domain::DropletId;
-use orchestrator_ports::{RoutingStats, TypeBreakdown};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
 use crate::envelope::{Udc, envelope_errors};
@@ -15,6 +16,10 @@ use crate::error::ApiError;
 use crate::process_stats::ProcessStats;
 use crate::routes::{not_found, resource};
 use crate::startup::AppState;
+
+/// `GET /metrics/system/health`, with the feeds' figures as the feeds
+/// endpoint answers them.
+pub(crate) type SystemHealth = orchestrator_api::metrics::SystemHealth<FeedStatus>;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -34,28 +39,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct RangeQuery {
-    /// `1h`, `24h` (the default), `7d` or `30d`; anything else is 422.
-    #[param(value_type = Option<TimeRange>)]
-    time_range: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct PerformanceQuery {
-    /// `1h`, `24h` (the default), `7d` or `30d`; anything else is 422.
-    #[param(value_type = Option<TimeRange>)]
-    time_range: Option<String>,
-    /// Only tasks of this type.
-    task_type: Option<String>,
-}
-
-fn range(text: Option<&str>) -> Result<TimeRange, ApiError> {
-    TimeRange::parse(text).map_err(|e| ApiError::App(e.into()))
+fn range(text: Option<&str>) -> Result<orchestrator_app::TimeRange, ApiError> {
+    orchestrator_app::TimeRange::parse(text).map_err(|e| ApiError::App(e.into()))
 }
 
 /// Tasks and droplets by status now, and throughput in the window.
@@ -75,14 +60,7 @@ pub(crate) async fn summary(
         .metrics
         .summary(&caller, range(query.time_range.as_deref())?)
         .await?;
-    Ok(Udc::ok(summary))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct TaskTypePerformance {
-    #[serde(flatten)]
-    figures: Performance,
-    task_type: Option<String>,
+    Ok(Udc::ok(summary_of(summary)))
 }
 
 /// Count, success rate and percentiles of queue wait and run time.
@@ -105,15 +83,9 @@ pub(crate) async fn performance(
         .performance(&caller, range, query.task_type.clone())
         .await?;
     Ok(Udc::ok(TaskTypePerformance {
-        figures,
+        figures: performance_of(figures),
         task_type: query.task_type,
     }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Types {
-    time_range: TimeRange,
-    types: Vec<TypeBreakdown>,
 }
 
 /// Tasks created in the window, by type and status, most numerous first.
@@ -122,23 +94,19 @@ pub(crate) struct Types {
     path = "/metrics/tasks/by-type",
     tag = "metrics",
     params(RangeQuery),
-    responses((status = 200, description = "By type", body = Types)),
+    responses((status = 200, description = "By type", body = TaskTypes)),
 )]
 pub(crate) async fn by_type(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     query: web::Query<RangeQuery>,
-) -> Result<Udc<Types>, ApiError> {
+) -> Result<Udc<TaskTypes>, ApiError> {
     let time_range = range(query.time_range.as_deref())?;
     let types = app.metrics.by_type(&caller, time_range).await?;
-    Ok(Udc::ok(Types { time_range, types }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct DropletPerformance {
-    #[serde(flatten)]
-    figures: Performance,
-    droplet_id: DropletId,
+    Ok(Udc::ok(TaskTypes {
+        time_range: time_range_of(time_range),
+        types: types.into_iter().map(type_breakdown_of).collect(),
+    }))
 }
 
 /// The figures of the tasks one droplet ran.
@@ -161,16 +129,10 @@ pub(crate) async fn droplet_performance(
         .metrics
         .droplet_performance(&caller, droplet_id, range)
         .await?;
-    Ok(Udc::ok(DropletPerformance { figures, droplet_id }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Routing {
-    #[serde(flatten)]
-    stats: RoutingStats,
-    /// Assignments in the range, over every droplet.
-    assignments_total: u64,
-    time_range: TimeRange,
+    Ok(Udc::ok(DropletPerformance {
+        figures: performance_of(figures),
+        droplet_id,
+    }))
 }
 
 /// Time to assign, assignments per droplet, stranded work, and rescues by
@@ -180,40 +142,16 @@ pub(crate) struct Routing {
     path = "/metrics/routing",
     tag = "metrics",
     params(RangeQuery),
-    responses((status = 200, description = "The figures", body = Routing)),
+    responses((status = 200, description = "The figures", body = RoutingStats)),
 )]
 pub(crate) async fn routing(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     query: web::Query<RangeQuery>,
-) -> Result<Udc<Routing>, ApiError> {
+) -> Result<Udc<RoutingStats>, ApiError> {
     let time_range = range(query.time_range.as_deref())?;
     let stats = app.metrics.routing(&caller, time_range).await?;
-    let assignments_total = stats.assignments_per_droplet.values().sum();
-    Ok(Udc::ok(Routing {
-        stats,
-        assignments_total,
-        time_range,
-    }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct SystemHealth {
-    store: StoreHealth,
-    /// Absent when the store is down.
-    droplets: Option<DropletHealth>,
-    jobs: Vec<JobStatus>,
-    websockets: FeedStatus,
-    uptime_seconds: u64,
-    memory_mb: Option<f64>,
-    cpu_percent: Option<f64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct StoreHealth {
-    /// `up` or `down`.
-    status: &'static str,
-    latency_ms: Option<f64>,
+    Ok(Udc::ok(routing_of(stats, time_range)))
 }
 
 /// The store's latency, the droplets, the jobs, the feeds and the process.
@@ -229,13 +167,13 @@ pub(crate) async fn system_health(
     Authenticated(caller): Authenticated,
 ) -> Result<Udc<SystemHealth>, ApiError> {
     let (status, latency_ms) = match app.metrics.store_latency(&caller).await {
-        Ok(latency) => ("up", Some(latency.as_secs_f64() * 1000.0)),
-        Err(orchestrator_app::AppError::Unavailable(_)) => ("down", None),
+        Ok(latency) => (StoreStatus::Up, Some(latency.as_secs_f64() * 1000.0)),
+        Err(orchestrator_app::AppError::Unavailable(_)) => (StoreStatus::Down, None),
         Err(other) => return Err(other.into()),
     };
     let interval = app.management.tunables().heartbeat_check_interval;
     let droplets = match app.metrics.droplet_health(&caller, interval).await {
-        Ok(health) => Some(health),
+        Ok(health) => Some(droplet_health_of(health)),
         Err(orchestrator_app::AppError::Unavailable(_)) => None,
         Err(other) => return Err(other.into()),
     };
@@ -272,4 +210,88 @@ pub(crate) async fn prometheus(app: web::Data<AppState>) -> Result<HttpResponse,
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(body))
+}
+
+fn time_range_of(range: orchestrator_app::TimeRange) -> TimeRange {
+    match range {
+        orchestrator_app::TimeRange::Hour => TimeRange::Hour,
+        orchestrator_app::TimeRange::Day => TimeRange::Day,
+        orchestrator_app::TimeRange::Week => TimeRange::Week,
+        orchestrator_app::TimeRange::Month => TimeRange::Month,
+    }
+}
+
+fn summary_of(summary: orchestrator_app::Summary) -> Summary {
+    Summary {
+        time_range: time_range_of(summary.time_range),
+        tasks_by_status: summary.tasks_by_status,
+        tasks_total: summary.tasks_total,
+        droplets_by_status: summary.droplets_by_status,
+        droplets_total: summary.droplets_total,
+        throughput: Throughput {
+            created: summary.throughput.created,
+            finished: summary.throughput.finished,
+        },
+        finished_per_hour: summary.finished_per_hour,
+    }
+}
+
+fn percentiles_of(percentiles: orchestrator_ports::Percentiles) -> Percentiles {
+    Percentiles {
+        p50: percentiles.p50,
+        p95: percentiles.p95,
+        p99: percentiles.p99,
+    }
+}
+
+fn performance_of(performance: orchestrator_app::Performance) -> Performance {
+    let figures = performance.figures;
+    Performance {
+        time_range: time_range_of(performance.time_range),
+        finished: figures.finished,
+        completed: figures.completed,
+        failed: figures.failed,
+        queue_wait_seconds: percentiles_of(figures.queue_wait_seconds),
+        run_seconds: percentiles_of(figures.run_seconds),
+        success_rate: performance.success_rate,
+    }
+}
+
+fn type_breakdown_of(breakdown: orchestrator_ports::TypeBreakdown) -> TypeBreakdown {
+    TypeBreakdown {
+        task_type: breakdown.task_type,
+        total: breakdown.total,
+        by_status: breakdown.by_status,
+    }
+}
+
+fn routing_of(stats: orchestrator_ports::RoutingStats, range: orchestrator_app::TimeRange) -> RoutingStats {
+    RoutingStats {
+        time_to_assign_seconds: percentiles_of(stats.time_to_assign_seconds),
+        assignments_total: stats.assignments_per_droplet.values().sum(),
+        assignments_per_droplet: stats.assignments_per_droplet,
+        pending_without_capable_droplet: stats.pending_without_capable_droplet,
+        rescues: stats.rescues.into_iter().map(rescue_counts_of).collect(),
+        time_range: time_range_of(range),
+    }
+}
+
+fn rescue_counts_of(counts: orchestrator_ports::RescueCounts) -> RescueCounts {
+    RescueCounts {
+        capability: counts.capability,
+        reassignments: counts.reassignments,
+        ack_timeouts: counts.ack_timeouts,
+        stale_reports_refused: counts.stale_reports_refused,
+        deadline_failures: counts.deadline_failures,
+        deadline_at_risk: counts.deadline_at_risk,
+    }
+}
+
+fn droplet_health_of(health: orchestrator_app::DropletHealth) -> DropletHealth {
+    DropletHealth {
+        total: health.total,
+        by_status: health.by_status,
+        late_heartbeats: health.late_heartbeats,
+        heartbeat_interval_seconds: health.heartbeat_interval_seconds,
+    }
 }

@@ -4,38 +4,16 @@
 //! discovery. Both public and bare, like `/health`.
 
 use actix_web::{HttpResponse, web};
-use serde::Serialize;
+use orchestrator_api::public::{Endpoint, Metadata, Readiness, ReadinessChecks};
 use serde_json::Value;
-use utoipa::ToSchema;
 
-use crate::routes::health::FEATURES;
+use crate::routes::health::features;
 use crate::routes::resource;
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/readyz", "GET").route(web::get().to(readiness)))
         .service(resource("/v1/metadata", "GET").route(web::get().to(metadata)));
-}
-
-/// `GET /readyz`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Readiness {
-    /// `ready` (HTTP 200) or `not_ready` (HTTP 503).
-    status: &'static str,
-    checks: ReadinessChecks,
-    /// Why it is not ready; empty when it is.
-    reasons: Vec<String>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct ReadinessChecks {
-    /// `ok`, or `unavailable` when the store does not answer.
-    store: &'static str,
-    /// `current`, `pending` (the database lacks migrations of this build),
-    /// or `unknown` (they could not be read).
-    migrations: &'static str,
-    /// True once a graceful stop has begun.
-    shutting_down: bool,
 }
 
 /// Whether this process can take work: its store answers, the database
@@ -76,10 +54,10 @@ pub(crate) async fn readiness(app: web::Data<AppState>) -> HttpResponse {
     }
     let ready = reasons.is_empty();
     let body = Readiness {
-        status: if ready { "ready" } else { "not_ready" },
+        status: if ready { "ready" } else { "not_ready" }.to_owned(),
         checks: ReadinessChecks {
-            store: if store.store_up { "ok" } else { "unavailable" },
-            migrations,
+            store: if store.store_up { "ok" } else { "unavailable" }.to_owned(),
+            migrations: migrations.to_owned(),
             shutting_down,
         },
         reasons,
@@ -93,38 +71,6 @@ pub(crate) async fn readiness(app: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// `GET /v1/metadata`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Metadata {
-    /// `DROPLET_NAME`.
-    name: String,
-    /// What kind of service this is.
-    service: &'static str,
-    version: &'static str,
-    /// `DROPLET_ID`.
-    droplet_id: i64,
-    steward: String,
-    /// `DROPLET_ENDPOINT`: where the mesh reaches it.
-    base_url: String,
-    udc_version: &'static str,
-    /// What it does, as `GET /capabilities` lists it.
-    capabilities: &'static [&'static str],
-    health_endpoint: &'static str,
-    readiness_endpoint: &'static str,
-    openapi_endpoint: &'static str,
-    /// Every endpoint of the API, from its OpenAPI document.
-    endpoints: &'static [Endpoint],
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Endpoint {
-    method: String,
-    path: String,
-    summary: Option<String>,
-    /// True when it needs a bearer token.
-    authenticated: bool,
-}
-
 /// What this service is and what it serves, for the gateway's discovery.
 #[utoipa::path(
     get,
@@ -136,17 +82,17 @@ pub(crate) async fn metadata(app: web::Data<AppState>) -> HttpResponse {
     let identity = &app.settings.identity;
     HttpResponse::Ok().json(Metadata {
         name: identity.name.clone(),
-        service: "orchestrator",
-        version: env!("CARGO_PKG_VERSION"),
+        service: "orchestrator".to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
         droplet_id: identity.droplet_id,
         steward: identity.steward.clone(),
         base_url: identity.endpoint.clone(),
-        udc_version: crate::envelope::UDC_VERSION,
-        capabilities: FEATURES,
-        health_endpoint: "/health",
-        readiness_endpoint: "/readyz",
-        openapi_endpoint: "/openapi.json",
-        endpoints: endpoints(),
+        udc_version: crate::envelope::UDC_VERSION.to_owned(),
+        capabilities: features(),
+        health_endpoint: "/health".to_owned(),
+        readiness_endpoint: "/readyz".to_owned(),
+        openapi_endpoint: "/openapi.json".to_owned(),
+        endpoints: endpoints().to_vec(),
     })
 }
 
