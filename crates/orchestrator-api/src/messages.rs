@@ -2,9 +2,9 @@
 //! carries to the orchestrator, and the bodies of `POST /send` and
 //! `POST /broadcast`.
 
-use orchestrator_domain::{TaskDraft, TaskId};
+use orchestrator_domain::{DropletId, TaskDraft, TaskId};
 use serde::de::DeserializeOwned;
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
 /// A command or query the orchestrator runs when it arrives at `/message`.
@@ -125,6 +125,127 @@ fn unknown(field: &'static str, given: Option<&str>, known: &str) -> InvalidMess
     InvalidMessage { field, message }
 }
 
+/// The body of `POST /send` and `POST /broadcast` as the server reads it.
+/// Every field may come in the query instead (the spec's form, `payload`
+/// as JSON text), so none is required here; a client sends a
+/// [`DirectMessage`] or a [`BroadcastMessage`], which are this body with
+/// the fields their endpoint needs.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageParams {
+    /// `/send`: the droplet to deliver to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_droplet_id: Option<DropletId>,
+    /// Such as `status_update`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<String>,
+    /// Absent: `{}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// `/broadcast`: only the active droplets offering this capability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability_filter: Option<String>,
+}
+
+/// A message for one droplet (`POST /send`), delivered to its `/message`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DirectMessage {
+    pub target_droplet_id: DropletId,
+    /// Such as `status_update`.
+    pub message_type: String,
+    /// Absent: `{}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+}
+
+/// A message for every active droplet, or those offering a capability
+/// (`POST /broadcast`, `admin`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BroadcastMessage {
+    pub message_type: String,
+    /// Absent: `{}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// Only the active droplets offering this capability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capability_filter: Option<String>,
+}
+
+impl From<DirectMessage> for MessageParams {
+    fn from(message: DirectMessage) -> Self {
+        MessageParams {
+            target_droplet_id: Some(message.target_droplet_id),
+            message_type: Some(message.message_type),
+            payload: message.payload,
+            capability_filter: None,
+        }
+    }
+}
+
+impl From<BroadcastMessage> for MessageParams {
+    fn from(message: BroadcastMessage) -> Self {
+        MessageParams {
+            target_droplet_id: None,
+            message_type: Some(message.message_type),
+            payload: message.payload,
+            capability_filter: message.capability_filter,
+        }
+    }
+}
+
+/// The answer to `POST /send`: the droplet's answer.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Sent {
+    pub target_droplet_id: DropletId,
+    /// The HTTP status the droplet answered with.
+    pub status: u16,
+    /// Its body: JSON, or the text as a string.
+    pub response: Value,
+}
+
+/// The answer to `POST /broadcast`: each target's outcome.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Broadcast {
+    /// The droplets it was sent to.
+    pub targets: u64,
+    /// Those that answered 2xx.
+    pub delivered: u64,
+    /// One per target, by droplet id.
+    pub results: Vec<BroadcastOutcome>,
+}
+
+/// How a broadcast went for one droplet.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct BroadcastOutcome {
+    pub droplet_id: DropletId,
+    pub outcome: DeliveryOutcome,
+    /// The HTTP status it answered with, if it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why it could not be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What became of a message to one droplet.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// The droplet answered 2xx.
+    Delivered,
+    /// It answered otherwise.
+    Refused,
+    /// It could not be reached.
+    Unreachable,
+    /// It did not answer within `SEND_TIMEOUT_SECONDS`.
+    Timeout,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +266,23 @@ mod tests {
             let read = Message::read(message.message_type(), &message.payload());
             assert_eq!(read, Ok(message));
         }
+    }
+
+    #[test]
+    fn a_direct_or_broadcast_message_is_the_body_the_server_reads() {
+        let direct = DirectMessage {
+            target_droplet_id: 4,
+            message_type: "status_update".into(),
+            payload: Some(json!({"ok": true})),
+        };
+        let broadcast = BroadcastMessage {
+            message_type: "announcement".into(),
+            payload: None,
+            capability_filter: Some("scan".into()),
+        };
+        let read = |body: Value| serde_json::from_value::<MessageParams>(body).expect("reads");
+        assert_eq!(read(json!(direct)), MessageParams::from(direct));
+        assert_eq!(read(json!(broadcast)), MessageParams::from(broadcast));
     }
 
     #[test]

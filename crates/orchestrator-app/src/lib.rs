@@ -31,7 +31,7 @@ pub use feeds::{
     Feed, FeedError, FeedFilter, FeedHub, FeedMessage, FeedSettings, FeedStatus, Subscription, feed_owner,
 };
 pub use management::{ManagementService, Tunables};
-pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService};
+pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService, Reached};
 pub use metrics::{DropletHealth, MetricsService, Performance, SeriesPoint, Summary, TimeRange};
 pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use registry::{RegistryHealth, RegistrySync};

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use orchestrator_domain::{Caller, Capability, DropletId, DropletStatus, Permission, ValidationError};
 use orchestrator_ports::{Dispatcher, DropletFilter, DropletReply, OutgoingMessage, SendError};
-use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -27,17 +26,26 @@ pub struct MessageRequest {
 }
 
 /// How a broadcast went for one droplet.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BroadcastOutcome {
     pub droplet_id: DropletId,
-    /// `delivered` (the droplet answered 2xx), `refused` (it answered
-    /// otherwise), `unreachable` or `timeout`.
-    pub outcome: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Reached,
+    /// The HTTP status it answered with, if it answered.
     pub status: Option<u16>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why it could not be reached.
     pub error: Option<String>,
+}
+
+/// What became of a message to one droplet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// The droplet answered 2xx.
+    Delivered,
+    /// It answered otherwise.
+    Refused,
+    Unreachable,
+    /// It did not answer within the send timeout.
+    Timeout,
 }
 
 #[derive(Clone)]
@@ -128,10 +136,10 @@ fn outgoing(request: MessageRequest) -> AppResult<OutgoingMessage> {
 
 fn outcome(droplet_id: DropletId, sent: Result<DropletReply, SendError>) -> BroadcastOutcome {
     let (outcome, status, error) = match sent {
-        Ok(reply) if (200..300).contains(&reply.status) => ("delivered", Some(reply.status), None),
-        Ok(reply) => ("refused", Some(reply.status), None),
-        Err(SendError::Unreachable(m)) => ("unreachable", None, Some(m)),
-        Err(SendError::TimedOut(m)) => ("timeout", None, Some(m)),
+        Ok(reply) if (200..300).contains(&reply.status) => (Reached::Delivered, Some(reply.status), None),
+        Ok(reply) => (Reached::Refused, Some(reply.status), None),
+        Err(SendError::Unreachable(m)) => (Reached::Unreachable, None, Some(m)),
+        Err(SendError::TimedOut(m)) => (Reached::Timeout, None, Some(m)),
     };
     BroadcastOutcome {
         droplet_id,

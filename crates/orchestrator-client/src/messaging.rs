@@ -3,7 +3,7 @@
 //! (`POST /send`) or to many (`POST /broadcast`).
 
 use chrono::{DateTime, Utc};
-use orchestrator_domain::{Droplet, DropletId};
+use orchestrator_domain::Droplet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
@@ -13,7 +13,9 @@ use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord,
 /// The UDC version this client speaks.
 pub const UDC_VERSION: &str = "1.0";
 
-pub use orchestrator_api::messages::Message;
+pub use orchestrator_api::messages::{
+    Broadcast, BroadcastMessage, BroadcastOutcome, DeliveryOutcome, DirectMessage, Message, Sent,
+};
 
 /// A full UDC envelope, as `POST /message` requires: every field is needed.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -95,78 +97,6 @@ pub struct TaskCounts {
 pub struct DropletCounts {
     pub active: u64,
     pub total: u64,
-}
-
-/// A message for one droplet (`POST /send`), delivered to its `/message`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DirectMessage {
-    pub target_droplet_id: DropletId,
-    /// Such as `status_update`.
-    pub message_type: String,
-    /// Absent: `{}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Value>,
-}
-
-/// The droplet's answer to a [`DirectMessage`].
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Sent {
-    pub target_droplet_id: DropletId,
-    /// The HTTP status the droplet answered with.
-    pub status: u16,
-    /// Its body: JSON, or the text as a string.
-    pub response: Value,
-}
-
-/// A message for every active droplet, or those offering a capability
-/// (`POST /broadcast`, `admin`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BroadcastMessage {
-    pub message_type: String,
-    /// Absent: `{}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Value>,
-    /// Only the active droplets offering this capability.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capability_filter: Option<String>,
-}
-
-/// The answer to a broadcast: each target's outcome.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Broadcast {
-    /// The droplets it was sent to.
-    pub targets: u64,
-    /// Those that answered 2xx.
-    pub delivered: u64,
-    /// One per target, by droplet id.
-    pub results: Vec<BroadcastOutcome>,
-}
-
-/// How a broadcast went for one droplet.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct BroadcastOutcome {
-    pub droplet_id: DropletId,
-    pub outcome: DeliveryOutcome,
-    /// The HTTP status it answered with, if it answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// Why it could not be reached.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-/// What became of a message to one droplet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryOutcome {
-    /// The droplet answered 2xx.
-    Delivered,
-    /// It answered otherwise.
-    Refused,
-    /// It could not be reached.
-    Unreachable,
-    /// It did not answer within `SEND_TIMEOUT_SECONDS`.
-    Timeout,
 }
 
 impl Client {

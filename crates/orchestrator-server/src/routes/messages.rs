@@ -4,9 +4,11 @@
 
 use actix_web::{HttpMessage, HttpRequest, middleware::from_fn, web};
 use chrono::{DateTime, Utc};
-use orchestrator_api::messages::Message;
+use orchestrator_api::messages::{
+    Broadcast, BroadcastOutcome, DeliveryOutcome, Message, MessageParams, Sent,
+};
 use orchestrator_app::tasks::CreationRequest;
-use orchestrator_app::{BroadcastOutcome, FeedStatus, MessageRequest};
+use orchestrator_app::{FeedStatus, MessageRequest, Reached};
 use orchestrator_domain::{Caller, Capability, DropletId, Task, TaskDraft, ValidationError};
 use orchestrator_ports::DropletFilter;
 use serde::{Deserialize, Serialize};
@@ -198,63 +200,39 @@ async fn system_status(app: &AppState) -> Result<SystemStatus, ApiError> {
     })
 }
 
-/// The parameters of `/send` and `/broadcast`, as query parameters (the
-/// spec's form, `payload` as JSON text) or as a JSON body.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MessageParams {
-    target_droplet_id: Option<DropletId>,
-    message_type: Option<String>,
-    payload: Option<Value>,
-    capability_filter: Option<String>,
+/// The body's values, then the query's for what the body leaves out.
+fn merge(body: MessageParams, query: MessageParams) -> Result<MessageParams, ApiError> {
+    let payload = match (body.payload, query.payload) {
+        (Some(payload), _) => Some(payload),
+        // In a query string the payload is JSON text.
+        (None, Some(Value::String(text))) => Some(
+            serde_json::from_str(&text).map_err(|e| invalid("payload", format!("is not valid JSON: {e}")))?,
+        ),
+        (None, other) => other,
+    };
+    Ok(MessageParams {
+        target_droplet_id: body.target_droplet_id.or(query.target_droplet_id),
+        message_type: body.message_type.or(query.message_type),
+        payload,
+        capability_filter: body.capability_filter.or(query.capability_filter),
+    })
 }
 
-impl MessageParams {
-    /// The body's values, then the query's for what the body leaves out.
-    fn merge(body: MessageParams, query: MessageParams) -> Result<MessageParams, ApiError> {
-        let payload = match (body.payload, query.payload) {
-            (Some(payload), _) => Some(payload),
-            // In a query string the payload is JSON text.
-            (None, Some(Value::String(text))) => Some(
-                serde_json::from_str(&text)
-                    .map_err(|e| invalid("payload", format!("is not valid JSON: {e}")))?,
-            ),
-            (None, other) => other,
-        };
-        Ok(MessageParams {
-            target_droplet_id: body.target_droplet_id.or(query.target_droplet_id),
-            message_type: body.message_type.or(query.message_type),
-            payload,
-            capability_filter: body.capability_filter.or(query.capability_filter),
-        })
-    }
-
-    fn request(&mut self, trace_id: Uuid) -> Result<MessageRequest, ApiError> {
-        Ok(MessageRequest {
-            message_type: self
-                .message_type
-                .take()
-                .ok_or_else(|| invalid("message_type", "is required"))?,
-            payload: self.payload.take().unwrap_or_else(|| json!({})),
-            trace_id,
-        })
-    }
+fn request(params: &mut MessageParams, trace_id: Uuid) -> Result<MessageRequest, ApiError> {
+    Ok(MessageRequest {
+        message_type: params
+            .message_type
+            .take()
+            .ok_or_else(|| invalid("message_type", "is required"))?,
+        payload: params.payload.take().unwrap_or_else(|| json!({})),
+        trace_id,
+    })
 }
 
 fn trace_of(req: &HttpRequest) -> Uuid {
     req.extensions()
         .get::<TraceId>()
         .map_or_else(Uuid::new_v4, |t| t.0)
-}
-
-/// The droplet's answer to a forwarded message.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Sent {
-    target_droplet_id: DropletId,
-    /// The HTTP status the droplet answered with.
-    status: u16,
-    /// Its body: JSON, or text.
-    response: Value,
 }
 
 /// Forwards an envelope to a droplet's `/message` and returns its answer:
@@ -279,25 +257,17 @@ pub(crate) async fn send(
     query: web::Query<QueryParams>,
     Body(body): Body<MessageParams>,
 ) -> Result<Udc<Sent>, ApiError> {
-    let mut params = MessageParams::merge(body, query.into_inner().into_params())?;
+    let mut params = merge(body, query.into_inner().into_params())?;
     let target = params
         .target_droplet_id
         .ok_or_else(|| invalid("target_droplet_id", "is required"))?;
-    let request = params.request(trace_of(&req))?;
+    let request = request(&mut params, trace_of(&req))?;
     let reply = app.messaging.send(&caller, target, request).await?;
     Ok(Udc::ok(Sent {
         target_droplet_id: target,
         status: reply.status,
         response: reply.body,
     }))
-}
-
-/// Each target's outcome.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Broadcast {
-    targets: usize,
-    delivered: usize,
-    results: Vec<BroadcastOutcome>,
 }
 
 /// Sends a message to every active droplet, or to those offering
@@ -318,21 +288,39 @@ pub(crate) async fn broadcast(
     Body(body): Body<MessageParams>,
 ) -> Result<Udc<Broadcast>, ApiError> {
     app.broadcast_limit.check(&caller.subject)?;
-    let mut params = MessageParams::merge(body, query.into_inner().into_params())?;
+    let mut params = merge(body, query.into_inner().into_params())?;
     let capability = params
         .capability_filter
         .take()
         .map(|c| Capability::new(&c))
         .transpose()
         .map_err(|e| ApiError::App(e.into()))?;
-    let request = params.request(trace_of(&req))?;
+    let request = request(&mut params, trace_of(&req))?;
     let outcomes = app.messaging.broadcast(&caller, capability, request).await?;
-    let delivered = outcomes.iter().filter(|o| o.outcome == "delivered").count();
+    let results: Vec<BroadcastOutcome> = outcomes.into_iter().map(broadcast_outcome).collect();
+    let delivered = results
+        .iter()
+        .filter(|o| o.outcome == DeliveryOutcome::Delivered)
+        .count();
     Ok(Udc::ok(Broadcast {
-        targets: outcomes.len(),
-        delivered,
-        results: outcomes,
+        targets: results.len() as u64,
+        delivered: delivered as u64,
+        results,
     }))
+}
+
+fn broadcast_outcome(outcome: orchestrator_app::BroadcastOutcome) -> BroadcastOutcome {
+    BroadcastOutcome {
+        droplet_id: outcome.droplet_id,
+        outcome: match outcome.outcome {
+            Reached::Delivered => DeliveryOutcome::Delivered,
+            Reached::Refused => DeliveryOutcome::Refused,
+            Reached::Unreachable => DeliveryOutcome::Unreachable,
+            Reached::Timeout => DeliveryOutcome::Timeout,
+        },
+        status: outcome.status,
+        error: outcome.error,
+    }
 }
 
 /// Query parameters arrive as text; `payload` stays text until merged.
