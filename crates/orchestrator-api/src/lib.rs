@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 pub mod droplets;
+pub mod envelope;
+pub mod error;
 pub mod management;
 pub mod public;
 pub mod tasks;
+mod time;

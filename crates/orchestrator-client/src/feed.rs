@@ -208,9 +208,8 @@ fn refusal(url: &str, err: tungstenite::Error) -> ClientError {
                 .body()
                 .as_deref()
                 .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
-                .map(crate::unwrap_envelope)
-                .unwrap_or(Value::Null);
-            crate::api_error(status, &body)
+                .map_or(Value::Null, crate::payload_of);
+            crate::api_error(status, body)
         }
         other => feed_error(url, &other),
     }

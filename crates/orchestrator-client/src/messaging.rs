@@ -2,16 +2,12 @@
 //! full envelope (`POST /message`), messages forwarded to one droplet
 //! (`POST /send`) or to many (`POST /broadcast`).
 
-use chrono::{DateTime, Utc};
+pub use orchestrator_api::envelope::{Envelope, UDC_VERSION, UdcMessage};
 use orchestrator_domain::{Droplet, DropletId, TaskDraft, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
 use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord, TaskReply};
-
-/// The UDC version this client speaks.
-pub const UDC_VERSION: &str = "1.0";
 
 /// A command or query the orchestrator runs when it arrives at `/message`.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,53 +30,23 @@ impl Message {
     pub fn create_task(draft: TaskDraft) -> Self {
         Message::CreateTask(Box::new(draft))
     }
+}
 
-    /// `command` or `query`: the envelope's `message_type`.
-    pub fn message_type(&self) -> &'static str {
+impl UdcMessage for Message {
+    fn message_type(&self) -> &'static str {
         match self {
             Message::CreateTask(_) | Message::CancelTask(_) => "command",
             Message::TaskStatus(_) | Message::DropletList | Message::SystemStatus => "query",
         }
     }
 
-    /// The envelope's `payload`.
-    pub fn payload(&self) -> Value {
+    fn payload(&self) -> Value {
         match self {
             Message::CreateTask(draft) => json!({ "command": "create_task", "task_data": draft }),
             Message::CancelTask(id) => json!({ "command": "cancel_task", "task_id": id }),
             Message::TaskStatus(id) => json!({ "query": "task_status", "task_id": id }),
             Message::DropletList => json!({ "query": "droplet_list" }),
             Message::SystemStatus => json!({ "query": "system_status" }),
-        }
-    }
-}
-
-/// A full UDC envelope, as `POST /message` requires: every field is needed.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Envelope {
-    pub udc_version: String,
-    pub trace_id: Uuid,
-    /// The sender, such as `droplet-5`.
-    pub source: String,
-    /// The orchestrator, `droplet-{DROPLET_ID}`: `droplet-10` unless configured otherwise.
-    pub target: String,
-    /// `command` or `query` for the orchestrator.
-    pub message_type: String,
-    pub timestamp: DateTime<Utc>,
-    pub payload: Value,
-}
-
-impl Envelope {
-    /// `message` from `source` to `target`, stamped now with a new trace id.
-    pub fn new(source: impl Into<String>, target: impl Into<String>, message: &Message) -> Self {
-        Envelope {
-            udc_version: UDC_VERSION.to_owned(),
-            trace_id: Uuid::new_v4(),
-            source: source.into(),
-            target: target.into(),
-            message_type: message.message_type().to_owned(),
-            timestamp: Utc::now(),
-            payload: message.payload(),
         }
     }
 }
