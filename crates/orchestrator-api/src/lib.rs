@@ -3,6 +3,7 @@
 pub mod droplets;
 pub mod envelope;
 pub mod error;
+pub mod feeds;
 pub mod management;
 pub mod public;
 pub mod tasks;
