@@ -1,8 +1,12 @@
 #![doc = include_str!("../README.md")]
 
 pub mod droplets;
+pub mod envelope;
+pub mod error;
+pub mod feeds;
 pub mod management;
 pub mod messages;
 pub mod metrics;
 pub mod public;
 pub mod tasks;
+mod time;

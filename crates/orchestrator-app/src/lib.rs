@@ -28,7 +28,8 @@ pub use directory::ServiceDirectory;
 pub use droplets::DropletService;
 pub use error::{AppError, AppResult};
 pub use feeds::{
-    Feed, FeedError, FeedFilter, FeedHub, FeedMessage, FeedSettings, FeedStatus, Subscription, feed_owner,
+    Feed, FeedError, FeedFilter, FeedHub, FeedMessage, FeedSettings, FeedStatus, FrameText, Subscription,
+    feed_owner,
 };
 pub use management::{ManagementService, Tunables};
 pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService, Reached};

@@ -1,12 +1,7 @@
 //! The live feeds (`/ws/tasks`, `/ws/droplets`): one [`FeedEvent`] per
 //! committed change, in commit order for any one task.
 
-use std::collections::BTreeMap;
-
-use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use orchestrator_domain::{Droplet, DropletId, Task};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
@@ -14,77 +9,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 use crate::{Client, ClientError};
 
-/// Which feed to follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeedKind {
-    Tasks,
-    Droplets,
-}
-
-impl FeedKind {
-    fn path(self) -> &'static str {
-        match self {
-            FeedKind::Tasks => "/ws/tasks",
-            FeedKind::Droplets => "/ws/droplets",
-        }
-    }
-}
-
-/// The server-side filters of a feed; all optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct FeedFilter {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub task_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capability: Option<String>,
-    /// Only the tasks assigned to this droplet, or its own droplet events.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub droplet_id: Option<DropletId>,
-}
-
-/// One event of a feed: `task_assigned`, `droplet_registered`, ….
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct FeedEvent {
-    pub event: String,
-    /// The task or the droplet as it is after the event.
-    pub data: Value,
-    pub timestamp: DateTime<Utc>,
-}
-
-impl FeedEvent {
-    /// The task of a task event.
-    pub fn task(&self) -> Option<Task> {
-        self.event
-            .starts_with("task_")
-            .then(|| serde_json::from_value(self.data.clone()).ok())
-            .flatten()
-    }
-
-    /// The droplet of a droplet event.
-    pub fn droplet(&self) -> Option<Droplet> {
-        self.event
-            .starts_with("droplet_")
-            .then(|| serde_json::from_value(self.data.clone()).ok())
-            .flatten()
-    }
-}
-
-/// `GET /ws/status`: the feeds' connections and traffic.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct FeedStatus {
-    /// Open connections of each feed.
-    pub connections: BTreeMap<FeedKind, u64>,
-    pub total_connections: u64,
-    /// Open connections of each caller (token subject).
-    pub connections_per_caller: BTreeMap<String, u64>,
-    /// Event frames sent since the start.
-    pub messages_sent: u64,
-    /// Clients disconnected because they fell too far behind.
-    pub dropped_slow_clients: u64,
-    /// Clients disconnected because they stopped answering pings.
-    pub dropped_unresponsive_clients: u64,
-}
+pub use orchestrator_api::feeds::{FeedEvent, FeedKind, FeedQuery as FeedFilter, FeedStatus};
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -208,9 +133,8 @@ fn refusal(url: &str, err: tungstenite::Error) -> ClientError {
                 .body()
                 .as_deref()
                 .and_then(|bytes| serde_json::from_slice::<Value>(bytes).ok())
-                .map(crate::unwrap_envelope)
-                .unwrap_or(Value::Null);
-            crate::api_error(status, &body)
+                .map_or(Value::Null, crate::payload_of);
+            crate::api_error(status, body)
         }
         other => feed_error(url, &other),
     }

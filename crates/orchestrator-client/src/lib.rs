@@ -23,6 +23,7 @@ pub use metrics::{
     RoutingStats, StoreHealth, StoreStatus, Summary, SystemHealth, TaskPerformance, TaskTypes, Throughput,
     TimeRange, TypeBreakdown,
 };
+pub use orchestrator_api::error::ErrorCode;
 pub use public::{
     Dependencies, Dependency, DependencyStatus, Readiness, ReadinessChecks, ServerCapabilities, ServerState,
     ServiceEndpoint, ServiceMetadata, StateCounts,
@@ -31,6 +32,8 @@ pub use worker::{
     Delivery, HANDED_BACK, HandlerResult, STOPPED_ON_REQUEST, Worker, WorkerBuilder, WorkerReport,
 };
 
+use orchestrator_api::envelope;
+use orchestrator_api::error::ErrorBody;
 use orchestrator_domain::{
     Droplet, DropletId, DropletStatus, HeartbeatReport, HistoryEntry, RegistrationDraft, ServiceHeartbeat,
     Task, TaskDraft, TaskId, TaskStatus,
@@ -87,6 +90,12 @@ impl ClientError {
             ClientError::Api { code, .. } => Some(code),
             _ => None,
         }
+    }
+
+    /// The error code of an API error, as the API's type: codes this
+    /// client does not know are [`ErrorCode::Other`].
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        self.code().map(ErrorCode::from)
     }
 
     /// The HTTP status of an API error.
@@ -430,8 +439,8 @@ impl Client {
             return response.text().await.map_err(|e| transport(&url, &e));
         }
         let bytes = response.bytes().await.map_err(|e| transport(&url, &e))?;
-        let body = serde_json::from_slice(&bytes).map_or(Value::Null, unwrap_envelope);
-        Err(api_error(status, &body))
+        let body = serde_json::from_slice(&bytes).map_or(Value::Null, payload_of);
+        Err(api_error(status, body))
     }
 
     pub(crate) fn url(&self, path: &str) -> String {
@@ -490,9 +499,9 @@ impl Client {
     ) -> Result<T, ClientError> {
         let response = request.send().await.map_err(|e| transport(url, &e))?;
         let (status, body) = read_json(url, response).await?;
-        let payload = unwrap_envelope(body);
+        let payload = payload_of(body);
         if !(200..300).contains(&status) {
-            return Err(api_error(status, &payload));
+            return Err(api_error(status, payload));
         }
         decode(url, payload)
     }
@@ -518,25 +527,32 @@ async fn read_json(url: &str, response: reqwest::Response) -> Result<(u16, Value
     Ok((status, body))
 }
 
-/// The payload of an envelope; any other body as it is.
-fn unwrap_envelope(body: Value) -> Value {
-    match body {
-        Value::Object(mut map) if map.contains_key("udc_version") && map.contains_key("payload") => {
-            map.remove("payload").unwrap_or(Value::Null)
-        }
-        other => other,
-    }
+/// The payload of an envelope; any other body (a public endpoint's) as it is.
+pub(crate) fn payload_of(body: Value) -> Value {
+    envelope::open(body).0
 }
 
-fn api_error(status: u16, payload: &Value) -> ClientError {
-    let error = &payload["error"];
+/// The error of an answer with `status`, read from its error body; a body
+/// that is not one still gives an error, of code `unknown`.
+pub(crate) fn api_error(status: u16, payload: Value) -> ClientError {
+    let Ok(ErrorBody { error }) = serde_json::from_value(payload) else {
+        return ClientError::Api {
+            status,
+            code: "unknown".to_owned(),
+            message: format!("HTTP {status}"),
+            details: Value::Null,
+        };
+    };
+    let message = if error.message.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        error.message
+    };
     ClientError::Api {
         status,
-        code: error["code"].as_str().unwrap_or("unknown").to_owned(),
-        message: error["message"]
-            .as_str()
-            .map_or_else(|| format!("HTTP {status}"), str::to_owned),
-        details: error["details"].clone(),
+        code: error.code.as_str().to_owned(),
+        message,
+        details: error.details,
     }
 }
 
@@ -556,14 +572,23 @@ mod tests {
     #[test]
     fn errors_are_read_from_the_envelope_or_bare() {
         let enveloped = json!({"udc_version": "1.0", "payload": {"error": {"code": "not_found", "message": "task 9 not found", "details": {"id": 9}}}});
-        let error = api_error(404, &unwrap_envelope(enveloped));
+        let error = api_error(404, payload_of(enveloped));
         assert_eq!((error.status(), error.code()), (Some(404), Some("not_found")));
+        assert_eq!(error.error_code(), Some(ErrorCode::NotFound));
         let bare = api_error(
             503,
-            &json!({"error": {"code": "store_unavailable", "message": "m", "details": null}}),
+            json!({"error": {"code": "store_unavailable", "message": "m", "details": null}}),
         );
         assert_eq!(bare.code(), Some("store_unavailable"));
-        assert_eq!(api_error(502, &Value::Null).code(), Some("unknown"));
+        assert_eq!(api_error(502, Value::Null).code(), Some("unknown"));
+        let newer = api_error(418, json!({"error": {"code": "teapot"}}));
+        assert_eq!(
+            (newer.error_code(), newer.to_string()),
+            (
+                Some(ErrorCode::Other("teapot".into())),
+                "418 teapot: HTTP 418".to_owned()
+            )
+        );
     }
 
     #[test]

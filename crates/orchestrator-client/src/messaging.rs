@@ -2,50 +2,15 @@
 //! full envelope (`POST /message`), messages forwarded to one droplet
 //! (`POST /send`) or to many (`POST /broadcast`).
 
-use chrono::{DateTime, Utc};
-use orchestrator_domain::Droplet;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use uuid::Uuid;
-
-use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord, TaskReply};
-
-/// The UDC version this client speaks.
-pub const UDC_VERSION: &str = "1.0";
-
+pub use orchestrator_api::envelope::{Envelope, UDC_VERSION};
 pub use orchestrator_api::messages::{
     Broadcast, BroadcastMessage, BroadcastOutcome, DeliveryOutcome, DirectMessage, Message, Sent,
 };
+use orchestrator_domain::Droplet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-/// A full UDC envelope, as `POST /message` requires: every field is needed.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Envelope {
-    pub udc_version: String,
-    pub trace_id: Uuid,
-    /// The sender, such as `droplet-5`.
-    pub source: String,
-    /// The orchestrator, `droplet-{DROPLET_ID}`: `droplet-10` unless configured otherwise.
-    pub target: String,
-    /// `command` or `query` for the orchestrator.
-    pub message_type: String,
-    pub timestamp: DateTime<Utc>,
-    pub payload: Value,
-}
-
-impl Envelope {
-    /// `message` from `source` to `target`, stamped now with a new trace id.
-    pub fn new(source: impl Into<String>, target: impl Into<String>, message: &Message) -> Self {
-        Envelope {
-            udc_version: UDC_VERSION.to_owned(),
-            trace_id: Uuid::new_v4(),
-            source: source.into(),
-            target: target.into(),
-            message_type: message.message_type().to_owned(),
-            timestamp: Utc::now(),
-            payload: message.payload(),
-        }
-    }
-}
+use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord, TaskReply};
 
 /// The payload of the orchestrator's answer to `POST /message`: what the
 /// matching endpoint answers.

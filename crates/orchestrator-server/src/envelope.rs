@@ -10,9 +10,12 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, Responder, web};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
+use orchestrator_api::envelope::Envelope;
+pub use orchestrator_api::envelope::UDC_VERSION;
+use orchestrator_api::error::ErrorBody;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -20,10 +23,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::auth::CallerSubject;
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
 use crate::startup::AppState;
 
-pub const UDC_VERSION: &str = "1.0";
 pub const TRACE_HEADER: HeaderName = HeaderName::from_static("x-trace-id");
 
 /// The trace id of the request being served.
@@ -102,19 +104,20 @@ fn target_of(req: &HttpRequest) -> String {
         .map_or_else(|| "anonymous".to_owned(), |s| s.0.clone())
 }
 
-fn envelope(req: &HttpRequest, message_type: &str, payload: Value) -> Value {
+/// The envelope of an answer to `req`, from this orchestrator to the caller.
+fn envelope(req: &HttpRequest, message_type: &str, payload: Value) -> Envelope {
     let source = req
         .app_data::<web::Data<Source>>()
         .map_or_else(String::new, |s| s.0.clone());
-    json!({
-        "udc_version": UDC_VERSION,
-        "trace_id": trace_of(req),
-        "source": source,
-        "target": target_of(req),
-        "message_type": message_type,
-        "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-        "payload": payload,
-    })
+    Envelope {
+        udc_version: UDC_VERSION.to_owned(),
+        trace_id: trace_of(req),
+        source,
+        target: target_of(req),
+        message_type: message_type.to_owned(),
+        timestamp: Utc::now(),
+        payload,
+    }
 }
 
 /// Wraps error bodies of authenticated endpoints in an envelope with
@@ -124,9 +127,10 @@ pub async fn envelope_errors(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let res = next.call(req).await?;
-    let Some(ErrorBody(body)) = res.response().extensions().get::<ErrorBody>().cloned() else {
+    let Some(body) = res.response().extensions().get::<ErrorBody>().cloned() else {
         return Ok(res.map_into_left_body());
     };
+    let body = serde_json::to_value(body).unwrap_or(Value::Null);
     let (req, old) = res.into_parts();
     let mut new = HttpResponse::build(old.status());
     for (name, value) in old.headers() {
@@ -352,7 +356,7 @@ fn parse_body<T: DeserializeOwned>(req: &HttpRequest, bytes: &[u8]) -> Result<T,
 /// bare or wrapped in an envelope, whose trace id is returned. Every failure is a
 /// client error (400 or 422). Public for the fuzz target of `fuzz/`.
 pub fn parse_request_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Option<Uuid>), ApiError> {
-    let (value, trace) = unwrap_envelope(json_of(bytes)?);
+    let (value, trace) = orchestrator_api::envelope::open(json_of(bytes)?);
     // serde would read a struct from an array of its fields in order; a
     // body is an object with named fields, nothing else.
     if !value.is_object() {
@@ -363,21 +367,6 @@ pub fn parse_request_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, Optio
     let body = serde_json::from_value(value)
         .map_err(|e| ApiError::InvalidBody(format!("invalid request body: {e}")))?;
     Ok((body, trace))
-}
-
-/// An object with `udc_version` and `payload` is an envelope: its payload is
-/// the body and its trace id becomes the request's.
-fn unwrap_envelope(value: Value) -> (Value, Option<Uuid>) {
-    match value {
-        Value::Object(mut map) if map.contains_key("udc_version") && map.contains_key("payload") => {
-            let trace = map
-                .get("trace_id")
-                .and_then(Value::as_str)
-                .and_then(|t| Uuid::parse_str(t).ok());
-            (map.remove("payload").unwrap_or(Value::Null), trace)
-        }
-        other => (other, None),
-    }
 }
 
 #[cfg(test)]

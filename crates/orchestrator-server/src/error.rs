@@ -3,6 +3,7 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
+use orchestrator_api::error::{ErrorBody, ErrorCode, ErrorDetails};
 use orchestrator_app::AppError;
 use serde_json::{Value, json};
 
@@ -38,57 +39,29 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// Every `error.code` an answer may carry.
-pub const ERROR_CODES: &[&str] = &[
-    "not_found",
-    "forbidden",
-    "invalid_transition",
-    "conflict",
-    "stale_attempt",
-    "validation_failed",
-    "idempotency_key_reused",
-    "store_unavailable",
-    "droplet_unreachable",
-    "droplet_timeout",
-    "rate_limited",
-    "unauthorized",
-    "malformed_json",
-    "invalid_path",
-    "invalid_query",
-    "payload_too_large",
-    "unsupported_media_type",
-    "method_not_allowed",
-    "internal_error",
-];
-
-/// The error body of a response, kept on it so that the envelope layer can
-/// re-wrap it for authenticated endpoints.
-#[derive(Debug, Clone)]
-pub struct ErrorBody(pub Value);
-
 impl ApiError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             ApiError::App(AppError::NotFound { .. } | AppError::UnknownName { .. })
-            | ApiError::RouteNotFound => "not_found",
-            ApiError::App(AppError::Forbidden(_)) => "forbidden",
-            ApiError::App(AppError::InvalidTransition { .. }) => "invalid_transition",
-            ApiError::App(AppError::Conflict(_)) => "conflict",
-            ApiError::App(AppError::StaleAttempt { .. }) => "stale_attempt",
-            ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => "validation_failed",
-            ApiError::App(AppError::IdempotencyKeyReused(_)) => "idempotency_key_reused",
-            ApiError::App(AppError::Unavailable(_)) => "store_unavailable",
-            ApiError::App(AppError::DropletUnreachable(_)) => "droplet_unreachable",
-            ApiError::App(AppError::DropletTimedOut(_)) => "droplet_timeout",
-            ApiError::RateLimited { .. } => "rate_limited",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::MalformedBody(_) => "malformed_json",
-            ApiError::InvalidPath(_) => "invalid_path",
-            ApiError::InvalidQuery(_) => "invalid_query",
-            ApiError::PayloadTooLarge { .. } => "payload_too_large",
-            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
-            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
-            ApiError::Internal(_) => "internal_error",
+            | ApiError::RouteNotFound => ErrorCode::NotFound,
+            ApiError::App(AppError::Forbidden(_)) => ErrorCode::Forbidden,
+            ApiError::App(AppError::InvalidTransition { .. }) => ErrorCode::InvalidTransition,
+            ApiError::App(AppError::Conflict(_)) => ErrorCode::Conflict,
+            ApiError::App(AppError::StaleAttempt { .. }) => ErrorCode::StaleAttempt,
+            ApiError::App(AppError::Validation(_)) | ApiError::InvalidBody(_) => ErrorCode::ValidationFailed,
+            ApiError::App(AppError::IdempotencyKeyReused(_)) => ErrorCode::IdempotencyKeyReused,
+            ApiError::App(AppError::Unavailable(_)) => ErrorCode::StoreUnavailable,
+            ApiError::App(AppError::DropletUnreachable(_)) => ErrorCode::DropletUnreachable,
+            ApiError::App(AppError::DropletTimedOut(_)) => ErrorCode::DropletTimeout,
+            ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
+            ApiError::MalformedBody(_) => ErrorCode::MalformedJson,
+            ApiError::InvalidPath(_) => ErrorCode::InvalidPath,
+            ApiError::InvalidQuery(_) => ErrorCode::InvalidQuery,
+            ApiError::PayloadTooLarge { .. } => ErrorCode::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            ApiError::MethodNotAllowed { .. } => ErrorCode::MethodNotAllowed,
+            ApiError::Internal(_) => ErrorCode::InternalError,
         }
     }
 
@@ -121,8 +94,14 @@ impl ApiError {
         }
     }
 
-    pub fn body(&self) -> Value {
-        json!({ "error": { "code": self.code(), "message": self.message(), "details": self.details() } })
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetails {
+                code: self.code(),
+                message: self.message(),
+                details: self.details(),
+            },
+        }
     }
 }
 
@@ -154,7 +133,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         if let ApiError::App(AppError::Unavailable(why)) | ApiError::Internal(why) = self {
-            tracing::error!(code = self.code(), cause = %why, "request failed");
+            tracing::error!(code = %self.code(), cause = %why, "request failed");
         }
         let mut response = HttpResponse::build(self.status_code());
         match self {
@@ -174,7 +153,8 @@ impl ResponseError for ApiError {
         }
         let body = self.body();
         let mut response = response.json(&body);
-        response.extensions_mut().insert(ErrorBody(body));
+        // Kept for `envelope_errors`, which wraps it on authenticated endpoints.
+        response.extensions_mut().insert(body);
         response
     }
 }
@@ -232,8 +212,9 @@ mod tests {
 
     #[test]
     fn the_documented_codes_are_exactly_the_codes_answered() {
-        let answered: std::collections::BTreeSet<&str> = every_error().iter().map(ApiError::code).collect();
-        let documented: std::collections::BTreeSet<&str> = ERROR_CODES.iter().copied().collect();
+        let answered: std::collections::HashSet<ErrorCode> =
+            every_error().iter().map(ApiError::code).collect();
+        let documented: std::collections::HashSet<ErrorCode> = ErrorCode::KNOWN.iter().cloned().collect();
         assert_eq!(answered, documented);
     }
 }

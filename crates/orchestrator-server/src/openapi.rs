@@ -15,11 +15,11 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::error::ERROR_CODES;
 use crate::routes::{
     droplets, feeds, health, management, messages, metrics, resource, service, tasks, tokens,
 };
 use crate::startup::AppState;
+use orchestrator_api::error::ErrorCode;
 
 /// Endpoints that answer without the envelope, errors included.
 const BARE: &[&str] = &[
@@ -293,7 +293,7 @@ fn envelope_schema() -> Schema {
 fn error_schema() -> Schema {
     let codes = ObjectBuilder::new()
         .schema_type(Type::String)
-        .enum_values(Some(ERROR_CODES.iter().copied()));
+        .enum_values(Some(ErrorCode::KNOWN.iter().map(ErrorCode::as_str)));
     let details = ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
         .description(Some(

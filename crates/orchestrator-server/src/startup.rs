@@ -365,7 +365,7 @@ fn start_services(services: &Services, settings: &Settings, ports: &Ports, with:
     with.router.start(services);
     with.scheduler.start(services);
     with.recovery.start(services);
-    with.feeds.start(ports, services);
+    with.feeds.start(ports, services, crate::routes::feeds::frame);
     if settings.messaging.push_delivery {
         Delivery::new(ports.clone(), with.dispatcher.clone()).start(services);
     }

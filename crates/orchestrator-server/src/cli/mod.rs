@@ -321,6 +321,7 @@ async fn follow(
         task_type: watch.task_type,
         capability: watch.capability,
         droplet_id: watch.droplet,
+        ..FeedFilter::default()
     };
     let mut feed = client.subscribe(kind, &filter).await?;
     while let Some(event) = feed.next().await {

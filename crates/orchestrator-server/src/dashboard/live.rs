@@ -11,14 +11,16 @@ use orchestrator_app::{Feed, FeedMessage, Subscription, feed_owner};
 use tokio_util::sync::CancellationToken;
 
 use super::session;
-use crate::routes::feeds::FeedQuery;
+use orchestrator_api::feeds::FeedQuery;
+
+use crate::routes::feeds::filter_of;
 use crate::startup::AppState;
 
 pub async fn tasks(req: HttpRequest, app: web::Data<AppState>, query: web::Query<FeedQuery>) -> HttpResponse {
     let Some(viewer) = session::viewer(&req).await else {
         return plain(HttpResponse::Unauthorized(), "sign in first: /ui/login");
     };
-    let filter = match query.filter() {
+    let filter = match filter_of(&query) {
         Ok(filter) => filter,
         Err(err) => return plain(HttpResponse::BadRequest(), &err.to_string()),
     };

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, http::header, middleware::from_fn, web};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
-use orchestrator_app::{
-    AppError, Feed, FeedError, FeedFilter, FeedMessage, FeedStatus, Subscription, feed_owner,
-};
-use orchestrator_domain::{Caller, Capability, DropletId, Permission};
-use serde::Deserialize;
+use orchestrator_api::feeds::{FeedEvent, FeedKind, FeedQuery, FeedStatus};
+use orchestrator_app::{AppError, Feed, FeedError, FeedFilter, FeedMessage, Subscription, feed_owner};
+use orchestrator_domain::{Caller, Capability, DomainEvent, Permission};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
-use utoipa::IntoParams;
 
 use crate::auth::Authenticated;
 use crate::envelope::{Udc, envelope_errors};
@@ -35,35 +34,41 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The query of a feed: the token and the optional filters.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct FeedQuery {
-    /// The bearer token, for clients that cannot set a header.
-    token: Option<String>,
-    /// Only tasks of this type.
-    task_type: Option<String>,
-    /// Only tasks requiring it, or droplets offering it.
-    capability: Option<String>,
-    /// Only tasks assigned to it, or that droplet's own events.
-    droplet_id: Option<DropletId>,
+/// What a feed's query asks to see.
+pub(crate) fn filter_of(query: &FeedQuery) -> Result<FeedFilter, ApiError> {
+    let capability = query
+        .capability
+        .as_deref()
+        .map(Capability::new)
+        .transpose()
+        .map_err(|e| ApiError::InvalidQuery(format!("invalid capability filter: {e}")))?;
+    Ok(FeedFilter {
+        task_type: query.task_type.clone(),
+        capability,
+        droplet_id: query.droplet_id,
+    })
 }
 
-impl FeedQuery {
-    pub(crate) fn filter(&self) -> Result<FeedFilter, ApiError> {
-        let capability = self
-            .capability
-            .as_deref()
-            .map(Capability::new)
-            .transpose()
-            .map_err(|e| ApiError::InvalidQuery(format!("invalid capability filter: {e}")))?;
-        Ok(FeedFilter {
-            task_type: self.task_type.clone(),
-            capability,
-            droplet_id: self.droplet_id,
-        })
-    }
+/// The text frame of an event: a [`FeedEvent`] with the task or the
+/// droplet as it is after the event; a health change adds the droplet's
+/// `previous_status`.
+pub(crate) fn frame(event: &DomainEvent, at: DateTime<Utc>) -> String {
+    let data = match event {
+        DomainEvent::DropletHealthChanged { droplet, previous } => {
+            let mut data = serde_json::to_value(droplet).unwrap_or(Value::Null);
+            if let Value::Object(map) = &mut data {
+                map.insert("previous_status".into(), json!(previous));
+            }
+            data
+        }
+        other => serde_json::to_value(other).unwrap_or(Value::Null),
+    };
+    let event = FeedEvent {
+        event: event.name().to_owned(),
+        data,
+        timestamp: at,
+    };
+    serde_json::to_string(&event).unwrap_or_default()
 }
 
 /// The task events as they are committed, in order for each task:
@@ -110,7 +115,7 @@ async fn open(
     app: &AppState,
 ) -> Result<HttpResponse, ApiError> {
     let caller = feed_caller(req, query).await?;
-    let filter = query.filter()?;
+    let filter = filter_of(query)?;
     let (response, session, stream) = actix_ws::handle(req, body)
         .map_err(|e| ApiError::InvalidQuery(format!("not a WebSocket upgrade: {e}")))?;
     let subscription = app.feeds.connect(feed, &feed_owner(&caller), filter);
@@ -226,7 +231,30 @@ pub(crate) async fn status(
     if !caller.can(Permission::Read) {
         return Err(forbidden("reading the feed status needs the read permission"));
     }
-    Ok(Udc::ok(app.feeds.status()))
+    Ok(Udc::ok(feed_status(app.feeds.status())))
+}
+
+/// The feeds' figures as `GET /ws/status` answers them.
+pub(crate) fn feed_status(status: orchestrator_app::FeedStatus) -> FeedStatus {
+    FeedStatus {
+        connections: status
+            .connections
+            .into_iter()
+            .map(|(feed, count)| (kind_of(feed), count))
+            .collect(),
+        total_connections: status.total_connections,
+        connections_per_caller: status.connections_per_caller,
+        messages_sent: status.messages_sent,
+        dropped_slow_clients: status.dropped_slow_clients,
+        dropped_unresponsive_clients: status.dropped_unresponsive_clients,
+    }
+}
+
+fn kind_of(feed: Feed) -> FeedKind {
+    match feed {
+        Feed::Tasks => FeedKind::Tasks,
+        Feed::Droplets => FeedKind::Droplets,
+    }
 }
 
 fn forbidden(message: &str) -> ApiError {

@@ -3,7 +3,6 @@
 //! many, admin only).
 
 use actix_web::{HttpMessage, HttpRequest, middleware::from_fn, web};
-use chrono::{DateTime, Utc};
 use orchestrator_api::messages::{
     Broadcast, BroadcastOutcome, DeliveryOutcome, Message, MessageParams, Sent,
 };
@@ -21,6 +20,7 @@ use crate::envelope::{Body, RawBody, Source, TraceId, UDC_VERSION, Udc, envelope
 use crate::error::ApiError;
 use crate::routes::droplets::{DropletList, droplet_list};
 use crate::routes::resource;
+use orchestrator_api::envelope::Envelope;
 use orchestrator_api::tasks::{Cancelled, TaskCreated};
 
 use crate::routes::tasks::{TaskReply, cancelled_reply, created_reply, task_reply};
@@ -42,24 +42,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(envelope_errors))
             .route(web::post().to(broadcast)),
     );
-}
-
-/// A full UDC envelope: every field is required.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Envelope {
-    udc_version: String,
-    trace_id: Uuid,
-    source: String,
-    target: String,
-    message_type: String,
-    #[allow(dead_code, reason = "required by the envelope; not used to answer")]
-    timestamp: DateTime<Utc>,
-    /// `{"command": "create_task", "task_data": {…}}`,
-    /// `{"command": "cancel_task", "task_id": N}`,
-    /// `{"query": "task_status", "task_id": N}`, `{"query": "droplet_list"}`
-    /// or `{"query": "system_status"}`.
-    payload: Value,
 }
 
 /// What a command or query answers: what the matching endpoint answers.
