@@ -169,8 +169,8 @@ async fn failures_come_back_as_typed_errors() {
     let admin = Client::new(&app.address).expect("url").with_token(app.admin());
     let request = TokenRequest {
         droplet_id: Some(21),
-        subject: None,
         permissions: vec![Permission::Read],
+        ..TokenRequest::default()
     };
     let token = admin.issue_token(&request).await.expect("issue");
     assert_eq!(token.token_type, "bearer");

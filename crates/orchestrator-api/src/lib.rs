@@ -4,3 +4,4 @@ pub mod droplets;
 pub mod management;
 pub mod public;
 pub mod tasks;
+pub mod tokens;

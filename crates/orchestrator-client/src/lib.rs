@@ -191,27 +191,10 @@ impl StatusUpdate {
     }
 }
 
-/// What `POST /token` should sign.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TokenRequest {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub droplet_id: Option<DropletId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    pub permissions: Vec<orchestrator_domain::Permission>,
-}
-
-/// A signed token.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Token {
-    pub access_token: String,
-    pub token_type: String,
-    pub expires_in: u64,
-}
-
 pub use orchestrator_api::droplets::{HeartbeatAck, Registered};
 pub use orchestrator_api::public::Health;
 pub use orchestrator_api::tasks::{Cancelled, TaskCreated};
+pub use orchestrator_api::tokens::{Token, TokenBody as TokenRequest};
 
 #[derive(Deserialize)]
 pub(crate) struct TaskReply {
