@@ -107,9 +107,10 @@ async fn a_task_lives_its_whole_life_through_the_client() {
         .await
         .expect("droplets");
     assert!(all.iter().any(|d| d.droplet_id == 21));
-    let offering = |capability: &str| DropletQuery {
-        status: Some(DropletStatus::Active),
-        capability: Some(capability.into()),
+    let offering = |capability: &str| {
+        DropletQuery::default()
+            .with_status(DropletStatus::Active)
+            .with_capability(capability)
     };
     assert_eq!(
         droplet

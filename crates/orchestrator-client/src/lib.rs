@@ -31,8 +31,9 @@ pub use worker::{
     Delivery, HANDED_BACK, HandlerResult, STOPPED_ON_REQUEST, Worker, WorkerBuilder, WorkerReport,
 };
 
+use orchestrator_api::droplets::{DropletList, DropletReply};
 use orchestrator_domain::{
-    Droplet, DropletId, DropletStatus, HeartbeatReport, HistoryEntry, RegistrationDraft, ServiceHeartbeat,
+    Droplet, DropletId, HeartbeatReport, HistoryEntry, RegistrationDraft, ServiceHeartbeat,
     Task, TaskDraft, TaskId, TaskStatus,
 };
 use serde::de::DeserializeOwned;
@@ -141,16 +142,6 @@ pub struct TaskQuery {
     pub offset: Option<u64>,
 }
 
-/// Filters of `GET /droplets`; all optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct DropletQuery {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<DropletStatus>,
-    /// Only droplets offering this capability.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capability: Option<String>,
-}
-
 /// A droplet's report on its task (`PATCH /tasks/{id}`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusUpdate {
@@ -191,7 +182,7 @@ impl StatusUpdate {
     }
 }
 
-pub use orchestrator_api::droplets::{HeartbeatAck, Registered};
+pub use orchestrator_api::droplets::{DropletQuery, HeartbeatAck, Registered};
 pub use orchestrator_api::public::Health;
 pub use orchestrator_api::tasks::{Cancelled, TaskCreated};
 pub use orchestrator_api::tokens::{Token, TokenBody as TokenRequest};
@@ -199,16 +190,6 @@ pub use orchestrator_api::tokens::{Token, TokenBody as TokenRequest};
 #[derive(Deserialize)]
 pub(crate) struct TaskReply {
     pub(crate) task: TaskRecord,
-}
-
-#[derive(Deserialize)]
-struct DropletReply {
-    droplet: Droplet,
-}
-
-#[derive(Deserialize)]
-struct DropletList {
-    droplets: Vec<Droplet>,
 }
 
 /// A client of one orchestrator, with the caller's token.

@@ -3,7 +3,7 @@
 //! (`POST /send`) or to many (`POST /broadcast`).
 
 use chrono::{DateTime, Utc};
-use orchestrator_domain::{Droplet, DropletId, TaskDraft, TaskId};
+use orchestrator_domain::{DropletId, TaskDraft, TaskId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -104,11 +104,7 @@ pub enum MessageReply {
 }
 
 /// The droplet directory, as `GET /droplets` answers.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct DropletListing {
-    pub droplets: Vec<Droplet>,
-    pub total: u64,
-}
+pub use orchestrator_api::droplets::DropletList as DropletListing;
 
 /// The answer to the `system_status` query.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

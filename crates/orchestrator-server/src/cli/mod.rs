@@ -277,7 +277,11 @@ async fn droplets(
 ) -> anyhow::Result<()> {
     match command {
         DropletsCommand::List { status, capability } => {
-            let droplets = client.list_droplets(&DropletQuery { status, capability }).await?;
+            let query = DropletQuery {
+                status: status.map(|s| s.as_str().to_owned()),
+                capability,
+            };
+            let droplets = client.list_droplets(&query).await?;
             output.show(out, &droplets, |d| render::droplets(d))
         }
         DropletsCommand::Get { id } => {

@@ -17,8 +17,8 @@ use uuid::Uuid;
 use crate::auth::Authenticated;
 use crate::envelope::{Body, RawBody, Source, TraceId, UDC_VERSION, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::droplets::{DropletList, droplet_list};
 use crate::routes::resource;
+use orchestrator_api::droplets::DropletList;
 use orchestrator_api::tasks::{Cancelled, TaskCreated};
 
 use crate::routes::tasks::{TaskReply, cancelled_reply, created_reply, task_reply};
@@ -195,7 +195,7 @@ async fn query(app: &AppState, caller: &Caller, payload: &Value) -> Result<Messa
         }
         Some("droplet_list") => {
             let droplets = app.droplets.list(caller, DropletFilter::default()).await?;
-            Ok(MessageReply::Droplets(droplet_list(droplets)))
+            Ok(MessageReply::Droplets(DropletList::new(droplets)))
         }
         Some("system_status") => {
             let counts = app.status.snapshot().await?;
