@@ -68,11 +68,11 @@ async fn a_task_lives_its_whole_life_through_the_client() {
     assert_eq!(task.assigned_droplet_name.as_deref(), Some("echo"));
 
     let mine = droplet
-        .list_tasks(&TaskQuery {
-            assigned_droplet_id: Some(21),
-            status: Some(TaskStatus::Assigned),
-            ..TaskQuery::default()
-        })
+        .list_tasks(
+            &TaskQuery::default()
+                .with_droplet(21)
+                .with_status(TaskStatus::Assigned),
+        )
         .await
         .expect("list");
     assert_eq!(mine.tasks.len(), 1);
@@ -91,7 +91,8 @@ async fn a_task_lives_its_whole_life_through_the_client() {
     assert_eq!(done.task.status, TaskStatus::Completed);
     assert_eq!(done.task.result, Some(json!({ "echo": "hello" })));
 
-    let history = alice.get_task(created.task_id).await.expect("get").state_history;
+    let record = alice.get_task(created.task_id).await.expect("get");
+    let history = record.history();
     let moves: Vec<TaskStatus> = history.iter().map(|h| h.to_status).collect();
     assert_eq!(
         moves,

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord, TaskReply};
+use orchestrator_api::tasks::TaskReply;
+
+use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord};
 
 /// The UDC version this client speaks.
 pub const UDC_VERSION: &str = "1.0";

@@ -357,12 +357,12 @@ impl CreateTask {
 impl ListTasks {
     fn into_query(self) -> TaskQuery {
         TaskQuery {
-            status: self.status,
+            status: self.status.map(|s| s.as_str().to_owned()),
             task_type: self.task_type,
             assigned_droplet_id: self.droplet,
-            limit: Some(self.limit),
-            offset: Some(self.offset),
             ..TaskQuery::default()
         }
+        .with_limit(self.limit)
+        .with_offset(self.offset)
     }
 }

@@ -19,9 +19,9 @@ use crate::envelope::{Body, RawBody, Source, TraceId, UDC_VERSION, Udc, envelope
 use crate::error::ApiError;
 use crate::routes::resource;
 use orchestrator_api::droplets::DropletList;
-use orchestrator_api::tasks::{Cancelled, TaskCreated};
+use orchestrator_api::tasks::{Cancelled, TaskCreated, TaskReply};
 
-use crate::routes::tasks::{TaskReply, cancelled_reply, created_reply, task_reply};
+use crate::routes::tasks::{cancelled_reply, created_reply, task_reply};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
