@@ -68,11 +68,11 @@ async fn a_task_lives_its_whole_life_through_the_client() {
     assert_eq!(task.assigned_droplet_name.as_deref(), Some("echo"));
 
     let mine = droplet
-        .list_tasks(&TaskQuery {
-            assigned_droplet_id: Some(21),
-            status: Some(TaskStatus::Assigned),
-            ..TaskQuery::default()
-        })
+        .list_tasks(
+            &TaskQuery::default()
+                .with_droplet(21)
+                .with_status(TaskStatus::Assigned),
+        )
         .await
         .expect("list");
     assert_eq!(mine.tasks.len(), 1);
@@ -91,7 +91,8 @@ async fn a_task_lives_its_whole_life_through_the_client() {
     assert_eq!(done.task.status, TaskStatus::Completed);
     assert_eq!(done.task.result, Some(json!({ "echo": "hello" })));
 
-    let history = alice.get_task(created.task_id).await.expect("get").state_history;
+    let record = alice.get_task(created.task_id).await.expect("get");
+    let history = record.history();
     let moves: Vec<TaskStatus> = history.iter().map(|h| h.to_status).collect();
     assert_eq!(
         moves,
@@ -107,9 +108,10 @@ async fn a_task_lives_its_whole_life_through_the_client() {
         .await
         .expect("droplets");
     assert!(all.iter().any(|d| d.droplet_id == 21));
-    let offering = |capability: &str| DropletQuery {
-        status: Some(DropletStatus::Active),
-        capability: Some(capability.into()),
+    let offering = |capability: &str| {
+        DropletQuery::default()
+            .with_status(DropletStatus::Active)
+            .with_capability(capability)
     };
     assert_eq!(
         droplet
@@ -169,8 +171,8 @@ async fn failures_come_back_as_typed_errors() {
     let admin = Client::new(&app.address).expect("url").with_token(app.admin());
     let request = TokenRequest {
         droplet_id: Some(21),
-        subject: None,
         permissions: vec![Permission::Read],
+        ..TokenRequest::default()
     };
     let token = admin.issue_token(&request).await.expect("issue");
     assert_eq!(token.token_type, "bearer");

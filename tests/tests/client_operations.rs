@@ -563,7 +563,7 @@ async fn commands_and_queries_in_an_envelope_are_answered_typed() {
         (record.task.id, record.task.trace_id, record.task.status),
         (created.task_id, created.trace_id, TaskStatus::Pending)
     );
-    let moves: Vec<TaskStatus> = record.state_history.iter().map(|h| h.to_status).collect();
+    let moves: Vec<TaskStatus> = record.history().iter().map(|h| h.to_status).collect();
     assert_eq!(moves, [TaskStatus::Pending]);
 
     let reply = writer

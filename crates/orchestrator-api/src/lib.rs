@@ -10,3 +10,4 @@ pub mod metrics;
 pub mod public;
 pub mod tasks;
 mod time;
+pub mod tokens;

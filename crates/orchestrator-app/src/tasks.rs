@@ -35,9 +35,7 @@ pub struct TaskDetails {
 }
 
 /// Why a pending task has not been assigned yet, as of the moment asked.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PendingReason {
     /// It failed and waits out its retry backoff.
     RetryBackoff { until: DateTime<Utc> },

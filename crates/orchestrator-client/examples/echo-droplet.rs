@@ -52,8 +52,8 @@ async fn client(request: TokenRequest) -> Result<Client, ClientError> {
 async fn serve(id: DropletId) -> Result<(), ClientError> {
     let request = TokenRequest {
         droplet_id: Some(id),
-        subject: None,
         permissions: vec![Permission::Write],
+        ..TokenRequest::default()
     };
     let client = client(request).await?;
     let (delivery, endpoint) = delivery(id).unwrap_or_else(|message| {
@@ -104,9 +104,9 @@ fn delivery(id: DropletId) -> Result<(Delivery, String), String> {
 
 async fn submit(text: &str) -> Result<(), ClientError> {
     let request = TokenRequest {
-        droplet_id: None,
         subject: Some("echo-submitter".into()),
         permissions: vec![Permission::Write],
+        ..TokenRequest::default()
     };
     let client = client(request).await?;
     let created = client

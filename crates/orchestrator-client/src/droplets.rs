@@ -1,29 +1,11 @@
 //! The droplet endpoints beyond registration and heartbeats: a droplet's
 //! capabilities, and an admin's activate and deactivate.
 
-use chrono::{DateTime, Utc};
-use orchestrator_domain::{Capability, DropletId, DropletStatus};
-use serde::{Deserialize, Serialize};
+use orchestrator_domain::DropletId;
+
+pub use orchestrator_api::droplets::{DropletCapabilities, StatusChanged as DropletStatusChange};
 
 use crate::{Client, ClientError};
-
-/// The answer to `GET /droplets/{id}/capabilities`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct DropletCapabilities {
-    pub droplet_id: DropletId,
-    pub capabilities: Vec<Capability>,
-}
-
-/// The answer to `POST /droplets/{id}/activate` and `/deactivate`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct DropletStatusChange {
-    pub droplet_id: DropletId,
-    /// The status now.
-    pub status: DropletStatus,
-    /// The status before the change.
-    pub previous_status: Option<DropletStatus>,
-    pub updated_at: DateTime<Utc>,
-}
 
 impl Client {
     /// What a droplet can do (`read`).

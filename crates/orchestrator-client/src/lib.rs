@@ -32,14 +32,15 @@ pub use worker::{
     Delivery, HANDED_BACK, HandlerResult, STOPPED_ON_REQUEST, Worker, WorkerBuilder, WorkerReport,
 };
 
+use orchestrator_api::droplets::{DropletList, DropletReply};
 use orchestrator_api::envelope;
 use orchestrator_api::error::ErrorBody;
+use orchestrator_api::tasks::{BatchCreated, RetryRequest, TaskBatch, TaskReply};
 use orchestrator_domain::{
-    Droplet, DropletId, DropletStatus, HeartbeatReport, HistoryEntry, RegistrationDraft, ServiceHeartbeat,
-    Task, TaskDraft, TaskId, TaskStatus,
+    Droplet, DropletId, HeartbeatReport, RegistrationDraft, ServiceHeartbeat, TaskDraft, TaskId,
 };
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::time::Duration;
 use uuid::Uuid;
@@ -107,135 +108,13 @@ impl ClientError {
     }
 }
 
-/// A task as the API shows it: the task, its droplet's name and, from
-/// `GET /tasks/{id}`, its history and (while pending) why it waits.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct TaskRecord {
-    #[serde(flatten)]
-    pub task: Task,
-    pub assigned_droplet_name: Option<String>,
-    #[serde(default)]
-    pub state_history: Vec<HistoryEntry>,
-    /// `{"state": "no_active_droplet_with_capability", …}` and the like.
-    #[serde(default)]
-    pub routing: Option<Value>,
-}
-
-/// One page of `GET /tasks`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct TaskPage {
-    pub tasks: Vec<TaskRecord>,
-    pub total: u64,
-    pub limit: u32,
-    pub offset: u64,
-    pub has_more: bool,
-}
-
-/// Filters and paging of `GET /tasks`; all optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct TaskQuery {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<TaskStatus>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub task_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority_min: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub priority_max: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub assigned_droplet_id: Option<DropletId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limit: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offset: Option<u64>,
-}
-
-/// Filters of `GET /droplets`; all optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct DropletQuery {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<DropletStatus>,
-    /// Only droplets offering this capability.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub capability: Option<String>,
-}
-
-/// A droplet's report on its task (`PATCH /tasks/{id}`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct StatusUpdate {
-    pub status: TaskStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
-    /// The assignment reported on (the task's `attempt` when it was received).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attempt: Option<u32>,
-}
-
-impl StatusUpdate {
-    pub fn started(attempt: u32) -> Self {
-        StatusUpdate {
-            status: TaskStatus::InProgress,
-            result: None,
-            error_message: None,
-            attempt: Some(attempt),
-        }
-    }
-
-    pub fn completed(attempt: u32, result: Value) -> Self {
-        StatusUpdate {
-            status: TaskStatus::Completed,
-            result: Some(result),
-            ..StatusUpdate::started(attempt)
-        }
-    }
-
-    pub fn failed(attempt: u32, error_message: impl Into<String>) -> Self {
-        StatusUpdate {
-            status: TaskStatus::Failed,
-            error_message: Some(error_message.into()),
-            ..StatusUpdate::started(attempt)
-        }
-    }
-}
-
-/// What `POST /token` should sign.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TokenRequest {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub droplet_id: Option<DropletId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    pub permissions: Vec<orchestrator_domain::Permission>,
-}
-
-/// A signed token.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct Token {
-    pub access_token: String,
-    pub token_type: String,
-    pub expires_in: u64,
-}
-
-pub use orchestrator_api::droplets::{HeartbeatAck, Registered};
+pub use orchestrator_api::droplets::{DropletQuery, HeartbeatAck, Registered};
 pub use orchestrator_api::public::Health;
-pub use orchestrator_api::tasks::{Cancelled, TaskCreated};
-
-#[derive(Deserialize)]
-pub(crate) struct TaskReply {
-    pub(crate) task: TaskRecord,
-}
-
-#[derive(Deserialize)]
-struct DropletReply {
-    droplet: Droplet,
-}
-
-#[derive(Deserialize)]
-struct DropletList {
-    droplets: Vec<Droplet>,
-}
+pub use orchestrator_api::tasks::{
+    Cancelled, PendingReason, StatusPatch as StatusUpdate, TaskBody as TaskRecord, TaskCreated, TaskPage,
+    TaskQuery,
+};
+pub use orchestrator_api::tokens::{Token, TokenBody as TokenRequest};
 
 /// A client of one orchestrator, with the caller's token.
 #[derive(Debug, Clone)]
@@ -309,20 +188,11 @@ impl Client {
     /// (and the error names the first invalid one). The answers come in
     /// the order of `drafts`. Sent again like [`Client::create_task`].
     pub async fn create_tasks(&self, drafts: &[TaskDraft]) -> Result<Vec<TaskCreated>, ClientError> {
-        #[derive(Serialize)]
-        struct Batch<'a> {
-            tasks: &'a [TaskDraft],
-        }
-        #[derive(Deserialize)]
-        struct Created {
-            tasks: Vec<TaskCreated>,
-        }
-        let created: Created = self
-            .send(
-                reqwest::Method::POST,
-                "/tasks/batch",
-                Some(&Batch { tasks: drafts }),
-            )
+        let batch = TaskBatch {
+            tasks: drafts.to_vec(),
+        };
+        let created: BatchCreated = self
+            .send(reqwest::Method::POST, "/tasks/batch", Some(&batch))
             .await?;
         Ok(created.tasks)
     }
@@ -362,15 +232,11 @@ impl Client {
     /// Gives a failed task whose retries are spent one more attempt
     /// (`POST /tasks/{id}/retry`); `reason` goes in its history.
     pub async fn retry_task(&self, id: TaskId, reason: Option<&str>) -> Result<TaskRecord, ClientError> {
-        #[derive(Serialize)]
-        struct Retry<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            reason: Option<&'a str>,
-        }
         let path = format!("/tasks/{id}/retry");
-        let reply: TaskReply = self
-            .send(reqwest::Method::POST, &path, Some(&Retry { reason }))
-            .await?;
+        let request = RetryRequest {
+            reason: reason.map(str::to_owned),
+        };
+        let reply: TaskReply = self.send(reqwest::Method::POST, &path, Some(&request)).await?;
         Ok(reply.task)
     }
 

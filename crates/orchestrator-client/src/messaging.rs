@@ -6,11 +6,12 @@ pub use orchestrator_api::envelope::{Envelope, UDC_VERSION};
 pub use orchestrator_api::messages::{
     Broadcast, BroadcastMessage, BroadcastOutcome, DeliveryOutcome, DirectMessage, Message, Sent,
 };
-use orchestrator_domain::Droplet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord, TaskReply};
+use orchestrator_api::tasks::TaskReply;
+
+use crate::{Cancelled, Client, ClientError, FeedStatus, TaskCreated, TaskRecord};
 
 /// The payload of the orchestrator's answer to `POST /message`: what the
 /// matching endpoint answers.
@@ -31,11 +32,7 @@ pub enum MessageReply {
 }
 
 /// The droplet directory, as `GET /droplets` answers.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct DropletListing {
-    pub droplets: Vec<Droplet>,
-    pub total: u64,
-}
+pub use orchestrator_api::droplets::DropletList as DropletListing;
 
 /// The answer to the `system_status` query.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

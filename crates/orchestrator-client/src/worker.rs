@@ -358,12 +358,10 @@ impl Running {
         if free == 0 {
             return;
         }
-        let query = TaskQuery {
-            assigned_droplet_id: Some(self.droplet_id),
-            status: Some(TaskStatus::Assigned),
-            limit: Some(u32::try_from(free).unwrap_or(u32::MAX)),
-            ..TaskQuery::default()
-        };
+        let query = TaskQuery::default()
+            .with_droplet(self.droplet_id)
+            .with_status(TaskStatus::Assigned)
+            .with_limit(u32::try_from(free).unwrap_or(u32::MAX));
         let page = match self.client.list_tasks(&query).await {
             Ok(page) => page,
             Err(err) => {

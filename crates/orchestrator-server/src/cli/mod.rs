@@ -277,7 +277,11 @@ async fn droplets(
 ) -> anyhow::Result<()> {
     match command {
         DropletsCommand::List { status, capability } => {
-            let droplets = client.list_droplets(&DropletQuery { status, capability }).await?;
+            let query = DropletQuery {
+                status: status.map(|s| s.as_str().to_owned()),
+                capability,
+            };
+            let droplets = client.list_droplets(&query).await?;
             output.show(out, &droplets, |d| render::droplets(d))
         }
         DropletsCommand::Get { id } => {
@@ -354,12 +358,12 @@ impl CreateTask {
 impl ListTasks {
     fn into_query(self) -> TaskQuery {
         TaskQuery {
-            status: self.status,
+            status: self.status.map(|s| s.as_str().to_owned()),
             task_type: self.task_type,
             assigned_droplet_id: self.droplet,
-            limit: Some(self.limit),
-            offset: Some(self.offset),
             ..TaskQuery::default()
         }
+        .with_limit(self.limit)
+        .with_offset(self.offset)
     }
 }

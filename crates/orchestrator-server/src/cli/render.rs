@@ -52,6 +52,11 @@ fn or_dash(text: Option<impl ToString>) -> String {
     text.map_or_else(|| "-".to_owned(), |t| t.to_string())
 }
 
+/// `value` as the server sent it: one line of JSON.
+fn json(value: &impl serde::Serialize) -> String {
+    serde_json::to_string(value).unwrap_or_default()
+}
+
 pub fn created(created: &TaskCreated) -> String {
     fields(&[
         ("task", created.task_id.to_string()),
@@ -127,10 +132,10 @@ pub fn task(record: &TaskRecord) -> String {
         ("error", or_dash(task.error_message.as_ref())),
     ];
     if let Some(routing) = &record.routing {
-        pairs.push(("routing", routing.to_string()));
+        pairs.push(("routing", json(routing)));
     }
     let mut text = fields(&pairs);
-    if !record.state_history.is_empty() {
+    if !record.history().is_empty() {
         text.push('\n');
         text.push_str(&history(record));
     }
@@ -139,7 +144,7 @@ pub fn task(record: &TaskRecord) -> String {
 
 fn history(record: &TaskRecord) -> String {
     let rows: Vec<Vec<String>> = record
-        .state_history
+        .history()
         .iter()
         .map(|entry| {
             vec![

@@ -3,13 +3,13 @@
 
 use actix_web::{middleware::from_fn, web};
 use chrono::{DateTime, Utc};
-use orchestrator_api::droplets::{HeartbeatAck, Registered};
+use orchestrator_api::droplets::{
+    DropletCapabilities, DropletList, DropletQuery, DropletReply, HeartbeatAck, Registered, StatusChanged,
+};
 use orchestrator_domain::{
-    Capability, Droplet, DropletId, DropletStatus, HeartbeatReport, RegistrationDraft, ServiceHeartbeat,
+    Capability, DropletId, DropletStatus, HeartbeatReport, RegistrationDraft, ServiceHeartbeat,
 };
 use orchestrator_ports::{DropletChange, DropletFilter};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::Authenticated;
 use crate::envelope::{Body, Udc, envelope_errors};
@@ -132,35 +132,18 @@ fn acknowledge(change: &DropletChange, app: &AppState) -> Udc<HeartbeatAck> {
     })
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ListQuery {
-    #[param(value_type = Option<DropletStatus>)]
-    status: Option<String>,
-    #[param(pattern = r"^[A-Za-z0-9_.:-]{1,100}$")]
-    capability: Option<String>,
-}
-
-/// The droplet directory.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct DropletList {
-    droplets: Vec<Droplet>,
-    total: usize,
-}
-
 /// Lists droplets, by status and capability.
 #[utoipa::path(
     get,
     path = "/droplets",
     tag = "droplets",
-    params(ListQuery),
+    params(DropletQuery),
     responses((status = 200, description = "The droplets, by id", body = DropletList)),
 )]
 pub(crate) async fn list(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-    query: web::Query<ListQuery>,
+    query: web::Query<DropletQuery>,
 ) -> Result<Udc<DropletList>, ApiError> {
     let query = query.into_inner();
     let invalid = |e: orchestrator_domain::ValidationError| ApiError::App(e.into());
@@ -179,19 +162,7 @@ pub(crate) async fn list(
             .map_err(invalid)?,
     };
     let droplets = app.droplets.list(&caller, filter).await?;
-    Ok(Udc::ok(droplet_list(droplets)))
-}
-
-pub(crate) fn droplet_list(droplets: Vec<Droplet>) -> DropletList {
-    DropletList {
-        total: droplets.len(),
-        droplets,
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct DropletReply {
-    droplet: Droplet,
+    Ok(Udc::ok(DropletList::new(droplets)))
 }
 
 /// One droplet.
@@ -209,12 +180,6 @@ pub(crate) async fn get(
 ) -> Result<Udc<DropletReply>, ApiError> {
     let droplet = app.droplets.get(&caller, id.into_inner()).await?;
     Ok(Udc::ok(DropletReply { droplet }))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct DropletCapabilities {
-    droplet_id: DropletId,
-    capabilities: Vec<Capability>,
 }
 
 /// What a droplet can do.
@@ -236,15 +201,6 @@ pub(crate) async fn capabilities(
         droplet_id,
         capabilities,
     }))
-}
-
-/// The answer to an admin's activate or deactivate.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct StatusChanged {
-    droplet_id: DropletId,
-    status: DropletStatus,
-    previous_status: Option<DropletStatus>,
-    updated_at: DateTime<Utc>,
 }
 
 fn status_change(change: DropletChange) -> Udc<StatusChanged> {

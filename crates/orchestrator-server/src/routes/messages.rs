@@ -18,12 +18,12 @@ use uuid::Uuid;
 use crate::auth::Authenticated;
 use crate::envelope::{Body, RawBody, Source, TraceId, UDC_VERSION, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::droplets::{DropletList, droplet_list};
 use crate::routes::resource;
+use orchestrator_api::droplets::DropletList;
 use orchestrator_api::envelope::Envelope;
-use orchestrator_api::tasks::{Cancelled, TaskCreated};
+use orchestrator_api::tasks::{Cancelled, TaskCreated, TaskReply};
 
-use crate::routes::tasks::{TaskReply, cancelled_reply, created_reply, task_reply};
+use crate::routes::tasks::{cancelled_reply, created_reply, task_reply};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -139,7 +139,7 @@ async fn answer(
             MessageReply::Cancelled(cancelled_reply(&app.tasks.cancel(caller, id).await?))
         }
         Message::TaskStatus(id) => MessageReply::Task(Box::new(task_reply(app.tasks.get(caller, id).await?))),
-        Message::DropletList => MessageReply::Droplets(droplet_list(
+        Message::DropletList => MessageReply::Droplets(DropletList::new(
             app.droplets.list(caller, DropletFilter::default()).await?,
         )),
         Message::SystemStatus => MessageReply::System(system_status(app).await?),

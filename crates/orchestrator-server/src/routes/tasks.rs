@@ -1,14 +1,15 @@
 //! `/tasks`: create, list, get with history, update status, cancel.
 
 use actix_web::{CustomizeResponder, HttpRequest, Responder as _, middleware::from_fn, web};
-use orchestrator_api::tasks::{Cancelled, TaskCreated};
+use orchestrator_api::tasks::{
+    BatchCreated, Cancelled, PendingReason, RetryRequest, StatusPatch, TaskBatch, TaskBody, TaskCreated,
+    TaskPage, TaskQuery, TaskReply,
+};
 use orchestrator_app::TaskView;
-use orchestrator_app::tasks::{CreationRequest, PendingReason, StatusChange, TaskListing, cancelled_at};
+use orchestrator_app::tasks::{self as use_case, CreationRequest, StatusChange, TaskListing, cancelled_at};
 use orchestrator_domain::{HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus, ValidationError};
 use orchestrator_ports::TaskFilter;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
 
 use crate::auth::Authenticated;
 use crate::envelope::{Body, Udc, envelope_errors};
@@ -38,28 +39,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// A task as the API shows it: every stored field, the name of its droplet
-/// and, on `GET /tasks/{id}`, its history.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct TaskBody {
-    #[serde(flatten)]
-    task: Task,
-    assigned_droplet_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    state_history: Option<Vec<HistoryEntry>>,
-    /// On `GET /tasks/{id}` of a pending task: why it is not assigned yet.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    routing: Option<PendingReason>,
+fn task_body(view: TaskView, history: Option<Vec<HistoryEntry>>) -> TaskBody {
+    TaskBody {
+        task: view.task,
+        assigned_droplet_name: view.assigned_droplet_name,
+        state_history: history,
+        routing: None,
+    }
 }
 
-impl TaskBody {
-    fn new(view: TaskView, history: Option<Vec<HistoryEntry>>) -> Self {
-        TaskBody {
-            task: view.task,
-            assigned_droplet_name: view.assigned_droplet_name,
-            state_history: history,
-            routing: None,
+/// A task after a change: its fields, without its history.
+fn changed_task_reply(view: TaskView) -> TaskReply {
+    TaskReply {
+        task: task_body(view, None),
+    }
+}
+
+/// Why a task waits, as the API shows it.
+fn pending_reason(reason: use_case::PendingReason) -> PendingReason {
+    match reason {
+        use_case::PendingReason::RetryBackoff { until } => PendingReason::RetryBackoff { until },
+        use_case::PendingReason::RouterPaused => PendingReason::RouterPaused,
+        use_case::PendingReason::NoActiveDropletWithCapability { capability } => {
+            PendingReason::NoActiveDropletWithCapability { capability }
         }
+        use_case::PendingReason::AllCapableDropletsFull { capability, droplets } => {
+            PendingReason::AllCapableDropletsFull { capability, droplets }
+        }
+        use_case::PendingReason::Routable => PendingReason::Routable,
     }
 }
 
@@ -129,21 +136,6 @@ pub(crate) const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 /// Set to `true` on the answer to a repeated request: nothing was created.
 pub(crate) const IDEMPOTENT_REPLAYED: &str = "Idempotent-Replayed";
 
-/// Tasks submitted together (`POST /tasks/batch`).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TaskBatch {
-    /// From 1 to 1,000 tasks, each as `POST /tasks` takes it.
-    #[schema(min_items = 1, max_items = 1000)]
-    tasks: Vec<TaskDraft>,
-}
-
-/// The tasks of a batch, created, in the order they were sent.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct BatchCreated {
-    tasks: Vec<TaskCreated>,
-}
-
 /// Submits up to 1,000 tasks in one commit: every task is checked first,
 /// and if any is invalid none is created (422 naming it by its index).
 #[utoipa::path(
@@ -186,75 +178,39 @@ pub(crate) fn created_reply(app: &AppState, task: &Task) -> TaskCreated {
     }
 }
 
-/// Query parameters of `GET /tasks`; numbers are checked by the use case.
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct ListQuery {
-    #[param(value_type = Option<TaskStatus>)]
-    status: Option<String>,
-    task_type: Option<String>,
-    /// 1 (most urgent) to 10.
-    #[param(minimum = 1, maximum = 10)]
-    priority_min: Option<i64>,
-    #[param(minimum = 1, maximum = 10)]
-    priority_max: Option<i64>,
-    assigned_droplet_id: Option<i64>,
-    /// Tasks that require this capability.
-    capability: Option<String>,
-    /// Part of the title (any case), or a whole trace id.
-    search: Option<String>,
-    /// Page size (default 50).
-    #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
-    #[param(minimum = 0)]
-    offset: Option<i64>,
-}
-
-impl ListQuery {
-    fn into_filter(self) -> Result<TaskFilter, ApiError> {
-        let priority = |p: Option<i64>, field: &str| {
-            p.map(|v| {
-                Priority::new(v).map_err(|e| orchestrator_domain::ValidationError::new(field, e.message))
-            })
+/// Reads the query of `GET /tasks`; numbers are checked by the use case.
+fn task_filter(query: TaskQuery) -> Result<TaskFilter, ApiError> {
+    let priority = |p: Option<i64>, field: &str| {
+        p.map(|v| Priority::new(v).map_err(|e| ValidationError::new(field, e.message)))
             .transpose()
-        };
-        let app_err = |e: orchestrator_domain::ValidationError| ApiError::App(e.into());
-        Ok(TaskFilter {
-            status: self
-                .status
-                .as_deref()
-                .map(str::parse::<TaskStatus>)
-                .transpose()
-                .map_err(app_err)?,
-            task_type: self.task_type,
-            priority_min: priority(self.priority_min, "priority_min").map_err(app_err)?,
-            priority_max: priority(self.priority_max, "priority_max").map_err(app_err)?,
-            assigned_droplet_id: self.assigned_droplet_id,
-            required_capability: self
-                .capability
-                .as_deref()
-                .map(orchestrator_domain::Capability::new)
-                .transpose()
-                .map_err(app_err)?,
-            search: self.search.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()),
-            limit: self.limit.unwrap_or(orchestrator_app::tasks::DEFAULT_PAGE_SIZE),
-            offset: u64::try_from(self.offset.unwrap_or(0)).map_err(|_| {
-                ApiError::InvalidQuery("invalid query parameters: offset must be zero or more".into())
-            })?,
-        })
-    }
-}
-
-/// One page of `GET /tasks`.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct TaskPage {
-    tasks: Vec<TaskBody>,
-    /// Tasks that match the filter, on every page.
-    total: u64,
-    limit: u32,
-    offset: u64,
-    has_more: bool,
+    };
+    let app_err = |e: ValidationError| ApiError::App(e.into());
+    Ok(TaskFilter {
+        status: query
+            .status
+            .as_deref()
+            .map(str::parse::<TaskStatus>)
+            .transpose()
+            .map_err(app_err)?,
+        task_type: query.task_type,
+        priority_min: priority(query.priority_min, "priority_min").map_err(app_err)?,
+        priority_max: priority(query.priority_max, "priority_max").map_err(app_err)?,
+        assigned_droplet_id: query.assigned_droplet_id,
+        required_capability: query
+            .capability
+            .as_deref()
+            .map(orchestrator_domain::Capability::new)
+            .transpose()
+            .map_err(app_err)?,
+        search: query
+            .search
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty()),
+        limit: query.limit.unwrap_or(use_case::DEFAULT_PAGE_SIZE),
+        offset: u64::try_from(query.offset.unwrap_or(0)).map_err(|_| {
+            ApiError::InvalidQuery("invalid query parameters: offset must be zero or more".into())
+        })?,
+    })
 }
 
 /// Lists tasks, newest first, filtered and paged.
@@ -262,21 +218,17 @@ pub(crate) struct TaskPage {
     get,
     path = "/tasks",
     tag = "tasks",
-    params(ListQuery),
+    params(TaskQuery),
     responses((status = 200, description = "A page of tasks", body = TaskPage)),
 )]
 pub(crate) async fn list(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-    query: web::Query<ListQuery>,
+    query: web::Query<TaskQuery>,
 ) -> Result<Udc<TaskPage>, ApiError> {
-    let listing: TaskListing = app.tasks.list(&caller, query.into_inner().into_filter()?).await?;
+    let listing: TaskListing = app.tasks.list(&caller, task_filter(query.into_inner())?).await?;
     let has_more = listing.has_more();
-    let tasks: Vec<TaskBody> = listing
-        .tasks
-        .into_iter()
-        .map(|v| TaskBody::new(v, None))
-        .collect();
+    let tasks: Vec<TaskBody> = listing.tasks.into_iter().map(|v| task_body(v, None)).collect();
     Ok(Udc::ok(TaskPage {
         tasks,
         total: listing.total,
@@ -284,12 +236,6 @@ pub(crate) async fn list(
         offset: listing.offset,
         has_more,
     }))
-}
-
-/// One task (`GET /tasks/{id}`, `PATCH`, `cancel-request`, `task_status`).
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct TaskReply {
-    task: TaskBody,
 }
 
 /// A task with its full history and, while it is pending, why it waits.
@@ -311,27 +257,9 @@ pub(crate) async fn get(
 
 /// A task with its history (`GET /tasks/{id}`, `task_status` query).
 pub(crate) fn task_reply(details: orchestrator_app::TaskDetails) -> TaskReply {
-    let mut body = TaskBody::new(details.view, Some(details.history));
-    body.routing = details.routing;
+    let mut body = task_body(details.view, Some(details.history));
+    body.routing = details.routing.map(pending_reason);
     TaskReply { task: body }
-}
-
-/// A droplet's report on its task.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StatusPatch {
-    /// `in_progress`, then `completed` or `failed` (an admin may also move
-    /// tasks as the state machine allows).
-    status: TaskStatus,
-    #[serde(default)]
-    result: Option<Value>,
-    #[serde(default)]
-    error_message: Option<String>,
-    /// The assignment the report is about (the task's `attempt` when the
-    /// droplet received it); a report about another is refused with 409
-    /// `stale_attempt`.
-    #[serde(default)]
-    attempt: Option<u32>,
 }
 
 /// Moves a task along the state machine.
@@ -356,9 +284,7 @@ pub(crate) async fn update_status(
         attempt: patch.attempt,
     };
     let view = app.tasks.update_status(&caller, id.into_inner(), change).await?;
-    Ok(Udc::ok(TaskReply {
-        task: TaskBody::new(view, None),
-    }))
+    Ok(Udc::ok(changed_task_reply(view)))
 }
 
 /// Cancels a `pending` or `assigned` task. A running task answers 409: ask
@@ -397,18 +323,7 @@ pub(crate) async fn request_cancel(
     id: web::Path<TaskId>,
 ) -> Result<Udc<TaskReply>, ApiError> {
     let view = app.tasks.request_cancel(&caller, id.into_inner()).await?;
-    Ok(Udc::ok(TaskReply {
-        task: TaskBody::new(view, None),
-    }))
-}
-
-/// The body of `POST /tasks/{id}/retry`; it may be empty.
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RetryRequest {
-    /// Why, for the task's history (at most 500 characters).
-    #[serde(default)]
-    reason: Option<String>,
+    Ok(Udc::ok(changed_task_reply(view)))
 }
 
 /// Gives a `failed` task that will not be retried automatically (its
@@ -430,9 +345,7 @@ pub(crate) async fn retry(
     Body(request): Body<RetryRequest>,
 ) -> Result<Udc<TaskReply>, ApiError> {
     let view = app.tasks.retry(&caller, id.into_inner(), request.reason).await?;
-    Ok(Udc::ok(TaskReply {
-        task: TaskBody::new(view, None),
-    }))
+    Ok(Udc::ok(changed_task_reply(view)))
 }
 
 pub(crate) fn cancelled_reply(task: &Task) -> Cancelled {

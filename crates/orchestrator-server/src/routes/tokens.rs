@@ -3,10 +3,8 @@
 //! carries more permissions than its issuer holds.
 
 use actix_web::{HttpRequest, http::header, middleware::from_fn, web};
+use orchestrator_api::tokens::{Token, TokenBody};
 use orchestrator_app::AppError;
-use orchestrator_domain::{DropletId, Permission};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 
 use crate::auth::{JwtKeys, MAX_SUBJECT_CHARS, TokenRequest, authenticate};
 use crate::envelope::{Body, Udc, envelope_errors};
@@ -22,48 +20,22 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// The spec's request body, plus an optional `subject` for callers that
-/// are not droplets.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TokenBody {
-    /// The droplet the token is for; its subject is `droplet-{id}`.
-    droplet_id: Option<DropletId>,
-    /// A subject for callers that are not droplets (1 to 100 characters).
-    subject: Option<String>,
-    steward: Option<String>,
-    /// At least one; never more than the issuer holds.
-    #[schema(min_items = 1)]
-    permissions: Vec<Permission>,
-}
-
-/// A signed token.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Token {
-    access_token: String,
-    /// Always `bearer`.
-    token_type: &'static str,
-    /// Seconds until it expires (`JWT_EXPIRATION_SECONDS`).
-    expires_in: u64,
-}
-
 fn invalid(field: &str, message: &str) -> ApiError {
     ApiError::App(orchestrator_domain::ValidationError::new(field, message).into())
 }
 
-impl TokenBody {
-    fn subject(&self) -> Result<String, ApiError> {
-        let subject = match (&self.subject, self.droplet_id) {
-            (Some(subject), _) => subject.trim().to_owned(),
-            (None, Some(id)) if id > 0 => format!("droplet-{id}"),
-            (None, Some(_)) => return Err(invalid("droplet_id", "must be a positive integer")),
-            (None, None) => return Err(invalid("subject", "give droplet_id or subject")),
-        };
-        if subject.is_empty() || subject.chars().count() > MAX_SUBJECT_CHARS || subject.contains('\0') {
-            return Err(invalid("subject", "must be 1 to 100 characters"));
-        }
-        Ok(subject)
+/// The subject a token for `body` is signed for.
+fn subject(body: &TokenBody) -> Result<String, ApiError> {
+    let subject = match (&body.subject, body.droplet_id) {
+        (Some(subject), _) => subject.trim().to_owned(),
+        (None, Some(id)) if id > 0 => format!("droplet-{id}"),
+        (None, Some(_)) => return Err(invalid("droplet_id", "must be a positive integer")),
+        (None, None) => return Err(invalid("subject", "give droplet_id or subject")),
+    };
+    if subject.is_empty() || subject.chars().count() > MAX_SUBJECT_CHARS || subject.contains('\0') {
+        return Err(invalid("subject", "must be 1 to 100 characters"));
     }
+    Ok(subject)
 }
 
 /// Signs a token: admin only, except in `development` where it is open.
@@ -100,7 +72,7 @@ pub(crate) async fn issue(
     let ttl = app.settings.auth.jwt_expiration;
     let token = keys
         .issue(&TokenRequest {
-            subject: body.subject()?,
+            subject: subject(&body)?,
             permissions: body.permissions.clone(),
             droplet_id: body.droplet_id,
             steward: body.steward.clone(),
@@ -109,7 +81,7 @@ pub(crate) async fn issue(
         .map_err(|e| ApiError::Internal(format!("could not sign a token: {e}")))?;
     Ok(Udc::ok(Token {
         access_token: token,
-        token_type: "bearer",
+        token_type: "bearer".into(),
         expires_in: ttl.as_secs(),
     }))
 }
