@@ -235,16 +235,15 @@ pub struct RescueCounts {
 
 /// `GET /metrics/system/health`: the store, the droplets, the jobs, the
 /// feeds and the process.
-// `Feeds` is the feeds' figures (`GET /ws/status`), a type the server and
-// the client each declare for now.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct SystemHealth<Feeds> {
+pub struct SystemHealth {
     pub store: StoreHealth,
     /// Absent when the store is down.
     pub droplets: Option<DropletHealth>,
     pub jobs: Vec<JobStatus>,
-    pub websockets: Feeds,
+    /// The feeds' figures, as `GET /ws/status` answers.
+    pub websockets: crate::feeds::FeedStatus,
     pub uptime_seconds: u64,
     pub memory_mb: Option<f64>,
     pub cpu_percent: Option<f64>,

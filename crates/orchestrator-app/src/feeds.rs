@@ -14,15 +14,12 @@ use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use orchestrator_domain::{Caller, Capability, DomainEvent, DropletId};
-use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::Ports;
 
 /// The two feeds of the spec.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Feed {
     Tasks,
     Droplets,
@@ -107,9 +104,8 @@ pub enum FeedError {
     TooManyConnections { caller: String, limit: usize },
 }
 
-/// `GET /ws/status`.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// The feeds' figures (`GET /ws/status`).
+#[derive(Debug, Clone, PartialEq)]
 pub struct FeedStatus {
     pub connections: BTreeMap<Feed, usize>,
     pub total_connections: usize,

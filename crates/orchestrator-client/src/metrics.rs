@@ -8,10 +8,10 @@ pub use orchestrator_api::metrics::{
 };
 use orchestrator_domain::DropletId;
 
-use crate::{Client, ClientError, FeedStatus};
+use crate::{Client, ClientError};
 
 /// `GET /metrics/system/health`.
-pub type SystemHealth = orchestrator_api::metrics::SystemHealth<FeedStatus>;
+pub use orchestrator_api::metrics::SystemHealth;
 
 impl Client {
     /// Tasks and droplets by status now, and throughput in the window (`read`).

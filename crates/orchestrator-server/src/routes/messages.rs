@@ -7,7 +7,7 @@ use orchestrator_api::messages::{
     Broadcast, BroadcastOutcome, DeliveryOutcome, Message, MessageParams, Sent,
 };
 use orchestrator_app::tasks::CreationRequest;
-use orchestrator_app::{FeedStatus, MessageRequest, Reached};
+use orchestrator_app::{MessageRequest, Reached};
 use orchestrator_domain::{Caller, Capability, DropletId, Task, TaskDraft, ValidationError};
 use orchestrator_ports::DropletFilter;
 use serde::{Deserialize, Serialize};
@@ -61,7 +61,7 @@ pub(crate) struct SystemStatus {
     status: &'static str,
     tasks: TaskCounts,
     droplets: DropletCounts,
-    feeds: FeedStatus,
+    feeds: orchestrator_api::feeds::FeedStatus,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -178,7 +178,7 @@ async fn system_status(app: &AppState) -> Result<SystemStatus, ApiError> {
             active: counts.droplets_active,
             total: counts.droplets_total,
         },
-        feeds: app.feeds.status(),
+        feeds: crate::routes::feeds::feed_status(app.feeds.status()),
     })
 }
 

@@ -7,7 +7,6 @@ use orchestrator_api::metrics::{
     RoutingStats, StoreHealth, StoreStatus, Summary, TaskTypePerformance, TaskTypes, Throughput, TimeRange,
     TypeBreakdown,
 };
-use orchestrator_app::FeedStatus;
 use orchestrator_domain::DropletId;
 
 use crate::auth::Authenticated;
@@ -19,7 +18,7 @@ use crate::startup::AppState;
 
 /// `GET /metrics/system/health`, with the feeds' figures as the feeds
 /// endpoint answers them.
-pub(crate) type SystemHealth = orchestrator_api::metrics::SystemHealth<FeedStatus>;
+use orchestrator_api::metrics::SystemHealth;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -187,7 +186,7 @@ pub(crate) async fn system_health(
             .into_iter()
             .map(crate::routes::management::job)
             .collect(),
-        websockets: app.feeds.status(),
+        websockets: crate::routes::feeds::feed_status(app.feeds.status()),
         uptime_seconds: sample.uptime_seconds,
         memory_mb: sample.memory_mb,
         cpu_percent: sample.cpu_percent,
