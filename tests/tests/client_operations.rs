@@ -556,9 +556,10 @@ async fn commands_and_queries_in_an_envelope_are_answered_typed() {
         .message(&ask(Message::TaskStatus(created.task_id)))
         .await
         .expect("task status");
-    let MessageReply::Task(record) = reply else {
+    let MessageReply::Task(reply) = reply else {
         panic!("not a task: {reply:?}")
     };
+    let record = reply.task;
     assert_eq!(
         (record.task.id, record.task.trace_id, record.task.status),
         (created.task_id, created.trace_id, TaskStatus::Pending)

@@ -7,6 +7,11 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 
+use crate::droplets::DropletList;
+use crate::envelope::Envelope;
+use crate::feeds::FeedStatus;
+use crate::tasks::{Cancelled, TaskCreated, TaskReply};
+
 /// A command or query the orchestrator runs when it arrives at `/message`.
 ///
 /// On the wire it is the envelope's `message_type` (`command` or `query`)
@@ -123,6 +128,81 @@ fn unknown(field: &'static str, given: Option<&str>, known: &str) -> InvalidMess
         None => format!("is required; one of {known}"),
     };
     InvalidMessage { field, message }
+}
+
+/// The payload of the orchestrator's answer to a `Message`: what the
+/// matching endpoint answers.
+///
+/// On the wire it is that answer alone (the enum is untagged), so a reader
+/// tells the variants apart by the message it sent: `MessageReply::read`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum MessageReply {
+    /// To `create_task`, as `POST /tasks` answers.
+    Created(TaskCreated),
+    /// To `cancel_task`, as `DELETE /tasks/{id}` answers.
+    Cancelled(Cancelled),
+    /// To `task_status`, as `GET /tasks/{id}` answers.
+    Task(Box<TaskReply>),
+    /// To `droplet_list`, as `GET /droplets` answers.
+    Droplets(DropletList),
+    /// To `system_status`.
+    System(SystemStatus),
+    /// To a command or query this crate does not know, as it came. The
+    /// server never answers with it, so it stays out of the OpenAPI
+    /// document (which leaves out the variants serde skips in either
+    /// direction).
+    #[serde(skip_deserializing)]
+    Other(Value),
+}
+
+impl MessageReply {
+    /// Reads `answer`, the payload of the orchestrator's reply, as the
+    /// answer to the command or query that `envelope` carried. A command or
+    /// query not known here is kept as it came, in [`MessageReply::Other`].
+    pub fn read(envelope: &Envelope, answer: Value) -> Result<Self, serde_json::Error> {
+        let Ok(message) = Message::read(&envelope.message_type, &envelope.payload) else {
+            return Ok(MessageReply::Other(answer));
+        };
+        Ok(match message {
+            Message::CreateTask(_) => MessageReply::Created(serde_json::from_value(answer)?),
+            Message::CancelTask(_) => MessageReply::Cancelled(serde_json::from_value(answer)?),
+            Message::TaskStatus(_) => MessageReply::Task(serde_json::from_value(answer)?),
+            Message::DropletList => MessageReply::Droplets(serde_json::from_value(answer)?),
+            Message::SystemStatus => MessageReply::System(serde_json::from_value(answer)?),
+        })
+    }
+}
+
+/// The answer to the `system_status` query.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct SystemStatus {
+    /// `active`.
+    pub status: String,
+    pub tasks: TaskCounts,
+    pub droplets: DropletCounts,
+    pub feeds: FeedStatus,
+}
+
+/// All tasks now, by where they are.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub struct TaskCounts {
+    pub pending: u64,
+    /// `assigned` or `in_progress`.
+    pub active: u64,
+    pub completed: u64,
+    pub failed: u64,
+}
+
+/// All droplets now.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub struct DropletCounts {
+    pub active: u64,
+    pub total: u64,
 }
 
 /// The body of `POST /send` and `POST /broadcast` as the server reads it.
@@ -266,6 +346,29 @@ mod tests {
             let read = Message::read(message.message_type(), &message.payload());
             assert_eq!(read, Ok(message));
         }
+    }
+
+    #[test]
+    fn an_answer_is_read_as_the_answer_to_the_message_sent() {
+        let cancel = Envelope::new("droplet-5", "droplet-10", &Message::CancelTask(7));
+        let answer = json!({ "task_id": 7, "status": "cancelled", "cancelled_at": null });
+        assert!(matches!(
+            MessageReply::read(&cancel, answer),
+            Ok(MessageReply::Cancelled(Cancelled { task_id: 7, .. }))
+        ));
+        let counts = json!({ "active": 1, "total": 2 });
+        let listing = Envelope::new("a", "b", &Message::DropletList);
+        assert!(
+            MessageReply::read(&listing, counts.clone()).is_err(),
+            "not a listing"
+        );
+
+        let mut unknown = Envelope::new("a", "b", &Message::SystemStatus);
+        unknown.payload = json!({ "query": "weather" });
+        assert_eq!(
+            MessageReply::read(&unknown, counts.clone()).expect("kept"),
+            MessageReply::Other(counts)
+        );
     }
 
     #[test]

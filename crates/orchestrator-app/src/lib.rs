@@ -36,7 +36,7 @@ pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService, Reached}
 pub use metrics::{DropletHealth, MetricsService, Performance, SeriesPoint, Summary, TimeRange};
 pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use registry::{RegistryHealth, RegistrySync};
-pub use router::{PlacementRecord, Router};
+pub use router::Router;
 pub use scheduler::{JobStatus, Scheduler};
 pub use services::Services;
 pub use status::{PeerState, Readiness, StatusService, StatusSnapshot};

@@ -22,7 +22,7 @@ const REGISTRATION_BACKOFF: RetryPolicy = RetryPolicy {
 };
 
 /// What `/dependencies` says of the Registry.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RegistryHealth {
     /// `unknown` before the first call, then `connected` or `disconnected` after each.
     pub status: &'static str,

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use orchestrator_domain::{
-    Actor, Candidate, Capability, DomainEvent, DropletId, DropletStatus, Placement, RoutingPolicy, Task,
-    TaskUpdate,
+    Actor, Candidate, Capability, DomainEvent, DropletId, DropletStatus, Placement, PlacementRecord,
+    RoutingPolicy, Task, TaskUpdate,
 };
 use orchestrator_ports::{ChangeRecord, DropletFilter, RoundPlanner, RoutableQuery, StoreError, Transition};
 use tokio::sync::{Mutex, Notify};
@@ -270,23 +270,6 @@ fn routable_query(candidates: &[Candidate]) -> Option<RoutableQuery> {
 /// chosen one and the runners-up say why. Twenty made the row about 2 KB,
 /// past the size PostgreSQL compresses, on every assignment.
 const EXPLAINED_CANDIDATES: usize = 5;
-
-/// Why an assignment went where it did: the `metadata` of its
-/// `pending → assigned` history row.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct PlacementRecord {
-    /// The droplet chosen.
-    pub droplet_id: orchestrator_domain::DropletId,
-    /// The rule that settled it.
-    pub rule: orchestrator_domain::PlacementRule,
-    /// The router (process) that made it.
-    pub router: uuid::Uuid,
-    /// Every active droplet with the capability.
-    pub candidates_total: usize,
-    /// The first of them, ranked as the policy ranked them (eligible first).
-    pub candidates: Vec<orchestrator_domain::Considered>,
-}
 
 /// Plans a round inside the store's claim: places each task with the
 /// domain's `RoutingPolicy` against the free slots it knows, and writes

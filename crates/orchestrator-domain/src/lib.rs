@@ -21,6 +21,8 @@ pub use permission::{Caller, Permission, Permissions};
 pub use priority::Priority;
 pub use recovery::RecoveryReason;
 pub use retry::RetryPolicy;
-pub use routing::{Candidate, Considered, Explanation, Placement, PlacementRule, RoutingPolicy};
+pub use routing::{
+    Candidate, Considered, Explanation, Placement, PlacementRecord, PlacementRule, RoutingPolicy,
+};
 pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRule};
 pub use task::{CancelRequestError, HistoryEntry, NewTask, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate};

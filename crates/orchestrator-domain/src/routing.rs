@@ -7,6 +7,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::{Capability, Droplet, DropletId, DropletStatus};
 
@@ -82,6 +83,23 @@ pub struct Considered {
     pub idle_since: DateTime<Utc>,
     /// False when it was full.
     pub eligible: bool,
+}
+
+/// Why an assignment went where it did: the `metadata` the router writes
+/// on its `pending → assigned` history entry.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementRecord {
+    /// The droplet chosen.
+    pub droplet_id: DropletId,
+    /// The rule that settled it.
+    pub rule: PlacementRule,
+    /// The router (process) that made it.
+    pub router: Uuid,
+    /// Every active droplet with the capability.
+    pub candidates_total: usize,
+    /// The first of them, ranked as the policy ranked them (eligible first).
+    pub candidates: Vec<Considered>,
 }
 
 /// A placement with what it was decided among: every active droplet with

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use orchestrator_ports::{
     DirectoryEntry, RegisteredService, RegistryClient, RegistryError, ServiceRegistration, SigningKey,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// How long one call to the Registry may take.
 pub const REGISTRY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,6 +54,20 @@ impl HttpRegistryClient {
     }
 }
 
+/// The service's description, as `POST /register` takes it.
+fn registration_body(me: &ServiceRegistration) -> Value {
+    json!({
+        "name": me.name,
+        "droplet_id": me.droplet_id,
+        "endpoint": me.endpoint,
+        "port": me.port,
+        "health_endpoint": me.health_endpoint,
+        "capabilities": me.capabilities,
+        "version": me.version,
+        "udc_compliant": me.udc_compliant,
+    })
+}
+
 fn unreachable(url: &str, err: &reqwest::Error) -> RegistryError {
     RegistryError(format!("could not reach the Registry at {url}: {err}"))
 }
@@ -76,7 +90,7 @@ impl RegistryClient for HttpRegistryClient {
         let response = self
             .client
             .post(&url)
-            .json(me)
+            .json(&registration_body(me))
             .send()
             .await
             .map_err(|e| unreachable(&url, &e))?;

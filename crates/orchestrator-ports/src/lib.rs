@@ -634,7 +634,7 @@ pub enum SendError {
 }
 
 /// How the orchestrator introduces itself to the Registry.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceRegistration {
     pub name: String,
     pub droplet_id: DropletId,

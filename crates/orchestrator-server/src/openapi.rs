@@ -114,7 +114,7 @@ const ERRORS: &[(&str, &str)] = &[
         tokens::issue,
         document,
     ),
-    components(schemas(orchestrator_app::PlacementRecord)),
+    components(schemas(orchestrator_domain::PlacementRecord)),
     modifiers(&Conventions),
     tags(
         (name = "public", description = "UDC endpoints every droplet has; no token"),

@@ -4,15 +4,16 @@
 
 use actix_web::{HttpMessage, HttpRequest, middleware::from_fn, web};
 use orchestrator_api::messages::{
-    Broadcast, BroadcastOutcome, DeliveryOutcome, Message, MessageParams, Sent,
+    Broadcast, BroadcastOutcome, DeliveryOutcome, DropletCounts, Message, MessageParams, MessageReply, Sent,
+    SystemStatus, TaskCounts,
 };
 use orchestrator_app::tasks::CreationRequest;
 use orchestrator_app::{MessageRequest, Reached};
 use orchestrator_domain::{Caller, Capability, DropletId, Task, TaskDraft, ValidationError};
 use orchestrator_ports::DropletFilter;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
@@ -21,7 +22,6 @@ use crate::error::ApiError;
 use crate::routes::resource;
 use orchestrator_api::droplets::DropletList;
 use orchestrator_api::envelope::Envelope;
-use orchestrator_api::tasks::{Cancelled, TaskCreated, TaskReply};
 
 use crate::routes::tasks::{cancelled_reply, created_reply, task_reply};
 use crate::startup::AppState;
@@ -42,40 +42,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(envelope_errors))
             .route(web::post().to(broadcast)),
     );
-}
-
-/// What a command or query answers: what the matching endpoint answers.
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(untagged)]
-pub(crate) enum MessageReply {
-    Created(TaskCreated),
-    Cancelled(Cancelled),
-    Task(Box<TaskReply>),
-    Droplets(DropletList),
-    System(SystemStatus),
-}
-
-/// The `system_status` query's answer.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct SystemStatus {
-    status: &'static str,
-    tasks: TaskCounts,
-    droplets: DropletCounts,
-    feeds: orchestrator_api::feeds::FeedStatus,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct TaskCounts {
-    pending: u64,
-    active: u64,
-    completed: u64,
-    failed: u64,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct DropletCounts {
-    active: u64,
-    total: u64,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ApiError {
@@ -167,7 +133,7 @@ async fn create(
 async fn system_status(app: &AppState) -> Result<SystemStatus, ApiError> {
     let counts = app.status.snapshot().await?;
     Ok(SystemStatus {
-        status: "active",
+        status: "active".into(),
         tasks: TaskCounts {
             pending: counts.tasks_pending,
             active: counts.tasks_active,
