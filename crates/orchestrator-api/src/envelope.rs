@@ -39,14 +39,34 @@ pub struct Envelope<P = Value> {
 impl Envelope {
     /// `message` from `source` to `target`, stamped now with a new trace id.
     pub fn new(source: impl Into<String>, target: impl Into<String>, message: &Message) -> Self {
+        Envelope::wrap(
+            Uuid::new_v4(),
+            source,
+            target,
+            message.message_type(),
+            message.payload(),
+        )
+    }
+}
+
+impl<P> Envelope<P> {
+    /// `payload`, a message of `message_type` from `source` to `target` in
+    /// the trace `trace_id`, stamped now in this UDC version.
+    pub fn wrap(
+        trace_id: Uuid,
+        source: impl Into<String>,
+        target: impl Into<String>,
+        message_type: impl Into<String>,
+        payload: P,
+    ) -> Self {
         Envelope {
             udc_version: UDC_VERSION.to_owned(),
-            trace_id: Uuid::new_v4(),
+            trace_id,
             source: source.into(),
             target: target.into(),
-            message_type: message.message_type().to_owned(),
+            message_type: message_type.into(),
             timestamp: Utc::now(),
-            payload: message.payload(),
+            payload,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! carries to the orchestrator, and the bodies of `POST /send` and
 //! `POST /broadcast`.
 
-use orchestrator_domain::{DropletId, TaskDraft, TaskId};
+use orchestrator_domain::{DropletId, Task, TaskDraft, TaskId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
@@ -203,6 +203,15 @@ pub struct TaskCounts {
 pub struct DropletCounts {
     pub active: u64,
     pub total: u64,
+}
+
+/// The payload of what the orchestrator pushes to a droplet's `/message`
+/// about one of its tasks (`message_type` `task_assignment` or
+/// `task_cancel_requested`): the task as it now stands. The sender may
+/// lend it (`PushedTask<&Task>`); a droplet reads a `PushedTask`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct PushedTask<T = Task> {
+    pub task: T,
 }
 
 /// The body of `POST /send` and `POST /broadcast` as the server reads it.

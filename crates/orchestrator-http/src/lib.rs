@@ -7,11 +7,12 @@ pub use registry::{HttpRegistryClient, REGISTRY_TIMEOUT};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{SecondsFormat, Utc};
+use orchestrator_api::envelope::Envelope;
+use orchestrator_api::messages::PushedTask;
 use orchestrator_domain::{Droplet, Task};
 use orchestrator_ports::{DeliveryError, Dispatcher, DropletReply, OutgoingMessage, SendError, TaskNotice};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 
 /// How long one delivery may take before it counts as failed.
@@ -39,16 +40,10 @@ impl HttpDispatcher {
         })
     }
 
-    fn envelope(&self, droplet: &Droplet, trace_id: Uuid, message_type: &str, payload: &Value) -> Value {
-        json!({
-            "udc_version": "1.0",
-            "trace_id": trace_id,
-            "source": self.source,
-            "target": format!("droplet-{}", droplet.droplet_id),
-            "message_type": message_type,
-            "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
-            "payload": payload,
-        })
+    /// `payload` for `droplet`, from this orchestrator.
+    fn envelope<P>(&self, droplet: &Droplet, trace_id: Uuid, message_type: &str, payload: P) -> Envelope<P> {
+        let target = format!("droplet-{}", droplet.droplet_id);
+        Envelope::wrap(trace_id, self.source.as_str(), target, message_type, payload)
     }
 }
 
@@ -59,12 +54,7 @@ fn message_url(droplet: &Droplet) -> String {
 #[async_trait]
 impl Dispatcher for HttpDispatcher {
     async fn deliver(&self, droplet: &Droplet, task: &Task, notice: TaskNotice) -> Result<(), DeliveryError> {
-        let envelope = self.envelope(
-            droplet,
-            task.trace_id,
-            notice.message_type(),
-            &json!({ "task": task }),
-        );
+        let envelope = self.envelope(droplet, task.trace_id, notice.message_type(), PushedTask { task });
         let url = message_url(droplet);
         let response = self
             .client

@@ -10,7 +10,6 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, Responder, web};
-use chrono::Utc;
 use futures_util::StreamExt;
 use futures_util::future::LocalBoxFuture;
 use orchestrator_api::envelope::Envelope;
@@ -109,15 +108,7 @@ fn envelope(req: &HttpRequest, message_type: &str, payload: Value) -> Envelope {
     let source = req
         .app_data::<web::Data<Source>>()
         .map_or_else(String::new, |s| s.0.clone());
-    Envelope {
-        udc_version: UDC_VERSION.to_owned(),
-        trace_id: trace_of(req),
-        source,
-        target: target_of(req),
-        message_type: message_type.to_owned(),
-        timestamp: Utc::now(),
-        payload,
-    }
+    Envelope::wrap(trace_of(req), source, target_of(req), message_type, payload)
 }
 
 /// Wraps error bodies of authenticated endpoints in an envelope with

@@ -16,6 +16,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use orchestrator_api::messages::PushedTask;
 use orchestrator_domain::{DropletId, Task};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -95,8 +96,8 @@ fn receive(envelope: &Value, notices: &mpsc::Sender<Notice>) -> Response<Full<By
             );
         }
     };
-    match serde_json::from_value::<Task>(envelope["payload"]["task"].clone()) {
-        Ok(task) => {
+    match serde_json::from_value::<PushedTask>(envelope["payload"].clone()) {
+        Ok(PushedTask { task }) => {
             let id = task.id;
             // A full queue means the worker is busy: its next pull finds an
             // assignment (a cancel request is lost then; the task runs on).
@@ -105,7 +106,10 @@ fn receive(envelope: &Value, notices: &mpsc::Sender<Notice>) -> Response<Full<By
         }
         Err(e) => reply(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &error("validation_failed", &format!("payload.task is not a task: {e}")),
+            &error(
+                "validation_failed",
+                &format!("the payload is not a pushed task: {e}"),
+            ),
         ),
     }
 }
