@@ -9,7 +9,7 @@ use orchestrator_api::messages::{
 };
 use orchestrator_app::tasks::CreationRequest;
 use orchestrator_app::{MessageRequest, Reached};
-use orchestrator_domain::{Caller, Capability, DropletId, Task, TaskDraft, ValidationError};
+use orchestrator_domain::{Caller, Capability, DropletId, ValidationError};
 use orchestrator_ports::DropletFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,7 +23,7 @@ use crate::routes::resource;
 use orchestrator_api::droplets::DropletList;
 use orchestrator_api::envelope::Envelope;
 
-use crate::routes::tasks::{cancelled_reply, created_reply, task_reply};
+use crate::routes::tasks::{cancelled_reply, create_one, created_reply, task_reply};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -99,7 +99,8 @@ async fn answer(
 ) -> Result<MessageReply, ApiError> {
     Ok(match message {
         Message::CreateTask(draft) => {
-            MessageReply::Created(created_reply(app, &create(app, caller, *draft, key).await?))
+            let (task, _) = create_one(app, caller, CreationRequest::Message, *draft, key).await?;
+            MessageReply::Created(created_reply(app, &task))
         }
         Message::CancelTask(id) => {
             MessageReply::Cancelled(cancelled_reply(&app.tasks.cancel(caller, id).await?))
@@ -110,24 +111,6 @@ async fn answer(
         )),
         Message::SystemStatus => MessageReply::System(system_status(app).await?),
     })
-}
-
-async fn create(
-    app: &AppState,
-    caller: &Caller,
-    draft: TaskDraft,
-    key: Option<&str>,
-) -> Result<Task, ApiError> {
-    let Some(key) = key else {
-        return Ok(app.tasks.create(caller, draft).await?);
-    };
-    app.tasks
-        .create_once(caller, CreationRequest::Message, vec![draft], key)
-        .await?
-        .tasks
-        .into_iter()
-        .next()
-        .ok_or_else(|| ApiError::Internal("a creation under a key made no task".into()))
 }
 
 async fn system_status(app: &AppState) -> Result<SystemStatus, ApiError> {

@@ -7,7 +7,9 @@ use orchestrator_api::tasks::{
 };
 use orchestrator_app::TaskView;
 use orchestrator_app::tasks::{self as use_case, CreationRequest, StatusChange, TaskListing, cancelled_at};
-use orchestrator_domain::{HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus, ValidationError};
+use orchestrator_domain::{
+    Caller, HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus, ValidationError,
+};
 use orchestrator_ports::TaskFilter;
 use serde::Serialize;
 
@@ -86,22 +88,30 @@ pub(crate) async fn create(
     Authenticated(caller): Authenticated,
     Body(draft): Body<TaskDraft>,
 ) -> Result<CustomizeResponder<Udc<TaskCreated>>, ApiError> {
-    let Some(key) = idempotency_key(&req)? else {
-        let task = app.tasks.create(&caller, draft).await?;
-        return Ok(Udc::created(created_reply(&app, &task)).customize());
+    let key = idempotency_key(&req)?;
+    let (task, again) = create_one(&app, &caller, CreationRequest::Task, draft, key.as_deref()).await?;
+    Ok(replayed(Udc::created(created_reply(&app, &task)), again))
+}
+
+/// Creates one task, once per `key` when the request has one; true when
+/// the key had made it already (nothing new was created).
+pub(crate) async fn create_one(
+    app: &AppState,
+    caller: &Caller,
+    request: CreationRequest,
+    draft: TaskDraft,
+    key: Option<&str>,
+) -> Result<(Task, bool), ApiError> {
+    let Some(key) = key else {
+        return Ok((app.tasks.create(caller, draft).await?, false));
     };
-    let creation = app
-        .tasks
-        .create_once(&caller, CreationRequest::Task, vec![draft], &key)
-        .await?;
+    let creation = app.tasks.create_once(caller, request, vec![draft], key).await?;
     let task = creation
         .tasks
-        .first()
+        .into_iter()
+        .next()
         .ok_or_else(|| ApiError::Internal("a creation under a key made no task".into()))?;
-    Ok(replayed(
-        Udc::created(created_reply(&app, task)),
-        creation.replayed,
-    ))
+    Ok((task, creation.replayed))
 }
 
 /// The request's `Idempotency-Key`, if it has one.
