@@ -1,15 +1,15 @@
 //! The operator's commands (`orchestrator tasks|droplets|watch`) run as a
 //! user would, against the real server binary: tables, `--json`, exit codes.
 
+mod support;
+
 use orchestrator_testkit::pg::free_port;
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::{lines_of, token};
 
 use orchestrator_client::{Client, StatusUpdate};
 use orchestrator_domain::{Permission, RegistrationDraft, TaskStatus};
-use orchestrator_server::auth::{JwtKeys, TokenRequest};
 use serde_json::Value;
 
 const SECRET: &str = "cli-test-secret-5d1f7a3b9c2e8046-long-enough";
@@ -29,18 +29,6 @@ impl Drop for Server {
     }
 }
 
-fn token(subject: &str, permission: Permission, droplet: Option<i64>) -> String {
-    JwtKeys::hs256(SECRET.as_bytes())
-        .issue(&TokenRequest {
-            subject: subject.into(),
-            permissions: vec![permission],
-            droplet_id: droplet,
-            steward: None,
-            ttl: Duration::from_secs(600),
-        })
-        .expect("sign")
-}
-
 async fn start() -> Server {
     let port = free_port();
     let child = Command::new(BINARY)
@@ -58,7 +46,7 @@ async fn start() -> Server {
     let server = Server {
         child,
         url: format!("http://127.0.0.1:{port}"),
-        admin: token("admin", Permission::Admin, None),
+        admin: token(SECRET, "admin", Permission::Admin, None),
     };
     let client = Client::new(&server.url).expect("url");
     let started = Instant::now();
@@ -91,7 +79,7 @@ impl Server {
     async fn register(&self, id: i64, name: &str) {
         Client::new(&self.url)
             .expect("url")
-            .with_token(token(name, Permission::Write, Some(id)))
+            .with_token(token(SECRET, name, Permission::Write, Some(id)))
             .register(&RegistrationDraft {
                 droplet_id: id,
                 name: name.into(),
@@ -286,20 +274,6 @@ async fn watch_prints_one_line_per_event() {
     );
 }
 
-/// The lines a child prints, as they come.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("piped");
-    let (send, receive) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    receive
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_task_is_retried_from_the_command_line() {
     let server = start().await;
@@ -319,7 +293,7 @@ async fn a_failed_task_is_retried_from_the_command_line() {
     let droplet =
         Client::new(&server.url)
             .expect("url")
-            .with_token(token("echo", Permission::Write, Some(21)));
+            .with_token(token(SECRET, "echo", Permission::Write, Some(21)));
     let started = Instant::now();
     while droplet.get_task(id).await.expect("get").task.status != TaskStatus::Assigned {
         assert!(

@@ -1,13 +1,15 @@
 //! The log of a full run of the `orchestrator` binary: JSON lines, the trace
 //! id on every line of a request, and never a secret, token or password.
 
+mod support;
+
 use orchestrator_testkit::pg::free_port;
 use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use support::token;
 
 use orchestrator_domain::Permission;
-use orchestrator_server::auth::{JwtKeys, TokenRequest};
 use orchestrator_testkit::pg::TestDatabase;
 use serde_json::{Value, json};
 
@@ -37,18 +39,7 @@ fn start(url: &str, port: u16) -> Child {
         .expect("start the orchestrator binary")
 }
 
-fn token(keys: &JwtKeys, subject: &str, permission: Permission, droplet: Option<i64>) -> String {
-    keys.issue(&TokenRequest {
-        subject: subject.into(),
-        permissions: vec![permission],
-        droplet_id: droplet,
-        steward: None,
-        ttl: Duration::from_secs(600),
-    })
-    .expect("sign")
-}
-
-async fn exercise(base: &str, keys: &JwtKeys) -> (Vec<String>, String) {
+async fn exercise(base: &str) -> (Vec<String>, String) {
     let client = reqwest::Client::new();
     let started = Instant::now();
     while client.get(format!("{base}/health")).send().await.is_err() {
@@ -58,7 +49,7 @@ async fn exercise(base: &str, keys: &JwtKeys) -> (Vec<String>, String) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let admin = token(keys, "admin", Permission::Admin, None);
+    let admin = token(SECRET, "admin", Permission::Admin, None);
     let issued: Value = client
         .post(format!("{base}/token"))
         .bearer_auth(&admin)
@@ -134,8 +125,7 @@ async fn a_full_run_logs_json_with_trace_ids_and_no_secrets() {
     let url = url_with_password(&database.url);
     let port = free_port();
     let child = start(&url, port);
-    let keys = JwtKeys::hs256(SECRET.as_bytes());
-    let (tokens, trace) = exercise(&format!("http://127.0.0.1:{port}"), &keys).await;
+    let (tokens, trace) = exercise(&format!("http://127.0.0.1:{port}")).await;
     let log = stop(child);
 
     assert!(!log.is_empty(), "the server logged nothing");

@@ -3,16 +3,18 @@
 //! writes the heartbeats it holds and exits 0, saying whether it drained;
 //! a `kill -9` loses at most a flush interval of heartbeats.
 
+mod support;
+
 use orchestrator_testkit::pg::free_port;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use support::{lines_of, token};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use orchestrator_domain::Permission;
-use orchestrator_server::auth::{JwtKeys, TokenRequest};
 use orchestrator_testkit::pg::TestDatabase;
 use serde_json::{Value, json};
 
@@ -24,18 +26,6 @@ struct Server {
     port: u16,
     lines: mpsc::Receiver<String>,
     database: TestDatabase,
-}
-
-fn token(subject: &str, permission: Permission, droplet: Option<i64>) -> String {
-    JwtKeys::hs256(SECRET.as_bytes())
-        .issue(&TokenRequest {
-            subject: subject.into(),
-            permissions: vec![permission],
-            droplet_id: droplet,
-            steward: None,
-            ttl: Duration::from_secs(600),
-        })
-        .expect("sign")
 }
 
 async fn start(extra: &[(&str, &str)]) -> Server {
@@ -65,20 +55,6 @@ async fn start(extra: &[(&str, &str)]) -> Server {
     };
     server.wait_for_line(&["orchestrator listening"], Duration::from_secs(60));
     server
-}
-
-/// The log lines a child prints, as they come.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let out = child.stdout.take().expect("piped");
-    let (send, receive) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if send.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    receive
 }
 
 impl Server {
@@ -117,7 +93,7 @@ impl Server {
     /// Registers the droplet and beats `beats` times; returns when the last
     /// heartbeat was received, as the server tells it.
     async fn register_and_beat(&self, beats: usize) -> DateTime<Utc> {
-        let droplet = token("seven", Permission::Write, Some(DROPLET));
+        let droplet = token(SECRET, "seven", Permission::Write, Some(DROPLET));
         let registration = json!({ "droplet_id": DROPLET, "name": "seven", "endpoint": "http://127.0.0.1:9", "capabilities": ["x"] });
         assert_eq!(
             self.post("/droplets/register", &droplet, registration).await.0,
@@ -201,7 +177,7 @@ fn start_creation(port: u16) -> (TcpStream, String) {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
     let head = format!(
         "POST /tasks HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        token("alice", Permission::Write, None),
+        token(SECRET, "alice", Permission::Write, None),
         body.len()
     );
     let (first, rest) = body.split_at(body.len() / 2);
@@ -241,7 +217,7 @@ async fn a_shutdown_request_answers_the_request_in_flight_and_writes_held_heartb
     let (in_flight, rest) = start_creation(server.port);
     server.wait_for_line(IN_FLIGHT, Duration::from_secs(10));
 
-    let admin = token("admin", Permission::Admin, None);
+    let admin = token(SECRET, "admin", Permission::Admin, None);
     let url = server.url("/management/shutdown");
     let shutdown = tokio::spawn(async move {
         let reply = reqwest::Client::new()
@@ -326,7 +302,7 @@ async fn a_stop_that_outlasts_its_grace_says_it_was_not_graceful() {
     let (status, answer) = server
         .post(
             "/management/shutdown",
-            &token("admin", Permission::Admin, None),
+            &token(SECRET, "admin", Permission::Admin, None),
             json!({}),
         )
         .await;
@@ -350,7 +326,7 @@ async fn a_stop_that_outlasts_its_grace_says_it_was_not_graceful() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_process_loses_at_most_a_flush_interval_of_heartbeats() {
     let mut server = start(&[]).await;
-    let droplet = token("seven", Permission::Write, Some(DROPLET));
+    let droplet = token(SECRET, "seven", Permission::Write, Some(DROPLET));
     server.register_and_beat(1).await;
     let beating = Instant::now();
     let mut last = None;
