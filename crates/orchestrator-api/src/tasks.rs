@@ -156,6 +156,11 @@ pub enum PendingReason {
     },
     /// A droplet can take it now: the router is about to assign it.
     Routable,
+    /// A state this crate does not know, from a newer server: a reader
+    /// keeps the task rather than failing on its `routing`. Never written
+    /// (and so not in the OpenAPI document).
+    #[serde(other, skip_serializing)]
+    Unknown,
 }
 
 /// The answer to `GET /tasks`: one page of tasks, newest first.
@@ -283,5 +288,10 @@ mod tests {
         let wire = json!({"state": "all_capable_droplets_full", "capability": "echo", "droplets": 2});
         assert_eq!(serde_json::to_value(&full).ok(), Some(wire.clone()));
         assert_eq!(serde_json::from_value::<PendingReason>(wire).ok(), Some(full));
+        let newer = json!({"state": "waiting_for_quorum", "replicas": 2});
+        assert_eq!(
+            serde_json::from_value::<PendingReason>(newer).ok(),
+            Some(PendingReason::Unknown)
+        );
     }
 }
