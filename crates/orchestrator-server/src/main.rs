@@ -1,5 +1,6 @@
 //! The `orchestrator` binary: `serve` (the default), `migrate` and `token`
-//! for the server; `tasks`, `droplets` and `watch` as a client of one.
+//! for the server; `tasks`, `droplets`, `health`, `ready` and `watch` as a
+//! client of one.
 
 use std::net::TcpListener;
 use std::process::ExitCode;
