@@ -117,10 +117,18 @@ async fn a_task_waiting_out_its_retry_backoff_says_until_when() {
 #[tokio::test]
 async fn a_large_fleet_records_only_the_best_few_candidates() {
     let app = spawn_app().await;
+    // Paused while the fleet registers: each registration wakes the
+    // router, and a pass that read the droplets before the last one came
+    // could place the task among fewer candidates.
+    let router = |action: &str| format!("/management/scheduler/jobs/task_router/{action}");
+    let paused = app.post(&router("pause"), &app.admin(), json!({})).await;
+    assert_eq!(paused.status, 200, "{paused:?}");
     for id in 20..28 {
         app.register(id, &["x"], 3).await;
     }
     let id = app.create_task(5, Some("x")).await;
+    let resumed = app.post(&router("resume"), &app.admin(), json!({})).await;
+    assert_eq!(resumed.status, 200, "{resumed:?}");
     app.wait_for_status(id, "assigned", SOON).await;
     let history = app.get(&format!("/tasks/{id}"), &app.admin()).await;
     let rows = history.payload()["task"]["state_history"]
