@@ -391,6 +391,24 @@ impl TestApp {
     }
 }
 
+/// Serves `routes` on a free local port with one worker, for as long as
+/// the test's runtime lives, and gives its base URL: a fake droplet.
+pub fn serve<F>(routes: F) -> String
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").expect("port");
+    let url = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
+    let server = actix_web::HttpServer::new(move || actix_web::App::new().configure(routes.clone()))
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .expect("listen")
+        .run();
+    tokio::spawn(server);
+    url
+}
+
 /// Waits until connections to `address` are refused: the server stopped and
 /// closed its listener. A server that hangs instead fails the test.
 pub async fn wait_until_refused(address: &str, within: Duration) {

@@ -1,12 +1,11 @@
 //! UDC messaging: `/message` commands and queries, `/send` and `/broadcast`
 //! against fake droplets that record what they receive.
 
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use orchestrator_tests::{TestApp, spawn_app, spawn_app_with};
+use actix_web::{HttpResponse, web};
+use orchestrator_tests::{TestApp, serve, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
 /// A droplet's `/message` endpoint: records each envelope, then answers
@@ -33,19 +32,11 @@ fn fake_droplet(status: u16, delay: Duration) -> (String, Arc<FakeDroplet>) {
         delay,
     });
     let state = fake.clone();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("port");
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
-    let server = HttpServer::new(move || {
-        App::new()
+    let url = serve(move |routes| {
+        routes
             .app_data(state.clone())
-            .route("/message", web::post().to(receive))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .expect("listen")
-    .run();
-    tokio::spawn(server);
+            .route("/message", web::post().to(receive));
+    });
     (url, fake.into_inner())
 }
 

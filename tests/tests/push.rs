@@ -1,12 +1,11 @@
 //! Push delivery against a fake droplet that records what it receives.
 
-use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix_web::{App, HttpResponse, HttpServer, web};
-use orchestrator_tests::{TestApp, eventually, spawn_app_with};
+use actix_web::{HttpResponse, web};
+use orchestrator_tests::{TestApp, eventually, serve, spawn_app_with};
 use serde_json::{Value, json};
 
 /// A droplet endpoint that refuses the first `refusals` messages with 503.
@@ -42,20 +41,12 @@ fn fake_droplet(refusals: u32) -> (String, Arc<FakeDroplet>) {
         misses: AtomicU32::new(0),
     });
     let state = fake.clone();
-    let listener = TcpListener::bind("127.0.0.1:0").expect("port");
-    let url = format!("http://127.0.0.1:{}", listener.local_addr().expect("addr").port());
-    let server = HttpServer::new(move || {
-        App::new()
+    let url = serve(move |routes| {
+        routes
             .app_data(state.clone())
             .route("/message", web::post().to(message))
-            .default_service(web::to(elsewhere))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .expect("listen")
-    .run();
-    tokio::spawn(server);
+            .default_service(web::to(elsewhere));
+    });
     (url, fake.into_inner())
 }
 
