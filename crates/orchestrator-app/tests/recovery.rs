@@ -1,15 +1,17 @@
 //! Recovery against the in-memory adapters, on the real clock with short timeouts.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
+use support::memory_ports;
 
 use orchestrator_app::tasks::StatusChange;
-use orchestrator_app::{AppError, DropletService, Ports, Recovery, RecoverySettings, Router, TaskService};
+use orchestrator_app::{AppError, DropletService, Recovery, RecoverySettings, Router, TaskService};
 use orchestrator_domain::{
     Caller, DropletStatus, HeartbeatReport, Permission, Permissions, RegistrationDraft, RetryPolicy, Task,
     TaskDraft, TaskStatus,
 };
-use orchestrator_memory::{InProcessEventBus, MemoryStore};
 use orchestrator_ports::SystemClock;
 
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -22,13 +24,7 @@ struct World {
 }
 
 fn world(enabled: bool) -> World {
-    let store = Arc::new(MemoryStore::new());
-    let ports = Ports {
-        tasks: store.clone(),
-        droplets: store,
-        events: Arc::new(InProcessEventBus::default()),
-        clock: Arc::new(SystemClock),
-    };
+    let ports = memory_ports(SystemClock);
     let settings = RecoverySettings {
         heartbeat_timeout: TIMEOUT,
         ack_timeout: TIMEOUT,

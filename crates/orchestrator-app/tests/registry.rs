@@ -1,11 +1,13 @@
 //! The Registry's signing key: cached, fetched again on demand at most once
 //! per refresh interval, and kept when the Registry fails.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
+use support::memory_ports;
 
-use orchestrator_app::{Ports, RegistrySync};
-use orchestrator_memory::{InProcessEventBus, MemoryStore};
+use orchestrator_app::RegistrySync;
 use orchestrator_ports::{MockRegistryClient, RegistryError, ServiceRegistration, SigningKey, SystemClock};
 
 fn key(kid: &str) -> SigningKey {
@@ -29,13 +31,7 @@ fn me() -> ServiceRegistration {
 }
 
 fn sync(client: MockRegistryClient, refresh: Duration) -> Arc<RegistrySync> {
-    let store = Arc::new(MemoryStore::new());
-    let ports = Ports {
-        tasks: store.clone(),
-        droplets: store,
-        events: Arc::new(InProcessEventBus::default()),
-        clock: Arc::new(SystemClock),
-    };
+    let ports = memory_ports(SystemClock);
     RegistrySync::with_key_refresh(ports, Arc::new(client), me(), refresh)
 }
 

@@ -2,9 +2,12 @@
 //! going after errors, runs leader-only jobs on the leader only, and
 //! pauses and resumes them.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
+use support::memory_ports;
 
 use async_trait::async_trait;
 use orchestrator_app::scheduler::Job;
@@ -118,16 +121,9 @@ async fn a_paused_job_does_not_run_until_resumed() {
 
 #[tokio::test]
 async fn reloading_changes_intervals_and_recovery_and_names_what_changed() {
-    use orchestrator_app::{ManagementService, Ports, Recovery, RecoverySettings, Tunables};
+    use orchestrator_app::{ManagementService, Recovery, RecoverySettings, Tunables};
     use orchestrator_domain::{Caller, Permission, Permissions, RetryPolicy};
-    use orchestrator_memory::{InProcessEventBus, MemoryStore};
-    let store = Arc::new(MemoryStore::new());
-    let ports = Ports {
-        tasks: store.clone(),
-        droplets: store,
-        events: Arc::new(InProcessEventBus::default()),
-        clock: Arc::new(SystemClock),
-    };
+    let ports = memory_ports(SystemClock);
     let recovery_settings = RecoverySettings {
         heartbeat_timeout: Duration::from_secs(90),
         ack_timeout: Duration::from_secs(60),

@@ -1,8 +1,11 @@
 //! The use cases against the in-memory adapters, and against mocks where a
 //! store failure must be shown.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
+use support::memory_ports;
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -12,7 +15,6 @@ use orchestrator_domain::{
     Caller, DomainEvent, DropletStatus, HeartbeatReport, Permission, Permissions, RegistrationDraft, Task,
     TaskDraft, TaskStatus,
 };
-use orchestrator_memory::{InProcessEventBus, MemoryStore};
 use orchestrator_ports::{Clock, MockDropletStore, MockEventBus, MockTaskStore, StoreError, TaskFilter};
 use orchestrator_testkit::fixtures::at;
 
@@ -31,13 +33,7 @@ struct World {
 }
 
 fn world() -> World {
-    let store = Arc::new(MemoryStore::new());
-    let ports = Ports {
-        tasks: store.clone(),
-        droplets: store,
-        events: Arc::new(InProcessEventBus::default()),
-        clock: Arc::new(FixedClock(at(0))),
-    };
+    let ports = memory_ports(FixedClock(at(0)));
     World {
         tasks: TaskService::new(ports.clone()),
         droplets: DropletService::new(ports.clone()),
