@@ -31,17 +31,8 @@ const BARE: &[&str] = &[
     "/dependencies",
     "/openapi.json",
 ];
-/// Endpoints that need no token.
-const OPEN: &[&str] = &[
-    "/health",
-    "/readyz",
-    "/v1/metadata",
-    "/capabilities",
-    "/state",
-    "/dependencies",
-    "/openapi.json",
-    "/metrics",
-];
+/// Endpoints that need no token, besides the bare ones.
+const OPEN_TOO: &[&str] = &["/metrics"];
 
 /// The error statuses any endpoint may answer, and when.
 const ERRORS: &[(&str, &str)] = &[
@@ -223,7 +214,7 @@ impl Modify for Conventions {
             .insert("ErrorBody".into(), RefOr::T(error_schema()));
         for (path, item) in openapi.paths.paths.iter_mut() {
             let bare = BARE.contains(&path.as_str());
-            let open = OPEN.contains(&path.as_str());
+            let open = bare || OPEN_TOO.contains(&path.as_str());
             let operations = [
                 &mut item.get,
                 &mut item.post,
