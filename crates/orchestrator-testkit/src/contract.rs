@@ -27,6 +27,20 @@ fn by(who: &str) -> ChangeRecord {
     }
 }
 
+/// Registers droplet `id` offering `capabilities`, at second `secs`.
+async fn register(
+    stores: &Stores,
+    id: orchestrator_domain::DropletId,
+    capabilities: &[&str],
+    secs: i64,
+) -> orchestrator_ports::DropletChange {
+    stores
+        .droplets
+        .register_droplet(registration(id, capabilities), at(secs))
+        .await
+        .expect("register")
+}
+
 async fn create(stores: &Stores, task_type: &str, prio: i64, secs: i64) -> Task {
     stores
         .tasks
@@ -253,11 +267,7 @@ pub async fn unknown_task_is_not_found(stores: &Stores) {
 }
 
 pub async fn list_filters_paginates_and_counts(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let mut ids = Vec::new();
     for (i, (kind, prio)) in [("verify", 1), ("verify", 5), ("build", 5), ("build", 9)]
         .iter()
@@ -407,11 +417,7 @@ pub async fn list_is_newest_first(stores: &Stores) {
 }
 
 pub async fn transition_applies_with_its_history_row(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let task = create(stores, "verify", 5, 0).await;
     let assigned = assign(stores, &task, 8, 1).await;
     assert_eq!(
@@ -454,11 +460,7 @@ pub async fn transition_applies_with_its_history_row(stores: &Stores) {
 }
 
 pub async fn stale_status_is_a_conflict_and_changes_nothing(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let task = create(stores, "verify", 5, 0).await;
     let cancel = transition(&task, TaskUpdate::Cancel, Actor::from_roles(&[Role::Creator]), 1);
     let assign_late = transition(&task, TaskUpdate::Assign { droplet_id: 8 }, Actor::SYSTEM, 1);
@@ -479,11 +481,7 @@ pub async fn stale_status_is_a_conflict_and_changes_nothing(stores: &Stores) {
 
 pub async fn wrong_droplet_is_a_conflict(stores: &Stores) {
     for id in [8, 9] {
-        stores
-            .droplets
-            .register_droplet(registration(id, &[]), at(0))
-            .await
-            .expect("register");
+        register(stores, id, &[], 0).await;
     }
     let task = create(stores, "verify", 5, 0).await;
     let assigned = assign(stores, &task, 8, 1).await;
@@ -503,11 +501,7 @@ pub async fn wrong_droplet_is_a_conflict(stores: &Stores) {
 }
 
 pub async fn a_report_read_before_a_reassignment_never_lands_on_the_new_attempt(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let first = assign(stores, &create(stores, "verify", 5, 0).await, 8, 1).await;
     // The droplet reads attempt 1 and builds its report…
     let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
@@ -533,11 +527,7 @@ pub async fn a_report_read_before_a_reassignment_never_lands_on_the_new_attempt(
 
 /// Two changes of one running task race; exactly one is applied.
 async fn race_on_a_running_task(stores: &Stores, one: TaskUpdate, other: TaskUpdate, actors: [Actor; 2]) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let task = create(stores, "verify", 5, 0).await;
     let running = start(stores, &assign(stores, &task, 8, 1).await, 2).await;
     let [first, second] = actors;
@@ -578,11 +568,7 @@ pub async fn two_completions_have_one_winner(stores: &Stores) {
 
 pub async fn concurrent_transitions_have_one_winner(stores: &Stores) {
     for id in 1..=50 {
-        stores
-            .droplets
-            .register_droplet(registration(id, &[]), at(0))
-            .await
-            .expect("register");
+        register(stores, id, &[], 0).await;
     }
     let task = create(stores, "verify", 5, 0).await;
     let attempts = (1..=50).map(|droplet| {
@@ -711,11 +697,7 @@ pub async fn claims_leave_out_what_no_free_droplet_can_take(stores: &Stores) {
 }
 
 pub async fn claimed_tasks_are_hidden_until_released_or_moved(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let first = create(stores, "a", 5, 0).await;
     let second = create(stores, "a", 5, 1).await;
     let claimed = stores
@@ -755,11 +737,7 @@ pub async fn claimed_tasks_are_hidden_until_released_or_moved(stores: &Stores) {
 }
 
 pub async fn claims_skip_tasks_waiting_out_a_retry_backoff(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let fail_and_retry = |task: Task, retry_after: chrono::DateTime<chrono::Utc>| async move {
         let assigned = assign(stores, &task, 8, 1).await;
         let started = start(stores, &assigned, 2).await;
@@ -945,11 +923,7 @@ pub async fn recovery_finds_each_kind_of_stuck_task(stores: &Stores) {
 }
 
 pub async fn old_heartbeats_are_deleted_in_bounded_batches(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(1, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 1, &[], 0).await;
     for secs in 1..=3 {
         stores
             .droplets
@@ -1019,11 +993,7 @@ pub async fn an_assignment_beyond_capacity_is_refused(stores: &Stores) {
 }
 
 pub async fn an_assignment_to_an_inactive_droplet_is_refused(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let task = create(stores, "a", 5, 0).await;
     stores
         .droplets
@@ -1077,11 +1047,7 @@ pub async fn concurrent_assignments_never_overfill_a_droplet(stores: &Stores) {
 /// store groups together.
 pub async fn a_burst_of_changes_gives_each_its_own_outcome(stores: &Stores) {
     for id in [8, 9] {
-        stores
-            .droplets
-            .register_droplet(registration(id, &[]), at(0))
-            .await
-            .expect("register");
+        register(stores, id, &[], 0).await;
     }
     stores
         .droplets
@@ -1159,11 +1125,7 @@ pub async fn a_burst_of_changes_gives_each_its_own_outcome(stores: &Stores) {
 
 pub async fn active_counts_cover_assigned_and_in_progress(stores: &Stores) {
     for id in [8, 9] {
-        stores
-            .droplets
-            .register_droplet(registration(id, &[]), at(0))
-            .await
-            .expect("register");
+        register(stores, id, &[], 0).await;
     }
     let a = create(stores, "a", 5, 0).await;
     let b = create(stores, "a", 5, 0).await;
@@ -1184,11 +1146,7 @@ pub async fn active_counts_cover_assigned_and_in_progress(stores: &Stores) {
 }
 
 pub async fn assignment_marks_the_droplet_busy(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     assert_eq!(
         stores
             .droplets
@@ -1223,11 +1181,7 @@ pub async fn tasks_are_counted_by_status(stores: &Stores) {
 }
 
 pub async fn register_creates_then_updates(stores: &Stores) {
-    let first = stores
-        .droplets
-        .register_droplet(registration(14, &["monitoring"]), at(0))
-        .await
-        .expect("register");
+    let first = register(stores, 14, &["monitoring"], 0).await;
     assert_eq!(first.previous_status, None);
     assert_eq!(
         (first.droplet.status, first.droplet.registered_at),
@@ -1271,11 +1225,7 @@ pub async fn register_creates_then_updates(stores: &Stores) {
 }
 
 pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(3, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 3, &[], 0).await;
     let down = stores
         .droplets
         .set_droplet_status(3, DropletStatus::Inactive, false, at(1))
@@ -1319,11 +1269,7 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
         .await
         .expect("beat");
     assert_eq!(ignored.droplet.status, DropletStatus::Inactive);
-    let back = stores
-        .droplets
-        .register_droplet(registration(3, &[]), at(6))
-        .await
-        .expect("register");
+    let back = register(stores, 3, &[], 6).await;
     assert_eq!(
         back.droplet.status,
         DropletStatus::Inactive,
@@ -1344,21 +1290,9 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
 }
 
 pub async fn droplets_filter_by_status_and_capability(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(2, &["build", "verify"]), at(0))
-        .await
-        .expect("r");
-    stores
-        .droplets
-        .register_droplet(registration(1, &["verify"]), at(0))
-        .await
-        .expect("r");
-    stores
-        .droplets
-        .register_droplet(registration(3, &["deploy"]), at(0))
-        .await
-        .expect("r");
+    register(stores, 2, &["build", "verify"], 0).await;
+    register(stores, 1, &["verify"], 0).await;
+    register(stores, 3, &["deploy"], 0).await;
     stores
         .droplets
         .set_droplet_status(3, DropletStatus::Inactive, false, at(1))
@@ -1438,16 +1372,8 @@ async fn walk(stores: &Stores, task: &Task, updates: &[(TaskUpdate, i64)]) -> Ta
 /// the window.
 pub async fn analytics_describe_a_known_set_of_tasks(stores: &Stores) {
     use orchestrator_ports::TimeWindow;
-    stores
-        .droplets
-        .register_droplet(registration(8, &["x"]), at(0))
-        .await
-        .expect("register");
-    stores
-        .droplets
-        .register_droplet(registration(9, &["y"]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &["x"], 0).await;
+    register(stores, 9, &["y"], 0).await;
     stores
         .droplets
         .set_droplet_status(9, DropletStatus::Inactive, true, at(0))
@@ -1649,11 +1575,7 @@ pub async fn deadline_risks_are_flagged_once(stores: &Stores) {
 /// Each assignment numbers its attempt, and the store keeps the number; a
 /// refused report adds a history row and changes nothing else.
 pub async fn attempts_count_assignments_and_refused_reports_are_recorded(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let task = create(stores, "a", 5, 0).await;
     assert_eq!(task.attempt, 0);
     let assigned = assign(stores, &task, 8, 1).await;
@@ -1797,11 +1719,7 @@ pub async fn rescues_are_counted_by_capability(stores: &Stores) {
 /// changing its status; it survives the task's next move, and is refused
 /// once the task has moved on.
 pub async fn cancel_requests_are_recorded_on_running_tasks(stores: &Stores) {
-    stores
-        .droplets
-        .register_droplet(registration(8, &[]), at(0))
-        .await
-        .expect("register");
+    register(stores, 8, &[], 0).await;
     let task = create(stores, "t", 5, 0).await;
     let running = start(stores, &assign(stores, &task, 8, 1).await, 2).await;
     let asked = running.request_cancel(at(3)).expect("running").expect("new");
@@ -1864,11 +1782,7 @@ pub async fn directory_sync_describes_droplets_without_reviving_them(stores: &St
         "a listed droplet works only once it beats"
     );
 
-    stores
-        .droplets
-        .register_droplet(registration(41, &["x"]), at(1))
-        .await
-        .expect("register");
+    register(stores, 41, &["x"], 1).await;
     let described = stores
         .droplets
         .sync_droplet(registration(41, &["x", "y"]), None, at(5))
