@@ -360,6 +360,10 @@ mod tests {
     #[test]
     fn an_answer_is_read_as_the_answer_to_the_message_sent() {
         let cancel = Envelope::new("droplet-5", "droplet-10", &Message::CancelTask(7));
+        assert_eq!(
+            (cancel.message_type.as_str(), &cancel.payload),
+            ("command", &json!({ "command": "cancel_task", "task_id": 7 }))
+        );
         let answer = json!({ "task_id": 7, "status": "cancelled", "cancelled_at": null });
         assert!(matches!(
             MessageReply::read(&cancel, answer),
