@@ -237,6 +237,37 @@ pub struct MessageParams {
     pub capability_filter: Option<String>,
 }
 
+/// The query string of `POST /send` and `POST /broadcast`, the spec's form
+/// of their fields: all text, `payload` as JSON text. The server reads the
+/// body first and takes from the query what the body leaves out.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_droplet_id: Option<DropletId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_type: Option<String>,
+    /// JSON text, read when merged with the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability_filter: Option<String>,
+}
+
+/// The query's values, `payload` still text (a JSON string).
+impl From<MessageQuery> for MessageParams {
+    fn from(query: MessageQuery) -> Self {
+        MessageParams {
+            target_droplet_id: query.target_droplet_id,
+            message_type: query.message_type,
+            payload: query.payload.map(Value::String),
+            capability_filter: query.capability_filter,
+        }
+    }
+}
+
 /// A message for one droplet (`POST /send`), delivered to its `/message`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DirectMessage {

@@ -4,16 +4,14 @@
 
 use actix_web::{HttpMessage, HttpRequest, middleware::from_fn, web};
 use orchestrator_api::messages::{
-    Broadcast, BroadcastOutcome, DeliveryOutcome, DropletCounts, Message, MessageParams, MessageReply, Sent,
-    SystemStatus, TaskCounts,
+    Broadcast, BroadcastOutcome, DeliveryOutcome, DropletCounts, Message, MessageParams, MessageQuery,
+    MessageReply, Sent, SystemStatus, TaskCounts,
 };
 use orchestrator_app::tasks::CreationRequest;
 use orchestrator_app::{MessageRequest, Reached};
-use orchestrator_domain::{Caller, Capability, DropletId, ValidationError};
+use orchestrator_domain::{Caller, Capability, ValidationError};
 use orchestrator_ports::DropletFilter;
-use serde::Deserialize;
 use serde_json::{Value, json};
-use utoipa::IntoParams;
 use uuid::Uuid;
 
 use crate::auth::Authenticated;
@@ -173,7 +171,7 @@ fn trace_of(req: &HttpRequest) -> Uuid {
     post,
     path = "/send",
     tag = "messages",
-    params(QueryParams),
+    params(MessageQuery),
     request_body(content = MessageParams, description = "The same fields as the query; either may carry them"),
     responses(
         (status = 200, description = "The droplet's answer", body = Sent),
@@ -185,10 +183,10 @@ pub(crate) async fn send(
     req: HttpRequest,
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-    query: web::Query<QueryParams>,
+    query: web::Query<MessageQuery>,
     Body(body): Body<MessageParams>,
 ) -> Result<Udc<Sent>, ApiError> {
-    let mut params = merge(body, query.into_inner().into_params())?;
+    let mut params = merge(body, query.into_inner().into())?;
     let target = params
         .target_droplet_id
         .ok_or_else(|| invalid("target_droplet_id", "is required"))?;
@@ -207,7 +205,7 @@ pub(crate) async fn send(
     post,
     path = "/broadcast",
     tag = "messages",
-    params(QueryParams),
+    params(MessageQuery),
     request_body(content = MessageParams, description = "The same fields as the query; either may carry them"),
     responses((status = 200, description = "Each target's outcome", body = Broadcast)),
 )]
@@ -215,11 +213,11 @@ pub(crate) async fn broadcast(
     req: HttpRequest,
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
-    query: web::Query<QueryParams>,
+    query: web::Query<MessageQuery>,
     Body(body): Body<MessageParams>,
 ) -> Result<Udc<Broadcast>, ApiError> {
     app.broadcast_limit.check(&caller.subject)?;
-    let mut params = merge(body, query.into_inner().into_params())?;
+    let mut params = merge(body, query.into_inner().into())?;
     let capability = params
         .capability_filter
         .take()
@@ -251,27 +249,5 @@ fn broadcast_outcome(outcome: orchestrator_app::BroadcastOutcome) -> BroadcastOu
         },
         status: outcome.status,
         error: outcome.error,
-    }
-}
-
-/// Query parameters arrive as text; `payload` stays text until merged.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct QueryParams {
-    target_droplet_id: Option<DropletId>,
-    message_type: Option<String>,
-    payload: Option<String>,
-    capability_filter: Option<String>,
-}
-
-impl QueryParams {
-    fn into_params(self) -> MessageParams {
-        MessageParams {
-            target_droplet_id: self.target_droplet_id,
-            message_type: self.message_type,
-            payload: self.payload.map(Value::String),
-            capability_filter: self.capability_filter,
-        }
     }
 }
