@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamp};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
@@ -30,22 +30,20 @@ pub(crate) async fn apply_batch(
     let accepted: Vec<usize> = (0..batch.len()).filter(|i| outcomes[*i].is_none()).collect();
     // The history rows are written by the same statement, for the rows it changed.
     let rows = update_tasks(conn, batch, &accepted, &slots).await?;
-    let mut applied: HashMap<i32, TaskRow> = rows.into_iter().map(|row| (row.id, row)).collect();
+    let mut applied: HashMap<i64, TaskRow> = rows.into_iter().map(|row| (row.id, row)).collect();
     touch_assigned_droplets(conn, batch, &accepted, &applied, &slots).await?;
-    let missed: Vec<i32> = accepted
+    let missed: Vec<i64> = accepted
         .iter()
-        .filter_map(|&i| i32::try_from(batch[i].task.id).ok())
+        .map(|&i| batch[i].task.id)
         .filter(|key| !applied.contains_key(key))
         .collect();
     let current = current_statuses(conn, &missed).await?;
     for i in accepted {
         let transition = &batch[i];
-        outcomes[i] = Some(match i32::try_from(transition.task.id) {
-            Ok(key) => match applied.remove(&key) {
-                Some(row) => row.into_task(external(transition.task.assigned_droplet_id)),
-                None => Err(lost_race(transition, current.get(&key))),
-            },
-            Err(_) => Err(task_not_found(transition.task.id)),
+        let key = transition.task.id;
+        outcomes[i] = Some(match applied.remove(&key) {
+            Some(row) => row.into_task(external(transition.task.assigned_droplet_id)),
+            None => Err(lost_race(transition, current.get(&key))),
         });
     }
     Ok(outcomes
@@ -65,8 +63,8 @@ fn task_not_found(id: i64) -> StoreError {
 /// A droplet an assignment of the batch goes to, as locked.
 #[derive(Debug, QueryableByName)]
 struct TargetRow {
-    #[diesel(sql_type = Integer)]
-    id: i32,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
     #[diesel(sql_type = Integer)]
     droplet_id: i32,
     #[diesel(sql_type = Text)]
@@ -77,8 +75,8 @@ struct TargetRow {
 
 #[derive(Debug, QueryableByName)]
 struct HeldRow {
-    #[diesel(sql_type = Integer)]
-    droplet: i32,
+    #[diesel(sql_type = BigInt)]
+    droplet: i64,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     held: i64,
 }
@@ -92,7 +90,7 @@ async fn reserve_slots(
     conn: &mut AsyncPgConnection,
     batch: &[Transition],
     outcomes: &mut [Option<StoreResult<Task>>],
-) -> Result<HashMap<DropletId, i32>, diesel::result::Error> {
+) -> Result<HashMap<DropletId, i64>, diesel::result::Error> {
     let targets: Vec<i32> = batch
         .iter()
         .filter(|t| t.task.status == TaskStatus::Assigned)
@@ -107,15 +105,15 @@ async fn reserve_slots(
         .await?;
     // Counted after the locks are held, in a statement of its own, so that it
     // sees the assignments of any transaction that held them before.
-    let internal: Vec<i32> = locked.iter().map(|d| d.id).collect();
-    let held: HashMap<i32, i64> = diesel::sql_query(sql::tasks::COUNT_HELD)
-        .bind::<Array<Integer>, _>(&internal)
+    let internal: Vec<i64> = locked.iter().map(|d| d.id).collect();
+    let held: HashMap<i64, i64> = diesel::sql_query(sql::tasks::COUNT_HELD)
+        .bind::<Array<BigInt>, _>(&internal)
         .load::<HeldRow>(conn)
         .await?
         .into_iter()
         .map(|r| (r.droplet, r.held))
         .collect();
-    let mut free: HashMap<DropletId, (i32, Result<i64, String>)> = locked
+    let mut free: HashMap<DropletId, (i64, Result<i64, String>)> = locked
         .into_iter()
         .map(|d| {
             let taken = held.get(&d.id).copied().unwrap_or(0);
@@ -160,7 +158,7 @@ fn unavailable(droplet_id: DropletId, reason: String) -> StoreError {
 /// The columns of the compare-and-set, one array per column.
 #[derive(Default)]
 struct Columns {
-    id: Vec<i32>,
+    id: Vec<i64>,
     expected_status: Vec<String>,
     expected_droplet: Vec<Option<i32>>,
     expected_attempt: Vec<i32>,
@@ -181,7 +179,7 @@ struct Columns {
 }
 
 impl Columns {
-    fn push(&mut self, key: i32, transition: &Transition) {
+    fn push(&mut self, key: i64, transition: &Transition) {
         let task = &transition.task;
         self.id.push(key);
         self.expected_status
@@ -212,21 +210,18 @@ async fn update_tasks(
     conn: &mut AsyncPgConnection,
     batch: &[Transition],
     accepted: &[usize],
-    slots: &HashMap<DropletId, i32>,
+    slots: &HashMap<DropletId, i64>,
 ) -> Result<Vec<TaskRow>, diesel::result::Error> {
     let mut columns = Columns::default();
     for &i in accepted {
-        if let Ok(key) = i32::try_from(batch[i].task.id) {
-            columns.push(key, &batch[i]);
-        }
+        columns.push(batch[i].task.id, &batch[i]);
     }
     if columns.id.is_empty() {
         return Ok(Vec::new());
     }
     // Internal ids of the droplets locked above; others are looked up by the statement.
-    let internal: Vec<Option<i32>> = accepted
+    let internal: Vec<Option<i64>> = accepted
         .iter()
-        .filter(|&&i| i32::try_from(batch[i].task.id).is_ok())
         .map(|&i| {
             batch[i]
                 .task
@@ -235,12 +230,12 @@ async fn update_tasks(
         })
         .collect();
     diesel::sql_query(sql::tasks::APPLY_TRANSITIONS)
-        .bind::<Array<Integer>, _>(columns.id)
+        .bind::<Array<BigInt>, _>(columns.id)
         .bind::<Array<Text>, _>(columns.expected_status)
         .bind::<Array<Nullable<Integer>>, _>(columns.expected_droplet)
         .bind::<Array<Text>, _>(columns.status)
         .bind::<Array<Nullable<Integer>>, _>(columns.droplet)
-        .bind::<Array<Nullable<Integer>>, _>(internal)
+        .bind::<Array<Nullable<BigInt>>, _>(internal)
         .bind::<Array<Nullable<Timestamp>>, _>(columns.assigned_at)
         .bind::<Array<Nullable<Timestamp>>, _>(columns.started_at)
         .bind::<Array<Nullable<Timestamp>>, _>(columns.completed_at)
@@ -264,13 +259,13 @@ async fn touch_assigned_droplets(
     conn: &mut AsyncPgConnection,
     batch: &[Transition],
     accepted: &[usize],
-    applied: &HashMap<i32, TaskRow>,
-    slots: &HashMap<DropletId, i32>,
+    applied: &HashMap<i64, TaskRow>,
+    slots: &HashMap<DropletId, i64>,
 ) -> Result<(), diesel::result::Error> {
-    let mut latest: HashMap<i32, NaiveDateTime> = HashMap::new();
+    let mut latest: HashMap<i64, NaiveDateTime> = HashMap::new();
     for &i in accepted {
         let task = &batch[i].task;
-        let was_applied = i32::try_from(task.id).is_ok_and(|key| applied.contains_key(&key));
+        let was_applied = applied.contains_key(&task.id);
         let droplet = task.assigned_droplet_id.and_then(|d| slots.get(&d));
         if let (true, TaskStatus::Assigned, Some(&droplet)) = (was_applied, task.status, droplet) {
             let at = latest.entry(droplet).or_insert(naive(task.updated_at));
@@ -280,9 +275,9 @@ async fn touch_assigned_droplets(
     if latest.is_empty() {
         return Ok(());
     }
-    let (ids, times): (Vec<i32>, Vec<NaiveDateTime>) = latest.into_iter().unzip();
+    let (ids, times): (Vec<i64>, Vec<NaiveDateTime>) = latest.into_iter().unzip();
     diesel::sql_query(sql::droplets::TOUCH_ASSIGNED)
-        .bind::<Array<Integer>, _>(ids)
+        .bind::<Array<BigInt>, _>(ids)
         .bind::<Array<Timestamp>, _>(times)
         .execute(conn)
         .await?;
@@ -291,8 +286,8 @@ async fn touch_assigned_droplets(
 
 #[derive(Debug, QueryableByName)]
 struct StatusRow {
-    #[diesel(sql_type = Integer)]
-    id: i32,
+    #[diesel(sql_type = BigInt)]
+    id: i64,
     #[diesel(sql_type = Text)]
     status: String,
 }
@@ -300,13 +295,13 @@ struct StatusRow {
 /// The status now of tasks whose compare-and-set matched nothing.
 async fn current_statuses(
     conn: &mut AsyncPgConnection,
-    keys: &[i32],
-) -> Result<HashMap<i32, String>, diesel::result::Error> {
+    keys: &[i64],
+) -> Result<HashMap<i64, String>, diesel::result::Error> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
     let rows: Vec<StatusRow> = diesel::sql_query(sql::tasks::STATUSES)
-        .bind::<Array<Integer>, _>(keys)
+        .bind::<Array<BigInt>, _>(keys)
         .load(conn)
         .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.status)).collect())

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, Integer, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Text, Timestamp};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::Task;
 use orchestrator_ports::{IdempotencyKey, StoreError, StoreResult};
@@ -28,15 +28,15 @@ struct Taken {
 struct Seen {
     #[diesel(sql_type = Text)]
     fingerprint: String,
-    #[diesel(sql_type = Array<Integer>)]
-    task_ids: Vec<i32>,
+    #[diesel(sql_type = Array<BigInt>)]
+    task_ids: Vec<i64>,
 }
 
 /// What the key's transaction found.
 pub(crate) enum Keyed {
     Created(Vec<Task>),
     /// Made before, by the same request: the ids of its tasks, in order.
-    Seen(Vec<i32>),
+    Seen(Vec<i64>),
     Reused,
 }
 
@@ -64,11 +64,11 @@ pub(crate) async fn create_once(
                 .await?
                 .into_iter()
                 .collect::<StoreResult<_>>()?;
-            let ids: Vec<i32> = tasks.iter().filter_map(|t| i32::try_from(t.id).ok()).collect();
+            let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
             diesel::sql_query(sql::idempotency::RECORD_TASKS)
                 .bind::<Text, _>(&key.caller)
                 .bind::<Text, _>(&key.key)
-                .bind::<Array<Integer>, _>(&ids)
+                .bind::<Array<BigInt>, _>(&ids)
                 .execute(conn)
                 .await?;
             Ok(Keyed::Created(tasks))

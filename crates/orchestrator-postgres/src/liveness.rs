@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamp};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{Droplet, DropletId, DropletStatus, HeartbeatReport};
@@ -53,14 +53,14 @@ const TRUST_FOR: Duration = Duration::from_secs(5);
 const MAX_PENDING: usize = 100_000;
 
 struct Known {
-    internal: i32,
+    internal: i64,
     droplet: Droplet,
     /// When the database last confirmed `droplet`'s state.
     confirmed: Instant,
 }
 
 struct Beat {
-    internal: i32,
+    internal: i64,
     status: DropletStatus,
     metrics: Option<Value>,
     at: DateTime<Utc>,
@@ -149,7 +149,7 @@ impl Liveness {
     }
 
     /// Caches `droplet` as the database has it now.
-    pub fn remember(&self, internal: i32, droplet: Droplet) {
+    pub fn remember(&self, internal: i64, droplet: Droplet) {
         let known = Known {
             internal,
             droplet,
@@ -190,7 +190,7 @@ impl Liveness {
         let started = Instant::now();
         let (beats, known) = {
             let mut state = self.state();
-            let known: Vec<i32> = state.known.values().map(|k| k.internal).collect();
+            let known: Vec<i64> = state.known.values().map(|k| k.internal).collect();
             (std::mem::take(&mut state.pending), known)
         };
         if beats.is_empty() {
@@ -247,7 +247,7 @@ impl Liveness {
 /// Keeps the latest beat of each droplet, in the order they came; returns
 /// how many were removed.
 fn keep_latest_of_each(beats: &mut Vec<Beat>) -> u64 {
-    let mut latest: HashMap<i32, DateTime<Utc>> = HashMap::new();
+    let mut latest: HashMap<i64, DateTime<Utc>> = HashMap::new();
     for beat in beats.iter() {
         let at = latest.entry(beat.internal).or_insert(beat.at);
         *at = (*at).max(beat.at);
@@ -262,19 +262,19 @@ fn keep_latest_of_each(beats: &mut Vec<Beat>) -> u64 {
 async fn write(
     pool: &Pool<AsyncPgConnection>,
     beats: &[Beat],
-    known: Vec<i32>,
+    known: Vec<i64>,
 ) -> StoreResult<Vec<DropletRow>> {
-    let droplets: Vec<i32> = beats.iter().map(|b| b.internal).collect();
+    let droplets: Vec<i64> = beats.iter().map(|b| b.internal).collect();
     let statuses: Vec<&str> = beats.iter().map(|b| b.status.as_str()).collect();
     let metrics: Vec<Option<&Value>> = beats.iter().map(|b| b.metrics.as_ref()).collect();
     let times: Vec<NaiveDateTime> = beats.iter().map(|b| naive(b.at)).collect();
     let mut conn = pool.get().await.map_err(pool_error)?;
     diesel::sql_query(sql::heartbeats::FLUSH)
-        .bind::<Array<Integer>, _>(droplets)
+        .bind::<Array<BigInt>, _>(droplets)
         .bind::<Array<Text>, _>(statuses)
         .bind::<Array<Nullable<Jsonb>>, _>(metrics)
         .bind::<Array<Timestamp>, _>(times)
-        .bind::<Array<Integer>, _>(known)
+        .bind::<Array<BigInt>, _>(known)
         .load(&mut conn)
         .await
         .map_err(store_error)

@@ -82,7 +82,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
     (
         "droplets",
         &[
-            ("id", "integer"),
+            ("id", "bigint"),
             ("droplet_id", "integer"),
             ("name", "character varying"),
             ("steward", "character varying"),
@@ -101,14 +101,14 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
     (
         "tasks",
         &[
-            ("id", "integer"),
+            ("id", "bigint"),
             ("trace_id", "uuid"),
             ("task_type", "character varying"),
             ("title", "character varying"),
             ("description", "text"),
             ("payload", "jsonb"),
             ("required_capability", "character varying"),
-            ("assigned_droplet_id", "integer"),
+            ("assigned_droplet_id", "bigint"),
             ("status", "character varying"),
             ("priority", "integer"),
             ("created_at", "timestamp without time zone"),
@@ -132,8 +132,8 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
     (
         "task_state_history",
         &[
-            ("id", "integer"),
-            ("task_id", "integer"),
+            ("id", "bigint"),
+            ("task_id", "bigint"),
             ("from_status", "character varying"),
             ("to_status", "character varying"),
             ("changed_by", "character varying"),
@@ -145,8 +145,8 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
     (
         "heartbeats",
         &[
-            ("id", "integer"),
-            ("droplet_id", "integer"),
+            ("id", "bigint"),
+            ("droplet_id", "bigint"),
             ("status", "character varying"),
             ("metrics", "jsonb"),
             ("received_at", "timestamp without time zone"),

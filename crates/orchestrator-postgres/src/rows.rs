@@ -22,14 +22,14 @@ pub(crate) fn naive(time: DateTime<Utc>) -> NaiveDateTime {
 
 /// A row that breaks the domain's rules can only come from outside the
 /// orchestrator; it is reported, not served.
-fn corrupt(what: &str, id: i32) -> StoreError {
+fn corrupt(what: &str, id: i64) -> StoreError {
     StoreError::Unavailable(format!("{what} {id} holds data the orchestrator cannot read"))
 }
 
 #[derive(Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = tasks, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct TaskRow {
-    pub id: i32,
+    pub id: i64,
     pub trace_id: Uuid,
     pub task_type: String,
     pub title: String,
@@ -60,7 +60,7 @@ impl TaskRow {
         let id = self.id;
         let created_at = self.created_at.map(utc).ok_or_else(|| corrupt("task", id))?;
         Ok(Task {
-            id: i64::from(id),
+            id,
             trace_id: self.trace_id,
             task_type: self.task_type,
             title: self.title,
@@ -100,8 +100,8 @@ fn count(value: Option<i32>, default: u32) -> u32 {
 #[derive(Debug, Queryable, Selectable)]
 #[diesel(table_name = task_state_history, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct HistoryRow {
-    pub id: i32,
-    pub task_id: i32,
+    pub id: i64,
+    pub task_id: i64,
     pub from_status: Option<String>,
     pub to_status: String,
     pub changed_by: Option<String>,
@@ -115,8 +115,8 @@ impl HistoryRow {
         let id = self.id;
         let status = |s: &str| s.parse::<TaskStatus>().map_err(|_| corrupt("history row", id));
         Ok(HistoryEntry {
-            id: i64::from(id),
-            task_id: i64::from(self.task_id),
+            id,
+            task_id: self.task_id,
             from_status: self.from_status.as_deref().map(status).transpose()?,
             to_status: status(&self.to_status)?,
             changed_by: self.changed_by,
@@ -133,7 +133,7 @@ impl HistoryRow {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = task_state_history)]
 pub(crate) struct NewHistoryRow {
-    pub task_id: i32,
+    pub task_id: i64,
     pub from_status: Option<String>,
     pub to_status: String,
     pub changed_by: Option<String>,
@@ -145,7 +145,7 @@ pub(crate) struct NewHistoryRow {
 #[derive(Debug, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = droplets, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct DropletRow {
-    pub id: i32,
+    pub id: i64,
     pub droplet_id: i32,
     pub name: String,
     pub steward: Option<String>,

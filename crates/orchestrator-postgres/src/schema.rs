@@ -3,7 +3,7 @@
 
 diesel::table! {
     droplets (id) {
-        id -> Int4,
+        id -> Int8,
         droplet_id -> Int4,
         #[max_length = 100]
         name -> Varchar,
@@ -26,7 +26,7 @@ diesel::table! {
 
 diesel::table! {
     tasks (id) {
-        id -> Int4,
+        id -> Int8,
         trace_id -> Uuid,
         #[max_length = 50]
         task_type -> Varchar,
@@ -36,7 +36,7 @@ diesel::table! {
         payload -> Jsonb,
         #[max_length = 100]
         required_capability -> Nullable<Varchar>,
-        assigned_droplet_id -> Nullable<Int4>,
+        assigned_droplet_id -> Nullable<Int8>,
         #[max_length = 20]
         status -> Varchar,
         priority -> Nullable<Int4>,
@@ -62,8 +62,8 @@ diesel::table! {
 
 diesel::table! {
     task_state_history (id) {
-        id -> Int4,
-        task_id -> Int4,
+        id -> Int8,
+        task_id -> Int8,
         #[max_length = 20]
         from_status -> Nullable<Varchar>,
         #[max_length = 20]
@@ -78,8 +78,8 @@ diesel::table! {
 
 diesel::table! {
     heartbeats (id) {
-        id -> Int4,
-        droplet_id -> Int4,
+        id -> Int8,
+        droplet_id -> Int8,
         #[max_length = 20]
         status -> Varchar,
         metrics -> Nullable<Jsonb>,

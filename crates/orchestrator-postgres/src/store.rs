@@ -11,7 +11,7 @@ use deadpool::managed::{Hook, HookError, Metrics};
 use diesel::dsl::count_star;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bool, Double, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, Text, Timestamp};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -166,10 +166,6 @@ async fn verify_if_idle(
         .map_err(|err| HookError::Message(err.to_string().into()))
 }
 
-fn task_key(id: TaskId) -> StoreResult<i32> {
-    i32::try_from(id).map_err(|_| StoreError::NotFound { entity: "task", id })
-}
-
 fn droplet_key(id: DropletId) -> StoreResult<i32> {
     i32::try_from(id).map_err(|_| StoreError::NotFound {
         entity: "droplet",
@@ -197,13 +193,13 @@ async fn droplet_row(conn: &mut AsyncPgConnection, id: DropletId, lock: bool) ->
 
 /// Locks droplet `id` for the rest of the transaction; returns its
 /// internal id and the droplet as it was.
-async fn locked_droplet(conn: &mut AsyncPgConnection, id: DropletId) -> Result<(i32, Droplet), TxError> {
+async fn locked_droplet(conn: &mut AsyncPgConnection, id: DropletId) -> Result<(i64, Droplet), TxError> {
     let row = droplet_row(conn, id, true).await?;
     Ok((row.id, row.into_droplet()?))
 }
 
 pub(crate) fn history_row(
-    task_id: i32,
+    task_id: i64,
     from: Option<TaskStatus>,
     to: TaskStatus,
     record: ChangeRecord,
@@ -309,7 +305,7 @@ impl TaskStore for PgStore {
             Keyed::Seen(ids) => {
                 let mut tasks = Vec::with_capacity(ids.len());
                 for id in ids {
-                    tasks.push(self.get_task(i64::from(id)).await?);
+                    tasks.push(self.get_task(id).await?);
                 }
                 Ok(OnceCreated::Replayed(tasks))
             }
@@ -322,7 +318,7 @@ impl TaskStore for PgStore {
     }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
-        let key = task_key(id)?;
+        let key = id;
         let mut conn = self.conn().await?;
         let found: Option<(TaskRow, Option<i32>)> = tasks::table
             .left_join(droplets::table)
@@ -337,9 +333,9 @@ impl TaskStore for PgStore {
     }
 
     async fn task_history(&self, id: TaskId) -> StoreResult<Vec<HistoryEntry>> {
-        let key = task_key(id)?;
+        let key = id;
         let mut conn = self.conn().await?;
-        let exists: Option<i32> = tasks::table
+        let exists: Option<i64> = tasks::table
             .filter(tasks::id.eq(key))
             .select(tasks::id)
             .first(&mut conn)
@@ -396,7 +392,7 @@ impl TaskStore for PgStore {
         record: ChangeRecord,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let key = task_key(id)?;
+        let key = id;
         let mut conn = self.conn().await?;
         diesel::insert_into(task_state_history::table)
             .values(history_row(key, Some(status), status, record, at))
@@ -410,14 +406,14 @@ impl TaskStore for PgStore {
     }
 
     async fn record_cancel_request(&self, task: &Task, record: ChangeRecord) -> StoreResult<Task> {
-        let key = task_key(task.id)?;
+        let key = task.id;
         let at = task.cancel_requested_at.unwrap_or(task.updated_at);
         let droplet = task.assigned_droplet_id.map(droplet_key).transpose()?;
         let mut pooled = self.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
         conn.transaction::<_, TxError, _>(async move |conn| {
             let marked = diesel::sql_query(sql::tasks::MARK_CANCEL_REQUESTED)
-                .bind::<Integer, _>(key)
+                .bind::<BigInt, _>(key)
                 .bind::<Timestamp, _>(naive(at))
                 .bind::<Nullable<Integer>, _>(droplet)
                 .execute(conn)
@@ -501,11 +497,10 @@ impl TaskStore for PgStore {
     }
 
     async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()> {
-        let keys: Vec<i32> = ids.iter().filter_map(|id| i32::try_from(*id).ok()).collect();
         let mut conn = self.conn().await?;
         diesel::update(
             tasks::table
-                .filter(tasks::id.eq_any(keys))
+                .filter(tasks::id.eq_any(ids))
                 .filter(tasks::status.eq(TaskStatus::Pending.as_str())),
         )
         .set(tasks::routing_lease_until.eq(None::<chrono::NaiveDateTime>))
@@ -830,7 +825,7 @@ impl DropletStore for PgStore {
 
 async fn update_status(
     conn: &mut AsyncPgConnection,
-    internal: i32,
+    internal: i64,
     status: DropletStatus,
     manual: bool,
     last_heartbeat: Option<DateTime<Utc>>,

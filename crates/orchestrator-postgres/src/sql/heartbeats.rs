@@ -9,7 +9,7 @@ use super::droplets;
 pub(crate) const FLUSH: &str = statement!(
     "\
 WITH beats AS (
-    SELECT * FROM unnest($1::int4[], $2::text[], $3::jsonb[], $4::timestamp[])
+    SELECT * FROM unnest($1::int8[], $2::text[], $3::jsonb[], $4::timestamp[])
         AS b(droplet_id, status, metrics, received_at)
 ), inserted AS (
     INSERT INTO heartbeats (droplet_id, status, metrics, received_at)

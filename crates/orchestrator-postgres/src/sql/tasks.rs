@@ -135,7 +135,7 @@ UPDATE tasks t SET
     routing_lease_until = NULL,
     retry_after = i.retry_after,
     attempt = i.attempt
-FROM unnest($1::int4[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int4[], $7::timestamp[],
+FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int8[], $7::timestamp[],
             $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
             $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[], $19::int4[])
      AS i(id, expected_status, expected_droplet, status, droplet, droplet_key, assigned_at, started_at,
