@@ -339,6 +339,7 @@ mod tests {
             registered_at: chrono::DateTime::UNIX_EPOCH,
             updated_at: chrono::DateTime::UNIX_EPOCH,
             service_id: None,
+            session_started_at: None,
         })
     }
 

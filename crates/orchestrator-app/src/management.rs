@@ -45,7 +45,7 @@ impl ManagementService {
         require(caller, Permission::Admin)?;
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let (before, after) = (current.recovery, next.recovery);
-        let checks: [(&'static str, bool); 9] = [
+        let checks: [(&'static str, bool); 11] = [
             ("ROUTER_INTERVAL", current.router_interval != next.router_interval),
             (
                 "HEARTBEAT_CHECK_INTERVAL",
@@ -70,6 +70,8 @@ impl ManagementService {
                 "DEADLINE_RISK_FLOOR_SECONDS",
                 before.deadline_risk_floor != after.deadline_risk_floor,
             ),
+            ("TASK_RUN_TIMEOUT", before.run_timeout != after.run_timeout),
+            ("MAX_REQUEUES", before.max_requeues != after.max_requeues),
         ];
         self.scheduler.set_interval(TASK_ROUTER, next.router_interval);
         self.scheduler

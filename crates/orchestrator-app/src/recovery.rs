@@ -3,18 +3,24 @@
 //! pending, their running tasks fail; assignments not started in time go
 //! back to pending; tasks past their deadline fail; failed tasks with
 //! retries left go back to pending after a backoff (at once when the
-//! failure was its droplet dying rather than the task). Every move is a
+//! failure was its droplet dying rather than the task). A droplet that
+//! registers again is a new process: what it held is taken back at once.
+//! Runs that go longer than their timeout without progress fail. A pass
+//! walks every candidate in id order, so no number of tasks it cannot move
+//! stops it. Every move is a
 //! compare-and-set through the state machine, so a task that moved
 //! meanwhile (its droplet reported after all) is left alone.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use orchestrator_domain::{
-    Actor, DomainEvent, RecoveryReason, RetryPolicy, Task, TaskId, TaskStatus, TaskUpdate,
+    Actor, DomainEvent, DropletId, RecoveryLimits, RecoveryReason, RetryPolicy, Task, TaskId, TaskStatus,
+    TaskUpdate,
 };
-use orchestrator_ports::{ChangeRecord, StoreError, Transition};
+use orchestrator_ports::{ChangeRecord, RecoveryQuery, StoreError, TaskFilter, Transition};
 
 use crate::rescues::Rescue;
 use crate::{AppResult, Ports, Services};
@@ -37,6 +43,21 @@ pub struct RecoverySettings {
     /// A deadline nearer than this (or than the p95 run time of the task's
     /// type, when longer) is reported at risk.
     pub deadline_risk_floor: Duration,
+    /// `TASK_RUN_TIMEOUT`: how long a run of a task that names no timeout
+    /// may go without progress (zero: no limit).
+    pub run_timeout: Duration,
+    /// `MAX_REQUEUES`: requeues in a row without a start before the next
+    /// one fails the task instead.
+    pub max_requeues: u32,
+}
+
+impl RecoverySettings {
+    fn limits(&self) -> RecoveryLimits {
+        RecoveryLimits {
+            max_requeues: self.max_requeues,
+            run_timeout: self.run_timeout,
+        }
+    }
 }
 
 /// What one pass did.
@@ -140,26 +161,71 @@ impl Recovery {
         Ok(changes.len())
     }
 
-    /// Moves every task recovery finds, batch by batch.
+    /// Moves every task recovery finds, batch by batch in id order, to
+    /// the last candidate: a task that cannot be moved (it moved meanwhile)
+    /// is passed over, never a reason to stop.
     pub async fn recover_tasks(&self) -> AppResult<usize> {
         let mut moved = 0;
+        let mut after: TaskId = 0;
         loop {
-            let candidates = self
-                .ports
-                .tasks
-                .tasks_to_recover(self.settings().ack_timeout, BATCH)
-                .await?;
-            let mut this_round = 0;
+            let settings = self.settings();
+            let query = RecoveryQuery {
+                ack_timeout: settings.ack_timeout,
+                heartbeat_timeout: settings.heartbeat_timeout,
+                run_timeout: settings.run_timeout,
+                after,
+                limit: BATCH,
+            };
+            let candidates = self.ports.tasks.tasks_to_recover(&query).await?;
             for candidate in &candidates {
                 if self.recover(&candidate.task, candidate.reason).await? {
-                    this_round += 1;
+                    moved += 1;
                 }
             }
-            moved += this_round;
-            if this_round == 0 || candidates.len() < BATCH as usize {
-                return Ok(moved);
+            match candidates.last() {
+                Some(last) if candidates.len() == BATCH as usize => after = last.task.id,
+                _ => return Ok(moved),
             }
         }
+    }
+
+    /// Takes back what droplet `droplet` holds, for `reason` (a restart or a
+    /// drain with requeue): its assigned tasks are requeued, its running
+    /// ones failed and retried at once. With `assigned_before`, only tasks
+    /// assigned before then (to the process that is gone). Returns how many
+    /// moved. Works with auto-recovery off too: it is asked for.
+    pub async fn take_back(
+        &self,
+        droplet: DropletId,
+        reason: RecoveryReason,
+        assigned_before: Option<DateTime<Utc>>,
+    ) -> AppResult<usize> {
+        let mut moved = 0;
+        for status in [TaskStatus::Assigned, TaskStatus::InProgress] {
+            let filter = TaskFilter {
+                status: Some(status),
+                assigned_droplet_id: Some(droplet),
+                limit: BATCH,
+                ..TaskFilter::default()
+            };
+            // Moved tasks leave the filter: read again until a page moves nothing.
+            loop {
+                let page = self.ports.tasks.list_tasks(&filter).await?;
+                let mut this_page = 0;
+                for task in page.tasks.iter().filter(|t| {
+                    assigned_before.is_none_or(|before| t.assigned_at.is_some_and(|at| at < before))
+                }) {
+                    if self.recover(task, reason).await? {
+                        this_page += 1;
+                    }
+                }
+                moved += this_page;
+                if this_page == 0 || page.tasks.len() < BATCH as usize {
+                    break;
+                }
+            }
+        }
+        Ok(moved)
     }
 
     /// Makes the move `reason` calls for; false when the task moved meanwhile.
@@ -176,18 +242,20 @@ impl Recovery {
 
     async fn recover_in_hand(&self, task: &Task, reason: RecoveryReason) -> AppResult<bool> {
         let now = self.ports.clock.now();
-        let Some(update) = reason.update(task, now + self.backoff(task)) else {
+        let settings = self.settings();
+        let Some(update) = reason.update(task, now + self.backoff(task), settings.limits()) else {
             return Ok(false);
         };
         let Some(saved) = self.apply(task, update, reason).await? else {
             return Ok(false);
         };
+        let started = task.status == TaskStatus::InProgress;
         match reason {
-            // Its droplet died, not the task: reroute at once, no backoff.
-            RecoveryReason::DropletInactive if saved.status == TaskStatus::Failed => {
+            // Its droplet is gone, not the task at fault: reroute at once.
+            _ if reason.is_droplet_lost() && started && saved.status == TaskStatus::Failed => {
                 self.retry_after(&saved, self.ports.clock.now()).await?;
             }
-            RecoveryReason::DeadlinePassed | RecoveryReason::DropletInactive => {}
+            RecoveryReason::DeadlinePassed => {}
             _ if saved.status == TaskStatus::Failed => {
                 self.retry(&saved).await?;
             }
@@ -283,12 +351,40 @@ impl Recovery {
 }
 
 fn describe(reason: RecoveryReason, next: &Task) -> String {
+    let requeued = next.status == TaskStatus::Pending;
+    let never_started = || {
+        next.error_message
+            .clone()
+            .unwrap_or_else(|| "never started".into())
+    };
     match reason {
         RecoveryReason::DeadlinePassed => "the deadline passed before the task finished".into(),
-        RecoveryReason::DropletInactive if next.status == TaskStatus::Pending => {
+        _ if next.status == TaskStatus::Failed
+            && next
+                .error_message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("never started")) =>
+        {
+            never_started()
+        }
+        RecoveryReason::DropletInactive if requeued => {
             "its droplet went inactive before starting it; requeued".into()
         }
         RecoveryReason::DropletInactive => "its droplet went inactive while running it".into(),
+        RecoveryReason::DropletRestarted if requeued => {
+            "its droplet restarted before starting it; requeued".into()
+        }
+        RecoveryReason::DropletRestarted => "its droplet restarted while running it".into(),
+        RecoveryReason::DropletDeactivated if requeued => {
+            "its droplet was deactivated with requeue before starting it; requeued".into()
+        }
+        RecoveryReason::DropletDeactivated => {
+            "its droplet was deactivated with requeue while running it".into()
+        }
+        RecoveryReason::RunTimedOut => next
+            .error_message
+            .clone()
+            .unwrap_or_else(|| "the run timed out".into()),
         RecoveryReason::NotStarted => {
             "its droplet did not start it within the acknowledgement timeout".into()
         }

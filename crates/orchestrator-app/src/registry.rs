@@ -160,6 +160,7 @@ impl RegistrySync {
                 endpoint: entry.endpoint,
                 capabilities: entry.capabilities,
                 max_concurrent_tasks: None,
+                resume: None,
             };
             let registration = match DropletRegistration::parse(draft) {
                 Ok(registration) => registration,

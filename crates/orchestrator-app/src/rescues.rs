@@ -8,9 +8,12 @@ use orchestrator_domain::{RecoveryReason, Task, TaskStatus};
 /// Kinds of rescue, as the counter's `kind` label names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Rescue {
-    /// Taken from a droplet that went silent or did not start it in time.
+    /// Taken from a droplet that went silent, restarted, was drained with
+    /// requeue or did not start it in time.
     Reassignment,
     AckTimeout,
+    /// Its run went longer than its timeout without progress.
+    RunTimeout,
     StaleReportRefused,
     DeadlineFailure,
     DeadlineAtRisk,
@@ -21,6 +24,7 @@ impl Rescue {
         match self {
             Rescue::Reassignment => "reassignment",
             Rescue::AckTimeout => "ack_timeout",
+            Rescue::RunTimeout => "run_timeout",
             Rescue::StaleReportRefused => "stale_report_refused",
             Rescue::DeadlineFailure => "deadline_failure",
             Rescue::DeadlineAtRisk => "deadline_at_risk",
@@ -31,7 +35,8 @@ impl Rescue {
     pub(crate) fn of_recovery(reason: RecoveryReason, moved_to: TaskStatus) -> &'static [Rescue] {
         match (reason, moved_to) {
             (RecoveryReason::NotStarted, _) => &[Rescue::Reassignment, Rescue::AckTimeout],
-            (RecoveryReason::DropletInactive, _) => &[Rescue::Reassignment],
+            (reason, _) if reason.is_droplet_lost() => &[Rescue::Reassignment],
+            (RecoveryReason::RunTimedOut, _) => &[Rescue::RunTimeout],
             (RecoveryReason::DeadlinePassed, TaskStatus::Failed) => &[Rescue::DeadlineFailure],
             _ => &[],
         }

@@ -34,6 +34,8 @@ fn world(enabled: bool) -> World {
         },
         enabled,
         deadline_risk_floor: Duration::from_secs(60),
+        run_timeout: Duration::from_secs(3600),
+        max_requeues: 5,
     };
     World {
         tasks: TaskService::new(ports.clone()),

@@ -130,6 +130,8 @@ async fn reloading_changes_intervals_and_recovery_and_names_what_changed() {
         retry: RetryPolicy::default(),
         enabled: true,
         deadline_risk_floor: Duration::from_secs(60),
+        run_timeout: Duration::from_secs(3600),
+        max_requeues: 5,
     };
     let recovery = Recovery::new(ports, recovery_settings);
     let router_job = job("task_router", false, false);

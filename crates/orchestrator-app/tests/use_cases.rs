@@ -488,6 +488,7 @@ async fn the_router_sets_aside_a_droplet_the_store_refuses_and_tries_another() {
         registered_at: at(id),
         updated_at: at(0),
         service_id: None,
+        session_started_at: None,
     };
     let mut droplets = MockDropletStore::new();
     droplets

@@ -136,6 +136,11 @@ pub struct Droplet {
     /// The Registry's id for the service this droplet is, from its directory.
     #[serde(default)]
     pub service_id: Option<i64>,
+    /// When its current process registered: a registration without
+    /// `resume` is a new process, and the tasks assigned before it are
+    /// taken back. `None` for a droplet only the Registry listed.
+    #[serde(default)]
+    pub session_started_at: Option<DateTime<Utc>>,
 }
 
 impl Droplet {
@@ -190,6 +195,12 @@ pub struct RegistrationDraft {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 10000))]
     pub max_concurrent_tasks: Option<i64>,
+    /// `true` when the same process registers again (after a network
+    /// blip, say) and keeps the tasks it holds. Otherwise a registration
+    /// is a new process: what the droplet held is requeued (assigned) or
+    /// failed and retried (in progress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<bool>,
 }
 
 /// A validated registration.
@@ -201,6 +212,8 @@ pub struct DropletRegistration {
     pub endpoint: String,
     pub capabilities: Vec<Capability>,
     pub max_concurrent_tasks: u32,
+    /// The same process registering again: it keeps its tasks.
+    pub resume: bool,
 }
 
 impl DropletRegistration {
@@ -212,6 +225,7 @@ impl DropletRegistration {
             endpoint: parse_endpoint(&draft.endpoint)?,
             capabilities: parse_capabilities(&draft.capabilities)?,
             max_concurrent_tasks: parse_capacity(draft.max_concurrent_tasks)?,
+            resume: draft.resume.unwrap_or(false),
         })
     }
 }
@@ -464,6 +478,7 @@ mod tests {
             registered_at: now,
             updated_at: now,
             service_id: None,
+            session_started_at: None,
         };
         assert_eq!(droplet.status_after_heartbeat(None), DropletStatus::Active);
         assert_eq!(

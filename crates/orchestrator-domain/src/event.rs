@@ -22,6 +22,8 @@ pub enum DomainEvent {
     TaskDeadlineAtRisk(Task),
     /// Its creator or an admin asked the droplet running it to stop.
     TaskCancelRequested(Task),
+    /// The droplet running it reported progress (no status change).
+    TaskProgress(Task),
     DropletRegistered(Droplet),
     DropletHealthChanged {
         droplet: Droplet,
@@ -56,7 +58,8 @@ impl DomainEvent {
             | DomainEvent::TaskRetried(t)
             | DomainEvent::TaskRequeued(t)
             | DomainEvent::TaskDeadlineAtRisk(t)
-            | DomainEvent::TaskCancelRequested(t) => Some(t),
+            | DomainEvent::TaskCancelRequested(t)
+            | DomainEvent::TaskProgress(t) => Some(t),
             DomainEvent::DropletRegistered(_)
             | DomainEvent::DropletHealthChanged { .. }
             | DomainEvent::DropletHeartbeatMissed(_) => None,
@@ -85,6 +88,7 @@ impl DomainEvent {
             DomainEvent::TaskRequeued(_) => "task_requeued",
             DomainEvent::TaskDeadlineAtRisk(_) => "task_deadline_at_risk",
             DomainEvent::TaskCancelRequested(_) => "task_cancel_requested",
+            DomainEvent::TaskProgress(_) => "task_progress",
             DomainEvent::DropletRegistered(_) => "droplet_registered",
             DomainEvent::DropletHealthChanged { .. } => "droplet_health_changed",
             DomainEvent::DropletHeartbeatMissed(_) => "droplet_heartbeat_missed",
@@ -107,6 +111,7 @@ impl DomainEvent {
             | DomainEvent::TaskStarted(_)
             | DomainEvent::TaskDeadlineAtRisk(_)
             | DomainEvent::TaskCancelRequested(_)
+            | DomainEvent::TaskProgress(_)
             | DomainEvent::DropletHeartbeatMissed(_) => false,
         }
     }

@@ -19,10 +19,12 @@ pub use error::{ValidationError, storable_json, storable_text};
 pub use event::DomainEvent;
 pub use permission::{Caller, Permission, Permissions};
 pub use priority::Priority;
-pub use recovery::RecoveryReason;
+pub use recovery::{RecoveryLimits, RecoveryReason};
 pub use retry::RetryPolicy;
 pub use routing::{
     Candidate, Considered, Explanation, Placement, PlacementRecord, PlacementRule, RoutingPolicy,
 };
 pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRule};
-pub use task::{CancelRequestError, HistoryEntry, NewTask, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate};
+pub use task::{
+    CancelRequestError, HistoryEntry, NewTask, Progress, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate,
+};

@@ -114,7 +114,7 @@ pub const TRANSITIONS: &[TransitionRule] = &[
         InProgress,
         Failed,
         &[AssignedDroplet, Admin, System],
-        "the task failed, its droplet died or its deadline passed",
+        "the task failed; or its droplet died or restarted, its run timed out or its deadline passed",
     ),
     rule(
         Failed,
@@ -126,10 +126,15 @@ pub const TRANSITIONS: &[TransitionRule] = &[
         Assigned,
         Pending,
         &[System],
-        "the droplet went inactive or did not start in time",
+        "the droplet went inactive, restarted or did not start in time, or was deactivated with requeue",
     ),
     rule(Pending, Failed, &[System], "the deadline passed before it ran"),
-    rule(Assigned, Failed, &[System], "the deadline passed before it ran"),
+    rule(
+        Assigned,
+        Failed,
+        &[System],
+        "the deadline passed before it ran, or no droplet started it after MAX_REQUEUES requeues",
+    ),
 ];
 
 const fn rule(

@@ -20,6 +20,10 @@ pub const MAX_TITLE_CHARS: usize = 255;
 /// Retries a client may ask for; more is a mistake, not a policy.
 pub const MAX_RETRIES_LIMIT: u32 = 100;
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
+/// Longest run a client may ask for, in seconds (30 days).
+pub const MAX_TIMEOUT_SECONDS: u32 = 30 * 24 * 3600;
+/// Longest progress message a droplet may report.
+pub const MAX_PROGRESS_MESSAGE_CHARS: usize = 1000;
 
 /// Where a task is in its life. See [`crate::state_machine`] for the moves.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -122,6 +126,53 @@ pub struct Task {
     /// retried.
     #[serde(default)]
     pub cancel_requested_at: Option<DateTime<Utc>>,
+    /// How long a run may go without progress before it is failed, in
+    /// seconds; `0` for no limit, `None` for the server's `TASK_RUN_TIMEOUT`.
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
+    /// The latest progress its droplet reported on the current run.
+    #[serde(default)]
+    pub progress: Option<Progress>,
+    /// Times it was taken back from a droplet that did not start it, since
+    /// it last started or was retried.
+    #[serde(default)]
+    pub requeues: u32,
+}
+
+/// What a droplet last said of a run it is making.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Percent done, 0 to 100, when the droplet says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When it was reported: the run's clock starts again from here.
+    pub at: DateTime<Utc>,
+}
+
+impl Progress {
+    /// Checks a report's fields: a percentage of 0 to 100 and a storable
+    /// message of bounded length.
+    pub fn parse(
+        percent: Option<i64>,
+        message: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Result<Self, ValidationError> {
+        let percent = percent
+            .map(|p| {
+                u8::try_from(p).ok().filter(|p| *p <= 100).ok_or_else(|| {
+                    ValidationError::new("progress", format!("progress must be between 0 and 100, got {p}"))
+                })
+            })
+            .transpose()?;
+        let message = match message {
+            Some(text) => Some(bounded_text("message", &text, MAX_PROGRESS_MESSAGE_CHARS)?),
+            None => None,
+        };
+        Ok(Progress { percent, message, at })
+    }
 }
 
 /// A change a caller or the system asks of a task; each has one target status.
@@ -210,6 +261,7 @@ impl Task {
                 next.assigned_at = Some(at);
                 next.retry_after = None;
                 next.attempt = next.attempt.saturating_add(1);
+                next.progress = None;
             }
             TaskUpdate::Start => next.started_at = Some(at),
             TaskUpdate::Complete { result } => {
@@ -222,15 +274,20 @@ impl Task {
                 next.completed_at = Some(at);
             }
             TaskUpdate::Cancel => next.completed_at = Some(at),
-            TaskUpdate::Requeue => next.release(),
+            TaskUpdate::Requeue => {
+                next.release();
+                next.requeues = next.requeues.saturating_add(1);
+            }
             TaskUpdate::Retry { retry_after } => {
                 next.release();
+                next.requeues = 0;
                 next.retry_count += 1;
                 next.completed_at = None;
                 next.retry_after = Some(retry_after);
             }
             TaskUpdate::OperatorRetry => {
                 next.release();
+                next.requeues = 0;
                 next.completed_at = None;
                 next.retry_after = None;
                 next.error_message = None;
@@ -245,6 +302,46 @@ impl Task {
         self.assigned_droplet_id = None;
         self.assigned_at = None;
         self.started_at = None;
+        self.progress = None;
+    }
+
+    /// The task with `progress` recorded: only a running task takes it. It
+    /// changes no status and writes no history row; it restarts the clock
+    /// of the run's timeout.
+    pub fn report_progress(&self, progress: Progress) -> Result<Task, TransitionError> {
+        if self.status != TaskStatus::InProgress {
+            return Err(TransitionError::NoSuchTransition {
+                from: self.status,
+                to: TaskStatus::InProgress,
+            });
+        }
+        let mut next = self.clone();
+        next.updated_at = progress.at;
+        next.progress = Some(progress);
+        Ok(next)
+    }
+
+    /// The run's timeout: its own, else `default`; `None` when it has none.
+    pub fn run_timeout(&self, default: std::time::Duration) -> Option<std::time::Duration> {
+        let timeout = self
+            .timeout_seconds
+            .map_or(default, |s| std::time::Duration::from_secs(u64::from(s)));
+        (!timeout.is_zero()).then_some(timeout)
+    }
+
+    /// When the current run was last heard of: its start or its latest progress.
+    pub fn last_sign_of_life(&self) -> Option<DateTime<Utc>> {
+        let progressed = self.progress.as_ref().map(|p| p.at);
+        self.started_at.max(progressed)
+    }
+
+    /// Whether the run has gone longer than its timeout without progress at `now`.
+    pub fn run_timed_out(&self, default: std::time::Duration, now: DateTime<Utc>) -> bool {
+        let (Some(timeout), Some(since)) = (self.run_timeout(default), self.last_sign_of_life()) else {
+            return false;
+        };
+        self.status == TaskStatus::InProgress
+            && chrono::Duration::from_std(timeout).is_ok_and(|timeout| since + timeout < now)
     }
 
     /// A failed task may go back to `pending` while its retry budget lasts.
@@ -320,6 +417,12 @@ pub struct TaskDraft {
     pub max_retries: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
+    /// Seconds a run may go without progress before it is failed (and
+    /// retried by its budget); `0` for no limit. The server's
+    /// `TASK_RUN_TIMEOUT` (3600 by default) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 2592000))]
+    pub timeout_seconds: Option<i64>,
     /// The task's data, a JSON object; `data` is read for it too, as the
     /// mesh's integration guide writes it.
     #[serde(default, alias = "data", skip_serializing_if = "Option::is_none")]
@@ -337,6 +440,8 @@ pub struct NewTask {
     pub priority: Priority,
     pub max_retries: u32,
     pub deadline: Option<DateTime<Utc>>,
+    /// `None`: the server's default.
+    pub timeout_seconds: Option<u32>,
 }
 
 impl NewTask {
@@ -373,6 +478,7 @@ impl NewTask {
             priority: draft.priority.map(Priority::new).transpose()?.unwrap_or_default(),
             max_retries: parse_max_retries(draft.max_retries)?,
             deadline: draft.deadline,
+            timeout_seconds: parse_timeout(draft.timeout_seconds)?,
         })
     }
 
@@ -409,8 +515,29 @@ impl NewTask {
             retry_after: None,
             attempt: 0,
             cancel_requested_at: None,
+            timeout_seconds: self.timeout_seconds,
+            progress: None,
+            requeues: 0,
         }
     }
+}
+
+fn parse_timeout(value: Option<i64>) -> Result<Option<u32>, ValidationError> {
+    value
+        .map(|v| {
+            u32::try_from(v)
+                .ok()
+                .filter(|v| *v <= MAX_TIMEOUT_SECONDS)
+                .ok_or_else(|| {
+                    ValidationError::new(
+                        "timeout_seconds",
+                        format!(
+                            "timeout_seconds must be between 0 (no limit) and {MAX_TIMEOUT_SECONDS}, got {v}"
+                        ),
+                    )
+                })
+        })
+        .transpose()
 }
 
 fn parse_max_retries(value: Option<i64>) -> Result<u32, ValidationError> {
@@ -677,6 +804,96 @@ mod tests {
             ),
             Err(TransitionError::NoSuchTransition { .. })
         ));
+    }
+
+    #[test]
+    fn a_run_times_out_from_its_start_or_its_latest_progress() {
+        let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+        let running = task()
+            .apply(TaskUpdate::Assign { droplet_id: 8 }, Actor::SYSTEM, at(0))
+            .and_then(|t| t.apply(TaskUpdate::Start, droplet, at(10)))
+            .expect("running");
+        let default = std::time::Duration::from_secs(60);
+        assert!(!running.run_timed_out(default, at(70)));
+        assert!(running.run_timed_out(default, at(71)));
+        let progressed = running
+            .report_progress(Progress::parse(Some(40), Some("half".into()), at(65)).expect("valid"))
+            .expect("a running task takes progress");
+        assert_eq!(progressed.status, TaskStatus::InProgress);
+        assert!(
+            !progressed.run_timed_out(default, at(120)),
+            "progress restarts the clock"
+        );
+        assert!(progressed.run_timed_out(default, at(126)));
+        let mut own = progressed.clone();
+        own.timeout_seconds = Some(0);
+        assert!(!own.run_timed_out(default, at(100_000)), "0 is no limit");
+        own.timeout_seconds = Some(5);
+        assert!(own.run_timed_out(default, at(71)), "its own timeout wins");
+        assert!(
+            task()
+                .report_progress(Progress::parse(None, None, at(1)).expect("valid"))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn progress_and_timeouts_are_validated() {
+        assert_eq!(
+            Progress::parse(Some(101), None, at(0))
+                .expect_err("over 100")
+                .field,
+            "progress"
+        );
+        assert_eq!(
+            Progress::parse(Some(-1), None, at(0))
+                .expect_err("negative")
+                .field,
+            "progress"
+        );
+        let long = "x".repeat(MAX_PROGRESS_MESSAGE_CHARS + 1);
+        assert_eq!(
+            Progress::parse(None, Some(long), at(0)).expect_err("long").field,
+            "message"
+        );
+        let timeout = |t| {
+            NewTask::parse(
+                TaskDraft {
+                    timeout_seconds: Some(t),
+                    ..draft()
+                },
+                at(0),
+            )
+        };
+        assert_eq!(timeout(-1).expect_err("negative").field, "timeout_seconds");
+        assert_eq!(
+            timeout(i64::from(MAX_TIMEOUT_SECONDS) + 1)
+                .expect_err("too long")
+                .field,
+            "timeout_seconds"
+        );
+        assert_eq!(timeout(0).expect("no limit").timeout_seconds, Some(0));
+        assert_eq!(
+            NewTask::parse(draft(), at(0)).expect("valid").timeout_seconds,
+            None
+        );
+    }
+
+    #[test]
+    fn requeues_count_until_a_retry() {
+        let assigned = task()
+            .apply(TaskUpdate::Assign { droplet_id: 8 }, Actor::SYSTEM, at(1))
+            .expect("assigned");
+        let requeued = assigned
+            .apply(TaskUpdate::Requeue, Actor::SYSTEM, at(2))
+            .expect("requeued");
+        assert_eq!(requeued.requeues, 1);
+        let mut failed = requeued;
+        failed.status = TaskStatus::Failed;
+        let retried = failed
+            .apply(TaskUpdate::Retry { retry_after: at(3) }, Actor::SYSTEM, at(2))
+            .expect("retried");
+        assert_eq!(retried.requeues, 0);
     }
 
     #[test]

@@ -12,8 +12,9 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{
     AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, OnceCreated,
-    Percentiles, RecoveryCandidate, RescueCounts, RoutableQuery, RoutingStats, StoreError, StoreResult,
-    TaskFilter, TaskPage, TaskPerformance, TaskStore, Throughput, TimeWindow, Transition, TypeBreakdown,
+    Percentiles, RecoveryCandidate, RecoveryQuery, RescueCounts, RoutableQuery, RoutingStats, StoreError,
+    StoreResult, TaskFilter, TaskPage, TaskPerformance, TaskStore, Throughput, TimeWindow, Transition,
+    TypeBreakdown,
 };
 use uuid::Uuid;
 
@@ -183,6 +184,11 @@ impl State {
                 max_concurrent_tasks: registration.max_concurrent_tasks,
                 status: old.status_after_heartbeat(None),
                 last_heartbeat: Some(at),
+                session_started_at: if registration.resume {
+                    old.session_started_at.or(Some(at))
+                } else {
+                    Some(at)
+                },
                 ..described(old)
             },
             Some(old) => described(old),
@@ -204,6 +210,7 @@ impl State {
                 service_id: None,
                 registered_at: at,
                 updated_at: at,
+                session_started_at: alive.then_some(at),
             }),
         };
         self.droplets.insert(droplet.droplet_id, droplet.clone());
@@ -218,6 +225,54 @@ impl State {
         let entry = entry(self.last_history_id);
         self.history.entry(entry.task_id).or_default().push(entry);
     }
+}
+
+/// The first reason recovery has to move `t` now, as the PostgreSQL
+/// store's `TO_RECOVER` decides it.
+fn recovery_reason(
+    state: &State,
+    t: &Task,
+    query: &RecoveryQuery,
+    now: DateTime<Utc>,
+) -> Option<RecoveryReason> {
+    let ack = chrono::Duration::from_std(query.ack_timeout).unwrap_or(chrono::Duration::MAX);
+    let droplet = t.assigned_droplet_id.and_then(|id| state.droplets.get(&id));
+    let deadline_passed = t.deadline.is_some_and(|d| d < now);
+    let held = t.status.occupies_droplet();
+    if deadline_passed && !t.status.is_terminal() && t.status != TaskStatus::Failed {
+        Some(RecoveryReason::DeadlinePassed)
+    } else if held && droplet.is_none_or(|d| is_gone(d, query.heartbeat_timeout, now)) {
+        Some(RecoveryReason::DropletInactive)
+    } else if held && droplet.is_some_and(|d| restarted_since(d, t)) {
+        Some(RecoveryReason::DropletRestarted)
+    } else if t.run_timed_out(query.run_timeout, now) {
+        Some(RecoveryReason::RunTimedOut)
+    } else if t.status == TaskStatus::Assigned && t.assigned_at.is_some_and(|a| a < now - ack) {
+        Some(RecoveryReason::NotStarted)
+    } else if t.can_retry() && !deadline_passed {
+        Some(RecoveryReason::RetryPending)
+    } else {
+        None
+    }
+}
+
+/// A droplet whose work recovery takes: one that reported `error`, went
+/// silent, or was deactivated by an admin and then went silent too (a
+/// drained droplet that still beats keeps its work).
+fn is_gone(droplet: &Droplet, heartbeat_timeout: std::time::Duration, now: DateTime<Utc>) -> bool {
+    let silent_since = now - chrono::Duration::from_std(heartbeat_timeout).unwrap_or(chrono::Duration::MAX);
+    match droplet.status {
+        DropletStatus::Active => false,
+        DropletStatus::Error => true,
+        DropletStatus::Inactive => {
+            !droplet.manually_deactivated || droplet.last_heartbeat.is_none_or(|beat| beat < silent_since)
+        }
+    }
+}
+
+/// True when `droplet` registered as a new process after `task` was assigned to it.
+fn restarted_since(droplet: &Droplet, task: &Task) -> bool {
+    matches!((task.assigned_at, droplet.session_started_at), (Some(assigned), Some(session)) if assigned < session)
 }
 
 /// A history row that records something without changing the status.
@@ -429,43 +484,40 @@ impl TaskStore for MemoryStore {
         Ok(counts)
     }
 
-    async fn tasks_to_recover(
-        &self,
-        ack_timeout: std::time::Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<RecoveryCandidate>> {
+    async fn tasks_to_recover(&self, query: &RecoveryQuery) -> StoreResult<Vec<RecoveryCandidate>> {
         let now = Utc::now();
-        let ack = chrono::Duration::from_std(ack_timeout).unwrap_or(chrono::Duration::MAX);
         let state = self.lock();
-        let droplet_active = |id: Option<DropletId>| {
-            id.and_then(|id| state.droplets.get(&id))
-                .is_some_and(|d| d.status == DropletStatus::Active)
-        };
-        let reason = |t: &Task| {
-            let deadline_passed = t.deadline.is_some_and(|d| d < now);
-            if deadline_passed && !t.status.is_terminal() && t.status != TaskStatus::Failed {
-                Some(RecoveryReason::DeadlinePassed)
-            } else if t.status.occupies_droplet() && !droplet_active(t.assigned_droplet_id) {
-                Some(RecoveryReason::DropletInactive)
-            } else if t.status == TaskStatus::Assigned && t.assigned_at.is_some_and(|a| a < now - ack) {
-                Some(RecoveryReason::NotStarted)
-            } else if t.can_retry() && !deadline_passed {
-                Some(RecoveryReason::RetryPending)
-            } else {
-                None
-            }
-        };
         Ok(state
             .tasks
-            .values()
-            .filter_map(|t| {
-                reason(t).map(|reason| RecoveryCandidate {
+            .range(query.after.saturating_add(1)..)
+            .filter_map(|(_, t)| {
+                recovery_reason(&state, t, query, now).map(|reason| RecoveryCandidate {
                     task: t.clone(),
                     reason,
                 })
             })
-            .take(limit as usize)
+            .take(query.limit as usize)
             .collect())
+    }
+
+    async fn record_progress(&self, task: &Task) -> StoreResult<Task> {
+        let mut state = self.lock();
+        let current = state.tasks.get_mut(&task.id).ok_or(StoreError::NotFound {
+            entity: "task",
+            id: task.id,
+        })?;
+        if current.status != TaskStatus::InProgress
+            || current.assigned_droplet_id != task.assigned_droplet_id
+            || current.attempt != task.attempt
+        {
+            return Err(StoreError::Conflict(format!(
+                "task {} is {} on attempt {} now",
+                current.id, current.status, current.attempt
+            )));
+        }
+        current.progress = task.progress.clone();
+        current.updated_at = task.updated_at;
+        Ok(current.clone())
     }
 
     async fn flag_deadline_risks(&self, floor: std::time::Duration, limit: u32) -> StoreResult<Vec<Task>> {

@@ -320,16 +320,36 @@ pub trait TaskStore: Send + Sync {
     /// returned once in its life.
     async fn flag_deadline_risks(&self, floor: std::time::Duration, limit: u32) -> StoreResult<Vec<Task>>;
 
-    /// Up to `limit` tasks recovery must move now, judged by the store's
-    /// clock, each with the first reason that applies (see
-    /// [`RecoveryReason`]): past its deadline and not finished; held by a
-    /// droplet that is not active; assigned longer than `ack_timeout`
-    /// without starting; failed with retries left and its deadline not passed.
-    async fn tasks_to_recover(
-        &self,
-        ack_timeout: std::time::Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<RecoveryCandidate>>;
+    /// Up to `query.limit` tasks recovery must move now, with ids above
+    /// `query.after`, in id order, judged by the store's clock, each with
+    /// the first reason that applies (see [`RecoveryReason`]): past its
+    /// deadline and not finished; held by a droplet that is gone (missing,
+    /// `error`, inactive after missing heartbeats, or deactivated by an
+    /// admin and silent for `heartbeat_timeout`); assigned before its
+    /// droplet's latest registration (a restart); running longer than its
+    /// timeout (its own, else `run_timeout`; zero is none) since it started
+    /// or last reported progress; assigned longer than `ack_timeout`
+    /// without starting; failed with retries left, not asked to stop and
+    /// its deadline not passed. Nothing else is returned, so that a pass
+    /// never stalls on tasks it cannot move.
+    async fn tasks_to_recover(&self, query: &RecoveryQuery) -> StoreResult<Vec<RecoveryCandidate>>;
+
+    /// Records a progress report: `task` is the running task with its new
+    /// `progress`. Applied only while the stored task is still
+    /// `in_progress` on `task.assigned_droplet_id` at `task.attempt` (else
+    /// `Conflict`); writes no history row.
+    async fn record_progress(&self, task: &Task) -> StoreResult<Task>;
+}
+
+/// What [`TaskStore::tasks_to_recover`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryQuery {
+    pub ack_timeout: std::time::Duration,
+    pub heartbeat_timeout: std::time::Duration,
+    pub run_timeout: std::time::Duration,
+    /// Only tasks with a greater id: a pass walks the candidates in id order.
+    pub after: TaskId,
+    pub limit: u32,
 }
 
 /// The span of time a metric covers: `[since, until)`, on the store's

@@ -176,6 +176,11 @@ struct Columns {
     changed_by: Vec<Option<String>>,
     reason: Vec<Option<String>>,
     metadata: Vec<Option<serde_json::Value>>,
+    cancel_requested_at: Vec<Option<NaiveDateTime>>,
+    requeues: Vec<i32>,
+    progress: Vec<Option<i16>>,
+    progress_message: Vec<Option<String>>,
+    progress_at: Vec<Option<NaiveDateTime>>,
 }
 
 impl Columns {
@@ -201,6 +206,15 @@ impl Columns {
         self.changed_by.push(transition.record.changed_by.clone());
         self.reason.push(transition.record.reason.clone());
         self.metadata.push(transition.record.metadata.clone());
+        self.cancel_requested_at.push(task.cancel_requested_at.map(naive));
+        self.requeues
+            .push(i32::try_from(task.requeues).unwrap_or(i32::MAX));
+        let progress = task.progress.as_ref();
+        self.progress
+            .push(progress.and_then(|p| p.percent).map(i16::from));
+        self.progress_message
+            .push(progress.and_then(|p| p.message.clone()));
+        self.progress_at.push(progress.map(|p| naive(p.at)));
     }
 }
 
@@ -249,6 +263,11 @@ async fn update_tasks(
         .bind::<Array<Nullable<Text>>, _>(columns.reason)
         .bind::<Array<Nullable<Jsonb>>, _>(columns.metadata)
         .bind::<Array<Integer>, _>(columns.expected_attempt)
+        .bind::<Array<Nullable<Timestamp>>, _>(columns.cancel_requested_at)
+        .bind::<Array<Integer>, _>(columns.requeues)
+        .bind::<Array<Nullable<diesel::sql_types::SmallInt>>, _>(columns.progress)
+        .bind::<Array<Nullable<Text>>, _>(columns.progress_message)
+        .bind::<Array<Nullable<Timestamp>>, _>(columns.progress_at)
         .load(conn)
         .await
 }

@@ -180,6 +180,7 @@ pub(crate) async fn insert_on(
         .bind::<Array<Nullable<Text>>, _>(columns.created_by)
         .bind::<Array<Nullable<Text>>, _>(columns.reasons)
         .bind::<Array<Nullable<Jsonb>>, _>(columns.metadata)
+        .bind::<Array<Nullable<Integer>>, _>(columns.timeouts)
         .load(conn)
         .await
         .map_err(store_error)?;
@@ -211,6 +212,7 @@ struct Columns {
     created_by: Vec<Option<String>>,
     reasons: Vec<Option<String>>,
     metadata: Vec<Option<Value>>,
+    timeouts: Vec<Option<i32>>,
 }
 
 impl Columns {
@@ -240,6 +242,9 @@ impl Columns {
             columns.created_by.push(record.changed_by.clone());
             columns.reasons.push(record.reason.clone());
             columns.metadata.push(record.metadata.clone());
+            columns
+                .timeouts
+                .push(task.timeout_seconds.map(|t| i32::try_from(t).unwrap_or(i32::MAX)));
         }
         columns
     }

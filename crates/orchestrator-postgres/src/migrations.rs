@@ -96,6 +96,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("manually_deactivated", "boolean"),
             ("last_assigned_at", "timestamp without time zone"),
             ("service_id", "bigint"),
+            ("session_started_at", "timestamp without time zone"),
         ],
     ),
     (
@@ -127,6 +128,11 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("deadline_risk_at", "timestamp without time zone"),
             ("attempt", "integer"),
             ("cancel_requested_at", "timestamp without time zone"),
+            ("timeout_seconds", "integer"),
+            ("progress", "smallint"),
+            ("progress_message", "text"),
+            ("progress_at", "timestamp without time zone"),
+            ("requeues", "integer"),
         ],
     ),
     (

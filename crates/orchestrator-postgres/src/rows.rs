@@ -4,7 +4,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use orchestrator_domain::{
-    Capability, Droplet, DropletId, DropletStatus, HistoryEntry, Priority, Task, TaskStatus,
+    Capability, Droplet, DropletId, DropletStatus, HistoryEntry, Priority, Progress, Task, TaskStatus,
 };
 use orchestrator_ports::{StoreError, StoreResult};
 use serde_json::Value;
@@ -52,6 +52,11 @@ pub(crate) struct TaskRow {
     pub retry_after: Option<NaiveDateTime>,
     pub attempt: i32,
     pub cancel_requested_at: Option<NaiveDateTime>,
+    pub timeout_seconds: Option<i32>,
+    pub progress: Option<i16>,
+    pub progress_message: Option<String>,
+    pub progress_at: Option<NaiveDateTime>,
+    pub requeues: i32,
 }
 
 impl TaskRow {
@@ -89,6 +94,13 @@ impl TaskRow {
             retry_after: self.retry_after.map(utc),
             attempt: u32::try_from(self.attempt).unwrap_or(0),
             cancel_requested_at: self.cancel_requested_at.map(utc),
+            timeout_seconds: self.timeout_seconds.and_then(|t| u32::try_from(t).ok()),
+            progress: self.progress_at.map(|at| Progress {
+                percent: self.progress.and_then(|p| u8::try_from(p).ok()),
+                message: self.progress_message,
+                at: utc(at),
+            }),
+            requeues: u32::try_from(self.requeues).unwrap_or(0),
         })
     }
 }
@@ -159,6 +171,7 @@ pub(crate) struct DropletRow {
     pub manually_deactivated: bool,
     pub last_assigned_at: Option<NaiveDateTime>,
     pub service_id: Option<i64>,
+    pub session_started_at: Option<NaiveDateTime>,
 }
 
 impl DropletRow {
@@ -190,6 +203,7 @@ impl DropletRow {
             registered_at,
             updated_at: self.updated_at.map_or(registered_at, utc),
             service_id: self.service_id,
+            session_started_at: self.session_started_at.map(utc),
         })
     }
 }

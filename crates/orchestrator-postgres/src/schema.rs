@@ -21,6 +21,7 @@ diesel::table! {
         manually_deactivated -> Bool,
         last_assigned_at -> Nullable<Timestamp>,
         service_id -> Nullable<Int8>,
+        session_started_at -> Nullable<Timestamp>,
     }
 }
 
@@ -57,6 +58,11 @@ diesel::table! {
         deadline_risk_at -> Nullable<Timestamp>,
         attempt -> Int4,
         cancel_requested_at -> Nullable<Timestamp>,
+        timeout_seconds -> Nullable<Int4>,
+        progress -> Nullable<Int2>,
+        progress_message -> Nullable<Text>,
+        progress_at -> Nullable<Timestamp>,
+        requeues -> Int4,
     }
 }
 

@@ -21,8 +21,8 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{
     ChangeRecord, DropletChange, DropletFilter, DropletStore, HeartbeatBacklog, IdempotencyKey, OnceCreated,
-    RecoveryCandidate, RoundPlanner, RoutableQuery, RoutedRound, StoreError, StoreResult, TaskFilter,
-    TaskPage, TaskStore, Transition,
+    RecoveryCandidate, RecoveryQuery, RoundPlanner, RoutableQuery, RoutedRound, StoreError, StoreResult,
+    TaskFilter, TaskPage, TaskStore, Transition,
 };
 use uuid::Uuid;
 
@@ -526,15 +526,14 @@ impl TaskStore for PgStore {
             .collect())
     }
 
-    async fn tasks_to_recover(
-        &self,
-        ack_timeout: Duration,
-        limit: u32,
-    ) -> StoreResult<Vec<RecoveryCandidate>> {
+    async fn tasks_to_recover(&self, query: &RecoveryQuery) -> StoreResult<Vec<RecoveryCandidate>> {
         let mut conn = self.conn().await?;
         let rows: Vec<RecoveryRow> = diesel::sql_query(sql::tasks::TO_RECOVER)
-            .bind::<Double, _>(ack_timeout.as_secs_f64())
-            .bind::<Integer, _>(i32::try_from(limit).unwrap_or(i32::MAX))
+            .bind::<Double, _>(query.ack_timeout.as_secs_f64())
+            .bind::<Double, _>(query.heartbeat_timeout.as_secs_f64())
+            .bind::<Double, _>(query.run_timeout.as_secs_f64())
+            .bind::<BigInt, _>(query.after)
+            .bind::<Integer, _>(i32::try_from(query.limit).unwrap_or(i32::MAX))
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -550,6 +549,33 @@ impl TaskStore for PgStore {
                 })
             })
             .collect()
+    }
+
+    async fn record_progress(&self, task: &Task) -> StoreResult<Task> {
+        let progress = task.progress.as_ref();
+        let droplet = task.assigned_droplet_id.map(droplet_key).transpose()?;
+        let mut conn = self.conn().await?;
+        let row: Option<TaskRow> = diesel::sql_query(sql::tasks::RECORD_PROGRESS)
+            .bind::<BigInt, _>(task.id)
+            .bind::<Integer, _>(i32::try_from(task.attempt).unwrap_or(i32::MAX))
+            .bind::<Nullable<Integer>, _>(droplet)
+            .bind::<Nullable<diesel::sql_types::SmallInt>, _>(progress.and_then(|p| p.percent).map(i16::from))
+            .bind::<Nullable<Text>, _>(progress.and_then(|p| p.message.clone()))
+            .bind::<Timestamp, _>(naive(progress.map_or(task.updated_at, |p| p.at)))
+            .get_result(&mut conn)
+            .await
+            .optional()
+            .map_err(store_error)?;
+        match row {
+            Some(row) => row.into_task(droplet),
+            None => {
+                let now = self.get_task(task.id).await?;
+                Err(StoreError::Conflict(format!(
+                    "task {} is {} on attempt {} now",
+                    now.id, now.status, now.attempt
+                )))
+            }
+        }
     }
 
     async fn flag_deadline_risks(&self, floor: Duration, limit: u32) -> StoreResult<Vec<Task>> {
@@ -898,6 +924,7 @@ async fn upsert_droplet(
             droplets::registered_at.eq(Some(naive(at))),
             droplets::updated_at.eq(Some(naive(at))),
             droplets::service_id.eq(service_id),
+            droplets::session_started_at.eq(heartbeat),
         ))
         .on_conflict(droplets::droplet_id)
         .do_nothing()
@@ -920,6 +947,12 @@ async fn upsert_droplet(
         droplets::capabilities.eq(Some(&capabilities)),
         droplets::updated_at.eq(Some(naive(at))),
     );
+    // A registration without `resume` is a new process: what was assigned
+    // before it is recovered (see `TO_RECOVER`).
+    let session = match before.session_started_at {
+        Some(kept) if registration.resume => naive(kept),
+        _ => naive(at),
+    };
     let update = match arrival {
         Arrival::Registered => {
             diesel::update(target)
@@ -928,6 +961,7 @@ async fn upsert_droplet(
                     droplets::max_concurrent_tasks.eq(capacity),
                     droplets::status.eq(before.status_after_heartbeat(None).as_str()),
                     droplets::last_heartbeat.eq(heartbeat),
+                    droplets::session_started_at.eq(Some(session)),
                 ))
                 .returning(DropletRow::as_returning())
                 .get_result(conn)

@@ -379,6 +379,8 @@ impl Reader {
                 },
                 enabled: self.flag("ENABLE_AUTO_RECOVERY", true),
                 deadline_risk_floor: self.seconds("DEADLINE_RISK_FLOOR_SECONDS", 60),
+                run_timeout: Duration::from_secs(self.parsed("TASK_RUN_TIMEOUT", 3600)),
+                max_requeues: self.positive("MAX_REQUEUES", 5),
             },
         }
     }

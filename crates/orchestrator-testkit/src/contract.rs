@@ -11,8 +11,8 @@ use orchestrator_domain::{
     TaskUpdate,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, RoutableQuery, StoreError, TaskFilter,
-    Transition,
+    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, RecoveryQuery, RoutableQuery, StoreError,
+    TaskFilter, Transition,
 };
 use uuid::Uuid;
 
@@ -835,12 +835,23 @@ pub async fn silent_droplets_become_inactive(stores: &Stores) {
     assert!(again.is_empty(), "already inactive");
 }
 
+/// A recovery query with the spec's timeouts, from the first task on.
+fn recovery_query(limit: u32) -> RecoveryQuery {
+    RecoveryQuery {
+        ack_timeout: Duration::from_secs(60),
+        heartbeat_timeout: Duration::from_secs(90),
+        run_timeout: Duration::from_secs(3600),
+        after: 0,
+        limit,
+    }
+}
+
 pub async fn recovery_finds_each_kind_of_stuck_task(stores: &Stores) {
     let now = chrono::Utc::now();
     for id in [8, 9] {
         stores
             .droplets
-            .register_droplet(registration(id, &[]), now)
+            .register_droplet(registration(id, &[]), at(0))
             .await
             .expect("register");
     }
@@ -893,7 +904,7 @@ pub async fn recovery_finds_each_kind_of_stuck_task(stores: &Stores) {
 
     let found = stores
         .tasks
-        .tasks_to_recover(Duration::from_secs(60), 100)
+        .tasks_to_recover(&recovery_query(100))
         .await
         .expect("recover");
     let reason_of = |id: TaskId| found.iter().find(|c| c.task.id == id).map(|c| c.reason);
@@ -916,10 +927,264 @@ pub async fn recovery_finds_each_kind_of_stuck_task(stores: &Stores) {
     );
     let limited = stores
         .tasks
-        .tasks_to_recover(Duration::from_secs(60), 2)
+        .tasks_to_recover(&recovery_query(2))
         .await
         .expect("recover");
     assert_eq!(limited.len(), 2, "limit holds");
+    let rest = stores
+        .tasks
+        .tasks_to_recover(&RecoveryQuery {
+            after: limited[1].task.id,
+            ..recovery_query(100)
+        })
+        .await
+        .expect("recover");
+    assert_eq!(rest.len(), 3, "the next page starts after the last id seen");
+    assert!(rest.iter().all(|c| c.task.id > limited[1].task.id));
+}
+
+/// Runs a task on droplet `droplet` from second `secs`, as the droplet would.
+async fn running_on(stores: &Stores, droplet: i64, secs: i64) -> Task {
+    let task = create(stores, "r", 5, secs).await;
+    start(stores, &assign(stores, &task, droplet, secs).await, secs).await
+}
+
+async fn reason_found(stores: &Stores, id: TaskId, query: RecoveryQuery) -> Option<RecoveryReason> {
+    let found = stores.tasks.tasks_to_recover(&query).await.expect("recover");
+    found.iter().find(|c| c.task.id == id).map(|c| c.reason)
+}
+
+/// A registration without `resume` is a new process: what was assigned
+/// before it is taken back; one with `resume` keeps it.
+pub async fn a_restarted_droplets_work_is_found_and_a_resumed_ones_kept(stores: &Stores) {
+    let now = chrono::Utc::now();
+    let long = RecoveryQuery {
+        run_timeout: Duration::ZERO,
+        ..recovery_query(100)
+    };
+    for id in [8, 9] {
+        register(stores, id, &[], 0).await;
+    }
+    let restarted = running_on(stores, 8, 1).await;
+    let resumed = running_on(stores, 9, 1).await;
+    assert_eq!(reason_found(stores, restarted.id, long).await, None);
+    stores
+        .droplets
+        .register_droplet(registration(8, &[]), now)
+        .await
+        .expect("8 starts again");
+    let mut again = registration(9, &[]);
+    again.resume = true;
+    let kept = stores
+        .droplets
+        .register_droplet(again, now)
+        .await
+        .expect("9 resumes");
+    assert_eq!(
+        kept.droplet.session_started_at,
+        Some(at(0)),
+        "resume keeps the session"
+    );
+    assert_eq!(
+        reason_found(stores, restarted.id, long).await,
+        Some(RecoveryReason::DropletRestarted)
+    );
+    assert_eq!(reason_found(stores, resumed.id, long).await, None);
+    let after = running_on(stores, 8, 100_000_000).await;
+    assert!(after.assigned_at > Some(now));
+    assert_eq!(
+        reason_found(stores, after.id, long).await,
+        None,
+        "work given to the new process stays"
+    );
+}
+
+/// A run with no progress for longer than its timeout is found; progress
+/// restarts its clock; `0` is no limit.
+pub async fn runs_past_their_timeout_are_found_and_progress_extends_them(stores: &Stores) {
+    // Whole seconds: the store keeps microseconds.
+    let now = at((chrono::Utc::now() - at(0)).num_seconds());
+    register(stores, 8, &[], 0).await;
+    let running = running_on(stores, 8, 1).await;
+    let query = recovery_query(100);
+    assert_eq!(
+        reason_found(stores, running.id, query).await,
+        Some(RecoveryReason::RunTimedOut),
+        "started long ago with the default hour"
+    );
+    let progress =
+        orchestrator_domain::Progress::parse(Some(30), Some("a third".into()), now).expect("valid");
+    let reported = running.report_progress(progress.clone()).expect("running");
+    let saved = stores.tasks.record_progress(&reported).await.expect("recorded");
+    assert_eq!(saved.progress, Some(progress));
+    assert_eq!(saved.status, TaskStatus::InProgress);
+    assert_eq!(
+        history_statuses(stores, running.id).await.len(),
+        3,
+        "no history row"
+    );
+    assert_eq!(reason_found(stores, running.id, query).await, None);
+    let tight = RecoveryQuery {
+        run_timeout: Duration::ZERO,
+        ..query
+    };
+    assert_eq!(
+        reason_found(stores, running.id, tight).await,
+        None,
+        "zero is no limit"
+    );
+
+    let mut own = new_task("r", 5, None);
+    own.timeout_seconds = Some(0);
+    let unbounded = stores
+        .tasks
+        .create_task(own, Uuid::new_v4(), by("a"), at(1))
+        .await
+        .expect("create");
+    let unbounded = start(stores, &assign(stores, &unbounded, 8, 1).await, 1).await;
+    assert_eq!(unbounded.timeout_seconds, Some(0));
+    assert_eq!(reason_found(stores, unbounded.id, query).await, None);
+
+    let mut stale = reported.clone();
+    stale.attempt += 1;
+    assert!(matches!(
+        stores.tasks.record_progress(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let finished = stores
+        .tasks
+        .apply_transition(transition(
+            &saved,
+            TaskUpdate::Complete { result: None },
+            Actor::from_roles(&[Role::AssignedDroplet]),
+            2,
+        ))
+        .await
+        .expect("complete");
+    assert!(matches!(
+        stores.tasks.record_progress(&finished).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+/// Tasks recovery cannot move are no candidates: however many failed
+/// after a stop request, a dead droplet's task is still found.
+pub async fn stopped_tasks_never_hide_a_dead_droplets_work(stores: &Stores) {
+    register(stores, 8, &[], 0).await;
+    register(stores, 9, &[], 0).await;
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    for _ in 0..600 {
+        let running = running_on(stores, 8, 1).await;
+        let asked = running.request_cancel(at(2)).expect("running").expect("new");
+        let saved = stores
+            .tasks
+            .record_cancel_request(&asked, by("alice"))
+            .await
+            .expect("asked");
+        let fail = transition(&saved, TaskUpdate::Fail { error_message: None }, droplet, 3);
+        stores.tasks.apply_transition(fail).await.expect("fail");
+    }
+    let held = assign(stores, &create(stores, "r", 5, 4).await, 9, 4).await;
+    stores
+        .droplets
+        .set_droplet_status(9, DropletStatus::Error, false, at(5))
+        .await
+        .expect("9 fails");
+    let found = stores
+        .tasks
+        .tasks_to_recover(&recovery_query(500))
+        .await
+        .expect("recover");
+    assert_eq!(found.len(), 1, "only the dead droplet's task");
+    assert_eq!(
+        (found[0].task.id, found[0].reason),
+        (held.id, RecoveryReason::DropletInactive)
+    );
+}
+
+/// A droplet an admin deactivated keeps its work while it beats; once it
+/// is silent too, its work is taken.
+pub async fn a_drained_droplet_keeps_its_work_while_it_beats(stores: &Stores) {
+    let now = chrono::Utc::now();
+    register(stores, 8, &[], 0).await;
+    let running = running_on(stores, 8, 1).await;
+    let query = RecoveryQuery {
+        run_timeout: Duration::ZERO,
+        ..recovery_query(100)
+    };
+    stores
+        .droplets
+        .set_droplet_status(8, DropletStatus::Inactive, true, now)
+        .await
+        .expect("drained");
+    let beat = HeartbeatReport {
+        status: None,
+        metrics: None,
+    };
+    stores
+        .droplets
+        .record_heartbeat(8, beat, now)
+        .await
+        .expect("beats");
+    stores.droplets.flush_heartbeats().await.expect("written");
+    assert_eq!(reason_found(stores, running.id, query).await, None);
+    let silent = RecoveryQuery {
+        heartbeat_timeout: Duration::ZERO,
+        ..query
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        reason_found(stores, running.id, silent).await,
+        Some(RecoveryReason::DropletInactive)
+    );
+}
+
+/// A person's retry clears the stop request, so that the new run can be
+/// stopped and retried; requeues are counted and the retry resets them.
+pub async fn a_manual_retry_clears_the_stop_request(stores: &Stores) {
+    register(stores, 8, &[], 0).await;
+    let task = create(stores, "t", 5, 0).await;
+    let requeued = stores
+        .tasks
+        .apply_transition(transition(
+            &assign(stores, &task, 8, 1).await,
+            TaskUpdate::Requeue,
+            Actor::SYSTEM,
+            1,
+        ))
+        .await
+        .expect("requeued");
+    assert_eq!(stores.tasks.get_task(task.id).await.expect("read").requeues, 1);
+    let running = start(stores, &assign(stores, &requeued, 8, 2).await, 2).await;
+    let asked = running.request_cancel(at(3)).expect("running").expect("new");
+    let saved = stores
+        .tasks
+        .record_cancel_request(&asked, by("alice"))
+        .await
+        .expect("asked");
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    let failed = stores
+        .tasks
+        .apply_transition(transition(
+            &saved,
+            TaskUpdate::Fail { error_message: None },
+            droplet,
+            4,
+        ))
+        .await
+        .expect("fail");
+    let creator = Actor::from_roles(&[Role::Creator]);
+    stores
+        .tasks
+        .apply_transition(transition(&failed, TaskUpdate::OperatorRetry, creator, 5))
+        .await
+        .expect("retried");
+    let stored = stores.tasks.get_task(task.id).await.expect("read");
+    assert_eq!(
+        stored.cancel_requested_at, None,
+        "the new run can be asked to stop"
+    );
+    assert_eq!((stored.status, stored.requeues), (TaskStatus::Pending, 0));
 }
 
 pub async fn old_heartbeats_are_deleted_in_bounded_batches(stores: &Stores) {
@@ -1626,7 +1891,9 @@ async fn recover_at(
     reason: RecoveryReason,
     time: chrono::DateTime<chrono::Utc>,
 ) -> Task {
-    let update = reason.update(task, time).expect("recovery applies");
+    let update = reason
+        .update(task, time, orchestrator_domain::RecoveryLimits::default())
+        .expect("recovery applies");
     let t = Transition {
         expected_status: task.status,
         expected_attempt: task.attempt,

@@ -4,7 +4,7 @@
 /// statement returns of each droplet it reads whole.
 pub(crate) const COLUMNS: &str = "id, droplet_id, name, steward, endpoint, capabilities, status, \
     last_heartbeat, registered_at, updated_at, max_concurrent_tasks, manually_deactivated, last_assigned_at, \
-    service_id";
+    service_id, session_started_at";
 
 /// Active droplets whose last heartbeat is older than `$1` seconds become inactive.
 pub(crate) const MARK_SILENT: &str = statement!(

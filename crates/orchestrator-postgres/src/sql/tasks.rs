@@ -5,7 +5,8 @@
 /// statement returns of each task it reads whole.
 pub(crate) const COLUMNS: &str = "id, trace_id, task_type, title, description, payload, required_capability, \
     status, priority, created_at, assigned_at, started_at, completed_at, deadline, result, error_message, \
-    retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at";
+    retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at, timeout_seconds, \
+    progress, progress_message, progress_at, requeues";
 
 /// Pending tasks ready to route, in routing order, at most `$3`: those
 /// requiring no capability when `$1`, and those requiring one of `$2`.
@@ -42,29 +43,61 @@ RETURNING ",
 );
 
 /// Tasks recovery must move, with the first reason that applies, on the
-/// database's clock. `$1` is the acknowledgement timeout in seconds.
+/// database's clock: at most `$5`, with ids above `$4`, in id order. `$1`
+/// is the acknowledgement timeout, `$2` the heartbeat timeout after which a
+/// drained droplet's work is taken too, `$3` the default run timeout (0:
+/// none), all in seconds. Each condition is written once (`judged`) and
+/// both picks and names the candidates; tasks recovery cannot move (a
+/// failed task asked to stop, or past its deadline) are never candidates,
+/// so that a pass never stalls on them.
 pub(crate) const TO_RECOVER: &str = statement!(
     "\
-WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now)
-SELECT ",
-    qualified!(COLUMNS, "t."),
-    ", d.droplet_id AS external_droplet_id,
+WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now),
+judged AS (
+SELECT t.id, d.droplet_id AS external_droplet_id,
        CASE
          WHEN t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress') THEN 'deadline_passed'
-         WHEN t.status IN ('assigned', 'in_progress') AND d.status IS DISTINCT FROM 'active' THEN 'droplet_inactive'
+         WHEN t.status IN ('assigned', 'in_progress') AND (
+              d.id IS NULL OR d.status = 'error'
+              OR (d.status = 'inactive' AND (NOT d.manually_deactivated OR d.last_heartbeat IS NULL
+                  OR d.last_heartbeat < c.now - make_interval(secs => $2))))
+           THEN 'droplet_inactive'
+         WHEN t.status IN ('assigned', 'in_progress') AND t.assigned_at < d.session_started_at
+           THEN 'droplet_restarted'
+         WHEN t.status = 'in_progress' AND coalesce(t.timeout_seconds, $3) > 0
+              AND greatest(t.started_at, t.progress_at)
+                  < c.now - make_interval(secs => coalesce(t.timeout_seconds, $3))
+           THEN 'run_timed_out'
          WHEN t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => $1) THEN 'not_started'
-         ELSE 'retry_pending'
+         WHEN t.status = 'failed' AND coalesce(t.retry_count, 0) < coalesce(t.max_retries, 3)
+              AND t.cancel_requested_at IS NULL AND (t.deadline IS NULL OR t.deadline >= c.now)
+           THEN 'retry_pending'
        END AS reason
 FROM tasks t
 LEFT JOIN droplets d ON d.id = t.assigned_droplet_id
 CROSS JOIN clock c
-WHERE (t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress'))
-   OR (t.status IN ('assigned', 'in_progress') AND d.status IS DISTINCT FROM 'active')
-   OR (t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => $1))
-   OR (t.status = 'failed' AND coalesce(t.retry_count, 0) < coalesce(t.max_retries, 3)
-       AND (t.deadline IS NULL OR t.deadline >= c.now))
+WHERE t.id > $4
+  AND (t.status IN ('assigned', 'in_progress', 'failed') OR (t.status = 'pending' AND t.deadline < c.now))
+)
+SELECT ",
+    qualified!(COLUMNS, "t."),
+    ", j.external_droplet_id, j.reason
+FROM judged j JOIN tasks t ON t.id = j.id
+WHERE j.reason IS NOT NULL
 ORDER BY t.id
-LIMIT $2"
+LIMIT $5"
+);
+
+/// Records a progress report on a running task (`$1`) while it is still on
+/// attempt `$2` of the droplet with external id `$3`: `$4` percent, `$5`
+/// message, at `$6`. No history row: progress is not a change of state.
+pub(crate) const RECORD_PROGRESS: &str = statement!(
+    "\
+UPDATE tasks SET progress = $4, progress_message = $5, progress_at = $6, updated_at = $6
+WHERE id = $1 AND status = 'in_progress' AND attempt = $2
+  AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)
+RETURNING ",
+    COLUMNS
 );
 
 /// Unfinished tasks whose deadline is nearer than `$1` seconds or the p95
@@ -134,13 +167,20 @@ UPDATE tasks t SET
     updated_at = i.updated_at,
     routing_lease_until = NULL,
     retry_after = i.retry_after,
-    attempt = i.attempt
+    attempt = i.attempt,
+    cancel_requested_at = i.cancel_requested_at,
+    requeues = i.requeues,
+    progress = i.progress,
+    progress_message = i.progress_message,
+    progress_at = i.progress_at
 FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int8[], $7::timestamp[],
             $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
-            $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[], $19::int4[])
+            $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[], $19::int4[],
+            $20::timestamp[], $21::int4[], $22::int2[], $23::text[], $24::timestamp[])
      AS i(id, expected_status, expected_droplet, status, droplet, droplet_key, assigned_at, started_at,
           completed_at, result, error_message, retry_count, updated_at, retry_after, attempt,
-          changed_by, reason, metadata, expected_attempt)
+          changed_by, reason, metadata, expected_attempt, cancel_requested_at, requeues, progress,
+          progress_message, progress_at)
 WHERE t.id = i.id
   AND t.status = i.expected_status
   AND t.attempt = i.expected_attempt
@@ -168,14 +208,15 @@ pub(crate) const INSERT_WITH_HISTORY: &str = statement!(
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
                          $7::int4[], $8::timestamp[], $9::timestamp[], $10::int4[], $11::text[],
-                         $12::text[], $13::jsonb[])
+                         $12::text[], $13::jsonb[], $14::int4[])
         AS i(trace_id, task_type, title, description, payload, required_capability,
-             priority, created_at, deadline, max_retries, created_by, reason, metadata)
+             priority, created_at, deadline, max_retries, created_by, reason, metadata, timeout_seconds)
 ), created AS (
     INSERT INTO tasks (trace_id, task_type, title, description, payload, required_capability, status,
-                       priority, created_at, deadline, retry_count, max_retries, created_by, updated_at)
+                       priority, created_at, deadline, retry_count, max_retries, created_by, updated_at,
+                       timeout_seconds)
     SELECT trace_id, task_type, title, description, payload, required_capability, 'pending',
-           priority, created_at, deadline, 0, max_retries, created_by, created_at
+           priority, created_at, deadline, 0, max_retries, created_by, created_at, timeout_seconds
     FROM input
     RETURNING ",
     COLUMNS,

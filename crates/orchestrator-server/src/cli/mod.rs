@@ -35,7 +35,7 @@ pub struct Connection {
 #[derive(Debug, Subcommand)]
 pub enum TasksCommand {
     /// Submit a task.
-    Create(CreateTask),
+    Create(Box<CreateTask>),
     /// List tasks, newest first.
     List(ListTasks),
     /// Show a task with its history.
@@ -79,6 +79,10 @@ pub struct CreateTask {
     /// RFC 3339, such as 2030-01-01T00:00:00Z.
     #[arg(long)]
     deadline: Option<DateTime<Utc>>,
+    /// Seconds a run may go without progress before it fails; 0 for no
+    /// limit; the server's TASK_RUN_TIMEOUT when absent.
+    #[arg(long)]
+    timeout_seconds: Option<i64>,
     /// The payload, a JSON document.
     #[arg(long, value_parser = parse_json)]
     payload: Option<Value>,
@@ -350,6 +354,7 @@ impl CreateTask {
             priority: self.priority,
             max_retries: self.max_retries,
             deadline: self.deadline,
+            timeout_seconds: self.timeout_seconds,
             payload: self.payload,
         }
     }
