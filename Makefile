@@ -1,7 +1,7 @@
 # Targets mirror CI: fmt, lint (clippy + domain purity), deny, test, run.
 CARGO ?= cargo
 # HTTP suites that run on either store.
-STORE_SUITES := $(foreach t,auth bad_input batch browser cancel client client_operations cors dashboard feeds fencing lifecycle management mesh messaging metrics openapi placement public push python_droplet rate_limits registry tokens idempotency recovery retry routing transitions worker,--test $(t))
+STORE_SUITES := $(foreach t,auth bad_input batch bounded_runs browser cancel client client_operations cors dashboard feeds fencing lifecycle management mesh messaging metrics openapi placement public push python_droplet rate_limits registry tokens idempotency recovery retry routing transitions worker,--test $(t))
 # (replicas, outage and schema run on PostgreSQL only.)
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v

@@ -28,10 +28,10 @@ async fn a_droplet_that_wakes_up_after_its_task_was_completed_elsewhere_is_refus
         (Some(8), Some(1))
     );
 
-    // Droplet 8 goes quiet; an admin takes it out of service and recovery
-    // hands the task to droplet 9.
+    // Droplet 8 goes quiet; an admin takes it out of service with its
+    // work, and the router hands the task to droplet 9.
     assert_eq!(
-        app.post("/droplets/8/deactivate", &app.admin(), json!({}))
+        app.post("/droplets/8/deactivate?requeue=true", &app.admin(), json!({}))
             .await
             .status,
         200

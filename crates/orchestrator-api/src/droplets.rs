@@ -105,4 +105,19 @@ pub struct StatusChanged {
     /// The status before the change.
     pub previous_status: Option<DropletStatus>,
     pub updated_at: DateTime<Utc>,
+    /// Tasks taken back from the droplet (`deactivate?requeue=true` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tasks_taken_back: Option<u64>,
+}
+
+/// The query of `POST /droplets/{id}/deactivate`.
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeactivateQuery {
+    /// `true` takes back what the droplet holds: its assigned tasks are
+    /// requeued, its running ones failed and retried at once. Without it
+    /// the droplet drains: no new work, and what it holds runs on.
+    #[serde(default)]
+    pub requeue: bool,
 }

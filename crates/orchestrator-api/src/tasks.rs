@@ -239,6 +239,25 @@ pub struct Cancelled {
     pub cancelled_at: Option<DateTime<Utc>>,
 }
 
+/// The body of `POST /tasks/{id}/progress`: the droplet running a task
+/// says how far it is. It restarts the clock of the run's timeout.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressReport {
+    /// The assignment the report is about (the task's `attempt`); another
+    /// is refused with 409 `stale_attempt`.
+    pub attempt: u32,
+    /// Percent done, 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 100))]
+    pub progress: Option<i64>,
+    /// What it is doing, at most 1000 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 1000))]
+    pub message: Option<String>,
+}
+
 /// The body of `POST /tasks/{id}/retry`; it may be empty.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]

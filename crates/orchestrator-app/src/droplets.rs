@@ -5,29 +5,47 @@ use std::sync::Arc;
 
 use orchestrator_domain::{
     Caller, Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
-    Permission, RegistrationDraft, ServiceHeartbeat, ServiceRef, ValidationError,
+    Permission, RecoveryReason, RegistrationDraft, ServiceHeartbeat, ServiceRef, ValidationError,
 };
 use orchestrator_ports::{DropletChange, DropletFilter};
 
 use crate::authz::{require, require_droplet_or_admin};
-use crate::{AppError, AppResult, Ports, ServiceDirectory};
+use crate::{AppError, AppResult, Ports, Recovery, ServiceDirectory};
 
 #[derive(Debug, Clone)]
 pub struct DropletService {
     ports: Ports,
     directory: Arc<ServiceDirectory>,
+    /// Takes back the work of a droplet that restarted or is drained with
+    /// requeue; without it, the next recovery pass does.
+    recovery: Option<Arc<Recovery>>,
 }
 
 impl DropletService {
     /// Finds services only among the droplets the store knows.
     pub fn new(ports: Ports) -> Self {
         let directory = ServiceDirectory::new(ports.clone(), None);
-        Self { ports, directory }
+        Self {
+            ports,
+            directory,
+            recovery: None,
+        }
     }
 
     /// Finds services through `directory` (with the Registry behind it).
     pub fn with_directory(ports: Ports, directory: Arc<ServiceDirectory>) -> Self {
-        Self { ports, directory }
+        Self {
+            ports,
+            directory,
+            recovery: None,
+        }
+    }
+
+    /// Takes back a restarted droplet's work at its registration, and a
+    /// drained droplet's on request, through `recovery`.
+    pub fn with_recovery(mut self, recovery: Arc<Recovery>) -> Self {
+        self.recovery = Some(recovery);
+        self
     }
 
     /// Writes the heartbeats the store holds back to batch them; a process
@@ -36,16 +54,33 @@ impl DropletService {
         Ok(self.ports.droplets.flush_heartbeats().await?)
     }
 
-    /// Registers a droplet, or updates it when `droplet_id` is known already.
+    /// Registers a droplet, or updates it when `droplet_id` is known
+    /// already. A known droplet registering without `resume` is a new
+    /// process: the tasks it held are taken back before this answers (its
+    /// assigned ones requeued, its running ones failed and retried).
     pub async fn register(&self, caller: &Caller, draft: RegistrationDraft) -> AppResult<DropletChange> {
         let registration = DropletRegistration::parse(draft)?;
         require_droplet_or_admin(caller, registration.droplet_id)?;
+        let (id, resume) = (registration.droplet_id, registration.resume);
         let now = self.ports.clock.now();
         let change = self.ports.droplets.register_droplet(registration, now).await?;
         self.ports
             .events
             .publish(DomainEvent::DropletRegistered(change.droplet.clone()))
             .await;
+        if let (Some(recovery), Some(_), false) = (&self.recovery, change.previous_status, resume) {
+            let session = change.droplet.session_started_at;
+            let moved = recovery
+                .take_back(id, RecoveryReason::DropletRestarted, session)
+                .await?;
+            if moved > 0 {
+                tracing::warn!(
+                    droplet_id = id,
+                    moved,
+                    "droplet restarted: the work it held was taken back"
+                );
+            }
+        }
         Ok(change)
     }
 
@@ -139,8 +174,31 @@ impl DropletService {
     }
 
     /// An admin takes a droplet out of service; heartbeats do not undo it.
-    pub async fn deactivate(&self, caller: &Caller, id: DropletId) -> AppResult<DropletChange> {
-        self.set_status(caller, id, DropletStatus::Inactive, true).await
+    /// It drains: it gets no new work, and what it holds runs on and may be
+    /// reported, unless `requeue` asks for it back (assigned tasks
+    /// requeued, running ones failed and retried at once). Returns the
+    /// droplet and how many tasks were taken back.
+    pub async fn deactivate(
+        &self,
+        caller: &Caller,
+        id: DropletId,
+        requeue: bool,
+    ) -> AppResult<(DropletChange, usize)> {
+        let change = self.set_status(caller, id, DropletStatus::Inactive, true).await?;
+        let moved = match (&self.recovery, requeue) {
+            (Some(recovery), true) => {
+                recovery
+                    .take_back(id, RecoveryReason::DropletDeactivated, None)
+                    .await?
+            }
+            (None, true) => {
+                return Err(AppError::Unavailable(
+                    "this process cannot take work back from droplets".into(),
+                ));
+            }
+            (_, false) => 0,
+        };
+        Ok((change, moved))
     }
 
     async fn set_status(

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
-    Actor, Caller, Candidate, DomainEvent, DropletId, HistoryEntry, NewTask, Permission, Placement, Role,
-    RoutingPolicy, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
+    Actor, Caller, Candidate, DomainEvent, DropletId, HistoryEntry, NewTask, Permission, Placement, Progress,
+    Role, RoutingPolicy, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
 };
 use orchestrator_ports::{
     ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, StoreError, TaskFilter, Transition,
@@ -64,6 +64,21 @@ pub struct TaskListing {
 impl TaskListing {
     pub fn has_more(&self) -> bool {
         self.offset + (self.tasks.len() as u64) < self.total
+    }
+}
+
+/// What a report names, for the checks and the history of a refused one.
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    status: TaskStatus,
+    attempt: Option<u32>,
+}
+
+fn stale_attempt(task: &Task, why: String) -> AppError {
+    AppError::StaleAttempt {
+        current: task.status,
+        attempt: task.attempt,
+        message: format!("{why}; this report was not applied"),
     }
 }
 
@@ -277,19 +292,82 @@ impl TaskService {
     ) -> AppResult<TaskView> {
         require(caller, Permission::Write)?;
         let task = self.ports.tasks.get_task(id).await?;
-        if let Some(reported) = change.attempt.filter(|a| *a != task.attempt) {
-            let why = format!(
-                "the report is about attempt {reported}, but task {id} is on attempt {} ({})",
-                task.attempt, task.status
-            );
-            return Err(self.refuse_stale(caller, &task, &change, why).await);
-        }
-        let holds_it = task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d));
+        let report = Report {
+            status: change.status,
+            attempt: change.attempt,
+        };
+        let holds_it = self.check_reporter(caller, &task, report).await?;
         if holds_it && repeats_the_last_report(&task, &change) {
             // The droplet did not see the answer to its report and sent it
             // again: the task is already as it says, so answer it as it is.
             return self.view_one(task).await;
         }
+        check_storable(&change)?;
+        let update = status_update(&task, change)?;
+        let reason = match &update {
+            TaskUpdate::Fail { error_message } => error_message.clone(),
+            _ => None,
+        };
+        let task = self.transition(caller, task, update, reason).await?;
+        self.view_one(task).await
+    }
+
+    /// The droplet running task `id` says how far it is: the report is kept
+    /// on the task (no history row), restarts the clock of its run timeout
+    /// and is published as `task_progress`. Only its holder may report, on
+    /// its current attempt.
+    pub async fn report_progress(
+        &self,
+        caller: &Caller,
+        id: TaskId,
+        attempt: u32,
+        percent: Option<i64>,
+        message: Option<String>,
+    ) -> AppResult<TaskView> {
+        require(caller, Permission::Write)?;
+        let progress = Progress::parse(percent, message, self.ports.clock.now())?;
+        let task = self.ports.tasks.get_task(id).await?;
+        if !task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d)) {
+            return Err(AppError::Forbidden(format!(
+                "only the droplet running task {id} may report its progress"
+            )));
+        }
+        if attempt != task.attempt {
+            return Err(stale_attempt(
+                &task,
+                format!(
+                    "the report is about attempt {attempt}, but task {id} is on attempt {} ({})",
+                    task.attempt, task.status
+                ),
+            ));
+        }
+        let next = task
+            .report_progress(progress)
+            .map_err(|_| AppError::InvalidTransition {
+                current: task.status,
+                message: format!(
+                    "task {id} is {} and not running: there is no progress to report",
+                    task.status
+                ),
+            })?;
+        let saved = match self.ports.tasks.record_progress(&next).await {
+            Err(StoreError::Conflict(_)) => return Err(self.lost_race(id).await),
+            other => other?,
+        };
+        self.ports
+            .events
+            .publish(DomainEvent::TaskProgress(saved.clone()))
+            .await;
+        self.view_one(saved).await
+    }
+
+    /// Whether `caller` may report on `task` at all, checked before the
+    /// attempt it names, so that only the task's holder (or a previous
+    /// holder whose report is late) ever gets a refused report in the
+    /// history. True when the caller holds the task now.
+    async fn check_reporter(&self, caller: &Caller, task: &Task, report: Report) -> AppResult<bool> {
+        let id = task.id;
+        let holds_it = task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d));
         if !(holds_it || caller.is_admin()) {
             if let Some(droplet) = caller.droplet_id
                 && self.was_assigned_to(id, droplet).await?
@@ -300,20 +378,20 @@ impl TaskService {
                     "task {id} was taken from droplet {droplet} and is {} now",
                     task.status
                 );
-                return Err(self.refuse_stale(caller, &task, &change, why).await);
+                return Err(self.refuse_stale(caller, task, report, why).await);
             }
             return Err(AppError::Forbidden(format!(
                 "only the droplet task {id} is assigned to, or an admin, may update its status"
             )));
         }
-        check_storable(&change)?;
-        let update = status_update(&task, change)?;
-        let reason = match &update {
-            TaskUpdate::Fail { error_message } => error_message.clone(),
-            _ => None,
-        };
-        let task = self.transition(caller, task, update, reason).await?;
-        self.view_one(task).await
+        if let Some(reported) = report.attempt.filter(|a| *a != task.attempt) {
+            let why = format!(
+                "the report is about attempt {reported}, but task {id} is on attempt {} ({})",
+                task.attempt, task.status
+            );
+            return Err(self.refuse_stale(caller, task, report, why).await);
+        }
+        Ok(holds_it)
     }
 
     /// Cancels a task that has not started; its creator or an admin may.
@@ -457,20 +535,14 @@ impl TaskService {
 
     /// Records a refused report in the task's history (its status does not
     /// change) and returns the error to answer with.
-    async fn refuse_stale(
-        &self,
-        caller: &Caller,
-        task: &Task,
-        change: &StatusChange,
-        why: String,
-    ) -> AppError {
+    async fn refuse_stale(&self, caller: &Caller, task: &Task, report: Report, why: String) -> AppError {
         let record = ChangeRecord {
             changed_by: Some(caller.subject.clone()),
             reason: Some(format!("refused report: {why}")),
             metadata: Some(serde_json::json!({
                 "refused": true,
-                "reported_status": change.status,
-                "reported_attempt": change.attempt,
+                "reported_status": report.status,
+                "reported_attempt": report.attempt,
                 "attempt": task.attempt,
                 "reporter_droplet_id": caller.droplet_id,
             })),
@@ -485,11 +557,7 @@ impl TaskService {
         {
             tracing::warn!(task_id = task.id, error = %err, "could not record a refused report");
         }
-        AppError::StaleAttempt {
-            current: task.status,
-            attempt: task.attempt,
-            message: format!("{why}; this report was not applied"),
-        }
+        stale_attempt(task, why)
     }
 
     /// True when the history shows the task was once assigned to `droplet`.

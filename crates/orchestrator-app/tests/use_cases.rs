@@ -372,7 +372,7 @@ async fn droplets_act_for_themselves_and_admins_for_all() {
         w.droplets.capabilities(&admin(), 8).await.expect("caps")[0].as_str(),
         "b"
     );
-    let deactivate = w.droplets.deactivate(&droplet(8), 8).await;
+    let deactivate = w.droplets.deactivate(&droplet(8), 8, false).await;
     assert!(
         matches!(deactivate, Err(AppError::Forbidden(_))),
         "only admins deactivate"

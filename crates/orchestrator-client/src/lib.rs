@@ -35,6 +35,7 @@ pub use worker::{
 use orchestrator_api::droplets::{DropletList, DropletReply};
 use orchestrator_api::envelope;
 use orchestrator_api::error::ErrorBody;
+pub use orchestrator_api::tasks::ProgressReport;
 use orchestrator_api::tasks::{BatchCreated, RetryRequest, TaskBatch, TaskReply};
 use orchestrator_domain::{
     Droplet, DropletId, HeartbeatReport, RegistrationDraft, ServiceHeartbeat, TaskDraft, TaskId,
@@ -237,6 +238,19 @@ impl Client {
             reason: reason.map(str::to_owned),
         };
         let reply: TaskReply = self.send(reqwest::Method::POST, &path, Some(&request)).await?;
+        Ok(reply.task)
+    }
+
+    /// Reports how far the droplet is with a task it runs (`POST
+    /// /tasks/{id}/progress`): kept on the task, and it restarts the clock
+    /// of the run's timeout.
+    pub async fn report_progress(
+        &self,
+        id: TaskId,
+        report: &ProgressReport,
+    ) -> Result<TaskRecord, ClientError> {
+        let path = format!("/tasks/{id}/progress");
+        let reply: TaskReply = self.send(reqwest::Method::POST, &path, Some(report)).await?;
         Ok(reply.task)
     }
 

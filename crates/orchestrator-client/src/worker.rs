@@ -48,7 +48,7 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::{AbortHandle, JoinSet};
 
-use crate::{Client, ClientError, FeedFilter, FeedKind, StatusUpdate, TaskQuery, TaskRecord};
+use crate::{Client, ClientError, FeedFilter, FeedKind, ProgressReport, StatusUpdate, TaskQuery, TaskRecord};
 
 /// What a handler gives back: the task's result, or why it failed.
 pub type HandlerResult = Result<Value, String>;
@@ -122,6 +122,7 @@ impl Worker {
             delivery: Delivery::Pull,
             poll_interval: None,
             shutdown_grace: Duration::from_secs(30),
+            progress_interval: Duration::from_secs(30),
         }
     }
 }
@@ -134,6 +135,7 @@ pub struct WorkerBuilder {
     delivery: Delivery,
     poll_interval: Option<Duration>,
     shutdown_grace: Duration,
+    progress_interval: Duration,
 }
 
 impl std::fmt::Debug for WorkerBuilder {
@@ -182,6 +184,15 @@ impl WorkerBuilder {
     /// How long running handlers may go on after shutdown (default 30 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// While a handler runs, the worker reports progress this often (default
+    /// 30 s), or three times per `timeout_seconds` when the task's own is
+    /// shorter, so that a long but healthy run is not timed out. Set it
+    /// below the server's `TASK_RUN_TIMEOUT` when that is under a minute.
+    pub fn progress_interval(mut self, interval: Duration) -> Self {
+        self.progress_interval = interval.max(Duration::from_millis(100));
         self
     }
 
@@ -235,6 +246,8 @@ impl WorkerBuilder {
             missed: Arc::new(AtomicBool::new(false)),
             aborts: Arc::default(),
             report: Arc::new(Mutex::new(WorkerReport::default())),
+            progress_every: self.progress_interval,
+            stop_reports: Arc::default(),
         };
         let mut jobs = JoinSet::new();
         tokio::pin!(shutdown);
@@ -326,6 +339,27 @@ fn notice_of(event: &crate::FeedEvent, droplet_id: DropletId) -> Option<Notice> 
     }
 }
 
+/// Tells the orchestrator every `every` that task `id` is still being run,
+/// until dropped: a run that reports progress is not timed out.
+async fn keep_reporting_progress(client: Client, id: i64, attempt: u32, every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let report = ProgressReport {
+        attempt,
+        progress: None,
+        message: None,
+    };
+    loop {
+        ticks.tick().await;
+        if let Err(err) = client.report_progress(id, &report).await {
+            // 409: the task moved on (taken back, or it just finished).
+            if err.status() == Some(409) {
+                return;
+            }
+            eprintln!("orchestrator-client: progress report of task {id} failed: {err}");
+        }
+    }
+}
+
 async fn heartbeat(client: Client, droplet_id: DropletId, every: Duration) {
     let mut ticks = tokio::time::interval(every);
     loop {
@@ -349,6 +383,10 @@ struct Running {
     /// How to stop each running task's job, for a cancel request.
     aborts: Arc<Mutex<HashMap<i64, AbortHandle>>>,
     report: Arc<Mutex<WorkerReport>>,
+    progress_every: Duration,
+    /// Reports of tasks stopped on request, still on their way: the run
+    /// waits for them before it answers its report.
+    stop_reports: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
 }
 
 impl Running {
@@ -409,13 +447,17 @@ impl Running {
         abort.abort();
         self.hands().remove(&task.id);
         let (running, id, attempt) = (self.clone(), task.id, task.attempt);
-        tokio::spawn(async move {
+        let reporting = tokio::spawn(async move {
             let update = StatusUpdate::failed(attempt, STOPPED_ON_REQUEST);
             // A handler that finished first has already reported: 409, nothing to do.
             if running.client.update_status(id, &update).await.is_ok() {
                 running.count(|r| r.stopped_on_request += 1);
             }
         });
+        self.stop_reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(reporting);
     }
 
     fn hands(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
@@ -441,6 +483,13 @@ impl Running {
                 return;
             }
         };
+        let every = self.progress_every_for(&task);
+        let _progress = AbortOnDrop(tokio::spawn(keep_reporting_progress(
+            self.client.clone(),
+            id,
+            attempt,
+            every,
+        )));
         let update = match self.run_handler(task).await {
             Ok(result) => StatusUpdate::completed(attempt, result),
             Err(message) => StatusUpdate::failed(attempt, message),
@@ -452,6 +501,18 @@ impl Running {
             Err(err) => eprintln!("orchestrator-client: could not report task {id}: {err}"),
         }
         self.hands().remove(&id);
+    }
+
+    /// How often to report progress on `task`: the worker's interval, or a
+    /// third of the task's own timeout when that is shorter.
+    fn progress_every_for(&self, task: &Task) -> Duration {
+        match task.timeout_seconds.filter(|t| *t > 0) {
+            Some(timeout) => self
+                .progress_every
+                .min(Duration::from_secs(u64::from(timeout)) / 3)
+                .max(Duration::from_millis(100)),
+            None => self.progress_every,
+        }
     }
 
     /// Sends a report, and sends it again while its outcome is unknown (no
@@ -496,6 +557,15 @@ impl Running {
 
     /// Lets running handlers finish within `grace`, then hands back the rest.
     async fn wind_down(&self, mut jobs: JoinSet<()>, grace: Duration) {
+        let stopping: Vec<_> = self
+            .stop_reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for report in stopping {
+            let _ = report.await;
+        }
         let finished = tokio::time::timeout(grace, async { while jobs.join_next().await.is_some() {} }).await;
         if finished.is_ok() {
             return;

@@ -415,8 +415,9 @@ pub struct RoutingStats {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RescueCounts {
     pub capability: Option<String>,
-    /// Tasks taken from a droplet that went silent or did not start them in
-    /// time, to run elsewhere (requeued, or failed and retried).
+    /// Tasks taken from a droplet that went silent, restarted, was drained
+    /// with requeue or did not start them in time, to run elsewhere
+    /// (requeued, or failed and retried).
     pub reassignments: u64,
     /// Of the reassignments, those whose droplet did not start the task
     /// within `ASSIGNMENT_ACK_TIMEOUT`.
@@ -444,7 +445,7 @@ impl RescueCounts {
     /// did (`"recovery"`) or that a report was refused (`"refused"`).
     pub fn count_history(&mut self, metadata: &serde_json::Value) {
         match metadata.get("recovery").and_then(serde_json::Value::as_str) {
-            Some("droplet_inactive") => self.reassignments += 1,
+            Some("droplet_inactive" | "droplet_restarted" | "droplet_deactivated") => self.reassignments += 1,
             Some("not_started") => {
                 self.reassignments += 1;
                 self.ack_timeouts += 1;

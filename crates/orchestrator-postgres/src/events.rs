@@ -113,6 +113,7 @@ impl Wire {
             ("task_requeued", Some(t), _) => DomainEvent::TaskRequeued(t),
             ("task_deadline_at_risk", Some(t), _) => DomainEvent::TaskDeadlineAtRisk(t),
             ("task_cancel_requested", Some(t), _) => DomainEvent::TaskCancelRequested(t),
+            ("task_progress", Some(t), _) => DomainEvent::TaskProgress(t),
             ("droplet_registered", _, Some(d)) => DomainEvent::DropletRegistered(d),
             ("droplet_heartbeat_missed", _, Some(d)) => DomainEvent::DropletHeartbeatMissed(d),
             ("droplet_health_changed", _, Some(d)) => DomainEvent::DropletHealthChanged {

@@ -72,6 +72,7 @@ const ERRORS: &[(&str, &str)] = &[
         tasks::cancel,
         tasks::request_cancel,
         tasks::retry,
+        tasks::report_progress,
         droplets::register,
         droplets::list,
         droplets::get,

@@ -53,7 +53,7 @@ pub fn record_events(ports: &Ports) -> impl std::future::Future<Output = ()> + S
                     continue;
                 }
                 // Not a transition: the task keeps running.
-                DomainEvent::TaskCancelRequested(_) => continue,
+                DomainEvent::TaskCancelRequested(_) | DomainEvent::TaskProgress(_) => continue,
                 _ => {}
             }
             counter!(

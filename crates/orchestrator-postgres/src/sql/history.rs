@@ -6,7 +6,8 @@
 pub(crate) const RESCUES: &str = "\
 WITH rescued AS (
     SELECT t.required_capability AS capability,
-           count(*) FILTER (WHERE h.metadata->>'recovery' IN ('droplet_inactive', 'not_started'))
+           count(*) FILTER (WHERE h.metadata->>'recovery'
+                              IN ('droplet_inactive', 'droplet_restarted', 'droplet_deactivated', 'not_started'))
              AS reassignments,
            count(*) FILTER (WHERE h.metadata->>'recovery' = 'not_started') AS ack_timeouts,
            count(*) FILTER (WHERE h.metadata->>'refused' = 'true') AS stale_reports_refused,

@@ -314,7 +314,7 @@ async fn act_on_droplet(
             .map_err(|_| ApiError::InvalidPath(format!("{:?} is not a droplet id", path.0)))?;
         match path.1.as_str() {
             "activate" => drop(app.droplets.activate(&viewer.caller, id).await?),
-            "deactivate" => drop(app.droplets.deactivate(&viewer.caller, id).await?),
+            "deactivate" => drop(app.droplets.deactivate(&viewer.caller, id, false).await?),
             _ => return Err(ApiError::RouteNotFound),
         }
         Ok(see_other("/ui/droplets"))

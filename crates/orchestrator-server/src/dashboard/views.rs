@@ -463,6 +463,21 @@ pub fn task(viewer: &Viewer, details: &TaskDetails, notice: Option<&str>) -> Mar
             dt { "Deadline" } dd { (time(task.deadline)) }
             dt { "Retry after" } dd { (time(task.retry_after)) }
             dt { "Stop requested" } dd { (time(task.cancel_requested_at)) }
+            dt { "Run timeout" } dd {
+                @match task.timeout_seconds {
+                    None => "the server's default",
+                    Some(0) => "none",
+                    Some(seconds) => { (seconds) " s without progress" }
+                }
+            }
+            @if let Some(progress) = &task.progress {
+                dt { "Progress" } dd #progress {
+                    @if let Some(percent) = progress.percent { (percent) " % " }
+                    @if let Some(message) = &progress.message { (message) " " }
+                    "(" (time(Some(progress.at))) ")"
+                }
+            }
+            @if task.requeues > 0 { dt { "Requeues" } dd { (task.requeues) } }
             @if let Some(description) = &task.description { dt { "Description" } dd { (description) } }
             @if let Some(error) = &task.error_message { dt { "Error" } dd { (error) } }
         }

@@ -4,7 +4,8 @@
 use actix_web::{middleware::from_fn, web};
 use chrono::{DateTime, Utc};
 use orchestrator_api::droplets::{
-    DropletCapabilities, DropletList, DropletQuery, DropletReply, HeartbeatAck, Registered, StatusChanged,
+    DeactivateQuery, DropletCapabilities, DropletList, DropletQuery, DropletReply, HeartbeatAck, Registered,
+    StatusChanged,
 };
 use orchestrator_domain::{
     Capability, DropletId, DropletStatus, HeartbeatReport, RegistrationDraft, ServiceHeartbeat,
@@ -204,12 +205,17 @@ pub(crate) async fn capabilities(
 }
 
 fn status_change(change: DropletChange) -> Udc<StatusChanged> {
-    Udc::ok(StatusChanged {
+    Udc::ok(status_changed(change, None))
+}
+
+fn status_changed(change: DropletChange, tasks_taken_back: Option<u64>) -> StatusChanged {
+    StatusChanged {
         droplet_id: change.droplet.droplet_id,
         status: change.droplet.status,
         previous_status: change.previous_status,
         updated_at: change.droplet.updated_at,
-    })
+        tasks_taken_back,
+    }
 }
 
 /// Puts a droplet back into service (admin).
@@ -230,20 +236,25 @@ pub(crate) async fn activate(
     ))
 }
 
-/// Takes a droplet out of service (admin); heartbeats do not undo it.
+/// Takes a droplet out of service (admin); heartbeats do not undo it. It
+/// drains: no new work is assigned to it, and the tasks it holds run on
+/// and may be reported. `?requeue=true` takes them back instead (assigned
+/// ones requeued, running ones failed and retried at once).
 #[utoipa::path(
     post,
     path = "/droplets/{droplet_id}/deactivate",
     tag = "droplets",
-    params(("droplet_id" = i64, Path, description = "The droplet's id")),
+    params(("droplet_id" = i64, Path, description = "The droplet's id"), DeactivateQuery),
     responses((status = 200, description = "Inactive", body = StatusChanged)),
 )]
 pub(crate) async fn deactivate(
     app: web::Data<AppState>,
     Authenticated(caller): Authenticated,
     id: web::Path<DropletId>,
+    query: web::Query<DeactivateQuery>,
 ) -> Result<Udc<StatusChanged>, ApiError> {
-    Ok(status_change(
-        app.droplets.deactivate(&caller, id.into_inner()).await?,
-    ))
+    let requeue = query.into_inner().requeue;
+    let (change, moved) = app.droplets.deactivate(&caller, id.into_inner(), requeue).await?;
+    let moved = requeue.then(|| u64::try_from(moved).unwrap_or(u64::MAX));
+    Ok(Udc::ok(status_changed(change, moved)))
 }

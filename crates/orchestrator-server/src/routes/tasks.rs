@@ -2,8 +2,8 @@
 
 use actix_web::{CustomizeResponder, HttpRequest, Responder as _, middleware::from_fn, web};
 use orchestrator_api::tasks::{
-    BatchCreated, Cancelled, PendingReason, RetryRequest, StatusPatch, TaskBatch, TaskBody, TaskCreated,
-    TaskPage, TaskQuery, TaskReply,
+    BatchCreated, Cancelled, PendingReason, ProgressReport, RetryRequest, StatusPatch, TaskBatch, TaskBody,
+    TaskCreated, TaskPage, TaskQuery, TaskReply,
 };
 use orchestrator_app::TaskView;
 use orchestrator_app::tasks::{self as use_case, CreationRequest, StatusChange, TaskListing, cancelled_at};
@@ -37,6 +37,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             )
             .service(resource("/{task_id}/cancel-request", "POST").route(web::post().to(request_cancel)))
             .service(resource("/{task_id}/retry", "POST").route(web::post().to(retry)))
+            .service(resource("/{task_id}/progress", "POST").route(web::post().to(report_progress)))
             .default_service(web::to(not_found)),
     );
 }
@@ -355,6 +356,39 @@ pub(crate) async fn retry(
     Body(request): Body<RetryRequest>,
 ) -> Result<Udc<TaskReply>, ApiError> {
     let view = app.tasks.retry(&caller, id.into_inner(), request.reason).await?;
+    Ok(Udc::ok(changed_task_reply(view)))
+}
+
+/// The droplet running an `in_progress` task reports how far it is
+/// (`progress` 0-100, `message`) on its current `attempt`. Kept on the task
+/// (no history row), sent on `/ws/tasks` as `task_progress`, and it
+/// restarts the clock of the run's timeout (`timeout_seconds`, else
+/// `TASK_RUN_TIMEOUT`). Only the task's holder may report; another attempt
+/// is 409 `stale_attempt`, a task not running is 409 `invalid_transition`.
+#[utoipa::path(
+    post,
+    path = "/tasks/{task_id}/progress",
+    tag = "tasks",
+    params(("task_id" = i64, Path, description = "The task's id")),
+    request_body = ProgressReport,
+    responses((status = 200, description = "The task, with its progress", body = TaskReply)),
+)]
+pub(crate) async fn report_progress(
+    app: web::Data<AppState>,
+    Authenticated(caller): Authenticated,
+    id: web::Path<TaskId>,
+    Body(report): Body<ProgressReport>,
+) -> Result<Udc<TaskReply>, ApiError> {
+    let view = app
+        .tasks
+        .report_progress(
+            &caller,
+            id.into_inner(),
+            report.attempt,
+            report.progress,
+            report.message,
+        )
+        .await?;
     Ok(Udc::ok(changed_task_reply(view)))
 }
 
