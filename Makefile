@@ -6,7 +6,7 @@ STORE_SUITES := $(foreach t,auth bad_input batch bounded_runs browser cancel cli
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test fuzz-api fuzz bench bench-http bench-peers fmt fmt-check lint clippy purity deny ci
+.PHONY: run build test fuzz-api fuzz bench bench-http bench-peers soak fmt fmt-check lint clippy purity deny ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -62,6 +62,14 @@ bench-http:
 ## The same workload on the orchestrator and on graphile-worker, pg-boss and procrastinate (see docs/benchmarks.md).
 bench-peers:
 	scripts/bench-peers
+
+## The soak test: the release server under steady load for SOAK_MINUTES
+## (default 10) on a PostgreSQL cluster of its own with autovacuum on;
+## prints RSS, table sizes and rows, and latencies a minute, then start
+## against end (see docs/benchmarks.md).
+soak:
+	$(CARGO) build --release -p orchestrator-server --bin orchestrator -p orchestrator-bench --bin soak && \
+	scripts/soak
 
 fmt:
 	$(CARGO) fmt --all

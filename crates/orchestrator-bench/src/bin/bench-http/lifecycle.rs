@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
-use orchestrator_client::{Client, Delivery, DropletQuery, Worker};
+use orchestrator_client::{Client, Delivery, Worker};
 use orchestrator_domain::{Permission, RegistrationDraft, TaskDraft};
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -56,7 +56,9 @@ impl Fleet {
             }));
             stops.push(stop);
         }
-        wait_for_droplets(server, droplets).await?;
+        server.wait_for_droplets(usize::try_from(droplets)?).await?;
+        // The feed droplets subscribe just after registering.
+        tokio::time::sleep(Duration::from_millis(500)).await;
         Ok(Fleet { stops })
     }
 
@@ -84,19 +86,6 @@ fn delivery_for(id: i64) -> anyhow::Result<(Delivery, String)> {
         }
         _ => (Delivery::Feed, format!("http://127.0.0.1:9/{id}")),
     })
-}
-
-async fn wait_for_droplets(server: &Server, droplets: i64) -> anyhow::Result<()> {
-    let admin = Client::new(&server.url)?.with_token(server.token("admin", Permission::Admin, None));
-    for _ in 0..600 {
-        if admin.list_droplets(&DropletQuery::default()).await?.len() as i64 >= droplets {
-            // The feed droplets subscribe just after registering.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("the droplets did not all register")
 }
 
 fn draft(n: usize) -> TaskDraft {

@@ -18,13 +18,12 @@
 //! Each prints the server's HTTP request rate and error count (from its own
 //! counters), its CPU and its memory. Each runs on a fresh server and database.
 
-mod latency;
 mod lifecycle;
 mod saturate;
-mod server;
 
 use std::sync::Arc;
 
+use orchestrator_bench::{env_or, latency, server};
 use orchestrator_domain::Permission;
 use serde_json::json;
 
@@ -38,13 +37,6 @@ const CONNECTIONS: usize = 64;
 /// Tasks in each request of H3b, and its connections.
 const BATCH: usize = 100;
 const BATCH_CONNECTIONS: usize = 8;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Config {
     workers: usize,

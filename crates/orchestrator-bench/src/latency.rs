@@ -24,6 +24,10 @@ impl Latencies {
         self.ms.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.ms.is_empty()
+    }
+
     /// p50, p99 and max in milliseconds; `None` without samples.
     pub fn percentiles(&mut self) -> (Option<f64>, Option<f64>, Option<f64>) {
         if self.ms.is_empty() {

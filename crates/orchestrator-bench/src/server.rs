@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use orchestrator_client::{Client, DropletQuery};
 use orchestrator_domain::{DropletId, Permission};
 use orchestrator_server::auth::{JwtKeys, TokenRequest};
 use orchestrator_testkit::pg::TestDatabase;
@@ -13,6 +14,7 @@ use orchestrator_testkit::pg::TestDatabase;
 const SECRET: &str = "bench-http-secret-7c41e9a0d35b28f6-long-enough";
 
 /// The server, killed when dropped.
+#[derive(Debug)]
 pub struct Server {
     child: Child,
     pub url: String,
@@ -45,11 +47,26 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// What [`Server::start_with`] adds to the defaults of [`Server::start`].
+#[derive(Debug, Default)]
+pub struct Options {
+    /// More environment variables, set after the defaults (so over them).
+    pub env: Vec<(String, String)>,
+    /// Where the server's stderr (its log) goes; this process's when `None`.
+    pub log: Option<std::fs::File>,
+}
+
 impl Server {
     /// Starts the server on a fresh database and waits until it answers.
     pub async fn start(workers: usize, pool: usize) -> anyhow::Result<Server> {
+        Server::start_with(workers, pool, Options::default()).await
+    }
+
+    /// [`Server::start`] with more environment, or its log sent elsewhere.
+    pub async fn start_with(workers: usize, pool: usize, options: Options) -> anyhow::Result<Server> {
         let database = TestDatabase::create().await;
         let port = free_port()?;
+        let stderr = options.log.map_or_else(Stdio::inherit, Stdio::from);
         let child = Command::new(binary()?)
             .arg("serve")
             .env("DATABASE_URL", &database.url)
@@ -62,8 +79,9 @@ impl Server {
             .env("LOG_LEVEL", "warn")
             // A mesh's droplets and loaders are few callers making many requests.
             .env("RATE_LIMIT_PER_MINUTE", "100000000")
+            .envs(options.env)
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()?;
         let server = Server {
             child,
@@ -95,9 +113,22 @@ impl Server {
                 permissions: vec![permission, Permission::Read],
                 droplet_id: droplet,
                 steward: None,
-                ttl: Duration::from_secs(3600),
+                // A day: longer than any run (a soak may last hours).
+                ttl: Duration::from_secs(86_400),
             })
             .expect("an HS256 token can always be signed")
+    }
+
+    /// Waits until at least `droplets` droplets are registered.
+    pub async fn wait_for_droplets(&self, droplets: usize) -> anyhow::Result<()> {
+        let admin = Client::new(&self.url)?.with_token(self.token("admin", Permission::Admin, None));
+        for _ in 0..1200 {
+            if admin.list_droplets(&DropletQuery::default()).await?.len() >= droplets {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        anyhow::bail!("the droplets did not all register")
     }
 
     /// CPU seconds (user + system) the server has used so far.
@@ -139,14 +170,31 @@ impl Server {
     async fn scrape(&self) -> anyhow::Result<Scrape> {
         Ok(Scrape::of(&self.metrics().await?))
     }
+
+    /// Requests served so far, and how many answered 4xx and 5xx.
+    pub async fn request_counts(&self) -> anyhow::Result<RequestCounts> {
+        Ok(self.scrape().await?.counts)
+    }
+}
+
+/// Requests served, and how many of them answered 4xx and 5xx.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestCounts {
+    pub requests: f64,
+    pub client_errors: f64,
+    pub server_errors: f64,
+}
+
+impl RequestCounts {
+    pub fn errors(&self) -> f64 {
+        self.client_errors + self.server_errors
+    }
 }
 
 /// What a scrape of the server's Prometheus text tells the benchmark.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Scrape {
-    /// Requests served, and how many of them answered 4xx or 5xx.
-    requests: f64,
-    errors: f64,
+    counts: RequestCounts,
     /// Per route: seconds spent serving it and requests served (the sum
     /// and count of the request-duration histogram).
     routes: HashMap<String, (f64, f64)>,
@@ -161,9 +209,11 @@ impl Scrape {
             };
             let value: f64 = value.trim().parse().unwrap_or(0.0);
             if series.starts_with("orchestrator_http_requests_total{") {
-                scrape.requests += value;
-                if series.contains("status=\"4") || series.contains("status=\"5") {
-                    scrape.errors += value;
+                scrape.counts.requests += value;
+                if series.contains("status=\"4") {
+                    scrape.counts.client_errors += value;
+                } else if series.contains("status=\"5") {
+                    scrape.counts.server_errors += value;
                 }
             } else if let Some(route) = histogram_route(series, "_sum") {
                 scrape.routes.entry(route.to_owned()).or_default().0 = value;
@@ -185,6 +235,7 @@ fn histogram_route<'a>(series: &'a str, suffix: &str) -> Option<&'a str> {
 }
 
 /// What the server spent over a stretch of load.
+#[derive(Debug)]
 pub struct Meter {
     started: Instant,
     cpu: f64,
@@ -209,12 +260,12 @@ impl Meter {
         let cpu = (server.cpu_seconds() - self.cpu) / seconds * 100.0;
         let now = server.scrape().await?;
         // The scrape that ends the stretch is not part of the load.
-        let served = now.requests - self.at_start.requests - 1.0;
+        let served = now.counts.requests - self.at_start.counts.requests - 1.0;
         let (rss, peak) = server.memory_mib();
         Ok(format!(
             "HTTP {:.0} req/s, {:.0} errors; server CPU {cpu:.0}% of a core, RSS {rss:.0} MiB (peak {peak:.0} MiB)\n    {}",
             served / seconds,
-            now.errors - self.at_start.errors,
+            now.counts.errors() - self.at_start.counts.errors(),
             self.server_times(&now)
         ))
     }
