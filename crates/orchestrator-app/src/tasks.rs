@@ -98,11 +98,30 @@ pub struct TaskService {
     ports: Ports,
     /// Asked whether routing is paused, to explain a pending task.
     router: Option<std::sync::Arc<crate::Router>>,
+    /// How long an `Idempotency-Key` counts ([`IDEMPOTENCY_WINDOW`] unless set).
+    idempotency_window: std::time::Duration,
 }
 
 impl TaskService {
     pub fn new(ports: Ports) -> Self {
-        Self { ports, router: None }
+        Self {
+            ports,
+            router: None,
+            idempotency_window: IDEMPOTENCY_WINDOW,
+        }
+    }
+
+    /// Remembers `Idempotency-Key`s for `window` instead of a day.
+    pub fn with_idempotency_window(mut self, window: std::time::Duration) -> Self {
+        self.idempotency_window = window;
+        self
+    }
+
+    fn keys_expired_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        chrono::Duration::from_std(self.idempotency_window)
+            .ok()
+            .and_then(|window| now.checked_sub_signed(window))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
     }
 
     /// Lets `get` say when a task waits because routing is paused.
@@ -180,7 +199,7 @@ impl TaskService {
             key: key.to_owned(),
             fingerprint,
         };
-        let expired_before = now - chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default();
+        let expired_before = self.keys_expired_before(now);
         let outcome = self
             .ports
             .tasks
@@ -199,9 +218,10 @@ impl TaskService {
                 replayed: true,
             }),
             OnceCreated::KeyReused => Err(AppError::IdempotencyKeyReused(format!(
-                "the Idempotency-Key {:?} was used for another request within the last 24 hours; \
+                "the Idempotency-Key {:?} was used for another request within the last {} s; \
                  send a new key for a new request",
-                key.key
+                key.key,
+                self.idempotency_window.as_secs()
             ))),
         }
     }
@@ -209,8 +229,7 @@ impl TaskService {
     /// Deletes the idempotency keys older than [`IDEMPOTENCY_WINDOW`] (the
     /// `idempotency_cleanup` job); returns how many.
     pub async fn forget_expired_keys(&self) -> AppResult<u64> {
-        let before =
-            self.ports.clock.now() - chrono::Duration::from_std(IDEMPOTENCY_WINDOW).unwrap_or_default();
+        let before = self.keys_expired_before(self.ports.clock.now());
         Ok(self.ports.tasks.delete_expired_idempotency_keys(before).await?)
     }
 

@@ -545,3 +545,28 @@ async fn a_paused_router_assigns_nothing_until_resumed() {
     w.router.set_paused(false);
     assert_eq!(w.router.route_pending().await.expect("route"), 1);
 }
+
+/// A clock a test moves by hand.
+#[derive(Clone)]
+struct MovableClock(Arc<std::sync::Mutex<DateTime<Utc>>>);
+
+impl Clock for MovableClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_remembered_for_the_window_set() {
+    use orchestrator_app::tasks::CreationRequest;
+    let clock = MovableClock(Arc::new(std::sync::Mutex::new(at(0))));
+    let tasks =
+        TaskService::new(memory_ports(clock.clone())).with_idempotency_window(Duration::from_secs(60));
+    let alice = writer("alice");
+    let once = |priority| tasks.create_once(&alice, CreationRequest::Task, vec![draft(priority, None)], "k");
+    once(5).await.expect("created");
+    assert!(matches!(once(6).await, Err(AppError::IdempotencyKeyReused(_))));
+    *clock.0.lock().expect("clock") = at(61);
+    let later = once(6).await.expect("the key is new again after the window");
+    assert!(!later.replayed);
+}

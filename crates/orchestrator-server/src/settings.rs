@@ -94,6 +94,9 @@ pub struct StoreSettings {
     /// `HEARTBEAT_FLUSH_INTERVAL_MS`: how often heartbeats held in memory
     /// are written (PostgreSQL); what a crash can lose of them.
     pub heartbeat_flush_interval: Duration,
+    /// `IDEMPOTENCY_WINDOW_SECONDS`: how long an `Idempotency-Key` is
+    /// remembered (and its row kept).
+    pub idempotency_window: Duration,
 }
 
 /// The tokens the server signs and checks.
@@ -230,6 +233,7 @@ impl Settings {
                 heartbeat_flush_interval: Duration::from_millis(
                     reader.positive("HEARTBEAT_FLUSH_INTERVAL_MS", 1000),
                 ),
+                idempotency_window: reader.seconds("IDEMPOTENCY_WINDOW_SECONDS", 24 * 3600),
             },
             auth: AuthSettings {
                 jwt_secret,

@@ -166,7 +166,9 @@ impl Application {
         };
         scheduler.add(registry_sync, settings.registry.sync_interval);
         scheduler.add(
-            Arc::new(IdempotencyCleanupJob(TaskService::new(ports.clone()))),
+            Arc::new(IdempotencyCleanupJob(
+                TaskService::new(ports.clone()).with_idempotency_window(settings.store.idempotency_window),
+            )),
             settings.run.heartbeat_cleanup_interval,
         );
         let scheduler = Arc::new(scheduler);
@@ -202,7 +204,9 @@ impl Application {
         let stats = web::Data::new(ProcessStats::default());
         let workers = settings.http.workers;
         let state = web::Data::new(AppState {
-            tasks: TaskService::new(ports.clone()).with_router(router.clone()),
+            tasks: TaskService::new(ports.clone())
+                .with_router(router.clone())
+                .with_idempotency_window(settings.store.idempotency_window),
             droplets: DropletService::with_directory(ports.clone(), directory.clone())
                 .with_recovery(recovery.clone()),
             status: StatusService::new(ports.clone()),

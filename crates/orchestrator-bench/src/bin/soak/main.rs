@@ -49,13 +49,15 @@ use crate::sample::Sampler;
 
 /// The server's settings for the soak: `(name, default)`, the value taken
 /// from this process's environment when set there.
-const SERVER_ENV: [(&str, &str); 12] = [
+const SERVER_ENV: [(&str, &str); 13] = [
     // About two minutes, so that the tables can be seen to stay flat.
     ("TASK_RETENTION_DAYS", "0.0014"),
     ("TASK_RETENTION_INTERVAL", "30"),
     ("HEARTBEAT_SAMPLE_SECONDS", "60"),
     ("HEARTBEAT_RETENTION_DAYS", "0.0014"),
     ("HEARTBEAT_CLEANUP_INTERVAL", "30"),
+    // The loader's client sends an Idempotency-Key with every task.
+    ("IDEMPOTENCY_WINDOW_SECONDS", "120"),
     ("HEARTBEAT_TIMEOUT", "10"),
     ("HEARTBEAT_CHECK_INTERVAL", "5"),
     ("ASSIGNMENT_ACK_TIMEOUT", "10"),
