@@ -163,6 +163,12 @@ async fn admins_deactivate_and_activate_droplets_and_anyone_reads_their_capabili
         reader.get_droplet(21).await.expect("droplet").status,
         DropletStatus::Inactive
     );
+    assert_eq!(off.tasks_taken_back, None, "a plain deactivate drains");
+    let taken = admin
+        .deactivate_droplet_and_requeue(21)
+        .await
+        .expect("deactivate with requeue");
+    assert_eq!(taken.tasks_taken_back, Some(0), "it held nothing");
     let on = admin.activate_droplet(21).await.expect("activate");
     assert_eq!(
         (on.droplet_id, on.status, on.previous_status),

@@ -355,3 +355,39 @@ async fn a_cancel_request_stops_the_running_handler() {
         );
     }
 }
+
+async fn run_four_seconds(_task: Task) -> HandlerResult {
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    Ok(json!({ "done": true }))
+}
+
+/// A handler that runs longer than its task's timeout is kept alive by the
+/// progress the worker reports on its own while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reports_progress_so_a_long_run_is_not_timed_out() {
+    let app = spawn_app_with(&[("HEARTBEAT_CHECK_INTERVAL", "1")]).await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(
+        worker(&app, 41)
+            .progress_interval(Duration::from_secs(5))
+            .capability("long", run_four_seconds)
+            .run(async {
+                stopped.await.ok();
+            }),
+    );
+    // The task's own timeout (2 s) makes the worker report every 2/3 s.
+    let body = json!({ "task_type": "long", "required_capability": "long", "timeout_seconds": 2 });
+    let reply = app.post("/tasks", &app.writer("alice"), body).await;
+    let task = reply.payload()["task_id"].as_i64().expect("id");
+    let done = app
+        .wait_for_status(task, "completed", Duration::from_secs(15))
+        .await;
+    assert_eq!(done["retry_count"], 0, "never timed out: {done}");
+    assert!(
+        done["progress"]["at"].is_string(),
+        "progress was reported: {done}"
+    );
+    stop.send(()).ok();
+    let report = running.await.expect("join").expect("run");
+    assert_eq!(report.completed, 1);
+}

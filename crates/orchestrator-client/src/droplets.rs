@@ -21,9 +21,21 @@ impl Client {
     }
 
     /// Takes a droplet out of service (`admin`); its heartbeats do not bring
-    /// it back, only [`Client::activate_droplet`] does.
+    /// it back, only [`Client::activate_droplet`] does. It drains: the tasks
+    /// it holds run on.
     pub async fn deactivate_droplet(&self, id: DropletId) -> Result<DropletStatusChange, ClientError> {
         let path = format!("/droplets/{id}/deactivate");
+        self.send(reqwest::Method::POST, &path, None::<&()>).await
+    }
+
+    /// Takes a droplet out of service and takes back what it holds
+    /// (`?requeue=true`): assigned tasks requeued, running ones failed and
+    /// retried at once. `tasks_taken_back` says how many.
+    pub async fn deactivate_droplet_and_requeue(
+        &self,
+        id: DropletId,
+    ) -> Result<DropletStatusChange, ClientError> {
+        let path = format!("/droplets/{id}/deactivate?requeue=true");
         self.send(reqwest::Method::POST, &path, None::<&()>).await
     }
 }
