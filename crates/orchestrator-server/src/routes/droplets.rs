@@ -48,7 +48,12 @@ pub fn configure_mesh(cfg: &mut web::ServiceConfig) {
     );
 }
 
-/// Registers a droplet, or updates the one with this `droplet_id`.
+/// Registers a droplet, or updates the one with this `droplet_id`. A known
+/// droplet registering again is a new process (restarted by its
+/// supervisor, say): the tasks the old process held are taken back before
+/// this answers (`assigned` ones requeued, `in_progress` ones failed and
+/// retried at once). A process that registers again without having lost
+/// its work sends `"resume": true` and keeps it.
 #[utoipa::path(
     post,
     path = "/droplets/register",
