@@ -213,6 +213,18 @@ impl State {
         }
     }
 
+    /// Drops task `id` and everything kept of it: its history, its trace id
+    /// (free again, as a deleted row frees it in PostgreSQL), its routing
+    /// claim and its deadline warning.
+    fn delete_task(&mut self, id: TaskId) {
+        if let Some(task) = self.tasks.remove(&id) {
+            self.trace_ids.remove(&task.trace_id);
+        }
+        self.history.remove(&id);
+        self.leases.remove(&id);
+        self.deadline_risks.remove(&id);
+    }
+
     fn push_history(&mut self, entry: impl FnOnce(i64) -> HistoryEntry) {
         self.last_history_id += 1;
         let entry = entry(self.last_history_id);
@@ -299,6 +311,22 @@ impl TaskStore for MemoryStore {
         let was = state.idempotency.len();
         state.idempotency.retain(|_, k| k.at >= before);
         Ok((was - state.idempotency.len()) as u64)
+    }
+
+    async fn delete_finished_tasks(&self, before: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        let old: Vec<TaskId> = state
+            .tasks
+            .values()
+            .filter(|t| t.completed_at.is_some_and(|done| done < before) && t.is_finished(now))
+            .map(|t| t.id)
+            .take(batch as usize)
+            .collect();
+        for id in &old {
+            state.delete_task(*id);
+        }
+        Ok(old.len() as u64)
     }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {

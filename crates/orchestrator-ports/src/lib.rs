@@ -220,6 +220,13 @@ pub trait TaskStore: Send + Sync {
     /// Deletes the idempotency keys recorded before `before`; returns how many.
     async fn delete_expired_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
+    /// Deletes up to `batch` tasks finished for good ([`Task::is_finished`],
+    /// a deadline judged by the store's clock) whose `completed_at` is
+    /// before `before`, with their history and whatever else the store
+    /// keeps of them; returns how many tasks it deleted. A task another
+    /// change holds is left for a later call, never waited for.
+    async fn delete_finished_tasks(&self, before: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+
     async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
 
     /// The task's history, oldest first.

@@ -321,6 +321,17 @@ impl TaskStore for PgStore {
         crate::idempotency::delete_expired(&mut conn, before).await
     }
 
+    async fn delete_finished_tasks(&self, before: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+        let mut conn = self.conn().await?;
+        let deleted = diesel::sql_query(sql::tasks::DELETE_FINISHED)
+            .bind::<Timestamp, _>(naive(before))
+            .bind::<Integer, _>(i32::try_from(batch).unwrap_or(i32::MAX))
+            .execute(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(deleted as u64)
+    }
+
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
         let key = task_key(id)?;
         let mut conn = self.conn().await?;

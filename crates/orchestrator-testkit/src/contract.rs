@@ -1867,3 +1867,133 @@ pub async fn directory_keeps_the_registrys_service_ids(stores: &Stores) {
         "a name two droplets share names neither"
     );
 }
+
+/// Retention: tasks finished for good before the cut-off go, with their
+/// history, a bounded batch at a time; recent ones, unfinished ones and
+/// failed ones that will still be retried stay.
+pub async fn finished_tasks_are_deleted_after_their_retention_with_their_history(stores: &Stores) {
+    use orchestrator_ports::TimeWindow;
+    register(stores, 8, &[], 0).await;
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    let creator = Actor::from_roles(&[Role::Creator]);
+    let make = |max_retries: u32, deadline: Option<DateTime<Utc>>| async move {
+        let mut task = new_task("kept-or-not", 5, None);
+        (task.max_retries, task.deadline) = (max_retries, deadline);
+        stores
+            .tasks
+            .create_task(task, Uuid::new_v4(), by("alice"), at(0))
+            .await
+            .expect("create")
+    };
+    let apply = |task: Task, update: TaskUpdate, actor: Actor, secs: i64| async move {
+        let t = transition(&task, update, actor, secs);
+        stores.tasks.apply_transition(t).await.expect("allowed")
+    };
+    let fail = |task: Task, secs: i64| apply(task, TaskUpdate::Fail { error_message: None }, droplet, secs);
+    let running = |task: Task| async move { start(stores, &assign(stores, &task, 8, 1).await, 2).await };
+    let done = TaskUpdate::Complete { result: None };
+    let in_a_day = Utc::now() + chrono::Duration::days(1);
+
+    let completed = apply(running(make(3, None).await).await, done.clone(), droplet, 3).await;
+    let cancelled = apply(make(3, None).await, TaskUpdate::Cancel, creator, 3).await;
+    let spent = fail(running(make(0, None).await).await, 3).await;
+    let asked = running(make(3, None).await).await;
+    let asked = stores
+        .tasks
+        .record_cancel_request(
+            &asked.request_cancel(at(2)).expect("running").expect("new"),
+            by("alice"),
+        )
+        .await
+        .expect("cancel request");
+    let stopped = fail(asked, 3).await;
+    let past_deadline = fail(running(make(3, Some(at(10))).await).await, 3).await;
+    let old = [&completed, &cancelled, &spent, &stopped, &past_deadline];
+
+    let will_retry = fail(running(make(3, None).await).await, 3).await;
+    let will_retry_in_time = fail(running(make(3, Some(in_a_day)).await).await, 3).await;
+    let recent = apply(running(make(3, None).await).await, done, droplet, 200).await;
+    let still_running = running(make(3, Some(at(10))).await).await;
+    let pending = make(3, None).await;
+    let kept = [
+        &will_retry,
+        &will_retry_in_time,
+        &recent,
+        &still_running,
+        &pending,
+    ];
+
+    // A refused report in the history of a task that goes, to see it go too.
+    let refused = ChangeRecord {
+        metadata: Some(serde_json::json!({ "refused": true })),
+        ..by("droplet-9")
+    };
+    stores
+        .tasks
+        .record_refused_report(completed.id, completed.status, refused, at(4))
+        .await
+        .expect("refused report");
+    let window = TimeWindow {
+        since: at(0),
+        until: at(1_000),
+    };
+    let refused_reports = || async {
+        let stats = stores.analytics.routing_stats(window).await.expect("stats");
+        stats.rescues.iter().map(|r| r.stale_reports_refused).sum::<u64>()
+    };
+    assert_eq!(refused_reports().await, 1);
+
+    let cut_off = at(100);
+    let mut batches = Vec::new();
+    loop {
+        let deleted = stores
+            .tasks
+            .delete_finished_tasks(cut_off, 2)
+            .await
+            .expect("delete");
+        batches.push(deleted);
+        if deleted < 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        batches,
+        [2, 2, 1],
+        "at most a batch at a time, until none is left"
+    );
+    for task in old {
+        assert!(
+            matches!(
+                stores.tasks.get_task(task.id).await,
+                Err(StoreError::NotFound { .. })
+            ),
+            "{} task {} deleted",
+            task.status,
+            task.id
+        );
+        assert!(stores.tasks.task_history(task.id).await.is_err());
+    }
+    assert_eq!(refused_reports().await, 0, "the history went with its task");
+    for task in kept {
+        let now = stores.tasks.get_task(task.id).await.expect("kept");
+        assert_eq!(now.status, task.status);
+        assert!(
+            !stores
+                .tasks
+                .task_history(task.id)
+                .await
+                .expect("history")
+                .is_empty()
+        );
+    }
+    let reused = stores
+        .tasks
+        .create_task(
+            new_task("again", 5, None),
+            completed.trace_id,
+            by("alice"),
+            at(300),
+        )
+        .await;
+    assert!(reused.is_ok(), "a deleted task's trace id is free: {reused:?}");
+}

@@ -1,0 +1,1 @@
+DROP INDEX idx_tasks_finished_completed_at;
