@@ -76,6 +76,7 @@ pub struct Settings {
     pub messaging: MessagingSettings,
     pub registry: RegistrySettings,
     pub features: Features,
+    pub retention: RetentionSettings,
     /// What a reload changes while the server runs.
     pub run: Tunables,
     /// What these settings were read from, to read them again.
@@ -179,6 +180,14 @@ pub struct Features {
     pub dashboard: bool,
 }
 
+/// How long what piles up is kept; `None` keeps it for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// `TASK_RETENTION_DAYS`: how long after it finished a task finished
+    /// for good is kept, with its history.
+    pub tasks: Option<Duration>,
+}
+
 /// The variables settings were read from, before `CONFIG_FILE` was applied.
 #[derive(Clone, Default)]
 pub struct VarSource(HashMap<String, String>);
@@ -275,6 +284,9 @@ impl Settings {
                 swagger: reader.flag("ENABLE_SWAGGER", environment == Environment::Development),
                 dashboard: reader.flag("ENABLE_DASHBOARD", true),
             },
+            retention: RetentionSettings {
+                tasks: reader.days("TASK_RETENTION_DAYS", 30.0),
+            },
             run: reader.run_time(Reader::tunables),
             source,
             start_values: BTreeMap::new(),
@@ -370,6 +382,7 @@ impl Reader {
             router_interval: self.seconds("ROUTER_INTERVAL", 10),
             heartbeat_check_interval: self.seconds("HEARTBEAT_CHECK_INTERVAL", 60),
             heartbeat_cleanup_interval: self.seconds("HEARTBEAT_CLEANUP_INTERVAL", 3600),
+            task_retention_interval: self.seconds("TASK_RETENTION_INTERVAL", 300),
             recovery: RecoverySettings {
                 heartbeat_timeout: self.seconds("HEARTBEAT_TIMEOUT", 90),
                 ack_timeout: self.seconds("ASSIGNMENT_ACK_TIMEOUT", 60),
@@ -477,6 +490,32 @@ impl Reader {
 
     fn seconds(&mut self, name: &'static str, default: u64) -> Duration {
         Duration::from_secs(self.positive(name, default))
+    }
+
+    /// A number of days, decimals allowed (`0.0014` is about two minutes,
+    /// for a soak test); `0` keeps for ever (`None`).
+    fn days(&mut self, name: &'static str, default: f64) -> Option<Duration> {
+        let days = match self.optional(name) {
+            None => default,
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(days) if days.is_finite() && days >= 0.0 => days,
+                _ => {
+                    self.errors.push(format!(
+                        "{name}={raw:?} is invalid: expected a number of days, 0 or more (decimals allowed; 0 keeps for ever)"
+                    ));
+                    default
+                }
+            },
+        };
+        match Duration::try_from_secs_f64(days * 86_400.0) {
+            Ok(age) if age.is_zero() => None,
+            Ok(age) => Some(age),
+            Err(_) => {
+                self.errors
+                    .push(format!("{name}={days} is too many days to count"));
+                None
+            }
+        }
     }
 
     fn store(&mut self) -> StoreKind {
@@ -628,6 +667,32 @@ mod tests {
         assert!(matches!(s.store.kind, StoreKind::Memory));
         assert_eq!((s.store.pool.size, s.store.pool.max_overflow), (20, 10));
         assert_eq!(s.environment, Environment::Production);
+    }
+
+    #[test]
+    fn retention_is_in_days_decimals_allowed_and_zero_keeps_for_ever() {
+        let secret = "k".repeat(32);
+        let read = |value: &str| {
+            Settings::from_vars(vars(&[
+                ("JWT_SECRET_KEY", &secret),
+                ("TASK_RETENTION_DAYS", value),
+            ]))
+        };
+        let default = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret)])).expect("valid");
+        assert_eq!(default.retention.tasks, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(default.run.task_retention_interval, Duration::from_secs(300));
+        let minutes = read("0.0014")
+            .expect("valid")
+            .retention
+            .tasks
+            .expect("kept a while");
+        assert_eq!(minutes.as_secs(), 120, "{minutes:?}");
+        assert_eq!(read("0").expect("valid").retention.tasks, None);
+        for bad in ["-1", "thirty", "NaN", "inf", "1e300"] {
+            let errors = read(bad).expect_err(bad);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with("TASK_RETENTION_DAYS="), "{errors:?}");
+        }
     }
 
     #[test]

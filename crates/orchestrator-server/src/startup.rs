@@ -9,9 +9,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{
     HealthMonitorJob, HeartbeatCleanupJob, IdempotencyCleanupJob, IdleJob, RegistrySyncJob, RouterJob,
-    WebSocketPingJob,
+    TaskRetentionJob, WebSocketPingJob,
 };
-use orchestrator_app::scheduler::{Job, REGISTRY_SYNC};
+use orchestrator_app::scheduler::{Job, REGISTRY_SYNC, TASK_RETENTION};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
     Ports, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, StatusService, TaskService,
@@ -168,6 +168,10 @@ impl Application {
         scheduler.add(
             Arc::new(IdempotencyCleanupJob(TaskService::new(ports.clone()))),
             settings.run.heartbeat_cleanup_interval,
+        );
+        scheduler.add(
+            task_retention(&settings, &ports),
+            settings.run.task_retention_interval,
         );
         let scheduler = Arc::new(scheduler);
         let services = Arc::new(Services::default());
@@ -421,6 +425,17 @@ fn scheduler(
         settings.feeds.heartbeat_interval,
     );
     scheduler
+}
+
+/// The `task_retention` job, idle when `TASK_RETENTION_DAYS` is 0.
+fn task_retention(settings: &Settings, ports: &Ports) -> Arc<dyn Job> {
+    match settings.retention.tasks {
+        Some(retention) => Arc::new(TaskRetentionJob::new(ports, retention)),
+        None => Arc::new(IdleJob {
+            id: TASK_RETENTION,
+            reason: "TASK_RETENTION_DAYS is 0, so finished tasks are kept for ever".into(),
+        }),
+    }
 }
 
 /// The adapters the use cases are built over.
