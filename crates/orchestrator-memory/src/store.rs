@@ -37,6 +37,8 @@ struct State {
     history: HashMap<TaskId, Vec<HistoryEntry>>,
     droplets: BTreeMap<DropletId, Droplet>,
     heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
+    /// When each droplet's latest heartbeat row was kept: rows are samples.
+    heartbeat_sampled_at: HashMap<DropletId, DateTime<Utc>>,
     /// Tasks whose deadline was reported at risk (once each), and when.
     deadline_risks: HashMap<TaskId, DateTime<Utc>>,
     /// Idempotency keys by caller and key.
@@ -73,6 +75,14 @@ impl MemoryStore {
     pub fn heartbeat_count(&self, id: DropletId) -> usize {
         self.lock().heartbeats.get(&id).map_or(0, VecDeque::len)
     }
+}
+
+/// Whether a heartbeat at `at` is due as a sample, the last one having been
+/// kept at `last`: every beat when `every` is zero, else one `every` after
+/// the last (a beat older than the last never is).
+fn sample_due(last: Option<DateTime<Utc>>, at: DateTime<Utc>, every: std::time::Duration) -> bool {
+    let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+    every.is_zero() || last.is_none_or(|last| last.checked_add_signed(every).is_some_and(|due| at >= due))
 }
 
 /// Why `droplet`, holding `held` tasks, cannot take one more (None: it can).
@@ -598,6 +608,7 @@ impl DropletStore for MemoryStore {
         id: DropletId,
         report: HeartbeatReport,
         at: DateTime<Utc>,
+        sample_every: std::time::Duration,
     ) -> StoreResult<DropletChange> {
         let mut state = self.lock();
         let droplet = state.droplet_mut(id)?;
@@ -609,6 +620,13 @@ impl DropletStore for MemoryStore {
             droplet: droplet.clone(),
             previous_status: Some(previous_status),
         };
+        let sampled = state.heartbeat_sampled_at.get(&id).copied();
+        if change.droplet.status == previous_status && !sample_due(sampled, at, sample_every) {
+            return Ok(change);
+        }
+        state
+            .heartbeat_sampled_at
+            .insert(id, sampled.map_or(at, |last| last.max(at)));
         let rows = state.heartbeats.entry(id).or_default();
         if rows.len() == HEARTBEATS_KEPT {
             rows.pop_front();

@@ -517,13 +517,18 @@ pub trait DropletStore: Send + Sync {
 
     async fn list_droplets(&self, filter: &DropletFilter) -> StoreResult<Vec<Droplet>>;
 
-    /// Stores a heartbeat row and updates `last_heartbeat` and the status
-    /// (see `Droplet::status_after_heartbeat`).
+    /// Moves `last_heartbeat` to `at` and sets the status (see
+    /// `Droplet::status_after_heartbeat`). The beat is also kept as a
+    /// heartbeat row when it changes the droplet's status, or when the
+    /// droplet's last row kept is `sample_every` old or older (every beat
+    /// when zero): the rows are samples, `last_heartbeat` is exact. The
+    /// decision holds across every process sharing the store.
     async fn record_heartbeat(
         &self,
         id: DropletId,
         report: HeartbeatReport,
         at: DateTime<Utc>,
+        sample_every: std::time::Duration,
     ) -> StoreResult<DropletChange>;
 
     /// Sets the status; `manual` marks an admin's decision that heartbeats do not undo.

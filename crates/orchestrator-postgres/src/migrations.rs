@@ -96,6 +96,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("manually_deactivated", "boolean"),
             ("last_assigned_at", "timestamp without time zone"),
             ("service_id", "bigint"),
+            ("heartbeat_sampled_at", "timestamp without time zone"),
         ],
     ),
     (

@@ -21,6 +21,7 @@ diesel::table! {
         manually_deactivated -> Bool,
         last_assigned_at -> Nullable<Timestamp>,
         service_id -> Nullable<Int8>,
+        heartbeat_sampled_at -> Nullable<Timestamp>,
     }
 }
 

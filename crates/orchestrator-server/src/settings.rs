@@ -95,6 +95,9 @@ pub struct StoreSettings {
     /// `HEARTBEAT_FLUSH_INTERVAL_MS`: how often heartbeats held in memory
     /// are written (PostgreSQL); what a crash can lose of them.
     pub heartbeat_flush_interval: Duration,
+    /// `HEARTBEAT_SAMPLE_SECONDS`: a heartbeat that changes no status is
+    /// kept as a row at most once per droplet this often (zero: every one).
+    pub heartbeat_sample: Duration,
 }
 
 /// The tokens the server signs and checks.
@@ -239,6 +242,7 @@ impl Settings {
                 heartbeat_flush_interval: Duration::from_millis(
                     reader.positive("HEARTBEAT_FLUSH_INTERVAL_MS", 1000),
                 ),
+                heartbeat_sample: Duration::from_secs(reader.parsed("HEARTBEAT_SAMPLE_SECONDS", 60)),
             },
             auth: AuthSettings {
                 jwt_secret,
@@ -681,6 +685,7 @@ mod tests {
         let default = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret)])).expect("valid");
         assert_eq!(default.retention.tasks, Some(Duration::from_secs(30 * 86_400)));
         assert_eq!(default.run.task_retention_interval, Duration::from_secs(300));
+        assert_eq!(default.store.heartbeat_sample, Duration::from_secs(60));
         let minutes = read("0.0014")
             .expect("valid")
             .retention

@@ -207,7 +207,8 @@ impl Application {
         let workers = settings.http.workers;
         let state = web::Data::new(AppState {
             tasks: TaskService::new(ports.clone()).with_router(router.clone()),
-            droplets: DropletService::with_directory(ports.clone(), directory.clone()),
+            droplets: DropletService::with_directory(ports.clone(), directory.clone())
+                .with_heartbeat_sample_every(settings.store.heartbeat_sample),
             status: StatusService::new(ports.clone()),
             metrics: MetricsService::new(ports.clone(), analytics),
             management: ManagementService::new(scheduler, recovery, settings.run),

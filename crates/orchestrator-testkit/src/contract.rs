@@ -19,6 +19,9 @@ use uuid::Uuid;
 use crate::Stores;
 use crate::fixtures::{at, capability, new_task, priority, registration};
 
+/// A sample interval that keeps every heartbeat as a row.
+const EVERY_BEAT: Duration = Duration::ZERO;
+
 fn by(who: &str) -> ChangeRecord {
     ChangeRecord {
         changed_by: Some(who.to_owned()),
@@ -927,13 +930,13 @@ pub async fn old_heartbeats_are_deleted_in_bounded_batches(stores: &Stores) {
     for secs in 1..=3 {
         stores
             .droplets
-            .record_heartbeat(1, HeartbeatReport::default(), at(secs))
+            .record_heartbeat(1, HeartbeatReport::default(), at(secs), EVERY_BEAT)
             .await
             .expect("old beat");
     }
     stores
         .droplets
-        .record_heartbeat(1, HeartbeatReport::default(), chrono::Utc::now())
+        .record_heartbeat(1, HeartbeatReport::default(), chrono::Utc::now(), EVERY_BEAT)
         .await
         .expect("beat");
     let week = Duration::from_secs(7 * 24 * 3600);
@@ -1234,7 +1237,7 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
     assert_eq!(down.previous_status, Some(DropletStatus::Active));
     let beat = stores
         .droplets
-        .record_heartbeat(3, HeartbeatReport::default(), at(2))
+        .record_heartbeat(3, HeartbeatReport::default(), at(2), EVERY_BEAT)
         .await
         .expect("beat");
     assert_eq!(
@@ -1249,7 +1252,7 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
     };
     let sick = stores
         .droplets
-        .record_heartbeat(3, report, at(3))
+        .record_heartbeat(3, report, at(3), EVERY_BEAT)
         .await
         .expect("beat");
     assert_eq!(
@@ -1265,7 +1268,7 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
         .expect("admin off");
     let ignored = stores
         .droplets
-        .record_heartbeat(3, HeartbeatReport::default(), at(5))
+        .record_heartbeat(3, HeartbeatReport::default(), at(5), EVERY_BEAT)
         .await
         .expect("beat");
     assert_eq!(ignored.droplet.status, DropletStatus::Inactive);
@@ -1283,7 +1286,7 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
     assert!(!on.droplet.manually_deactivated);
     let beat = stores
         .droplets
-        .record_heartbeat(3, HeartbeatReport::default(), at(8))
+        .record_heartbeat(3, HeartbeatReport::default(), at(8), EVERY_BEAT)
         .await
         .expect("beat");
     assert_eq!(beat.droplet.status, DropletStatus::Active);
@@ -1342,7 +1345,7 @@ pub async fn unknown_droplet_is_not_found(stores: &Stores) {
     assert!(is_not_found(stores.droplets.get_droplet(77).await.map(|_| ())));
     let beat = stores
         .droplets
-        .record_heartbeat(77, HeartbeatReport::default(), at(0))
+        .record_heartbeat(77, HeartbeatReport::default(), at(0), EVERY_BEAT)
         .await;
     assert!(is_not_found(beat.map(|_| ())));
     let off = stores
@@ -1996,4 +1999,56 @@ pub async fn finished_tasks_are_deleted_after_their_retention_with_their_history
         )
         .await;
     assert!(reused.is_ok(), "a deleted task's trace id is free: {reused:?}");
+}
+
+/// Heartbeat rows are samples: one per droplet per sample interval, plus
+/// one for every change of status, while `last_heartbeat` follows every
+/// beat. Rows are counted by deleting them all (they are old).
+pub async fn heartbeats_are_kept_as_samples_and_last_heartbeat_is_exact(stores: &Stores) {
+    let minute = Duration::from_secs(60);
+    let beat = |id, status: Option<DropletStatus>, secs: i64, every: Duration| async move {
+        let report = HeartbeatReport {
+            status,
+            metrics: None,
+        };
+        stores
+            .droplets
+            .record_heartbeat(id, report, at(secs), every)
+            .await
+            .expect("beat")
+    };
+    let rows = || async {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        stores
+            .droplets
+            .delete_old_heartbeats(week, 1_000)
+            .await
+            .expect("delete")
+    };
+    register(stores, 1, &[], 0).await;
+    for secs in 1..=10 {
+        beat(1, None, secs, minute).await;
+    }
+    assert_eq!(rows().await, 1, "ten beats within a minute: one sample");
+
+    let sick = beat(1, Some(DropletStatus::Error), 20, minute).await;
+    assert_eq!(sick.droplet.status, DropletStatus::Error);
+    beat(1, Some(DropletStatus::Error), 30, minute).await;
+    assert_eq!(
+        rows().await,
+        1,
+        "the change of status is kept, the beat after it not"
+    );
+
+    beat(1, Some(DropletStatus::Error), 80, minute).await;
+    beat(1, Some(DropletStatus::Error), 85, minute).await;
+    assert_eq!(rows().await, 1, "a minute after the last sample: one more");
+    let droplet = stores.droplets.get_droplet(1).await.expect("droplet");
+    assert_eq!(droplet.last_heartbeat, Some(at(85)), "every beat moves it");
+
+    register(stores, 2, &[], 0).await;
+    for secs in 1..=3 {
+        beat(2, None, secs, EVERY_BEAT).await;
+    }
+    assert_eq!(rows().await, 3, "a zero interval keeps every beat");
 }
