@@ -54,43 +54,6 @@ impl Job for RouterJob {
     }
 }
 
-/// Heartbeat rows are kept this long.
-pub const HEARTBEAT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
-/// Rows deleted per statement, and statements per run: bounded work per run.
-const CLEANUP_BATCH: u32 = 1_000;
-const CLEANUP_BATCHES_PER_RUN: u32 = 100;
-
-/// Deletes heartbeat rows older than seven days (leader only).
-pub struct HeartbeatCleanupJob(pub Arc<dyn DropletStore>);
-
-impl std::fmt::Debug for HeartbeatCleanupJob {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("HeartbeatCleanupJob")
-    }
-}
-
-#[async_trait]
-impl Job for HeartbeatCleanupJob {
-    fn id(&self) -> &'static str {
-        HEARTBEAT_CLEANUP
-    }
-    fn leader_only(&self) -> bool {
-        true
-    }
-    async fn run(&self) -> AppResult<()> {
-        for _ in 0..CLEANUP_BATCHES_PER_RUN {
-            let deleted = self
-                .0
-                .delete_old_heartbeats(HEARTBEAT_RETENTION, CLEANUP_BATCH)
-                .await?;
-            if deleted < u64::from(CLEANUP_BATCH) {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Rows the deleting jobs remove per statement: each statement's locks and
 /// work stay small, and a run goes on statement after statement.
 pub const DELETE_BATCH: u32 = 1_000;
@@ -138,6 +101,70 @@ impl Batches {
 /// store can hold, so that nothing is that old.
 fn cut_off(now: DateTime<Utc>, age: Duration) -> Option<DateTime<Utc>> {
     now.checked_sub_signed(chrono::Duration::from_std(age).ok()?)
+}
+
+/// Deletes heartbeat rows older than the retention
+/// (`HEARTBEAT_RETENTION_DAYS`), all of them however many batches that
+/// takes (leader only).
+pub struct HeartbeatCleanupJob {
+    droplets: Arc<dyn DropletStore>,
+    retention: Duration,
+    batch: u32,
+    batches: Batches,
+}
+
+impl std::fmt::Debug for HeartbeatCleanupJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeartbeatCleanupJob")
+            .field("retention", &self.retention)
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+impl HeartbeatCleanupJob {
+    /// Keeps heartbeat rows for `retention` after they were received.
+    pub fn new(droplets: Arc<dyn DropletStore>, retention: Duration) -> Self {
+        HeartbeatCleanupJob {
+            droplets,
+            retention,
+            batch: DELETE_BATCH,
+            batches: Batches::default(),
+        }
+    }
+
+    /// Deletes `batch` rows per statement instead of [`DELETE_BATCH`].
+    #[must_use]
+    pub fn with_batch(mut self, batch: u32) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+}
+
+#[async_trait]
+impl Job for HeartbeatCleanupJob {
+    fn id(&self) -> &'static str {
+        HEARTBEAT_CLEANUP
+    }
+    fn leader_only(&self) -> bool {
+        true
+    }
+    async fn run(&self) -> AppResult<()> {
+        let deleted = self
+            .batches
+            .run(self.batch, || {
+                self.droplets.delete_old_heartbeats(self.retention, self.batch)
+            })
+            .await?;
+        tracing::info!(deleted, "heartbeat rows past their retention deleted");
+        Ok(())
+    }
+    fn set_paused(&self, paused: bool) {
+        self.batches.set_paused(paused);
+    }
+    async fn quiesce(&self) {
+        self.batches.quiesce().await;
+    }
 }
 
 /// Deletes the tasks finished for good longer ago than the retention
@@ -263,8 +290,9 @@ impl Job for RegistrySyncJob {
     }
 }
 
-/// A job of the spec whose service this process lacks (`registry_sync`
-/// without `REGISTRY_URL`): listed, idle with its reason, never run.
+/// A job that has nothing to do in this process (`registry_sync` without
+/// `REGISTRY_URL`, a deleting job told to keep for ever): listed, idle
+/// with its reason, never run.
 #[derive(Debug)]
 pub struct IdleJob {
     pub id: &'static str,

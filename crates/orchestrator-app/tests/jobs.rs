@@ -10,11 +10,12 @@ use support::memory_ports;
 
 use chrono::{DateTime, Utc};
 use orchestrator_app::Ports;
-use orchestrator_app::jobs::TaskRetentionJob;
+use orchestrator_app::jobs::{HeartbeatCleanupJob, TaskRetentionJob};
 use orchestrator_app::scheduler::Job;
-use orchestrator_domain::{Actor, Role, TaskStatus, TaskUpdate};
-use orchestrator_ports::{ChangeRecord, Clock, MockTaskStore, Transition};
-use orchestrator_testkit::fixtures::{at, new_task};
+use orchestrator_domain::{Actor, HeartbeatReport, Role, TaskStatus, TaskUpdate};
+use orchestrator_memory::MemoryStore;
+use orchestrator_ports::{ChangeRecord, Clock, DropletStore, MockTaskStore, Transition};
+use orchestrator_testkit::fixtures::{at, new_task, registration};
 use uuid::Uuid;
 
 const DAY: i64 = 86_400;
@@ -113,4 +114,31 @@ async fn a_paused_retention_job_stops_after_the_batch_in_flight() {
     job_slot.set(Arc::downgrade(&job)).expect("set once");
     job.run().await.expect("runs");
     job.quiesce().await;
+}
+
+#[tokio::test]
+async fn heartbeat_cleanup_deletes_every_old_row_however_many_batches() {
+    let store = Arc::new(MemoryStore::new());
+    store
+        .register_droplet(registration(1, &[]), at(0))
+        .await
+        .expect("register");
+    for secs in 1..=250 {
+        store
+            .record_heartbeat(1, HeartbeatReport::default(), at(secs), Duration::ZERO)
+            .await
+            .expect("old beat");
+    }
+    store
+        .record_heartbeat(1, HeartbeatReport::default(), Utc::now(), Duration::ZERO)
+        .await
+        .expect("recent beat");
+    let week = Duration::from_secs(7 * 86_400);
+    let job = HeartbeatCleanupJob::new(store.clone(), week).with_batch(2);
+    job.run().await.expect("runs");
+    assert_eq!(
+        store.heartbeat_count(1),
+        1,
+        "125 batches of 2 in one run, more than any cap of 100; the recent row stays"
+    );
 }

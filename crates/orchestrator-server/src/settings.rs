@@ -189,6 +189,8 @@ pub struct RetentionSettings {
     /// `TASK_RETENTION_DAYS`: how long after it finished a task finished
     /// for good is kept, with its history.
     pub tasks: Option<Duration>,
+    /// `HEARTBEAT_RETENTION_DAYS`: how long a heartbeat row is kept.
+    pub heartbeats: Option<Duration>,
 }
 
 /// The variables settings were read from, before `CONFIG_FILE` was applied.
@@ -290,6 +292,7 @@ impl Settings {
             },
             retention: RetentionSettings {
                 tasks: reader.days("TASK_RETENTION_DAYS", 30.0),
+                heartbeats: reader.days("HEARTBEAT_RETENTION_DAYS", 7.0),
             },
             run: reader.run_time(Reader::tunables),
             source,
@@ -686,6 +689,22 @@ mod tests {
         assert_eq!(default.retention.tasks, Some(Duration::from_secs(30 * 86_400)));
         assert_eq!(default.run.task_retention_interval, Duration::from_secs(300));
         assert_eq!(default.store.heartbeat_sample, Duration::from_secs(60));
+        assert_eq!(
+            default.retention.heartbeats,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        let soak = Settings::from_vars(vars(&[
+            ("JWT_SECRET_KEY", &secret),
+            ("HEARTBEAT_RETENTION_DAYS", "0.5"),
+        ]))
+        .expect("valid");
+        assert_eq!(soak.retention.heartbeats, Some(Duration::from_secs(43_200)));
+        let errors = Settings::from_vars(vars(&[
+            ("JWT_SECRET_KEY", &secret),
+            ("HEARTBEAT_RETENTION_DAYS", "-0.5"),
+        ]))
+        .expect_err("negative");
+        assert!(errors[0].starts_with("HEARTBEAT_RETENTION_DAYS="), "{errors:?}");
         let minutes = read("0.0014")
             .expect("valid")
             .retention

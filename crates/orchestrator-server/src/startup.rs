@@ -11,7 +11,7 @@ use orchestrator_app::jobs::{
     HealthMonitorJob, HeartbeatCleanupJob, IdempotencyCleanupJob, IdleJob, RegistrySyncJob, RouterJob,
     TaskRetentionJob, WebSocketPingJob,
 };
-use orchestrator_app::scheduler::{Job, REGISTRY_SYNC, TASK_RETENTION};
+use orchestrator_app::scheduler::{HEARTBEAT_CLEANUP, Job, REGISTRY_SYNC, TASK_RETENTION};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
     Ports, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, StatusService, TaskService,
@@ -418,7 +418,7 @@ fn scheduler(
     );
     scheduler.add(Arc::new(RouterJob(router.clone())), settings.run.router_interval);
     scheduler.add(
-        Arc::new(HeartbeatCleanupJob(ports.droplets.clone())),
+        heartbeat_cleanup(settings, ports),
         settings.run.heartbeat_cleanup_interval,
     );
     scheduler.add(
@@ -426,6 +426,17 @@ fn scheduler(
         settings.feeds.heartbeat_interval,
     );
     scheduler
+}
+
+/// The `heartbeat_cleanup` job, idle when `HEARTBEAT_RETENTION_DAYS` is 0.
+fn heartbeat_cleanup(settings: &Settings, ports: &Ports) -> Arc<dyn Job> {
+    match settings.retention.heartbeats {
+        Some(retention) => Arc::new(HeartbeatCleanupJob::new(ports.droplets.clone(), retention)),
+        None => Arc::new(IdleJob {
+            id: HEARTBEAT_CLEANUP,
+            reason: "HEARTBEAT_RETENTION_DAYS is 0, so heartbeat rows are kept for ever".into(),
+        }),
+    }
 }
 
 /// The `task_retention` job, idle when `TASK_RETENTION_DAYS` is 0.
