@@ -223,7 +223,8 @@ async fn admins_read_the_version_and_pause_and_resume_jobs() {
             "heartbeat_cleanup",
             "websocket_ping",
             "registry_sync",
-            "idempotency_cleanup"
+            "idempotency_cleanup",
+            "task_retention"
         ]
     );
     assert!(
@@ -298,7 +299,7 @@ async fn an_emergency_stop_pauses_every_job_until_each_is_resumed() {
     let admin = client(&app, app.admin());
     let stop = admin.emergency_stop().await.expect("stop");
     assert!(stop.stopped);
-    assert_eq!(stop.jobs.len(), 6, "{stop:?}");
+    assert_eq!(stop.jobs.len(), 7, "{stop:?}");
     assert!(stop.jobs.iter().all(|j| j.paused), "{stop:?}");
     assert!(stop.resume.contains("task_router"), "{}", stop.resume);
     assert!(admin.jobs().await.expect("jobs").iter().all(|j| j.paused));
@@ -481,7 +482,7 @@ async fn the_metrics_come_back_typed() {
     let health = analyst.system_health().await.expect("system health");
     assert_eq!(health.store.status, StoreStatus::Up);
     assert!(health.store.latency_ms.is_some_and(|ms| ms >= 0.0), "{health:?}");
-    assert_eq!(health.jobs.len(), 6, "{health:?}");
+    assert_eq!(health.jobs.len(), 7, "{health:?}");
     let droplets = health.droplets.as_ref().expect("the store is up");
     assert_eq!(
         (droplets.total, droplets.late_heartbeats),

@@ -66,7 +66,8 @@ async fn admins_see_the_jobs_and_others_are_refused() {
             "heartbeat_cleanup",
             "websocket_ping",
             "registry_sync",
-            "idempotency_cleanup"
+            "idempotency_cleanup",
+            "task_retention"
         ]
     );
     for field in [
@@ -211,12 +212,16 @@ impl Drop for ConfigFile {
 }
 
 async fn router_interval(app: &orchestrator_tests::TestApp) -> serde_json::Value {
+    interval_of(app, "task_router").await
+}
+
+async fn interval_of(app: &orchestrator_tests::TestApp, job: &str) -> serde_json::Value {
     let jobs = app.get("/management/scheduler/jobs", &app.admin()).await;
     jobs.payload()["jobs"]
         .as_array()
-        .and_then(|jobs| jobs.iter().find(|j| j["id"] == "task_router"))
+        .and_then(|jobs| jobs.iter().find(|j| j["id"] == job))
         .map(|j| j["interval_seconds"].clone())
-        .expect("the router job")
+        .unwrap_or_else(|| panic!("the {job} job"))
 }
 
 #[tokio::test]
@@ -242,7 +247,9 @@ async fn reload_config_applies_a_changed_file_and_names_what_needs_a_restart() {
         "{unchanged:?}"
     );
 
-    file.write("# faster routing\nROUTER_INTERVAL=5\nWORKERS=3\n");
+    file.write(
+        "# faster routing\nROUTER_INTERVAL=5\nWORKERS=3\nTASK_RETENTION_INTERVAL=120\nTASK_RETENTION_DAYS=7\n",
+    );
     let reply = app
         .post("/management/reload-config", &app.admin(), json!({}))
         .await;
@@ -252,10 +259,15 @@ async fn reload_config_applies_a_changed_file_and_names_what_needs_a_restart() {
             &reply.payload()["changed"],
             &reply.payload()["requires_restart"]
         ),
-        (200, &json!(["ROUTER_INTERVAL"]), &json!(["WORKERS"])),
+        (
+            200,
+            &json!(["ROUTER_INTERVAL", "TASK_RETENTION_INTERVAL"]),
+            &json!(["TASK_RETENTION_DAYS", "WORKERS"])
+        ),
         "{reply:?}"
     );
     assert_eq!(router_interval(&app).await, 5, "applied at once");
+    assert_eq!(interval_of(&app, "task_retention").await, 120);
 }
 
 #[tokio::test]

@@ -98,7 +98,7 @@ async fn the_metrics_describe_what_happened() {
     let health = payload(&app, "/metrics/system/health").await;
     assert_eq!(health["store"]["status"], "up");
     assert!(health["store"]["latency_ms"].as_f64().is_some());
-    assert_eq!(health["jobs"].as_array().map(Vec::len), Some(6));
+    assert_eq!(health["jobs"].as_array().map(Vec::len), Some(7));
     assert_eq!(
         health["droplets"],
         json!({ "total": 1, "by_status": { "active": 1 }, "late_heartbeats": 0, "heartbeat_interval_seconds": 60 })

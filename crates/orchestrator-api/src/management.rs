@@ -39,7 +39,8 @@ pub enum Environment {
 }
 
 /// A scheduler job: `health_monitor`, `task_router`, `registry_sync`,
-/// `heartbeat_cleanup`, `websocket_ping` or `idempotency_cleanup`.
+/// `heartbeat_cleanup`, `websocket_ping`, `idempotency_cleanup` or
+/// `task_retention`.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct JobStatus {

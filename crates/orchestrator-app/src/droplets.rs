@@ -2,6 +2,7 @@
 //! list, get, activate, deactivate.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use orchestrator_domain::{
     Caller, Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
@@ -12,6 +13,11 @@ use orchestrator_ports::{DropletChange, DropletFilter};
 use crate::authz::{require, require_droplet_or_admin};
 use crate::{AppError, AppResult, Ports, Recovery, ServiceDirectory};
 
+/// How often a droplet's heartbeat is kept as a row by default: one a
+/// minute says enough about a droplet's week, where every beat would be
+/// tens of thousands of rows a day per droplet.
+pub const HEARTBEAT_SAMPLE_EVERY: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone)]
 pub struct DropletService {
     ports: Ports,
@@ -19,17 +25,16 @@ pub struct DropletService {
     /// Takes back the work of a droplet that restarted or is drained with
     /// requeue; without it, the next recovery pass does.
     recovery: Option<Arc<Recovery>>,
+    /// `HEARTBEAT_SAMPLE_SECONDS`: a heartbeat that changes no status is
+    /// kept as a row at most once per droplet this often.
+    heartbeat_sample: Duration,
 }
 
 impl DropletService {
     /// Finds services only among the droplets the store knows.
     pub fn new(ports: Ports) -> Self {
         let directory = ServiceDirectory::new(ports.clone(), None);
-        Self {
-            ports,
-            directory,
-            recovery: None,
-        }
+        Self::with_directory(ports, directory)
     }
 
     /// Finds services through `directory` (with the Registry behind it).
@@ -38,6 +43,7 @@ impl DropletService {
             ports,
             directory,
             recovery: None,
+            heartbeat_sample: HEARTBEAT_SAMPLE_EVERY,
         }
     }
 
@@ -45,6 +51,15 @@ impl DropletService {
     /// drained droplet's on request, through `recovery`.
     pub fn with_recovery(mut self, recovery: Arc<Recovery>) -> Self {
         self.recovery = Some(recovery);
+        self
+    }
+
+    /// Keeps a heartbeat row per droplet at most once per `every` (and on
+    /// every change of status) instead of once per [`HEARTBEAT_SAMPLE_EVERY`];
+    /// zero keeps every heartbeat.
+    #[must_use]
+    pub fn with_heartbeat_sample_every(mut self, every: Duration) -> Self {
+        self.heartbeat_sample = every;
         self
     }
 
@@ -85,6 +100,8 @@ impl DropletService {
     }
 
     /// Records a heartbeat; an inactive droplet that beats is active again.
+    /// `last_heartbeat` moves with every one; the store keeps it as a row
+    /// when it is a sample (see `DropletStore::record_heartbeat`).
     pub async fn heartbeat(
         &self,
         caller: &Caller,
@@ -96,7 +113,11 @@ impl DropletService {
             orchestrator_domain::storable_json("metrics", metrics)?;
         }
         let now = self.ports.clock.now();
-        let change = self.ports.droplets.record_heartbeat(id, report, now).await?;
+        let change = self
+            .ports
+            .droplets
+            .record_heartbeat(id, report, now, self.heartbeat_sample)
+            .await?;
         self.publish_if_changed(&change).await;
         Ok(change)
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use orchestrator_domain::{Caller, Permission};
 
 use crate::authz::require;
-use crate::scheduler::{HEALTH_MONITOR, HEARTBEAT_CLEANUP, TASK_ROUTER};
+use crate::scheduler::{HEALTH_MONITOR, HEARTBEAT_CLEANUP, TASK_RETENTION, TASK_ROUTER};
 use crate::{AppResult, JobStatus, Recovery, RecoverySettings, Scheduler};
 
 /// The settings that take effect without a restart (`reload-config`).
@@ -16,6 +16,7 @@ pub struct Tunables {
     pub router_interval: Duration,
     pub heartbeat_check_interval: Duration,
     pub heartbeat_cleanup_interval: Duration,
+    pub task_retention_interval: Duration,
     pub recovery: RecoverySettings,
 }
 
@@ -45,7 +46,7 @@ impl ManagementService {
         require(caller, Permission::Admin)?;
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let (before, after) = (current.recovery, next.recovery);
-        let checks: [(&'static str, bool); 11] = [
+        let checks: [(&'static str, bool); 12] = [
             ("ROUTER_INTERVAL", current.router_interval != next.router_interval),
             (
                 "HEARTBEAT_CHECK_INTERVAL",
@@ -54,6 +55,10 @@ impl ManagementService {
             (
                 "HEARTBEAT_CLEANUP_INTERVAL",
                 current.heartbeat_cleanup_interval != next.heartbeat_cleanup_interval,
+            ),
+            (
+                "TASK_RETENTION_INTERVAL",
+                current.task_retention_interval != next.task_retention_interval,
             ),
             (
                 "HEARTBEAT_TIMEOUT",
@@ -78,6 +83,8 @@ impl ManagementService {
             .set_interval(HEALTH_MONITOR, next.heartbeat_check_interval);
         self.scheduler
             .set_interval(HEARTBEAT_CLEANUP, next.heartbeat_cleanup_interval);
+        self.scheduler
+            .set_interval(TASK_RETENTION, next.task_retention_interval);
         self.recovery.set_settings(next.recovery);
         *current = next;
         let changed: Vec<&'static str> = checks.into_iter().filter(|(_, c)| *c).map(|(n, _)| n).collect();

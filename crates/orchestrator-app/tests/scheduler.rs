@@ -140,6 +140,7 @@ async fn reloading_changes_intervals_and_recovery_and_names_what_changed() {
         router_interval: TICK,
         heartbeat_check_interval: Duration::from_secs(60),
         heartbeat_cleanup_interval: Duration::from_secs(3600),
+        task_retention_interval: Duration::from_secs(300),
         recovery: recovery_settings,
     };
     let management = ManagementService::new(scheduler.clone(), recovery.clone(), before);

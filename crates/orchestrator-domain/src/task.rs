@@ -351,6 +351,13 @@ impl Task {
             && self.cancel_requested_at.is_none()
     }
 
+    /// Finished for good at `now`: [`Self::is_final`], or failed with its
+    /// deadline passed, which recovery never retries. Only a person's retry
+    /// brings such a task back; retention deletes it once it is old.
+    pub fn is_finished(&self, now: DateTime<Utc>) -> bool {
+        self.is_final() || (self.status == TaskStatus::Failed && self.deadline.is_some_and(|d| d < now))
+    }
+
     /// The task with a cancel request recorded at `at`: only a running task
     /// takes one (one not started yet is cancelled outright, a finished one
     /// has nothing to stop). `Ok(None)` when one was already recorded.
@@ -760,6 +767,32 @@ mod tests {
             again.apply(TaskUpdate::Retry { retry_after: at(9) }, Actor::SYSTEM, at(6)),
             Err(TransitionError::RetriesExhausted { .. })
         ));
+    }
+
+    #[test]
+    fn finished_for_good_is_final_or_failed_past_its_deadline() {
+        let mut failed = task();
+        failed.status = TaskStatus::Failed;
+        failed.max_retries = 2;
+        assert!(!failed.is_finished(at(5)), "retries left");
+        failed.deadline = Some(at(4));
+        assert!(failed.is_finished(at(5)), "deadline passed");
+        assert!(!failed.is_finished(at(3)), "deadline still ahead");
+        failed.deadline = None;
+        failed.cancel_requested_at = Some(at(1));
+        assert!(failed.is_finished(at(5)), "stopped on request");
+        for (status, finished) in [
+            (TaskStatus::Completed, true),
+            (TaskStatus::Cancelled, true),
+            (TaskStatus::Pending, false),
+            (TaskStatus::Assigned, false),
+            (TaskStatus::InProgress, false),
+        ] {
+            let mut t = task();
+            t.status = status;
+            t.deadline = Some(at(1));
+            assert_eq!(t.is_finished(at(5)), finished, "{status}");
+        }
     }
 
     #[test]

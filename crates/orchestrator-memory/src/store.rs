@@ -38,6 +38,8 @@ struct State {
     history: HashMap<TaskId, Vec<HistoryEntry>>,
     droplets: BTreeMap<DropletId, Droplet>,
     heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
+    /// When each droplet's latest heartbeat row was kept: rows are samples.
+    heartbeat_sampled_at: HashMap<DropletId, DateTime<Utc>>,
     /// Tasks whose deadline was reported at risk (once each), and when.
     deadline_risks: HashMap<TaskId, DateTime<Utc>>,
     /// Idempotency keys by caller and key.
@@ -74,6 +76,14 @@ impl MemoryStore {
     pub fn heartbeat_count(&self, id: DropletId) -> usize {
         self.lock().heartbeats.get(&id).map_or(0, VecDeque::len)
     }
+}
+
+/// Whether a heartbeat at `at` is due as a sample, the last one having been
+/// kept at `last`: every beat when `every` is zero, else one `every` after
+/// the last (a beat older than the last never is).
+fn sample_due(last: Option<DateTime<Utc>>, at: DateTime<Utc>, every: std::time::Duration) -> bool {
+    let every = chrono::Duration::from_std(every).unwrap_or(chrono::Duration::MAX);
+    every.is_zero() || last.is_none_or(|last| last.checked_add_signed(every).is_some_and(|due| at >= due))
 }
 
 /// Why `droplet`, holding `held` tasks, cannot take one more (None: it can).
@@ -220,6 +230,18 @@ impl State {
         }
     }
 
+    /// Drops task `id` and everything kept of it: its history, its trace id
+    /// (free again, as a deleted row frees it in PostgreSQL), its routing
+    /// claim and its deadline warning.
+    fn delete_task(&mut self, id: TaskId) {
+        if let Some(task) = self.tasks.remove(&id) {
+            self.trace_ids.remove(&task.trace_id);
+        }
+        self.history.remove(&id);
+        self.leases.remove(&id);
+        self.deadline_risks.remove(&id);
+    }
+
     fn push_history(&mut self, entry: impl FnOnce(i64) -> HistoryEntry) {
         self.last_history_id += 1;
         let entry = entry(self.last_history_id);
@@ -354,6 +376,22 @@ impl TaskStore for MemoryStore {
         let was = state.idempotency.len();
         state.idempotency.retain(|_, k| k.at >= before);
         Ok((was - state.idempotency.len()) as u64)
+    }
+
+    async fn delete_finished_tasks(&self, before: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+        let now = Utc::now();
+        let mut state = self.lock();
+        let old: Vec<TaskId> = state
+            .tasks
+            .values()
+            .filter(|t| t.completed_at.is_some_and(|done| done < before) && t.is_finished(now))
+            .map(|t| t.id)
+            .take(batch as usize)
+            .collect();
+        for id in &old {
+            state.delete_task(*id);
+        }
+        Ok(old.len() as u64)
     }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
@@ -622,6 +660,7 @@ impl DropletStore for MemoryStore {
         id: DropletId,
         report: HeartbeatReport,
         at: DateTime<Utc>,
+        sample_every: std::time::Duration,
     ) -> StoreResult<DropletChange> {
         let mut state = self.lock();
         let droplet = state.droplet_mut(id)?;
@@ -633,6 +672,13 @@ impl DropletStore for MemoryStore {
             droplet: droplet.clone(),
             previous_status: Some(previous_status),
         };
+        let sampled = state.heartbeat_sampled_at.get(&id).copied();
+        if change.droplet.status == previous_status && !sample_due(sampled, at, sample_every) {
+            return Ok(change);
+        }
+        state
+            .heartbeat_sampled_at
+            .insert(id, sampled.map_or(at, |last| last.max(at)));
         let rows = state.heartbeats.entry(id).or_default();
         if rows.len() == HEARTBEATS_KEPT {
             rows.pop_front();

@@ -220,6 +220,13 @@ pub trait TaskStore: Send + Sync {
     /// Deletes the idempotency keys recorded before `before`; returns how many.
     async fn delete_expired_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
+    /// Deletes up to `batch` tasks finished for good ([`Task::is_finished`],
+    /// a deadline judged by the store's clock) whose `completed_at` is
+    /// before `before`, with their history and whatever else the store
+    /// keeps of them; returns how many tasks it deleted. A task another
+    /// change holds is left for a later call, never waited for.
+    async fn delete_finished_tasks(&self, before: DateTime<Utc>, batch: u32) -> StoreResult<u64>;
+
     async fn get_task(&self, id: TaskId) -> StoreResult<Task>;
 
     /// The task's history, oldest first.
@@ -531,13 +538,18 @@ pub trait DropletStore: Send + Sync {
 
     async fn list_droplets(&self, filter: &DropletFilter) -> StoreResult<Vec<Droplet>>;
 
-    /// Stores a heartbeat row and updates `last_heartbeat` and the status
-    /// (see `Droplet::status_after_heartbeat`).
+    /// Moves `last_heartbeat` to `at` and sets the status (see
+    /// `Droplet::status_after_heartbeat`). The beat is also kept as a
+    /// heartbeat row when it changes the droplet's status, or when the
+    /// droplet's last row kept is `sample_every` old or older (every beat
+    /// when zero): the rows are samples, `last_heartbeat` is exact. The
+    /// decision holds across every process sharing the store.
     async fn record_heartbeat(
         &self,
         id: DropletId,
         report: HeartbeatReport,
         at: DateTime<Utc>,
+        sample_every: std::time::Duration,
     ) -> StoreResult<DropletChange>;
 
     /// Sets the status; `manual` marks an admin's decision that heartbeats do not undo.

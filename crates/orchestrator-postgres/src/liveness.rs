@@ -14,6 +14,14 @@
 //! another replica marked silent while it beat here is revived by its first
 //! heartbeat after that flush.
 //!
+//! Heartbeat rows are samples: a flush keeps, of each droplet's heartbeats,
+//! the first one due, one sample interval after the row last kept
+//! (`droplets.heartbeat_sampled_at`, read under the droplet's row lock so
+//! that replicas sample as one), or every one when the interval is zero;
+//! a heartbeat that changes the status is always kept, and written at once.
+//! A flush keeps at most one row per droplet when sampling, so a flush
+//! interval longer than the sample interval keeps fewer samples, never more.
+//!
 //! What can be lost: the heartbeats of the last flush interval (a second
 //! by default, `HEARTBEAT_FLUSH_INTERVAL_MS`) if the process dies; the
 //! droplet's next heartbeat makes up for them.
@@ -31,7 +39,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Double, Jsonb, Nullable, Text, Timestamp};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{Droplet, DropletId, DropletStatus, HeartbeatReport};
@@ -64,6 +72,8 @@ struct Beat {
     status: DropletStatus,
     metrics: Option<Value>,
     at: DateTime<Utc>,
+    /// Kept as a row only when the droplet's last one is this old.
+    sample_every: Duration,
 }
 
 #[derive(Default)]
@@ -119,6 +129,7 @@ impl Liveness {
         id: DropletId,
         report: HeartbeatReport,
         at: DateTime<Utc>,
+        sample_every: Duration,
     ) -> Result<DropletChange, HeartbeatReport> {
         let mut state = self.state();
         if state.pending.len() >= MAX_PENDING {
@@ -143,6 +154,7 @@ impl Liveness {
             status: report.status.unwrap_or(DropletStatus::Active),
             metrics: report.metrics,
             at,
+            sample_every,
         };
         state.pending.push(beat);
         Ok(change)
@@ -268,6 +280,7 @@ async fn write(
     let statuses: Vec<&str> = beats.iter().map(|b| b.status.as_str()).collect();
     let metrics: Vec<Option<&Value>> = beats.iter().map(|b| b.metrics.as_ref()).collect();
     let times: Vec<NaiveDateTime> = beats.iter().map(|b| naive(b.at)).collect();
+    let samples: Vec<f64> = beats.iter().map(|b| b.sample_every.as_secs_f64()).collect();
     let mut conn = pool.get().await.map_err(pool_error)?;
     diesel::sql_query(sql::heartbeats::FLUSH)
         .bind::<Array<BigInt>, _>(droplets)
@@ -275,6 +288,7 @@ async fn write(
         .bind::<Array<Nullable<Jsonb>>, _>(metrics)
         .bind::<Array<Timestamp>, _>(times)
         .bind::<Array<BigInt>, _>(known)
+        .bind::<Array<Double>, _>(samples)
         .load(&mut conn)
         .await
         .map_err(store_error)

@@ -97,6 +97,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("last_assigned_at", "timestamp without time zone"),
             ("service_id", "bigint"),
             ("session_started_at", "timestamp without time zone"),
+            ("heartbeat_sampled_at", "timestamp without time zone"),
         ],
     ),
     (

@@ -22,6 +22,7 @@ diesel::table! {
         last_assigned_at -> Nullable<Timestamp>,
         service_id -> Nullable<Int8>,
         session_started_at -> Nullable<Timestamp>,
+        heartbeat_sampled_at -> Nullable<Timestamp>,
     }
 }
 

@@ -11,7 +11,7 @@ use deadpool::managed::{Hook, HookError, Metrics};
 use diesel::dsl::count_star;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, Text, Timestamp};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -33,7 +33,7 @@ use crate::idempotency::Keyed;
 use crate::liveness::Liveness;
 use crate::migrations::verify_schema;
 use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, TaskWithDropletRow, naive};
-use crate::schema::{droplets, heartbeats, task_state_history, tasks};
+use crate::schema::{droplets, task_state_history, tasks};
 use crate::sql;
 
 /// Statuses in which a task occupies a slot of its droplet.
@@ -315,6 +315,17 @@ impl TaskStore for PgStore {
     async fn delete_expired_idempotency_keys(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         let mut conn = self.conn().await?;
         crate::idempotency::delete_expired(&mut conn, before).await
+    }
+
+    async fn delete_finished_tasks(&self, before: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
+        let mut conn = self.conn().await?;
+        let deleted = diesel::sql_query(sql::tasks::DELETE_FINISHED)
+            .bind::<Timestamp, _>(naive(before))
+            .bind::<Integer, _>(i32::try_from(batch).unwrap_or(i32::MAX))
+            .execute(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(deleted as u64)
     }
 
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
@@ -737,8 +748,9 @@ impl DropletStore for PgStore {
         id: DropletId,
         report: HeartbeatReport,
         at: DateTime<Utc>,
+        sample_every: Duration,
     ) -> StoreResult<DropletChange> {
-        let report = match self.liveness.absorb(id, report, at) {
+        let report = match self.liveness.absorb(id, report, at, sample_every) {
             Ok(change) => {
                 self.liveness.start_flusher(&self.pool);
                 return Ok(change);
@@ -751,13 +763,13 @@ impl DropletStore for PgStore {
             .transaction::<_, TxError, _>(async move |conn| {
                 let (internal, before) = locked_droplet(conn, id).await?;
                 let status = before.status_after_heartbeat(report.status);
-                diesel::insert_into(heartbeats::table)
-                    .values((
-                        heartbeats::droplet_id.eq(internal),
-                        heartbeats::status.eq(report.status.unwrap_or(DropletStatus::Active).as_str()),
-                        heartbeats::metrics.eq(&report.metrics),
-                        heartbeats::received_at.eq(naive(at)),
-                    ))
+                diesel::sql_query(sql::heartbeats::SAMPLE)
+                    .bind::<BigInt, _>(internal)
+                    .bind::<Text, _>(report.status.unwrap_or(DropletStatus::Active).as_str())
+                    .bind::<Nullable<Jsonb>, _>(&report.metrics)
+                    .bind::<Timestamp, _>(naive(at))
+                    .bind::<Double, _>(sample_every.as_secs_f64())
+                    .bind::<Bool, _>(status != before.status)
                     .execute(conn)
                     .await?;
                 let after =

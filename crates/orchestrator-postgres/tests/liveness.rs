@@ -1,7 +1,8 @@
 //! Cheap heartbeats: a heartbeat that changes nothing but the time is held
 //! in memory and written with the others once a second; one that changes a
 //! status is written at once; changes made on another replica are seen
-//! within a flush.
+//! within a flush; replicas sharing the database keep heartbeat rows as
+//! samples as one. Most cases keep every heartbeat as a row, to count them.
 
 use std::time::Duration;
 
@@ -37,8 +38,13 @@ async fn register(store: &PgStore, id: i64) {
 }
 
 async fn beat(store: &PgStore, id: i64, at: DateTime<Utc>) -> DropletChange {
+    sampled_beat(store, id, at, Duration::ZERO).await
+}
+
+/// A heartbeat kept as a row only when `every` has passed since the last one kept.
+async fn sampled_beat(store: &PgStore, id: i64, at: DateTime<Utc>, every: Duration) -> DropletChange {
     store
-        .record_heartbeat(id, HeartbeatReport::default(), at)
+        .record_heartbeat(id, HeartbeatReport::default(), at, every)
         .await
         .expect("heartbeat")
 }
@@ -238,4 +244,44 @@ async fn during_an_outage_only_each_droplets_latest_heartbeat_is_held() {
         assert_eq!(seen.last_heartbeat, Some(latest), "the latest was kept");
     }
     drop(cluster);
+}
+
+#[tokio::test]
+async fn replicas_sharing_the_database_keep_one_sample_between_them() {
+    let database = database().await;
+    let (here, there) = (store(&database), store(&database));
+    let minute = Duration::from_secs(60);
+    let start = Utc::now().trunc_subsecs(6);
+    let second = |n: i64| start + chrono::Duration::seconds(n);
+    register(&here, 1).await;
+    sampled_beat(&here, 1, second(0), minute).await;
+    sampled_beat(&there, 1, second(1), minute).await;
+    assert_eq!(
+        heartbeat_rows(&database).await,
+        1,
+        "each replica's first beat is written at once, but only one is due"
+    );
+    for n in 2..30 {
+        let store = if n % 2 == 0 { &here } else { &there };
+        sampled_beat(store, 1, second(n), minute).await;
+    }
+    sampled_beat(&here, 1, second(61), minute).await;
+    sampled_beat(&there, 1, second(62), minute).await;
+    here.flush_heartbeats().await.expect("flush here");
+    there.flush_heartbeats().await.expect("flush there");
+    assert_eq!(
+        heartbeat_rows(&database).await,
+        2,
+        "one more a minute after the first, from whichever replica wrote first"
+    );
+    let sampled = format!(
+        "SELECT count(*) AS n FROM droplets WHERE heartbeat_sampled_at = '{}' AND last_heartbeat = '{}'",
+        second(61).naive_utc(),
+        second(62).naive_utc()
+    );
+    assert_eq!(
+        database.count(&sampled).await,
+        1,
+        "the sample's time, the latest beat's time"
+    );
 }

@@ -67,7 +67,10 @@ async fn every_growing_id_goes_past_32_bits() {
         status: Some(DropletStatus::Active),
         metrics: None,
     };
-    store.record_heartbeat(7, report, now).await.expect("beat");
+    store
+        .record_heartbeat(7, report, now, std::time::Duration::ZERO)
+        .await
+        .expect("beat");
     store.flush_heartbeats().await.expect("written");
     assert_eq!(
         database

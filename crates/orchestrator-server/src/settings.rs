@@ -76,6 +76,7 @@ pub struct Settings {
     pub messaging: MessagingSettings,
     pub registry: RegistrySettings,
     pub features: Features,
+    pub retention: RetentionSettings,
     /// What a reload changes while the server runs.
     pub run: Tunables,
     /// What these settings were read from, to read them again.
@@ -97,6 +98,9 @@ pub struct StoreSettings {
     /// `IDEMPOTENCY_WINDOW_SECONDS`: how long an `Idempotency-Key` is
     /// remembered (and its row kept).
     pub idempotency_window: Duration,
+    /// `HEARTBEAT_SAMPLE_SECONDS`: a heartbeat that changes no status is
+    /// kept as a row at most once per droplet this often (zero: every one).
+    pub heartbeat_sample: Duration,
 }
 
 /// The tokens the server signs and checks.
@@ -182,6 +186,16 @@ pub struct Features {
     pub dashboard: bool,
 }
 
+/// How long what piles up is kept; `None` keeps it for ever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionSettings {
+    /// `TASK_RETENTION_DAYS`: how long after it finished a task finished
+    /// for good is kept, with its history.
+    pub tasks: Option<Duration>,
+    /// `HEARTBEAT_RETENTION_DAYS`: how long a heartbeat row is kept.
+    pub heartbeats: Option<Duration>,
+}
+
 /// The variables settings were read from, before `CONFIG_FILE` was applied.
 #[derive(Clone, Default)]
 pub struct VarSource(HashMap<String, String>);
@@ -234,6 +248,7 @@ impl Settings {
                     reader.positive("HEARTBEAT_FLUSH_INTERVAL_MS", 1000),
                 ),
                 idempotency_window: reader.seconds("IDEMPOTENCY_WINDOW_SECONDS", 24 * 3600),
+                heartbeat_sample: Duration::from_secs(reader.parsed("HEARTBEAT_SAMPLE_SECONDS", 60)),
             },
             auth: AuthSettings {
                 jwt_secret,
@@ -278,6 +293,10 @@ impl Settings {
                 metrics: reader.flag("ENABLE_METRICS", true),
                 swagger: reader.flag("ENABLE_SWAGGER", environment == Environment::Development),
                 dashboard: reader.flag("ENABLE_DASHBOARD", true),
+            },
+            retention: RetentionSettings {
+                tasks: reader.days("TASK_RETENTION_DAYS", 30.0),
+                heartbeats: reader.days("HEARTBEAT_RETENTION_DAYS", 7.0),
             },
             run: reader.run_time(Reader::tunables),
             source,
@@ -374,6 +393,7 @@ impl Reader {
             router_interval: self.seconds("ROUTER_INTERVAL", 10),
             heartbeat_check_interval: self.seconds("HEARTBEAT_CHECK_INTERVAL", 60),
             heartbeat_cleanup_interval: self.seconds("HEARTBEAT_CLEANUP_INTERVAL", 3600),
+            task_retention_interval: self.seconds("TASK_RETENTION_INTERVAL", 300),
             recovery: RecoverySettings {
                 heartbeat_timeout: self.seconds("HEARTBEAT_TIMEOUT", 90),
                 ack_timeout: self.seconds("ASSIGNMENT_ACK_TIMEOUT", 60),
@@ -483,6 +503,32 @@ impl Reader {
 
     fn seconds(&mut self, name: &'static str, default: u64) -> Duration {
         Duration::from_secs(self.positive(name, default))
+    }
+
+    /// A number of days, decimals allowed (`0.0014` is about two minutes,
+    /// for a soak test); `0` keeps for ever (`None`).
+    fn days(&mut self, name: &'static str, default: f64) -> Option<Duration> {
+        let days = match self.optional(name) {
+            None => default,
+            Some(raw) => match raw.parse::<f64>() {
+                Ok(days) if days.is_finite() && days >= 0.0 => days,
+                _ => {
+                    self.errors.push(format!(
+                        "{name}={raw:?} is invalid: expected a number of days, 0 or more (decimals allowed; 0 keeps for ever)"
+                    ));
+                    default
+                }
+            },
+        };
+        match Duration::try_from_secs_f64(days * 86_400.0) {
+            Ok(age) if age.is_zero() => None,
+            Ok(age) => Some(age),
+            Err(_) => {
+                self.errors
+                    .push(format!("{name}={days} is too many days to count"));
+                None
+            }
+        }
     }
 
     fn store(&mut self) -> StoreKind {
@@ -634,6 +680,49 @@ mod tests {
         assert!(matches!(s.store.kind, StoreKind::Memory));
         assert_eq!((s.store.pool.size, s.store.pool.max_overflow), (20, 10));
         assert_eq!(s.environment, Environment::Production);
+    }
+
+    #[test]
+    fn retention_is_in_days_decimals_allowed_and_zero_keeps_for_ever() {
+        let secret = "k".repeat(32);
+        let read = |value: &str| {
+            Settings::from_vars(vars(&[
+                ("JWT_SECRET_KEY", &secret),
+                ("TASK_RETENTION_DAYS", value),
+            ]))
+        };
+        let default = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret)])).expect("valid");
+        assert_eq!(default.retention.tasks, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(default.run.task_retention_interval, Duration::from_secs(300));
+        assert_eq!(default.store.heartbeat_sample, Duration::from_secs(60));
+        assert_eq!(
+            default.retention.heartbeats,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        let soak = Settings::from_vars(vars(&[
+            ("JWT_SECRET_KEY", &secret),
+            ("HEARTBEAT_RETENTION_DAYS", "0.5"),
+        ]))
+        .expect("valid");
+        assert_eq!(soak.retention.heartbeats, Some(Duration::from_secs(43_200)));
+        let errors = Settings::from_vars(vars(&[
+            ("JWT_SECRET_KEY", &secret),
+            ("HEARTBEAT_RETENTION_DAYS", "-0.5"),
+        ]))
+        .expect_err("negative");
+        assert!(errors[0].starts_with("HEARTBEAT_RETENTION_DAYS="), "{errors:?}");
+        let minutes = read("0.0014")
+            .expect("valid")
+            .retention
+            .tasks
+            .expect("kept a while");
+        assert_eq!(minutes.as_secs(), 120, "{minutes:?}");
+        assert_eq!(read("0").expect("valid").retention.tasks, None);
+        for bad in ["-1", "thirty", "NaN", "inf", "1e300"] {
+            let errors = read(bad).expect_err(bad);
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert!(errors[0].starts_with("TASK_RETENTION_DAYS="), "{errors:?}");
+        }
     }
 
     #[test]

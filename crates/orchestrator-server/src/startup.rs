@@ -9,9 +9,9 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{
     HealthMonitorJob, HeartbeatCleanupJob, IdempotencyCleanupJob, IdleJob, RegistrySyncJob, RouterJob,
-    WebSocketPingJob,
+    TaskRetentionJob, WebSocketPingJob,
 };
-use orchestrator_app::scheduler::{Job, REGISTRY_SYNC};
+use orchestrator_app::scheduler::{HEARTBEAT_CLEANUP, Job, REGISTRY_SYNC, TASK_RETENTION};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
     Ports, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, StatusService, TaskService,
@@ -171,6 +171,10 @@ impl Application {
             )),
             settings.run.heartbeat_cleanup_interval,
         );
+        scheduler.add(
+            task_retention(&settings, &ports),
+            settings.run.task_retention_interval,
+        );
         let scheduler = Arc::new(scheduler);
         let services = Arc::new(Services::default());
         start_services(
@@ -208,7 +212,8 @@ impl Application {
                 .with_router(router.clone())
                 .with_idempotency_window(settings.store.idempotency_window),
             droplets: DropletService::with_directory(ports.clone(), directory.clone())
-                .with_recovery(recovery.clone()),
+                .with_recovery(recovery.clone())
+                .with_heartbeat_sample_every(settings.store.heartbeat_sample),
             status: StatusService::new(ports.clone()),
             metrics: MetricsService::new(ports.clone(), analytics),
             management: ManagementService::new(scheduler, recovery, settings.run),
@@ -418,7 +423,7 @@ fn scheduler(
     );
     scheduler.add(Arc::new(RouterJob(router.clone())), settings.run.router_interval);
     scheduler.add(
-        Arc::new(HeartbeatCleanupJob(ports.droplets.clone())),
+        heartbeat_cleanup(settings, ports),
         settings.run.heartbeat_cleanup_interval,
     );
     scheduler.add(
@@ -426,6 +431,28 @@ fn scheduler(
         settings.feeds.heartbeat_interval,
     );
     scheduler
+}
+
+/// The `heartbeat_cleanup` job, idle when `HEARTBEAT_RETENTION_DAYS` is 0.
+fn heartbeat_cleanup(settings: &Settings, ports: &Ports) -> Arc<dyn Job> {
+    match settings.retention.heartbeats {
+        Some(retention) => Arc::new(HeartbeatCleanupJob::new(ports.droplets.clone(), retention)),
+        None => Arc::new(IdleJob {
+            id: HEARTBEAT_CLEANUP,
+            reason: "HEARTBEAT_RETENTION_DAYS is 0, so heartbeat rows are kept for ever".into(),
+        }),
+    }
+}
+
+/// The `task_retention` job, idle when `TASK_RETENTION_DAYS` is 0.
+fn task_retention(settings: &Settings, ports: &Ports) -> Arc<dyn Job> {
+    match settings.retention.tasks {
+        Some(retention) => Arc::new(TaskRetentionJob::new(ports, retention)),
+        None => Arc::new(IdleJob {
+            id: TASK_RETENTION,
+            reason: "TASK_RETENTION_DAYS is 0, so finished tasks are kept for ever".into(),
+        }),
+    }
 }
 
 /// The adapters the use cases are built over.

@@ -207,10 +207,12 @@ const IN_FLIGHT: &[&str] = &["request received", "\"/tasks\""];
 
 /// Holds heartbeats for an hour, so that only the stop can write them.
 const HOLD_HEARTBEATS: (&str, &str) = ("HEARTBEAT_FLUSH_INTERVAL_MS", "3600000");
+/// Keeps every heartbeat as a row, so that the rows count them.
+const EVERY_HEARTBEAT_A_ROW: (&str, &str) = ("HEARTBEAT_SAMPLE_SECONDS", "0");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_request_answers_the_request_in_flight_and_writes_held_heartbeats() {
-    let mut server = start(&[HOLD_HEARTBEATS]).await;
+    let mut server = start(&[HOLD_HEARTBEATS, EVERY_HEARTBEAT_A_ROW]).await;
     server.register_and_beat(3).await;
     assert!(server.heartbeats_held().await > 0.0, "some heartbeats are held");
     let rows_before = server.heartbeat_rows().await;

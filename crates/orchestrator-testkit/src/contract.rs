@@ -19,6 +19,9 @@ use uuid::Uuid;
 use crate::Stores;
 use crate::fixtures::{at, capability, new_task, priority, registration};
 
+/// A sample interval that keeps every heartbeat as a row.
+const EVERY_BEAT: Duration = Duration::ZERO;
+
 fn by(who: &str) -> ChangeRecord {
     ChangeRecord {
         changed_by: Some(who.to_owned()),
@@ -1123,7 +1126,7 @@ pub async fn a_drained_droplet_keeps_its_work_while_it_beats(stores: &Stores) {
     };
     stores
         .droplets
-        .record_heartbeat(8, beat, now)
+        .record_heartbeat(8, beat, now, Duration::ZERO)
         .await
         .expect("beats");
     stores.droplets.flush_heartbeats().await.expect("written");
@@ -1192,13 +1195,13 @@ pub async fn old_heartbeats_are_deleted_in_bounded_batches(stores: &Stores) {
     for secs in 1..=3 {
         stores
             .droplets
-            .record_heartbeat(1, HeartbeatReport::default(), at(secs))
+            .record_heartbeat(1, HeartbeatReport::default(), at(secs), EVERY_BEAT)
             .await
             .expect("old beat");
     }
     stores
         .droplets
-        .record_heartbeat(1, HeartbeatReport::default(), chrono::Utc::now())
+        .record_heartbeat(1, HeartbeatReport::default(), chrono::Utc::now(), EVERY_BEAT)
         .await
         .expect("beat");
     let week = Duration::from_secs(7 * 24 * 3600);
@@ -1499,7 +1502,7 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
     assert_eq!(down.previous_status, Some(DropletStatus::Active));
     let beat = stores
         .droplets
-        .record_heartbeat(3, HeartbeatReport::default(), at(2))
+        .record_heartbeat(3, HeartbeatReport::default(), at(2), EVERY_BEAT)
         .await
         .expect("beat");
     assert_eq!(
@@ -1514,7 +1517,7 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
     };
     let sick = stores
         .droplets
-        .record_heartbeat(3, report, at(3))
+        .record_heartbeat(3, report, at(3), EVERY_BEAT)
         .await
         .expect("beat");
     assert_eq!(
@@ -1530,7 +1533,7 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
         .expect("admin off");
     let ignored = stores
         .droplets
-        .record_heartbeat(3, HeartbeatReport::default(), at(5))
+        .record_heartbeat(3, HeartbeatReport::default(), at(5), EVERY_BEAT)
         .await
         .expect("beat");
     assert_eq!(ignored.droplet.status, DropletStatus::Inactive);
@@ -1548,7 +1551,7 @@ pub async fn heartbeat_revives_unless_deactivated_by_admin(stores: &Stores) {
     assert!(!on.droplet.manually_deactivated);
     let beat = stores
         .droplets
-        .record_heartbeat(3, HeartbeatReport::default(), at(8))
+        .record_heartbeat(3, HeartbeatReport::default(), at(8), EVERY_BEAT)
         .await
         .expect("beat");
     assert_eq!(beat.droplet.status, DropletStatus::Active);
@@ -1607,7 +1610,7 @@ pub async fn unknown_droplet_is_not_found(stores: &Stores) {
     assert!(is_not_found(stores.droplets.get_droplet(77).await.map(|_| ())));
     let beat = stores
         .droplets
-        .record_heartbeat(77, HeartbeatReport::default(), at(0))
+        .record_heartbeat(77, HeartbeatReport::default(), at(0), EVERY_BEAT)
         .await;
     assert!(is_not_found(beat.map(|_| ())));
     let off = stores
@@ -2133,4 +2136,186 @@ pub async fn directory_keeps_the_registrys_service_ids(stores: &Stores) {
         None,
         "a name two droplets share names neither"
     );
+}
+
+/// Retention: tasks finished for good before the cut-off go, with their
+/// history, a bounded batch at a time; recent ones, unfinished ones and
+/// failed ones that will still be retried stay.
+pub async fn finished_tasks_are_deleted_after_their_retention_with_their_history(stores: &Stores) {
+    use orchestrator_ports::TimeWindow;
+    register(stores, 8, &[], 0).await;
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    let creator = Actor::from_roles(&[Role::Creator]);
+    let make = |max_retries: u32, deadline: Option<DateTime<Utc>>| async move {
+        let mut task = new_task("kept-or-not", 5, None);
+        (task.max_retries, task.deadline) = (max_retries, deadline);
+        stores
+            .tasks
+            .create_task(task, Uuid::new_v4(), by("alice"), at(0))
+            .await
+            .expect("create")
+    };
+    let apply = |task: Task, update: TaskUpdate, actor: Actor, secs: i64| async move {
+        let t = transition(&task, update, actor, secs);
+        stores.tasks.apply_transition(t).await.expect("allowed")
+    };
+    let fail = |task: Task, secs: i64| apply(task, TaskUpdate::Fail { error_message: None }, droplet, secs);
+    let running = |task: Task| async move { start(stores, &assign(stores, &task, 8, 1).await, 2).await };
+    let done = TaskUpdate::Complete { result: None };
+    let in_a_day = Utc::now() + chrono::Duration::days(1);
+
+    let completed = apply(running(make(3, None).await).await, done.clone(), droplet, 3).await;
+    let cancelled = apply(make(3, None).await, TaskUpdate::Cancel, creator, 3).await;
+    let spent = fail(running(make(0, None).await).await, 3).await;
+    let asked = running(make(3, None).await).await;
+    let asked = stores
+        .tasks
+        .record_cancel_request(
+            &asked.request_cancel(at(2)).expect("running").expect("new"),
+            by("alice"),
+        )
+        .await
+        .expect("cancel request");
+    let stopped = fail(asked, 3).await;
+    let past_deadline = fail(running(make(3, Some(at(10))).await).await, 3).await;
+    let old = [&completed, &cancelled, &spent, &stopped, &past_deadline];
+
+    let will_retry = fail(running(make(3, None).await).await, 3).await;
+    let will_retry_in_time = fail(running(make(3, Some(in_a_day)).await).await, 3).await;
+    let recent = apply(running(make(3, None).await).await, done, droplet, 200).await;
+    let still_running = running(make(3, Some(at(10))).await).await;
+    let pending = make(3, None).await;
+    let kept = [
+        &will_retry,
+        &will_retry_in_time,
+        &recent,
+        &still_running,
+        &pending,
+    ];
+
+    // A refused report in the history of a task that goes, to see it go too.
+    let refused = ChangeRecord {
+        metadata: Some(serde_json::json!({ "refused": true })),
+        ..by("droplet-9")
+    };
+    stores
+        .tasks
+        .record_refused_report(completed.id, completed.status, refused, at(4))
+        .await
+        .expect("refused report");
+    let window = TimeWindow {
+        since: at(0),
+        until: at(1_000),
+    };
+    let refused_reports = || async {
+        let stats = stores.analytics.routing_stats(window).await.expect("stats");
+        stats.rescues.iter().map(|r| r.stale_reports_refused).sum::<u64>()
+    };
+    assert_eq!(refused_reports().await, 1);
+
+    let cut_off = at(100);
+    let mut batches = Vec::new();
+    loop {
+        let deleted = stores
+            .tasks
+            .delete_finished_tasks(cut_off, 2)
+            .await
+            .expect("delete");
+        batches.push(deleted);
+        if deleted < 2 {
+            break;
+        }
+    }
+    assert_eq!(
+        batches,
+        [2, 2, 1],
+        "at most a batch at a time, until none is left"
+    );
+    for task in old {
+        assert!(
+            matches!(
+                stores.tasks.get_task(task.id).await,
+                Err(StoreError::NotFound { .. })
+            ),
+            "{} task {} deleted",
+            task.status,
+            task.id
+        );
+        assert!(stores.tasks.task_history(task.id).await.is_err());
+    }
+    assert_eq!(refused_reports().await, 0, "the history went with its task");
+    for task in kept {
+        let now = stores.tasks.get_task(task.id).await.expect("kept");
+        assert_eq!(now.status, task.status);
+        assert!(
+            !stores
+                .tasks
+                .task_history(task.id)
+                .await
+                .expect("history")
+                .is_empty()
+        );
+    }
+    let reused = stores
+        .tasks
+        .create_task(
+            new_task("again", 5, None),
+            completed.trace_id,
+            by("alice"),
+            at(300),
+        )
+        .await;
+    assert!(reused.is_ok(), "a deleted task's trace id is free: {reused:?}");
+}
+
+/// Heartbeat rows are samples: one per droplet per sample interval, plus
+/// one for every change of status, while `last_heartbeat` follows every
+/// beat. Rows are counted by deleting them all (they are old).
+pub async fn heartbeats_are_kept_as_samples_and_last_heartbeat_is_exact(stores: &Stores) {
+    let minute = Duration::from_secs(60);
+    let beat = |id, status: Option<DropletStatus>, secs: i64, every: Duration| async move {
+        let report = HeartbeatReport {
+            status,
+            metrics: None,
+        };
+        stores
+            .droplets
+            .record_heartbeat(id, report, at(secs), every)
+            .await
+            .expect("beat")
+    };
+    let rows = || async {
+        let week = Duration::from_secs(7 * 24 * 3600);
+        stores
+            .droplets
+            .delete_old_heartbeats(week, 1_000)
+            .await
+            .expect("delete")
+    };
+    register(stores, 1, &[], 0).await;
+    for secs in 1..=10 {
+        beat(1, None, secs, minute).await;
+    }
+    assert_eq!(rows().await, 1, "ten beats within a minute: one sample");
+
+    let sick = beat(1, Some(DropletStatus::Error), 20, minute).await;
+    assert_eq!(sick.droplet.status, DropletStatus::Error);
+    beat(1, Some(DropletStatus::Error), 30, minute).await;
+    assert_eq!(
+        rows().await,
+        1,
+        "the change of status is kept, the beat after it not"
+    );
+
+    beat(1, Some(DropletStatus::Error), 80, minute).await;
+    beat(1, Some(DropletStatus::Error), 85, minute).await;
+    assert_eq!(rows().await, 1, "a minute after the last sample: one more");
+    let droplet = stores.droplets.get_droplet(1).await.expect("droplet");
+    assert_eq!(droplet.last_heartbeat, Some(at(85)), "every beat moves it");
+
+    register(stores, 2, &[], 0).await;
+    for secs in 1..=3 {
+        beat(2, None, secs, EVERY_BEAT).await;
+    }
+    assert_eq!(rows().await, 3, "a zero interval keeps every beat");
 }

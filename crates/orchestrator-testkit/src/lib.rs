@@ -90,6 +90,8 @@ macro_rules! store_contract_tests {
             cancel_requests_are_recorded_on_running_tasks,
             directory_sync_describes_droplets_without_reviving_them,
             directory_keeps_the_registrys_service_ids,
+            finished_tasks_are_deleted_after_their_retention_with_their_history,
+            heartbeats_are_kept_as_samples_and_last_heartbeat_is_exact,
         );
     };
     (@cases $make:expr; $($case:ident),+ $(,)?) => {

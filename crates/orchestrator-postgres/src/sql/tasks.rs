@@ -133,6 +133,27 @@ RETURNING ",
           (SELECT d.droplet_id FROM droplets d WHERE d.id = tasks.assigned_droplet_id) AS external_droplet_id"
 );
 
+/// Deletes at most `$2` tasks finished for good (`Task::is_finished`, a
+/// deadline judged by the database's clock) that completed before `$1`,
+/// with their history. It reads finished rows only (the partial index of
+/// migration 15) and skips those another transaction holds, so that live
+/// work never waits on it. The history goes in the same statement, in one
+/// pass, before the cascade of its foreign key would look for it task by task.
+pub(crate) const DELETE_FINISHED: &str = "\
+WITH old AS (
+    SELECT id FROM tasks
+    WHERE status IN ('completed', 'cancelled', 'failed') AND completed_at < $1
+      AND (status <> 'failed'
+           OR coalesce(retry_count, 0) >= coalesce(max_retries, 3)
+           OR cancel_requested_at IS NOT NULL
+           OR deadline < (now() AT TIME ZONE 'UTC'))
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+), history AS (
+    DELETE FROM task_state_history WHERE task_id IN (SELECT id FROM old)
+)
+DELETE FROM tasks WHERE id IN (SELECT id FROM old)";
+
 /// `$1` task, `$2` time, `$3` the external id of the droplet running it.
 pub(crate) const MARK_CANCEL_REQUESTED: &str = "\
 UPDATE tasks SET cancel_requested_at = $2, updated_at = $2

@@ -82,7 +82,7 @@ pub(crate) async fn jobs(
     post,
     path = "/management/scheduler/jobs/{job_id}/pause",
     tag = "management",
-    params(("job_id" = String, Path, description = "health_monitor, task_router, registry_sync, heartbeat_cleanup or websocket_ping")),
+    params(("job_id" = String, Path, description = "health_monitor, task_router, registry_sync, heartbeat_cleanup, websocket_ping, idempotency_cleanup or task_retention")),
     responses((status = 200, description = "The job, paused", body = Job)),
 )]
 pub(crate) async fn pause(
@@ -100,7 +100,7 @@ pub(crate) async fn pause(
     post,
     path = "/management/scheduler/jobs/{job_id}/resume",
     tag = "management",
-    params(("job_id" = String, Path, description = "health_monitor, task_router, registry_sync, heartbeat_cleanup or websocket_ping")),
+    params(("job_id" = String, Path, description = "health_monitor, task_router, registry_sync, heartbeat_cleanup, websocket_ping, idempotency_cleanup or task_retention")),
     responses((status = 200, description = "The job, running", body = Job)),
 )]
 pub(crate) async fn resume(
