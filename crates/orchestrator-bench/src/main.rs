@@ -12,11 +12,16 @@
 //!   arrival at the last client.
 //! - W5: 1,000 droplets heartbeating once a second for 60 s; prints the
 //!   heartbeat latency, database commits per second and CPU.
+//! - W6: retention. 1,000,000 tasks finished 40 days ago, each with four
+//!   history rows, beside live and recent ones, deleted as the
+//!   `task_retention` job deletes them; prints rows per second and each
+//!   statement's duration.
 //! - pgbench `-N`, 16 clients, 10 s on the same server: the machine's
 //!   ceiling, with W1 as a ratio of it.
 
 mod fanout;
 mod heartbeats;
+mod retention;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -445,7 +450,7 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10);
-    // `BENCH_ONLY=w1|w2|w3|w5|ceiling` runs one workload (W1 then has no ratio).
+    // `BENCH_ONLY=w1|w2|w3|w5|w6|ceiling` runs one workload (W1 then has no ratio).
     let only = std::env::var("BENCH_ONLY").ok();
     let runs = |name: &str| only.as_deref().is_none_or(|o| o == name);
     println!("orchestrator lifecycle benchmark on PostgreSQL ({DROPLETS} droplets × {CAPACITY} slots)");
@@ -471,6 +476,14 @@ async fn main() -> anyhow::Result<()> {
     if runs("w5") {
         println!("W5: heartbeats");
         heartbeats::w5(1_000, 60).await?;
+    }
+    if runs("w6") {
+        println!("W6: retention");
+        let old: i64 = std::env::var("BENCH_RETENTION_TASKS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        retention::w6(old).await?;
     }
     if runs("ceiling") {
         println!("Ceiling of this machine and server:");
