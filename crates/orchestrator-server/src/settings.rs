@@ -14,6 +14,10 @@ use secrecy::SecretString;
 
 /// Shortest `JWT_SECRET_KEY` accepted outside development.
 pub const MIN_SECRET_BYTES: usize = 32;
+/// The longest retention: a century, which the database's intervals hold
+/// with room to spare (keep for ever with 0).
+const MAX_DAYS: f64 = 36_500.0;
+const YEAR_SECONDS: u64 = 365 * 86_400;
 
 #[derive(Debug, Clone)]
 pub enum StoreKind {
@@ -248,7 +252,7 @@ impl Settings {
                     reader.positive("HEARTBEAT_FLUSH_INTERVAL_MS", 1000),
                 ),
                 idempotency_window: reader.seconds("IDEMPOTENCY_WINDOW_SECONDS", 24 * 3600),
-                heartbeat_sample: Duration::from_secs(reader.parsed("HEARTBEAT_SAMPLE_SECONDS", 60)),
+                heartbeat_sample: reader.seconds_or_zero("HEARTBEAT_SAMPLE_SECONDS", 60),
             },
             auth: AuthSettings {
                 jwt_secret,
@@ -506,29 +510,33 @@ impl Reader {
     }
 
     /// A number of days, decimals allowed (`0.0014` is about two minutes,
-    /// for a soak test); `0` keeps for ever (`None`).
+    /// for a soak test), up to [`MAX_DAYS`]; `0` keeps for ever (`None`).
     fn days(&mut self, name: &'static str, default: f64) -> Option<Duration> {
         let days = match self.optional(name) {
             None => default,
             Some(raw) => match raw.parse::<f64>() {
-                Ok(days) if days.is_finite() && days >= 0.0 => days,
+                Ok(days) if (0.0..=MAX_DAYS).contains(&days) => days,
                 _ => {
                     self.errors.push(format!(
-                        "{name}={raw:?} is invalid: expected a number of days, 0 or more (decimals allowed; 0 keeps for ever)"
+                        "{name}={raw:?} is invalid: expected a number of days from 0 to {MAX_DAYS} (decimals allowed; 0 keeps for ever)"
                     ));
                     default
                 }
             },
         };
-        match Duration::try_from_secs_f64(days * 86_400.0) {
-            Ok(age) if age.is_zero() => None,
-            Ok(age) => Some(age),
-            Err(_) => {
-                self.errors
-                    .push(format!("{name}={days} is too many days to count"));
-                None
-            }
+        Some(Duration::from_secs_f64(days * 86_400.0)).filter(|age| !age.is_zero())
+    }
+
+    /// Whole seconds from 0 to a year.
+    fn seconds_or_zero(&mut self, name: &'static str, default: u64) -> Duration {
+        let seconds = self.parsed(name, default);
+        if seconds > YEAR_SECONDS {
+            self.errors.push(format!(
+                "{name}={seconds} is more than a year ({YEAR_SECONDS} seconds)"
+            ));
+            return Duration::from_secs(default);
         }
+        Duration::from_secs(seconds)
     }
 
     fn store(&mut self) -> StoreKind {
@@ -711,6 +719,18 @@ mod tests {
         ]))
         .expect_err("negative");
         assert!(errors[0].starts_with("HEARTBEAT_RETENTION_DAYS="), "{errors:?}");
+        for (value, sample) in [("0", Some(0)), ("15", Some(15)), ("-1", None), ("31536001", None)] {
+            let read = Settings::from_vars(vars(&[
+                ("JWT_SECRET_KEY", &secret),
+                ("HEARTBEAT_SAMPLE_SECONDS", value),
+            ]));
+            assert_eq!(
+                read.as_ref().ok().map(|s| s.store.heartbeat_sample.as_secs()),
+                sample,
+                "{value}: {:?}",
+                read.err()
+            );
+        }
         let minutes = read("0.0014")
             .expect("valid")
             .retention
@@ -718,7 +738,7 @@ mod tests {
             .expect("kept a while");
         assert_eq!(minutes.as_secs(), 120, "{minutes:?}");
         assert_eq!(read("0").expect("valid").retention.tasks, None);
-        for bad in ["-1", "thirty", "NaN", "inf", "1e300"] {
+        for bad in ["-1", "thirty", "NaN", "inf", "1e300", "36501"] {
             let errors = read(bad).expect_err(bad);
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert!(errors[0].starts_with("TASK_RETENTION_DAYS="), "{errors:?}");
