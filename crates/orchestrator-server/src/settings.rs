@@ -407,7 +407,7 @@ impl Reader {
                 },
                 enabled: self.flag("ENABLE_AUTO_RECOVERY", true),
                 deadline_risk_floor: self.seconds("DEADLINE_RISK_FLOOR_SECONDS", 60),
-                run_timeout: Duration::from_secs(self.parsed("TASK_RUN_TIMEOUT", 3600)),
+                run_timeout: self.seconds_or_zero("TASK_RUN_TIMEOUT", 3600),
                 max_requeues: self.positive("MAX_REQUEUES", 5),
             },
         }
@@ -742,6 +742,35 @@ mod tests {
             let errors = read(bad).expect_err(bad);
             assert_eq!(errors.len(), 1, "{errors:?}");
             assert!(errors[0].starts_with("TASK_RETENTION_DAYS="), "{errors:?}");
+        }
+    }
+
+    #[test]
+    fn runs_are_bounded_by_default_and_requeues_too() {
+        let secret = "k".repeat(32);
+        let read = |name: &'static str, value: &str| {
+            Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret), (name, value)]))
+        };
+        let default = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret)])).expect("valid");
+        assert_eq!(default.run.recovery.run_timeout, Duration::from_secs(3600));
+        assert_eq!(default.run.recovery.max_requeues, 5);
+        let unbounded = read("TASK_RUN_TIMEOUT", "0").expect("0 is no limit");
+        assert_eq!(unbounded.run.recovery.run_timeout, Duration::ZERO);
+        assert_eq!(
+            read("IDEMPOTENCY_WINDOW_SECONDS", "120")
+                .expect("valid")
+                .store
+                .idempotency_window,
+            Duration::from_secs(120)
+        );
+        for (name, bad) in [
+            ("TASK_RUN_TIMEOUT", "-1"),
+            ("TASK_RUN_TIMEOUT", "99999999999"),
+            ("MAX_REQUEUES", "0"),
+            ("IDEMPOTENCY_WINDOW_SECONDS", "0"),
+        ] {
+            let errors = read(name, bad).expect_err(bad);
+            assert!(errors[0].starts_with(name), "{errors:?}");
         }
     }
 
