@@ -14,7 +14,9 @@
 //! - A loader submits `SOAK_RATE` (50) tasks a second through `POST /tasks`;
 //!   completions come from `/ws/tasks`.
 //!
-//! After `SOAK_WARMUP_SECONDS` (30) it prints a row, then one a minute: the
+//! After `SOAK_WARMUP_SECONDS` (180: past the two minutes of retention
+//! and one run of each cleanup, so that the first row is already the
+//! steady state the last is compared with) it prints a row, then one a minute: the
 //! server's RSS, the rows and size of each table, submit→completed p50 and
 //! p99 of the tasks completed since the last row, and more (see
 //! `report.rs`). At the end: the first row against the last, one line per
@@ -95,7 +97,7 @@ impl Config {
             droplets: env_or("SOAK_DROPLETS", 200).max(1),
             slots: env_or("SOAK_SLOTS", 4).max(1),
             restarts: env_or("SOAK_RESTARTS", 10),
-            warmup: Duration::from_secs(env_or("SOAK_WARMUP_SECONDS", 30)),
+            warmup: Duration::from_secs(env_or("SOAK_WARMUP_SECONDS", 180)),
             poll: Duration::from_millis(env_or("SOAK_POLL_MS", 500)),
             task_ms: (task_min, env_or("SOAK_TASK_MS_MAX", 500).max(task_min)),
             workers: env_or("SOAK_WORKERS", 2),
