@@ -156,6 +156,25 @@ impl State {
             .ok_or(StoreError::NotFound { entity: "task", id })
     }
 
+    /// The stored task `task` names, while it still runs on the same
+    /// droplet and `holds` of it; else a `Conflict`.
+    fn still_running(&mut self, task: &Task, holds: impl FnOnce(&Task) -> bool) -> StoreResult<&mut Task> {
+        let current = self.tasks.get_mut(&task.id).ok_or(StoreError::NotFound {
+            entity: "task",
+            id: task.id,
+        })?;
+        if current.status != TaskStatus::InProgress
+            || current.assigned_droplet_id != task.assigned_droplet_id
+            || !holds(current)
+        {
+            return Err(StoreError::Conflict(format!(
+                "task {} is {} on attempt {} now, no longer the run this change is about",
+                current.id, current.status, current.attempt
+            )));
+        }
+        Ok(current)
+    }
+
     fn droplet_mut(&mut self, id: DropletId) -> StoreResult<&mut Droplet> {
         self.droplets.get_mut(&id).ok_or(StoreError::NotFound {
             entity: "droplet",
@@ -449,19 +468,7 @@ impl TaskStore for MemoryStore {
 
     async fn record_cancel_request(&self, task: &Task, record: ChangeRecord) -> StoreResult<Task> {
         let mut state = self.lock();
-        let current = state.tasks.get_mut(&task.id).ok_or(StoreError::NotFound {
-            entity: "task",
-            id: task.id,
-        })?;
-        if current.status != TaskStatus::InProgress
-            || current.assigned_droplet_id != task.assigned_droplet_id
-            || current.cancel_requested_at.is_some()
-        {
-            return Err(StoreError::Conflict(format!(
-                "task {} is no longer running on the droplet it was asked to stop on",
-                task.id
-            )));
-        }
+        let current = state.still_running(task, |current| current.cancel_requested_at.is_none())?;
         let at = task.cancel_requested_at.unwrap_or(task.updated_at);
         current.cancel_requested_at = Some(at);
         current.updated_at = at;
@@ -540,19 +547,7 @@ impl TaskStore for MemoryStore {
 
     async fn record_progress(&self, task: &Task) -> StoreResult<Task> {
         let mut state = self.lock();
-        let current = state.tasks.get_mut(&task.id).ok_or(StoreError::NotFound {
-            entity: "task",
-            id: task.id,
-        })?;
-        if current.status != TaskStatus::InProgress
-            || current.assigned_droplet_id != task.assigned_droplet_id
-            || current.attempt != task.attempt
-        {
-            return Err(StoreError::Conflict(format!(
-                "task {} is {} on attempt {} now",
-                current.id, current.status, current.attempt
-            )));
-        }
+        let current = state.still_running(task, |current| current.attempt == task.attempt)?;
         current.progress = task.progress.clone();
         current.updated_at = task.updated_at;
         Ok(current.clone())
