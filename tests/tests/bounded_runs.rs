@@ -265,3 +265,72 @@ async fn only_a_holder_gets_a_refused_report_in_the_history() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_stopped_tasks_never_stall_the_rescue_of_a_dead_droplets_work() {
+    use futures_util::StreamExt;
+    let app = spawn_app_with(&[
+        ("HEARTBEAT_CHECK_INTERVAL", "1"),
+        ("HEARTBEAT_TIMEOUT", "2"),
+        ("RATE_LIMIT_PER_MINUTE", "100000"),
+        ("MAX_BODY_BYTES", "1048576"),
+    ])
+    .await;
+    let app = std::sync::Arc::new(app);
+    app.register(1, &["x"], 1000).await;
+    // Droplet 1 stays alive throughout; droplet 2 will not.
+    let beating = app.clone();
+    let _beats = tokio::spawn(async move {
+        loop {
+            beating
+                .post("/droplets/1/heartbeat", &beating.droplet(1), json!({}))
+                .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let tasks: Vec<Value> = (0..600)
+        .map(|_| json!({ "task_type": "t", "required_capability": "x" }))
+        .collect();
+    let batch = app
+        .post("/tasks/batch", &app.writer("alice"), json!({ "tasks": tasks }))
+        .await;
+    assert_eq!(batch.status, 201, "{batch:?}");
+    let ids: Vec<i64> = batch.payload()["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["task_id"].as_i64())
+        .collect();
+    let droplet = app.droplet(1);
+    // Each runs, is asked to stop and fails: failed with retries left, never retried.
+    futures_util::stream::iter(ids)
+        .for_each_concurrent(8, |id| {
+            let (app, droplet) = (app.as_ref(), &droplet);
+            async move {
+                app.wait_for_status(id, "assigned", Duration::from_secs(30)).await;
+                assert_eq!(app.set_status(id, droplet, "in_progress").await.status, 200);
+                let asked = app
+                    .post(
+                        &format!("/tasks/{id}/cancel-request"),
+                        &app.writer("alice"),
+                        json!({}),
+                    )
+                    .await;
+                assert_eq!(asked.status, 200, "{asked:?}");
+                assert_eq!(app.set_status(id, droplet, "failed").await.status, 200);
+            }
+        })
+        .await;
+
+    app.register(2, &["y"], 1).await;
+    let held = create(&app, json!({ "required_capability": "y" })).await;
+    app.wait_for_status(held, "assigned", Duration::from_secs(5))
+        .await;
+    // Droplet 2 dies now: no heartbeat, no report.
+    let bound = Duration::from_secs(2 + 1 + 2);
+    let rescued = app.wait_for_status(held, "pending", bound).await;
+    assert!(
+        reasons(&rescued).iter().any(|r| r.contains("went inactive")),
+        "{rescued}"
+    );
+}
