@@ -140,3 +140,27 @@ async fn the_client_sends_a_key_of_its_own() {
     let second = alice.create_task(&draft).await.expect("create");
     assert_ne!(first.task_id, second.task_id, "each call is a request of its own");
 }
+
+#[tokio::test]
+async fn a_retry_serialised_again_in_another_key_order_is_a_replay() {
+    let app = spawn_app().await;
+    let send = |body: &'static str| {
+        app.client
+            .post(format!("{}/tasks", app.address))
+            .bearer_auth(app.writer("alice"))
+            .header("Idempotency-Key", "reordered")
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+    let first = send(r#"{"task_type":"render","payload":{"a":1,"b":{"x":1,"y":[{"p":1,"q":2}]}}}"#)
+        .await
+        .expect("send");
+    assert_eq!(first.status().as_u16(), 201);
+    let again = send(r#"{"payload":{"b":{"y":[{"q":2,"p":1}],"x":1},"a":1},"task_type":"render"}"#)
+        .await
+        .expect("send");
+    assert_eq!(again.status().as_u16(), 201, "the same request, not 422");
+    assert!(replayed(again.headers()), "{:?}", again.headers());
+    assert_eq!(total(&app).await, 1);
+}

@@ -716,9 +716,24 @@ fn fingerprint(request: CreationRequest, drafts: &[TaskDraft]) -> String {
     let mut hash = sha2::Sha256::new();
     hash.update(request.name().as_bytes());
     hash.update([0]);
-    // serde_json writes object keys in order, so equal drafts write equal bytes.
-    hash.update(serde_json::to_vec(drafts).unwrap_or_default());
+    // Over canonical JSON: a client that serialises its retry again, with
+    // the keys of its payload in another order, sends the same request.
+    let drafts = serde_json::to_value(drafts).unwrap_or_default();
+    hash.update(serde_json::to_vec(&canonical(drafts)).unwrap_or_default());
     hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `value` with the keys of every object sorted, at every depth.
+fn canonical(value: Value) -> Value {
+    match value {
+        Value::Object(object) => {
+            let mut entries: Vec<(String, Value)> = object.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(entries.into_iter().map(|(k, v)| (k, canonical(v))).collect())
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
 }
 
 /// Parses every draft, naming the first invalid one by its index when `indexed`.
