@@ -292,7 +292,8 @@ async fn the_pages_show_what_the_store_holds() {
     let droplets = browser.get("/ui/droplets").await;
     droplets.assert_shows("droplet 4");
     droplets.assert_shows("1 / 5");
-    let jobs = browser.get("/ui/jobs").await;
+    let admin = Browser::signed_in(&app, &app.admin()).await;
+    let jobs = admin.get("/ui/jobs").await;
     jobs.assert_shows("task_router");
     jobs.assert_shows("health_monitor");
 }
@@ -330,8 +331,7 @@ async fn a_read_only_viewer_is_shown_no_action_and_refused_every_one() {
     task.assert_hides("Cancel the task");
     let droplets = viewer.get("/ui/droplets").await;
     droplets.assert_hides("Deactivate");
-    let jobs = viewer.get("/ui/jobs").await;
-    jobs.assert_hides("Pause");
+    viewer.get("/ui").await.assert_hides(r#"href="/ui/jobs""#);
 
     assert_eq!(
         viewer.get(&format!("/ui/tasks/{id}/cancel")).await.status,
@@ -537,4 +537,26 @@ async fn the_dashboard_can_be_turned_off() {
     let app = spawn_app_with(&[("ENABLE_DASHBOARD", "false")]).await;
     let page = Browser::new(&app).get("/ui/login").await;
     assert_eq!(page.status, StatusCode::NOT_FOUND);
+}
+
+/// Every page a read-only viewer opens is answered as the API answers the
+/// same reader: what needs `admin` there needs it here.
+#[tokio::test]
+async fn a_read_only_viewer_sees_in_the_dashboard_what_the_api_shows_it() {
+    let app = spawn_app().await;
+    let id = app.create_task(5, None).await;
+    let token = app.token("olga", &[Permission::Read], None);
+    let viewer = Browser::signed_in(&app, &token).await;
+    for (page, api) in [
+        ("/ui".to_owned(), "/metrics/summary".to_owned()),
+        ("/ui/tasks".to_owned(), "/tasks".to_owned()),
+        (format!("/ui/tasks/{id}"), format!("/tasks/{id}")),
+        ("/ui/droplets".to_owned(), "/droplets".to_owned()),
+        ("/ui/jobs".to_owned(), "/management/scheduler/jobs".to_owned()),
+    ] {
+        let shown = viewer.get(&page).await.status.as_u16();
+        let answered = app.get(&api, &token).await.status;
+        assert_eq!(shown, answered, "{page} beside {api}");
+    }
+    assert_eq!(viewer.get("/ui/jobs").await.status, StatusCode::FORBIDDEN);
 }

@@ -323,9 +323,10 @@ async fn act_on_droplet(
 }
 
 async fn jobs(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
-    // Anyone signed in may see the jobs; only an admin may change them.
+    // As in the API (`GET /management/scheduler/jobs`), the jobs are an admin's.
     signed_in(&req, async |viewer| {
-        Ok(page_of(views::jobs(viewer, &app.management.job_states())))
+        let jobs = app.management.jobs(&viewer.caller)?;
+        Ok(page_of(views::jobs(viewer, &jobs)))
     })
     .await
 }

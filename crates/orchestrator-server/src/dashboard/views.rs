@@ -47,7 +47,10 @@ pub fn layout(title: &str, viewer: Option<&Viewer>, current: Nav, content: Marku
                     @if let Some(viewer) = viewer {
                         nav {
                             @for (page, href, label) in NAV {
-                                a href=(href) class=[(page == current).then_some("current")] { (label) }
+                                // The jobs page is an admin's, as the API's jobs are.
+                                @if page != Nav::Jobs || viewer.is_admin() {
+                                    a href=(href) class=[(page == current).then_some("current")] { (label) }
+                                }
                             }
                         }
                         span.who {
