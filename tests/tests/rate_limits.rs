@@ -38,9 +38,15 @@ async fn a_caller_past_its_quota_waits_while_others_go_on() {
 async fn anonymous_requests_are_limited_per_address() {
     let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
     for _ in 0..3 {
-        assert_eq!(app.send(Method::GET, "/health", None, None).await.status, 200);
+        assert_eq!(
+            app.send(Method::GET, "/capabilities", None, None).await.status,
+            200
+        );
     }
-    assert_eq!(app.send(Method::GET, "/health", None, None).await.status, 429);
+    assert_eq!(
+        app.send(Method::GET, "/capabilities", None, None).await.status,
+        429
+    );
     // A bad token counts against the address, which is spent already.
     assert_eq!(app.get("/tasks", "forged.token.here").await.status, 429);
     assert_eq!(
@@ -80,4 +86,63 @@ async fn forged_tokens_naming_a_caller_spend_the_address_not_that_callers_quota(
         );
     }
     assert_eq!(app.get("/tasks", &victim).await.status, 429, "and it is 3");
+}
+
+#[tokio::test]
+async fn probes_are_answered_after_a_flood_of_anonymous_requests() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "3")]).await;
+    for _ in 0..20 {
+        app.send(Method::GET, "/state", None, None).await;
+    }
+    assert_eq!(
+        app.send(Method::GET, "/state", None, None).await.status,
+        429,
+        "the flood is limited"
+    );
+    for probe in ["/health", "/readyz", "/v1/metadata", "/metrics"] {
+        for _ in 0..5 {
+            let answer = app.send(Method::GET, probe, None, None).await;
+            assert_eq!(answer.status, 200, "{probe}: {answer:?}");
+        }
+    }
+}
+
+/// Sends an anonymous `GET /capabilities` as forwarded for `client`.
+async fn forwarded(app: &orchestrator_tests::TestApp, client: &str) -> u16 {
+    app.client
+        .get(format!("{}/capabilities", app.address))
+        .header("X-Forwarded-For", format!("198.51.100.1, {client}"))
+        .send()
+        .await
+        .expect("send")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_quota() {
+    let app = spawn_app_with(&[
+        ("RATE_LIMIT_PER_MINUTE", "2"),
+        ("TRUSTED_PROXIES", "127.0.0.0/8, ::1"),
+    ])
+    .await;
+    for _ in 0..2 {
+        assert_eq!(forwarded(&app, "203.0.113.7").await, 200);
+    }
+    assert_eq!(forwarded(&app, "203.0.113.7").await, 429);
+    assert_eq!(
+        forwarded(&app, "203.0.113.8").await,
+        200,
+        "another client behind the proxy"
+    );
+
+    let untrusted = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "2")]).await;
+    for _ in 0..2 {
+        assert_eq!(forwarded(&untrusted, "203.0.113.7").await, 200);
+    }
+    assert_eq!(
+        forwarded(&untrusted, "203.0.113.8").await,
+        429,
+        "without TRUSTED_PROXIES the header is the client's word: one address"
+    );
 }

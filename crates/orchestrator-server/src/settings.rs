@@ -127,6 +127,8 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
     /// `RATE_LIMIT_PER_MINUTE`: requests one caller (or client address) may make a minute.
     pub rate_limit: u32,
+    /// `TRUSTED_PROXIES`: the proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: crate::limits::TrustedProxies,
     /// `CORS_ORIGINS`: the browser origins allowed to call the API.
     pub cors_origins: Vec<String>,
     /// `CORS_ALLOW_CREDENTIALS`: let those origins send cookies and credentials.
@@ -271,6 +273,7 @@ impl Settings {
                 workers: reader.positive("WORKERS", 4),
                 max_body_bytes: reader.positive("MAX_BODY_BYTES", 1_048_576),
                 rate_limit: reader.positive("RATE_LIMIT_PER_MINUTE", 100),
+                trusted_proxies: reader.parsed("TRUSTED_PROXIES", crate::limits::TrustedProxies::default()),
                 cors_origins: reader.origins("CORS_ORIGINS"),
                 cors_allow_credentials: reader.flag("CORS_ALLOW_CREDENTIALS", false),
                 shutdown_grace: reader.seconds("SHUTDOWN_GRACE_SECONDS", 30),

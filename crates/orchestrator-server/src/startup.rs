@@ -233,9 +233,10 @@ impl Application {
             services,
         });
         let shared = state.clone();
-        let requests = web::Data::new(RequestLimit(PerCallerLimit::per_minute(
-            state.settings.http.rate_limit,
-        )));
+        let requests = web::Data::new(RequestLimit {
+            limit: PerCallerLimit::per_minute(state.settings.http.rate_limit),
+            trusted: state.settings.http.trusted_proxies.clone(),
+        });
         let dashboard = state.settings.features.dashboard;
         let cors_settings = (
             state.settings.http.cors_origins.clone(),
