@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod recovery;
 pub mod registry;
 mod rescues;
+pub use rescues::limit_capability_labels;
 pub mod router;
 pub mod scheduler;
 pub mod services;

@@ -46,8 +46,54 @@ impl Rescue {
         let capability = task
             .required_capability
             .as_ref()
-            .map_or_else(|| "(none)".to_owned(), |c| c.as_str().to_owned());
+            .map_or_else(|| "(none)".to_owned(), |c| capability_label(c.as_str()));
         ::metrics::counter!("orchestrator_rescues_total", "kind" => self.label(), "capability" => capability)
             .increment(1);
+    }
+}
+
+/// Capabilities with a label of their own; the rest are counted as `other`.
+static LABELLED: std::sync::Mutex<Option<std::collections::HashSet<String>>> = std::sync::Mutex::new(None);
+static MOST_LABELLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(100);
+
+/// Gives at most `most` capabilities a label of their own in the counters
+/// (`MAX_LABELLED_CAPABILITIES`): a client invents capabilities at will,
+/// and each label value is a series kept for the life of the process.
+pub fn limit_capability_labels(most: usize) {
+    MOST_LABELLED.store(most, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `capability` as a label: itself while it is among the first ones seen,
+/// `other` past the limit.
+pub(crate) fn capability_label(capability: &str) -> String {
+    let mut labelled = LABELLED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let labelled = labelled.get_or_insert_with(Default::default);
+    if labelled.contains(capability) {
+        return capability.to_owned();
+    }
+    if labelled.len() < MOST_LABELLED.load(std::sync::atomic::Ordering::Relaxed) {
+        labelled.insert(capability.to_owned());
+        return capability.to_owned();
+    }
+    "other".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capabilities_past_the_limit_share_one_label() {
+        limit_capability_labels(3);
+        let labels: Vec<String> = (0..10)
+            .map(|n| capability_label(&format!("invented-{n}")))
+            .collect();
+        let own = labels.iter().filter(|l| l.starts_with("invented-")).count();
+        assert!(own <= 3, "{labels:?}");
+        assert_eq!(labels.last().map(String::as_str), Some("other"));
+        let first = labels.iter().find(|l| l.starts_with("invented-")).cloned();
+        if let Some(first) = first {
+            assert_eq!(capability_label(&first), first, "a labelled one keeps its label");
+        }
     }
 }

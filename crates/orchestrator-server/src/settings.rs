@@ -185,6 +185,9 @@ pub struct RegistrySettings {
 pub struct Features {
     /// `ENABLE_METRICS`: serve Prometheus metrics at `GET /metrics`.
     pub metrics: bool,
+    /// `MAX_LABELLED_CAPABILITIES`: capabilities counted by name in the
+    /// metrics; the others are counted as `other`.
+    pub labelled_capabilities: usize,
     /// `ENABLE_SWAGGER`: serve Swagger UI at `/docs` (on by default in
     /// development only); `/openapi.json` is always served.
     pub swagger: bool,
@@ -298,6 +301,7 @@ impl Settings {
             },
             features: Features {
                 metrics: reader.flag("ENABLE_METRICS", true),
+                labelled_capabilities: reader.parsed("MAX_LABELLED_CAPABILITIES", 100),
                 swagger: reader.flag("ENABLE_SWAGGER", environment == Environment::Development),
                 dashboard: reader.flag("ENABLE_DASHBOARD", true),
             },

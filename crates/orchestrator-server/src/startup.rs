@@ -383,6 +383,7 @@ fn start_services(services: &Services, settings: &Settings, ports: &Ports, with:
     if let Some(registry) = with.registry {
         registry.start(services);
     }
+    orchestrator_app::limit_capability_labels(settings.features.labelled_capabilities);
     if settings.features.metrics {
         services.spawn("telemetry: event metrics", crate::telemetry::record_events(ports));
     }
