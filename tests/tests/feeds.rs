@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use orchestrator_domain::Permission;
-use orchestrator_tests::{Feed, TestApp, next_event, spawn_app, spawn_app_with};
+use orchestrator_tests::{Feed, TestApp, eventually, next_event, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -350,4 +350,23 @@ async fn one_droplet_shares_its_connection_limit_across_the_subjects_of_its_toke
         (&json!(2), &json!(1)),
         "{status}"
     );
+}
+
+#[tokio::test]
+async fn past_the_process_wide_cap_a_feed_is_answered_503() {
+    let app = spawn_app_with(&[("MAX_WS_CONNECTIONS", "2")]).await;
+    let path = |who: &str| format!("/ws/tasks?token={}", app.token(who, &[Permission::Read], None));
+    let _first = app.feed(&path("ann")).await;
+    let _second = app.feed(&path("ben")).await;
+    let refused = refusal(&app, &path("cat")).await;
+    assert_eq!(
+        refused,
+        (503, "too_many_connections".into()),
+        "a third caller, over the cap"
+    );
+    drop(_first);
+    eventually(5, "a place frees when a client leaves", || async {
+        app.try_feed(&path("cat")).await.is_ok()
+    })
+    .await;
 }

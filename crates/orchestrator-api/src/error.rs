@@ -53,6 +53,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     MethodNotAllowed,
     InternalError,
+    /// The orchestrator holds as many feed connections as it allows.
+    TooManyConnections,
     /// A code not in this list, as it came.
     Other(String),
 }
@@ -79,6 +81,7 @@ impl ErrorCode {
         ErrorCode::UnsupportedMediaType,
         ErrorCode::MethodNotAllowed,
         ErrorCode::InternalError,
+        ErrorCode::TooManyConnections,
     ];
 
     /// The code as written on the wire, such as `not_found`.
@@ -103,6 +106,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::InternalError => "internal_error",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::Other(code) => code,
         }
     }

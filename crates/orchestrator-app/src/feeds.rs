@@ -78,6 +78,9 @@ pub enum FeedMessage {
 pub struct FeedSettings {
     /// Connections one caller (token subject) may hold at once (`WS_MAX_PER_DROPLET`).
     pub max_per_caller: usize,
+    /// Connections this replica holds at most, all callers together
+    /// (`MAX_WS_CONNECTIONS`): memory and file descriptors are bounded.
+    pub max_total: usize,
     /// Messages queued for one client before it counts as too slow.
     pub client_buffer: usize,
 }
@@ -102,6 +105,8 @@ pub fn feed_owner(caller: &Caller) -> String {
 pub enum FeedError {
     #[error("{caller} already holds {limit} feed connections, the most allowed; close one first")]
     TooManyConnections { caller: String, limit: usize },
+    #[error("the orchestrator already holds {limit} feed connections, the most it allows; retry shortly")]
+    Full { limit: usize },
 }
 
 /// The feeds' figures (`GET /ws/status`).
@@ -210,7 +215,14 @@ impl FeedHub {
         }
     }
 
-    /// Registers a client, unless its caller already holds the most connections allowed.
+    /// True when this replica holds as many connections as it allows: a new
+    /// one would be refused.
+    pub fn is_full(&self) -> bool {
+        self.clients().len() >= self.settings.max_total
+    }
+
+    /// Registers a client, unless its caller already holds the most
+    /// connections allowed, or the replica does.
     pub fn connect(
         self: &Arc<Self>,
         feed: Feed,
@@ -218,6 +230,11 @@ impl FeedHub {
         filter: FeedFilter,
     ) -> Result<Subscription, FeedError> {
         let mut clients = self.clients();
+        if clients.len() >= self.settings.max_total {
+            return Err(FeedError::Full {
+                limit: self.settings.max_total,
+            });
+        }
         let held = clients.values().filter(|c| c.caller == caller).count();
         if held >= self.settings.max_per_caller {
             return Err(FeedError::TooManyConnections {
@@ -315,6 +332,7 @@ mod tests {
     fn settings(max: usize, buffer: usize) -> FeedSettings {
         FeedSettings {
             max_per_caller: max,
+            max_total: 10_000,
             client_buffer: buffer,
         }
     }

@@ -30,6 +30,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("too many requests: at most {limit} a minute; retry in {retry_after} s")]
     RateLimited { retry_after: u64, limit: u32 },
+    #[error("the orchestrator already holds {limit} feed connections, the most it allows; retry shortly")]
+    TooManyConnections { limit: usize },
     #[error("no endpoint at this path")]
     RouteNotFound,
     #[error("this endpoint takes {allow} only")]
@@ -54,6 +56,7 @@ impl ApiError {
             ApiError::App(AppError::DropletUnreachable(_)) => ErrorCode::DropletUnreachable,
             ApiError::App(AppError::DropletTimedOut(_)) => ErrorCode::DropletTimeout,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
+            ApiError::TooManyConnections { .. } => ErrorCode::TooManyConnections,
             ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
             ApiError::MalformedBody(_) => ErrorCode::MalformedJson,
             ApiError::InvalidPath(_) => ErrorCode::InvalidPath,
@@ -81,6 +84,9 @@ impl ApiError {
                 json!({ "retry_after_seconds": retry_after, "limit_per_minute": limit })
             }
             ApiError::App(AppError::Unavailable(_)) => json!({ "retry_after_seconds": RETRY_AFTER_SECONDS }),
+            ApiError::TooManyConnections { limit } => {
+                json!({ "retry_after_seconds": RETRY_AFTER_SECONDS, "limit": limit })
+            }
             _ => Value::Null,
         }
     }
@@ -116,7 +122,9 @@ impl ResponseError for ApiError {
             ) => StatusCode::CONFLICT,
             ApiError::App(AppError::Validation(_) | AppError::IdempotencyKeyReused(_))
             | ApiError::InvalidBody(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::App(AppError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::App(AppError::Unavailable(_)) | ApiError::TooManyConnections { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::App(AppError::DropletUnreachable(_)) => StatusCode::BAD_GATEWAY,
             ApiError::App(AppError::DropletTimedOut(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -140,7 +148,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
-            ApiError::App(AppError::Unavailable(_)) => {
+            ApiError::App(AppError::Unavailable(_)) | ApiError::TooManyConnections { .. } => {
                 response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECONDS.to_string()));
             }
             ApiError::RateLimited { retry_after, .. } => {

@@ -152,6 +152,8 @@ pub struct LogSettings {
 pub struct FeedLimits {
     /// `WS_MAX_PER_DROPLET`: feed connections one caller may hold at once.
     pub max_per_caller: usize,
+    /// `MAX_WS_CONNECTIONS`: feed connections the process holds at most.
+    pub max_total: usize,
     /// `WS_HEARTBEAT_INTERVAL`: how often feed clients are pinged; one
     /// that has not answered by the next ping is disconnected.
     pub heartbeat_interval: Duration,
@@ -287,6 +289,7 @@ impl Settings {
             },
             feeds: FeedLimits {
                 max_per_caller: reader.positive("WS_MAX_PER_DROPLET", 10),
+                max_total: reader.positive("MAX_WS_CONNECTIONS", 10_000),
                 heartbeat_interval: reader.seconds("WS_HEARTBEAT_INTERVAL", 30),
                 client_buffer: reader.positive("WS_CLIENT_BUFFER", 1024),
             },

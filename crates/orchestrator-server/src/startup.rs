@@ -152,6 +152,7 @@ impl Application {
         )?);
         let feeds = FeedHub::new(FeedSettings {
             max_per_caller: settings.feeds.max_per_caller,
+            max_total: settings.feeds.max_total,
             client_buffer: settings.feeds.client_buffer,
         });
         let recovery = Recovery::new(ports.clone(), settings.run.recovery);

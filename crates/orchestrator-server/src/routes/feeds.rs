@@ -116,6 +116,11 @@ async fn open(
 ) -> Result<HttpResponse, ApiError> {
     let caller = feed_caller(req, query).await?;
     let filter = filter_of(query)?;
+    if app.feeds.is_full() {
+        return Err(ApiError::TooManyConnections {
+            limit: app.settings.feeds.max_total,
+        });
+    }
     let (response, session, stream) = actix_ws::handle(req, body)
         .map_err(|e| ApiError::InvalidQuery(format!("not a WebSocket upgrade: {e}")))?;
     let subscription = app.feeds.connect(feed, &feed_owner(&caller), filter);
@@ -125,6 +130,10 @@ async fn open(
             Ok(subscription) => serve(session, stream, subscription, closing).await,
             Err(err @ FeedError::TooManyConnections { .. }) => {
                 close(session, CloseCode::Policy, &err.to_string()).await;
+            }
+            // Another connection took the last place since the check above.
+            Err(err @ FeedError::Full { .. }) => {
+                close(session, CloseCode::Again, &err.to_string()).await;
             }
         }
     });
