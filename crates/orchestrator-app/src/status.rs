@@ -49,14 +49,61 @@ impl Readiness {
     }
 }
 
+/// How long the public counts of finished tasks are reused: counting them
+/// reads every task kept, which no anonymous caller may make the store do
+/// at will.
+pub const FINISHED_COUNTS_TTL: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// Completed and failed tasks, and when they were counted.
+type FinishedCounts = Option<(chrono::DateTime<chrono::Utc>, u64, u64)>;
+
 #[derive(Debug, Clone)]
 pub struct StatusService {
     ports: Ports,
+    finished: std::sync::Arc<tokio::sync::Mutex<FinishedCounts>>,
 }
 
 impl StatusService {
     pub fn new(ports: Ports) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            finished: std::sync::Arc::default(),
+        }
+    }
+
+    /// The counts of the public `GET /state`: live tasks and droplets read
+    /// now (a read bounded by the live work), finished tasks as counted at
+    /// most [`FINISHED_COUNTS_TTL`] ago.
+    pub async fn public_snapshot(&self) -> AppResult<StatusSnapshot> {
+        let tasks = self.ports.tasks.count_live_tasks().await?;
+        let droplets = self.ports.droplets.count_droplets_by_status().await?;
+        let (completed, failed) = self.finished_counts().await?;
+        Ok(StatusSnapshot {
+            tasks_pending: tasks.pending,
+            tasks_active: tasks.held,
+            tasks_completed: completed,
+            tasks_failed: failed,
+            droplets_active: droplets.get(&DropletStatus::Active).copied().unwrap_or(0),
+            droplets_total: droplets.values().sum(),
+        })
+    }
+
+    /// Completed and failed tasks, counted again once the last count is
+    /// older than [`FINISHED_COUNTS_TTL`]; callers meanwhile wait for the
+    /// one count under way rather than start their own.
+    async fn finished_counts(&self) -> AppResult<(u64, u64)> {
+        let mut cached = self.finished.lock().await;
+        let now = self.ports.clock.now();
+        if let Some((at, completed, failed)) = *cached
+            && now - at < FINISHED_COUNTS_TTL
+        {
+            return Ok((completed, failed));
+        }
+        let tasks = self.ports.tasks.count_tasks_by_status().await?;
+        let task = |s: TaskStatus| tasks.get(&s).copied().unwrap_or(0);
+        let counts = (task(TaskStatus::Completed), task(TaskStatus::Failed));
+        *cached = Some((now, counts.0, counts.1));
+        Ok(counts)
     }
 
     pub async fn snapshot(&self) -> AppResult<StatusSnapshot> {

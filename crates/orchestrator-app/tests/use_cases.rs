@@ -570,3 +570,46 @@ async fn an_idempotency_key_is_remembered_for_the_window_set() {
     let later = once(6).await.expect("the key is new again after the window");
     assert!(!later.replayed);
 }
+
+#[tokio::test]
+async fn the_public_counts_read_live_work_now_and_finished_work_at_most_every_30_seconds() {
+    use orchestrator_app::StatusService;
+    let clock = MovableClock(Arc::new(std::sync::Mutex::new(at(0))));
+    let ports = memory_ports(clock.clone());
+    let w = World {
+        tasks: TaskService::new(ports.clone()),
+        droplets: DropletService::new(ports.clone()),
+        router: Router::new(ports.clone()),
+        ports: ports.clone(),
+    };
+    let status = StatusService::new(ports);
+    let first = w.submit(5, None).await;
+    let before = status.public_snapshot().await.expect("counts");
+    assert_eq!((before.tasks_pending, before.tasks_completed), (1, 0));
+    w.tasks
+        .cancel(&writer("alice"), first.id)
+        .await
+        .expect("cancelled");
+    let failing = w.submit(5, None).await;
+    w.register(4, &[], 1).await;
+    w.router.route_pending().await.expect("routed");
+    w.set(&droplet(4), failing.id, TaskStatus::InProgress)
+        .await
+        .expect("started");
+    let moments_later = status.public_snapshot().await.expect("counts");
+    assert_eq!(
+        (
+            moments_later.tasks_pending,
+            moments_later.tasks_active,
+            moments_later.tasks_failed
+        ),
+        (0, 1, 0),
+        "live work now, finished work as counted before"
+    );
+    w.set(&droplet(4), failing.id, TaskStatus::Failed)
+        .await
+        .expect("failed");
+    *clock.0.lock().expect("clock") = at(31);
+    let later = status.public_snapshot().await.expect("counts");
+    assert_eq!((later.tasks_active, later.tasks_failed), (0, 1), "counted again");
+}

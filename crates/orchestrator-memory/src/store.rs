@@ -11,10 +11,10 @@ use orchestrator_domain::{
     RecoveryReason, ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, OnceCreated,
-    Percentiles, RecoveryCandidate, RecoveryQuery, RescueCounts, RoutableQuery, RoutingStats, StoreError,
-    StoreResult, TaskFilter, TaskPage, TaskPerformance, TaskStore, Throughput, TimeWindow, Transition,
-    TypeBreakdown,
+    AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, LiveCounts,
+    OnceCreated, Percentiles, RecoveryCandidate, RecoveryQuery, RescueCounts, RoutableQuery, RoutingStats,
+    StoreError, StoreResult, TaskFilter, TaskPage, TaskPerformance, TaskStore, Throughput, TimeWindow,
+    Transition, TypeBreakdown,
 };
 use uuid::Uuid;
 
@@ -580,6 +580,19 @@ impl TaskStore for MemoryStore {
             state.deadline_risks.insert(task.id, now);
         }
         Ok(flagged)
+    }
+
+    async fn count_live_tasks(&self) -> StoreResult<LiveCounts> {
+        let state = self.lock();
+        let mut counts = LiveCounts::default();
+        for task in state.tasks.values() {
+            match task.status {
+                TaskStatus::Pending => counts.pending += 1,
+                status if status.occupies_droplet() => counts.held += 1,
+                _ => {}
+            }
+        }
+        Ok(counts)
     }
 
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {

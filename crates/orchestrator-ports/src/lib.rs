@@ -315,6 +315,11 @@ pub trait TaskStore: Send + Sync {
 
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>>;
 
+    /// How many tasks are `pending`, and how many are held by droplets
+    /// (`assigned` or `in_progress`): a read bounded by the live work, not
+    /// by every task ever kept, for the public `GET /state`.
+    async fn count_live_tasks(&self) -> StoreResult<LiveCounts>;
+
     /// The schema migrations this build has that the store's database does
     /// not have yet; none for a store without a schema.
     async fn pending_migrations(&self) -> StoreResult<Vec<String>> {
@@ -357,6 +362,13 @@ pub struct RecoveryQuery {
     /// Only tasks with a greater id: a pass walks the candidates in id order.
     pub after: TaskId,
     pub limit: u32,
+}
+
+/// See [`TaskStore::count_live_tasks`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LiveCounts {
+    pub pending: u64,
+    pub held: u64,
 }
 
 /// The span of time a metric covers: `[since, until)`, on the store's

@@ -20,9 +20,9 @@ use orchestrator_domain::{
     ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletChange, DropletFilter, DropletStore, HeartbeatBacklog, IdempotencyKey, OnceCreated,
-    RecoveryCandidate, RecoveryQuery, RoundPlanner, RoutableQuery, RoutedRound, StoreError, StoreResult,
-    TaskFilter, TaskPage, TaskStore, Transition,
+    ChangeRecord, DropletChange, DropletFilter, DropletStore, HeartbeatBacklog, IdempotencyKey, LiveCounts,
+    OnceCreated, RecoveryCandidate, RecoveryQuery, RoundPlanner, RoutableQuery, RoutedRound, StoreError,
+    StoreResult, TaskFilter, TaskPage, TaskStore, Transition,
 };
 use uuid::Uuid;
 
@@ -603,6 +603,25 @@ impl TaskStore for PgStore {
             .collect::<StoreResult<Vec<Task>>>()?;
         tasks.sort_by_key(|t| (t.deadline, t.id));
         Ok(tasks)
+    }
+
+    async fn count_live_tasks(&self) -> StoreResult<LiveCounts> {
+        #[derive(QueryableByName)]
+        struct Live {
+            #[diesel(sql_type = BigInt)]
+            pending: i64,
+            #[diesel(sql_type = BigInt)]
+            held: i64,
+        }
+        let mut conn = self.conn().await?;
+        let live: Live = diesel::sql_query(sql::tasks::COUNT_LIVE)
+            .get_result(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(LiveCounts {
+            pending: u64::try_from(live.pending).unwrap_or(0),
+            held: u64::try_from(live.held).unwrap_or(0),
+        })
     }
 
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {

@@ -154,6 +154,14 @@ WITH old AS (
 )
 DELETE FROM tasks WHERE id IN (SELECT id FROM old)";
 
+/// Pending and held tasks: the status index gives only the live rows, so
+/// the read does not grow with the finished tasks kept.
+pub(crate) const COUNT_LIVE: &str = "\
+SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
+       count(*) FILTER (WHERE status IN ('assigned', 'in_progress')) AS held
+FROM tasks
+WHERE status IN ('pending', 'assigned', 'in_progress')";
+
 /// `$1` task, `$2` time, `$3` the external id of the droplet running it.
 pub(crate) const MARK_CANCEL_REQUESTED: &str = "\
 UPDATE tasks SET cancel_requested_at = $2, updated_at = $2

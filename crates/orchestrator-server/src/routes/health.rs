@@ -100,7 +100,7 @@ pub(crate) async fn state(
     app: web::Data<AppState>,
     stats: web::Data<ProcessStats>,
 ) -> Result<HttpResponse, ApiError> {
-    let counts = app.status.snapshot().await?;
+    let counts = app.status.public_snapshot().await?;
     let sample = stats.sample();
     Ok(HttpResponse::Ok().json(State {
         cpu_percent: sample.cpu_percent,
