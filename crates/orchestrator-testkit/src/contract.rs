@@ -2319,3 +2319,36 @@ pub async fn heartbeats_are_kept_as_samples_and_last_heartbeat_is_exact(stores: 
     }
     assert_eq!(rows().await, 3, "a zero interval keeps every beat");
 }
+
+/// The live counts of the public `/state`: pending, and held by droplets.
+pub async fn live_tasks_are_counted_apart_from_finished_ones(stores: &Stores) {
+    register(stores, 8, &[], 0).await;
+    create(stores, "t", 5, 0).await;
+    create(stores, "t", 5, 0).await;
+    assign(stores, &create(stores, "t", 5, 0).await, 8, 1).await;
+    let running = start(
+        stores,
+        &assign(stores, &create(stores, "t", 5, 0).await, 8, 1).await,
+        2,
+    )
+    .await;
+    let actor = Actor::from_roles(&[Role::AssignedDroplet]);
+    stores
+        .tasks
+        .apply_transition(transition(
+            &running,
+            TaskUpdate::Complete { result: None },
+            actor,
+            3,
+        ))
+        .await
+        .expect("complete");
+    start(
+        stores,
+        &assign(stores, &create(stores, "t", 5, 0).await, 8, 4).await,
+        5,
+    )
+    .await;
+    let live = stores.tasks.count_live_tasks().await.expect("counted");
+    assert_eq!((live.pending, live.held), (2, 2));
+}

@@ -71,6 +71,7 @@ macro_rules! store_contract_tests {
             stopped_tasks_never_hide_a_dead_droplets_work,
             a_drained_droplet_keeps_its_work_while_it_beats,
             a_manual_retry_clears_the_stop_request,
+            live_tasks_are_counted_apart_from_finished_ones,
             old_heartbeats_are_deleted_in_bounded_batches,
             an_assignment_beyond_capacity_is_refused,
             an_assignment_to_an_inactive_droplet_is_refused,
