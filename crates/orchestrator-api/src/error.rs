@@ -155,7 +155,7 @@ mod tests {
                 Some(code)
             );
         }
-        assert_eq!(ErrorCode::KNOWN.len(), 19);
+        assert_eq!(ErrorCode::KNOWN.len(), 20);
     }
 
     #[test]

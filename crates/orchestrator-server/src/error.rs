@@ -212,6 +212,7 @@ mod tests {
                 retry_after: 1,
                 limit: 1,
             },
+            ApiError::TooManyConnections { limit: 1 },
             ApiError::RouteNotFound,
             ApiError::MethodNotAllowed { allow: "GET" },
             ApiError::Internal(text()),
