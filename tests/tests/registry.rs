@@ -222,3 +222,37 @@ async fn an_unreachable_registry_does_not_hold_up_the_start() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn with_an_audience_set_only_tokens_issued_for_this_orchestrator_are_accepted() {
+    let registry = registry(directory(&["verify"])).await;
+    let url = registry.uri();
+    let app = spawn_app_with(&[
+        ("REGISTRY_URL", url.as_str()),
+        ("REGISTRY_AUDIENCE", "orchestrator"),
+    ])
+    .await;
+    let token = |aud: Option<&str>| {
+        let mut claims = json!({ "sub": "droplet-14", "permissions": ["read"], "droplet_id": 14 });
+        if let Some(aud) = aud {
+            claims["aud"] = json!(aud);
+        }
+        sign(REGISTRY_PRIVATE, claims)
+    };
+    assert_eq!(app.get("/tasks", &token(Some("orchestrator"))).await.status, 200);
+    let other = app.get("/tasks", &token(Some("billing"))).await;
+    assert_eq!(other.status, 401, "a token for another service: {other:?}");
+    assert!(other.body.to_string().contains("another service"), "{other:?}");
+    assert_eq!(
+        app.get("/tasks", &token(None)).await.status,
+        401,
+        "no audience at all"
+    );
+
+    let open = app_on(&registry).await;
+    assert_eq!(
+        open.get("/tasks", &token(Some("billing"))).await.status,
+        200,
+        "without REGISTRY_AUDIENCE the mesh's tokens all go"
+    );
+}

@@ -163,6 +163,8 @@ pub struct TokenVerifier {
     keys: JwtKeys,
     registry: Option<Arc<RegistrySync>>,
     directory: Arc<ServiceDirectory>,
+    /// `REGISTRY_AUDIENCE`: when set, a Registry token must name it in `aud`.
+    audience: Option<String>,
 }
 
 impl TokenVerifier {
@@ -171,7 +173,15 @@ impl TokenVerifier {
             keys,
             registry,
             directory,
+            audience: None,
         }
+    }
+
+    /// Accepts only the Registry tokens issued for `audience` (their `aud`),
+    /// so that a token the Registry issued for another service is refused.
+    pub fn with_audience(mut self, audience: Option<String>) -> Self {
+        self.audience = audience;
+        self
     }
 
     pub async fn verify(&self, token: &str) -> Result<Caller, ApiError> {
@@ -193,9 +203,10 @@ impl TokenVerifier {
         let key = key.ok_or_else(|| {
             ApiError::Unauthorized("invalid token: the Registry's signing key is not available yet".into())
         })?;
-        let claims = match verify_rs256(token, &key) {
+        let audience = self.audience.as_deref();
+        let claims = match verify_rs256(token, &key, audience) {
             Err(err) if is_bad_signature(&err) => match registry.signing_key(true).await {
-                Some(fresh) if fresh != key => verify_rs256(token, &fresh).map_err(invalid),
+                Some(fresh) if fresh != key => verify_rs256(token, &fresh, audience).map_err(invalid),
                 _ => Err(invalid(err)),
             },
             other => other.map_err(invalid),
@@ -235,15 +246,27 @@ fn is_bad_signature(err: &jsonwebtoken::errors::Error) -> bool {
     matches!(err.kind(), jsonwebtoken::errors::ErrorKind::InvalidSignature)
 }
 
-fn verify_rs256(token: &str, key: &SigningKey) -> Result<RegistryClaims, jsonwebtoken::errors::Error> {
+fn verify_rs256(
+    token: &str,
+    key: &SigningKey,
+    audience: Option<&str>,
+) -> Result<RegistryClaims, jsonwebtoken::errors::Error> {
     let decoding = DecodingKey::from_rsa_pem(key.public_key_pem.as_bytes())?;
     let mut validation = Validation::new(Algorithm::RS256);
     // The Registry may name its service by `service_id` or `service_name`
     // alone; `registry_caller` requires one of the three.
-    validation.set_required_spec_claims(&["exp"]);
-    // The Registry's tokens are for the whole mesh: an audience they name
-    // is not ours to check.
-    validation.validate_aud = false;
+    match audience {
+        // Only tokens issued for this orchestrator.
+        Some(audience) => {
+            validation.set_required_spec_claims(&["exp", "aud"]);
+            validation.set_audience(&[audience]);
+        }
+        // A mesh whose Registry names no audience: any of its tokens.
+        None => {
+            validation.set_required_spec_claims(&["exp"]);
+            validation.validate_aud = false;
+        }
+    }
     validation.leeway = 5;
     Ok(decode::<RegistryClaims>(token, &decoding, &validation)?.claims)
 }
@@ -258,7 +281,10 @@ fn describe(err: &jsonwebtoken::errors::Error) -> &'static str {
         }
         ErrorKind::InvalidSubject => "its subject must be 1 to 100 characters",
         ErrorKind::InvalidRsaKey(_) | ErrorKind::InvalidKeyFormat => "the Registry's key cannot be read",
-        ErrorKind::MissingRequiredClaim(_) => "a required claim (sub, exp) is missing",
+        ErrorKind::InvalidAudience => "it was issued for another service (its aud is not REGISTRY_AUDIENCE)",
+        ErrorKind::MissingRequiredClaim(_) => {
+            "a required claim (sub, exp, or aud when REGISTRY_AUDIENCE is set) is missing"
+        }
         ErrorKind::Json(_) => "its claims are not valid (sub, permissions, exp, iat expected)",
         _ => "it is not a well-formed JWT",
     }

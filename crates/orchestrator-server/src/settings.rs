@@ -180,6 +180,9 @@ pub struct RegistrySettings {
     pub url: Option<String>,
     /// `REGISTRY_SYNC_INTERVAL`: seconds between copies of the Registry's directory.
     pub sync_interval: Duration,
+    /// `REGISTRY_AUDIENCE`: the `aud` a Registry token must name to be
+    /// accepted here; unset, any token the Registry signed is.
+    pub audience: Option<String>,
 }
 
 /// What the server serves besides the API.
@@ -301,6 +304,7 @@ impl Settings {
             registry: RegistrySettings {
                 url: reader.optional("REGISTRY_URL"),
                 sync_interval: reader.seconds("REGISTRY_SYNC_INTERVAL", 300),
+                audience: reader.optional("REGISTRY_AUDIENCE"),
             },
             features: Features {
                 metrics: reader.flag("ENABLE_METRICS", true),

@@ -199,11 +199,10 @@ impl Application {
             settings.auth.jwt_secret.expose_secret().as_bytes(),
         ));
         let directory = ServiceDirectory::new(ports.clone(), registry.clone());
-        let verifier = web::Data::new(TokenVerifier::new(
-            keys.get_ref().clone(),
-            registry.clone(),
-            directory.clone(),
-        ));
+        let verifier = web::Data::new(
+            TokenVerifier::new(keys.get_ref().clone(), registry.clone(), directory.clone())
+                .with_audience(settings.registry.audience.clone()),
+        );
         let source = web::Data::new(Source(format!("droplet-{}", settings.identity.droplet_id)));
         let limit = web::Data::new(BodyLimit(settings.http.max_body_bytes));
         let stats = web::Data::new(ProcessStats::default());
