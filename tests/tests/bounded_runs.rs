@@ -36,6 +36,16 @@ fn reasons(task: &Value) -> Vec<String> {
         .collect()
 }
 
+/// How many times the `health_monitor` job (recovery) has run.
+async fn health_monitor_runs(app: &TestApp) -> u64 {
+    let jobs = app.get("/management/scheduler/jobs", &app.admin()).await;
+    jobs.payload()["jobs"]
+        .as_array()
+        .and_then(|jobs| jobs.iter().find(|j| j["id"] == "health_monitor"))
+        .and_then(|job| job["runs"].as_u64())
+        .unwrap_or(0)
+}
+
 async fn progress(app: &TestApp, id: i64, token: &str, body: Value) -> orchestrator_tests::Reply {
     app.post(&format!("/tasks/{id}/progress"), token, body).await
 }
@@ -95,10 +105,13 @@ async fn a_run_without_progress_times_out_and_progress_extends_it() {
     ])
     .await;
     app.register(1, &["x"], 4).await;
-    let silent = create(&app, json!({ "timeout_seconds": 2, "max_retries": 0 })).await;
-    start(&app, silent).await;
-    let busy = create(&app, json!({ "timeout_seconds": 2 })).await;
+    // The busy run starts first with the shorter timeout: by the time the
+    // silent one times out, the busy one would have timed out twice over
+    // but for its progress.
+    let busy = create(&app, json!({ "timeout_seconds": 1 })).await;
     let attempt = start(&app, busy).await;
+    let silent = create(&app, json!({ "timeout_seconds": 3, "max_retries": 0 })).await;
+    start(&app, silent).await;
     let mut feed = app.feed(&format!("/ws/tasks?token={}", app.admin())).await;
 
     let droplet = app.droplet(1);
@@ -119,20 +132,23 @@ async fn a_run_without_progress_times_out_and_progress_extends_it() {
             break;
         }
     }
-    for step in 2..=8 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let reply = progress(
-            &app,
-            busy,
-            &droplet,
-            json!({ "attempt": attempt, "progress": step * 10 }),
-        )
-        .await;
-        assert_eq!(reply.status, 200, "{reply:?}");
-    }
-    let timed_out = app
-        .wait_for_status(silent, "failed", Duration::from_secs(2))
-        .await;
+    eventually(
+        10,
+        "the silent run times out while the busy one reports",
+        || async {
+            let reply = progress(
+                &app,
+                busy,
+                &droplet,
+                json!({ "attempt": attempt, "progress": 50 }),
+            )
+            .await;
+            assert_eq!(reply.status, 200, "{reply:?}");
+            app.task(silent).await["status"] == "failed"
+        },
+    )
+    .await;
+    let timed_out = app.task(silent).await;
     assert!(
         timed_out["error_message"]
             .as_str()
@@ -193,11 +209,13 @@ async fn a_deactivated_droplet_drains_and_requeue_takes_its_work_back() {
     let reply = app.post(path, &app.admin(), json!({})).await;
     assert_eq!(reply.status, 200, "{reply:?}");
     let droplet = app.droplet(1);
-    // Recovery passes run meanwhile; the droplet still beats.
-    for _ in 0..5 {
+    // Two recovery passes run meanwhile; the droplet still beats.
+    let passes = health_monitor_runs(&app).await;
+    eventually(10, "two recovery passes after the drain", || async {
         app.post("/droplets/1/heartbeat", &droplet, json!({})).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        health_monitor_runs(&app).await >= passes + 2
+    })
+    .await;
     assert_eq!(app.task(running).await["status"], "in_progress");
     assert_eq!(app.task(waiting).await["status"], "assigned");
     let done = app
@@ -208,8 +226,7 @@ async fn a_deactivated_droplet_drains_and_requeue_takes_its_work_back() {
         )
         .await;
     assert_eq!(done.status, 200, "a draining droplet may still report: {done:?}");
-    let fresh = create(&app, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fresh = app.after_a_routing_pass(create(&app, json!({}))).await;
     assert_eq!(app.task(fresh).await["status"], "pending", "no new work");
 
     let taken = app
