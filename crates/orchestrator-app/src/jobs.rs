@@ -235,7 +235,8 @@ impl Job for TaskRetentionJob {
     }
 }
 
-/// Deletes the `Idempotency-Key`s older than a day (leader only).
+/// Deletes the `Idempotency-Key`s older than their window
+/// (`IDEMPOTENCY_WINDOW_SECONDS`, a day by default; leader only).
 #[derive(Debug)]
 pub struct IdempotencyCleanupJob(pub TaskService);
 
