@@ -109,6 +109,8 @@ async fn start(extra: &[(&str, &str)]) -> TestApp {
         ("LOG_LEVEL", "WARNING"),
         // The suite's droplets have no endpoint; the push test turns this on.
         ("ENABLE_PUSH_DELIVERY", "false"),
+        // The suite's droplets listen on this host; the endpoint check has its own test.
+        ("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "true"),
         ("MAX_BODY_BYTES", max_body.as_str()),
         // The suite sends far more than a droplet would; the limit has its own test.
         ("RATE_LIMIT_PER_MINUTE", "1000000"),

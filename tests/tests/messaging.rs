@@ -256,6 +256,88 @@ async fn send_says_which_way_a_droplet_failed() {
 }
 
 #[tokio::test]
+async fn endpoints_on_the_orchestrators_host_are_refused_unless_allowed() {
+    let app = spawn_app_with(&[("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "false")]).await;
+    let app = &app;
+    let register = |id: i64, endpoint: &str| {
+        let body = json!({ "droplet_id": id, "name": format!("d{id}"), "endpoint": endpoint, "capabilities": ["x"] });
+        let token = app.droplet(id);
+        async move { app.post("/droplets/register", &token, body).await }
+    };
+    for endpoint in [
+        "http://127.0.0.1:8021",
+        "http://[::ffff:127.0.0.1]:8021",
+        "http://2130706433",
+        "http://localhost:8021",
+        "http://169.254.169.254",
+        "http://metadata.google.internal",
+    ] {
+        let reply = register(31, endpoint).await;
+        assert_eq!(
+            (reply.status, reply.error_code()),
+            (422, "validation_failed"),
+            "{endpoint}: {reply:?}"
+        );
+        assert_eq!(
+            reply.payload()["error"]["details"]["field"],
+            "endpoint",
+            "{reply:?}"
+        );
+        let message = reply.payload()["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("ALLOW_PRIVATE_DROPLET_ENDPOINTS"), "{message}");
+    }
+    let missing = app.get("/droplets/31", &app.admin()).await;
+    assert_eq!(missing.status, 404, "nothing was registered: {missing:?}");
+    for (id, endpoint) in [
+        (32, "http://10.0.3.7:8021"),
+        (33, "http://echo:8021"),
+        (34, "https://droplets.example.com"),
+    ] {
+        assert_eq!(register(id, endpoint).await.status, 201, "{endpoint}");
+    }
+
+    let (local, fake) = fake_droplet(200, Duration::ZERO);
+    let allowing = spawn_app_with(&[("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "true")]).await;
+    register_at(&allowing, 35, &local, &["x"]).await;
+    let reply = allowing
+        .post(
+            "/send",
+            &allowing.writer("w"),
+            json!({ "target_droplet_id": 35, "message_type": "ping" }),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "a mesh on one host may allow them: {reply:?}");
+    assert_eq!(fake.received.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn answers_longer_than_max_reply_bytes_are_refused_with_a_clear_error() {
+    let app = spawn_app_with(&[("MAX_REPLY_BYTES", "1024")]).await;
+    app.expect_server_errors();
+    let (endpoint, fake) = fake_droplet(200, Duration::ZERO);
+    register_at(&app, 36, &endpoint, &[]).await;
+    let writer = app.writer("droplet-5");
+    let echoed = |text: String| json!({ "target_droplet_id": 36, "message_type": "echo", "payload": { "text": text } });
+
+    let reply = app.post("/send", &writer, echoed("y".repeat(2048))).await;
+    assert_eq!(
+        (reply.status, reply.error_code()),
+        (502, "droplet_reply_too_large"),
+        "{reply:?}"
+    );
+    let message = reply.payload()["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("more than 1024 bytes (MAX_REPLY_BYTES)"),
+        "{message}"
+    );
+    assert_eq!(fake.received.lock().expect("lock").len(), 1, "it was delivered");
+
+    let reply = app.post("/send", &writer, echoed("short".into())).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.payload()["response"]["echo"]["text"], "short");
+}
+
+#[tokio::test]
 async fn broadcast_reaches_every_active_droplet_and_reports_each() {
     let app = spawn_app_with(&[
         ("SEND_TIMEOUT_SECONDS", "1"),

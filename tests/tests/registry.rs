@@ -256,3 +256,82 @@ async fn with_an_audience_set_only_tokens_issued_for_this_orchestrator_are_accep
         "without REGISTRY_AUDIENCE the mesh's tokens all go"
     );
 }
+
+#[tokio::test]
+async fn a_listed_droplet_on_the_orchestrators_host_is_never_called_unless_allowed() {
+    let local = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/message"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "secret": "from this host" })))
+        .mount(&local)
+        .await;
+    let listing =
+        json!([{ "droplet_id": 16, "name": "local", "endpoint": local.uri(), "capabilities": ["x"] }]);
+    let registry = registry(listing).await;
+    let url = registry.uri();
+    let app = spawn_app_with(&[
+        ("REGISTRY_URL", url.as_str()),
+        ("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "false"),
+    ])
+    .await;
+    app.expect_server_errors();
+    eventually(5, "directory copied", || async {
+        droplet(&app, 16).await.is_object()
+    })
+    .await;
+
+    let to_16 = json!({ "target_droplet_id": 16, "message_type": "ping" });
+    let reply = app.post("/send", &app.writer("w"), to_16).await;
+    assert_eq!(
+        (reply.status, reply.error_code()),
+        (502, "droplet_endpoint_refused"),
+        "{reply:?}"
+    );
+    let message = reply.payload()["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("127.0.0.1 is a loopback address"), "{message}");
+    let received = local.received_requests().await.unwrap_or_default();
+    assert!(received.is_empty(), "nothing reached it: {received:?}");
+}
+
+#[tokio::test]
+async fn a_name_a_droplet_chose_for_itself_never_makes_a_token_that_droplet() {
+    let registry = registry(directory(&["verify"])).await;
+    let app = app_on(&registry).await;
+    eventually(5, "directory copied", || async {
+        droplet(&app, 14).await.is_object()
+    })
+    .await;
+    for (id, name) in [(31, "payments"), (32, "verifier")] {
+        let body = json!({ "droplet_id": id, "name": name, "endpoint": "http://127.0.0.1:9", "capabilities": ["x"] });
+        let reply = app.post("/droplets/register", &app.droplet(id), body).await;
+        assert_eq!(reply.status, 201, "{reply:?}");
+    }
+    // A Registry token naming its service only by name, as another service
+    // of the mesh may hold one.
+    let named = |name: &str| sign(REGISTRY_PRIVATE, json!({ "service_name": name }));
+    let beat = |id: i64, token: String| {
+        let app = &app;
+        async move {
+            app.post(&format!("/droplets/{id}/heartbeat"), &token, json!({}))
+                .await
+        }
+    };
+
+    let impostor = beat(31, named("payments")).await;
+    assert_eq!(
+        (impostor.status, impostor.error_code()),
+        (403, "forbidden"),
+        "a self-chosen name vouches for no one: {impostor:?}"
+    );
+    let listed = beat(14, named("verifier")).await;
+    assert_eq!(
+        listed.status, 200,
+        "the directory's name is the Registry's word, and a droplet calling itself the same takes nothing: {listed:?}"
+    );
+    assert_eq!(beat(32, named("verifier")).await.status, 403);
+    let by_name_only = app.get("/tasks", &named("payments")).await;
+    assert_eq!(
+        by_name_only.status, 200,
+        "it is still a service of the mesh that may read: {by_name_only:?}"
+    );
+}

@@ -55,6 +55,10 @@ pub enum ErrorCode {
     InternalError,
     /// The orchestrator holds as many feed connections as it allows.
     TooManyConnections,
+    /// The target droplet's endpoint is one the orchestrator may not call.
+    DropletEndpointRefused,
+    /// The target droplet answered with more than `MAX_REPLY_BYTES`.
+    DropletReplyTooLarge,
     /// A code not in this list, as it came.
     Other(String),
 }
@@ -82,6 +86,8 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::InternalError,
         ErrorCode::TooManyConnections,
+        ErrorCode::DropletEndpointRefused,
+        ErrorCode::DropletReplyTooLarge,
     ];
 
     /// The code as written on the wire, such as `not_found`.
@@ -107,6 +113,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::InternalError => "internal_error",
             ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::DropletEndpointRefused => "droplet_endpoint_refused",
+            ErrorCode::DropletReplyTooLarge => "droplet_reply_too_large",
             ErrorCode::Other(code) => code,
         }
     }
@@ -155,7 +163,7 @@ mod tests {
                 Some(code)
             );
         }
-        assert_eq!(ErrorCode::KNOWN.len(), 20);
+        assert_eq!(ErrorCode::KNOWN.len(), 22);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Which droplet a service of the mesh is. Droplets built from the mesh's
 //! guides name themselves by the Registry's id for them (`service_id`) or
 //! by their name, in their heartbeats and their Registry tokens; the synced
-//! directory maps those to droplets. A service the store does not know yet
+//! directory maps those to droplets (a name only as the directory lists it,
+//! never as a droplet named itself). A service the store does not know yet
 //! (it registered with the Registry after the last sync) makes the directory
 //! be copied again, at most once every [`UNKNOWN_REFRESH_MIN_INTERVAL`].
 

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use orchestrator_domain::{
-    Caller, Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
-    Permission, RecoveryReason, RegistrationDraft, ServiceHeartbeat, ServiceRef, ValidationError,
+    Caller, Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, EndpointPolicy,
+    HeartbeatReport, Permission, RecoveryReason, RegistrationDraft, ServiceHeartbeat, ServiceRef,
+    ValidationError,
 };
 use orchestrator_ports::{DropletChange, DropletFilter};
 
@@ -28,6 +29,8 @@ pub struct DropletService {
     /// `HEARTBEAT_SAMPLE_SECONDS`: a heartbeat that changes no status is
     /// kept as a row at most once per droplet this often.
     heartbeat_sample: Duration,
+    /// Which endpoints a droplet may register (`ALLOW_PRIVATE_DROPLET_ENDPOINTS`).
+    endpoints: EndpointPolicy,
 }
 
 impl DropletService {
@@ -44,7 +47,16 @@ impl DropletService {
             directory,
             recovery: None,
             heartbeat_sample: HEARTBEAT_SAMPLE_EVERY,
+            endpoints: EndpointPolicy::RefusePrivate,
         }
+    }
+
+    /// Refuses registrations whose endpoint `policy` refuses, instead of
+    /// loopback, link-local and metadata addresses.
+    #[must_use]
+    pub fn with_endpoint_policy(mut self, policy: EndpointPolicy) -> Self {
+        self.endpoints = policy;
+        self
     }
 
     /// Takes back a restarted droplet's work at its registration, and a
@@ -76,6 +88,9 @@ impl DropletService {
     pub async fn register(&self, caller: &Caller, draft: RegistrationDraft) -> AppResult<DropletChange> {
         let registration = DropletRegistration::parse(draft)?;
         require_droplet_or_admin(caller, registration.droplet_id)?;
+        if let Some(why) = self.endpoints.refusal(&registration.endpoint) {
+            return Err(ValidationError::new("endpoint", why).into());
+        }
         let (id, resume) = (registration.droplet_id, registration.resume);
         let now = self.ports.clock.now();
         let change = self.ports.droplets.register_droplet(registration, now).await?;

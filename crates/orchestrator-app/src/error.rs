@@ -38,6 +38,12 @@ pub enum AppError {
     /// A droplet a message was for did not answer in time.
     #[error("{0}")]
     DropletTimedOut(String),
+    /// A droplet a message was for has an endpoint the orchestrator may not call.
+    #[error("{0}")]
+    DropletEndpointRefused(String),
+    /// A droplet a message was for answered with more than is read.
+    #[error("{0}")]
+    DropletReplyTooLarge(String),
 }
 
 pub type AppResult<T> = Result<T, AppError>;

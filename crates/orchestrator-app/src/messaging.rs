@@ -81,6 +81,8 @@ impl MessagingService {
             .map_err(|err| match err {
                 SendError::Unreachable(m) => AppError::DropletUnreachable(m),
                 SendError::TimedOut(m) => AppError::DropletTimedOut(m),
+                SendError::Refused(m) => AppError::DropletEndpointRefused(m),
+                SendError::ReplyTooLarge { message, .. } => AppError::DropletReplyTooLarge(message),
             })
     }
 
@@ -136,9 +138,10 @@ fn outgoing(request: MessageRequest) -> AppResult<OutgoingMessage> {
 
 fn outcome(droplet_id: DropletId, sent: Result<DropletReply, SendError>) -> BroadcastOutcome {
     let (outcome, status, error) = match sent {
-        Ok(reply) if (200..300).contains(&reply.status) => (Reached::Delivered, Some(reply.status), None),
-        Ok(reply) => (Reached::Refused, Some(reply.status), None),
-        Err(SendError::Unreachable(m)) => (Reached::Unreachable, None, Some(m)),
+        Ok(reply) => (answered(reply.status), Some(reply.status), None),
+        // What a broadcast reports of an answer is its status: a long one was delivered all the same.
+        Err(SendError::ReplyTooLarge { status, message }) => (answered(status), Some(status), Some(message)),
+        Err(SendError::Unreachable(m) | SendError::Refused(m)) => (Reached::Unreachable, None, Some(m)),
         Err(SendError::TimedOut(m)) => (Reached::Timeout, None, Some(m)),
     };
     BroadcastOutcome {
@@ -146,5 +149,13 @@ fn outcome(droplet_id: DropletId, sent: Result<DropletReply, SendError>) -> Broa
         outcome,
         status,
         error,
+    }
+}
+
+fn answered(status: u16) -> Reached {
+    if (200..300).contains(&status) {
+        Reached::Delivered
+    } else {
+        Reached::Refused
     }
 }

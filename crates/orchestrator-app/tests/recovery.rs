@@ -66,7 +66,7 @@ impl World {
         let draft = RegistrationDraft {
             droplet_id: id,
             name: format!("d{id}"),
-            endpoint: format!("http://127.0.0.1:9/{id}"),
+            endpoint: format!("http://droplet-{id}.mesh:9"),
             capabilities: vec!["x".into()],
             max_concurrent_tasks: Some(1),
             ..RegistrationDraft::default()

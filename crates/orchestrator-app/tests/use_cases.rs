@@ -76,7 +76,7 @@ fn registration(id: i64, caps: &[&str], capacity: i64) -> RegistrationDraft {
     RegistrationDraft {
         droplet_id: id,
         name: format!("droplet {id}"),
-        endpoint: format!("http://127.0.0.1:9/{id}"),
+        endpoint: format!("http://droplet-{id}.mesh:9"),
         capabilities: caps.iter().map(|c| (*c).to_owned()).collect(),
         max_concurrent_tasks: Some(capacity),
         ..RegistrationDraft::default()
@@ -478,7 +478,7 @@ async fn the_router_sets_aside_a_droplet_the_store_refuses_and_tries_another() {
         droplet_id: id,
         name: format!("d{id}"),
         steward: None,
-        endpoint: format!("http://127.0.0.1:9/{id}"),
+        endpoint: format!("http://droplet-{id}.mesh:9"),
         capabilities: vec![],
         status: DropletStatus::Active,
         max_concurrent_tasks: 5,

@@ -42,6 +42,8 @@ async fn start_server(database: &TestDatabase, clients: usize) -> anyhow::Result
         ("LOG_LEVEL", "ERROR"),
         ("WORKERS", "2"),
         ("ENABLE_PUSH_DELIVERY", "false"),
+        // Its droplets name endpoints on this host.
+        ("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "true"),
         ("WS_MAX_PER_DROPLET", max.as_str()),
         ("RATE_LIMIT_PER_MINUTE", "100000000"),
     ];

@@ -79,6 +79,8 @@ impl Server {
             .env("LOG_LEVEL", "warn")
             // A mesh's droplets and loaders are few callers making many requests.
             .env("RATE_LIMIT_PER_MINUTE", "100000000")
+            // The benchmarks' droplets listen on this host.
+            .env("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "true")
             .envs(options.env)
             .stdout(Stdio::null())
             .stderr(stderr)

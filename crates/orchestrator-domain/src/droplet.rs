@@ -247,7 +247,9 @@ fn parse_endpoint(value: &str) -> Result<String, ValidationError> {
     let rest = endpoint
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))
-        .filter(|host| !host.is_empty() && !host.contains(char::is_whitespace));
+        .filter(|host| !host.is_empty() && !host.contains(char::is_whitespace))
+        // Read as the HTTP client will read it: a host it cannot find is no endpoint.
+        .filter(|_| url::Url::parse(&endpoint).is_ok_and(|url| url.host().is_some()));
     match rest {
         Some(_) => Ok(endpoint.trim_end_matches('/').to_owned()),
         None => Err(ValidationError::new(
@@ -436,6 +438,13 @@ mod tests {
             (
                 RegistrationDraft {
                     endpoint: "http://".into(),
+                    ..draft()
+                },
+                "endpoint",
+            ),
+            (
+                RegistrationDraft {
+                    endpoint: "http://[::1".into(),
                     ..draft()
                 },
                 "endpoint",

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod droplet;
+pub mod endpoint;
 pub mod error;
 pub mod event;
 pub mod permission;
@@ -15,6 +16,7 @@ pub use droplet::{
     Capability, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, RegistrationDraft,
     ServiceHeartbeat, ServiceRef,
 };
+pub use endpoint::EndpointPolicy;
 pub use error::{ValidationError, storable_json, storable_text};
 pub use event::DomainEvent;
 pub use permission::{Caller, Permission, Permissions};

@@ -1,15 +1,17 @@
 #![doc = include_str!("../README.md")]
 
+mod guard;
 mod registry;
 
 pub use registry::{HttpRegistryClient, REGISTRY_TIMEOUT};
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use orchestrator_api::envelope::Envelope;
 use orchestrator_api::messages::PushedTask;
-use orchestrator_domain::{Droplet, Task};
+use orchestrator_domain::{Droplet, EndpointPolicy, Task};
 use orchestrator_ports::{DeliveryError, Dispatcher, DropletReply, OutgoingMessage, SendError, TaskNotice};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -17,27 +19,66 @@ use uuid::Uuid;
 
 /// How long one delivery may take before it counts as failed.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How much of a droplet's answer to a message is read by default.
+pub const MAX_REPLY_BYTES: usize = 1_048_576;
 
-/// Pushes assignments and messages to `{endpoint}/message`.
+/// How the dispatcher calls droplets.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchLimits {
+    /// How long a droplet may take to answer a message (`POST /send`).
+    pub send_timeout: Duration,
+    /// The longest answer to a message that is read; a longer one is an error.
+    pub max_reply_bytes: usize,
+    /// Which droplet endpoints may be called.
+    pub endpoints: EndpointPolicy,
+}
+
+impl Default for DispatchLimits {
+    fn default() -> Self {
+        DispatchLimits {
+            send_timeout: Duration::from_secs(10),
+            max_reply_bytes: MAX_REPLY_BYTES,
+            endpoints: EndpointPolicy::RefusePrivate,
+        }
+    }
+}
+
+/// Pushes assignments and messages to `{endpoint}/message`. It follows no
+/// redirect, and calls no endpoint its [`EndpointPolicy`] refuses, whether
+/// the URL names the address or a name resolves to it.
 #[derive(Debug, Clone)]
 pub struct HttpDispatcher {
     client: reqwest::Client,
     /// The envelope's `source`, such as `droplet-10`.
     source: String,
-    /// How long a droplet may take to answer a message (`POST /send`).
-    send_timeout: Duration,
+    limits: DispatchLimits,
 }
 
 impl HttpDispatcher {
-    pub fn new(source: impl Into<String>, send_timeout: Duration) -> Result<Self, reqwest::Error> {
+    pub fn new(source: impl Into<String>, limits: DispatchLimits) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(DELIVERY_TIMEOUT)
+            // A redirect would take the request where the endpoint check never looked.
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(guard::GuardedResolver::new(limits.endpoints)))
             .build()?;
         Ok(HttpDispatcher {
             client,
             source: source.into(),
-            send_timeout,
+            limits,
         })
+    }
+
+    /// `{endpoint}/message`, when the policy lets it be called.
+    fn message_url(&self, droplet: &Droplet) -> Result<String, String> {
+        let url = format!("{}/message", droplet.endpoint.trim_end_matches('/'));
+        match self.limits.endpoints.refusal(&url) {
+            Some(why) => Err(format!(
+                "droplet {}'s endpoint is refused: {why}",
+                droplet.droplet_id
+            )),
+            None => Ok(url),
+        }
     }
 
     /// `payload` for `droplet`, from this orchestrator.
@@ -47,15 +88,14 @@ impl HttpDispatcher {
     }
 }
 
-fn message_url(droplet: &Droplet) -> String {
-    format!("{}/message", droplet.endpoint.trim_end_matches('/'))
-}
-
 #[async_trait]
 impl Dispatcher for HttpDispatcher {
     async fn deliver(&self, droplet: &Droplet, task: &Task, notice: TaskNotice) -> Result<(), DeliveryError> {
         let envelope = self.envelope(droplet, task.trace_id, notice.message_type(), PushedTask { task });
-        let url = message_url(droplet);
+        let url = self.message_url(droplet).map_err(|message| DeliveryError {
+            retryable: false,
+            message,
+        })?;
         let response = self
             .client
             .post(&url)
@@ -65,7 +105,7 @@ impl Dispatcher for HttpDispatcher {
             .await
             .map_err(|e| DeliveryError {
                 retryable: true,
-                message: format!("could not reach {url}: {e}"),
+                message: format!("could not reach {url}: {}", guard::describe(&e)),
             })?;
         let status = response.status();
         if status.is_success() {
@@ -83,24 +123,34 @@ impl Dispatcher for HttpDispatcher {
         message: &OutgoingMessage,
     ) -> Result<DropletReply, SendError> {
         let envelope = self.envelope(droplet, message.trace_id, &message.message_type, &message.payload);
-        let url = message_url(droplet);
+        let url = self.message_url(droplet).map_err(SendError::Refused)?;
+        let send_timeout = self.limits.send_timeout;
         let failed = |e: reqwest::Error| {
             if e.is_timeout() {
-                SendError::TimedOut(format!("{url} did not answer within {:?}", self.send_timeout))
+                SendError::TimedOut(format!("{url} did not answer within {send_timeout:?}"))
             } else {
-                SendError::Unreachable(format!("could not reach {url}: {e}"))
+                SendError::Unreachable(format!("could not reach {url}: {}", guard::describe(&e)))
             }
         };
-        let response = self
+        let mut response = self
             .client
             .post(&url)
-            .timeout(self.send_timeout)
+            .timeout(send_timeout)
             .json(&envelope)
             .send()
             .await
             .map_err(failed)?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(failed)?;
+        let bytes = read_bounded(&mut response, self.limits.max_reply_bytes)
+            .await
+            .map_err(failed)?
+            .ok_or_else(|| SendError::ReplyTooLarge {
+                status,
+                message: format!(
+                    "{url} answered with more than {} bytes (MAX_REPLY_BYTES)",
+                    self.limits.max_reply_bytes
+                ),
+            })?;
         let body = if bytes.is_empty() {
             Value::Null
         } else {
@@ -109,6 +159,28 @@ impl Dispatcher for HttpDispatcher {
         };
         Ok(DropletReply { status, body })
     }
+}
+
+/// The body of `response` when it is at most `limit` bytes, else `None`;
+/// no more than `limit` bytes (and one chunk) are ever held.
+async fn read_bounded(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    if response
+        .content_length()
+        .is_some_and(|declared| declared > limit as u64)
+    {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
 }
 
 /// Server errors, timeouts and rate limits may pass; other refusals will not.

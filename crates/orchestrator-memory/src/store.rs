@@ -40,6 +40,8 @@ struct State {
     heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
     /// When each droplet's latest heartbeat row was kept: rows are samples.
     heartbeat_sampled_at: HashMap<DropletId, DateTime<Utc>>,
+    /// The name the Registry's directory lists each droplet under.
+    listed_names: HashMap<DropletId, String>,
     /// Tasks whose deadline was reported at risk (once each), and when.
     deadline_risks: HashMap<TaskId, DateTime<Utc>>,
     /// Idempotency keys by caller and key.
@@ -623,6 +625,7 @@ impl DropletStore for MemoryStore {
     ) -> StoreResult<DropletChange> {
         let mut state = self.lock();
         let id = entry.droplet_id;
+        state.listed_names.insert(id, entry.name.clone());
         let mut change = state.upsert_droplet(entry, at, false);
         if let Some(service_id) = service_id {
             for droplet in state.droplets.values_mut() {
@@ -640,7 +643,7 @@ impl DropletStore for MemoryStore {
         let state = self.lock();
         let mut found = state.droplets.values().filter(|d| match service {
             ServiceRef::Id(id) => d.service_id == Some(*id),
-            ServiceRef::Name(name) => &d.name == name,
+            ServiceRef::Name(name) => state.listed_names.get(&d.droplet_id) == Some(name),
         });
         // A name two droplets share names neither.
         Ok(match (found.next(), found.next()) {

@@ -589,6 +589,8 @@ pub trait DropletStore: Send + Sync {
     /// known one keeps its status, heartbeat and capacity. `service_id`, the
     /// Registry's id for the service, is kept when given (and taken from any
     /// other droplet that had it); when absent the droplet keeps its own.
+    /// The entry's name is kept apart as the name the Registry lists the
+    /// droplet under, which the droplet's own registrations never change.
     async fn sync_droplet(
         &self,
         entry: DropletRegistration,
@@ -597,7 +599,9 @@ pub trait DropletStore: Send + Sync {
     ) -> StoreResult<DropletChange>;
 
     /// The droplet a service of the mesh is: the one with that Registry id,
-    /// or the only one with that name (none when two share it).
+    /// or the only one the Registry's directory lists under that name (none
+    /// when two share it). A name a droplet gave itself when registering
+    /// finds nothing: anyone may choose any name.
     async fn find_droplet_by_service(&self, service: &ServiceRef) -> StoreResult<Option<DropletId>>;
 
     /// Writes heartbeats the store holds back to batch them (PostgreSQL
@@ -676,6 +680,13 @@ pub enum SendError {
     Unreachable(String),
     #[error("droplet did not answer in time: {0}")]
     TimedOut(String),
+    /// Its endpoint is one the orchestrator may not call (see
+    /// `orchestrator_domain::EndpointPolicy`).
+    #[error("droplet endpoint refused: {0}")]
+    Refused(String),
+    /// It answered `status` with more than the orchestrator reads.
+    #[error("droplet reply too large: {message}")]
+    ReplyTooLarge { status: u16, message: String },
 }
 
 /// How the orchestrator introduces itself to the Registry.

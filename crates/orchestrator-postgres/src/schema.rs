@@ -23,6 +23,8 @@ diesel::table! {
         service_id -> Nullable<Int8>,
         session_started_at -> Nullable<Timestamp>,
         heartbeat_sampled_at -> Nullable<Timestamp>,
+        #[max_length = 100]
+        listed_name -> Nullable<Varchar>,
     }
 }
 

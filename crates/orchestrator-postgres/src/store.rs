@@ -713,7 +713,7 @@ impl DropletStore for PgStore {
             }
             ServiceRef::Name(name) => {
                 droplets::table
-                    .filter(droplets::name.eq(name))
+                    .filter(droplets::listed_name.eq(name))
                     .select(droplets::droplet_id)
                     .limit(2)
                     .load(&mut conn)
@@ -930,6 +930,8 @@ async fn upsert_droplet(
         Arrival::Registered => (DropletStatus::Active, Some(naive(at)), None),
         Arrival::Listed { service_id } => (DropletStatus::Inactive, None, service_id),
     };
+    // Only the Registry's listing says under which name a service is known.
+    let listed_name = matches!(arrival, Arrival::Listed { .. }).then_some(registration.name.as_str());
     if let Some(service_id) = service_id {
         // The directory's latest word wins: a service id moved to another
         // droplet leaves the one that had it.
@@ -956,6 +958,7 @@ async fn upsert_droplet(
             droplets::updated_at.eq(Some(naive(at))),
             droplets::service_id.eq(service_id),
             droplets::session_started_at.eq(heartbeat),
+            droplets::listed_name.eq(listed_name),
         ))
         .on_conflict(droplets::droplet_id)
         .do_nothing()
@@ -1000,7 +1003,7 @@ async fn upsert_droplet(
         }
         Arrival::Listed { service_id: None } => {
             diesel::update(target)
-                .set(described)
+                .set((described, droplets::listed_name.eq(listed_name)))
                 .returning(DropletRow::as_returning())
                 .get_result(conn)
                 .await
@@ -1009,7 +1012,11 @@ async fn upsert_droplet(
             service_id: Some(service_id),
         } => {
             diesel::update(target)
-                .set((described, droplets::service_id.eq(service_id)))
+                .set((
+                    described,
+                    droplets::service_id.eq(service_id),
+                    droplets::listed_name.eq(listed_name),
+                ))
                 .returning(DropletRow::as_returning())
                 .get_result(conn)
                 .await

@@ -55,6 +55,8 @@ impl ApiError {
             ApiError::App(AppError::Unavailable(_)) => ErrorCode::StoreUnavailable,
             ApiError::App(AppError::DropletUnreachable(_)) => ErrorCode::DropletUnreachable,
             ApiError::App(AppError::DropletTimedOut(_)) => ErrorCode::DropletTimeout,
+            ApiError::App(AppError::DropletEndpointRefused(_)) => ErrorCode::DropletEndpointRefused,
+            ApiError::App(AppError::DropletReplyTooLarge(_)) => ErrorCode::DropletReplyTooLarge,
             ApiError::RateLimited { .. } => ErrorCode::RateLimited,
             ApiError::TooManyConnections { .. } => ErrorCode::TooManyConnections,
             ApiError::Unauthorized(_) => ErrorCode::Unauthorized,
@@ -125,7 +127,11 @@ impl ResponseError for ApiError {
             ApiError::App(AppError::Unavailable(_)) | ApiError::TooManyConnections { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            ApiError::App(AppError::DropletUnreachable(_)) => StatusCode::BAD_GATEWAY,
+            ApiError::App(
+                AppError::DropletUnreachable(_)
+                | AppError::DropletEndpointRefused(_)
+                | AppError::DropletReplyTooLarge(_),
+            ) => StatusCode::BAD_GATEWAY,
             ApiError::App(AppError::DropletTimedOut(_)) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
@@ -201,6 +207,8 @@ mod tests {
             ApiError::App(AppError::Unavailable(text())),
             ApiError::App(AppError::DropletUnreachable(text())),
             ApiError::App(AppError::DropletTimedOut(text())),
+            ApiError::App(AppError::DropletEndpointRefused(text())),
+            ApiError::App(AppError::DropletReplyTooLarge(text())),
             ApiError::Unauthorized(text()),
             ApiError::MalformedBody(text()),
             ApiError::InvalidBody(text()),

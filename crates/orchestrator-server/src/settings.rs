@@ -9,7 +9,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use orchestrator_app::{RecoverySettings, Tunables};
-use orchestrator_domain::RetryPolicy;
+use orchestrator_domain::{EndpointPolicy, RetryPolicy};
 use secrecy::SecretString;
 
 /// Shortest `JWT_SECRET_KEY` accepted outside development.
@@ -171,6 +171,13 @@ pub struct MessagingSettings {
     pub send_timeout: Duration,
     /// `BROADCAST_RATE_LIMIT_PER_MINUTE`: broadcasts one caller may send a minute.
     pub broadcast_rate_limit: u32,
+    /// `MAX_REPLY_BYTES`: the longest answer to a message that is read;
+    /// a longer one is answered 502 `droplet_reply_too_large`.
+    pub max_reply_bytes: usize,
+    /// `ALLOW_PRIVATE_DROPLET_ENDPOINTS`: whether droplets may have
+    /// loopback, link-local or metadata endpoints (on by default in
+    /// development only).
+    pub endpoints: EndpointPolicy,
 }
 
 /// The mesh's Registry (droplet 3), when there is one.
@@ -300,6 +307,11 @@ impl Settings {
                 push_delivery: reader.flag("ENABLE_PUSH_DELIVERY", true),
                 send_timeout: reader.seconds("SEND_TIMEOUT_SECONDS", 10),
                 broadcast_rate_limit: reader.positive("BROADCAST_RATE_LIMIT_PER_MINUTE", 10),
+                max_reply_bytes: reader.positive("MAX_REPLY_BYTES", orchestrator_http::MAX_REPLY_BYTES),
+                endpoints: EndpointPolicy::allowing_private(reader.flag(
+                    "ALLOW_PRIVATE_DROPLET_ENDPOINTS",
+                    environment == Environment::Development,
+                )),
             },
             registry: RegistrySettings {
                 url: reader.optional("REGISTRY_URL"),
@@ -819,6 +831,34 @@ mod tests {
         let dev = Settings::from_vars(vars(&[("ENVIRONMENT", "development")])).expect("dev");
         assert!(dev.auth.jwt_secret_generated);
         assert_eq!(dev.auth.jwt_secret.expose_secret().len(), 64);
+    }
+
+    #[test]
+    fn droplet_endpoints_on_this_host_are_allowed_by_default_only_in_development() {
+        let secret = "k".repeat(32);
+        let read = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("JWT_SECRET_KEY", secret.as_str())];
+            all.extend_from_slice(pairs);
+            Settings::from_vars(vars(&all)).expect("valid").messaging
+        };
+        assert_eq!(read(&[]).endpoints, EndpointPolicy::RefusePrivate);
+        assert_eq!(
+            read(&[("ENVIRONMENT", "staging")]).endpoints,
+            EndpointPolicy::RefusePrivate
+        );
+        assert_eq!(
+            read(&[("ENVIRONMENT", "development")]).endpoints,
+            EndpointPolicy::AllowPrivate
+        );
+        let allowed = read(&[("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "true")]);
+        assert_eq!(allowed.endpoints, EndpointPolicy::AllowPrivate);
+        let refused = read(&[
+            ("ENVIRONMENT", "development"),
+            ("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "false"),
+        ]);
+        assert_eq!(refused.endpoints, EndpointPolicy::RefusePrivate);
+        assert_eq!(read(&[]).max_reply_bytes, 1_048_576);
+        assert_eq!(read(&[("MAX_REPLY_BYTES", "4096")]).max_reply_bytes, 4096);
     }
 
     #[test]

@@ -16,7 +16,7 @@ use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
     Ports, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, StatusService, TaskService,
 };
-use orchestrator_http::{HttpDispatcher, HttpRegistryClient};
+use orchestrator_http::{DispatchLimits, HttpDispatcher, HttpRegistryClient};
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
 use orchestrator_ports::{AnalyticsStore, DropletStore, LeaderElection, ServiceRegistration, SystemClock};
 use orchestrator_postgres::{
@@ -148,7 +148,11 @@ impl Application {
         let droplets = ports.droplets.clone();
         let dispatcher = Arc::new(HttpDispatcher::new(
             format!("droplet-{}", settings.identity.droplet_id),
-            settings.messaging.send_timeout,
+            DispatchLimits {
+                send_timeout: settings.messaging.send_timeout,
+                max_reply_bytes: settings.messaging.max_reply_bytes,
+                endpoints: settings.messaging.endpoints,
+            },
         )?);
         let feeds = FeedHub::new(FeedSettings {
             max_per_caller: settings.feeds.max_per_caller,
@@ -213,7 +217,8 @@ impl Application {
                 .with_idempotency_window(settings.store.idempotency_window),
             droplets: DropletService::with_directory(ports.clone(), directory.clone())
                 .with_recovery(recovery.clone())
-                .with_heartbeat_sample_every(settings.store.heartbeat_sample),
+                .with_heartbeat_sample_every(settings.store.heartbeat_sample)
+                .with_endpoint_policy(settings.messaging.endpoints),
             status: StatusService::new(ports.clone()),
             metrics: MetricsService::new(ports.clone(), analytics),
             management: ManagementService::new(scheduler, recovery, settings.run),

@@ -37,6 +37,8 @@ async fn start() -> Server {
         .env("JWT_SECRET_KEY", SECRET)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
+        // Its droplet names an endpoint on this host.
+        .env("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "true")
         .env("ENVIRONMENT", "test")
         .env("WORKERS", "1")
         .stdout(Stdio::null())

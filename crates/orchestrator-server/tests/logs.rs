@@ -30,6 +30,8 @@ fn start(url: &str, port: u16) -> Child {
         .env("JWT_SECRET_KEY", SECRET)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
+        // Its droplet names an endpoint on this host.
+        .env("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "true")
         .env("LOG_LEVEL", "DEBUG")
         .env("ENVIRONMENT", "production")
         .env("WORKERS", "1")

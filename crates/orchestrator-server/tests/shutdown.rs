@@ -38,6 +38,8 @@ async fn start(extra: &[(&str, &str)]) -> Server {
         .env("JWT_SECRET_KEY", SECRET)
         .env("PORT", port.to_string())
         .env("HOST", "127.0.0.1")
+        // Its droplet names an endpoint on this host.
+        .env("ALLOW_PRIVATE_DROPLET_ENDPOINTS", "true")
         .env("ENVIRONMENT", "test")
         .env("WORKERS", "1")
         .env("LOG_LEVEL", "DEBUG")

@@ -2084,7 +2084,7 @@ pub async fn directory_sync_describes_droplets_without_reviving_them(stores: &St
 }
 
 /// The directory's service ids find their droplets; names find the only
-/// droplet that has them.
+/// droplet the directory lists under them, never one that named itself.
 pub async fn directory_keeps_the_registrys_service_ids(stores: &Stores) {
     let droplets = &stores.droplets;
     let find =
@@ -2125,16 +2125,44 @@ pub async fn directory_keeps_the_registrys_service_ids(stores: &Stores) {
     assert_eq!(find(ServiceRef::Id(7001)).await, Some(51));
     assert_eq!(droplets.get_droplet(50).await.expect("get").service_id, None);
 
-    let mut twin = registration(52, &["scan"]);
-    twin.name = "droplet-51".into();
+    let named = |id: i64, name: &str| {
+        let mut entry = registration(id, &["scan"]);
+        entry.name = name.into();
+        entry
+    };
     droplets
-        .register_droplet(twin, at(4))
+        .register_droplet(named(52, "droplet-51"), at(4))
         .await
-        .expect("a second droplet-51");
+        .expect("a droplet naming itself droplet-51");
+    assert_eq!(
+        find(ServiceRef::Name("droplet-51".into())).await,
+        Some(51),
+        "a name a droplet chose for itself takes no one's identity"
+    );
+    droplets
+        .register_droplet(named(53, "self-named"), at(5))
+        .await
+        .expect("register");
+    assert_eq!(
+        find(ServiceRef::Name("self-named".into())).await,
+        None,
+        "only the directory's names identify a service"
+    );
+    droplets
+        .register_droplet(named(51, "renamed"), at(6))
+        .await
+        .expect("a listed droplet renames itself");
+    assert_eq!(find(ServiceRef::Name("droplet-51".into())).await, Some(51));
+    assert_eq!(find(ServiceRef::Name("renamed".into())).await, None);
+
+    droplets
+        .sync_droplet(named(54, "droplet-51"), None, at(7))
+        .await
+        .expect("the directory lists a second droplet-51");
     assert_eq!(
         find(ServiceRef::Name("droplet-51".into())).await,
         None,
-        "a name two droplets share names neither"
+        "a name the directory gives two droplets names neither"
     );
 }
 

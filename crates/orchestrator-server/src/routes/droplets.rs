@@ -53,7 +53,11 @@ pub fn configure_mesh(cfg: &mut web::ServiceConfig) {
 /// supervisor, say): the tasks the old process held are taken back before
 /// this answers (`assigned` ones requeued, `in_progress` ones failed and
 /// retried at once). A process that registers again without having lost
-/// its work sends `"resume": true` and keeps it.
+/// its work sends `"resume": true` and keeps it. An endpoint on the
+/// orchestrator's host (loopback), on the link (link-local) or at a cloud's
+/// metadata service is refused (422) unless
+/// `ALLOW_PRIVATE_DROPLET_ENDPOINTS` is on, as it is by default in
+/// development.
 #[utoipa::path(
     post,
     path = "/droplets/register",

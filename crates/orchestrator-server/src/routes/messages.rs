@@ -165,8 +165,13 @@ fn trace_of(req: &HttpRequest) -> Uuid {
 }
 
 /// Forwards an envelope to a droplet's `/message` and returns its answer:
-/// 404 for an unknown droplet, 502 when it cannot be reached, 504 when it
-/// does not answer within `SEND_TIMEOUT_SECONDS`.
+/// 404 for an unknown droplet; 502 when it cannot be reached
+/// (`droplet_unreachable`), when its endpoint is on the orchestrator's host
+/// or a cloud's metadata service and `ALLOW_PRIVATE_DROPLET_ENDPOINTS` is
+/// off (`droplet_endpoint_refused`), or when its answer is longer than
+/// `MAX_REPLY_BYTES` (`droplet_reply_too_large`); 504 when it does not
+/// answer within `SEND_TIMEOUT_SECONDS`. Redirects are not followed: a 3xx
+/// answer is returned as it came.
 #[utoipa::path(
     post,
     path = "/send",
@@ -175,7 +180,7 @@ fn trace_of(req: &HttpRequest) -> Uuid {
     request_body(content = MessageParams, description = "The same fields as the query; either may carry them"),
     responses(
         (status = 200, description = "The droplet's answer", body = Sent),
-        (status = 502, description = "The droplet could not be reached"),
+        (status = 502, description = "The droplet could not be reached, its endpoint is refused, or its answer is longer than MAX_REPLY_BYTES"),
         (status = 504, description = "The droplet did not answer in time"),
     ),
 )]

@@ -1,0 +1,1 @@
+ALTER TABLE droplets DROP COLUMN listed_name;
