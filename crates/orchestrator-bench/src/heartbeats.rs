@@ -38,7 +38,8 @@ pub async fn w5(droplets: i64, seconds: u64) -> anyhow::Result<()> {
         let draft = RegistrationDraft {
             droplet_id: id,
             name: format!("heartbeat {id}"),
-            endpoint: format!("http://127.0.0.1:9/{id}"),
+            // Never called: the benchmark's droplets pull.
+            endpoint: format!("http://droplet-{id}.bench:9"),
             capabilities: vec!["bench".into()],
             ..RegistrationDraft::default()
         };

@@ -85,7 +85,8 @@ async fn setup() -> anyhow::Result<Bench> {
         let draft = RegistrationDraft {
             droplet_id: id,
             name: format!("bench {id}"),
-            endpoint: format!("http://127.0.0.1:9/{id}"),
+            // Never called: the benchmark's droplets pull.
+            endpoint: format!("http://droplet-{id}.bench:9"),
             capabilities: vec![CAPABILITY.into()],
             max_concurrent_tasks: Some(CAPACITY),
             ..RegistrationDraft::default()

@@ -70,8 +70,16 @@ impl TestDatabase {
     }
 }
 
+/// Set, test databases are left in place (and named on stderr) so that what
+/// a run left can be looked at: its rows, its tables' statistics.
+pub const KEEP_VAR: &str = "KEEP_TEST_DATABASES";
+
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if std::env::var_os(KEEP_VAR).is_some() {
+            eprintln!("kept test database {} ({KEEP_VAR} is set)", self.name);
+            return;
+        }
         let (server, sql) = (
             self.server.clone(),
             format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name),
