@@ -16,6 +16,7 @@ use orchestrator_ports::{
 
 use crate::PgStore;
 use crate::error::store_error;
+use crate::prepared::Prepare;
 use crate::rows::naive;
 use crate::sql;
 
@@ -119,6 +120,7 @@ impl AnalyticsStore for PgStore {
         let row: ThroughputRow = diesel::sql_query(sql::tasks::THROUGHPUT)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
+            .prepared()
             .get_result(&mut conn)
             .await
             .map_err(store_error)?;
@@ -143,6 +145,7 @@ impl AnalyticsStore for PgStore {
             .bind::<Timestamp, _>(until)
             .bind::<Nullable<Text>, _>(task_type)
             .bind::<Nullable<Integer>, _>(droplet)
+            .prepared()
             .get_result(&mut conn)
             .await
             .map_err(store_error)?;
@@ -161,6 +164,7 @@ impl AnalyticsStore for PgStore {
         let rows: Vec<TypeRow> = diesel::sql_query(sql::tasks::BY_TYPE)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -189,22 +193,26 @@ impl AnalyticsStore for PgStore {
         let wait: WaitRow = diesel::sql_query(sql::tasks::TIME_TO_ASSIGN)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
+            .prepared()
             .get_result(&mut conn)
             .await
             .map_err(store_error)?;
         let per_droplet: Vec<CountRow> = diesel::sql_query(sql::tasks::ASSIGNMENTS_PER_DROPLET)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
         let stranded: Vec<CountRow> = diesel::sql_query(sql::tasks::PENDING_WITHOUT_CAPABLE_DROPLET)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
         let rescues: Vec<RescueRow> = diesel::sql_query(sql::history::RESCUES)
             .bind::<Timestamp, _>(since)
             .bind::<Timestamp, _>(until)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -226,6 +234,7 @@ impl AnalyticsStore for PgStore {
     async fn pending_by_priority(&self) -> StoreResult<BTreeMap<u8, u64>> {
         let mut conn = self.conn().await?;
         let rows: Vec<CountRow> = diesel::sql_query(sql::tasks::PENDING_BY_PRIORITY)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;

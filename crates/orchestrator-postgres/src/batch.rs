@@ -12,6 +12,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
 
+use crate::prepared::Prepare;
 use crate::rows::{TaskRow, naive};
 use crate::sql;
 
@@ -101,6 +102,7 @@ async fn reserve_slots(
     }
     let locked: Vec<TargetRow> = diesel::sql_query(sql::droplets::LOCK_TARGETS)
         .bind::<Array<Integer>, _>(&targets)
+        .prepared()
         .load(conn)
         .await?;
     // Counted after the locks are held, in a statement of its own, so that it
@@ -108,6 +110,7 @@ async fn reserve_slots(
     let internal: Vec<i64> = locked.iter().map(|d| d.id).collect();
     let held: HashMap<i64, i64> = diesel::sql_query(sql::tasks::COUNT_HELD)
         .bind::<Array<BigInt>, _>(&internal)
+        .prepared()
         .load::<HeldRow>(conn)
         .await?
         .into_iter()
@@ -268,6 +271,7 @@ async fn update_tasks(
         .bind::<Array<Nullable<diesel::sql_types::SmallInt>>, _>(columns.progress)
         .bind::<Array<Nullable<Text>>, _>(columns.progress_message)
         .bind::<Array<Nullable<Timestamp>>, _>(columns.progress_at)
+        .prepared()
         .load(conn)
         .await
 }
@@ -298,6 +302,7 @@ async fn touch_assigned_droplets(
     diesel::sql_query(sql::droplets::TOUCH_ASSIGNED)
         .bind::<Array<BigInt>, _>(ids)
         .bind::<Array<Timestamp>, _>(times)
+        .prepared()
         .execute(conn)
         .await?;
     Ok(())
@@ -321,6 +326,7 @@ async fn current_statuses(
     }
     let rows: Vec<StatusRow> = diesel::sql_query(sql::tasks::STATUSES)
         .bind::<Array<BigInt>, _>(keys)
+        .prepared()
         .load(conn)
         .await?;
     Ok(rows.into_iter().map(|r| (r.id, r.status)).collect())

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::{pool_error, store_error};
+use crate::prepared::Prepare;
 use crate::rows::{TaskRow, naive};
 use crate::sql;
 
@@ -181,6 +182,7 @@ pub(crate) async fn insert_on(
         .bind::<Array<Nullable<Text>>, _>(columns.reasons)
         .bind::<Array<Nullable<Jsonb>>, _>(columns.metadata)
         .bind::<Array<Nullable<Integer>>, _>(columns.timeouts)
+        .prepared()
         .load(conn)
         .await
         .map_err(store_error)?;

@@ -11,6 +11,7 @@ use orchestrator_ports::{IdempotencyKey, StoreError, StoreResult};
 
 use crate::creates::{Creation, insert_on};
 use crate::error::TxError;
+use crate::prepared::Prepare;
 use crate::rows::naive;
 use crate::sql;
 
@@ -55,6 +56,7 @@ pub(crate) async fn create_once(
                 .bind::<Text, _>(&key.fingerprint)
                 .bind::<Timestamp, _>(naive(at))
                 .bind::<Timestamp, _>(naive(expired_before))
+                .prepared()
                 .load(conn)
                 .await?;
             if taken.is_empty() {
@@ -69,6 +71,7 @@ pub(crate) async fn create_once(
                 .bind::<Text, _>(&key.caller)
                 .bind::<Text, _>(&key.key)
                 .bind::<Array<BigInt>, _>(&ids)
+                .prepared()
                 .execute(conn)
                 .await?;
             Ok(Keyed::Created(tasks))
@@ -81,6 +84,7 @@ async fn seen(conn: &mut AsyncPgConnection, key: &IdempotencyKey) -> Result<Keye
     let rows: Vec<Seen> = diesel::sql_query(sql::idempotency::SEEN)
         .bind::<Text, _>(&key.caller)
         .bind::<Text, _>(&key.key)
+        .prepared()
         .load(conn)
         .await?;
     let seen = rows.into_iter().next().ok_or_else(|| {
@@ -100,6 +104,7 @@ async fn seen(conn: &mut AsyncPgConnection, key: &IdempotencyKey) -> Result<Keye
 pub(crate) async fn delete_expired(conn: &mut AsyncPgConnection, before: DateTime<Utc>) -> StoreResult<u64> {
     let deleted = diesel::sql_query(sql::idempotency::DELETE_EXPIRED)
         .bind::<Timestamp, _>(naive(before))
+        .prepared()
         .execute(conn)
         .await
         .map_err(crate::error::store_error)?;

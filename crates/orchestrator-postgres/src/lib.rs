@@ -10,6 +10,7 @@ mod idempotency;
 mod leader;
 mod liveness;
 mod migrations;
+mod prepared;
 mod rows;
 mod schema;
 mod sql;

@@ -47,6 +47,7 @@ use orchestrator_ports::{DropletChange, HeartbeatBacklog, StoreResult};
 use serde_json::Value;
 
 use crate::error::{pool_error, store_error};
+use crate::prepared::Prepare;
 use crate::rows::{DropletRow, naive};
 use crate::sql;
 
@@ -289,6 +290,7 @@ async fn write(
         .bind::<Array<Timestamp>, _>(times)
         .bind::<Array<BigInt>, _>(known)
         .bind::<Array<Double>, _>(samples)
+        .prepared()
         .load(&mut conn)
         .await
         .map_err(store_error)

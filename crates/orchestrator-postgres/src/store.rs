@@ -32,6 +32,7 @@ use crate::group_commit::GroupCommit;
 use crate::idempotency::Keyed;
 use crate::liveness::Liveness;
 use crate::migrations::verify_schema;
+use crate::prepared::Prepare;
 use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, TaskWithDropletRow, naive};
 use crate::schema::{droplets, task_state_history, tasks};
 use crate::sql;
@@ -322,6 +323,7 @@ impl TaskStore for PgStore {
         let deleted = diesel::sql_query(sql::tasks::DELETE_FINISHED)
             .bind::<Timestamp, _>(naive(before))
             .bind::<Integer, _>(i32::try_from(batch).unwrap_or(i32::MAX))
+            .prepared()
             .execute(&mut conn)
             .await
             .map_err(store_error)?;
@@ -427,6 +429,7 @@ impl TaskStore for PgStore {
                 .bind::<BigInt, _>(key)
                 .bind::<Timestamp, _>(naive(at))
                 .bind::<Nullable<Integer>, _>(droplet)
+                .prepared()
                 .execute(conn)
                 .await?;
             if marked == 0 {
@@ -458,6 +461,7 @@ impl TaskStore for PgStore {
             .bind::<Array<Text>, _>(capabilities)
             .bind::<Integer, _>(i32::try_from(query.limit).unwrap_or(i32::MAX))
             .bind::<Double, _>(query.lease.as_secs_f64())
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -490,6 +494,7 @@ impl TaskStore for PgStore {
                     .bind::<Bool, _>(include_unconstrained)
                     .bind::<Array<Text>, _>(capabilities)
                     .bind::<Integer, _>(limit)
+                    .prepared()
                     .load(conn)
                     .await?;
                 let pending = rows
@@ -545,6 +550,7 @@ impl TaskStore for PgStore {
             .bind::<Double, _>(query.run_timeout.as_secs_f64())
             .bind::<BigInt, _>(query.after)
             .bind::<Integer, _>(i32::try_from(query.limit).unwrap_or(i32::MAX))
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -573,6 +579,7 @@ impl TaskStore for PgStore {
             .bind::<Nullable<diesel::sql_types::SmallInt>, _>(progress.and_then(|p| p.percent).map(i16::from))
             .bind::<Nullable<Text>, _>(progress.and_then(|p| p.message.clone()))
             .bind::<Timestamp, _>(naive(progress.map_or(task.updated_at, |p| p.at)))
+            .prepared()
             .get_result(&mut conn)
             .await
             .optional()
@@ -594,6 +601,7 @@ impl TaskStore for PgStore {
         let rows: Vec<TaskWithDropletRow> = diesel::sql_query(sql::tasks::FLAG_DEADLINE_RISKS)
             .bind::<Double, _>(floor.as_secs_f64())
             .bind::<Integer, _>(i32::try_from(limit).unwrap_or(i32::MAX))
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -615,6 +623,7 @@ impl TaskStore for PgStore {
         }
         let mut conn = self.conn().await?;
         let live: Live = diesel::sql_query(sql::tasks::COUNT_LIVE)
+            .prepared()
             .get_result(&mut conn)
             .await
             .map_err(store_error)?;
@@ -789,6 +798,7 @@ impl DropletStore for PgStore {
                     .bind::<Timestamp, _>(naive(at))
                     .bind::<Double, _>(sample_every.as_secs_f64())
                     .bind::<Bool, _>(status != before.status)
+                    .prepared()
                     .execute(conn)
                     .await?;
                 let after =
@@ -833,6 +843,7 @@ impl DropletStore for PgStore {
         let mut conn = self.conn().await?;
         let rows: Vec<DropletRow> = diesel::sql_query(sql::droplets::MARK_SILENT)
             .bind::<Double, _>(timeout.as_secs_f64())
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -854,6 +865,7 @@ impl DropletStore for PgStore {
         let deleted = diesel::sql_query(sql::heartbeats::DELETE_OLD)
             .bind::<Double, _>(age.as_secs_f64())
             .bind::<Integer, _>(i32::try_from(batch).unwrap_or(i32::MAX))
+            .prepared()
             .execute(&mut conn)
             .await
             .map_err(store_error)?;
