@@ -6,7 +6,7 @@ STORE_SUITES := $(foreach t,auth bad_input batch bounded_runs browser cancel cli
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test fuzz-api fuzz bench bench-http bench-peers soak fmt fmt-check lint clippy purity deny ci
+.PHONY: run build test fuzz-api fuzz bench bench-http bench-scale bench-peers soak fmt fmt-check lint clippy purity deny ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -58,6 +58,13 @@ bench-http:
 	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
 	$(CARGO) build --release -p orchestrator-server --bin orchestrator -p orchestrator-bench --bin bench-http && \
 	target/release/bench-http
+
+## Every page and API GET at SCALE_TASKS finished tasks (default 1,000,000):
+## p50 and max of each, slowest first (see docs/benchmarks.md).
+bench-scale:
+	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
+	$(CARGO) build --release -p orchestrator-server --bin orchestrator -p orchestrator-bench --bin bench-scale && \
+	target/release/bench-scale
 
 ## The same workload on the orchestrator and on graphile-worker, pg-boss and procrastinate (see docs/benchmarks.md).
 bench-peers:
