@@ -219,6 +219,18 @@ impl MetricsService {
         Ok(self.analytics.routing_stats(self.window(range)).await?)
     }
 
+    /// Work rescued or refused in `range`, by capability: the part of
+    /// [`Self::routing`] the dashboard's overview shows, without reading
+    /// every task assigned in the range.
+    pub async fn rescues(
+        &self,
+        caller: &Caller,
+        range: TimeRange,
+    ) -> AppResult<Vec<orchestrator_ports::RescueCounts>> {
+        require(caller, Permission::Read)?;
+        Ok(self.analytics.rescues(self.window(range)).await?)
+    }
+
     /// Pending tasks by priority, for the Prometheus gauges (no caller: the
     /// scrape endpoint is open when enabled).
     pub async fn pending_by_priority(&self) -> AppResult<std::collections::BTreeMap<u8, u64>> {

@@ -957,6 +957,10 @@ impl AnalyticsStore for MemoryStore {
         })
     }
 
+    async fn rescues(&self, window: TimeWindow) -> StoreResult<Vec<RescueCounts>> {
+        Ok(rescues(&self.lock(), window))
+    }
+
     async fn pending_by_priority(&self) -> StoreResult<BTreeMap<u8, u64>> {
         let state = self.lock();
         let mut depth = BTreeMap::new();

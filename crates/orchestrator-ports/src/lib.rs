@@ -499,6 +499,11 @@ pub trait AnalyticsStore: Send + Sync {
 
     async fn routing_stats(&self, window: TimeWindow) -> StoreResult<RoutingStats>;
 
+    /// The rescues of [`RoutingStats`] alone: a window of them reads only
+    /// the history rows of rescues, where the rest of the statistics read
+    /// every task assigned in the window.
+    async fn rescues(&self, window: TimeWindow) -> StoreResult<Vec<RescueCounts>>;
+
     /// Pending tasks now, by priority (1 is the most urgent).
     async fn pending_by_priority(&self) -> StoreResult<std::collections::BTreeMap<u8, u64>>;
 }

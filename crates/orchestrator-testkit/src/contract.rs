@@ -1983,6 +1983,8 @@ pub async fn rescues_are_counted_by_capability(stores: &Stores) {
         },
     ];
     assert_eq!(stats.rescues, expected);
+    let alone = stores.analytics.rescues(window).await.expect("rescues");
+    assert_eq!(alone, expected, "the rescues alone are the statistics' rescues");
 }
 
 /// A cancel request marks a running task and adds a history row without

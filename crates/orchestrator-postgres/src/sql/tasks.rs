@@ -265,18 +265,31 @@ FROM tasks
 WHERE status = 'pending'
 GROUP BY coalesce(priority, 5)";
 
-/// Tasks created and finished in the window `[$1, $2)`.
+/// The tasks assigned in the window `[$1, $2)`, found by the history's
+/// `changed_at` index, since no index covers `tasks.assigned_at`: a window
+/// of the metrics reads the rows of its window, never the whole table. An
+/// assignment writes its history row with the same instant as the task's
+/// `assigned_at`, so every task assigned in the window is among these;
+/// each statement checks `assigned_at` again (a task assigned again later
+/// has moved out of the window).
+const ASSIGNED_IN_WINDOW: &str = "SELECT h.task_id FROM task_state_history h WHERE h.changed_at >= $1 AND h.changed_at < $2 AND h.to_status = 'assigned'";
+
+/// Tasks finished in the window, by `idx_tasks_finished_completed_at`
+/// (its predicate is implied by the status filter).
+const FINISHED_IN_WINDOW: &str = "SELECT id FROM tasks WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at >= $1 AND completed_at < $2";
+
+/// Tasks created and finished in the window `[$1, $2)`; each count by
+/// its own index.
 pub(crate) const THROUGHPUT: &str = "\
-SELECT count(*) FILTER (WHERE created_at >= $1 AND created_at < $2) AS created,
-       count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2)
-         AS finished
-FROM tasks
-WHERE (created_at >= $1 AND created_at < $2) OR (completed_at >= $1 AND completed_at < $2)";
+SELECT (SELECT count(*) FROM tasks WHERE created_at >= $1 AND created_at < $2) AS created,
+       (SELECT count(*) FROM tasks
+        WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2) AS finished";
 
 /// Outcomes and percentiles of queue wait and run time in the window
 /// `[$1, $2)`. `$3`: the task type or NULL; `$4`: the droplet's external id
 /// or NULL.
-pub(crate) const PERFORMANCE: &str = "\
+pub(crate) const PERFORMANCE: &str = statement!(
+    "\
 SELECT count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2)
          AS finished,
        count(*) FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2) AS completed,
@@ -288,9 +301,15 @@ SELECT count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at
          FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2
                  AND started_at IS NOT NULL) AS run_time
 FROM tasks
-WHERE ($3::text IS NULL OR task_type = $3)
+WHERE id IN (",
+    FINISHED_IN_WINDOW,
+    " UNION ",
+    ASSIGNED_IN_WINDOW,
+    ")
+  AND ($3::text IS NULL OR task_type = $3)
   AND ($4::int4 IS NULL OR assigned_droplet_id = (SELECT id FROM droplets WHERE droplet_id = $4))
-  AND ((completed_at >= $1 AND completed_at < $2) OR (assigned_at >= $1 AND assigned_at < $2))";
+  AND ((completed_at >= $1 AND completed_at < $2) OR (assigned_at >= $1 AND assigned_at < $2))"
+);
 
 /// Tasks created in the window `[$1, $2)`, by type and status.
 pub(crate) const BY_TYPE: &str = "\
@@ -300,18 +319,26 @@ WHERE created_at >= $1 AND created_at < $2
 GROUP BY task_type, status";
 
 /// Percentiles of the wait for a droplet of the tasks assigned in `[$1, $2)`.
-pub(crate) const TIME_TO_ASSIGN: &str = "\
+pub(crate) const TIME_TO_ASSIGN: &str = statement!(
+    "\
 SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
          WITHIN GROUP (ORDER BY extract(epoch FROM assigned_at - created_at)::float8) AS wait
 FROM tasks
-WHERE assigned_at >= $1 AND assigned_at < $2";
+WHERE id IN (",
+    ASSIGNED_IN_WINDOW,
+    ") AND assigned_at >= $1 AND assigned_at < $2"
+);
 
 /// Assignments in `[$1, $2)` by the droplet's external id.
-pub(crate) const ASSIGNMENTS_PER_DROPLET: &str = "\
+pub(crate) const ASSIGNMENTS_PER_DROPLET: &str = statement!(
+    "\
 SELECT d.droplet_id::text AS key, count(*) AS n
 FROM tasks t JOIN droplets d ON d.id = t.assigned_droplet_id
-WHERE t.assigned_at >= $1 AND t.assigned_at < $2
-GROUP BY d.droplet_id";
+WHERE t.id IN (",
+    ASSIGNED_IN_WINDOW,
+    ") AND t.assigned_at >= $1 AND t.assigned_at < $2
+GROUP BY d.droplet_id"
+);
 
 /// Pending tasks, by capability, that no active droplet offers.
 pub(crate) const PENDING_WITHOUT_CAPABLE_DROPLET: &str = "\

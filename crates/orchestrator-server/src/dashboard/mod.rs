@@ -144,11 +144,11 @@ async fn overview(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
         let caller = &viewer.caller;
         let summary = app.metrics.summary(caller, TimeRange::Hour).await?;
         let series = app.metrics.last_hour(caller, 12).await?;
-        let routing = app.metrics.routing(caller, TimeRange::Day).await?;
+        let rescues = app.metrics.rescues(caller, TimeRange::Day).await?;
         let data = views::Overview {
             summary: &summary,
             series: &series,
-            rescues: &routing.rescues,
+            rescues: &rescues,
         };
         Ok(page_of(views::overview(viewer, &data)))
     })
