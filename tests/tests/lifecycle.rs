@@ -135,6 +135,69 @@ async fn listing_filters_and_pages() {
 }
 
 #[tokio::test]
+async fn the_list_pages_by_cursor_both_ways_as_it_does_by_offset() {
+    let app = spawn_app().await;
+    for n in 0..7 {
+        app.create_task(1 + n % 10, Some("nobody-has-this")).await;
+    }
+    let admin = app.admin();
+    let ids = |reply: &orchestrator_tests::Reply| -> Vec<i64> {
+        reply.payload()["tasks"]
+            .as_array()
+            .map(|tasks| tasks.iter().filter_map(|t| t["id"].as_i64()).collect())
+            .unwrap_or_default()
+    };
+    let by_offset = ids(&app.get("/tasks?limit=100", &admin).await);
+    assert_eq!(by_offset.len(), 7);
+
+    let mut walked = Vec::new();
+    let mut path = "/tasks?limit=3".to_owned();
+    let mut pages = Vec::new();
+    loop {
+        let page = app.get(&path, &admin).await;
+        assert_eq!(page.status, 200, "{path}: {page:?}");
+        assert_eq!(
+            page.payload()["total"],
+            7,
+            "the total is the filter's, on every page"
+        );
+        walked.extend(ids(&page));
+        pages.push(page.payload().clone());
+        match page.payload()["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/tasks?limit=3&after={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, by_offset, "the cursors walk the list as the offsets do");
+    assert_eq!(pages.len(), 3);
+    assert_eq!(pages[0]["previous_cursor"], serde_json::Value::Null);
+    assert_eq!(pages[2]["has_more"], false);
+
+    let previous = pages[2]["previous_cursor"]
+        .as_str()
+        .expect("the last page has a previous one");
+    let back = app
+        .get(&format!("/tasks?limit=3&before={previous}"), &admin)
+        .await;
+    assert_eq!(ids(&back), by_offset[3..6].to_vec(), "{back:?}");
+
+    for (path, field) in [
+        ("/tasks?after=yesterday", "after"),
+        ("/tasks?before=12_x", "before"),
+        ("/tasks?after=1_1&before=1_1", "after"),
+        ("/tasks?after=1_1&offset=3", "offset"),
+    ] {
+        let refused = app.get(path, &admin).await;
+        assert_eq!(
+            (refused.status, refused.error_code()),
+            (422, "validation_failed"),
+            "{path}: {refused:?}"
+        );
+        assert_eq!(refused.payload()["error"]["details"]["field"], field, "{path}");
+    }
+}
+
+#[tokio::test]
 async fn a_task_not_started_can_be_cancelled_by_its_creator() {
     let app = spawn_app().await;
     let id = app.create_task(5, Some("nobody-has-this")).await;

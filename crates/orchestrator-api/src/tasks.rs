@@ -78,6 +78,13 @@ pub struct TaskQuery {
     #[cfg_attr(feature = "openapi", param(minimum = 0))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
+    /// The page after this cursor (a page's `next_cursor`): as fast deep
+    /// in the list as at its start, where `offset` reads what it skips.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    /// The page before this cursor (a page's `previous_cursor`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<String>,
 }
 
 impl TaskQuery {
@@ -103,6 +110,18 @@ impl TaskQuery {
 
     pub fn with_limit(mut self, limit: u32) -> Self {
         self.limit = Some(limit);
+        self
+    }
+
+    /// The page after `cursor`, a page's `next_cursor`.
+    pub fn with_after(mut self, cursor: impl Into<String>) -> Self {
+        self.after = Some(cursor.into());
+        self
+    }
+
+    /// The page before `cursor`, a page's `previous_cursor`.
+    pub fn with_before(mut self, cursor: impl Into<String>) -> Self {
+        self.before = Some(cursor.into());
         self
     }
 
@@ -173,6 +192,27 @@ pub struct TaskPage {
     pub limit: u32,
     pub offset: u64,
     pub has_more: bool,
+    /// `after` of the next page (older tasks), when there is one.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+    /// `before` of the previous page (newer tasks), when there is one.
+    #[serde(default)]
+    pub previous_cursor: Option<String>,
+}
+
+/// A task's place in the list as `after` and `before` carry it: its
+/// creation time in nanoseconds since the epoch and its id, as
+/// `{nanos}_{id}`. Clients pass it back as they got it.
+pub fn page_cursor(created_at: DateTime<Utc>, id: i64) -> String {
+    let nanos = created_at.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    format!("{nanos}_{id}")
+}
+
+/// The creation time and id a cursor of [`page_cursor`] names.
+pub fn read_page_cursor(cursor: &str) -> Option<(DateTime<Utc>, i64)> {
+    let (nanos, id) = cursor.trim().split_once('_')?;
+    let created_at = DateTime::from_timestamp_nanos(nanos.parse().ok()?);
+    Some((created_at, id.parse().ok()?))
 }
 
 /// The answer about one task: `GET /tasks/{id}`, `PATCH /tasks/{id}`,

@@ -8,7 +8,7 @@ use orchestrator_domain::{
     Role, RoutingPolicy, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, StoreError, TaskFilter, Transition,
+    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, StoreError, TaskFilter, TaskKey, Transition,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -59,11 +59,31 @@ pub struct TaskListing {
     pub total: u64,
     pub limit: u32,
     pub offset: u64,
+    /// Older tasks follow this page.
+    pub more_after: bool,
+    /// Newer tasks precede this page.
+    pub more_before: bool,
 }
 
 impl TaskListing {
     pub fn has_more(&self) -> bool {
-        self.offset + (self.tasks.len() as u64) < self.total
+        self.more_after
+    }
+
+    /// Where the next page (older tasks) starts, when there is one.
+    pub fn next(&self) -> Option<TaskKey> {
+        self.tasks
+            .last()
+            .filter(|_| self.more_after)
+            .map(|v| TaskKey::of(&v.task))
+    }
+
+    /// Where the previous page (newer tasks) ends, when there is one.
+    pub fn previous(&self) -> Option<TaskKey> {
+        self.tasks
+            .first()
+            .filter(|_| self.more_before)
+            .map(|v| TaskKey::of(&v.task))
     }
 }
 
@@ -252,6 +272,8 @@ impl TaskService {
             total: page.total,
             limit: filter.limit,
             offset: filter.offset,
+            more_after: page.more_after,
+            more_before: page.more_before,
         })
     }
 
@@ -837,6 +859,13 @@ fn validate_filter(filter: &TaskFilter) -> AppResult<()> {
                 "limit must be between 1 and {MAX_PAGE_SIZE}, got {}",
                 filter.limit
             ),
+        )
+        .into());
+    }
+    if filter.cursor.is_some() && filter.offset > 0 {
+        return Err(ValidationError::new(
+            "offset",
+            "offset cannot be combined with after or before: a cursor says where the page starts",
         )
         .into());
     }

@@ -12,9 +12,9 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{
     AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, LiveCounts,
-    OnceCreated, Percentiles, RecoveryCandidate, RecoveryQuery, RescueCounts, RoutableQuery, RoutingStats,
-    StoreError, StoreResult, TaskFilter, TaskPage, TaskPerformance, TaskStore, Throughput, TimeWindow,
-    Transition, TypeBreakdown,
+    OnceCreated, PageCursor, Percentiles, RecoveryCandidate, RecoveryQuery, RescueCounts, RoutableQuery,
+    RoutingStats, StoreError, StoreResult, TaskFilter, TaskKey, TaskPage, TaskPerformance, TaskStore,
+    Throughput, TimeWindow, Transition, TypeBreakdown,
 };
 use uuid::Uuid;
 
@@ -428,16 +428,34 @@ impl TaskStore for MemoryStore {
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<TaskPage> {
         let state = self.lock();
         let mut matching: Vec<&Task> = state.tasks.values().filter(|t| filter.matches(t)).collect();
-        matching.sort_by_key(|t| std::cmp::Reverse((t.created_at, t.id)));
-        let offset = usize::try_from(filter.offset).unwrap_or(usize::MAX);
+        matching.sort_by_key(|t| std::cmp::Reverse(TaskKey::of(t)));
+        let total = matching.len();
+        let limit = filter.limit as usize;
+        let (tasks, more_after, more_before): (Vec<&Task>, bool, bool) = match filter.cursor {
+            None => {
+                let offset = usize::try_from(filter.offset).unwrap_or(usize::MAX);
+                let page: Vec<&Task> = matching.into_iter().skip(offset).take(limit).collect();
+                let more_after = offset.saturating_add(page.len()) < total;
+                (page, more_after, offset > 0 && total > 0)
+            }
+            Some(PageCursor::After(key)) => {
+                let older: Vec<&Task> = matching.into_iter().filter(|t| TaskKey::of(t) < key).collect();
+                let more_before = older.len() < total;
+                let more_after = older.len() > limit;
+                (older.into_iter().take(limit).collect(), more_after, more_before)
+            }
+            Some(PageCursor::Before(key)) => {
+                let newer: Vec<&Task> = matching.into_iter().filter(|t| TaskKey::of(t) > key).collect();
+                let more_after = newer.len() < total;
+                let skip = newer.len().saturating_sub(limit);
+                (newer.into_iter().skip(skip).collect(), more_after, skip > 0)
+            }
+        };
         Ok(TaskPage {
-            total: matching.len() as u64,
-            tasks: matching
-                .into_iter()
-                .skip(offset)
-                .take(filter.limit as usize)
-                .cloned()
-                .collect(),
+            total: total as u64,
+            tasks: tasks.into_iter().cloned().collect(),
+            more_after,
+            more_before,
         })
     }
 

@@ -48,6 +48,34 @@ pub struct TaskFilter {
     pub search: Option<String>,
     pub limit: u32,
     pub offset: u64,
+    /// A page that starts next to a task of another page, whatever the
+    /// offset: as cheap at the millionth task as at the first.
+    pub cursor: Option<PageCursor>,
+}
+
+/// Where a page of tasks (newest first) is in the list: its tasks, by
+/// `(created_at, id)`, are all after (older than) or before (newer than)
+/// the task named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageCursor {
+    After(TaskKey),
+    Before(TaskKey),
+}
+
+/// A task's place in the list, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TaskKey {
+    pub created_at: DateTime<Utc>,
+    pub id: TaskId,
+}
+
+impl TaskKey {
+    pub fn of(task: &Task) -> Self {
+        TaskKey {
+            created_at: task.created_at,
+            id: task.id,
+        }
+    }
 }
 
 impl TaskFilter {
@@ -79,6 +107,10 @@ fn mentions(task: &Task, text: &str) -> bool {
 pub struct TaskPage {
     pub tasks: Vec<Task>,
     pub total: u64,
+    /// Tasks follow this page (older ones).
+    pub more_after: bool,
+    /// Tasks precede this page (newer ones).
+    pub more_before: bool,
 }
 
 /// Decides, within one routing round, where the tasks claimed go.

@@ -21,8 +21,8 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{
     ChangeRecord, DropletChange, DropletFilter, DropletStore, HeartbeatBacklog, IdempotencyKey, LiveCounts,
-    OnceCreated, RecoveryCandidate, RecoveryQuery, RoundPlanner, RoutableQuery, RoutedRound, StoreError,
-    StoreResult, TaskFilter, TaskPage, TaskStore, Transition,
+    OnceCreated, PageCursor, RecoveryCandidate, RecoveryQuery, RoundPlanner, RoutableQuery, RoutedRound,
+    StoreError, StoreResult, TaskFilter, TaskKey, TaskPage, TaskStore, Transition,
 };
 use uuid::Uuid;
 
@@ -217,8 +217,10 @@ pub(crate) fn history_row(
     }
 }
 
-type TasksWithDroplets =
-    diesel::dsl::IntoBoxed<'static, diesel::dsl::LeftJoin<tasks::table, droplets::table>, Pg>;
+type TasksAndDroplets = diesel::dsl::LeftJoin<tasks::table, droplets::table>;
+/// The FROM clause of [`TasksWithDroplets`], which its filters are written over.
+type TasksJoinDroplets = diesel::dsl::LeftJoinQuerySource<tasks::table, droplets::table>;
+type TasksWithDroplets = diesel::dsl::IntoBoxed<'static, TasksAndDroplets, Pg>;
 
 /// The filtered task query of `GET /tasks`, joined to droplets for their
 /// external ids so that a page is read in one statement.
@@ -252,6 +254,62 @@ fn filtered(filter: &TaskFilter) -> StoreResult<TasksWithDroplets> {
         query = query.filter(droplets::droplet_id.nullable().eq(key));
     }
     Ok(query)
+}
+
+/// Tasks older than `key` in the list's order (`created_at`, then `id`).
+/// Each of these comparisons leads with a bound on `created_at` alone, so
+/// that `idx_tasks_created_at` starts the scan at the cursor.
+fn older_than(key: TaskKey) -> KeyBound {
+    let at = naive(key.created_at);
+    Box::new(
+        tasks::created_at
+            .le(at)
+            .and(tasks::created_at.lt(at).or(tasks::id.lt(key.id))),
+    )
+}
+
+/// Tasks newer than `key` in the list's order.
+fn newer_than(key: TaskKey) -> KeyBound {
+    let at = naive(key.created_at);
+    Box::new(
+        tasks::created_at
+            .ge(at)
+            .and(tasks::created_at.gt(at).or(tasks::id.gt(key.id))),
+    )
+}
+
+/// `key` itself and the tasks older than it.
+fn not_newer_than(key: TaskKey) -> KeyBound {
+    let at = naive(key.created_at);
+    Box::new(
+        tasks::created_at
+            .le(at)
+            .and(tasks::created_at.lt(at).or(tasks::id.le(key.id))),
+    )
+}
+
+/// `key` itself and the tasks newer than it.
+fn not_older_than(key: TaskKey) -> KeyBound {
+    let at = naive(key.created_at);
+    Box::new(
+        tasks::created_at
+            .ge(at)
+            .and(tasks::created_at.gt(at).or(tasks::id.ge(key.id))),
+    )
+}
+
+type KeyBound = Box<dyn BoxableExpression<TasksJoinDroplets, Pg, SqlType = Nullable<Bool>>>;
+
+/// Whether `query` finds any task.
+async fn any_task(conn: &mut AsyncPgConnection, query: TasksWithDroplets) -> StoreResult<bool> {
+    let found: Option<i64> = query
+        .select(tasks::id)
+        .limit(1)
+        .get_result(conn)
+        .await
+        .optional()
+        .map_err(store_error)?;
+    Ok(found.is_some())
 }
 
 /// An `ILIKE` pattern for titles containing `text`, its wildcards escaped.
@@ -373,21 +431,63 @@ impl TaskStore for PgStore {
             .get_result(&mut conn)
             .await
             .map_err(store_error)?;
-        let rows: Vec<(TaskRow, Option<i32>)> = filtered(filter)?
-            .order((tasks::created_at.desc(), tasks::id.desc()))
-            .limit(i64::from(filter.limit))
-            .offset(i64::try_from(filter.offset).unwrap_or(i64::MAX))
-            .select((TaskRow::as_select(), droplets::droplet_id.nullable()))
-            .load(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let total = u64::try_from(total).unwrap_or(0);
+        let limit = i64::from(filter.limit);
+        let selected = (TaskRow::as_select(), droplets::droplet_id.nullable());
+        let newest_first = (tasks::created_at.desc(), tasks::id.desc());
+        let (rows, more_after, more_before): (Vec<(TaskRow, Option<i32>)>, bool, bool) = match filter.cursor {
+            None => {
+                let offset = filter.offset;
+                let rows: Vec<(TaskRow, Option<i32>)> = filtered(filter)?
+                    .order(newest_first)
+                    .limit(limit)
+                    .offset(i64::try_from(offset).unwrap_or(i64::MAX))
+                    .select(selected)
+                    .load(&mut conn)
+                    .await
+                    .map_err(store_error)?;
+                let more_after = offset.saturating_add(rows.len() as u64) < total;
+                (rows, more_after, offset > 0 && total > 0)
+            }
+            Some(PageCursor::After(key)) => {
+                let mut rows: Vec<(TaskRow, Option<i32>)> = filtered(filter)?
+                    .filter(older_than(key))
+                    .order(newest_first)
+                    .limit(limit + 1)
+                    .select(selected)
+                    .load(&mut conn)
+                    .await
+                    .map_err(store_error)?;
+                let more_after = rows.len() as i64 > limit;
+                rows.truncate(filter.limit as usize);
+                let more_before = any_task(&mut conn, filtered(filter)?.filter(not_older_than(key))).await?;
+                (rows, more_after, more_before)
+            }
+            Some(PageCursor::Before(key)) => {
+                let mut rows: Vec<(TaskRow, Option<i32>)> = filtered(filter)?
+                    .filter(newer_than(key))
+                    .order((tasks::created_at.asc(), tasks::id.asc()))
+                    .limit(limit + 1)
+                    .select(selected)
+                    .load(&mut conn)
+                    .await
+                    .map_err(store_error)?;
+                let more_before = rows.len() as i64 > limit;
+                rows.truncate(filter.limit as usize);
+                rows.reverse();
+                let more_after = any_task(&mut conn, filtered(filter)?.filter(not_newer_than(key))).await?;
+                (rows, more_after, more_before)
+            }
+        };
         let tasks = rows
             .into_iter()
             .map(|(row, droplet)| row.into_task(droplet))
             .collect::<StoreResult<Vec<Task>>>()?;
         Ok(TaskPage {
             tasks,
-            total: u64::try_from(total).unwrap_or(0),
+            total,
+            more_after,
+            more_before,
         })
     }
 

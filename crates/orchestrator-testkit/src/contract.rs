@@ -2382,3 +2382,51 @@ pub async fn live_tasks_are_counted_apart_from_finished_ones(stores: &Stores) {
     let live = stores.tasks.count_live_tasks().await.expect("counted");
     assert_eq!((live.pending, live.held), (2, 2));
 }
+
+/// Pages by cursor: after a task, the older ones; before it, the newer
+/// ones; ties on `created_at` broken by id; filters apply; a page says
+/// whether tasks follow and precede it.
+pub async fn pages_follow_a_cursor_in_either_direction(stores: &Stores) {
+    use orchestrator_ports::{PageCursor, TaskKey};
+    // Newest first: ids 7, 6, 5, 4, 3, 2, 1; 3 and 4 were created at once.
+    let mut tasks = Vec::new();
+    for secs in [0, 1, 2, 3, 3, 5, 6] {
+        tasks.push(create(stores, "paged", 5, secs).await);
+    }
+    create(stores, "other", 5, 4).await;
+    let newest_first: Vec<TaskId> = tasks.iter().rev().map(|t| t.id).collect();
+    let page = |cursor: Option<PageCursor>| async move {
+        let filter = TaskFilter {
+            task_type: Some("paged".into()),
+            limit: 3,
+            cursor,
+            ..TaskFilter::default()
+        };
+        let page = stores.tasks.list_tasks(&filter).await.expect("page");
+        let ids: Vec<TaskId> = page.tasks.iter().map(|t| t.id).collect();
+        (ids, page.more_after, page.more_before, page.total)
+    };
+    let key = |id: TaskId| TaskKey::of(tasks.iter().find(|t| t.id == id).expect("ours"));
+
+    let first = page(None).await;
+    assert_eq!(first, (newest_first[0..3].to_vec(), true, false, 7));
+    let second = page(Some(PageCursor::After(key(newest_first[2])))).await;
+    assert_eq!(
+        second,
+        (newest_first[3..6].to_vec(), true, true, 7),
+        "across the tie"
+    );
+    let last = page(Some(PageCursor::After(key(newest_first[5])))).await;
+    assert_eq!(last, (newest_first[6..7].to_vec(), false, true, 7));
+
+    let back = page(Some(PageCursor::Before(key(newest_first[6])))).await;
+    assert_eq!(
+        back,
+        (newest_first[3..6].to_vec(), true, true, 7),
+        "the three just newer"
+    );
+    let top = page(Some(PageCursor::Before(key(newest_first[3])))).await;
+    assert_eq!(top, (newest_first[0..3].to_vec(), true, false, 7));
+    let none = page(Some(PageCursor::Before(key(newest_first[0])))).await;
+    assert_eq!(none, (Vec::new(), true, false, 7));
+}

@@ -72,6 +72,7 @@ macro_rules! store_contract_tests {
             a_drained_droplet_keeps_its_work_while_it_beats,
             a_manual_retry_clears_the_stop_request,
             live_tasks_are_counted_apart_from_finished_ones,
+            pages_follow_a_cursor_in_either_direction,
             old_heartbeats_are_deleted_in_bounded_batches,
             an_assignment_beyond_capacity_is_refused,
             an_assignment_to_an_inactive_droplet_is_refused,

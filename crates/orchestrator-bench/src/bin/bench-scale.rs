@@ -137,6 +137,8 @@ async fn preload(url: &str, tasks: i64) -> anyhow::Result<()> {
 struct Ids {
     task: i64,
     droplet: i64,
+    /// The cursor (`after`) of the task halfway down the list.
+    halfway: String,
 }
 
 impl Ids {
@@ -150,7 +152,19 @@ impl Ids {
             )
             .await?
             .get(0);
-        Ok(Ids { task, droplet: 7 })
+        let halfway: String = db
+            .query_one(
+                "SELECT (extract(epoch FROM created_at) * 1000000000)::bigint || '_' || id
+                 FROM tasks ORDER BY created_at DESC, id DESC OFFSET 500000 LIMIT 1",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok(Ids {
+            task,
+            droplet: 7,
+            halfway,
+        })
     }
 }
 
@@ -183,6 +197,7 @@ async fn api_gets(client: &reqwest::Client, base: &str, ids: &Ids) -> anyhow::Re
         "/tasks?status=in_progress".to_owned(),
         format!("/tasks?assigned_droplet_id={}", ids.droplet),
         format!("/tasks?offset={half}&limit=50"),
+        format!("/tasks?after={}&limit=50", ids.halfway),
         "/tasks?search=task%2077".to_owned(),
     ]);
     Ok(urls)

@@ -192,6 +192,7 @@ fn task_filter(query: &TaskQuery) -> Result<(TaskFilter, u64), ApiError> {
         search: text(&query.search),
         limit: PAGE_SIZE,
         offset: (page - 1) * u64::from(PAGE_SIZE),
+        cursor: None,
     };
     Ok((filter, page))
 }

@@ -3,14 +3,14 @@
 use actix_web::{CustomizeResponder, HttpRequest, Responder as _, middleware::from_fn, web};
 use orchestrator_api::tasks::{
     BatchCreated, Cancelled, PendingReason, ProgressReport, RetryRequest, StatusPatch, TaskBatch, TaskBody,
-    TaskCreated, TaskPage, TaskQuery, TaskReply,
+    TaskCreated, TaskPage, TaskQuery, TaskReply, page_cursor as api_page_cursor, read_page_cursor,
 };
 use orchestrator_app::TaskView;
 use orchestrator_app::tasks::{self as use_case, CreationRequest, StatusChange, TaskListing, cancelled_at};
 use orchestrator_domain::{
     Caller, HistoryEntry, Priority, Task, TaskDraft, TaskId, TaskStatus, ValidationError,
 };
-use orchestrator_ports::TaskFilter;
+use orchestrator_ports::{PageCursor, TaskFilter, TaskKey};
 use serde::Serialize;
 
 use crate::auth::Authenticated;
@@ -221,7 +221,31 @@ fn task_filter(query: TaskQuery) -> Result<TaskFilter, ApiError> {
         offset: u64::try_from(query.offset.unwrap_or(0)).map_err(|_| {
             ApiError::InvalidQuery("invalid query parameters: offset must be zero or more".into())
         })?,
+        cursor: page_cursor(query.after.as_deref(), query.before.as_deref()).map_err(app_err)?,
     })
+}
+
+/// The page a query's `after` or `before` names (not both).
+fn page_cursor(after: Option<&str>, before: Option<&str>) -> Result<Option<PageCursor>, ValidationError> {
+    let key = |field: &str, cursor: &str| {
+        read_page_cursor(cursor)
+            .map(|(created_at, id)| TaskKey { created_at, id })
+            .ok_or_else(|| {
+                ValidationError::new(
+                    field,
+                    format!("{field} must be a page's next_cursor or previous_cursor, got {cursor:?}"),
+                )
+            })
+    };
+    match (after, before) {
+        (Some(_), Some(_)) => Err(ValidationError::new(
+            "after",
+            "after and before cannot be combined: a page starts after one task or ends before one",
+        )),
+        (Some(cursor), None) => Ok(Some(PageCursor::After(key("after", cursor)?))),
+        (None, Some(cursor)) => Ok(Some(PageCursor::Before(key("before", cursor)?))),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Lists tasks, newest first, filtered and paged.
@@ -239,6 +263,8 @@ pub(crate) async fn list(
 ) -> Result<Udc<TaskPage>, ApiError> {
     let listing: TaskListing = app.tasks.list(&caller, task_filter(query.into_inner())?).await?;
     let has_more = listing.has_more();
+    let cursor = |key: Option<TaskKey>| key.map(|k| api_page_cursor(k.created_at, k.id));
+    let (next_cursor, previous_cursor) = (cursor(listing.next()), cursor(listing.previous()));
     let tasks: Vec<TaskBody> = listing.tasks.into_iter().map(|v| task_body(v, None)).collect();
     Ok(Udc::ok(TaskPage {
         tasks,
@@ -246,6 +272,8 @@ pub(crate) async fn list(
         limit: listing.limit,
         offset: listing.offset,
         has_more,
+        next_cursor,
+        previous_cursor,
     }))
 }
 
