@@ -53,11 +53,11 @@ mod tests {
     use chrono::Utc;
     use diesel::sql_types::{BigInt, Text};
     use diesel_async::RunQueryDsl;
-    use orchestrator_domain::{Actor, Task, TaskUpdate};
+    use orchestrator_domain::Task;
     use orchestrator_ports::{
         ChangeRecord, DropletStore, RoundPlanner, RoutableQuery, TaskStore, Transition,
     };
-    use orchestrator_testkit::fixtures::{capability, new_task, registration};
+    use orchestrator_testkit::fixtures::{assign_all_to, capability, new_task, registration};
     use orchestrator_testkit::pg::TestDatabase;
     use uuid::Uuid;
 
@@ -67,18 +67,7 @@ mod tests {
 
     impl RoundPlanner for AssignAllToSeven {
         fn plan(&mut self, pending: &[Task]) -> Vec<Transition> {
-            pending
-                .iter()
-                .map(|task| Transition {
-                    expected_status: task.status,
-                    expected_attempt: task.attempt,
-                    expected_droplet: None,
-                    task: task
-                        .apply(TaskUpdate::Assign { droplet_id: 7 }, Actor::SYSTEM, Utc::now())
-                        .expect("assignable"),
-                    record: ChangeRecord::default(),
-                })
-                .collect()
+            assign_all_to(7, pending)
         }
     }
 

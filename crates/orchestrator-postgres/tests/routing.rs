@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use orchestrator_domain::{Actor, Task, TaskStatus, TaskUpdate};
+use orchestrator_domain::{Task, TaskStatus};
 use orchestrator_ports::{ChangeRecord, DropletStore, RoundPlanner, RoutableQuery, TaskStore, Transition};
 use orchestrator_postgres::{PgStore, PoolSettings, run_migrations};
-use orchestrator_testkit::fixtures::{capability, new_task, registration};
+use orchestrator_testkit::fixtures::{assign_all_to, capability, new_task, registration};
 use orchestrator_testkit::pg::TestDatabase;
 use uuid::Uuid;
 
@@ -57,18 +57,7 @@ impl RoundPlanner for ToSeven {
         if !self.assign {
             return Vec::new();
         }
-        pending
-            .iter()
-            .map(|task| Transition {
-                expected_status: task.status,
-                expected_attempt: task.attempt,
-                expected_droplet: None,
-                task: task
-                    .apply(TaskUpdate::Assign { droplet_id: 7 }, Actor::SYSTEM, Utc::now())
-                    .expect("assignable"),
-                record: ChangeRecord::default(),
-            })
-            .collect()
+        assign_all_to(7, pending)
     }
 }
 

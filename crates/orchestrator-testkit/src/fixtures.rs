@@ -2,8 +2,30 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use orchestrator_domain::{
-    Capability, DropletId, DropletRegistration, NewTask, Priority, RegistrationDraft, TaskDraft,
+    Actor, Capability, DropletId, DropletRegistration, NewTask, Priority, RegistrationDraft, Task, TaskDraft,
+    TaskUpdate,
 };
+use orchestrator_ports::{ChangeRecord, Transition};
+
+/// A routing round's plan that assigns every task of `pending` to `droplet`.
+pub fn assign_all_to(droplet: DropletId, pending: &[Task]) -> Vec<Transition> {
+    pending
+        .iter()
+        .map(|task| Transition {
+            expected_status: task.status,
+            expected_attempt: task.attempt,
+            expected_droplet: None,
+            task: task
+                .apply(
+                    TaskUpdate::Assign { droplet_id: droplet },
+                    Actor::SYSTEM,
+                    Utc::now(),
+                )
+                .expect("a pending task is assignable"),
+            record: ChangeRecord::default(),
+        })
+        .collect()
+}
 
 /// A fixed instant `secs` seconds after an arbitrary epoch.
 pub fn at(secs: i64) -> DateTime<Utc> {
