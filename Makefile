@@ -6,7 +6,7 @@ STORE_SUITES := $(foreach t,auth bad_input batch bounded_runs browser cancel cli
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test fuzz-api fuzz bench bench-http bench-scale bench-peers soak fmt fmt-check lint clippy purity deny ci
+.PHONY: run build test fuzz-api fuzz bench bench-http bench-scale bench-ceiling bench-peers soak fmt fmt-check lint clippy purity deny ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -65,6 +65,15 @@ bench-scale:
 	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
 	$(CARGO) build --release -p orchestrator-server --bin orchestrator -p orchestrator-bench --bin bench-scale && \
 	target/release/bench-scale
+
+## The lifecycle's own statements under pgbench, today's layout beside the
+## narrow one (scripts/storage-ceiling/RESULTS.md): the ceiling W1 is read
+## against. CEILING_STEPS picks the runs (default: the two mixed runs);
+## it needs the PostgreSQL server on 127.0.0.1 (PGPORT, default 5432).
+bench-ceiling:
+	$(CARGO) build --release -p orchestrator-server --bin orchestrator && \
+	mkdir -p target/storage-ceiling && \
+	OUT=target/storage-ceiling/results-$$(date -u +%Y%m%dT%H%M%SZ).tsv scripts/storage-ceiling/run.sh $${CEILING_STEPS:-mixed_a mixed_b3}
 
 ## The same workload on the orchestrator and on graphile-worker, pg-boss and procrastinate (see docs/benchmarks.md).
 bench-peers:
