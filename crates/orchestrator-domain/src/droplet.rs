@@ -248,13 +248,15 @@ fn parse_endpoint(value: &str) -> Result<String, ValidationError> {
         .strip_prefix("http://")
         .or_else(|| endpoint.strip_prefix("https://"))
         .filter(|host| !host.is_empty() && !host.contains(char::is_whitespace))
+        // `{endpoint}/message` must be a path: a query or fragment would swallow it.
+        .filter(|rest| !rest.contains(['?', '#']))
         // Read as the HTTP client will read it: a host it cannot find is no endpoint.
         .filter(|_| url::Url::parse(&endpoint).is_ok_and(|url| url.host().is_some()));
     match rest {
         Some(_) => Ok(endpoint.trim_end_matches('/').to_owned()),
         None => Err(ValidationError::new(
             "endpoint",
-            "endpoint must be an http:// or https:// URL without spaces",
+            "endpoint must be an http:// or https:// URL without spaces, query or fragment",
         )),
     }
 }
@@ -445,6 +447,13 @@ mod tests {
             (
                 RegistrationDraft {
                     endpoint: "http://[::1".into(),
+                    ..draft()
+                },
+                "endpoint",
+            ),
+            (
+                RegistrationDraft {
+                    endpoint: "http://a/?to=".into(),
                     ..draft()
                 },
                 "endpoint",

@@ -72,16 +72,30 @@ fn refused(url: &Url, why: &str) -> String {
 pub fn private_address(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(ip) => private_v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => private_v4(v4),
-            None => private_v6(ip),
-        },
+        IpAddr::V6(ip) => private_v6(ip).or_else(|| embedded_v4(ip).and_then(private_v4)),
     }
 }
 
-/// Cloud metadata services outside the link-local range: Alibaba Cloud's
-/// and Oracle Cloud's older one.
-const METADATA_V4: [Ipv4Addr; 2] = [Ipv4Addr::new(100, 100, 100, 200), Ipv4Addr::new(192, 0, 0, 192)];
+/// The IPv4 address an IPv6 one carries: IPv4-mapped and -compatible
+/// (`::ffff:a.b.c.d`, `::a.b.c.d`), NAT64 (`64:ff9b::/96`) and 6to4
+/// (`2002::/16`), each a way to the IPv4 address it names.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0x0064, 0xff9b, 0, 0, 0, 0, hi, lo] => Some(v4(hi, lo)),
+        [0x2002, hi, lo, ..] => Some(v4(hi, lo)),
+        _ => ip.to_ipv4(),
+    }
+}
+
+/// Cloud metadata services outside the link-local range: Alibaba Cloud's,
+/// Oracle Cloud's older one and Azure's platform address (WireServer).
+const METADATA_V4: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(100, 100, 100, 200),
+    Ipv4Addr::new(192, 0, 0, 192),
+    Ipv4Addr::new(168, 63, 129, 16),
+];
 /// AWS's metadata service over IPv6.
 const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
 
@@ -111,6 +125,8 @@ fn private_v6(ip: Ipv6Addr) -> Option<&'static str> {
         Some("an address of this host")
     } else if ip.is_unicast_link_local() {
         Some("a link-local address")
+    } else if ip.segments()[0] & 0xffc0 == 0xfec0 {
+        Some("a site-local address")
     } else if ip.is_multicast() {
         Some("not a single host's address")
     } else {
@@ -161,6 +177,11 @@ mod tests {
             "http://[fe80::1]",
             "http://[fd00:ec2::254]",
             "http://100.100.100.200",
+            "http://168.63.129.16",
+            "http://[::127.0.0.1]",
+            "http://[64:ff9b::a9fe:a9fe]",
+            "http://[2002:7f00:1::1]",
+            "http://[fec0::1]",
             "http://localhost:9000",
             "http://LOCALHOST.",
             "http://api.localhost",
@@ -183,6 +204,8 @@ mod tests {
             "https://droplets.example.com/scanner",
             "http://echo:8021",
             "http://203.0.113.9",
+            "http://[64:ff9b::808:808]",
+            "http://[2001:db8::1]",
         ] {
             assert!(!refused(endpoint), "{endpoint}");
         }

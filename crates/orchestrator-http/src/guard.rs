@@ -44,6 +44,18 @@ impl Resolve for GuardedResolver {
     }
 }
 
+/// Whether the call failed because the policy refused the address.
+pub(crate) fn is_refusal(err: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(cause) = source {
+        if cause.is::<RefusedAddress>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// What went wrong with a call, in words: the refusal when the policy
 /// refused the address, else the error and its causes.
 pub(crate) fn describe(err: &reqwest::Error) -> String {

@@ -56,12 +56,16 @@ pub struct HttpDispatcher {
 
 impl HttpDispatcher {
     pub fn new(source: impl Into<String>, limits: DispatchLimits) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(DELIVERY_TIMEOUT)
             // A redirect would take the request where the endpoint check never looked.
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(guard::GuardedResolver::new(limits.endpoints)))
-            .build()?;
+            .dns_resolver(Arc::new(guard::GuardedResolver::new(limits.endpoints)));
+        if limits.endpoints == EndpointPolicy::RefusePrivate {
+            // A proxy would resolve the droplet's name itself, out of the resolver's sight.
+            builder = builder.no_proxy();
+        }
+        let client = builder.build()?;
         Ok(HttpDispatcher {
             client,
             source: source.into(),
@@ -104,7 +108,8 @@ impl Dispatcher for HttpDispatcher {
             .send()
             .await
             .map_err(|e| DeliveryError {
-                retryable: true,
+                // A refused address stays refused; anything else may pass.
+                retryable: !guard::is_refusal(&e),
                 message: format!("could not reach {url}: {}", guard::describe(&e)),
             })?;
         let status = response.status();
