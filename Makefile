@@ -6,7 +6,7 @@ STORE_SUITES := $(foreach t,auth bad_input batch bounded_runs browser cancel cli
 # Crates the pure domain must never depend on (see ARCHITECTURE.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test fuzz-api fuzz bench bench-http bench-scale bench-ceiling bench-peers soak fmt fmt-check lint clippy purity deny ci
+.PHONY: run build test fuzz-api fuzz bench bench-http bench-scale bench-ceiling bench-peers soak fmt fmt-check lint clippy purity deny schema-check ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -107,4 +107,8 @@ purity:
 deny:
 	CARGO=$(CARGO) scripts/deny
 
-ci: fmt-check lint test fuzz-api deny
+## schema.rs is what `diesel print-schema` makes of the migrations.
+schema-check:
+	CARGO=$(CARGO) scripts/check-schema
+
+ci: fmt-check lint schema-check test fuzz-api deny

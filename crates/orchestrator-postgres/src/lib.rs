@@ -12,6 +12,8 @@ mod liveness;
 mod migrations;
 mod prepared;
 mod rows;
+/// The tables as diesel sees them, generated from the migrations by
+/// `diesel print-schema` (`scripts/check-schema --write`; CI checks it).
 mod schema;
 mod sql;
 mod store;

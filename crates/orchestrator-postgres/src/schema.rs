@@ -1,5 +1,4 @@
-//! The tables as diesel sees them: the spec's columns plus those added by
-//! later migrations (see `migrations/`).
+// @generated automatically by Diesel CLI.
 
 diesel::table! {
     droplets (id) {
@@ -25,6 +24,43 @@ diesel::table! {
         heartbeat_sampled_at -> Nullable<Timestamp>,
         #[max_length = 100]
         listed_name -> Nullable<Varchar>,
+    }
+}
+
+diesel::table! {
+    heartbeats (id) {
+        id -> Int8,
+        droplet_id -> Int8,
+        #[max_length = 20]
+        status -> Varchar,
+        metrics -> Nullable<Jsonb>,
+        received_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (caller, key) {
+        caller -> Text,
+        key -> Text,
+        fingerprint -> Text,
+        task_ids -> Array<Nullable<Int8>>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    task_state_history (id) {
+        id -> Int8,
+        task_id -> Int8,
+        #[max_length = 20]
+        from_status -> Nullable<Varchar>,
+        #[max_length = 20]
+        to_status -> Varchar,
+        #[max_length = 100]
+        changed_by -> Nullable<Varchar>,
+        reason -> Nullable<Text>,
+        metadata -> Nullable<Jsonb>,
+        changed_at -> Nullable<Timestamp>,
     }
 }
 
@@ -69,35 +105,14 @@ diesel::table! {
     }
 }
 
-diesel::table! {
-    task_state_history (id) {
-        id -> Int8,
-        task_id -> Int8,
-        #[max_length = 20]
-        from_status -> Nullable<Varchar>,
-        #[max_length = 20]
-        to_status -> Varchar,
-        #[max_length = 100]
-        changed_by -> Nullable<Varchar>,
-        reason -> Nullable<Text>,
-        metadata -> Nullable<Jsonb>,
-        changed_at -> Nullable<Timestamp>,
-    }
-}
-
-diesel::table! {
-    heartbeats (id) {
-        id -> Int8,
-        droplet_id -> Int8,
-        #[max_length = 20]
-        status -> Varchar,
-        metrics -> Nullable<Jsonb>,
-        received_at -> Nullable<Timestamp>,
-    }
-}
-
-diesel::joinable!(tasks -> droplets (assigned_droplet_id));
-diesel::joinable!(task_state_history -> tasks (task_id));
 diesel::joinable!(heartbeats -> droplets (droplet_id));
+diesel::joinable!(task_state_history -> tasks (task_id));
+diesel::joinable!(tasks -> droplets (assigned_droplet_id));
 
-diesel::allow_tables_to_appear_in_same_query!(droplets, tasks, task_state_history, heartbeats);
+diesel::allow_tables_to_appear_in_same_query!(
+    droplets,
+    heartbeats,
+    idempotency_keys,
+    task_state_history,
+    tasks,
+);
