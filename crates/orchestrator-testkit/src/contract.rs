@@ -1744,6 +1744,41 @@ pub async fn analytics_describe_a_known_set_of_tasks(stores: &Stores) {
             .collect::<Vec<_>>(),
         vec![("y".to_owned(), 1)]
     );
+
+    // A day-long window holding the same events reads them another way
+    // (a store may scan long windows and index short ones): same answers.
+    let day = TimeWindow {
+        since: at(100) - chrono::Duration::days(1),
+        until: at(100),
+    };
+    let over_a_day = stores
+        .analytics
+        .task_performance(day, None, None)
+        .await
+        .expect("performance over a day");
+    assert_eq!(over_a_day, all);
+    let on_8_over_a_day = stores
+        .analytics
+        .task_performance(day, None, Some(8))
+        .await
+        .expect("on 8 over a day");
+    assert_eq!(on_8_over_a_day, all);
+    let routing_over_a_day = stores
+        .analytics
+        .routing_stats(day)
+        .await
+        .expect("routing over a day");
+    assert!(
+        close(routing_over_a_day.time_to_assign_seconds.p50, 20.0),
+        "{routing_over_a_day:?}"
+    );
+    assert_eq!(
+        routing_over_a_day
+            .assignments_per_droplet
+            .into_iter()
+            .collect::<Vec<_>>(),
+        vec![(8, 3)]
+    );
     create(stores, "urgent", 1, 300).await;
     let depth = stores.analytics.pending_by_priority().await.expect("depth");
     assert_eq!(depth.into_iter().collect::<Vec<_>>(), vec![(1, 1), (5, 2)]);

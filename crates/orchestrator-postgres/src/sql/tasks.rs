@@ -285,11 +285,21 @@ SELECT (SELECT count(*) FROM tasks WHERE created_at >= $1 AND created_at < $2) A
        (SELECT count(*) FROM tasks
         WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2) AS finished";
 
+/// A window statement in two forms: `indexed` finds the window's tasks by
+/// index and reads only them, best while they are a small part of the
+/// table (the dashboard's five-minute slices, an hour); `scan` reads the
+/// table once, best for a day or more, whose tasks are too many to fetch
+/// one by one.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowStatement {
+    pub indexed: &'static str,
+    pub scan: &'static str,
+}
+
 /// Outcomes and percentiles of queue wait and run time in the window
 /// `[$1, $2)`. `$3`: the task type or NULL; `$4`: the droplet's external id
 /// or NULL.
-pub(crate) const PERFORMANCE: &str = statement!(
-    "\
+const PERFORMANCE_OF: &str = "\
 SELECT count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2)
          AS finished,
        count(*) FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2) AS completed,
@@ -301,15 +311,21 @@ SELECT count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at
          FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2
                  AND started_at IS NOT NULL) AS run_time
 FROM tasks
-WHERE id IN (",
-    FINISHED_IN_WINDOW,
-    " UNION ",
-    ASSIGNED_IN_WINDOW,
-    ")
-  AND ($3::text IS NULL OR task_type = $3)
+WHERE ($3::text IS NULL OR task_type = $3)
   AND ($4::int4 IS NULL OR assigned_droplet_id = (SELECT id FROM droplets WHERE droplet_id = $4))
-  AND ((completed_at >= $1 AND completed_at < $2) OR (assigned_at >= $1 AND assigned_at < $2))"
-);
+  AND ((completed_at >= $1 AND completed_at < $2) OR (assigned_at >= $1 AND assigned_at < $2))";
+
+pub(crate) const PERFORMANCE: WindowStatement = WindowStatement {
+    indexed: statement!(
+        PERFORMANCE_OF,
+        "\n  AND id IN (",
+        FINISHED_IN_WINDOW,
+        " UNION ",
+        ASSIGNED_IN_WINDOW,
+        ")"
+    ),
+    scan: PERFORMANCE_OF,
+};
 
 /// Tasks created in the window `[$1, $2)`, by type and status.
 pub(crate) const BY_TYPE: &str = "\
@@ -319,26 +335,32 @@ WHERE created_at >= $1 AND created_at < $2
 GROUP BY task_type, status";
 
 /// Percentiles of the wait for a droplet of the tasks assigned in `[$1, $2)`.
-pub(crate) const TIME_TO_ASSIGN: &str = statement!(
-    "\
+const TIME_TO_ASSIGN_OF: &str = "\
 SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
          WITHIN GROUP (ORDER BY extract(epoch FROM assigned_at - created_at)::float8) AS wait
 FROM tasks
-WHERE id IN (",
-    ASSIGNED_IN_WINDOW,
-    ") AND assigned_at >= $1 AND assigned_at < $2"
-);
+WHERE assigned_at >= $1 AND assigned_at < $2";
+
+pub(crate) const TIME_TO_ASSIGN: WindowStatement = WindowStatement {
+    indexed: statement!(TIME_TO_ASSIGN_OF, " AND id IN (", ASSIGNED_IN_WINDOW, ")"),
+    scan: TIME_TO_ASSIGN_OF,
+};
 
 /// Assignments in `[$1, $2)` by the droplet's external id.
-pub(crate) const ASSIGNMENTS_PER_DROPLET: &str = statement!(
-    "\
+const ASSIGNMENTS_OF: &str = "\
 SELECT d.droplet_id::text AS key, count(*) AS n
 FROM tasks t JOIN droplets d ON d.id = t.assigned_droplet_id
-WHERE t.id IN (",
-    ASSIGNED_IN_WINDOW,
-    ") AND t.assigned_at >= $1 AND t.assigned_at < $2
-GROUP BY d.droplet_id"
-);
+WHERE t.assigned_at >= $1 AND t.assigned_at < $2";
+
+pub(crate) const ASSIGNMENTS_PER_DROPLET: WindowStatement = WindowStatement {
+    indexed: statement!(
+        ASSIGNMENTS_OF,
+        " AND t.id IN (",
+        ASSIGNED_IN_WINDOW,
+        ")\nGROUP BY d.droplet_id"
+    ),
+    scan: statement!(ASSIGNMENTS_OF, "\nGROUP BY d.droplet_id"),
+};
 
 /// Pending tasks, by capability, that no active droplet offers.
 pub(crate) const PENDING_WITHOUT_CAPABLE_DROPLET: &str = "\
