@@ -49,7 +49,30 @@ struct Bench {
     ports: Ports,
     tasks: TaskService,
     router: Arc<Router>,
-    _database: TestDatabase,
+    database: TestDatabase,
+}
+
+/// Updates of each table the lifecycle writes, and how many were heap-only
+/// (HOT: no index entry written), as `pg_stat_user_tables` counts them
+/// (its counters trail the last second of writes).
+async fn heap_only_updates(database: &TestDatabase) -> String {
+    let mut parts = Vec::new();
+    for table in ["tasks", "task_runs", "task_queue", "droplets"] {
+        let count = |column: &str| {
+            format!(
+                "SELECT coalesce(sum({column}), 0)::bigint FROM pg_stat_user_tables WHERE relname = '{table}'"
+            )
+        };
+        let updates = database.count(&count("n_tup_upd")).await;
+        if updates == 0 {
+            continue;
+        }
+        let hot = database.count(&count("n_tup_hot_upd")).await;
+        #[allow(clippy::cast_precision_loss, reason = "a share of counts")]
+        let share = 100.0 * hot as f64 / updates as f64;
+        parts.push(format!("{table} {hot} of {updates} ({share:.0}%)"));
+    }
+    format!("heap-only updates: {}", parts.join(", "))
 }
 
 fn caller(subject: String, permission: Permission, droplet_id: Option<i64>) -> Caller {
@@ -102,7 +125,7 @@ async fn setup() -> anyhow::Result<Bench> {
         tasks: TaskService::new(ports.clone()),
         router: Router::new(ports.clone()),
         ports,
-        _database: database,
+        database,
     })
 }
 
@@ -275,8 +298,9 @@ async fn w1(total: usize) -> anyhow::Result<f64> {
     droplets.iter().for_each(|h| h.abort());
     let rate = total as f64 / elapsed;
     println!(
-        "  {total} tasks pending → assigned → in_progress → completed in {elapsed:.1} s: {rate:.0} tasks/s end to end\n    {}",
-        usage.report(total)
+        "  {total} tasks pending → assigned → in_progress → completed in {elapsed:.1} s: {rate:.0} tasks/s end to end\n    {}\n    {}",
+        usage.report(total),
+        heap_only_updates(&bench.database).await
     );
     Ok(rate)
 }
