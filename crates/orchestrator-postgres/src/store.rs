@@ -312,6 +312,52 @@ async fn any_task(conn: &mut AsyncPgConnection, query: TasksWithDroplets) -> Sto
     Ok(found.is_some())
 }
 
+/// A listed task and its droplet's external id.
+type ListedRow = (TaskRow, Option<i32>);
+
+/// What a list reads of each task: the row and its droplet's external id.
+fn listed() -> (
+    diesel::dsl::AsSelect<TaskRow, Pg>,
+    diesel::dsl::Nullable<droplets::droplet_id>,
+) {
+    (TaskRow::as_select(), droplets::droplet_id.nullable())
+}
+
+/// The page next to `cursor`, newest first, and whether tasks follow it
+/// (older) and precede it (newer). It reads one row past the page to know
+/// whether more lie beyond, and probes the other side for one task.
+async fn keyset_page(
+    conn: &mut AsyncPgConnection,
+    filter: &TaskFilter,
+    cursor: PageCursor,
+) -> StoreResult<(Vec<ListedRow>, bool, bool)> {
+    let (beyond, behind, walking_back) = match cursor {
+        PageCursor::After(key) => (older_than(key), not_older_than(key), false),
+        PageCursor::Before(key) => (newer_than(key), not_newer_than(key), true),
+    };
+    let query = filtered(filter)?.filter(beyond);
+    let query = if walking_back {
+        query.order((tasks::created_at.asc(), tasks::id.asc()))
+    } else {
+        query.order((tasks::created_at.desc(), tasks::id.desc()))
+    };
+    let mut rows: Vec<ListedRow> = query
+        .limit(i64::from(filter.limit) + 1)
+        .select(listed())
+        .load(conn)
+        .await
+        .map_err(store_error)?;
+    let more_beyond = rows.len() > filter.limit as usize;
+    rows.truncate(filter.limit as usize);
+    let more_behind = any_task(conn, filtered(filter)?.filter(behind)).await?;
+    if walking_back {
+        rows.reverse();
+        Ok((rows, more_behind, more_beyond))
+    } else {
+        Ok((rows, more_beyond, more_behind))
+    }
+}
+
 /// An `ILIKE` pattern for titles containing `text`, its wildcards escaped.
 fn contains(text: &str) -> String {
     let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
@@ -432,52 +478,20 @@ impl TaskStore for PgStore {
             .await
             .map_err(store_error)?;
         let total = u64::try_from(total).unwrap_or(0);
-        let limit = i64::from(filter.limit);
-        let selected = (TaskRow::as_select(), droplets::droplet_id.nullable());
-        let newest_first = (tasks::created_at.desc(), tasks::id.desc());
-        let (rows, more_after, more_before): (Vec<(TaskRow, Option<i32>)>, bool, bool) = match filter.cursor {
+        let (rows, more_after, more_before) = match filter.cursor {
             None => {
-                let offset = filter.offset;
-                let rows: Vec<(TaskRow, Option<i32>)> = filtered(filter)?
-                    .order(newest_first)
-                    .limit(limit)
-                    .offset(i64::try_from(offset).unwrap_or(i64::MAX))
-                    .select(selected)
+                let rows: Vec<ListedRow> = filtered(filter)?
+                    .order((tasks::created_at.desc(), tasks::id.desc()))
+                    .limit(i64::from(filter.limit))
+                    .offset(i64::try_from(filter.offset).unwrap_or(i64::MAX))
+                    .select(listed())
                     .load(&mut conn)
                     .await
                     .map_err(store_error)?;
-                let more_after = offset.saturating_add(rows.len() as u64) < total;
-                (rows, more_after, offset > 0 && total > 0)
+                let more_after = filter.offset.saturating_add(rows.len() as u64) < total;
+                (rows, more_after, filter.offset > 0 && total > 0)
             }
-            Some(PageCursor::After(key)) => {
-                let mut rows: Vec<(TaskRow, Option<i32>)> = filtered(filter)?
-                    .filter(older_than(key))
-                    .order(newest_first)
-                    .limit(limit + 1)
-                    .select(selected)
-                    .load(&mut conn)
-                    .await
-                    .map_err(store_error)?;
-                let more_after = rows.len() as i64 > limit;
-                rows.truncate(filter.limit as usize);
-                let more_before = any_task(&mut conn, filtered(filter)?.filter(not_older_than(key))).await?;
-                (rows, more_after, more_before)
-            }
-            Some(PageCursor::Before(key)) => {
-                let mut rows: Vec<(TaskRow, Option<i32>)> = filtered(filter)?
-                    .filter(newer_than(key))
-                    .order((tasks::created_at.asc(), tasks::id.asc()))
-                    .limit(limit + 1)
-                    .select(selected)
-                    .load(&mut conn)
-                    .await
-                    .map_err(store_error)?;
-                let more_before = rows.len() as i64 > limit;
-                rows.truncate(filter.limit as usize);
-                rows.reverse();
-                let more_after = any_task(&mut conn, filtered(filter)?.filter(not_newer_than(key))).await?;
-                (rows, more_after, more_before)
-            }
+            Some(cursor) => keyset_page(&mut conn, filter, cursor).await?,
         };
         let tasks = rows
             .into_iter()
