@@ -52,7 +52,7 @@ async fn two_replicas_assign_every_task_exactly_once() {
         .expect("connect");
     tokio::spawn(connection);
     loop {
-        let pending = scalar(&client, "SELECT count(*) FROM tasks WHERE status = 'pending'").await;
+        let pending = scalar(&client, "SELECT count(*) FROM task_view WHERE status = 'pending'").await;
         if pending == 0 {
             break;
         }
@@ -80,13 +80,13 @@ async fn two_replicas_assign_every_task_exactly_once() {
     assert_eq!(twice, 0, "no task assigned twice");
     let unassigned = scalar(
         &client,
-        "SELECT count(*) FROM tasks WHERE status <> 'assigned' OR assigned_droplet_id IS NULL",
+        "SELECT count(*) FROM task_view WHERE status <> 'assigned' OR assigned_droplet_id IS NULL",
     )
     .await;
     assert_eq!(unassigned, 0);
     let over = scalar(
         &client,
-        "SELECT count(*) FROM (SELECT d.id FROM droplets d JOIN tasks t ON t.assigned_droplet_id = d.id \
+        "SELECT count(*) FROM (SELECT d.id FROM droplets d JOIN task_view t ON t.assigned_droplet_id = d.id \
          GROUP BY d.id, d.max_concurrent_tasks HAVING count(*) > d.max_concurrent_tasks) AS o",
     )
     .await;

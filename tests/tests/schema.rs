@@ -55,7 +55,7 @@ async fn serve_applies_the_migrations_to_an_empty_database() {
 async fn a_schema_that_does_not_match_stops_the_start() {
     let database = TestDatabase::create().await;
     orchestrator_postgres_migrate(&database.url).await;
-    sql(&database.url, "ALTER TABLE tasks DROP COLUMN title").await;
+    sql(&database.url, "ALTER TABLE tasks DROP COLUMN title CASCADE").await;
     sql(
         &database.url,
         "ALTER TABLE droplets ALTER COLUMN endpoint TYPE text",

@@ -39,6 +39,11 @@ CROSS JOIN (VALUES (NULL, 'pending', interval '3 seconds'),
      AS s(from_status, to_status, back)
 WHERE t.status = 'completed'";
 
+/// The pending tasks' queue rows, as creation writes them.
+const QUEUE_PENDING: &str = "\
+INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt)
+SELECT id, priority, deadline, created_at, required_capability, attempt FROM tasks WHERE status = 'pending'";
+
 async fn client(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(connection);
@@ -65,6 +70,7 @@ async fn load(client: &tokio_postgres::Client, old: i64) -> anyhow::Result<()> {
         client.execute(LOAD_TASKS, &[&n, &status, &days_ago]).await?;
     }
     client.execute(LOAD_HISTORY, &[]).await?;
+    client.execute(QUEUE_PENDING, &[]).await?;
     client
         .batch_execute("VACUUM ANALYZE tasks, task_state_history")
         .await?;

@@ -76,12 +76,13 @@ struct TypeRow {
     n: i64,
 }
 
+/// A count by some key.
 #[derive(QueryableByName)]
-struct CountRow {
+pub(crate) struct CountRow {
     #[diesel(sql_type = Text)]
-    key: String,
+    pub key: String,
     #[diesel(sql_type = BigInt)]
-    n: i64,
+    pub n: i64,
 }
 
 #[derive(QueryableByName)]

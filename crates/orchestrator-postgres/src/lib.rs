@@ -17,6 +17,7 @@ mod rows;
 mod schema;
 mod sql;
 mod store;
+mod views;
 
 pub use events::{PgEventBus, PgEventBusHandle};
 pub use leader::PgLeaderElection;

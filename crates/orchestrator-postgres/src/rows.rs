@@ -10,7 +10,8 @@ use orchestrator_ports::{StoreError, StoreResult};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::schema::{droplets, task_state_history, tasks};
+use crate::schema::{droplets, task_state_history};
+use crate::views::task_view;
 
 pub(crate) fn utc(time: NaiveDateTime) -> DateTime<Utc> {
     time.and_utc()
@@ -27,7 +28,7 @@ fn corrupt(what: &str, id: i64) -> StoreError {
 }
 
 #[derive(Debug, Queryable, QueryableByName, Selectable)]
-#[diesel(table_name = tasks, check_for_backend(diesel::pg::Pg))]
+#[diesel(table_name = task_view, check_for_backend(diesel::pg::Pg))]
 pub(crate) struct TaskRow {
     pub id: i64,
     pub trace_id: Uuid,

@@ -49,6 +49,43 @@ diesel::table! {
 }
 
 diesel::table! {
+    task_queue (task_id) {
+        task_id -> Int8,
+        priority -> Nullable<Int4>,
+        deadline -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        #[max_length = 100]
+        required_capability -> Nullable<Varchar>,
+        attempt -> Int4,
+        retry_after -> Nullable<Timestamp>,
+        routing_lease_until -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    task_runs (task_id) {
+        task_id -> Int8,
+        assigned_droplet_id -> Int8,
+        #[max_length = 20]
+        status -> Varchar,
+        assigned_at -> Nullable<Timestamp>,
+        started_at -> Nullable<Timestamp>,
+        completed_at -> Nullable<Timestamp>,
+        result -> Nullable<Jsonb>,
+        error_message -> Nullable<Text>,
+        retry_count -> Nullable<Int4>,
+        updated_at -> Nullable<Timestamp>,
+        retry_after -> Nullable<Timestamp>,
+        attempt -> Int4,
+        cancel_requested_at -> Nullable<Timestamp>,
+        requeues -> Int4,
+        progress -> Nullable<Int2>,
+        progress_message -> Nullable<Text>,
+        progress_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     task_state_history (id) {
         id -> Int8,
         task_id -> Int8,
@@ -92,7 +129,6 @@ diesel::table! {
         #[max_length = 100]
         created_by -> Nullable<Varchar>,
         updated_at -> Nullable<Timestamp>,
-        routing_lease_until -> Nullable<Timestamp>,
         retry_after -> Nullable<Timestamp>,
         deadline_risk_at -> Nullable<Timestamp>,
         attempt -> Int4,
@@ -106,13 +142,14 @@ diesel::table! {
 }
 
 diesel::joinable!(heartbeats -> droplets (droplet_id));
-diesel::joinable!(task_state_history -> tasks (task_id));
 diesel::joinable!(tasks -> droplets (assigned_droplet_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     droplets,
     heartbeats,
     idempotency_keys,
+    task_queue,
+    task_runs,
     task_state_history,
     tasks,
 );

@@ -36,9 +36,7 @@ use crate::prepared::Prepare;
 use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, TaskWithDropletRow, naive};
 use crate::schema::{droplets, task_state_history, tasks};
 use crate::sql;
-
-/// Statuses in which a task occupies a slot of its droplet.
-pub(crate) const HELD: [&str; 2] = ["assigned", "in_progress"];
+use crate::views::task_view;
 
 /// How the connection pool is sized and how long a request waits for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,43 +215,63 @@ pub(crate) fn history_row(
     }
 }
 
-type TasksAndDroplets = diesel::dsl::LeftJoin<tasks::table, droplets::table>;
+type TasksAndDroplets = diesel::dsl::LeftJoin<task_view::table, droplets::table>;
 /// The FROM clause of [`TasksWithDroplets`], which its filters are written over.
-type TasksJoinDroplets = diesel::dsl::LeftJoinQuerySource<tasks::table, droplets::table>;
+type TasksJoinDroplets = diesel::dsl::LeftJoinQuerySource<task_view::table, droplets::table>;
 type TasksWithDroplets = diesel::dsl::IntoBoxed<'static, TasksAndDroplets, Pg>;
 
 /// The filtered task query of `GET /tasks`, joined to droplets for their
 /// external ids so that a page is read in one statement.
 fn filtered(filter: &TaskFilter) -> StoreResult<TasksWithDroplets> {
-    let mut query = tasks::table.left_join(droplets::table).into_boxed();
+    let mut query = task_view::table.left_join(droplets::table).into_boxed();
     if let Some(status) = filter.status {
-        query = query.filter(tasks::status.eq(status.as_str()));
+        query = with_status(query, status);
     }
     if let Some(task_type) = &filter.task_type {
-        query = query.filter(tasks::task_type.eq(task_type.clone()));
+        query = query.filter(task_view::task_type.eq(task_type.clone()));
     }
     if let Some(min) = filter.priority_min {
-        query = query.filter(tasks::priority.ge(i32::from(min.value())));
+        query = query.filter(task_view::priority.ge(i32::from(min.value())));
     }
     if let Some(max) = filter.priority_max {
-        query = query.filter(tasks::priority.le(i32::from(max.value())));
+        query = query.filter(task_view::priority.le(i32::from(max.value())));
     }
     if let Some(capability) = &filter.required_capability {
-        query = query.filter(tasks::required_capability.eq(capability.as_str().to_owned()));
+        query = query.filter(task_view::required_capability.eq(capability.as_str().to_owned()));
     }
     if let Some(text) = filter.search.as_deref().map(str::trim) {
         query = match Uuid::parse_str(text) {
-            Ok(trace) => query.filter(tasks::trace_id.eq(trace).or(tasks::title.ilike(contains(text)))),
-            Err(_) => query.filter(tasks::title.ilike(contains(text))),
+            Ok(trace) => query.filter(
+                task_view::trace_id
+                    .eq(trace)
+                    .or(task_view::title.ilike(contains(text))),
+            ),
+            Err(_) => query.filter(task_view::title.ilike(contains(text))),
         };
     }
     if let Some(droplet) = filter.assigned_droplet_id {
         let Ok(key) = i32::try_from(droplet) else {
-            return Ok(query.filter(tasks::id.eq(-1)));
+            return Ok(query.filter(task_view::id.eq(-1)));
         };
         query = query.filter(droplets::droplet_id.nullable().eq(key));
     }
     Ok(query)
+}
+
+/// Tasks in `status`, filtered on the table that holds it, by its index: a
+/// held status on the run rows, any other on the task rows (where every
+/// unfinished task says `pending`).
+fn with_status(query: TasksWithDroplets, status: TaskStatus) -> TasksWithDroplets {
+    let name = status.as_str();
+    match status {
+        TaskStatus::Assigned | TaskStatus::InProgress => query.filter(task_view::run_status.eq(name)),
+        TaskStatus::Pending => query
+            .filter(task_view::stored_status.eq(name))
+            .filter(task_view::run_status.is_null()),
+        TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Cancelled => {
+            query.filter(task_view::stored_status.eq(name))
+        }
+    }
 }
 
 /// Tasks older than `key` in the list's order (`created_at`, then `id`).
@@ -262,9 +280,9 @@ fn filtered(filter: &TaskFilter) -> StoreResult<TasksWithDroplets> {
 fn older_than(key: TaskKey) -> KeyBound {
     let at = naive(key.created_at);
     Box::new(
-        tasks::created_at
+        task_view::created_at
             .le(at)
-            .and(tasks::created_at.lt(at).or(tasks::id.lt(key.id))),
+            .and(task_view::created_at.lt(at).or(task_view::id.lt(key.id))),
     )
 }
 
@@ -272,9 +290,9 @@ fn older_than(key: TaskKey) -> KeyBound {
 fn newer_than(key: TaskKey) -> KeyBound {
     let at = naive(key.created_at);
     Box::new(
-        tasks::created_at
+        task_view::created_at
             .ge(at)
-            .and(tasks::created_at.gt(at).or(tasks::id.gt(key.id))),
+            .and(task_view::created_at.gt(at).or(task_view::id.gt(key.id))),
     )
 }
 
@@ -282,9 +300,9 @@ fn newer_than(key: TaskKey) -> KeyBound {
 fn not_newer_than(key: TaskKey) -> KeyBound {
     let at = naive(key.created_at);
     Box::new(
-        tasks::created_at
+        task_view::created_at
             .le(at)
-            .and(tasks::created_at.lt(at).or(tasks::id.le(key.id))),
+            .and(task_view::created_at.lt(at).or(task_view::id.le(key.id))),
     )
 }
 
@@ -292,9 +310,9 @@ fn not_newer_than(key: TaskKey) -> KeyBound {
 fn not_older_than(key: TaskKey) -> KeyBound {
     let at = naive(key.created_at);
     Box::new(
-        tasks::created_at
+        task_view::created_at
             .ge(at)
-            .and(tasks::created_at.gt(at).or(tasks::id.ge(key.id))),
+            .and(task_view::created_at.gt(at).or(task_view::id.ge(key.id))),
     )
 }
 
@@ -303,7 +321,7 @@ type KeyBound = Box<dyn BoxableExpression<TasksJoinDroplets, Pg, SqlType = Nulla
 /// Whether `query` finds any task.
 async fn any_task(conn: &mut AsyncPgConnection, query: TasksWithDroplets) -> StoreResult<bool> {
     let found: Option<i64> = query
-        .select(tasks::id)
+        .select(task_view::id)
         .limit(1)
         .get_result(conn)
         .await
@@ -337,9 +355,9 @@ async fn keyset_page(
     };
     let query = filtered(filter)?.filter(beyond);
     let query = if walking_back {
-        query.order((tasks::created_at.asc(), tasks::id.asc()))
+        query.order((task_view::created_at.asc(), task_view::id.asc()))
     } else {
-        query.order((tasks::created_at.desc(), tasks::id.desc()))
+        query.order((task_view::created_at.desc(), task_view::id.desc()))
     };
     let mut rows: Vec<ListedRow> = query
         .limit(i64::from(filter.limit) + 1)
@@ -437,9 +455,9 @@ impl TaskStore for PgStore {
     async fn get_task(&self, id: TaskId) -> StoreResult<Task> {
         let key = id;
         let mut conn = self.conn().await?;
-        let found: Option<(TaskRow, Option<i32>)> = tasks::table
+        let found: Option<(TaskRow, Option<i32>)> = task_view::table
             .left_join(droplets::table)
-            .filter(tasks::id.eq(key))
+            .filter(task_view::id.eq(key))
             .select((TaskRow::as_select(), droplets::droplet_id.nullable()))
             .first(&mut conn)
             .await
@@ -481,7 +499,7 @@ impl TaskStore for PgStore {
         let (rows, more_after, more_before) = match filter.cursor {
             None => {
                 let rows: Vec<ListedRow> = filtered(filter)?
-                    .order((tasks::created_at.desc(), tasks::id.desc()))
+                    .order((task_view::created_at.desc(), task_view::id.desc()))
                     .limit(i64::from(filter.limit))
                     .offset(i64::try_from(filter.offset).unwrap_or(i64::MAX))
                     .select(listed())
@@ -519,16 +537,20 @@ impl TaskStore for PgStore {
         record: ChangeRecord,
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let key = id;
         let mut conn = self.conn().await?;
-        diesel::insert_into(task_state_history::table)
-            .values(history_row(key, Some(status), status, record, at))
+        let written = diesel::sql_query(sql::history::RECORD_FOR_TASK)
+            .bind::<BigInt, _>(id)
+            .bind::<Text, _>(status.as_str())
+            .bind::<Nullable<Text>, _>(record.changed_by)
+            .bind::<Nullable<Text>, _>(record.reason)
+            .bind::<Nullable<Jsonb>, _>(record.metadata)
+            .bind::<Timestamp, _>(naive(at))
             .execute(&mut conn)
             .await
-            .map_err(|err| match store_error(err) {
-                StoreError::Conflict(_) => StoreError::NotFound { entity: "task", id },
-                other => other,
-            })?;
+            .map_err(store_error)?;
+        if written == 0 {
+            return Err(StoreError::NotFound { entity: "task", id });
+        }
         Ok(())
     }
 
@@ -628,31 +650,36 @@ impl TaskStore for PgStore {
 
     async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()> {
         let mut conn = self.conn().await?;
-        diesel::update(
-            tasks::table
-                .filter(tasks::id.eq_any(ids))
-                .filter(tasks::status.eq(TaskStatus::Pending.as_str())),
-        )
-        .set(tasks::routing_lease_until.eq(None::<chrono::NaiveDateTime>))
-        .execute(&mut conn)
-        .await
-        .map_err(store_error)?;
+        diesel::sql_query(sql::tasks::RELEASE_CLAIMS)
+            .bind::<Array<BigInt>, _>(ids)
+            .execute(&mut conn)
+            .await
+            .map_err(store_error)?;
         Ok(())
     }
 
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>> {
+        #[derive(QueryableByName)]
+        struct Held {
+            #[diesel(sql_type = Integer)]
+            droplet: i32,
+            #[diesel(sql_type = BigInt)]
+            held: i64,
+        }
         let mut conn = self.conn().await?;
-        let rows: Vec<(i32, i64)> = tasks::table
-            .inner_join(droplets::table)
-            .filter(tasks::status.eq_any(HELD))
-            .group_by(droplets::droplet_id)
-            .select((droplets::droplet_id, count_star()))
+        let rows: Vec<Held> = diesel::sql_query(sql::tasks::COUNT_HELD_BY_ALL)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
         Ok(rows
             .into_iter()
-            .map(|(id, n)| (DropletId::from(id), u32::try_from(n).unwrap_or(u32::MAX)))
+            .map(|r| {
+                (
+                    DropletId::from(r.droplet),
+                    u32::try_from(r.held).unwrap_or(u32::MAX),
+                )
+            })
             .collect())
     }
 
@@ -749,13 +776,11 @@ impl TaskStore for PgStore {
 
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(String, i64)> = tasks::table
-            .group_by(tasks::status)
-            .select((tasks::status, count_star()))
+        let rows: Vec<crate::analytics::CountRow> = diesel::sql_query(sql::tasks::COUNT_BY_STATUS)
             .load(&mut conn)
             .await
             .map_err(store_error)?;
-        Ok(counts_by_status(rows))
+        Ok(counts_by_status(rows.into_iter().map(|r| (r.key, r.n)).collect()))
     }
 
     async fn pending_migrations(&self) -> StoreResult<Vec<String>> {

@@ -101,7 +101,7 @@ async fn a_task_left_pending_is_not_written_to() {
         (1, [task.id].as_slice())
     );
     let leased = database
-        .count("SELECT count(*) FROM tasks WHERE routing_lease_until IS NOT NULL")
+        .count("SELECT count(*) FROM task_queue WHERE routing_lease_until IS NOT NULL")
         .await;
     assert_eq!(leased, 0, "no lease is written");
     let updated = store.get_task(task.id).await.expect("get");
@@ -243,7 +243,7 @@ async fn a_round_killed_between_claim_and_assignment_strands_nothing() {
     // read blocks until then) takes well under the router's one-second
     // sweep, where a lease would have hidden the task for 30 s.
     let lock = format!(
-        "SELECT count(*) FROM (SELECT id FROM tasks WHERE id = {} FOR UPDATE) t",
+        "SELECT count(*) FROM (SELECT task_id FROM task_queue WHERE task_id = {} FOR UPDATE) q",
         task.id
     );
     tokio::time::timeout(Duration::from_secs(1), database.count(&lock))

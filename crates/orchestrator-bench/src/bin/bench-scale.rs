@@ -69,6 +69,23 @@ const PRELOAD: &[(&str, &str)] = &[
                 'loader', now() AT TIME ZONE 'UTC', CASE WHEN g > 1000 THEN 1 ELSE 0 END
          FROM generate_series(1, 1200) g",
     ),
+    (
+        "their run and queue rows",
+        "WITH runs AS (
+             INSERT INTO task_runs (task_id, assigned_droplet_id, status, assigned_at, started_at, retry_count,
+                                    updated_at, attempt, requeues)
+             SELECT id, assigned_droplet_id, status, assigned_at, started_at, retry_count, updated_at, attempt,
+                    requeues
+             FROM tasks WHERE status = 'in_progress'
+             RETURNING task_id
+         ), stored AS (
+             UPDATE tasks SET status = 'pending', assigned_droplet_id = NULL, assigned_at = NULL, started_at = NULL
+             WHERE id IN (SELECT task_id FROM runs)
+         )
+         INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt)
+         SELECT id, priority, deadline, created_at, required_capability, attempt FROM tasks
+         WHERE status = 'pending' AND id NOT IN (SELECT task_id FROM runs)",
+    ),
     ("VACUUM ANALYZE", "VACUUM ANALYZE"),
 ];
 

@@ -1,5 +1,12 @@
 //! Statements about `task_state_history`.
 
+/// A history row for task `$1` that leaves its status `$2` as it is (a
+/// refused report), written only if the task exists: no foreign key checks
+/// it (migration 18).
+pub(crate) const RECORD_FOR_TASK: &str = "\
+INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
+SELECT id, $2, $2, $3, $4, $5, $6 FROM tasks WHERE id = $1";
+
 /// What recovery and fencing did in the window `[$1, $2)`, by capability:
 /// from the history rows they write (see `RescueCounts::count_history`; the
 /// partial index of migration 9 finds them) and the deadline warnings.

@@ -122,7 +122,8 @@ mod tests {
     use diesel::{QueryDsl, SelectableHelper};
 
     use crate::rows::{DropletRow, TaskRow};
-    use crate::schema::{droplets, tasks};
+    use crate::schema::droplets;
+    use crate::views::task_view;
 
     /// The columns a diesel `SELECT` of one table reads, unqualified, in
     /// the form of the column lists.
@@ -140,7 +141,7 @@ mod tests {
 
     #[test]
     fn the_column_lists_are_what_the_row_types_read() {
-        let task = selected_columns(&tasks::table.select(TaskRow::as_select()));
+        let task = selected_columns(&task_view::table.select(TaskRow::as_select()));
         assert_eq!(super::tasks::COLUMNS, task);
         let droplet = selected_columns(&droplets::table.select(DropletRow::as_select()));
         assert_eq!(super::droplets::COLUMNS, droplet);

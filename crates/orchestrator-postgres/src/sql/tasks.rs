@@ -1,5 +1,12 @@
-//! Statements about `tasks`: routing, recovery, transitions, creation and
+//! Statements about tasks: routing, recovery, transitions, creation and
 //! the analytics computed from them.
+//!
+//! A task lives in up to three tables (docs/storage-layout.md): `tasks`
+//! holds every task as it was created and as it ended (and the pending
+//! state of a retried or requeued one); `task_queue` one row per task
+//! waiting for a droplet; `task_runs` the live state of each task a droplet
+//! holds, in the [`LIVE_COLUMNS`]. `task_view` shows each task as the API
+//! does, its run row over its `tasks` row.
 
 /// The columns of `tasks` that `TaskRow` reads, in its order: what a
 /// statement returns of each task it reads whole.
@@ -8,24 +15,61 @@ pub(crate) const COLUMNS: &str = "id, trace_id, task_type, title, description, p
     retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at, timeout_seconds, \
     progress, progress_message, progress_at, requeues";
 
-/// Pending tasks ready to route, in routing order, at most `$3`: those
-/// requiring no capability when `$1`, and those requiring one of `$2`.
+/// The columns of [`COLUMNS`] that a transition or a progress report
+/// changes: a task's `task_runs` row holds them, under these names, while a
+/// droplet holds the task.
+pub(crate) const LIVE_COLUMNS: &str = "status, assigned_at, started_at, completed_at, result, error_message, \
+    retry_count, updated_at, retry_after, attempt, cancel_requested_at, progress, progress_message, progress_at, \
+    requeues";
+
+/// The columns of [`COLUMNS`] written once, when the task is created.
+pub(crate) const FIXED_COLUMNS: &str = "id, trace_id, task_type, title, description, payload, \
+    required_capability, priority, created_at, deadline, max_retries, created_by, timeout_seconds";
+
+/// A held task's columns as its run row `r` and its row `t` give them.
+const RUN_OVER_TASK: &str = statement!(
+    qualified!(FIXED_COLUMNS, "t."),
+    ", ",
+    qualified!(LIVE_COLUMNS, "r.")
+);
+
+/// Queued tasks ready to route, in routing order, at most `$3`: those
+/// requiring no capability when `$1`, and those requiring one of `$2`. The
+/// order is `idx_task_queue_order`'s, so the pick walks the index from its
+/// head and stops after the batch.
 const ROUTABLE: &str = "
-FROM tasks
-WHERE status = 'pending'
-  AND (routing_lease_until IS NULL OR routing_lease_until < (now() AT TIME ZONE 'UTC'))
-  AND (retry_after IS NULL OR retry_after <= (now() AT TIME ZONE 'UTC'))
-  AND ((required_capability IS NULL AND $1) OR required_capability = ANY($2))
-ORDER BY priority, deadline, created_at, id
+FROM task_queue q
+WHERE (q.routing_lease_until IS NULL OR q.routing_lease_until < (now() AT TIME ZONE 'UTC'))
+  AND (q.retry_after IS NULL OR q.retry_after <= (now() AT TIME ZONE 'UTC'))
+  AND ((q.required_capability IS NULL AND $1) OR q.required_capability = ANY($2))
+ORDER BY q.priority, q.deadline, q.created_at, q.task_id
 LIMIT $3";
 
-/// Locks a batch of [`ROUTABLE`] tasks for the length of one routing
-/// round's transaction. `SKIP LOCKED` lets other replicas' rounds pass over
-/// them; `NO KEY UPDATE` is all an update of non-key columns needs, and it
-/// leaves the history rows' foreign-key checks unblocked. A lease still
-/// running (set by an older build's claim) is respected.
-pub(crate) const LOCK_ROUTABLE: &str =
-    statement!("SELECT ", COLUMNS, ROUTABLE, "\nFOR NO KEY UPDATE SKIP LOCKED");
+/// The picked queue rows' tasks, in routing order. A queued task has no
+/// run row: its `tasks` row is its state.
+const PICKED_TASKS: &str = statement!(
+    "
+SELECT ",
+    qualified!(COLUMNS, "t."),
+    "
+FROM picked p JOIN tasks t ON t.id = p.task_id
+ORDER BY p.priority, p.deadline, p.created_at, p.task_id"
+);
+
+/// Locks a batch of [`ROUTABLE`] queue rows for the length of one routing
+/// round's transaction and reads their tasks. `SKIP LOCKED` lets other
+/// replicas' rounds pass over them; a cancel or a deadline failure of one
+/// of them waits for the round, whose assignment deletes the row. A lease
+/// still running (set by [`CLAIM_PENDING`]) is respected.
+pub(crate) const LOCK_ROUTABLE: &str = statement!(
+    "WITH picked AS (
+SELECT q.task_id, q.priority, q.deadline, q.created_at",
+    ROUTABLE,
+    "
+FOR UPDATE SKIP LOCKED
+)",
+    PICKED_TASKS
+);
 
 /// Claims a batch of [`ROUTABLE`] tasks for a lease of `$4` seconds
 /// measured on the database's clock. `SKIP LOCKED` lets concurrent claims
@@ -33,14 +77,20 @@ pub(crate) const LOCK_ROUTABLE: &str =
 /// for them.
 pub(crate) const CLAIM_PENDING: &str = statement!(
     "\
-UPDATE tasks SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => $4)
-WHERE id IN (SELECT id",
+WITH picked AS (
+UPDATE task_queue SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => $4)
+WHERE task_id IN (SELECT q.task_id",
     ROUTABLE,
     "
 FOR UPDATE SKIP LOCKED)
-RETURNING ",
-    COLUMNS
+RETURNING task_id, priority, deadline, created_at
+)",
+    PICKED_TASKS
 );
+
+/// Releases the leases of the tasks in `$1` still queued.
+pub(crate) const RELEASE_CLAIMS: &str =
+    "UPDATE task_queue SET routing_lease_until = NULL WHERE task_id = ANY($1)";
 
 /// Tasks recovery must move, with the first reason that applies, on the
 /// database's clock: at most `$5`, with ids above `$4`, in id order. `$1`
@@ -73,16 +123,21 @@ SELECT t.id, d.droplet_id AS external_droplet_id,
               AND t.cancel_requested_at IS NULL AND (t.deadline IS NULL OR t.deadline >= c.now)
            THEN 'retry_pending'
        END AS reason
-FROM tasks t
+FROM task_view t
 LEFT JOIN droplets d ON d.id = t.assigned_droplet_id
 CROSS JOIN clock c
-WHERE t.id > $4
-  AND (t.status IN ('assigned', 'in_progress', 'failed') OR (t.status = 'pending' AND t.deadline < c.now))
+WHERE t.id IN (
+    SELECT task_id FROM task_runs WHERE task_id > $4
+    UNION ALL
+    SELECT id FROM tasks WHERE status = 'failed' AND id > $4
+    UNION ALL
+    SELECT task_id FROM task_queue WHERE deadline < (SELECT now FROM clock) AND task_id > $4
+)
 )
 SELECT ",
     qualified!(COLUMNS, "t."),
     ", j.external_droplet_id, j.reason
-FROM judged j JOIN tasks t ON t.id = j.id
+FROM judged j JOIN task_view t ON t.id = j.id
 WHERE j.reason IS NOT NULL
 ORDER BY t.id
 LIMIT $5"
@@ -91,18 +146,25 @@ LIMIT $5"
 /// Records a progress report on a running task (`$1`) while it is still on
 /// attempt `$2` of the droplet with external id `$3`: `$4` percent, `$5`
 /// message, at `$6`. No history row: progress is not a change of state.
+/// It is a heap-only update of the run row.
 pub(crate) const RECORD_PROGRESS: &str = statement!(
     "\
-UPDATE tasks SET progress = $4, progress_message = $5, progress_at = $6, updated_at = $6
-WHERE id = $1 AND status = 'in_progress' AND attempt = $2
+WITH r AS (
+UPDATE task_runs SET progress = $4, progress_message = $5, progress_at = $6, updated_at = $6
+WHERE task_id = $1 AND status = 'in_progress' AND attempt = $2
   AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)
-RETURNING ",
-    COLUMNS
+RETURNING *
+)
+SELECT ",
+    RUN_OVER_TASK,
+    "
+FROM r JOIN tasks t ON t.id = r.task_id"
 );
 
 /// Unfinished tasks whose deadline is nearer than `$1` seconds or the p95
 /// run time of their type over the last day, not reported before: marked
-/// and returned, at most `$2`, on the database's clock.
+/// and returned, at most `$2`, on the database's clock. An unfinished
+/// task's row says `pending`, whatever holds it.
 pub(crate) const FLAG_DEADLINE_RISKS: &str = statement!(
     "\
 WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now),
@@ -117,20 +179,24 @@ due AS (
     SELECT t.id FROM tasks t
     CROSS JOIN clock c
     LEFT JOIN runs r ON r.task_type = t.task_type
-    WHERE t.status IN ('pending', 'assigned', 'in_progress')
+    WHERE t.status = 'pending'
       AND t.deadline IS NOT NULL AND t.deadline_risk_at IS NULL
       AND t.deadline < c.now + make_interval(secs => greatest($1, coalesce(r.p95, 0)))
     ORDER BY t.deadline, t.id
     LIMIT $2
     FOR UPDATE OF t SKIP LOCKED
-)
+), flagged AS (
 UPDATE tasks SET deadline_risk_at = (SELECT now FROM clock)
 FROM due
 WHERE tasks.id = due.id
-RETURNING ",
-    qualified!(COLUMNS, "tasks."),
+RETURNING tasks.id
+)
+SELECT ",
+    qualified!(COLUMNS, "v."),
     ",
-          (SELECT d.droplet_id FROM droplets d WHERE d.id = tasks.assigned_droplet_id) AS external_droplet_id"
+       (SELECT d.droplet_id FROM droplets d WHERE d.id = v.assigned_droplet_id) AS external_droplet_id
+FROM task_view v
+WHERE v.id IN (SELECT id FROM flagged)"
 );
 
 /// Deletes at most `$2` tasks finished for good (`Task::is_finished`, a
@@ -154,55 +220,75 @@ WITH old AS (
 )
 DELETE FROM tasks WHERE id IN (SELECT id FROM old)";
 
-/// Pending and held tasks: the status index gives only the live rows, so
-/// the read does not grow with the finished tasks kept.
+/// Pending and held tasks: the queue and the run rows, so the read does not
+/// grow with the finished tasks kept.
 pub(crate) const COUNT_LIVE: &str = "\
-SELECT count(*) FILTER (WHERE status = 'pending') AS pending,
-       count(*) FILTER (WHERE status IN ('assigned', 'in_progress')) AS held
-FROM tasks
-WHERE status IN ('pending', 'assigned', 'in_progress')";
+SELECT (SELECT count(*) FROM task_queue) AS pending, (SELECT count(*) FROM task_runs) AS held";
 
 /// `$1` task, `$2` time, `$3` the external id of the droplet running it.
 pub(crate) const MARK_CANCEL_REQUESTED: &str = "\
-UPDATE tasks SET cancel_requested_at = $2, updated_at = $2
-WHERE id = $1 AND status = 'in_progress' AND cancel_requested_at IS NULL
+UPDATE task_runs SET cancel_requested_at = $2, updated_at = $2
+WHERE task_id = $1 AND status = 'in_progress' AND cancel_requested_at IS NULL
   AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)";
 
 /// The tasks holding a slot of each droplet in `$1` (internal ids).
 pub(crate) const COUNT_HELD: &str = "\
-SELECT assigned_droplet_id AS droplet, count(*) AS held FROM tasks
-WHERE assigned_droplet_id = ANY($1) AND status IN ('assigned', 'in_progress')
+SELECT assigned_droplet_id AS droplet, count(*) AS held FROM task_runs
+WHERE assigned_droplet_id = ANY($1)
 GROUP BY assigned_droplet_id";
 
+/// The tasks holding a slot of each droplet that holds any, by the
+/// droplet's external id.
+pub(crate) const COUNT_HELD_BY_ALL: &str = "\
+SELECT d.droplet_id AS droplet, count(*) AS held
+FROM task_runs r JOIN droplets d ON d.id = r.assigned_droplet_id
+GROUP BY d.droplet_id";
+
+/// Tasks by status: the rows of `tasks` by their status, less the held
+/// ones (whose row says `pending`), and the run rows by theirs.
+pub(crate) const COUNT_BY_STATUS: &str = "\
+SELECT status::text AS key, sum(n)::int8 AS n FROM (
+    SELECT status, count(*) AS n FROM tasks GROUP BY status
+    UNION ALL
+    SELECT 'pending', -count(*) FROM task_runs
+    UNION ALL
+    SELECT status, count(*) FROM task_runs GROUP BY status
+) counted
+GROUP BY status
+HAVING sum(n) > 0";
+
 /// The status of each task in `$1`.
-pub(crate) const STATUSES: &str = "SELECT id, status::text FROM tasks WHERE id = ANY($1)";
+pub(crate) const STATUSES: &str = "SELECT id, status::text FROM task_view WHERE id = ANY($1)";
+
+/// The live columns of a changed task, from the transition `i`.
+const SET_LIVE: &str = "
+    status = i.status, assigned_at = i.assigned_at, started_at = i.started_at, completed_at = i.completed_at,
+    result = i.result, error_message = i.error_message, retry_count = i.retry_count, updated_at = i.updated_at,
+    retry_after = i.retry_after, attempt = i.attempt, cancel_requested_at = i.cancel_requested_at,
+    requeues = i.requeues, progress = i.progress, progress_message = i.progress_message,
+    progress_at = i.progress_at";
+
+/// The internal id of the droplet `i` expects to hold the task.
+const EXPECTED_DROPLET: &str = "(SELECT d.id FROM droplets d WHERE d.droplet_id = i.expected_droplet)";
+
+/// The internal id of the droplet `i` gives the task.
+const NEW_DROPLET: &str =
+    "coalesce(i.droplet_key, (SELECT d.id FROM droplets d WHERE d.droplet_id = i.droplet))";
 
 /// The compare-and-set of a batch of transitions, one array per column,
 /// and the history rows of those it applied, in one statement. `$3`/`$5`
 /// are external droplet ids, looked up here; `$6` carries the internal id
 /// where the batch already knows it (a locked target).
+///
+/// Each task's compare-and-set is on the row that holds its state, which
+/// is also its lock: a queued task's queue row (deleted when it leaves the
+/// queue), a held task's run row (updated while the droplet keeps it,
+/// deleted when it leaves the droplet), a finished task's `tasks` row.
+/// `tasks` is written only when a task becomes pending again or ends.
 pub(crate) const APPLY_TRANSITIONS: &str = statement!(
     "\
-WITH updated AS (
-UPDATE tasks t SET
-    status = i.status,
-    assigned_droplet_id = coalesce(i.droplet_key, (SELECT d.id FROM droplets d WHERE d.droplet_id = i.droplet)),
-    assigned_at = i.assigned_at,
-    started_at = i.started_at,
-    completed_at = i.completed_at,
-    result = i.result,
-    error_message = i.error_message,
-    retry_count = i.retry_count,
-    updated_at = i.updated_at,
-    routing_lease_until = NULL,
-    retry_after = i.retry_after,
-    attempt = i.attempt,
-    cancel_requested_at = i.cancel_requested_at,
-    requeues = i.requeues,
-    progress = i.progress,
-    progress_message = i.progress_message,
-    progress_at = i.progress_at
-FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int8[], $7::timestamp[],
+WITH i AS (
+SELECT * FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int8[], $7::timestamp[],
             $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
             $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[], $19::int4[],
             $20::timestamp[], $21::int4[], $22::int2[], $23::text[], $24::timestamp[])
@@ -210,24 +296,86 @@ FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int8
           completed_at, result, error_message, retry_count, updated_at, retry_after, attempt,
           changed_by, reason, metadata, expected_attempt, cancel_requested_at, requeues, progress,
           progress_message, progress_at)
-WHERE t.id = i.id
-  AND t.status = i.expected_status
-  AND t.attempt = i.expected_attempt
-  AND t.assigned_droplet_id IS NOT DISTINCT FROM
-      (SELECT d.id FROM droplets d WHERE d.droplet_id = i.expected_droplet)
+), dequeued AS (
+DELETE FROM task_queue q USING i
+WHERE q.task_id = i.id AND i.expected_status = 'pending' AND q.attempt = i.expected_attempt
+RETURNING q.task_id AS id
+), run_kept AS (
+UPDATE task_runs r SET",
+    SET_LIVE,
+    "
+FROM i
+WHERE r.task_id = i.id AND i.status IN ('assigned', 'in_progress')
+  AND r.status = i.expected_status AND r.attempt = i.expected_attempt AND r.assigned_droplet_id = ",
+    EXPECTED_DROPLET,
+    "
+RETURNING r.*
+), run_ended AS (
+DELETE FROM task_runs r USING i
+WHERE r.task_id = i.id AND i.status NOT IN ('assigned', 'in_progress')
+  AND r.status = i.expected_status AND r.attempt = i.expected_attempt AND r.assigned_droplet_id = ",
+    EXPECTED_DROPLET,
+    "
+RETURNING r.task_id AS id
+), run_started AS (
+INSERT INTO task_runs (task_id, assigned_droplet_id, ",
+    LIVE_COLUMNS,
+    ")
+SELECT i.id, ",
+    NEW_DROPLET,
+    ", ",
+    qualified!(LIVE_COLUMNS, "i."),
+    "
+FROM i JOIN dequeued USING (id)
+WHERE i.status IN ('assigned', 'in_progress')
+RETURNING *
+), stored AS (
+UPDATE tasks t SET assigned_droplet_id = ",
+    NEW_DROPLET,
+    ",",
+    SET_LIVE,
+    "
+FROM i
+WHERE t.id = i.id AND i.status NOT IN ('assigned', 'in_progress')
+  AND (t.id IN (SELECT id FROM dequeued) OR t.id IN (SELECT id FROM run_ended)
+       OR (i.expected_status IN ('completed', 'failed', 'cancelled') AND t.status = i.expected_status
+           AND t.attempt = i.expected_attempt AND t.assigned_droplet_id IS NOT DISTINCT FROM ",
+    EXPECTED_DROPLET,
+    "))
 RETURNING ",
-    qualified!(COLUMNS, "t."),
+    qualified!(FIXED_COLUMNS, "t."),
+    ", ",
+    qualified!(LIVE_COLUMNS, "t."),
     ", i.expected_status AS history_from, i.changed_by AS history_by,
           i.reason AS history_reason, i.metadata AS history_metadata
+), enqueued AS (
+INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, retry_after)
+SELECT id, priority, deadline, coalesce(created_at, updated_at), required_capability, attempt, retry_after
+FROM stored WHERE status = 'pending'
+), changed AS (
+SELECT * FROM stored
+UNION ALL
+SELECT ",
+    RUN_OVER_TASK,
+    ", i.expected_status, i.changed_by, i.reason, i.metadata
+FROM (SELECT * FROM run_kept UNION ALL SELECT * FROM run_started) r
+JOIN tasks t ON t.id = r.task_id
+JOIN i ON i.id = r.task_id
 ), history AS (
 INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
-SELECT id, history_from, status, history_by, history_reason, history_metadata, updated_at FROM updated
+SELECT id, history_from, status, history_by, history_reason, history_metadata, updated_at FROM changed
 )
 SELECT ",
     COLUMNS,
     "
-FROM updated"
+FROM changed"
 );
+
+/// Queues tasks just made pending, from the rows `created` returned.
+const QUEUE_CREATED: &str = "
+), queued AS (
+    INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, retry_after)
+    SELECT id, priority, deadline, created_at, required_capability, attempt, retry_after FROM created";
 
 /// Creates tasks with their first history rows. The tasks arrive as
 /// parallel arrays, one element per task; the history row of each is
@@ -253,16 +401,17 @@ WITH input AS (
 ), history AS (
     INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
     SELECT created.id, NULL, 'pending', input.created_by, input.reason, input.metadata, input.created_at
-    FROM created JOIN input USING (trace_id)
+    FROM created JOIN input USING (trace_id)",
+    QUEUE_CREATED,
+    r"
 )
 SELECT * FROM created"
 );
 
-/// Pending tasks by priority; the partial index of routing covers it.
+/// Queued tasks by priority.
 pub(crate) const PENDING_BY_PRIORITY: &str = "\
 SELECT coalesce(priority, 5)::text AS key, count(*) AS n
-FROM tasks
-WHERE status = 'pending'
+FROM task_queue
 GROUP BY coalesce(priority, 5)";
 
 /// The tasks assigned in the window `[$1, $2)`, found by the history's
@@ -310,7 +459,7 @@ SELECT count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at
          WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at)::float8)
          FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2
                  AND started_at IS NOT NULL) AS run_time
-FROM tasks
+FROM task_view
 WHERE ($3::text IS NULL OR task_type = $3)
   AND ($4::int4 IS NULL OR assigned_droplet_id = (SELECT id FROM droplets WHERE droplet_id = $4))
   AND ((completed_at >= $1 AND completed_at < $2) OR (assigned_at >= $1 AND assigned_at < $2))";
@@ -330,7 +479,7 @@ pub(crate) const PERFORMANCE: WindowStatement = WindowStatement {
 /// Tasks created in the window `[$1, $2)`, by type and status.
 pub(crate) const BY_TYPE: &str = "\
 SELECT task_type::text, status::text, count(*) AS n
-FROM tasks
+FROM task_view
 WHERE created_at >= $1 AND created_at < $2
 GROUP BY task_type, status";
 
@@ -338,7 +487,7 @@ GROUP BY task_type, status";
 const TIME_TO_ASSIGN_OF: &str = "\
 SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
          WITHIN GROUP (ORDER BY extract(epoch FROM assigned_at - created_at)::float8) AS wait
-FROM tasks
+FROM task_view
 WHERE assigned_at >= $1 AND assigned_at < $2";
 
 pub(crate) const TIME_TO_ASSIGN: WindowStatement = WindowStatement {
@@ -349,7 +498,7 @@ pub(crate) const TIME_TO_ASSIGN: WindowStatement = WindowStatement {
 /// Assignments in `[$1, $2)` by the droplet's external id.
 const ASSIGNMENTS_OF: &str = "\
 SELECT d.droplet_id::text AS key, count(*) AS n
-FROM tasks t JOIN droplets d ON d.id = t.assigned_droplet_id
+FROM task_view t JOIN droplets d ON d.id = t.assigned_droplet_id
 WHERE t.assigned_at >= $1 AND t.assigned_at < $2";
 
 pub(crate) const ASSIGNMENTS_PER_DROPLET: WindowStatement = WindowStatement {
@@ -365,8 +514,8 @@ pub(crate) const ASSIGNMENTS_PER_DROPLET: WindowStatement = WindowStatement {
 /// Pending tasks, by capability, that no active droplet offers.
 pub(crate) const PENDING_WITHOUT_CAPABLE_DROPLET: &str = "\
 SELECT t.required_capability::text AS key, count(*) AS n
-FROM tasks t
-WHERE t.status = 'pending' AND t.required_capability IS NOT NULL
+FROM task_queue t
+WHERE t.required_capability IS NOT NULL
   AND NOT EXISTS (
     SELECT 1 FROM droplets d
     WHERE d.status = 'active' AND d.capabilities @> jsonb_build_array(t.required_capability)
@@ -375,10 +524,18 @@ GROUP BY t.required_capability";
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    fn names(list: &str) -> BTreeSet<&str> {
+        list.split(", ").map(str::trim).collect()
+    }
+
     #[test]
-    fn held_statuses_match_the_count_statement() {
-        for status in crate::store::HELD {
-            assert!(super::COUNT_HELD.contains(&format!("'{status}'")));
-        }
+    fn the_fixed_and_live_columns_are_the_row_types_columns_once_each() {
+        let fixed = names(super::FIXED_COLUMNS);
+        let live = names(super::LIVE_COLUMNS);
+        assert!(fixed.is_disjoint(&live));
+        let all: BTreeSet<&str> = fixed.union(&live).copied().collect();
+        assert_eq!(all, names(super::COLUMNS));
     }
 }

@@ -130,7 +130,7 @@ impl Sampler {
 
     async fn unfinished(&self) -> anyhow::Result<i64> {
         let sql = format!(
-            "SELECT count(*) FROM tasks WHERE status IN ('pending', 'assigned', 'in_progress') \
+            "SELECT count(*) FROM task_view WHERE status IN ('pending', 'assigned', 'in_progress') \
              AND created_at < (now() AT TIME ZONE 'UTC') - interval '{UNFINISHED_AFTER}'"
         );
         Ok(self.db.query_one(&sql, &[]).await?.get(0))
@@ -143,7 +143,7 @@ impl Sampler {
             .query(
                 "SELECT status::text, count(*), \
                  EXTRACT(EPOCH FROM (now() AT TIME ZONE 'UTC') - min(updated_at))::float8 \
-                 FROM tasks GROUP BY 1 ORDER BY 1",
+                 FROM task_view GROUP BY 1 ORDER BY 1",
                 &[],
             )
             .await?;
