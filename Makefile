@@ -66,14 +66,14 @@ bench-scale:
 	$(CARGO) build --release -p orchestrator-server --bin orchestrator -p orchestrator-bench --bin bench-scale && \
 	target/release/bench-scale
 
-## The lifecycle's own statements under pgbench, today's layout beside the
-## narrow one (scripts/storage-ceiling/RESULTS.md): the ceiling W1 is read
+## The lifecycle's own statements under pgbench, the layout before migration 18 beside
+## the shipped one (scripts/storage-ceiling/RESULTS.md): the ceiling W1 is read
 ## against. CEILING_STEPS picks the runs (default: the two mixed runs);
 ## it needs the PostgreSQL server on 127.0.0.1 (PGPORT, default 5432).
 bench-ceiling:
 	$(CARGO) build --release -p orchestrator-server --bin orchestrator && \
 	mkdir -p target/storage-ceiling && \
-	OUT=target/storage-ceiling/results-$$(date -u +%Y%m%dT%H%M%SZ).tsv scripts/storage-ceiling/run.sh $${CEILING_STEPS:-mixed_a mixed_b3}
+	OUT=target/storage-ceiling/results-$$(date -u +%Y%m%dT%H%M%SZ).tsv scripts/storage-ceiling/run.sh $${CEILING_STEPS:-mixed_a mixed_shipped}
 
 ## The same workload on the orchestrator and on graphile-worker, pg-boss and procrastinate (see docs/benchmarks.md).
 bench-peers:
