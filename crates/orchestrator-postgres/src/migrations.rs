@@ -184,6 +184,14 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "task_counts",
+        &[
+            ("status", "character varying"),
+            ("slot", "smallint"),
+            ("n", "bigint"),
+        ],
+    ),
+    (
         "task_view",
         &[
             ("id", "bigint"),

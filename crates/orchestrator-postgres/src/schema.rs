@@ -49,6 +49,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    task_counts (status, slot) {
+        #[max_length = 20]
+        status -> Varchar,
+        slot -> Int2,
+        n -> Int8,
+    }
+}
+
+diesel::table! {
     task_queue (task_id) {
         task_id -> Int8,
         priority -> Nullable<Int4>,
@@ -148,6 +157,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     droplets,
     heartbeats,
     idempotency_keys,
+    task_counts,
     task_queue,
     task_runs,
     task_state_history,

@@ -376,6 +376,53 @@ async fn keyset_page(
     }
 }
 
+/// Whether `filter` selects by status alone (or not at all): the kept
+/// counts then give its total.
+fn by_status_alone(filter: &TaskFilter) -> bool {
+    let TaskFilter {
+        status: _,
+        task_type,
+        priority_min,
+        priority_max,
+        assigned_droplet_id,
+        required_capability,
+        search,
+        limit: _,
+        offset: _,
+        cursor: _,
+    } = filter;
+    task_type.is_none()
+        && priority_min.is_none()
+        && priority_max.is_none()
+        && assigned_droplet_id.is_none()
+        && required_capability.is_none()
+        && search.is_none()
+}
+
+/// The number of tasks `filter` selects: from the kept counts when it
+/// selects by status alone, else counted over the filter's indexes.
+async fn list_total(conn: &mut AsyncPgConnection, filter: &TaskFilter) -> StoreResult<u64> {
+    let total: i64 = if by_status_alone(filter) {
+        let counts: Vec<crate::analytics::CountRow> = diesel::sql_query(sql::tasks::COUNT_BY_STATUS)
+            .prepared()
+            .load(conn)
+            .await
+            .map_err(store_error)?;
+        counts
+            .into_iter()
+            .filter(|c| filter.status.is_none_or(|s| s.as_str() == c.key))
+            .map(|c| c.n)
+            .sum()
+    } else {
+        filtered(filter)?
+            .count()
+            .get_result(conn)
+            .await
+            .map_err(store_error)?
+    };
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
 /// An `ILIKE` pattern for titles containing `text`, its wildcards escaped.
 fn contains(text: &str) -> String {
     let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
@@ -490,12 +537,7 @@ impl TaskStore for PgStore {
 
     async fn list_tasks(&self, filter: &TaskFilter) -> StoreResult<TaskPage> {
         let mut conn = self.conn().await?;
-        let total: i64 = filtered(filter)?
-            .count()
-            .get_result(&mut conn)
-            .await
-            .map_err(store_error)?;
-        let total = u64::try_from(total).unwrap_or(0);
+        let total = list_total(&mut conn, filter).await?;
         let (rows, more_after, more_before) = match filter.cursor {
             None => {
                 let rows: Vec<ListedRow> = filtered(filter)?
@@ -777,6 +819,7 @@ impl TaskStore for PgStore {
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {
         let mut conn = self.conn().await?;
         let rows: Vec<crate::analytics::CountRow> = diesel::sql_query(sql::tasks::COUNT_BY_STATUS)
+            .prepared()
             .load(&mut conn)
             .await
             .map_err(store_error)?;

@@ -254,14 +254,26 @@ async fn a_requeued_or_retried_task_is_queued_again_and_assigned_again() {
     assert_eq!(store.get_task(created.id).await.expect("read"), cancelled);
 }
 
-/// Applies every migration but the last, on a thread of its own: diesel's
-/// harness is synchronous.
-async fn migrate_to_the_one_before_last(url: &str) {
+/// Applies the migrations up to migration 17, the last before the live
+/// state moved out of `tasks`, on a thread of its own: diesel's harness is
+/// synchronous.
+async fn migrate_to_the_layout_before_18(url: &str) {
     let url = url.to_owned();
     tokio::task::spawn_blocking(move || {
         let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url).expect("connect");
         conn.run_pending_migrations(MIGRATIONS).expect("migrate");
-        conn.revert_last_migration(MIGRATIONS).expect("revert the last");
+        loop {
+            let applied = conn.applied_migrations().expect("applied");
+            let last = applied
+                .iter()
+                .map(ToString::to_string)
+                .max()
+                .expect("some applied");
+            if last.ends_with("000017") {
+                break;
+            }
+            conn.revert_last_migration(MIGRATIONS).expect("revert");
+        }
     })
     .await
     .expect("migration thread");
@@ -270,7 +282,7 @@ async fn migrate_to_the_one_before_last(url: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn migrating_moves_unfinished_work_into_the_queue_and_the_runs() {
     let database = TestDatabase::create().await;
-    migrate_to_the_one_before_last(&database.url).await;
+    migrate_to_the_layout_before_18(&database.url).await;
     let loaded = database
         .count(
             "WITH d AS (
@@ -340,4 +352,103 @@ async fn migrating_moves_unfinished_work_into_the_queue_and_the_runs() {
     );
     let counts = store.count_live_tasks().await.expect("counts");
     assert_eq!((counts.pending, counts.held), (1, 2));
+    let by_status = store.count_tasks_by_status().await.expect("by status");
+    let expected = [
+        TaskStatus::Pending,
+        TaskStatus::Assigned,
+        TaskStatus::InProgress,
+        TaskStatus::Completed,
+    ]
+    .map(|s| (s, 1))
+    .into();
+    assert_eq!(
+        by_status, expected,
+        "the kept counts start from the tasks there are"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_by_status_are_kept_by_every_write_and_read_without_a_scan() {
+    let (database, store) = store().await;
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        let task = store
+            .create_task(
+                new_task(&format!("count {n}"), 5, Some("echo")),
+                Uuid::new_v4(),
+                ChangeRecord::default(),
+                Utc::now(),
+            )
+            .await
+            .expect("created");
+        tasks.push(task);
+    }
+    let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
+    let assigned = change(
+        &store,
+        &tasks[0],
+        TaskUpdate::Assign { droplet_id: 7 },
+        Actor::SYSTEM,
+    )
+    .await;
+    let running = change(&store, &assigned, TaskUpdate::Start, droplet).await;
+    change(&store, &running, TaskUpdate::Complete { result: None }, droplet).await;
+    change(
+        &store,
+        &tasks[1],
+        TaskUpdate::Cancel,
+        Actor::from_roles(&[Role::Admin]),
+    )
+    .await;
+    change(
+        &store,
+        &tasks[2],
+        TaskUpdate::Assign { droplet_id: 7 },
+        Actor::SYSTEM,
+    )
+    .await;
+    let later = Utc::now() + chrono::Duration::days(1);
+    assert_eq!(store.delete_finished_tasks(later, 1).await.expect("retention"), 1);
+
+    let truth = |status: &str| format!("SELECT count(*) FROM task_view WHERE status = '{status}'");
+    let by_status = store.count_tasks_by_status().await.expect("counts");
+    for status in [
+        TaskStatus::Pending,
+        TaskStatus::Assigned,
+        TaskStatus::Completed,
+        TaskStatus::Cancelled,
+    ] {
+        let counted = by_status.get(&status).copied().unwrap_or(0);
+        assert_eq!(
+            counted as i64,
+            database.count(&truth(status.as_str())).await,
+            "{status}"
+        );
+    }
+    assert_eq!(
+        database
+            .count("SELECT coalesce(sum(n), 0)::int8 FROM task_counts")
+            .await,
+        database.count("SELECT count(*) FROM tasks").await
+    );
+
+    // A count read from the kept counts shows what they hold: no scan of
+    // `tasks` stands behind the overview or an unfiltered list's total.
+    database
+        .count("WITH c AS (UPDATE task_counts SET n = n + 1000 WHERE status = 'pending' RETURNING 1) SELECT count(*) FROM c")
+        .await;
+    let pending = store.count_tasks_by_status().await.expect("counts")[&TaskStatus::Pending];
+    let listed = store
+        .list_tasks(&TaskFilter {
+            status: Some(TaskStatus::Pending),
+            limit: 10,
+            ..TaskFilter::default()
+        })
+        .await
+        .expect("list");
+    assert!(
+        pending >= 1000 && listed.total == pending,
+        "{pending} {}",
+        listed.total
+    );
 }

@@ -244,11 +244,13 @@ SELECT d.droplet_id AS droplet, count(*) AS held
 FROM task_runs r JOIN droplets d ON d.id = r.assigned_droplet_id
 GROUP BY d.droplet_id";
 
-/// Tasks by status: the rows of `tasks` by their status, less the held
-/// ones (whose row says `pending`), and the run rows by theirs.
+/// Tasks by status: the kept counts of `tasks` rows by their status
+/// (migration 19), less the held ones (whose row says `pending`), and the
+/// run rows by theirs. It reads a few dozen rows however many tasks there
+/// are.
 pub(crate) const COUNT_BY_STATUS: &str = "\
 SELECT status::text AS key, sum(n)::int8 AS n FROM (
-    SELECT status, count(*) AS n FROM tasks GROUP BY status
+    SELECT status, sum(n) AS n FROM task_counts GROUP BY status
     UNION ALL
     SELECT 'pending', -count(*) FROM task_runs
     UNION ALL
