@@ -668,6 +668,9 @@ impl TaskStore for PgStore {
         let conn: &mut AsyncPgConnection = &mut pooled;
         let round = conn
             .transaction::<_, TxError, _>(async move |conn| {
+                diesel::sql_query(sql::tasks::PICK_BY_QUEUE_ORDER)
+                    .execute(conn)
+                    .await?;
                 let rows: Vec<TaskRow> = diesel::sql_query(sql::tasks::LOCK_ROUTABLE)
                     .bind::<Bool, _>(include_unconstrained)
                     .bind::<Array<Text>, _>(capabilities)
@@ -675,6 +678,7 @@ impl TaskStore for PgStore {
                     .prepared()
                     .load(conn)
                     .await?;
+                diesel::sql_query(sql::tasks::PLAN_AS_USUAL).execute(conn).await?;
                 let pending = rows
                     .into_iter()
                     .map(|row| row.into_task(None))

@@ -71,6 +71,18 @@ FOR UPDATE SKIP LOCKED
     PICKED_TASKS
 );
 
+/// Run in a round's transaction before [`LOCK_ROUTABLE`]: the pick reads
+/// the queue by its ordering index. Walking it from the head and stopping
+/// after the batch is the one good plan for a queue, but the planner
+/// judges it by its estimate of how many rows pass the pick's filter, and
+/// on a queue not yet analysed (a new database, or autovacuum behind) it
+/// reads and sorts the whole queue instead: 16.8 against 0.8 ms for
+/// 20,000 queued tasks, and 306 µs of each task in W1.
+pub(crate) const PICK_BY_QUEUE_ORDER: &str = "SET LOCAL enable_seqscan = off";
+
+/// Run after [`LOCK_ROUTABLE`]: the rest of the round is planned as usual.
+pub(crate) const PLAN_AS_USUAL: &str = "SET LOCAL enable_seqscan TO DEFAULT";
+
 /// Claims a batch of [`ROUTABLE`] tasks for a lease of `$4` seconds
 /// measured on the database's clock. `SKIP LOCKED` lets concurrent claims
 /// on other replicas pass over rows being claimed here instead of waiting
@@ -527,6 +539,70 @@ GROUP BY t.required_capability";
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    use diesel::sql_types::Text;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    use orchestrator_testkit::pg::TestDatabase;
+
+    use crate::run_migrations;
+
+    #[derive(diesel::QueryableByName)]
+    struct Plan {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        text: String,
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pick_walks_the_queue_index_on_a_queue_never_analysed() {
+        let database = TestDatabase::create().await;
+        run_migrations(&database.url).await.expect("migrations");
+        let queued = "WITH t AS (
+            INSERT INTO tasks (task_type, title, payload, required_capability, status, priority, attempt)
+            SELECT 'pick', 'task ' || g, '{}', 'echo', 'pending', 5, 0 FROM generate_series(1, 20000) g
+            RETURNING *
+        ), q AS (
+            INSERT INTO task_queue (task_id, priority, created_at, required_capability, attempt)
+            SELECT id, priority, created_at, required_capability, attempt FROM t RETURNING 1
+        ) SELECT count(*) FROM q";
+        assert_eq!(database.count(queued).await, 20_000);
+        let mut conn = AsyncPgConnection::establish(&database.url)
+            .await
+            .expect("connect");
+        let prepare = format!("PREPARE pick(bool, text[], int4) AS {}", super::LOCK_ROUTABLE);
+        diesel::sql_query(prepare)
+            .execute(&mut conn)
+            .await
+            .expect("prepare");
+        // The plans a prepared statement runs with: its first runs are
+        // planned for the values bound, later ones may keep a generic plan.
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            let plan = conn
+                .transaction::<_, diesel::result::Error, _>(async |conn| {
+                    diesel::sql_query(format!("SET LOCAL plan_cache_mode = {mode}"))
+                        .execute(conn)
+                        .await?;
+                    diesel::sql_query(super::PICK_BY_QUEUE_ORDER)
+                        .execute(conn)
+                        .await?;
+                    let plan: Vec<Plan> =
+                        diesel::sql_query("EXPLAIN (COSTS OFF) EXECUTE pick(true, '{echo}', 100)")
+                            .load(conn)
+                            .await?;
+                    Ok(plan
+                        .into_iter()
+                        .map(|row| row.text)
+                        .collect::<Vec<_>>()
+                        .join("\n"))
+                })
+                .await
+                .expect("explain");
+            assert!(
+                plan.contains("Index Scan using idx_task_queue_order"),
+                "{mode}: {plan}"
+            );
+            assert!(!plan.contains("Seq Scan on task_queue"), "{mode}: {plan}");
+        }
+    }
 
     fn names(list: &str) -> BTreeSet<&str> {
         list.split(", ").map(str::trim).collect()
