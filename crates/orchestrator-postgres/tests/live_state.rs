@@ -26,6 +26,19 @@ async fn store() -> (TestDatabase, PgStore) {
     (database, store)
 }
 
+/// A new task for droplets offering `echo`.
+async fn new_echo_task(store: &PgStore, title: &str) -> Task {
+    store
+        .create_task(
+            new_task(title, 5, Some("echo")),
+            Uuid::new_v4(),
+            ChangeRecord::default(),
+            Utc::now(),
+        )
+        .await
+        .expect("created")
+}
+
 async fn change(store: &PgStore, task: &Task, update: TaskUpdate, actor: Actor) -> Task {
     let next = task.apply(update, actor, Utc::now()).expect("allowed");
     store
@@ -60,15 +73,7 @@ async fn listed(store: &PgStore, status: TaskStatus) -> Vec<i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_tasks_changes_leave_its_row_alone_and_every_read_shows_them() {
     let (database, store) = store().await;
-    let created = store
-        .create_task(
-            new_task("run", 5, Some("echo")),
-            Uuid::new_v4(),
-            ChangeRecord::default(),
-            Utc::now(),
-        )
-        .await
-        .expect("created");
+    let created = new_echo_task(&store, "run").await;
     let written = row_version(&database, created.id).await;
     let queued = "SELECT count(*) FROM task_queue";
     assert_eq!(database.count(queued).await, 1, "a new task is queued");
@@ -162,15 +167,7 @@ async fn a_running_tasks_changes_leave_its_row_alone_and_every_read_shows_them()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_requeued_or_retried_task_is_queued_again_and_assigned_again() {
     let (database, store) = store().await;
-    let created = store
-        .create_task(
-            new_task("again", 5, Some("echo")),
-            Uuid::new_v4(),
-            ChangeRecord::default(),
-            Utc::now(),
-        )
-        .await
-        .expect("created");
+    let created = new_echo_task(&store, "again").await;
     let assigned = change(
         &store,
         &created,
@@ -372,15 +369,7 @@ async fn counts_by_status_are_kept_by_every_write_and_read_without_a_scan() {
     let (database, store) = store().await;
     let mut tasks = Vec::new();
     for n in 0..4 {
-        let task = store
-            .create_task(
-                new_task(&format!("count {n}"), 5, Some("echo")),
-                Uuid::new_v4(),
-                ChangeRecord::default(),
-                Utc::now(),
-            )
-            .await
-            .expect("created");
+        let task = new_echo_task(&store, &format!("count {n}")).await;
         tasks.push(task);
     }
     let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
