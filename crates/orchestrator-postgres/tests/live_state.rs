@@ -320,6 +320,16 @@ async fn migrating_moves_unfinished_work_into_the_queue_and_the_runs() {
         0,
         "an unfinished task's row says pending"
     );
+    assert_eq!(
+        database
+            .count(
+                "SELECT count(*) FROM tasks t JOIN task_runs r ON r.task_id = t.id
+                 WHERE t.assigned_droplet_id IS NOT NULL OR t.assigned_at IS NOT NULL OR t.started_at IS NOT NULL"
+            )
+            .await,
+        0,
+        "a held task's row has no run of its own: its run row holds it"
+    );
     let store = PgStore::new(&database.url, PoolSettings::default()).expect("pool");
     assert_eq!(
         store.schema_problems().await.expect("schema"),

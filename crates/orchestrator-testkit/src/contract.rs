@@ -334,10 +334,27 @@ pub async fn list_filters_paginates_and_counts(stores: &Stores) {
     };
     let page = stores
         .tasks
+        .list_tasks(&TaskFilter {
+            limit: 50,
+            ..on_8.clone()
+        })
+        .await
+        .expect("list");
+    assert_eq!(page.tasks, vec![assigned.clone()]);
+    // A droplet's list holds the tasks it ended as well as those it holds.
+    let held = assign(stores, &ids[3], 8, 11).await;
+    let admin = Actor::from_roles(&[Role::Admin]);
+    let ended = stores
+        .tasks
+        .apply_transition(transition(&held, TaskUpdate::Cancel, admin, 12))
+        .await
+        .expect("cancel");
+    let page = stores
+        .tasks
         .list_tasks(&TaskFilter { limit: 50, ..on_8 })
         .await
         .expect("list");
-    assert_eq!(page.tasks, vec![assigned]);
+    assert_eq!((page.tasks, page.total), (vec![ended, assigned], 2));
 
     let page = stores
         .tasks
