@@ -376,49 +376,78 @@ async fn keyset_page(
     }
 }
 
-/// Whether `filter` selects by status alone (or not at all): the kept
-/// counts then give its total.
-fn by_status_alone(filter: &TaskFilter) -> bool {
-    let TaskFilter {
-        status: _,
-        task_type,
-        priority_min,
-        priority_max,
-        assigned_droplet_id,
-        required_capability,
-        search,
-        limit: _,
-        offset: _,
-        cursor: _,
-    } = filter;
-    task_type.is_none()
-        && priority_min.is_none()
-        && priority_max.is_none()
-        && assigned_droplet_id.is_none()
-        && required_capability.is_none()
-        && search.is_none()
+/// What a list's total can be counted from without reading the tasks
+/// the filter selects one by one.
+enum Total {
+    /// The kept counts: the filter selects by status alone, or not at all.
+    KeptCounts,
+    /// The droplet's rows in `tasks` and in `task_runs`, each by its
+    /// droplet index: the filter selects by droplet, perhaps by status.
+    DropletIndexes(i32),
+    /// Counted over the filter.
+    Filter,
 }
 
-/// The number of tasks `filter` selects: from the kept counts when it
-/// selects by status alone, else counted over the filter's indexes.
+impl Total {
+    fn of(filter: &TaskFilter) -> Total {
+        let TaskFilter {
+            status: _,
+            task_type,
+            priority_min,
+            priority_max,
+            assigned_droplet_id,
+            required_capability,
+            search,
+            limit: _,
+            offset: _,
+            cursor: _,
+        } = filter;
+        let by_status_at_most = task_type.is_none()
+            && priority_min.is_none()
+            && priority_max.is_none()
+            && required_capability.is_none()
+            && search.is_none();
+        match assigned_droplet_id.map(i32::try_from) {
+            _ if !by_status_at_most => Total::Filter,
+            None => Total::KeptCounts,
+            Some(Ok(droplet)) => Total::DropletIndexes(droplet),
+            Some(Err(_)) => Total::Filter,
+        }
+    }
+}
+
+/// The number of tasks `filter` selects.
 async fn list_total(conn: &mut AsyncPgConnection, filter: &TaskFilter) -> StoreResult<u64> {
-    let total: i64 = if by_status_alone(filter) {
-        let counts: Vec<crate::analytics::CountRow> = diesel::sql_query(sql::tasks::COUNT_BY_STATUS)
-            .prepared()
-            .load(conn)
-            .await
-            .map_err(store_error)?;
-        counts
-            .into_iter()
-            .filter(|c| filter.status.is_none_or(|s| s.as_str() == c.key))
-            .map(|c| c.n)
-            .sum()
-    } else {
-        filtered(filter)?
+    let status = filter.status.map(|s| s.as_str());
+    let total: i64 = match Total::of(filter) {
+        Total::KeptCounts => {
+            let counts: Vec<crate::analytics::CountRow> = diesel::sql_query(sql::tasks::COUNT_BY_STATUS)
+                .prepared()
+                .load(conn)
+                .await
+                .map_err(store_error)?;
+            counts
+                .into_iter()
+                .filter(|c| status.is_none_or(|s| s == c.key))
+                .map(|c| c.n)
+                .sum()
+        }
+        // Planned for the values bound, so that without a status the
+        // droplet index alone answers.
+        Total::DropletIndexes(droplet) => {
+            let counted: crate::analytics::CountRow = diesel::sql_query(sql::tasks::COUNT_OF_DROPLET)
+                .bind::<Integer, _>(droplet)
+                .bind::<Nullable<Text>, _>(status)
+                .get_result(conn)
+                .await
+                .map_err(store_error)?;
+            counted.n
+        }
+        Total::Filter => filtered(filter)?
             .count()
             .get_result(conn)
             .await
-            .map_err(store_error)?
+            .map_err(store_error)?,
     };
     Ok(u64::try_from(total).unwrap_or(0))
 }

@@ -351,10 +351,28 @@ pub async fn list_filters_paginates_and_counts(stores: &Stores) {
         .expect("cancel");
     let page = stores
         .tasks
-        .list_tasks(&TaskFilter { limit: 50, ..on_8 })
+        .list_tasks(&TaskFilter {
+            limit: 50,
+            ..on_8.clone()
+        })
         .await
         .expect("list");
-    assert_eq!((page.tasks, page.total), (vec![ended, assigned], 2));
+    assert_eq!(
+        (page.tasks, page.total),
+        (vec![ended.clone(), assigned.clone()], 2)
+    );
+    for (status, task) in [(TaskStatus::Cancelled, ended), (TaskStatus::Assigned, assigned)] {
+        let page = stores
+            .tasks
+            .list_tasks(&TaskFilter {
+                limit: 50,
+                status: Some(status),
+                ..on_8.clone()
+            })
+            .await
+            .expect("list");
+        assert_eq!((page.tasks, page.total), (vec![task], 1), "{status}");
+    }
 
     let page = stores
         .tasks

@@ -271,6 +271,17 @@ SELECT status::text AS key, sum(n)::int8 AS n FROM (
 GROUP BY status
 HAVING sum(n) > 0";
 
+/// The tasks of the droplet with external id `$1` (those it ended, in
+/// `tasks`, and those it holds, in `task_runs`: a held task's `tasks` row
+/// has no droplet), in status `$2` or any when NULL; each part by its
+/// table's droplet index. `key` is unused.
+pub(crate) const COUNT_OF_DROPLET: &str = "\
+WITH d AS (SELECT id FROM droplets WHERE droplet_id = $1)
+SELECT '' AS key,
+       (SELECT count(*) FROM tasks t, d WHERE t.assigned_droplet_id = d.id AND ($2::text IS NULL OR t.status = $2))
+     + (SELECT count(*) FROM task_runs r, d WHERE r.assigned_droplet_id = d.id AND ($2::text IS NULL OR r.status = $2))
+       AS n";
+
 /// The status of each task in `$1`.
 pub(crate) const STATUSES: &str = "SELECT id, status::text FROM task_view WHERE id = ANY($1)";
 
