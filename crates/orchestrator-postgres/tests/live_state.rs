@@ -53,6 +53,10 @@ async fn change(store: &PgStore, task: &Task, update: TaskUpdate, actor: Actor) 
         .expect("applied")
 }
 
+async fn assigned_to_seven(store: &PgStore, task: &Task) -> Task {
+    change(store, task, TaskUpdate::Assign { droplet_id: 7 }, Actor::SYSTEM).await
+}
+
 /// The transaction that last wrote the task's `tasks` row.
 async fn row_version(database: &TestDatabase, id: i64) -> i64 {
     database
@@ -79,13 +83,7 @@ async fn a_running_tasks_changes_leave_its_row_alone_and_every_read_shows_them()
     assert_eq!(database.count(queued).await, 1, "a new task is queued");
 
     let droplet = Actor::from_roles(&[Role::AssignedDroplet]);
-    let assigned = change(
-        &store,
-        &created,
-        TaskUpdate::Assign { droplet_id: 7 },
-        Actor::SYSTEM,
-    )
-    .await;
+    let assigned = assigned_to_seven(&store, &created).await;
     assert_eq!(
         database.count(queued).await,
         0,
@@ -168,13 +166,7 @@ async fn a_running_tasks_changes_leave_its_row_alone_and_every_read_shows_them()
 async fn a_requeued_or_retried_task_is_queued_again_and_assigned_again() {
     let (database, store) = store().await;
     let created = new_echo_task(&store, "again").await;
-    let assigned = change(
-        &store,
-        &created,
-        TaskUpdate::Assign { droplet_id: 7 },
-        Actor::SYSTEM,
-    )
-    .await;
+    let assigned = assigned_to_seven(&store, &created).await;
     let requeued = change(&store, &assigned, TaskUpdate::Requeue, Actor::SYSTEM).await;
     assert_eq!(
         (requeued.status, requeued.assigned_droplet_id, requeued.requeues),
@@ -184,13 +176,7 @@ async fn a_requeued_or_retried_task_is_queued_again_and_assigned_again() {
     assert_eq!(database.count("SELECT count(*) FROM task_runs").await, 0);
     assert_eq!(store.get_task(created.id).await.expect("read"), requeued);
 
-    let assigned = change(
-        &store,
-        &requeued,
-        TaskUpdate::Assign { droplet_id: 7 },
-        Actor::SYSTEM,
-    )
-    .await;
+    let assigned = assigned_to_seven(&store, &requeued).await;
     let running = change(
         &store,
         &assigned,
