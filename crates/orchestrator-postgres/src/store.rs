@@ -416,22 +416,26 @@ impl Total {
     }
 }
 
+/// Tasks by status from the kept counts and the run rows
+/// ([`sql::tasks::COUNT_BY_STATUS`]).
+async fn kept_counts(conn: &mut AsyncPgConnection) -> StoreResult<Vec<crate::analytics::CountRow>> {
+    diesel::sql_query(sql::tasks::COUNT_BY_STATUS)
+        .prepared()
+        .load(conn)
+        .await
+        .map_err(store_error)
+}
+
 /// The number of tasks `filter` selects.
 async fn list_total(conn: &mut AsyncPgConnection, filter: &TaskFilter) -> StoreResult<u64> {
     let status = filter.status.map(|s| s.as_str());
     let total: i64 = match Total::of(filter) {
-        Total::KeptCounts => {
-            let counts: Vec<crate::analytics::CountRow> = diesel::sql_query(sql::tasks::COUNT_BY_STATUS)
-                .prepared()
-                .load(conn)
-                .await
-                .map_err(store_error)?;
-            counts
-                .into_iter()
-                .filter(|c| status.is_none_or(|s| s == c.key))
-                .map(|c| c.n)
-                .sum()
-        }
+        Total::KeptCounts => kept_counts(conn)
+            .await?
+            .into_iter()
+            .filter(|c| status.is_none_or(|s| s == c.key))
+            .map(|c| c.n)
+            .sum(),
         // Planned for the values bound, so that without a status the
         // droplet index alone answers.
         Total::DropletIndexes(droplet) => {
@@ -851,11 +855,7 @@ impl TaskStore for PgStore {
 
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<crate::analytics::CountRow> = diesel::sql_query(sql::tasks::COUNT_BY_STATUS)
-            .prepared()
-            .load(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let rows = kept_counts(&mut conn).await?;
         Ok(counts_by_status(rows.into_iter().map(|r| (r.key, r.n)).collect()))
     }
 
