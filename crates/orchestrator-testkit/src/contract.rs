@@ -439,6 +439,65 @@ pub async fn list_filters_by_capability_and_searches_titles_and_trace_ids(stores
     );
 }
 
+/// Every offset page is the slice of the whole list at its offset, ties
+/// in creation time included, with or without a filter, and says truly
+/// whether tasks lie before and after it.
+pub async fn offset_pages_are_slices_of_the_whole_list(stores: &Stores) {
+    register(stores, 8, &[], 0).await;
+    let mut tasks = Vec::new();
+    for secs in [0, 1, 1, 1, 2, 3, 3] {
+        tasks.push(create(stores, "slice", 5, secs).await);
+    }
+    assign(stores, &tasks[2], 8, 4).await;
+    let held = assign(stores, &tasks[5], 8, 4).await;
+    let admin = Actor::from_roles(&[Role::Admin]);
+    stores
+        .tasks
+        .apply_transition(transition(&held, TaskUpdate::Cancel, admin, 5))
+        .await
+        .expect("cancel");
+    for filter in [
+        TaskFilter::default(),
+        TaskFilter {
+            status: Some(TaskStatus::Pending),
+            ..Default::default()
+        },
+        TaskFilter {
+            assigned_droplet_id: Some(8),
+            ..Default::default()
+        },
+    ] {
+        let whole = stores
+            .tasks
+            .list_tasks(&TaskFilter {
+                limit: 50,
+                ..filter.clone()
+            })
+            .await
+            .expect("whole list")
+            .tasks;
+        for limit in 1..=3u32 {
+            for offset in 0..=whole.len() + 1 {
+                let page = stores
+                    .tasks
+                    .list_tasks(&TaskFilter {
+                        limit,
+                        offset: offset as u64,
+                        ..filter.clone()
+                    })
+                    .await
+                    .expect("page");
+                let end = (offset + limit as usize).min(whole.len());
+                let slice = whole.get(offset..end).unwrap_or_default();
+                let what = format!("{filter:?} offset {offset} limit {limit}");
+                assert_eq!(page.tasks, slice, "{what}");
+                assert_eq!(page.more_after, end < whole.len(), "{what}");
+                assert_eq!(page.more_before, offset > 0 && !whole.is_empty(), "{what}");
+            }
+        }
+    }
+}
+
 pub async fn list_is_newest_first(stores: &Stores) {
     let older = create(stores, "a", 5, 0).await;
     let newer = create(stores, "a", 5, 5).await;

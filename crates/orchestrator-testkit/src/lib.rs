@@ -52,6 +52,7 @@ macro_rules! store_contract_tests {
             list_filters_paginates_and_counts,
             list_filters_by_capability_and_searches_titles_and_trace_ids,
             list_is_newest_first,
+            offset_pages_are_slices_of_the_whole_list,
             transition_applies_with_its_history_row,
             stale_status_is_a_conflict_and_changes_nothing,
             wrong_droplet_is_a_conflict,

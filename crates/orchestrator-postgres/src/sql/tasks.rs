@@ -439,19 +439,6 @@ SELECT coalesce(priority, 5)::text AS key, count(*) AS n
 FROM task_queue
 GROUP BY coalesce(priority, 5)";
 
-/// The tasks assigned in the window `[$1, $2)`, found by the history's
-/// `changed_at` index, since no index covers `tasks.assigned_at`: a window
-/// of the metrics reads the rows of its window, never the whole table. An
-/// assignment writes its history row with the same instant as the task's
-/// `assigned_at`, so every task assigned in the window is among these;
-/// each statement checks `assigned_at` again (a task assigned again later
-/// has moved out of the window).
-const ASSIGNED_IN_WINDOW: &str = "SELECT h.task_id FROM task_state_history h WHERE h.changed_at >= $1 AND h.changed_at < $2 AND h.to_status = 'assigned'";
-
-/// Tasks finished in the window, by `idx_tasks_finished_completed_at`
-/// (its predicate is implied by the status filter).
-const FINISHED_IN_WINDOW: &str = "SELECT id FROM tasks WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at >= $1 AND completed_at < $2";
-
 /// Tasks created and finished in the window `[$1, $2)`; each count by
 /// its own index.
 pub(crate) const THROUGHPUT: &str = "\
@@ -459,57 +446,27 @@ SELECT (SELECT count(*) FROM tasks WHERE created_at >= $1 AND created_at < $2) A
        (SELECT count(*) FROM tasks
         WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2) AS finished";
 
-/// A window statement in two forms: `indexed` finds the window's tasks by
-/// index and reads only them, best while they are a small part of the
-/// table (the dashboard's five-minute slices, an hour); `scan` reads the
-/// table once, best for a day or more, whose tasks are too many to fetch
-/// one by one.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct WindowStatement {
-    pub indexed: &'static str,
-    pub scan: &'static str,
-}
-
-/// What the window statements read of each task, as `w`: finished tasks
-/// (and waiting ones) from `tasks`, held ones from their run rows. A held
-/// task's `tasks` row is the one it was created or made pending again
-/// with, which has no `assigned_at` nor `completed_at`, so it is never in
-/// a window; every other column is a plain column of a table, which its
-/// indexes cover and no outer join slows. The part between the head and
-/// the tail may narrow the `tasks` rows read.
-const LIFECYCLES_HEAD: &str = "(
+/// What the window statements read of each task that may lie in the
+/// window starting at `$1`, as `w`: the finished tasks from the range of
+/// `idx_tasks_finished_completed_at` that starts at `$1`, and the held
+/// tasks from their run rows.
+///
+/// A finished task assigned or finished in a window finished at or after
+/// its start, whatever its end; a task no droplet holds that has not
+/// finished (queued, or made pending again) has no `assigned_at` nor
+/// `completed_at` in its `tasks` row, so it is in no window. The range is
+/// tight because every window ends within the last hour. The index
+/// carries every column read here (migration 21): a day of tasks is an
+/// index-only range, however many tasks are kept.
+const LIFECYCLES_SINCE: &str = "(
 SELECT id, task_type, status, assigned_droplet_id, created_at, assigned_at, started_at, completed_at
-FROM tasks";
-
-const LIFECYCLES_TAIL: &str = "
+FROM tasks
+WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at >= $1
 UNION ALL
 SELECT t.id, t.task_type, r.status, r.assigned_droplet_id, t.created_at, r.assigned_at, r.started_at,
        r.completed_at
 FROM task_runs r JOIN tasks t ON t.id = r.task_id
 ) w";
-
-/// Every task, for a window's scan.
-const ALL_LIFECYCLES: &str = statement!(LIFECYCLES_HEAD, LIFECYCLES_TAIL);
-
-/// The tasks finished or assigned in the window, found by index.
-const LIFECYCLES_IN_WINDOW: &str = statement!(
-    LIFECYCLES_HEAD,
-    "\nWHERE id IN (",
-    FINISHED_IN_WINDOW,
-    " UNION ",
-    ASSIGNED_IN_WINDOW,
-    ")",
-    LIFECYCLES_TAIL
-);
-
-/// The tasks assigned in the window, found by index.
-const LIFECYCLES_ASSIGNED_IN_WINDOW: &str = statement!(
-    LIFECYCLES_HEAD,
-    "\nWHERE id IN (",
-    ASSIGNED_IN_WINDOW,
-    ")",
-    LIFECYCLES_TAIL
-);
 
 /// Outcomes and percentiles of queue wait and run time in the window
 /// `[$1, $2)`, over the lifecycles between its two parts. `$3`: the task
@@ -533,10 +490,7 @@ WHERE ($3::text IS NULL OR task_type = $3)
   AND ((completed_at >= $1 AND completed_at < $2) OR (assigned_at >= $1 AND assigned_at < $2))",
 );
 
-pub(crate) const PERFORMANCE: WindowStatement = WindowStatement {
-    indexed: statement!(PERFORMANCE_OF.0, LIFECYCLES_IN_WINDOW, PERFORMANCE_OF.1),
-    scan: statement!(PERFORMANCE_OF.0, ALL_LIFECYCLES, PERFORMANCE_OF.1),
-};
+pub(crate) const PERFORMANCE: &str = statement!(PERFORMANCE_OF.0, LIFECYCLES_SINCE, PERFORMANCE_OF.1);
 
 /// Tasks created in the window `[$1, $2)`, by type and status.
 pub(crate) const BY_TYPE: &str = "\
@@ -555,14 +509,8 @@ FROM ",
 WHERE assigned_at >= $1 AND assigned_at < $2",
 );
 
-pub(crate) const TIME_TO_ASSIGN: WindowStatement = WindowStatement {
-    indexed: statement!(
-        TIME_TO_ASSIGN_OF.0,
-        LIFECYCLES_ASSIGNED_IN_WINDOW,
-        TIME_TO_ASSIGN_OF.1
-    ),
-    scan: statement!(TIME_TO_ASSIGN_OF.0, ALL_LIFECYCLES, TIME_TO_ASSIGN_OF.1),
-};
+pub(crate) const TIME_TO_ASSIGN: &str =
+    statement!(TIME_TO_ASSIGN_OF.0, LIFECYCLES_SINCE, TIME_TO_ASSIGN_OF.1);
 
 /// Assignments in `[$1, $2)` by the droplet's external id.
 const ASSIGNMENTS_OF: (&str, &str) = (
@@ -574,10 +522,8 @@ WHERE w.assigned_at >= $1 AND w.assigned_at < $2
 GROUP BY d.droplet_id",
 );
 
-pub(crate) const ASSIGNMENTS_PER_DROPLET: WindowStatement = WindowStatement {
-    indexed: statement!(ASSIGNMENTS_OF.0, LIFECYCLES_ASSIGNED_IN_WINDOW, ASSIGNMENTS_OF.1),
-    scan: statement!(ASSIGNMENTS_OF.0, ALL_LIFECYCLES, ASSIGNMENTS_OF.1),
-};
+pub(crate) const ASSIGNMENTS_PER_DROPLET: &str =
+    statement!(ASSIGNMENTS_OF.0, LIFECYCLES_SINCE, ASSIGNMENTS_OF.1);
 
 /// Pending tasks, by capability, that no active droplet offers.
 pub(crate) const PENDING_WITHOUT_CAPABLE_DROPLET: &str = "\
