@@ -13,7 +13,7 @@ use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
 
 use crate::prepared::Prepare;
-use crate::rows::{TaskRow, naive};
+use crate::rows::{LiveRow, naive};
 use crate::sql;
 
 /// The outcome of each transition of a batch, in the batch's order.
@@ -31,7 +31,7 @@ pub(crate) async fn apply_batch(
     let accepted: Vec<usize> = (0..batch.len()).filter(|i| outcomes[*i].is_none()).collect();
     // The history rows are written by the same statement, for the rows it changed.
     let rows = update_tasks(conn, batch, &accepted, &slots).await?;
-    let mut applied: HashMap<i64, TaskRow> = rows.into_iter().map(|row| (row.id, row)).collect();
+    let mut applied: HashMap<i64, LiveRow> = rows.into_iter().map(|row| (row.id, row)).collect();
     touch_assigned_droplets(conn, batch, &accepted, &applied, &slots).await?;
     let missed: Vec<i64> = accepted
         .iter()
@@ -43,7 +43,10 @@ pub(crate) async fn apply_batch(
         let transition = &batch[i];
         let key = transition.task.id;
         outcomes[i] = Some(match applied.remove(&key) {
-            Some(row) => row.into_task(external(transition.task.assigned_droplet_id)),
+            Some(row) => row.over(
+                transition.task.clone(),
+                external(transition.task.assigned_droplet_id),
+            ),
             None => Err(lost_race(transition, current.get(&key))),
         });
     }
@@ -222,13 +225,14 @@ impl Columns {
 }
 
 /// The compare-and-set of every accepted transition and the history rows
-/// of those it applied, in one statement; returns the rows it changed.
+/// of those it applied, in one statement; returns the live columns of the
+/// rows it changed.
 async fn update_tasks(
     conn: &mut AsyncPgConnection,
     batch: &[Transition],
     accepted: &[usize],
     slots: &HashMap<DropletId, i64>,
-) -> Result<Vec<TaskRow>, diesel::result::Error> {
+) -> Result<Vec<LiveRow>, diesel::result::Error> {
     let mut columns = Columns::default();
     for &i in accepted {
         columns.push(batch[i].task.id, &batch[i]);
@@ -282,7 +286,7 @@ async fn touch_assigned_droplets(
     conn: &mut AsyncPgConnection,
     batch: &[Transition],
     accepted: &[usize],
-    applied: &HashMap<i64, TaskRow>,
+    applied: &HashMap<i64, LiveRow>,
     slots: &HashMap<DropletId, i64>,
 ) -> Result<(), diesel::result::Error> {
     let mut latest: HashMap<i64, NaiveDateTime> = HashMap::new();

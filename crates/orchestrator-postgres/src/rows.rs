@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types as sql;
 use orchestrator_domain::{
     Capability, Droplet, DropletId, DropletStatus, HistoryEntry, Priority, Progress, Task, TaskStatus,
 };
@@ -103,6 +104,71 @@ impl TaskRow {
             }),
             requeues: u32::try_from(self.requeues).unwrap_or(0),
         })
+    }
+}
+
+/// The [`LIVE_COLUMNS`](crate::sql::tasks::LIVE_COLUMNS) of a task as a
+/// transition wrote them, with its id.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct LiveRow {
+    #[diesel(sql_type = sql::BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = sql::Text)]
+    status: String,
+    #[diesel(sql_type = sql::Nullable<sql::Timestamp>)]
+    assigned_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = sql::Nullable<sql::Timestamp>)]
+    started_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = sql::Nullable<sql::Timestamp>)]
+    completed_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = sql::Nullable<sql::Jsonb>)]
+    result: Option<Value>,
+    #[diesel(sql_type = sql::Nullable<sql::Text>)]
+    error_message: Option<String>,
+    #[diesel(sql_type = sql::Nullable<sql::Integer>)]
+    retry_count: Option<i32>,
+    #[diesel(sql_type = sql::Nullable<sql::Timestamp>)]
+    updated_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = sql::Nullable<sql::Timestamp>)]
+    retry_after: Option<NaiveDateTime>,
+    #[diesel(sql_type = sql::Integer)]
+    attempt: i32,
+    #[diesel(sql_type = sql::Nullable<sql::Timestamp>)]
+    cancel_requested_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = sql::Nullable<sql::SmallInt>)]
+    progress: Option<i16>,
+    #[diesel(sql_type = sql::Nullable<sql::Text>)]
+    progress_message: Option<String>,
+    #[diesel(sql_type = sql::Nullable<sql::Timestamp>)]
+    progress_at: Option<NaiveDateTime>,
+    #[diesel(sql_type = sql::Integer)]
+    requeues: i32,
+}
+
+impl LiveRow {
+    /// `task` with these columns as written; the others never change after
+    /// the task is created. `droplet` is the external id of its droplet.
+    pub fn over(self, mut task: Task, droplet: Option<i32>) -> StoreResult<Task> {
+        let id = self.id;
+        task.assigned_droplet_id = droplet.map(DropletId::from);
+        task.status = self.status.parse().map_err(|_| corrupt("task", id))?;
+        task.assigned_at = self.assigned_at.map(utc);
+        task.started_at = self.started_at.map(utc);
+        task.completed_at = self.completed_at.map(utc);
+        task.result = self.result;
+        task.error_message = self.error_message;
+        task.retry_count = count(self.retry_count, 0);
+        task.updated_at = self.updated_at.map_or(task.created_at, utc);
+        task.retry_after = self.retry_after.map(utc);
+        task.attempt = u32::try_from(self.attempt).unwrap_or(0);
+        task.cancel_requested_at = self.cancel_requested_at.map(utc);
+        task.progress = self.progress_at.map(|at| Progress {
+            percent: self.progress.and_then(|p| u8::try_from(p).ok()),
+            message: self.progress_message,
+            at: utc(at),
+        });
+        task.requeues = u32::try_from(self.requeues).unwrap_or(0);
+        Ok(task)
     }
 }
 

@@ -310,6 +310,11 @@ const NEW_DROPLET: &str =
 /// queue), a held task's run row (updated while the droplet keeps it,
 /// deleted when it leaves the droplet), a finished task's `tasks` row.
 /// `tasks` is written only when a task becomes pending again or ends.
+///
+/// It returns the [`LIVE_COLUMNS`] of each task it changed, as written:
+/// the others never change after creation, and the caller has them in the
+/// task it read to make the transition. Returning the whole row read back
+/// every held task's wide `tasks` row, payload included.
 pub(crate) const APPLY_TRANSITIONS: &str = statement!(
     "\
 WITH i AS (
@@ -367,31 +372,32 @@ WHERE t.id = i.id AND i.status NOT IN ('assigned', 'in_progress')
            AND t.attempt = i.expected_attempt AND t.assigned_droplet_id IS NOT DISTINCT FROM ",
     EXPECTED_DROPLET,
     "))
-RETURNING ",
-    qualified!(FIXED_COLUMNS, "t."),
-    ", ",
+RETURNING t.id, t.priority, t.deadline, t.created_at, t.required_capability, ",
     qualified!(LIVE_COLUMNS, "t."),
-    ", i.expected_status AS history_from, i.changed_by AS history_by,
-          i.reason AS history_reason, i.metadata AS history_metadata
+    "
 ), enqueued AS (
 INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, retry_after)
 SELECT id, priority, deadline, coalesce(created_at, updated_at), required_capability, attempt, retry_after
 FROM stored WHERE status = 'pending'
 ), changed AS (
-SELECT * FROM stored
+SELECT id, ",
+    LIVE_COLUMNS,
+    " FROM stored
 UNION ALL
-SELECT ",
-    RUN_OVER_TASK,
-    ", i.expected_status, i.changed_by, i.reason, i.metadata
-FROM (SELECT * FROM run_kept UNION ALL SELECT * FROM run_started) r
-JOIN tasks t ON t.id = r.task_id
-JOIN i ON i.id = r.task_id
+SELECT task_id, ",
+    LIVE_COLUMNS,
+    " FROM run_kept
+UNION ALL
+SELECT task_id, ",
+    LIVE_COLUMNS,
+    " FROM run_started
 ), history AS (
 INSERT INTO task_state_history (task_id, from_status, to_status, changed_by, reason, metadata, changed_at)
-SELECT id, history_from, status, history_by, history_reason, history_metadata, updated_at FROM changed
+SELECT i.id, i.expected_status, c.status, i.changed_by, i.reason, i.metadata, c.updated_at
+FROM changed c JOIN i USING (id)
 )
-SELECT ",
-    COLUMNS,
+SELECT id, ",
+    LIVE_COLUMNS,
     "
 FROM changed"
 );
