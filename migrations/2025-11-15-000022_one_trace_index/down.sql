@@ -1,0 +1,1 @@
+CREATE INDEX idx_tasks_trace_id ON tasks (trace_id);
