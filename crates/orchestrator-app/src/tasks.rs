@@ -8,7 +8,8 @@ use orchestrator_domain::{
     Role, RoutingPolicy, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, StoreError, TaskFilter, TaskKey, Transition,
+    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, Report, ReportOutcome, StoreError, TaskFilter,
+    TaskKey, Transition,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -89,7 +90,7 @@ impl TaskListing {
 
 /// What a report names, for the checks and the history of a refused one.
 #[derive(Debug, Clone, Copy)]
-struct Report {
+struct Reported {
     status: TaskStatus,
     attempt: Option<u32>,
 }
@@ -332,8 +333,15 @@ impl TaskService {
         change: StatusChange,
     ) -> AppResult<TaskView> {
         require(caller, Permission::Write)?;
-        let task = self.ports.tasks.get_task(id).await?;
-        let report = Report {
+        let read = match self.report_in_one_call(caller, id, &change).await? {
+            Ok(view) => return Ok(view),
+            Err(read) => read,
+        };
+        let task = match read {
+            Some(task) => task,
+            None => self.ports.tasks.get_task(id).await?,
+        };
+        let report = Reported {
             status: change.status,
             attempt: change.attempt,
         };
@@ -351,6 +359,69 @@ impl TaskService {
         };
         let task = self.transition(caller, task, update, reason).await?;
         self.view_one(task).await
+    }
+
+    /// A droplet's report in one call to the store, which reads the task,
+    /// lets the domain judge the report and writes it if it stands
+    /// ([`orchestrator_domain::Task::apply_report`]), with no read around
+    /// the write. When it does not stand as it is (a repeat, a late report,
+    /// a refusal) nothing changed, and the answer is the task as the store
+    /// read it (`None`: read it again) for the full checks to explain.
+    async fn report_in_one_call(
+        &self,
+        caller: &Caller,
+        id: TaskId,
+        change: &StatusChange,
+    ) -> AppResult<Result<TaskView, Option<Task>>> {
+        let Some(droplet) = caller.droplet_id else {
+            return Ok(Err(None));
+        };
+        let update = match change.status {
+            TaskStatus::InProgress => TaskUpdate::Start,
+            TaskStatus::Completed => TaskUpdate::Complete {
+                result: change.result.clone(),
+            },
+            TaskStatus::Failed => TaskUpdate::Fail {
+                error_message: change.error_message.clone(),
+            },
+            _ => return Ok(Err(None)),
+        };
+        if check_storable(change).is_err() {
+            return Ok(Err(None));
+        }
+        let reason = match &update {
+            TaskUpdate::Fail { error_message } => error_message.clone(),
+            _ => None,
+        };
+        let report = Report {
+            task_id: id,
+            droplet,
+            attempt: change.attempt,
+            record: ChangeRecord {
+                changed_by: Some(caller.subject.clone()),
+                reason,
+                metadata: None,
+            },
+            update,
+            at: self.ports.clock.now(),
+        };
+        match self.ports.tasks.apply_report(report).await? {
+            ReportOutcome::Applied {
+                from,
+                task,
+                droplet_name,
+            } => {
+                self.ports
+                    .events
+                    .publish(DomainEvent::for_transition(from, task.clone()))
+                    .await;
+                Ok(Ok(TaskView {
+                    task,
+                    assigned_droplet_name: droplet_name,
+                }))
+            }
+            ReportOutcome::NotApplied { current } => Ok(Err(current)),
+        }
     }
 
     /// The droplet running task `id` says how far it is: the report is kept
@@ -406,7 +477,7 @@ impl TaskService {
     /// attempt it names, so that only the task's holder (or a previous
     /// holder whose report is late) ever gets a refused report in the
     /// history. True when the caller holds the task now.
-    async fn check_reporter(&self, caller: &Caller, task: &Task, report: Report) -> AppResult<bool> {
+    async fn check_reporter(&self, caller: &Caller, task: &Task, report: Reported) -> AppResult<bool> {
         let id = task.id;
         let holds_it = task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d));
         if !(holds_it || caller.is_admin()) {
@@ -576,7 +647,7 @@ impl TaskService {
 
     /// Records a refused report in the task's history (its status does not
     /// change) and returns the error to answer with.
-    async fn refuse_stale(&self, caller: &Caller, task: &Task, report: Report, why: String) -> AppError {
+    async fn refuse_stale(&self, caller: &Caller, task: &Task, report: Reported, why: String) -> AppError {
         let record = ChangeRecord {
             changed_by: Some(caller.subject.clone()),
             reason: Some(format!("refused report: {why}")),

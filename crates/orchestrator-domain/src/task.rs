@@ -230,6 +230,26 @@ impl Task {
         )
     }
 
+    /// The task after a report of `update` by `droplet` at time `at`, when
+    /// the report applies as the task stands: the droplet holds it, on
+    /// `attempt` when the report names one, and the transition table lets
+    /// a task's droplet make the change. `None` when it does not; what to
+    /// answer then (a repeated report, a late one, a refusal) is the
+    /// caller's to work out from the task.
+    pub fn apply_report(
+        &self,
+        droplet: DropletId,
+        attempt: Option<u32>,
+        update: TaskUpdate,
+        at: DateTime<Utc>,
+    ) -> Option<Task> {
+        if self.assigned_droplet_id != Some(droplet) || attempt.is_some_and(|a| a != self.attempt) {
+            return None;
+        }
+        self.apply(update, Actor::from_roles(&[crate::Role::AssignedDroplet]), at)
+            .ok()
+    }
+
     /// Checks the transition table for `actor` and returns the task as it is
     /// after `update` at time `at`. The caller persists it with a
     /// compare-and-set on the current status.

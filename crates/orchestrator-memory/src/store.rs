@@ -12,9 +12,9 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{
     AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, LiveCounts,
-    OnceCreated, PageCursor, Percentiles, RecoveryCandidate, RecoveryQuery, RescueCounts, RoutableQuery,
-    RoutingStats, StoreError, StoreResult, TaskFilter, TaskKey, TaskPage, TaskPerformance, TaskStore,
-    Throughput, TimeWindow, Transition, TypeBreakdown,
+    OnceCreated, PageCursor, Percentiles, RecoveryCandidate, RecoveryQuery, Report, ReportOutcome,
+    RescueCounts, RoutableQuery, RoutingStats, StoreError, StoreResult, TaskFilter, TaskKey, TaskPage,
+    TaskPerformance, TaskStore, Throughput, TimeWindow, Transition, TypeBreakdown,
 };
 use uuid::Uuid;
 
@@ -484,6 +484,33 @@ impl TaskStore for MemoryStore {
         state.tasks.insert(task.id, task.clone());
         state.push_history(|id| transition.history_entry(id));
         Ok(task)
+    }
+
+    async fn apply_report(&self, report: Report) -> StoreResult<ReportOutcome> {
+        let current = self.lock().task(report.task_id)?.clone();
+        let Some(next) = current.apply_report(report.droplet, report.attempt, report.update, report.at)
+        else {
+            return Ok(ReportOutcome::NotApplied {
+                current: Some(current),
+            });
+        };
+        let transition = Transition {
+            expected_status: current.status,
+            expected_droplet: current.assigned_droplet_id,
+            expected_attempt: current.attempt,
+            task: next,
+            record: report.record,
+        };
+        let task = match self.apply_transition(transition).await {
+            Err(StoreError::Conflict(_)) => return Ok(ReportOutcome::NotApplied { current: None }),
+            other => other?,
+        };
+        let droplet_name = self.lock().droplets.get(&report.droplet).map(|d| d.name.clone());
+        Ok(ReportOutcome::Applied {
+            from: current.status,
+            task,
+            droplet_name,
+        })
     }
 
     async fn record_cancel_request(&self, task: &Task, record: ChangeRecord) -> StoreResult<Task> {

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use orchestrator_domain::{
     Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
-    HistoryEntry, NewTask, Priority, RecoveryReason, ServiceRef, Task, TaskId, TaskStatus, ValidationError,
+    HistoryEntry, NewTask, Priority, RecoveryReason, ServiceRef, Task, TaskId, TaskStatus, TaskUpdate,
+    ValidationError,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -191,6 +192,35 @@ impl Transition {
     }
 }
 
+/// A droplet's report on a task it holds, with the conditions it stands
+/// on: applied only if `droplet` holds the task (on `attempt`, when
+/// named) and the change is one its droplet may make
+/// ([`Task::apply_report`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub task_id: TaskId,
+    pub droplet: DropletId,
+    pub attempt: Option<u32>,
+    pub update: TaskUpdate,
+    pub record: ChangeRecord,
+    pub at: DateTime<Utc>,
+}
+
+/// What became of a [`Report`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReportOutcome {
+    /// Applied with its history row: the task was `from` and is `task`
+    /// now, held by the droplet named `droplet_name`.
+    Applied {
+        from: TaskStatus,
+        task: Task,
+        droplet_name: Option<String>,
+    },
+    /// Not applied: nothing changed. `current` is the task as the store
+    /// read it, or `None` when it changed between that read and the write.
+    NotApplied { current: Option<Task> },
+}
+
 /// A client's key for one creation request, with what it asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyKey {
@@ -270,6 +300,13 @@ pub trait TaskStore: Send + Sync {
     /// row. An assignment to a droplet that is not active, or that would put
     /// it above its `max_concurrent_tasks`, is `DropletUnavailable`.
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Task>;
+
+    /// Applies `report` when it stands ([`Task::apply_report`]) as one
+    /// compare-and-set with its history row, and answers the task with its
+    /// droplet's name; otherwise changes nothing and answers the task as
+    /// read, so that the caller needs no read of its own around the write.
+    /// An unknown task is `NotFound`.
+    async fn apply_report(&self, report: Report) -> StoreResult<ReportOutcome>;
 
     /// Appends a history row for a report that was refused: the task stays
     /// `status`; `record` says who reported what and why it was refused.

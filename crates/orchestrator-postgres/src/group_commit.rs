@@ -7,8 +7,13 @@
 //! Whoever holds the turn commits everything queued; the others wait for
 //! the turn and, getting it, usually find their work already done. No
 //! transition waits for one submitted after it.
+//!
+//! Two kinds of work go this way, each in a [`GroupCommit`] of its own:
+//! transitions the caller computed whole, and droplets' reports, which
+//! the batch reads and computes itself ([`crate::reports`]).
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Mutex;
 
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -27,17 +32,37 @@ const MAX_BATCH: usize = 500;
 /// add nothing).
 const IN_FLIGHT: usize = 2;
 
-struct Queued {
-    transition: Transition,
-    reply: oneshot::Sender<StoreResult<Task>>,
+/// Work that a batch commits many at a time, each with its own outcome.
+pub(crate) trait Work: Send + Sized + 'static {
+    type Outcome: Send + 'static;
+
+    /// The task it changes: a batch holds one piece of work per task.
+    fn task_id(&self) -> i64;
+
+    /// Works of one kind go in a batch together.
+    fn kind(&self) -> bool;
+
+    /// Commits `batch` and answers each piece of it, in order.
+    fn commit(
+        pool: Pool<AsyncPgConnection>,
+        batch: Vec<Self>,
+    ) -> impl Future<Output = Vec<Self::Outcome>> + Send;
+
+    /// The answer when the commit was cut before it answered.
+    fn interrupted() -> Self::Outcome;
 }
 
-pub(crate) struct GroupCommit {
-    queue: Mutex<Vec<Queued>>,
+struct Queued<W: Work> {
+    work: W,
+    reply: oneshot::Sender<W::Outcome>,
+}
+
+pub(crate) struct GroupCommit<W: Work> {
+    queue: Mutex<Vec<Queued<W>>>,
     turns: tokio::sync::Semaphore,
 }
 
-impl Default for GroupCommit {
+impl<W: Work> Default for GroupCommit<W> {
     fn default() -> Self {
         GroupCommit {
             queue: Mutex::default(),
@@ -46,70 +71,68 @@ impl Default for GroupCommit {
     }
 }
 
-impl GroupCommit {
-    /// Applies `transitions`, each with its own outcome, in order.
-    pub async fn submit(
-        &self,
-        pool: &Pool<AsyncPgConnection>,
-        transitions: Vec<Transition>,
-    ) -> Vec<StoreResult<Task>> {
+impl<W: Work> GroupCommit<W> {
+    /// Commits `works`, each with its own outcome, in order.
+    pub async fn submit(&self, pool: &Pool<AsyncPgConnection>, works: Vec<W>) -> Vec<W::Outcome> {
         let replies: Vec<_> = {
             let mut queue = self
                 .queue
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            transitions
+            works
                 .into_iter()
-                .map(|transition| {
+                .map(|work| {
                     let (reply, receiver) = oneshot::channel();
-                    queue.push(Queued { transition, reply });
+                    queue.push(Queued { work, reply });
                     receiver
                 })
                 .collect()
         };
-        {
-            let Ok(_turn) = self.turns.acquire().await else {
-                unreachable!("the semaphore is never closed")
-            };
-            while let Some(batch) = self.next_batch() {
-                // Committed on a task of its own: a caller that goes away
-                // mid-commit must not cut the transaction of everyone else.
-                let pool = pool.clone();
-                if tokio::spawn(commit(pool, batch)).await.is_err() {
-                    tracing::error!("a group commit stopped before it finished");
+        let answered = futures_util::future::join_all(replies);
+        tokio::pin!(answered);
+        // A caller whose work another caller's batch committed leaves with
+        // its answer; it does not wait for a turn it no longer needs. Were
+        // every caller to take its turn, each would commit the little that
+        // had arrived since the last batch, one after the other: batches of
+        // one or two, and callers waiting in line for a second and more.
+        let answers = tokio::select! {
+            answers = &mut answered => answers,
+            turn = self.turns.acquire() => {
+                let Ok(_turn) = turn else {
+                    unreachable!("the semaphore is never closed")
+                };
+                while let Some(batch) = self.next_batch() {
+                    // Committed on a task of its own: a caller that goes away
+                    // mid-commit must not cut the transaction of everyone else.
+                    let pool = pool.clone();
+                    if tokio::spawn(answer(pool, batch)).await.is_err() {
+                        tracing::error!("a group commit stopped before it finished");
+                    }
                 }
+                drop(_turn);
+                answered.await
             }
-        }
-        let mut outcomes = Vec::with_capacity(replies.len());
-        for reply in replies {
-            outcomes.push(reply.await.unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(
-                    "the commit of this change was interrupted; read the task to see whether it was applied"
-                        .into(),
-                ))
-            }));
-        }
-        outcomes
+        };
+        answers
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|_| W::interrupted()))
+            .collect()
     }
 
-    /// Up to `MAX_BATCH` queued transitions on distinct tasks, oldest first;
-    /// a second change to a task waits for the next batch. Assignments and
-    /// other changes go in separate batches: only assignments need droplet
-    /// locks and a transaction, the others are a single statement.
-    fn next_batch(&self) -> Option<Vec<Queued>> {
+    /// Up to `MAX_BATCH` queued pieces of work on distinct tasks, oldest
+    /// first; a second change to a task waits for the next batch. Each batch
+    /// holds work of one kind.
+    fn next_batch(&self) -> Option<Vec<Queued<W>>> {
         let mut queue = self
             .queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let assigning = is_assignment(&queue.first()?.transition);
+        let kind = queue.first()?.work.kind();
         let mut seen = HashSet::new();
         let mut batch = Vec::new();
         let mut rest = Vec::new();
         for queued in queue.drain(..) {
-            if batch.len() < MAX_BATCH
-                && is_assignment(&queued.transition) == assigning
-                && seen.insert(queued.transition.task.id)
-            {
+            if batch.len() < MAX_BATCH && queued.work.kind() == kind && seen.insert(queued.work.task_id()) {
                 batch.push(queued);
             } else {
                 rest.push(queued);
@@ -118,18 +141,57 @@ impl GroupCommit {
         *queue = rest;
         // Rows are locked in task order, so that two batches in flight
         // cannot deadlock over the same tasks.
-        batch.sort_by_key(|q| q.transition.task.id);
+        batch.sort_by_key(|q| q.work.task_id());
         Some(batch)
     }
 }
 
-/// Commits one batch and answers each of its transitions. When the batch as a
-/// whole fails, its transitions are committed one by one so that only the
-/// one at fault gets the error.
-async fn commit(pool: Pool<AsyncPgConnection>, batch: Vec<Queued>) {
-    let (transitions, replies): (Vec<Transition>, Vec<_>) =
-        batch.into_iter().map(|q| (q.transition, q.reply)).unzip();
-    let outcomes = match in_transaction(&pool, &transitions).await {
+/// Commits one batch and answers each piece of it.
+async fn answer<W: Work>(pool: Pool<AsyncPgConnection>, batch: Vec<Queued<W>>) {
+    let (works, replies): (Vec<W>, Vec<_>) = batch.into_iter().map(|q| (q.work, q.reply)).unzip();
+    let outcomes = W::commit(pool, works).await;
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // A caller that went away no longer needs its answer.
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Transitions the caller computed whole. Assignments and other changes go
+/// in separate batches: only assignments need droplet locks and a
+/// transaction, the others are a single statement.
+impl Work for Transition {
+    type Outcome = StoreResult<Task>;
+
+    fn task_id(&self) -> i64 {
+        self.task.id
+    }
+
+    fn kind(&self) -> bool {
+        is_assignment(self)
+    }
+
+    fn commit(
+        pool: Pool<AsyncPgConnection>,
+        batch: Vec<Self>,
+    ) -> impl Future<Output = Vec<Self::Outcome>> + Send {
+        commit(pool, batch)
+    }
+
+    fn interrupted() -> Self::Outcome {
+        Err(StoreError::Unavailable(
+            "the commit of this change was interrupted; read the task to see whether it was applied".into(),
+        ))
+    }
+}
+
+/// Commits a batch of transitions. When the batch as a whole fails, its
+/// transitions are committed one by one so that only the one at fault gets
+/// the error.
+pub(crate) async fn commit(
+    pool: Pool<AsyncPgConnection>,
+    transitions: Vec<Transition>,
+) -> Vec<StoreResult<Task>> {
+    match in_transaction(&pool, &transitions).await {
         Ok(outcomes) => outcomes,
         Err(err) if transitions.len() == 1 => vec![Err(err)],
         Err(_) => {
@@ -140,10 +202,6 @@ async fn commit(pool: Pool<AsyncPgConnection>, batch: Vec<Queued>) {
             }
             outcomes
         }
-    };
-    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-        // A caller that went away no longer needs its answer.
-        let _ = reply.send(outcome);
     }
 }
 
@@ -172,4 +230,84 @@ async fn in_transaction(
     conn.transaction::<_, TxError, _>(async move |conn| Ok(apply_batch(conn, batch).await?))
         .await
         .map_err(StoreError::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use diesel_async::AsyncPgConnection;
+    use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+    use diesel_async::pooled_connection::deadpool::Pool;
+
+    use super::{GroupCommit, Work};
+
+    /// Work whose commit takes 5 ms and records the size of its batch.
+    struct Timed {
+        id: i64,
+        batches: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Work for Timed {
+        type Outcome = ();
+
+        fn task_id(&self) -> i64 {
+            self.id
+        }
+
+        fn kind(&self) -> bool {
+            false
+        }
+
+        async fn commit(_: Pool<AsyncPgConnection>, batch: Vec<Self>) -> Vec<()> {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            if let Some(first) = batch.first() {
+                first.batches.lock().expect("batches").push(batch.len());
+            }
+            vec![(); batch.len()]
+        }
+
+        fn interrupted() {}
+    }
+
+    /// A hundred callers submitting one change after another, as droplets
+    /// report: while two batches are in flight the others' work gathers,
+    /// so batches are large. Were every caller to wait for a turn of its
+    /// own after its work was committed, each turn would commit the one or
+    /// two changes that arrived since the last.
+    #[tokio::test(start_paused = true)]
+    async fn work_gathers_while_batches_are_in_flight() {
+        let pool = Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(
+            "postgres://nowhere.invalid/never",
+        ))
+        .build()
+        .expect("a pool that never connects");
+        let commits = Arc::new(GroupCommit::<Timed>::default());
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let callers: Vec<_> = (0..100)
+            .map(|caller| {
+                let (commits, pool, batches) = (commits.clone(), pool.clone(), batches.clone());
+                tokio::spawn(async move {
+                    for round in 0..20 {
+                        let work = Timed {
+                            id: caller * 100 + round,
+                            batches: batches.clone(),
+                        };
+                        commits.submit(&pool, vec![work]).await;
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            caller.await.expect("caller");
+        }
+        let batches = batches.lock().expect("batches");
+        assert_eq!(batches.iter().sum::<usize>(), 2_000);
+        assert!(
+            batches.len() <= 100,
+            "{} batches for 2,000 changes: {batches:?}",
+            batches.len()
+        );
+    }
 }

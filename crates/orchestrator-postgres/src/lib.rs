@@ -11,6 +11,7 @@ mod leader;
 mod liveness;
 mod migrations;
 mod prepared;
+mod reports;
 mod rows;
 /// The tables as diesel sees them, generated from the migrations by
 /// `diesel print-schema` (`scripts/check-schema --write`; CI checks it).

@@ -21,8 +21,9 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{
     ChangeRecord, DropletChange, DropletFilter, DropletStore, HeartbeatBacklog, IdempotencyKey, LiveCounts,
-    OnceCreated, PageCursor, RecoveryCandidate, RecoveryQuery, RoundPlanner, RoutableQuery, RoutedRound,
-    StoreError, StoreResult, TaskFilter, TaskKey, TaskPage, TaskStore, Transition,
+    OnceCreated, PageCursor, RecoveryCandidate, RecoveryQuery, Report, ReportOutcome, RoundPlanner,
+    RoutableQuery, RoutedRound, StoreError, StoreResult, TaskFilter, TaskKey, TaskPage, TaskStore,
+    Transition,
 };
 use uuid::Uuid;
 
@@ -61,7 +62,8 @@ impl Default for PoolSettings {
 pub struct PgStore {
     pool: Pool<AsyncPgConnection>,
     /// Shared by clones, so that all of a process's transitions are grouped.
-    commits: Arc<GroupCommit>,
+    commits: Arc<GroupCommit<Transition>>,
+    reports: Arc<GroupCommit<Report>>,
     /// Shared by clones, so that concurrent submissions share statements.
     creates: Arc<CreateBatcher>,
     /// Heartbeats absorbed in memory and written once a second.
@@ -102,6 +104,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             commits: Arc::default(),
+            reports: Arc::default(),
             creates: Arc::default(),
             liveness: Arc::default(),
         })
@@ -646,6 +649,13 @@ impl TaskStore for PgStore {
         outcomes
             .pop()
             .unwrap_or_else(|| Err(StoreError::Unavailable("no outcome for the change".into())))
+    }
+
+    async fn apply_report(&self, report: Report) -> StoreResult<ReportOutcome> {
+        let mut outcomes = self.reports.submit(&self.pool, vec![report]).await;
+        outcomes
+            .pop()
+            .unwrap_or_else(|| Err(StoreError::Unavailable("no outcome for the report".into())))
     }
 
     async fn record_refused_report(

@@ -11,8 +11,8 @@ use orchestrator_domain::{
     TaskUpdate,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, RecoveryQuery, RoutableQuery, StoreError,
-    TaskFilter, Transition,
+    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, RecoveryQuery, Report, ReportOutcome,
+    RoutableQuery, StoreError, TaskFilter, Transition,
 };
 use uuid::Uuid;
 
@@ -554,6 +554,161 @@ pub async fn transition_applies_with_its_history_row(stores: &Stores) {
         (Some("system"), at(3))
     );
     assert_eq!(last.metadata, Some(serde_json::json!({"who": "system"})));
+}
+
+fn report(task: &Task, droplet: i64, attempt: Option<u32>, update: TaskUpdate, secs: i64) -> Report {
+    Report {
+        task_id: task.id,
+        droplet,
+        attempt,
+        update,
+        record: by("droplet"),
+        at: at(secs),
+    }
+}
+
+/// A report is applied, with its history row, when it stands as the task
+/// is; otherwise nothing changes and the answer is the task as it is.
+pub async fn a_report_applies_when_it_stands_and_answers_the_task_otherwise(stores: &Stores) {
+    register(stores, 8, &[], 0).await;
+    register(stores, 9, &[], 0).await;
+    let task = create(stores, "report", 5, 0).await;
+    let assigned = assign(stores, &task, 8, 1).await;
+    let history = history_statuses(stores, task.id).await;
+    for (droplet, attempt) in [(9, None), (9, Some(1)), (8, Some(2))] {
+        let outcome = stores
+            .tasks
+            .apply_report(report(&assigned, droplet, attempt, TaskUpdate::Start, 2))
+            .await
+            .expect("report");
+        assert_eq!(
+            outcome,
+            ReportOutcome::NotApplied {
+                current: Some(assigned.clone())
+            },
+            "droplet {droplet}, attempt {attempt:?}"
+        );
+    }
+    assert_eq!(
+        history_statuses(stores, task.id).await,
+        history,
+        "nothing written"
+    );
+
+    let started = match stores
+        .tasks
+        .apply_report(report(&assigned, 8, Some(1), TaskUpdate::Start, 2))
+        .await
+        .expect("start")
+    {
+        ReportOutcome::Applied {
+            from,
+            task,
+            droplet_name,
+        } => {
+            assert_eq!(
+                (from, droplet_name.as_deref()),
+                (TaskStatus::Assigned, Some("droplet-8"))
+            );
+            task
+        }
+        other => panic!("not applied: {other:?}"),
+    };
+    assert_eq!(
+        (started.status, started.started_at),
+        (TaskStatus::InProgress, Some(at(2)))
+    );
+    assert_eq!(stores.tasks.get_task(task.id).await.expect("get"), started);
+    let again = stores
+        .tasks
+        .apply_report(report(&started, 8, Some(1), TaskUpdate::Start, 3))
+        .await
+        .expect("repeat");
+    assert_eq!(
+        again,
+        ReportOutcome::NotApplied {
+            current: Some(started.clone())
+        }
+    );
+    let result = Some(serde_json::json!({"rows": 3}));
+    let done = stores
+        .tasks
+        .apply_report(report(
+            &started,
+            8,
+            None,
+            TaskUpdate::Complete {
+                result: result.clone(),
+            },
+            4,
+        ))
+        .await
+        .expect("complete");
+    let ReportOutcome::Applied { from, task: done, .. } = done else {
+        panic!("not applied: {done:?}");
+    };
+    assert_eq!(
+        (from, done.status, done.result.clone()),
+        (TaskStatus::InProgress, TaskStatus::Completed, result)
+    );
+    assert_eq!(stores.tasks.get_task(task.id).await.expect("get"), done);
+    let rows = stores.tasks.task_history(task.id).await.expect("history");
+    let last = rows.last().expect("rows");
+    assert_eq!(
+        (
+            last.from_status,
+            last.to_status,
+            last.changed_by.as_deref(),
+            last.changed_at
+        ),
+        (
+            Some(TaskStatus::InProgress),
+            TaskStatus::Completed,
+            Some("droplet"),
+            at(4)
+        )
+    );
+    assert_eq!(rows.len(), history.len() + 2);
+
+    let unknown = Task { id: 987_654, ..done };
+    assert!(matches!(
+        stores
+            .tasks
+            .apply_report(report(&unknown, 8, None, TaskUpdate::Start, 5))
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+/// Reports arriving together each get their own outcome.
+pub async fn reports_arriving_together_each_get_their_outcome(stores: &Stores) {
+    register(stores, 8, &[], 0).await;
+    register(stores, 9, &[], 0).await;
+    let mut held = Vec::new();
+    for i in 0..16 {
+        let task = create(stores, "report", 5, i).await;
+        held.push(assign(stores, &task, 8 + i % 2, 30).await);
+    }
+    // Every other report names another attempt: those are not applied.
+    let outcomes = join_all(held.iter().enumerate().map(|(i, task)| {
+        let attempt = if i % 2 == 0 { Some(1) } else { Some(7) };
+        stores
+            .tasks
+            .apply_report(report(task, 8 + i as i64 % 2, attempt, TaskUpdate::Start, 31))
+    }))
+    .await;
+    for (i, (task, outcome)) in held.iter().zip(outcomes).enumerate() {
+        match outcome.expect("report") {
+            ReportOutcome::Applied { task: started, .. } => {
+                assert!(i % 2 == 0, "task {i} applied on a wrong attempt");
+                assert_eq!(started.status, TaskStatus::InProgress);
+            }
+            ReportOutcome::NotApplied { current } => {
+                assert!(i % 2 == 1, "task {i} not applied");
+                assert_eq!(current.as_ref(), Some(task));
+            }
+        }
+    }
 }
 
 pub async fn stale_status_is_a_conflict_and_changes_nothing(stores: &Stores) {

@@ -55,6 +55,8 @@ macro_rules! store_contract_tests {
             offset_pages_are_slices_of_the_whole_list,
             transition_applies_with_its_history_row,
             stale_status_is_a_conflict_and_changes_nothing,
+            a_report_applies_when_it_stands_and_answers_the_task_otherwise,
+            reports_arriving_together_each_get_their_outcome,
             wrong_droplet_is_a_conflict,
             concurrent_transitions_have_one_winner,
             a_report_read_before_a_reassignment_never_lands_on_the_new_attempt,

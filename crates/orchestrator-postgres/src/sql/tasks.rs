@@ -282,6 +282,16 @@ SELECT '' AS key,
      + (SELECT count(*) FROM task_runs r, d WHERE r.assigned_droplet_id = d.id AND ($2::text IS NULL OR r.status = $2))
        AS n";
 
+/// Tasks `$1` as a droplet's report reads them: whole, with their
+/// droplet's external id and name.
+pub(crate) const READ_FOR_REPORTS: &str = statement!(
+    "SELECT ",
+    qualified!(COLUMNS, "v."),
+    ", d.droplet_id AS external_droplet_id, d.name AS droplet_name
+FROM task_view v LEFT JOIN droplets d ON d.id = v.assigned_droplet_id
+WHERE v.id = ANY($1)"
+);
+
 /// The status of each task in `$1`.
 pub(crate) const STATUSES: &str = "SELECT id, status::text FROM task_view WHERE id = ANY($1)";
 
