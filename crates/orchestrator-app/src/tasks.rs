@@ -353,10 +353,7 @@ impl TaskService {
         }
         check_storable(&change)?;
         let update = status_update(&task, change)?;
-        let reason = match &update {
-            TaskUpdate::Fail { error_message } => error_message.clone(),
-            _ => None,
-        };
+        let reason = reason_of(&update);
         let task = self.transition(caller, task, update, reason).await?;
         self.view_one(task).await
     }
@@ -376,23 +373,13 @@ impl TaskService {
         let Some(droplet) = caller.droplet_id else {
             return Ok(Err(None));
         };
-        let update = match change.status {
-            TaskStatus::InProgress => TaskUpdate::Start,
-            TaskStatus::Completed => TaskUpdate::Complete {
-                result: change.result.clone(),
-            },
-            TaskStatus::Failed => TaskUpdate::Fail {
-                error_message: change.error_message.clone(),
-            },
+        // A cancel is the creator's or an admin's to ask for, and a report
+        // that cannot be stored gets its error from the full checks.
+        let update = match report_update(change.clone()) {
+            Some(update) if update != TaskUpdate::Cancel && check_storable(change).is_ok() => update,
             _ => return Ok(Err(None)),
         };
-        if check_storable(change).is_err() {
-            return Ok(Err(None));
-        }
-        let reason = match &update {
-            TaskUpdate::Fail { error_message } => error_message.clone(),
-            _ => None,
-        };
+        let reason = reason_of(&update);
         let report = Report {
             task_id: id,
             droplet,
@@ -891,7 +878,20 @@ fn actor_for(caller: &Caller, task: &Task) -> Actor {
 }
 
 fn status_update(task: &Task, change: StatusChange) -> AppResult<TaskUpdate> {
-    Ok(match change.status {
+    let status = change.status;
+    report_update(change).ok_or_else(|| AppError::InvalidTransition {
+        current: task.status,
+        message: format!(
+            "only the orchestrator moves a task to {status} (the task is {})",
+            task.status
+        ),
+    })
+}
+
+/// The change a status report asks for; `None` for a status only the
+/// orchestrator sets.
+fn report_update(change: StatusChange) -> Option<TaskUpdate> {
+    Some(match change.status {
         TaskStatus::InProgress => TaskUpdate::Start,
         TaskStatus::Completed => TaskUpdate::Complete {
             result: change.result,
@@ -900,16 +900,16 @@ fn status_update(task: &Task, change: StatusChange) -> AppResult<TaskUpdate> {
             error_message: change.error_message,
         },
         TaskStatus::Cancelled => TaskUpdate::Cancel,
-        TaskStatus::Pending | TaskStatus::Assigned => {
-            return Err(AppError::InvalidTransition {
-                current: task.status,
-                message: format!(
-                    "only the orchestrator moves a task to {} (the task is {})",
-                    change.status, task.status
-                ),
-            });
-        }
+        TaskStatus::Pending | TaskStatus::Assigned => return None,
     })
+}
+
+/// The reason a history row gives for `update`: a failure's message.
+fn reason_of(update: &TaskUpdate) -> Option<String> {
+    match update {
+        TaskUpdate::Fail { error_message } => error_message.clone(),
+        _ => None,
+    }
 }
 
 fn check_storable(change: &StatusChange) -> AppResult<()> {

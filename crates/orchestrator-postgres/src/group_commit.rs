@@ -4,8 +4,9 @@
 //! timed window: an idle store commits a lone transition at once, and
 //! batches grow only as fast as work arrives faster than commits end.
 //!
-//! Whoever holds the turn commits everything queued; the others wait for
-//! the turn and, getting it, usually find their work already done. No
+//! Whoever holds a turn commits everything queued; the others wait for
+//! their answer or a turn, whichever comes first, and leave with their
+//! answer as soon as another's batch has committed their work. No
 //! transition waits for one submitted after it.
 //!
 //! Two kinds of work go this way, each in a [`GroupCommit`] of its own:

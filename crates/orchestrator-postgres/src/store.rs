@@ -1311,18 +1311,12 @@ async fn upsert_droplet(
 
 #[cfg(test)]
 mod tests {
-    use diesel::sql_types::Text;
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
     use orchestrator_ports::TaskFilter;
     use orchestrator_testkit::pg::TestDatabase;
 
     use crate::run_migrations;
-
-    #[derive(diesel::QueryableByName)]
-    struct Plan {
-        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
-        text: String,
-    }
+    use crate::sql::plans::explain;
 
     /// The walk down to an offset page's first task reads the task rows
     /// alone: the view's run rows and the droplets drop out of its plan
@@ -1348,15 +1342,9 @@ mod tests {
             .execute(&mut conn)
             .await
             .expect("prepare");
-        let plan: Vec<Plan> = diesel::sql_query("EXPLAIN (COSTS OFF) EXECUTE page_start(1, 500000)")
-            .load(&mut conn)
+        let plan = explain(&mut conn, "EXECUTE page_start(1, 500000)")
             .await
             .expect("explain");
-        let plan = plan
-            .into_iter()
-            .map(|row| row.text)
-            .collect::<Vec<_>>()
-            .join("\n");
         assert!(plan.contains("on tasks"), "{plan}");
         assert!(
             !plan.contains("task_runs") && !plan.contains("droplets"),

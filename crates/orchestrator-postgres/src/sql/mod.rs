@@ -158,3 +158,32 @@ mod tests {
         assert_eq!(qualified!("id", "t."), "t.id");
     }
 }
+
+/// What the planner makes of a statement, for the tests that hold a
+/// statement to its plan.
+#[cfg(test)]
+pub(crate) mod plans {
+    use diesel::sql_types::Text;
+    use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+        text: String,
+    }
+
+    /// The plan of `EXPLAIN (COSTS OFF) {statement}`, one line a node.
+    pub(crate) async fn explain(
+        conn: &mut AsyncPgConnection,
+        statement: &str,
+    ) -> Result<String, diesel::result::Error> {
+        let lines: Vec<Line> = diesel::sql_query(format!("EXPLAIN (COSTS OFF) {statement}"))
+            .load(conn)
+            .await?;
+        Ok(lines
+            .into_iter()
+            .map(|line| line.text)
+            .collect::<Vec<_>>()
+            .join("\n"))
+    }
+}

@@ -556,17 +556,11 @@ GROUP BY t.required_capability";
 mod tests {
     use std::collections::BTreeSet;
 
-    use diesel::sql_types::Text;
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
     use orchestrator_testkit::pg::TestDatabase;
 
     use crate::run_migrations;
-
-    #[derive(diesel::QueryableByName)]
-    struct Plan {
-        #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
-        text: String,
-    }
+    use crate::sql::plans::explain;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_pick_walks_the_queue_index_on_a_queue_never_analysed() {
@@ -600,15 +594,7 @@ mod tests {
                     diesel::sql_query(super::PICK_BY_QUEUE_ORDER)
                         .execute(conn)
                         .await?;
-                    let plan: Vec<Plan> =
-                        diesel::sql_query("EXPLAIN (COSTS OFF) EXECUTE pick(true, '{echo}', 100)")
-                            .load(conn)
-                            .await?;
-                    Ok(plan
-                        .into_iter()
-                        .map(|row| row.text)
-                        .collect::<Vec<_>>()
-                        .join("\n"))
+                    explain(conn, "EXECUTE pick(true, '{echo}', 100)").await
                 })
                 .await
                 .expect("explain");
