@@ -8,8 +8,8 @@ use orchestrator_domain::{
     Role, RoutingPolicy, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, Report, ReportOutcome, StoreError, TaskFilter,
-    TaskKey, Transition,
+    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, ProgressReport, Report, ReportOutcome,
+    StoreError, TaskFilter, TaskKey, Transition,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -425,39 +425,75 @@ impl TaskService {
     ) -> AppResult<TaskView> {
         require(caller, Permission::Write)?;
         let progress = Progress::parse(percent, message, self.ports.clock.now())?;
-        let task = self.ports.tasks.get_task(id).await?;
+        // One call to the store, which records it if it stands; only a
+        // report that does not is read about, to say why.
+        let current = match caller.droplet_id {
+            Some(droplet) => {
+                let report = ProgressReport {
+                    task_id: id,
+                    droplet,
+                    attempt,
+                    progress: progress.clone(),
+                };
+                match self.ports.tasks.record_progress(report).await? {
+                    ReportOutcome::Applied {
+                        task, droplet_name, ..
+                    } => {
+                        self.ports
+                            .events
+                            .publish(DomainEvent::TaskProgress(task.clone()))
+                            .await;
+                        return Ok(TaskView {
+                            task,
+                            assigned_droplet_name: droplet_name,
+                        });
+                    }
+                    ReportOutcome::NotApplied { current } => current,
+                }
+            }
+            None => None,
+        };
+        let task = match current {
+            Some(task) => task,
+            None => self.ports.tasks.get_task(id).await?,
+        };
+        Err(self.progress_refused(caller, &task, attempt, progress).await)
+    }
+
+    /// Why a progress report on `task` was not recorded.
+    async fn progress_refused(
+        &self,
+        caller: &Caller,
+        task: &Task,
+        attempt: u32,
+        progress: Progress,
+    ) -> AppError {
+        let id = task.id;
         if !task.assigned_droplet_id.is_some_and(|d| caller.is_droplet(d)) {
-            return Err(AppError::Forbidden(format!(
+            return AppError::Forbidden(format!(
                 "only the droplet running task {id} may report its progress"
-            )));
+            ));
         }
         if attempt != task.attempt {
-            return Err(stale_attempt(
-                &task,
+            return stale_attempt(
+                task,
                 format!(
                     "the report is about attempt {attempt}, but task {id} is on attempt {} ({})",
                     task.attempt, task.status
                 ),
-            ));
+            );
         }
-        let next = task
-            .report_progress(progress)
-            .map_err(|_| AppError::InvalidTransition {
+        if task.report_progress(progress).is_err() {
+            return AppError::InvalidTransition {
                 current: task.status,
                 message: format!(
                     "task {id} is {} and not running: there is no progress to report",
                     task.status
                 ),
-            })?;
-        let saved = match self.ports.tasks.record_progress(&next).await {
-            Err(StoreError::Conflict(_)) => return Err(self.lost_race(id).await),
-            other => other?,
-        };
-        self.ports
-            .events
-            .publish(DomainEvent::TaskProgress(saved.clone()))
-            .await;
-        self.view_one(saved).await
+            };
+        }
+        // It stood when read: the task changed between the write and the read.
+        self.lost_race(id).await
     }
 
     /// Whether `caller` may report on `task` at all, checked before the

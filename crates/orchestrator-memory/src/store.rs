@@ -12,9 +12,9 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{
     AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, LiveCounts,
-    OnceCreated, PageCursor, Percentiles, RecoveryCandidate, RecoveryQuery, Report, ReportOutcome,
-    RescueCounts, RoutableQuery, RoutingStats, StoreError, StoreResult, TaskFilter, TaskKey, TaskPage,
-    TaskPerformance, TaskStore, Throughput, TimeWindow, Transition, TypeBreakdown,
+    OnceCreated, PageCursor, Percentiles, ProgressReport, RecoveryCandidate, RecoveryQuery, Report,
+    ReportOutcome, RescueCounts, RoutableQuery, RoutingStats, StoreError, StoreResult, TaskFilter, TaskKey,
+    TaskPage, TaskPerformance, TaskStore, Throughput, TimeWindow, Transition, TypeBreakdown,
 };
 use uuid::Uuid;
 
@@ -592,12 +592,29 @@ impl TaskStore for MemoryStore {
             .collect())
     }
 
-    async fn record_progress(&self, task: &Task) -> StoreResult<Task> {
+    async fn record_progress(&self, report: ProgressReport) -> StoreResult<ReportOutcome> {
         let mut state = self.lock();
-        let current = state.still_running(task, |current| current.attempt == task.attempt)?;
-        current.progress = task.progress.clone();
-        current.updated_at = task.updated_at;
-        Ok(current.clone())
+        let Some(current) = state.tasks.get_mut(&report.task_id) else {
+            return Ok(ReportOutcome::NotApplied { current: None });
+        };
+        let holds_it = current.status == TaskStatus::InProgress
+            && current.assigned_droplet_id == Some(report.droplet)
+            && current.attempt == report.attempt;
+        let next = match current.report_progress(report.progress) {
+            Ok(next) if holds_it => next,
+            _ => {
+                return Ok(ReportOutcome::NotApplied {
+                    current: Some(current.clone()),
+                });
+            }
+        };
+        *current = next.clone();
+        let droplet_name = state.droplets.get(&report.droplet).map(|d| d.name.clone());
+        Ok(ReportOutcome::Applied {
+            from: TaskStatus::InProgress,
+            task: next,
+            droplet_name,
+        })
     }
 
     async fn flag_deadline_risks(&self, floor: std::time::Duration, limit: u32) -> StoreResult<Vec<Task>> {

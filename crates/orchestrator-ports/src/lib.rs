@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use orchestrator_domain::{
     Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
-    HistoryEntry, NewTask, Priority, RecoveryReason, ServiceRef, Task, TaskId, TaskStatus, TaskUpdate,
-    ValidationError,
+    HistoryEntry, NewTask, Priority, Progress, RecoveryReason, ServiceRef, Task, TaskId, TaskStatus,
+    TaskUpdate, ValidationError,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -204,6 +204,16 @@ pub struct Report {
     pub update: TaskUpdate,
     pub record: ChangeRecord,
     pub at: DateTime<Utc>,
+}
+
+/// A droplet's progress report on a task it runs, with the conditions it
+/// stands on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressReport {
+    pub task_id: TaskId,
+    pub droplet: DropletId,
+    pub attempt: u32,
+    pub progress: Progress,
 }
 
 /// What became of a [`Report`].
@@ -415,11 +425,12 @@ pub trait TaskStore: Send + Sync {
     /// never stalls on tasks it cannot move.
     async fn tasks_to_recover(&self, query: &RecoveryQuery) -> StoreResult<Vec<RecoveryCandidate>>;
 
-    /// Records a progress report: `task` is the running task with its new
-    /// `progress`. Applied only while the stored task is still
-    /// `in_progress` on `task.assigned_droplet_id` at `task.attempt` (else
-    /// `Conflict`); writes no history row.
-    async fn record_progress(&self, task: &Task) -> StoreResult<Task>;
+    /// Records a droplet's progress report in one statement, while the
+    /// task is `in_progress` on `report.attempt` of `report.droplet`, and
+    /// answers the task with its droplet's name (`Applied`, from
+    /// `in_progress`); writes no history row. Otherwise nothing changes
+    /// (`NotApplied`), an unknown task included.
+    async fn record_progress(&self, report: ProgressReport) -> StoreResult<ReportOutcome>;
 }
 
 /// What [`TaskStore::tasks_to_recover`] looks for.

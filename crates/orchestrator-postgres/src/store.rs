@@ -21,9 +21,9 @@ use orchestrator_domain::{
 };
 use orchestrator_ports::{
     ChangeRecord, DropletChange, DropletFilter, DropletStore, HeartbeatBacklog, IdempotencyKey, LiveCounts,
-    OnceCreated, PageCursor, RecoveryCandidate, RecoveryQuery, Report, ReportOutcome, RoundPlanner,
-    RoutableQuery, RoutedRound, StoreError, StoreResult, TaskFilter, TaskKey, TaskPage, TaskStore,
-    Transition,
+    OnceCreated, PageCursor, ProgressReport, RecoveryCandidate, RecoveryQuery, Report, ReportOutcome,
+    RoundPlanner, RoutableQuery, RoutedRound, StoreError, StoreResult, TaskFilter, TaskKey, TaskPage,
+    TaskStore, Transition,
 };
 use uuid::Uuid;
 
@@ -841,32 +841,40 @@ impl TaskStore for PgStore {
             .collect()
     }
 
-    async fn record_progress(&self, task: &Task) -> StoreResult<Task> {
-        let progress = task.progress.as_ref();
-        let droplet = task.assigned_droplet_id.map(droplet_key).transpose()?;
+    async fn record_progress(&self, report: ProgressReport) -> StoreResult<ReportOutcome> {
+        #[derive(QueryableByName)]
+        struct Recorded {
+            #[diesel(embed)]
+            task: TaskRow,
+            #[diesel(sql_type = Text)]
+            droplet_name: String,
+        }
+        // A droplet beyond the column's range holds no task.
+        let Ok(droplet) = i32::try_from(report.droplet) else {
+            return Ok(ReportOutcome::NotApplied { current: None });
+        };
+        let progress = &report.progress;
         let mut conn = self.conn().await?;
-        let row: Option<TaskRow> = diesel::sql_query(sql::tasks::RECORD_PROGRESS)
-            .bind::<BigInt, _>(task.id)
-            .bind::<Integer, _>(i32::try_from(task.attempt).unwrap_or(i32::MAX))
-            .bind::<Nullable<Integer>, _>(droplet)
-            .bind::<Nullable<diesel::sql_types::SmallInt>, _>(progress.and_then(|p| p.percent).map(i16::from))
-            .bind::<Nullable<Text>, _>(progress.and_then(|p| p.message.clone()))
-            .bind::<Timestamp, _>(naive(progress.map_or(task.updated_at, |p| p.at)))
+        let row: Option<Recorded> = diesel::sql_query(sql::tasks::RECORD_PROGRESS)
+            .bind::<BigInt, _>(report.task_id)
+            .bind::<Integer, _>(i32::try_from(report.attempt).unwrap_or(i32::MAX))
+            .bind::<Integer, _>(droplet)
+            .bind::<Nullable<diesel::sql_types::SmallInt>, _>(progress.percent.map(i16::from))
+            .bind::<Nullable<Text>, _>(progress.message.as_deref())
+            .bind::<Timestamp, _>(naive(progress.at))
             .prepared()
             .get_result(&mut conn)
             .await
             .optional()
             .map_err(store_error)?;
-        match row {
-            Some(row) => row.into_task(droplet),
-            None => {
-                let now = self.get_task(task.id).await?;
-                Err(StoreError::Conflict(format!(
-                    "task {} is {} on attempt {} now",
-                    now.id, now.status, now.attempt
-                )))
-            }
-        }
+        Ok(match row {
+            Some(row) => ReportOutcome::Applied {
+                from: TaskStatus::InProgress,
+                task: row.task.into_task(Some(droplet))?,
+                droplet_name: Some(row.droplet_name),
+            },
+            None => ReportOutcome::NotApplied { current: None },
+        })
     }
 
     async fn flag_deadline_risks(&self, floor: Duration, limit: u32) -> StoreResult<Vec<Task>> {

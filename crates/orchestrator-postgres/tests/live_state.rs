@@ -9,7 +9,9 @@ use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::MigrationHarness;
 use orchestrator_domain::{Actor, Progress, Role, Task, TaskStatus, TaskUpdate};
-use orchestrator_ports::{ChangeRecord, DropletStore, TaskFilter, TaskStore, Transition};
+use orchestrator_ports::{
+    ChangeRecord, DropletStore, ProgressReport, ReportOutcome, TaskFilter, TaskStore, Transition,
+};
 use orchestrator_postgres::{MIGRATIONS, PgStore, PoolSettings, run_migrations};
 use orchestrator_testkit::fixtures::{new_task, registration};
 use orchestrator_testkit::pg::TestDatabase;
@@ -96,10 +98,17 @@ async fn a_running_tasks_changes_leave_its_row_alone_and_every_read_shows_them()
         message: Some("reading".into()),
         at: Utc::now(),
     };
-    let reported = store
-        .record_progress(&running.report_progress(progress).expect("running"))
-        .await
-        .expect("progress");
+    let report = ProgressReport {
+        task_id: running.id,
+        droplet: running.assigned_droplet_id.expect("held"),
+        attempt: running.attempt,
+        progress,
+    };
+    let ReportOutcome::Applied { task: reported, .. } =
+        store.record_progress(report).await.expect("progress")
+    else {
+        panic!("progress not recorded");
+    };
     assert_eq!(reported.progress.as_ref().and_then(|p| p.percent), Some(40));
 
     let read = store.get_task(created.id).await.expect("read");

@@ -11,8 +11,8 @@ use orchestrator_domain::{
     TaskUpdate,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, RecoveryQuery, Report, ReportOutcome,
-    RoutableQuery, StoreError, TaskFilter, Transition,
+    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, ProgressReport, RecoveryQuery, Report,
+    ReportOutcome, RoutableQuery, StoreError, TaskFilter, Transition,
 };
 use uuid::Uuid;
 
@@ -1266,9 +1266,33 @@ pub async fn runs_past_their_timeout_are_found_and_progress_extends_them(stores:
     );
     let progress =
         orchestrator_domain::Progress::parse(Some(30), Some("a third".into()), now).expect("valid");
-    let reported = running.report_progress(progress.clone()).expect("running");
-    let saved = stores.tasks.record_progress(&reported).await.expect("recorded");
-    assert_eq!(saved.progress, Some(progress));
+    let on = |droplet, attempt| ProgressReport {
+        task_id: running.id,
+        droplet,
+        attempt,
+        progress: progress.clone(),
+    };
+    let saved = match stores
+        .tasks
+        .record_progress(on(8, running.attempt))
+        .await
+        .expect("recorded")
+    {
+        ReportOutcome::Applied {
+            from,
+            task,
+            droplet_name,
+        } => {
+            assert_eq!(
+                (from, droplet_name.as_deref()),
+                (TaskStatus::InProgress, Some("droplet-8"))
+            );
+            task
+        }
+        other => panic!("not recorded: {other:?}"),
+    };
+    assert_eq!(saved.progress, Some(progress.clone()));
+    assert_eq!(stores.tasks.get_task(running.id).await.expect("read"), saved);
     assert_eq!(saved.status, TaskStatus::InProgress);
     assert_eq!(
         history_statuses(stores, running.id).await.len(),
@@ -1297,12 +1321,15 @@ pub async fn runs_past_their_timeout_are_found_and_progress_extends_them(stores:
     assert_eq!(unbounded.timeout_seconds, Some(0));
     assert_eq!(reason_found(stores, unbounded.id, query).await, None);
 
-    let mut stale = reported.clone();
-    stale.attempt += 1;
-    assert!(matches!(
-        stores.tasks.record_progress(&stale).await,
-        Err(StoreError::Conflict(_))
-    ));
+    for (droplet, attempt) in [(8, running.attempt + 1), (9, running.attempt)] {
+        assert!(
+            matches!(
+                stores.tasks.record_progress(on(droplet, attempt)).await,
+                Ok(ReportOutcome::NotApplied { .. })
+            ),
+            "droplet {droplet}, attempt {attempt}"
+        );
+    }
     let finished = stores
         .tasks
         .apply_transition(transition(
@@ -1314,9 +1341,10 @@ pub async fn runs_past_their_timeout_are_found_and_progress_extends_them(stores:
         .await
         .expect("complete");
     assert!(matches!(
-        stores.tasks.record_progress(&finished).await,
-        Err(StoreError::Conflict(_))
+        stores.tasks.record_progress(on(8, finished.attempt)).await,
+        Ok(ReportOutcome::NotApplied { .. })
     ));
+    assert_eq!(stores.tasks.get_task(running.id).await.expect("read"), finished);
 }
 
 /// Tasks recovery cannot move are no candidates: however many failed

@@ -157,8 +157,9 @@ LIMIT $5"
 
 /// Records a progress report on a running task (`$1`) while it is still on
 /// attempt `$2` of the droplet with external id `$3`: `$4` percent, `$5`
-/// message, at `$6`. No history row: progress is not a change of state.
-/// It is a heap-only update of the run row.
+/// message, at `$6`; returns the task and its droplet's name. No history
+/// row: progress is not a change of state. It is a heap-only update of the
+/// run row.
 pub(crate) const RECORD_PROGRESS: &str = statement!(
     "\
 WITH r AS (
@@ -169,8 +170,8 @@ RETURNING *
 )
 SELECT ",
     RUN_OVER_TASK,
-    "
-FROM r JOIN tasks t ON t.id = r.task_id"
+    ", d.name AS droplet_name
+FROM r JOIN tasks t ON t.id = r.task_id JOIN droplets d ON d.id = r.assigned_droplet_id"
 );
 
 /// Unfinished tasks whose deadline is nearer than `$1` seconds or the p95
