@@ -567,6 +567,22 @@ fn report(task: &Task, droplet: i64, attempt: Option<u32>, update: TaskUpdate, s
     }
 }
 
+/// The task an applied report answers, checked to come from `from` and to
+/// name the droplet `droplet_name`.
+fn applied(outcome: ReportOutcome, from: TaskStatus, droplet_name: &str) -> Task {
+    match outcome {
+        ReportOutcome::Applied {
+            from: was,
+            task,
+            droplet_name: name,
+        } => {
+            assert_eq!((was, name.as_deref()), (from, Some(droplet_name)));
+            task
+        }
+        other => panic!("not applied: {other:?}"),
+    }
+}
+
 /// A report is applied, with its history row, when it stands as the task
 /// is; otherwise nothing changes and the answer is the task as it is.
 pub async fn a_report_applies_when_it_stands_and_answers_the_task_otherwise(stores: &Stores) {
@@ -595,25 +611,15 @@ pub async fn a_report_applies_when_it_stands_and_answers_the_task_otherwise(stor
         "nothing written"
     );
 
-    let started = match stores
-        .tasks
-        .apply_report(report(&assigned, 8, Some(1), TaskUpdate::Start, 2))
-        .await
-        .expect("start")
-    {
-        ReportOutcome::Applied {
-            from,
-            task,
-            droplet_name,
-        } => {
-            assert_eq!(
-                (from, droplet_name.as_deref()),
-                (TaskStatus::Assigned, Some("droplet-8"))
-            );
-            task
-        }
-        other => panic!("not applied: {other:?}"),
-    };
+    let started = applied(
+        stores
+            .tasks
+            .apply_report(report(&assigned, 8, Some(1), TaskUpdate::Start, 2))
+            .await
+            .expect("start"),
+        TaskStatus::Assigned,
+        "droplet-8",
+    );
     assert_eq!(
         (started.status, started.started_at),
         (TaskStatus::InProgress, Some(at(2)))
@@ -1272,25 +1278,15 @@ pub async fn runs_past_their_timeout_are_found_and_progress_extends_them(stores:
         attempt,
         progress: progress.clone(),
     };
-    let saved = match stores
-        .tasks
-        .record_progress(on(8, running.attempt))
-        .await
-        .expect("recorded")
-    {
-        ReportOutcome::Applied {
-            from,
-            task,
-            droplet_name,
-        } => {
-            assert_eq!(
-                (from, droplet_name.as_deref()),
-                (TaskStatus::InProgress, Some("droplet-8"))
-            );
-            task
-        }
-        other => panic!("not recorded: {other:?}"),
-    };
+    let saved = applied(
+        stores
+            .tasks
+            .record_progress(on(8, running.attempt))
+            .await
+            .expect("recorded"),
+        TaskStatus::InProgress,
+        "droplet-8",
+    );
     assert_eq!(saved.progress, Some(progress.clone()));
     assert_eq!(stores.tasks.get_task(running.id).await.expect("read"), saved);
     assert_eq!(saved.status, TaskStatus::InProgress);
