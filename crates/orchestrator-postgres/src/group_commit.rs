@@ -19,6 +19,7 @@ use std::sync::Mutex;
 
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use futures_util::FutureExt;
 use orchestrator_domain::{Task, TaskStatus};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
 use tokio::sync::oneshot;
@@ -102,16 +103,29 @@ impl<W: Work> GroupCommit<W> {
                 let Ok(_turn) = turn else {
                     unreachable!("the semaphore is never closed")
                 };
-                while let Some(batch) = self.next_batch() {
+                // The turn passes on once this caller's work is answered:
+                // under steady load the queue is never empty, and a holder
+                // that drained it to the end would never return. Whoever
+                // has work still queued is waiting for the turn.
+                let mine = loop {
+                    if let Some(answers) = (&mut answered).now_or_never() {
+                        break Some(answers);
+                    }
+                    let Some(batch) = self.next_batch() else {
+                        break None;
+                    };
                     // Committed on a task of its own: a caller that goes away
                     // mid-commit must not cut the transaction of everyone else.
                     let pool = pool.clone();
                     if tokio::spawn(answer(pool, batch)).await.is_err() {
                         tracing::error!("a group commit stopped before it finished");
                     }
-                }
+                };
                 drop(_turn);
-                answered.await
+                match mine {
+                    Some(answers) => answers,
+                    None => answered.await,
+                }
             }
         };
         answers
@@ -122,12 +136,16 @@ impl<W: Work> GroupCommit<W> {
 
     /// Up to `MAX_BATCH` queued pieces of work on distinct tasks, oldest
     /// first; a second change to a task waits for the next batch. Each batch
-    /// holds work of one kind.
+    /// holds work of one kind. Work whose caller went away before it was
+    /// taken is dropped, not committed: nobody waits for its answer, and
+    /// committing it later, whenever another caller came, would apply a
+    /// change at a time nobody asked for.
     fn next_batch(&self) -> Option<Vec<Queued<W>>> {
         let mut queue = self
             .queue
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        queue.retain(|queued| !queued.reply.is_closed());
         let kind = queue.first()?.work.kind();
         let mut seen = HashSet::new();
         let mut batch = Vec::new();
@@ -241,13 +259,16 @@ mod tests {
     use diesel_async::AsyncPgConnection;
     use diesel_async::pooled_connection::AsyncDieselConnectionManager;
     use diesel_async::pooled_connection::deadpool::Pool;
+    use tokio::time::Instant;
 
     use super::{GroupCommit, Work};
 
-    /// Work whose commit takes 5 ms and records the size of its batch.
+    type Batches = Arc<Mutex<Vec<Vec<i64>>>>;
+
+    /// Work whose commit takes 5 ms and records the tasks of its batch.
     struct Timed {
         id: i64,
-        batches: Arc<Mutex<Vec<usize>>>,
+        batches: Batches,
     }
 
     impl Work for Timed {
@@ -264,7 +285,8 @@ mod tests {
         async fn commit(_: Pool<AsyncPgConnection>, batch: Vec<Self>) -> Vec<()> {
             tokio::time::sleep(Duration::from_millis(5)).await;
             if let Some(first) = batch.first() {
-                first.batches.lock().expect("batches").push(batch.len());
+                let ids = batch.iter().map(|w| w.id).collect();
+                first.batches.lock().expect("batches").push(ids);
             }
             vec![(); batch.len()]
         }
@@ -272,43 +294,92 @@ mod tests {
         fn interrupted() {}
     }
 
-    /// A hundred callers submitting one change after another, as droplets
-    /// report: while two batches are in flight the others' work gathers,
-    /// so batches are large. Were every caller to wait for a turn of its
-    /// own after its work was committed, each turn would commit the one or
-    /// two changes that arrived since the last.
-    #[tokio::test(start_paused = true)]
-    async fn work_gathers_while_batches_are_in_flight() {
-        let pool = Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(
+    fn pool() -> Pool<AsyncPgConnection> {
+        Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(
             "postgres://nowhere.invalid/never",
         ))
         .build()
-        .expect("a pool that never connects");
-        let commits = Arc::new(GroupCommit::<Timed>::default());
-        let batches = Arc::new(Mutex::new(Vec::new()));
+        .expect("a pool that never connects")
+    }
+
+    /// A hundred callers submitting one change after another, as droplets
+    /// report, for twenty rounds each; returns the batches and the longest
+    /// any one submission waited.
+    async fn steady_load() -> (Vec<Vec<i64>>, Duration) {
+        let (pool, commits) = (pool(), Arc::new(GroupCommit::<Timed>::default()));
+        let batches = Batches::default();
         let callers: Vec<_> = (0..100)
             .map(|caller| {
                 let (commits, pool, batches) = (commits.clone(), pool.clone(), batches.clone());
                 tokio::spawn(async move {
+                    let mut longest = Duration::ZERO;
                     for round in 0..20 {
                         let work = Timed {
                             id: caller * 100 + round,
                             batches: batches.clone(),
                         };
+                        let started = Instant::now();
                         commits.submit(&pool, vec![work]).await;
+                        longest = longest.max(started.elapsed());
                     }
+                    longest
                 })
             })
             .collect();
+        let mut longest = Duration::ZERO;
         for caller in callers {
-            caller.await.expect("caller");
+            longest = longest.max(caller.await.expect("caller"));
         }
-        let batches = batches.lock().expect("batches");
-        assert_eq!(batches.iter().sum::<usize>(), 2_000);
+        let batches = batches.lock().expect("batches").clone();
+        (batches, longest)
+    }
+
+    /// While two batches are in flight the others' work gathers, so batches
+    /// are large. Were every caller to wait for a turn of its own after its
+    /// work was committed, each turn would commit the one or two changes
+    /// that arrived since the last.
+    #[tokio::test(start_paused = true)]
+    async fn work_gathers_while_batches_are_in_flight() {
+        let (batches, _) = steady_load().await;
+        assert_eq!(batches.iter().map(Vec::len).sum::<usize>(), 2_000);
         assert!(
             batches.len() <= 100,
-            "{} batches for 2,000 changes: {batches:?}",
+            "{} batches for 2,000 changes",
             batches.len()
         );
+    }
+
+    /// A caller holding a turn gives it up once its own work is answered:
+    /// under steady load the queue is never empty, and a holder that
+    /// drained it to the end would wait as long as the load lasts.
+    #[tokio::test(start_paused = true)]
+    async fn a_turn_passes_on_once_its_holders_work_is_answered() {
+        let (_, longest) = steady_load().await;
+        assert!(
+            longest <= Duration::from_millis(25),
+            "a submission waited {longest:?}"
+        );
+    }
+
+    /// Work whose caller went away before a batch took it is not committed.
+    #[tokio::test(start_paused = true)]
+    async fn work_whose_caller_went_away_is_dropped() {
+        let (pool, commits) = (pool(), Arc::new(GroupCommit::<Timed>::default()));
+        let batches = Batches::default();
+        let turns = commits.turns.acquire_many(2).await.expect("both turns");
+        let gone = {
+            let (commits, pool, batches) = (commits.clone(), pool.clone(), batches.clone());
+            tokio::spawn(async move { commits.submit(&pool, vec![Timed { id: 1, batches }]).await })
+        };
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        gone.abort();
+        assert!(gone.await.is_err_and(|e| e.is_cancelled()));
+        drop(turns);
+        let work = Timed {
+            id: 2,
+            batches: batches.clone(),
+        };
+        commits.submit(&pool, vec![work]).await;
+        assert_eq!(*batches.lock().expect("batches"), vec![vec![2]]);
     }
 }
