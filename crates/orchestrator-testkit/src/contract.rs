@@ -1908,6 +1908,56 @@ async fn walk(stores: &Stores, task: &Task, updates: &[(TaskUpdate, i64)]) -> Ta
     task
 }
 
+/// Tasks by type count each task under the status it has now, a held
+/// one's included.
+pub async fn tasks_by_type_count_held_tasks_by_their_status(stores: &Stores) {
+    use orchestrator_ports::TimeWindow;
+    register(stores, 8, &[], 0).await;
+    create(stores, "mixed", 5, 1).await;
+    let assigned = assign(stores, &create(stores, "mixed", 5, 2).await, 8, 3).await;
+    let running = start(
+        stores,
+        &assign(stores, &create(stores, "mixed", 5, 4).await, 8, 5).await,
+        6,
+    )
+    .await;
+    let done = transition(
+        &running,
+        TaskUpdate::Complete { result: None },
+        Actor::from_roles(&[Role::AssignedDroplet]),
+        7,
+    );
+    stores.tasks.apply_transition(done).await.expect("complete");
+    start(
+        stores,
+        &assign(stores, &create(stores, "mixed", 5, 8).await, 8, 9).await,
+        10,
+    )
+    .await;
+    assert_eq!(assigned.status, TaskStatus::Assigned);
+    let window = TimeWindow {
+        since: at(0),
+        until: at(100),
+    };
+    let types = stores.analytics.tasks_by_type(window).await.expect("by type");
+    let mixed: Vec<(u64, Vec<(TaskStatus, u64)>)> = types
+        .into_iter()
+        .map(|t| (t.total, t.by_status.into_iter().collect()))
+        .collect();
+    assert_eq!(
+        mixed,
+        vec![(
+            4,
+            vec![
+                (TaskStatus::Pending, 1),
+                (TaskStatus::Assigned, 1),
+                (TaskStatus::InProgress, 1),
+                (TaskStatus::Completed, 1),
+            ]
+        )]
+    );
+}
+
 /// Analytics over a known set of tasks: three finished `verify` tasks on
 /// droplet 8, a `scan` task no active droplet can take, one created after
 /// the window.

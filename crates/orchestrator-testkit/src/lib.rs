@@ -89,6 +89,7 @@ macro_rules! store_contract_tests {
             droplets_filter_by_status_and_capability,
             unknown_droplet_is_not_found,
             analytics_describe_a_known_set_of_tasks,
+            tasks_by_type_count_held_tasks_by_their_status,
             deadline_risks_are_flagged_once,
             attempts_count_assignments_and_refused_reports_are_recorded,
             rescues_are_counted_by_capability,
