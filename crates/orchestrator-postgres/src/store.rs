@@ -338,22 +338,18 @@ async fn offset_page(conn: &mut AsyncPgConnection, filter: &TaskFilter) -> Store
         .await
         .optional()
         .map_err(store_error)?;
-    let Some((Some(at), id)) = first else {
-        // Nothing that far down (or a task without a creation time, which
-        // no task written by the store lacks): read the page as asked.
-        return filtered(filter)?
-            .order((task_view::created_at.desc(), task_view::id.desc()))
-            .limit(i64::from(filter.limit))
-            .offset(i64::try_from(filter.offset).unwrap_or(i64::MAX))
-            .select(listed())
-            .load(conn)
-            .await
-            .map_err(store_error);
+    let newest_first = (task_view::created_at.desc(), task_view::id.desc());
+    let page = match first {
+        // Nothing that far down.
+        None => return Ok(Vec::new()),
+        Some((Some(at), id)) => filtered(filter)?.filter(at_or_older(at, id)).order(newest_first),
+        // A task without a creation time, which no task written by the
+        // store lacks: the page as asked.
+        Some((None, _)) => filtered(filter)?
+            .order(newest_first)
+            .offset(i64::try_from(filter.offset).unwrap_or(i64::MAX)),
     };
-    filtered(filter)?
-        .filter(at_or_older(at, id))
-        .order((task_view::created_at.desc(), task_view::id.desc()))
-        .limit(i64::from(filter.limit))
+    page.limit(i64::from(filter.limit))
         .select(listed())
         .load(conn)
         .await
