@@ -308,12 +308,14 @@ async fn w1(total: usize) -> anyhow::Result<f64> {
 #[derive(Default)]
 struct Timings {
     intended: HashMap<TaskId, Instant>,
+    created: HashMap<TaskId, Instant>,
     assigned: HashMap<TaskId, Instant>,
     completed: HashMap<TaskId, Instant>,
 }
 
 async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
     let bench = setup().await?;
+    println!("  {rate}/s: droplets registered");
     let timings = Arc::new(Mutex::new(Timings::default()));
     let mut events = bench.ports.events.subscribe();
     let recorder = {
@@ -323,6 +325,9 @@ async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
                 let now = Instant::now();
                 let mut t = timings.lock().unwrap_or_else(|p| p.into_inner());
                 match event {
+                    DomainEvent::TaskCreated(task) => {
+                        t.created.insert(task.id, now);
+                    }
                     DomainEvent::TaskAssigned(task) => {
                         t.assigned.entry(task.id).or_insert(now);
                     }
@@ -372,10 +377,15 @@ async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
         ms.sort_by(f64::total_cmp);
         ms
     };
-    let (assigned, done) = (latencies(&t.assigned), latencies(&t.completed));
+    let (created, assigned, done) = (
+        latencies(&t.created),
+        latencies(&t.assigned),
+        latencies(&t.completed),
+    );
     println!(
-        "  {rate}/s for {seconds} s ({total} tasks, {} completed):\n    submit→assigned  {}\n    submit→completed {}\n    {}",
+        "  {rate}/s for {seconds} s ({total} tasks, {} completed):\n    submit→created   {}\n    submit→assigned  {}\n    submit→completed {}\n    {}",
         done.len(),
+        summary(&created),
         summary(&assigned),
         summary(&done),
         usage.report(total)
@@ -465,6 +475,24 @@ async fn pgbench() -> anyhow::Result<f64> {
     Ok(tps)
 }
 
+/// The arrival rates W2 runs at: `BENCH_W2_RATES` (comma-separated tasks
+/// per second), 500 and 2,000 by default.
+fn w2_rates() -> anyhow::Result<Vec<u32>> {
+    let Ok(rates) = std::env::var("BENCH_W2_RATES") else {
+        return Ok(vec![500, 2_000]);
+    };
+    rates
+        .split(',')
+        .map(|r| {
+            r.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|r| *r > 0)
+                .ok_or_else(|| anyhow::anyhow!("BENCH_W2_RATES: {r:?} is not a rate of tasks per second"))
+        })
+        .collect()
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let total: usize = std::env::var("BENCH_TASKS")
@@ -486,7 +514,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if runs("w2") {
         println!("W2: fixed arrival rate, idle droplets");
-        for rate in [500, 2_000] {
+        for rate in w2_rates()? {
             w2(rate, seconds).await?;
         }
     }
