@@ -206,8 +206,12 @@ impl Router {
             status: Some(DropletStatus::Active),
             ..DropletFilter::default()
         };
-        let droplets = self.ports.droplets.list_droplets(&active).await?;
-        let counts = self.ports.tasks.active_task_counts().await?;
+        // Two independent reads at once: a pass waits for one round trip, not two.
+        let (droplets, counts) = futures_util::future::try_join(
+            self.ports.droplets.list_droplets(&active),
+            self.ports.tasks.active_task_counts(),
+        )
+        .await?;
         Ok(droplets
             .iter()
             .map(|d| Candidate::new(d, counts.get(&d.droplet_id).copied().unwrap_or(0)))

@@ -32,7 +32,6 @@ pub(crate) async fn apply_batch(
     // The history rows are written by the same statement, for the rows it changed.
     let rows = update_tasks(conn, batch, &accepted, &slots).await?;
     let mut applied: HashMap<i64, LiveRow> = rows.into_iter().map(|row| (row.id, row)).collect();
-    touch_assigned_droplets(conn, batch, &accepted, &applied, &slots).await?;
     let missed: Vec<i64> = accepted
         .iter()
         .map(|&i| batch[i].task.id)
@@ -79,8 +78,8 @@ struct TargetRow {
 
 #[derive(Debug, QueryableByName)]
 struct HeldRow {
-    #[diesel(sql_type = BigInt)]
-    droplet: i64,
+    #[diesel(sql_type = Integer)]
+    droplet: i32,
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     held: i64,
 }
@@ -103,26 +102,24 @@ async fn reserve_slots(
     if targets.is_empty() {
         return Ok(HashMap::new());
     }
-    let locked: Vec<TargetRow> = diesel::sql_query(sql::droplets::LOCK_TARGETS)
-        .bind::<Array<Integer>, _>(&targets)
-        .prepared()
-        .load(conn)
-        .await?;
-    // Counted after the locks are held, in a statement of its own, so that it
-    // sees the assignments of any transaction that held them before.
-    let internal: Vec<i64> = locked.iter().map(|d| d.id).collect();
-    let held: HashMap<i64, i64> = diesel::sql_query(sql::tasks::COUNT_HELD)
-        .bind::<Array<BigInt>, _>(&internal)
-        .prepared()
-        .load::<HeldRow>(conn)
-        .await?
-        .into_iter()
-        .map(|r| (r.droplet, r.held))
-        .collect();
+    // One round trip: the count is sent behind the locks, and the server
+    // runs it once they are held (see `sql::tasks::COUNT_HELD`).
+    let (locked, held) = futures_util::future::try_join(
+        diesel::sql_query(sql::droplets::LOCK_TARGETS)
+            .bind::<Array<Integer>, _>(&targets)
+            .prepared()
+            .load::<TargetRow>(&mut &*conn),
+        diesel::sql_query(sql::tasks::COUNT_HELD)
+            .bind::<Array<Integer>, _>(&targets)
+            .prepared()
+            .load::<HeldRow>(&mut &*conn),
+    )
+    .await?;
+    let held: HashMap<i32, i64> = held.into_iter().map(|r| (r.droplet, r.held)).collect();
     let mut free: HashMap<DropletId, (i64, Result<i64, String>)> = locked
         .into_iter()
         .map(|d| {
-            let taken = held.get(&d.id).copied().unwrap_or(0);
+            let taken = held.get(&d.droplet_id).copied().unwrap_or(0);
             let free = if d.status == DropletStatus::Active.as_str() {
                 Ok(i64::from(d.max_concurrent_tasks) - taken)
             } else {
@@ -278,38 +275,6 @@ async fn update_tasks(
         .prepared()
         .load(conn)
         .await
-}
-
-/// Records when each droplet that got work in this batch last got some:
-/// the least recently assigned droplet wins ties in routing.
-async fn touch_assigned_droplets(
-    conn: &mut AsyncPgConnection,
-    batch: &[Transition],
-    accepted: &[usize],
-    applied: &HashMap<i64, LiveRow>,
-    slots: &HashMap<DropletId, i64>,
-) -> Result<(), diesel::result::Error> {
-    let mut latest: HashMap<i64, NaiveDateTime> = HashMap::new();
-    for &i in accepted {
-        let task = &batch[i].task;
-        let was_applied = applied.contains_key(&task.id);
-        let droplet = task.assigned_droplet_id.and_then(|d| slots.get(&d));
-        if let (true, TaskStatus::Assigned, Some(&droplet)) = (was_applied, task.status, droplet) {
-            let at = latest.entry(droplet).or_insert(naive(task.updated_at));
-            *at = (*at).max(naive(task.updated_at));
-        }
-    }
-    if latest.is_empty() {
-        return Ok(());
-    }
-    let (ids, times): (Vec<i64>, Vec<NaiveDateTime>) = latest.into_iter().unzip();
-    diesel::sql_query(sql::droplets::TOUCH_ASSIGNED)
-        .bind::<Array<BigInt>, _>(ids)
-        .bind::<Array<Timestamp>, _>(times)
-        .prepared()
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 #[derive(Debug, QueryableByName)]

@@ -116,7 +116,6 @@ mod tests {
             sql::droplets::LOCK_TARGETS,
             sql::tasks::COUNT_HELD,
             sql::tasks::APPLY_TRANSITIONS,
-            sql::droplets::TOUCH_ASSIGNED,
         ] {
             let found: Count =
                 diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement = $1")

@@ -750,23 +750,26 @@ impl TaskStore for PgStore {
         let conn: &mut AsyncPgConnection = &mut pooled;
         let round = conn
             .transaction::<_, TxError, _>(async move |conn| {
-                diesel::sql_query(sql::tasks::PICK_BY_QUEUE_ORDER)
-                    .execute(conn)
-                    .await?;
-                let rows: Vec<TaskRow> = diesel::sql_query(sql::tasks::LOCK_ROUTABLE)
-                    .bind::<Bool, _>(include_unconstrained)
-                    .bind::<Array<Text>, _>(capabilities)
-                    .bind::<Integer, _>(limit)
-                    .prepared()
-                    .load(conn)
-                    .await?;
-                diesel::sql_query(sql::tasks::PLAN_AS_USUAL).execute(conn).await?;
+                // One round trip: the pick between its planner settings,
+                // and the savepoint the assignments fall back to.
+                let (_, rows, _, _) = futures_util::future::try_join4(
+                    diesel::sql_query(sql::tasks::PICK_BY_QUEUE_ORDER).execute(&mut &*conn),
+                    diesel::sql_query(sql::tasks::LOCK_ROUTABLE)
+                        .bind::<Bool, _>(include_unconstrained)
+                        .bind::<Array<Text>, _>(capabilities)
+                        .bind::<Integer, _>(limit)
+                        .prepared()
+                        .load::<TaskRow>(&mut &*conn),
+                    diesel::sql_query(sql::tasks::PLAN_AS_USUAL).execute(&mut &*conn),
+                    diesel::sql_query(sql::tasks::ROUND_SAVEPOINT).execute(&mut &*conn),
+                )
+                .await?;
                 let pending = rows
                     .into_iter()
                     .map(|row| row.into_task(None))
                     .collect::<StoreResult<Vec<Task>>>()?;
                 let plans = planner.plan(&pending);
-                let outcomes = assign_in_savepoints(conn, &plans).await?;
+                let outcomes = assign_or_fall_back(conn, &plans).await?;
                 Ok(RoutedRound {
                     claimed: pending.len(),
                     outcomes,
@@ -931,20 +934,24 @@ fn counts_by_status<S: std::str::FromStr + Eq + std::hash::Hash>(
         .collect()
 }
 
-/// Applies a round's assignments within its transaction, in a savepoint:
-/// all at once, or, when that fails with a database error, each in a
-/// savepoint of its own, so that one assignment the database refuses gets
-/// the error alone and the others are still made (the tasks stay locked
-/// throughout).
-async fn assign_in_savepoints(
+/// Applies a round's assignments within its transaction, after the
+/// savepoint its pick set ([`sql::tasks::ROUND_SAVEPOINT`]): all at once,
+/// or, when that fails with a database error, back to the savepoint and
+/// each in a savepoint of its own, so that one assignment the database
+/// refuses gets the error alone and the others are still made (the tasks
+/// stay locked throughout).
+async fn assign_or_fall_back(
     conn: &mut AsyncPgConnection,
     plans: &[Transition],
 ) -> Result<Vec<StoreResult<Task>>, TxError> {
-    let together = conn
-        .transaction::<_, TxError, _>(async |conn| Ok(crate::batch::apply_batch(conn, plans).await?))
-        .await;
-    if !matches!(together, Err(TxError::Db(_))) {
-        return together;
+    match crate::batch::apply_batch(conn, plans).await {
+        Ok(outcomes) => return Ok(outcomes),
+        Err(err) => {
+            tracing::debug!(error = %err, "a round's assignments failed together; applying them one by one");
+            diesel::sql_query(sql::tasks::BACK_TO_ROUND_SAVEPOINT)
+                .execute(conn)
+                .await?;
+        }
     }
     let mut outcomes = Vec::with_capacity(plans.len());
     for plan in plans {

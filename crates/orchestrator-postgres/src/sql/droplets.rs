@@ -26,9 +26,3 @@ SELECT id, droplet_id, status::text, max_concurrent_tasks FROM droplets
 WHERE droplet_id = ANY($1)
 ORDER BY id
 FOR NO KEY UPDATE";
-
-/// Moves `last_assigned_at` of droplets `$1` (internal ids) forward to `$2`.
-pub(crate) const TOUCH_ASSIGNED: &str = "\
-UPDATE droplets d SET last_assigned_at = GREATEST(d.last_assigned_at, v.at)
-FROM unnest($1::int8[], $2::timestamp[]) AS v(id, at)
-WHERE d.id = v.id";

@@ -83,6 +83,15 @@ pub(crate) const PICK_BY_QUEUE_ORDER: &str = "SET LOCAL enable_seqscan = off";
 /// Run after [`LOCK_ROUTABLE`]: the rest of the round is planned as usual.
 pub(crate) const PLAN_AS_USUAL: &str = "SET LOCAL enable_seqscan TO DEFAULT";
 
+/// Set in a round's transaction once its tasks are locked: a round whose
+/// assignments fail together goes back here and makes them one by one.
+/// Sent with the pick, it costs no round trip of its own; it is never
+/// released, which the commit does not need.
+pub(crate) const ROUND_SAVEPOINT: &str = "SAVEPOINT routing_round";
+
+/// Undoes a round's failed assignments, keeping its tasks locked.
+pub(crate) const BACK_TO_ROUND_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT routing_round";
+
 /// Claims a batch of [`ROUTABLE`] tasks for a lease of `$4` seconds
 /// measured on the database's clock. `SKIP LOCKED` lets concurrent claims
 /// on other replicas pass over rows being claimed here instead of waiting
@@ -244,11 +253,15 @@ UPDATE task_runs SET cancel_requested_at = $2, updated_at = $2
 WHERE task_id = $1 AND status = 'in_progress' AND cancel_requested_at IS NULL
   AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)";
 
-/// The tasks holding a slot of each droplet in `$1` (internal ids).
+/// The tasks holding a slot of each droplet in `$1` (external ids), by
+/// external id. Sent with [`super::droplets::LOCK_TARGETS`] in one round
+/// trip: being a statement of its own that runs after the locks are held,
+/// it sees the assignments of any transaction that held them before.
 pub(crate) const COUNT_HELD: &str = "\
-SELECT assigned_droplet_id AS droplet, count(*) AS held FROM task_runs
-WHERE assigned_droplet_id = ANY($1)
-GROUP BY assigned_droplet_id";
+SELECT d.droplet_id AS droplet, count(*) AS held
+FROM droplets d JOIN task_runs r ON r.assigned_droplet_id = d.id
+WHERE d.droplet_id = ANY($1)
+GROUP BY d.droplet_id";
 
 /// The tasks holding a slot of each droplet that holds any, by the
 /// droplet's external id.
@@ -322,6 +335,11 @@ const NEW_DROPLET: &str =
 /// deleted when it leaves the droplet), a finished task's `tasks` row.
 /// `tasks` is written only when a task becomes pending again or ends.
 ///
+/// Each droplet given work records when it last got some (the least
+/// recently assigned droplet wins ties in routing). Its row is already
+/// locked by [`super::droplets::LOCK_TARGETS`], which every batch with
+/// assignments runs first, so this takes no lock in another order.
+///
 /// It returns the [`LIVE_COLUMNS`] of each task it changed, as written:
 /// the others never change after creation, and the caller has them in the
 /// task it read to make the transition. Returning the whole row read back
@@ -370,6 +388,11 @@ SELECT i.id, ",
 FROM i JOIN dequeued USING (id)
 WHERE i.status IN ('assigned', 'in_progress')
 RETURNING *
+), touched AS (
+UPDATE droplets d SET last_assigned_at = GREATEST(d.last_assigned_at, s.at)
+FROM (SELECT assigned_droplet_id, max(updated_at) AS at FROM run_started
+      WHERE status = 'assigned' GROUP BY assigned_droplet_id) s
+WHERE d.id = s.assigned_droplet_id
 ), stored AS (
 UPDATE tasks t SET assigned_droplet_id = ",
     NEW_DROPLET,
