@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Double, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Double, Nullable, Text};
 use diesel_async::RunQueryDsl;
 use orchestrator_domain::{DropletId, TaskStatus};
 use orchestrator_ports::{
@@ -124,9 +124,8 @@ impl AnalyticsStore for PgStore {
     async fn throughput(&self, window: TimeWindow) -> StoreResult<Throughput> {
         let (since, until) = bounds(window);
         let mut conn = self.conn().await?;
-        let row: ThroughputRow = diesel::sql_query(sql::tasks::THROUGHPUT)
-            .bind::<Timestamp, _>(since)
-            .bind::<Timestamp, _>(until)
+        let row: ThroughputRow = sql::tasks::Throughput { since, until }
+            .planned_per_call()
             .get_result(&mut conn)
             .await
             .map_err(store_error)?;
@@ -146,14 +145,16 @@ impl AnalyticsStore for PgStore {
         // An id beyond the column's range names no droplet: nothing matches.
         let droplet = droplet.map(|d| i32::try_from(d).unwrap_or(-1));
         let mut conn = self.conn().await?;
-        let row: PerformanceRow = diesel::sql_query(sql::tasks::PERFORMANCE)
-            .bind::<Timestamp, _>(since)
-            .bind::<Timestamp, _>(until)
-            .bind::<Nullable<Text>, _>(task_type)
-            .bind::<Nullable<Integer>, _>(droplet)
-            .get_result(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let row: PerformanceRow = sql::tasks::Performance {
+            since,
+            until,
+            task_type: task_type.as_deref(),
+            droplet,
+        }
+        .planned_per_call()
+        .get_result(&mut conn)
+        .await
+        .map_err(store_error)?;
         Ok(TaskPerformance {
             finished: count(row.finished),
             completed: count(row.completed),
@@ -166,9 +167,8 @@ impl AnalyticsStore for PgStore {
     async fn tasks_by_type(&self, window: TimeWindow) -> StoreResult<Vec<TypeBreakdown>> {
         let (since, until) = bounds(window);
         let mut conn = self.conn().await?;
-        let rows: Vec<TypeRow> = diesel::sql_query(sql::tasks::BY_TYPE)
-            .bind::<Timestamp, _>(since)
-            .bind::<Timestamp, _>(until)
+        let rows: Vec<TypeRow> = sql::tasks::ByType { since, until }
+            .planned_per_call()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -194,15 +194,13 @@ impl AnalyticsStore for PgStore {
     async fn routing_stats(&self, window: TimeWindow) -> StoreResult<RoutingStats> {
         let (since, until) = bounds(window);
         let mut conn = self.conn().await?;
-        let wait: WaitRow = diesel::sql_query(sql::tasks::TIME_TO_ASSIGN)
-            .bind::<Timestamp, _>(since)
-            .bind::<Timestamp, _>(until)
+        let wait: WaitRow = sql::tasks::TimeToAssign { since, until }
+            .planned_per_call()
             .get_result(&mut conn)
             .await
             .map_err(store_error)?;
-        let per_droplet: Vec<CountRow> = diesel::sql_query(sql::tasks::ASSIGNMENTS_PER_DROPLET)
-            .bind::<Timestamp, _>(since)
-            .bind::<Timestamp, _>(until)
+        let per_droplet: Vec<CountRow> = sql::tasks::AssignmentsPerDroplet { since, until }
+            .planned_per_call()
             .load(&mut conn)
             .await
             .map_err(store_error)?;
@@ -226,9 +224,8 @@ impl AnalyticsStore for PgStore {
     async fn rescues(&self, window: TimeWindow) -> StoreResult<Vec<RescueCounts>> {
         let (since, until) = bounds(window);
         let mut conn = self.conn().await?;
-        let rows: Vec<RescueRow> = diesel::sql_query(sql::history::RESCUES)
-            .bind::<Timestamp, _>(since)
-            .bind::<Timestamp, _>(until)
+        let rows: Vec<RescueRow> = sql::history::Rescues { since, until }
+            .planned_per_call()
             .load(&mut conn)
             .await
             .map_err(store_error)?;

@@ -5,14 +5,12 @@
 
 use std::collections::HashMap;
 
-use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
 
-use crate::prepared::Prepare;
 use crate::rows::{LiveRow, naive};
 use crate::sql;
 
@@ -105,13 +103,11 @@ async fn reserve_slots(
     // One round trip: the count is sent behind the locks, and the server
     // runs it once they are held (see `sql::tasks::COUNT_HELD`).
     let (locked, held) = futures_util::future::try_join(
-        diesel::sql_query(sql::droplets::LOCK_TARGETS)
-            .bind::<Array<Integer>, _>(&targets)
-            .prepared()
+        sql::droplets::LockTargets { droplets: &targets }
+            .query()
             .load::<TargetRow>(&mut &*conn),
-        diesel::sql_query(sql::tasks::COUNT_HELD)
-            .bind::<Array<Integer>, _>(&targets)
-            .prepared()
+        sql::tasks::CountHeld { droplets: &targets }
+            .query()
             .load::<HeldRow>(&mut &*conn),
     )
     .await?;
@@ -158,35 +154,9 @@ fn unavailable(droplet_id: DropletId, reason: String) -> StoreError {
     StoreError::DropletUnavailable { droplet_id, reason }
 }
 
-/// The columns of the compare-and-set, one array per column.
-#[derive(Default)]
-struct Columns {
-    id: Vec<i64>,
-    expected_status: Vec<String>,
-    expected_droplet: Vec<Option<i32>>,
-    expected_attempt: Vec<i32>,
-    status: Vec<String>,
-    droplet: Vec<Option<i32>>,
-    assigned_at: Vec<Option<NaiveDateTime>>,
-    started_at: Vec<Option<NaiveDateTime>>,
-    completed_at: Vec<Option<NaiveDateTime>>,
-    result: Vec<Option<serde_json::Value>>,
-    error_message: Vec<Option<String>>,
-    retry_count: Vec<Option<i32>>,
-    updated_at: Vec<NaiveDateTime>,
-    retry_after: Vec<Option<NaiveDateTime>>,
-    attempt: Vec<i32>,
-    changed_by: Vec<Option<String>>,
-    reason: Vec<Option<String>>,
-    metadata: Vec<Option<serde_json::Value>>,
-    cancel_requested_at: Vec<Option<NaiveDateTime>>,
-    requeues: Vec<i32>,
-    progress: Vec<Option<i16>>,
-    progress_message: Vec<Option<String>>,
-    progress_at: Vec<Option<NaiveDateTime>>,
-}
-
-impl Columns {
+/// The compare-and-set's parameters, one array per column, filled a
+/// transition at a time.
+impl sql::tasks::ApplyTransitions {
     fn push(&mut self, key: i64, transition: &Transition) {
         let task = &transition.task;
         self.id.push(key);
@@ -230,7 +200,7 @@ async fn update_tasks(
     accepted: &[usize],
     slots: &HashMap<DropletId, i64>,
 ) -> Result<Vec<LiveRow>, diesel::result::Error> {
-    let mut columns = Columns::default();
+    let mut columns = sql::tasks::ApplyTransitions::default();
     for &i in accepted {
         columns.push(batch[i].task.id, &batch[i]);
     }
@@ -238,7 +208,7 @@ async fn update_tasks(
         return Ok(Vec::new());
     }
     // Internal ids of the droplets locked above; others are looked up by the statement.
-    let internal: Vec<Option<i64>> = accepted
+    columns.droplet_key = accepted
         .iter()
         .map(|&i| {
             batch[i]
@@ -247,34 +217,7 @@ async fn update_tasks(
                 .and_then(|d| slots.get(&d).copied())
         })
         .collect();
-    diesel::sql_query(sql::tasks::APPLY_TRANSITIONS)
-        .bind::<Array<BigInt>, _>(columns.id)
-        .bind::<Array<Text>, _>(columns.expected_status)
-        .bind::<Array<Nullable<Integer>>, _>(columns.expected_droplet)
-        .bind::<Array<Text>, _>(columns.status)
-        .bind::<Array<Nullable<Integer>>, _>(columns.droplet)
-        .bind::<Array<Nullable<BigInt>>, _>(internal)
-        .bind::<Array<Nullable<Timestamp>>, _>(columns.assigned_at)
-        .bind::<Array<Nullable<Timestamp>>, _>(columns.started_at)
-        .bind::<Array<Nullable<Timestamp>>, _>(columns.completed_at)
-        .bind::<Array<Nullable<Jsonb>>, _>(columns.result)
-        .bind::<Array<Nullable<Text>>, _>(columns.error_message)
-        .bind::<Array<Nullable<Integer>>, _>(columns.retry_count)
-        .bind::<Array<Timestamp>, _>(columns.updated_at)
-        .bind::<Array<Nullable<Timestamp>>, _>(columns.retry_after)
-        .bind::<Array<Integer>, _>(columns.attempt)
-        .bind::<Array<Nullable<Text>>, _>(columns.changed_by)
-        .bind::<Array<Nullable<Text>>, _>(columns.reason)
-        .bind::<Array<Nullable<Jsonb>>, _>(columns.metadata)
-        .bind::<Array<Integer>, _>(columns.expected_attempt)
-        .bind::<Array<Nullable<Timestamp>>, _>(columns.cancel_requested_at)
-        .bind::<Array<Integer>, _>(columns.requeues)
-        .bind::<Array<Nullable<diesel::sql_types::SmallInt>>, _>(columns.progress)
-        .bind::<Array<Nullable<Text>>, _>(columns.progress_message)
-        .bind::<Array<Nullable<Timestamp>>, _>(columns.progress_at)
-        .prepared()
-        .load(conn)
-        .await
+    columns.query().load(conn).await
 }
 
 #[derive(Debug, QueryableByName)]
@@ -293,11 +236,7 @@ async fn current_statuses(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows: Vec<StatusRow> = diesel::sql_query(sql::tasks::STATUSES)
-        .bind::<Array<BigInt>, _>(keys)
-        .prepared()
-        .load(conn)
-        .await?;
+    let rows: Vec<StatusRow> = sql::tasks::Statuses { tasks: keys }.query().load(conn).await?;
     Ok(rows.into_iter().map(|r| (r.id, r.status)).collect())
 }
 

@@ -9,17 +9,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{Array, Integer, Jsonb, Nullable, Text, Timestamp};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{NewTask, Task};
 use orchestrator_ports::{ChangeRecord, StoreError, StoreResult};
-use serde_json::Value;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::error::{pool_error, store_error};
-use crate::prepared::Prepare;
 use crate::rows::{TaskRow, naive};
 use crate::sql;
 
@@ -166,23 +163,8 @@ pub(crate) async fn insert_on(
     conn: &mut AsyncPgConnection,
     creations: &[Creation],
 ) -> StoreResult<Vec<StoreResult<Task>>> {
-    let columns = Columns::of(creations);
-    let rows: Vec<TaskRow> = diesel::sql_query(sql::tasks::INSERT_WITH_HISTORY)
-        .bind::<Array<diesel::sql_types::Uuid>, _>(columns.trace_ids)
-        .bind::<Array<Text>, _>(columns.task_types)
-        .bind::<Array<Text>, _>(columns.titles)
-        .bind::<Array<Nullable<Text>>, _>(columns.descriptions)
-        .bind::<Array<Jsonb>, _>(columns.payloads)
-        .bind::<Array<Nullable<Text>>, _>(columns.capabilities)
-        .bind::<Array<Integer>, _>(columns.priorities)
-        .bind::<Array<Timestamp>, _>(columns.created_at)
-        .bind::<Array<Nullable<Timestamp>>, _>(columns.deadlines)
-        .bind::<Array<Integer>, _>(columns.max_retries)
-        .bind::<Array<Nullable<Text>>, _>(columns.created_by)
-        .bind::<Array<Nullable<Text>>, _>(columns.reasons)
-        .bind::<Array<Nullable<Jsonb>>, _>(columns.metadata)
-        .bind::<Array<Nullable<Integer>>, _>(columns.timeouts)
-        .prepared()
+    let rows: Vec<TaskRow> = columns_of(creations)
+        .query()
         .load(conn)
         .await
         .map_err(store_error)?;
@@ -199,55 +181,35 @@ pub(crate) async fn insert_on(
 }
 
 /// A batch as the statement's parallel arrays.
-#[derive(Default)]
-struct Columns {
-    trace_ids: Vec<Uuid>,
-    task_types: Vec<String>,
-    titles: Vec<String>,
-    descriptions: Vec<Option<String>>,
-    payloads: Vec<Value>,
-    capabilities: Vec<Option<String>>,
-    priorities: Vec<i32>,
-    created_at: Vec<chrono::NaiveDateTime>,
-    deadlines: Vec<Option<chrono::NaiveDateTime>>,
-    max_retries: Vec<i32>,
-    created_by: Vec<Option<String>>,
-    reasons: Vec<Option<String>>,
-    metadata: Vec<Option<Value>>,
-    timeouts: Vec<Option<i32>>,
-}
-
-impl Columns {
-    fn of(creations: &[Creation]) -> Columns {
-        let mut columns = Columns::default();
-        for Creation {
-            task,
-            trace_id,
-            record,
-            at,
-        } in creations
-        {
-            columns.trace_ids.push(*trace_id);
-            columns.task_types.push(task.task_type.clone());
-            columns.titles.push(task.title.clone());
-            columns.descriptions.push(task.description.clone());
-            columns.payloads.push(task.payload.clone());
-            columns
-                .capabilities
-                .push(task.required_capability.as_ref().map(|c| c.as_str().to_owned()));
-            columns.priorities.push(i32::from(task.priority.value()));
-            columns.created_at.push(naive(*at));
-            columns.deadlines.push(task.deadline.map(naive));
-            columns
-                .max_retries
-                .push(i32::try_from(task.max_retries).unwrap_or(i32::MAX));
-            columns.created_by.push(record.changed_by.clone());
-            columns.reasons.push(record.reason.clone());
-            columns.metadata.push(record.metadata.clone());
-            columns
-                .timeouts
-                .push(task.timeout_seconds.map(|t| i32::try_from(t).unwrap_or(i32::MAX)));
-        }
+fn columns_of(creations: &[Creation]) -> sql::tasks::InsertWithHistory {
+    let mut columns = sql::tasks::InsertWithHistory::default();
+    for Creation {
+        task,
+        trace_id,
+        record,
+        at,
+    } in creations
+    {
+        columns.trace_id.push(*trace_id);
+        columns.task_type.push(task.task_type.clone());
+        columns.title.push(task.title.clone());
+        columns.description.push(task.description.clone());
+        columns.payload.push(task.payload.clone());
         columns
+            .required_capability
+            .push(task.required_capability.as_ref().map(|c| c.as_str().to_owned()));
+        columns.priority.push(i32::from(task.priority.value()));
+        columns.created_at.push(naive(*at));
+        columns.deadline.push(task.deadline.map(naive));
+        columns
+            .max_retries
+            .push(i32::try_from(task.max_retries).unwrap_or(i32::MAX));
+        columns.created_by.push(record.changed_by.clone());
+        columns.reason.push(record.reason.clone());
+        columns.metadata.push(record.metadata.clone());
+        columns
+            .timeout_seconds
+            .push(task.timeout_seconds.map(|t| i32::try_from(t).unwrap_or(i32::MAX)));
     }
+    columns
 }

@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use orchestrator_domain::{DomainEvent, Droplet, DropletId, DropletStatus, Task, TaskId};
@@ -26,7 +25,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
 use crate::PgStore;
-use crate::sql::notifications::{ASYNC_COMMIT, CHANNEL, LISTEN, NOTIFY_ALL};
+use crate::sql::notifications::{ASYNC_COMMIT, CHANNEL, LISTEN, NotifyAll};
 
 /// PostgreSQL refuses notification payloads of 8000 bytes or more.
 const MAX_PAYLOAD: usize = 7_900;
@@ -227,11 +226,13 @@ async fn notify_forever(url: String, mut pending: mpsc::UnboundedReceiver<String
             tokio::time::sleep(RECONNECT_AFTER).await;
             continue;
         };
-        let sent = diesel::sql_query(NOTIFY_ALL)
-            .bind::<Text, _>(CHANNEL)
-            .bind::<Array<Text>, _>(&batch)
-            .execute(conn)
-            .await;
+        let sent = NotifyAll {
+            channel: CHANNEL,
+            payloads: &batch,
+        }
+        .planned_per_call()
+        .execute(conn)
+        .await;
         if let Err(err) = sent {
             tracing::warn!(error = %err, events = batch.len(), "could not notify other replicas");
             connection = None;

@@ -4,14 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::Task;
 use orchestrator_ports::{IdempotencyKey, StoreError, StoreResult};
 
 use crate::creates::{Creation, insert_on};
 use crate::error::TxError;
-use crate::prepared::Prepare;
 use crate::rows::naive;
 use crate::sql;
 
@@ -50,15 +49,16 @@ pub(crate) async fn create_once(
 ) -> StoreResult<Keyed> {
     let outcome = conn
         .transaction::<_, TxError, _>(async |conn| {
-            let taken: Vec<Taken> = diesel::sql_query(sql::idempotency::TAKE)
-                .bind::<Text, _>(&key.caller)
-                .bind::<Text, _>(&key.key)
-                .bind::<Text, _>(&key.fingerprint)
-                .bind::<Timestamp, _>(naive(at))
-                .bind::<Timestamp, _>(naive(expired_before))
-                .prepared()
-                .load(conn)
-                .await?;
+            let taken: Vec<Taken> = sql::idempotency::Take {
+                caller: &key.caller,
+                key: &key.key,
+                fingerprint: &key.fingerprint,
+                at: naive(at),
+                expired_before: naive(expired_before),
+            }
+            .query()
+            .load(conn)
+            .await?;
             if taken.is_empty() {
                 return seen(conn, key).await;
             }
@@ -67,13 +67,14 @@ pub(crate) async fn create_once(
                 .into_iter()
                 .collect::<StoreResult<_>>()?;
             let ids: Vec<i64> = tasks.iter().map(|t| t.id).collect();
-            diesel::sql_query(sql::idempotency::RECORD_TASKS)
-                .bind::<Text, _>(&key.caller)
-                .bind::<Text, _>(&key.key)
-                .bind::<Array<BigInt>, _>(&ids)
-                .prepared()
-                .execute(conn)
-                .await?;
+            sql::idempotency::RecordTasks {
+                caller: &key.caller,
+                key: &key.key,
+                tasks: &ids,
+            }
+            .query()
+            .execute(conn)
+            .await?;
             Ok(Keyed::Created(tasks))
         })
         .await?;
@@ -81,12 +82,13 @@ pub(crate) async fn create_once(
 }
 
 async fn seen(conn: &mut AsyncPgConnection, key: &IdempotencyKey) -> Result<Keyed, TxError> {
-    let rows: Vec<Seen> = diesel::sql_query(sql::idempotency::SEEN)
-        .bind::<Text, _>(&key.caller)
-        .bind::<Text, _>(&key.key)
-        .prepared()
-        .load(conn)
-        .await?;
+    let rows: Vec<Seen> = sql::idempotency::Seen {
+        caller: &key.caller,
+        key: &key.key,
+    }
+    .query()
+    .load(conn)
+    .await?;
     let seen = rows.into_iter().next().ok_or_else(|| {
         StoreError::Unavailable(format!(
             "idempotency key {:?} vanished while it was read",
@@ -102,11 +104,12 @@ async fn seen(conn: &mut AsyncPgConnection, key: &IdempotencyKey) -> Result<Keye
 
 /// Deletes the keys recorded before `before`.
 pub(crate) async fn delete_expired(conn: &mut AsyncPgConnection, before: DateTime<Utc>) -> StoreResult<u64> {
-    let deleted = diesel::sql_query(sql::idempotency::DELETE_EXPIRED)
-        .bind::<Timestamp, _>(naive(before))
-        .prepared()
-        .execute(conn)
-        .await
-        .map_err(crate::error::store_error)?;
+    let deleted = sql::idempotency::DeleteExpired {
+        before: naive(before),
+    }
+    .query()
+    .execute(conn)
+    .await
+    .map_err(crate::error::store_error)?;
     Ok(deleted as u64)
 }

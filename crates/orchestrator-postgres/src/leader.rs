@@ -4,7 +4,6 @@
 //! replica to ask takes it, within one job interval.
 
 use async_trait::async_trait;
-use diesel::sql_types::BigInt;
 use diesel::{QueryableByName, sql_types::Bool};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use orchestrator_ports::LeaderElection;
@@ -43,8 +42,8 @@ impl PgLeaderElection {
 
     async fn try_take(&self) -> Option<AsyncPgConnection> {
         let mut conn = AsyncPgConnection::establish(&self.database_url).await.ok()?;
-        let taken: Taken = diesel::sql_query(sql::locks::TRY_TAKE)
-            .bind::<BigInt, _>(LEADER_LOCK)
+        let taken: Taken = sql::locks::TryTake { key: LEADER_LOCK }
+            .planned_per_call()
             .get_result(&mut conn)
             .await
             .ok()?;

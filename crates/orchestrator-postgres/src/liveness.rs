@@ -39,7 +39,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use diesel::sql_types::{Array, BigInt, Double, Jsonb, Nullable, Text, Timestamp};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{Droplet, DropletId, DropletStatus, HeartbeatReport};
@@ -47,7 +46,6 @@ use orchestrator_ports::{DropletChange, HeartbeatBacklog, StoreResult};
 use serde_json::Value;
 
 use crate::error::{pool_error, store_error};
-use crate::prepared::Prepare;
 use crate::rows::{DropletRow, naive};
 use crate::sql;
 
@@ -283,17 +281,18 @@ async fn write(
     let times: Vec<NaiveDateTime> = beats.iter().map(|b| naive(b.at)).collect();
     let samples: Vec<f64> = beats.iter().map(|b| b.sample_every.as_secs_f64()).collect();
     let mut conn = pool.get().await.map_err(pool_error)?;
-    diesel::sql_query(sql::heartbeats::FLUSH)
-        .bind::<Array<BigInt>, _>(droplets)
-        .bind::<Array<Text>, _>(statuses)
-        .bind::<Array<Nullable<Jsonb>>, _>(metrics)
-        .bind::<Array<Timestamp>, _>(times)
-        .bind::<Array<BigInt>, _>(known)
-        .bind::<Array<Double>, _>(samples)
-        .prepared()
-        .load(&mut conn)
-        .await
-        .map_err(store_error)
+    sql::heartbeats::Flush {
+        droplet: droplets,
+        status: statuses,
+        metrics,
+        received_at: times,
+        known,
+        sample_every: samples,
+    }
+    .query()
+    .load(&mut conn)
+    .await
+    .map_err(store_error)
 }
 
 async fn flush_periodically(liveness: Weak<Liveness>, pool: Pool<AsyncPgConnection>, every: Duration) {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use diesel::QueryableByName;
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{Integer, Nullable, Text};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::Task;
@@ -17,7 +17,6 @@ use orchestrator_ports::{Report, ReportOutcome, StoreError, StoreResult, Transit
 
 use crate::error::{pool_error, store_error};
 use crate::group_commit::{self, Work};
-use crate::prepared::Prepare;
 use crate::rows::TaskRow;
 use crate::sql;
 
@@ -129,9 +128,8 @@ async fn read_tasks(
     ids: &[i64],
 ) -> StoreResult<HashMap<i64, (Task, Option<String>)>> {
     let mut conn = pool.get().await.map_err(pool_error)?;
-    let rows: Vec<ReadRow> = diesel::sql_query(sql::tasks::READ_FOR_REPORTS)
-        .bind::<Array<BigInt>, _>(ids)
-        .prepared()
+    let rows: Vec<ReadRow> = sql::tasks::ReadForReports { tasks: ids }
+        .query()
         .load(&mut conn)
         .await
         .map_err(store_error)?;

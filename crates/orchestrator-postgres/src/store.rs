@@ -11,7 +11,7 @@ use deadpool::managed::{Hook, HookError, Metrics};
 use diesel::dsl::count_star;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, Text, Timestamp};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -488,9 +488,8 @@ async fn list_total(conn: &mut AsyncPgConnection, filter: &TaskFilter) -> StoreR
         // Planned for the values bound, so that without a status the
         // droplet index alone answers.
         Total::DropletIndexes(droplet) => {
-            let counted: crate::analytics::CountRow = diesel::sql_query(sql::tasks::COUNT_OF_DROPLET)
-                .bind::<Integer, _>(droplet)
-                .bind::<Nullable<Text>, _>(status)
+            let counted: crate::analytics::CountRow = sql::tasks::CountOfDroplet { droplet, status }
+                .planned_per_call()
                 .get_result(conn)
                 .await
                 .map_err(store_error)?;
@@ -571,13 +570,14 @@ impl TaskStore for PgStore {
 
     async fn delete_finished_tasks(&self, before: DateTime<Utc>, batch: u32) -> StoreResult<u64> {
         let mut conn = self.conn().await?;
-        let deleted = diesel::sql_query(sql::tasks::DELETE_FINISHED)
-            .bind::<Timestamp, _>(naive(before))
-            .bind::<Integer, _>(i32::try_from(batch).unwrap_or(i32::MAX))
-            .prepared()
-            .execute(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let deleted = sql::tasks::DeleteFinished {
+            before: naive(before),
+            limit: i32::try_from(batch).unwrap_or(i32::MAX),
+        }
+        .query()
+        .execute(&mut conn)
+        .await
+        .map_err(store_error)?;
         Ok(deleted as u64)
     }
 
@@ -662,16 +662,18 @@ impl TaskStore for PgStore {
         at: DateTime<Utc>,
     ) -> StoreResult<()> {
         let mut conn = self.conn().await?;
-        let written = diesel::sql_query(sql::history::RECORD_FOR_TASK)
-            .bind::<BigInt, _>(id)
-            .bind::<Text, _>(status.as_str())
-            .bind::<Nullable<Text>, _>(record.changed_by)
-            .bind::<Nullable<Text>, _>(record.reason)
-            .bind::<Nullable<Jsonb>, _>(record.metadata)
-            .bind::<Timestamp, _>(naive(at))
-            .execute(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let written = sql::history::RecordForTask {
+            task: id,
+            status: status.as_str(),
+            changed_by: record.changed_by,
+            reason: record.reason,
+            metadata: record.metadata,
+            at: naive(at),
+        }
+        .planned_per_call()
+        .execute(&mut conn)
+        .await
+        .map_err(store_error)?;
         if written == 0 {
             return Err(StoreError::NotFound { entity: "task", id });
         }
@@ -685,13 +687,14 @@ impl TaskStore for PgStore {
         let mut pooled = self.conn().await?;
         let conn: &mut AsyncPgConnection = &mut pooled;
         conn.transaction::<_, TxError, _>(async move |conn| {
-            let marked = diesel::sql_query(sql::tasks::MARK_CANCEL_REQUESTED)
-                .bind::<BigInt, _>(key)
-                .bind::<Timestamp, _>(naive(at))
-                .bind::<Nullable<Integer>, _>(droplet)
-                .prepared()
-                .execute(conn)
-                .await?;
+            let marked = sql::tasks::MarkCancelRequested {
+                task: key,
+                at: naive(at),
+                droplet,
+            }
+            .query()
+            .execute(conn)
+            .await?;
             if marked == 0 {
                 return Err(TxError::Store(StoreError::Conflict(format!(
                     "task {key} is no longer running on the droplet it was asked to stop on"
@@ -716,15 +719,16 @@ impl TaskStore for PgStore {
     async fn claim_pending(&self, query: &RoutableQuery) -> StoreResult<Vec<Task>> {
         let mut conn = self.conn().await?;
         let capabilities: Vec<String> = query.capabilities.iter().map(|c| c.as_str().to_owned()).collect();
-        let rows: Vec<TaskRow> = diesel::sql_query(sql::tasks::CLAIM_PENDING)
-            .bind::<Bool, _>(query.include_unconstrained)
-            .bind::<Array<Text>, _>(capabilities)
-            .bind::<Integer, _>(i32::try_from(query.limit).unwrap_or(i32::MAX))
-            .bind::<Double, _>(query.lease.as_secs_f64())
-            .prepared()
-            .load(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let rows: Vec<TaskRow> = sql::tasks::ClaimPending {
+            unconstrained: query.include_unconstrained,
+            capabilities,
+            limit: i32::try_from(query.limit).unwrap_or(i32::MAX),
+            lease_seconds: query.lease.as_secs_f64(),
+        }
+        .query()
+        .load(&mut conn)
+        .await
+        .map_err(store_error)?;
         let mut tasks = rows
             .into_iter()
             .map(|row| row.into_task(None))
@@ -754,12 +758,13 @@ impl TaskStore for PgStore {
                 // and the savepoint the assignments fall back to.
                 let (_, rows, _, _) = futures_util::future::try_join4(
                     diesel::sql_query(sql::tasks::PICK_BY_QUEUE_ORDER).execute(&mut &*conn),
-                    diesel::sql_query(sql::tasks::LOCK_ROUTABLE)
-                        .bind::<Bool, _>(include_unconstrained)
-                        .bind::<Array<Text>, _>(capabilities)
-                        .bind::<Integer, _>(limit)
-                        .prepared()
-                        .load::<TaskRow>(&mut &*conn),
+                    sql::tasks::LockRoutable {
+                        unconstrained: include_unconstrained,
+                        capabilities,
+                        limit,
+                    }
+                    .query()
+                    .load::<TaskRow>(&mut &*conn),
                     diesel::sql_query(sql::tasks::PLAN_AS_USUAL).execute(&mut &*conn),
                     diesel::sql_query(sql::tasks::ROUND_SAVEPOINT).execute(&mut &*conn),
                 )
@@ -781,8 +786,8 @@ impl TaskStore for PgStore {
 
     async fn release_claims(&self, ids: &[TaskId]) -> StoreResult<()> {
         let mut conn = self.conn().await?;
-        diesel::sql_query(sql::tasks::RELEASE_CLAIMS)
-            .bind::<Array<BigInt>, _>(ids)
+        sql::tasks::ReleaseClaims { tasks: ids }
+            .query()
             .execute(&mut conn)
             .await
             .map_err(store_error)?;
@@ -816,16 +821,17 @@ impl TaskStore for PgStore {
 
     async fn tasks_to_recover(&self, query: &RecoveryQuery) -> StoreResult<Vec<RecoveryCandidate>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<RecoveryRow> = diesel::sql_query(sql::tasks::TO_RECOVER)
-            .bind::<Double, _>(query.ack_timeout.as_secs_f64())
-            .bind::<Double, _>(query.heartbeat_timeout.as_secs_f64())
-            .bind::<Double, _>(query.run_timeout.as_secs_f64())
-            .bind::<BigInt, _>(query.after)
-            .bind::<Integer, _>(i32::try_from(query.limit).unwrap_or(i32::MAX))
-            .prepared()
-            .load(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let rows: Vec<RecoveryRow> = sql::tasks::ToRecover {
+            ack_timeout: query.ack_timeout.as_secs_f64(),
+            heartbeat_timeout: query.heartbeat_timeout.as_secs_f64(),
+            run_timeout: query.run_timeout.as_secs_f64(),
+            after: query.after,
+            limit: i32::try_from(query.limit).unwrap_or(i32::MAX),
+        }
+        .query()
+        .load(&mut conn)
+        .await
+        .map_err(store_error)?;
         rows.into_iter()
             .map(|row| {
                 let reason = row
@@ -854,18 +860,19 @@ impl TaskStore for PgStore {
         };
         let progress = &report.progress;
         let mut conn = self.conn().await?;
-        let row: Option<Recorded> = diesel::sql_query(sql::tasks::RECORD_PROGRESS)
-            .bind::<BigInt, _>(report.task_id)
-            .bind::<Integer, _>(i32::try_from(report.attempt).unwrap_or(i32::MAX))
-            .bind::<Integer, _>(droplet)
-            .bind::<Nullable<diesel::sql_types::SmallInt>, _>(progress.percent.map(i16::from))
-            .bind::<Nullable<Text>, _>(progress.message.as_deref())
-            .bind::<Timestamp, _>(naive(progress.at))
-            .prepared()
-            .get_result(&mut conn)
-            .await
-            .optional()
-            .map_err(store_error)?;
+        let row: Option<Recorded> = sql::tasks::RecordProgress {
+            task: report.task_id,
+            attempt: i32::try_from(report.attempt).unwrap_or(i32::MAX),
+            droplet,
+            percent: progress.percent.map(i16::from),
+            message: progress.message.as_deref(),
+            at: naive(progress.at),
+        }
+        .query()
+        .get_result(&mut conn)
+        .await
+        .optional()
+        .map_err(store_error)?;
         Ok(match row {
             Some(row) => ReportOutcome::Applied {
                 from: TaskStatus::InProgress,
@@ -878,13 +885,14 @@ impl TaskStore for PgStore {
 
     async fn flag_deadline_risks(&self, floor: Duration, limit: u32) -> StoreResult<Vec<Task>> {
         let mut conn = self.conn().await?;
-        let rows: Vec<TaskWithDropletRow> = diesel::sql_query(sql::tasks::FLAG_DEADLINE_RISKS)
-            .bind::<Double, _>(floor.as_secs_f64())
-            .bind::<Integer, _>(i32::try_from(limit).unwrap_or(i32::MAX))
-            .prepared()
-            .load(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let rows: Vec<TaskWithDropletRow> = sql::tasks::FlagDeadlineRisks {
+            floor_seconds: floor.as_secs_f64(),
+            limit: i32::try_from(limit).unwrap_or(i32::MAX),
+        }
+        .query()
+        .load(&mut conn)
+        .await
+        .map_err(store_error)?;
         let mut tasks = rows
             .into_iter()
             .map(|row| row.task.into_task(row.external_droplet_id))
@@ -1070,16 +1078,17 @@ impl DropletStore for PgStore {
             .transaction::<_, TxError, _>(async move |conn| {
                 let (internal, before) = locked_droplet(conn, id).await?;
                 let status = before.status_after_heartbeat(report.status);
-                diesel::sql_query(sql::heartbeats::SAMPLE)
-                    .bind::<BigInt, _>(internal)
-                    .bind::<Text, _>(report.status.unwrap_or(DropletStatus::Active).as_str())
-                    .bind::<Nullable<Jsonb>, _>(&report.metrics)
-                    .bind::<Timestamp, _>(naive(at))
-                    .bind::<Double, _>(sample_every.as_secs_f64())
-                    .bind::<Bool, _>(status != before.status)
-                    .prepared()
-                    .execute(conn)
-                    .await?;
+                sql::heartbeats::Sample {
+                    droplet: internal,
+                    status: report.status.unwrap_or(DropletStatus::Active).as_str(),
+                    metrics: &report.metrics,
+                    at: naive(at),
+                    sample_every: sample_every.as_secs_f64(),
+                    status_changed: status != before.status,
+                }
+                .query()
+                .execute(conn)
+                .await?;
                 let after =
                     update_status(conn, internal, status, before.manually_deactivated, Some(at), at).await?;
                 let change = DropletChange {
@@ -1120,12 +1129,13 @@ impl DropletStore for PgStore {
         // Heartbeats absorbed here are signs of life the database must see first.
         self.liveness.flush(&self.pool).await?;
         let mut conn = self.conn().await?;
-        let rows: Vec<DropletRow> = diesel::sql_query(sql::droplets::MARK_SILENT)
-            .bind::<Double, _>(timeout.as_secs_f64())
-            .prepared()
-            .load(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let rows: Vec<DropletRow> = sql::droplets::MarkSilent {
+            timeout_seconds: timeout.as_secs_f64(),
+        }
+        .query()
+        .load(&mut conn)
+        .await
+        .map_err(store_error)?;
         rows.into_iter()
             .map(|row| {
                 let droplet = row.into_droplet()?;
@@ -1141,13 +1151,14 @@ impl DropletStore for PgStore {
     async fn delete_old_heartbeats(&self, age: Duration, batch: u32) -> StoreResult<u64> {
         self.liveness.flush(&self.pool).await?;
         let mut conn = self.conn().await?;
-        let deleted = diesel::sql_query(sql::heartbeats::DELETE_OLD)
-            .bind::<Double, _>(age.as_secs_f64())
-            .bind::<Integer, _>(i32::try_from(batch).unwrap_or(i32::MAX))
-            .prepared()
-            .execute(&mut conn)
-            .await
-            .map_err(store_error)?;
+        let deleted = sql::heartbeats::DeleteOld {
+            age_seconds: age.as_secs_f64(),
+            limit: i32::try_from(batch).unwrap_or(i32::MAX),
+        }
+        .query()
+        .execute(&mut conn)
+        .await
+        .map_err(store_error)?;
         Ok(deleted as u64)
     }
 

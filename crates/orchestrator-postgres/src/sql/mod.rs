@@ -7,6 +7,13 @@
 //! that returns whole rows is built from it at compile time (`statement!`,
 //! `qualified!`), so that a column added to a row type is added to all of
 //! them at once.
+//!
+//! A statement's parameters are named in its text (`:name`) and declared
+//! once with their types (`named_statement!`); a struct of the same names
+//! binds them, so that no call site counts `$n` positions, and a name the
+//! text and the declaration do not share fails the build. The two
+//! statements of the migration lock keep `$1`: they run on the migration
+//! harness's synchronous connection.
 
 /// The parts (`&str` consts or literals) joined into one `&'static str`
 /// at compile time; `concat!` takes only literals.
@@ -26,6 +33,81 @@ macro_rules! qualified {
             $crate::sql::qualify($columns, $prefix);
         $crate::sql::utf8(&BYTES)
     }};
+}
+
+/// A statement's text with its parameters named (`:name`) made into
+/// PostgreSQL's positional form (`$1`) at compile time; a name's position
+/// is its place in the list. The build fails when the text uses a name
+/// the list does not have, or the list has a name the text never uses.
+/// `::` (a cast) and quoted literals are left as they are.
+macro_rules! positional {
+    ($text:expr, [$($name:expr),+ $(,)?]) => {{
+        const NAMES: &[&str] = &[$($name),+];
+        const BYTES: [u8; $crate::sql::positional_len($text, NAMES)] =
+            $crate::sql::positional($text, NAMES);
+        $crate::sql::utf8(&BYTES)
+    }};
+}
+
+/// A raw statement with named, typed parameters, declared once: the text
+/// names each parameter (`:name`); the declaration gives each its SQL type
+/// and the Rust type bound to it; the statement's constant is its
+/// positional text, and a struct of the same parameters binds them, by
+/// name, in the right places:
+///
+/// ```ignore
+/// named_statement! {
+///     /// What it does.
+///     pub(crate) COUNT_HELD: CountHeld<'a> { droplets: Array<Integer> = &'a [i32] }
+///         = "SELECT ... WHERE d.droplet_id = ANY(:droplets)";
+/// }
+/// CountHeld { droplets: &targets }.query().load::<HeldRow>(conn)
+/// ```
+macro_rules! named_statement {
+    (
+        $(#[$meta:meta])*
+        $vis:vis $name:ident: $(#[$pmeta:meta])* $params:ident $(<$lt:lifetime>)? {
+            $($param:ident: $sql:ty = $rust:ty),+ $(,)?
+        } = $text:expr;
+    ) => {
+        $(#[$meta])*
+        $vis const $name: &str = positional!($text, [$(stringify!($param)),+]);
+
+        #[doc = concat!("The parameters of [`", stringify!($name), "`], by name.")]
+        $(#[$pmeta])*
+        $vis struct $params $(<$lt>)? {
+            $(pub(crate) $param: $rust),+
+        }
+
+        impl $(<$lt>)? $params $(<$lt>)? {
+            /// The statement with its parameters bound, prepared once per connection.
+            #[allow(dead_code, reason = "some statements are only planned per call")]
+            pub(crate) fn query(
+                self,
+            ) -> $crate::prepared::Prepared<
+                impl diesel::query_builder::Query<SqlType = diesel::sql_types::Untyped>
+                    + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+                    + diesel::query_builder::QueryId
+                    + Send,
+            > {
+                use $crate::prepared::Prepare;
+                self.planned_per_call().prepared()
+            }
+
+            /// The statement with its parameters bound, planned anew at
+            /// each call for the values bound (`diesel::sql_query`'s way).
+            #[allow(dead_code, reason = "only some statements are planned per call")]
+            pub(crate) fn planned_per_call(
+                self,
+            ) -> impl diesel::query_builder::Query<SqlType = diesel::sql_types::Untyped>
+                + diesel::query_builder::QueryFragment<diesel::pg::Pg>
+                + diesel::query_builder::QueryId
+                + Send {
+                diesel::sql_query($name)
+                    $(.bind::<$sql, _>(self.$param))+
+            }
+        }
+    };
 }
 
 pub(crate) mod catalog;
@@ -108,6 +190,112 @@ const fn copy(out: &mut [u8], mut at: usize, bytes: &[u8]) -> usize {
     at
 }
 
+/// The parameter a statement's text names at `i` (`:name`, not `::`), as
+/// its end and its place in `names`; `None` when nothing is named there.
+const fn named_at(text: &[u8], i: usize, names: &[&str]) -> Option<(usize, usize)> {
+    if text[i] != b':' || i + 1 >= text.len() || !starts_name(text[i + 1]) || (i > 0 && text[i - 1] == b':') {
+        return None;
+    }
+    let mut end = i + 1;
+    while end < text.len() && (starts_name(text[end]) || text[end].is_ascii_digit()) {
+        end += 1;
+    }
+    let mut n = 0;
+    while n < names.len() {
+        if same(names[n].as_bytes(), text, i + 1, end) {
+            return Some((end, n));
+        }
+        n += 1;
+    }
+    panic!("a statement names a parameter its declaration does not have")
+}
+
+const fn starts_name(byte: u8) -> bool {
+    byte.is_ascii_lowercase() || byte == b'_'
+}
+
+/// Whether `text[from..to]` is `name`.
+const fn same(name: &[u8], text: &[u8], from: usize, to: usize) -> bool {
+    if name.len() != to - from {
+        return false;
+    }
+    let mut k = 0;
+    while k < name.len() {
+        if name[k] != text[from + k] {
+            return false;
+        }
+        k += 1;
+    }
+    true
+}
+
+/// Digits of `$n` for the parameter at `place` (0-based).
+const fn digits(place: usize) -> usize {
+    if place + 1 >= 10 { 2 } else { 1 }
+}
+
+pub(crate) const fn positional_len(text: &str, names: &[&str]) -> usize {
+    assert!(
+        !names.is_empty() && names.len() < 100,
+        "a statement has 1 to 99 parameters"
+    );
+    let text = text.as_bytes();
+    let mut used = [false; 100];
+    let (mut len, mut i, mut quoted) = (0, 0, false);
+    while i < text.len() {
+        if text[i] == b'\'' {
+            quoted = !quoted;
+        }
+        assert!(
+            quoted || text[i] != b'$' || i + 1 >= text.len() || !text[i + 1].is_ascii_digit(),
+            "a statement with named parameters has no positional ones"
+        );
+        if !quoted && let Some((end, place)) = named_at(text, i, names) {
+            used[place] = true;
+            len += 1 + digits(place);
+            i = end;
+            continue;
+        }
+        len += 1;
+        i += 1;
+    }
+    let mut n = 0;
+    while n < names.len() {
+        assert!(used[n], "a statement declares a parameter its text never uses");
+        n += 1;
+    }
+    len
+}
+
+pub(crate) const fn positional<const N: usize>(text: &str, names: &[&str]) -> [u8; N] {
+    let text = text.as_bytes();
+    let mut out = [0; N];
+    let (mut at, mut i, mut quoted) = (0, 0, false);
+    while i < text.len() {
+        if text[i] == b'\'' {
+            quoted = !quoted;
+        }
+        if !quoted && let Some((end, place)) = named_at(text, i, names) {
+            out[at] = b'$';
+            at += 1;
+            let number = place + 1;
+            if number >= 10 {
+                out[at] = b'0' + (number / 10) as u8;
+                at += 1;
+            }
+            out[at] = b'0' + (number % 10) as u8;
+            at += 1;
+            i = end;
+            continue;
+        }
+        out[at] = text[i];
+        at += 1;
+        i += 1;
+    }
+    assert!(at == N, "the statement's length was miscounted");
+    out
+}
+
 pub(crate) const fn utf8(bytes: &[u8]) -> &str {
     match std::str::from_utf8(bytes) {
         Ok(text) => text,
@@ -145,6 +333,22 @@ mod tests {
         assert_eq!(super::tasks::COLUMNS, task);
         let droplet = selected_columns(&droplets::table.select(DropletRow::as_select()));
         assert_eq!(super::droplets::COLUMNS, droplet);
+    }
+
+    #[test]
+    fn named_parameters_become_positional_in_their_declared_order() {
+        assert_eq!(
+            positional!(
+                "SELECT :b::int8, ARRAY[1:2], ':a' WHERE x = :a OR y = :b",
+                ["a", "b"]
+            ),
+            "SELECT $2::int8, ARRAY[1:2], ':a' WHERE x = $1 OR y = $2"
+        );
+        const MANY: &str = positional!(
+            ":p1 :p2 :p3 :p4 :p5 :p6 :p7 :p8 :p9 :p10 :p11",
+            ["p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "p10", "p11"]
+        );
+        assert_eq!(MANY, "$1 $2 $3 $4 $5 $6 $7 $8 $9 $10 $11");
     }
 
     #[test]

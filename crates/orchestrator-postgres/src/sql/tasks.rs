@@ -8,6 +8,9 @@
 //! holds, in the [`LIVE_COLUMNS`]. `task_view` shows each task as the API
 //! does, its run row over its `tasks` row.
 
+use chrono::NaiveDateTime;
+use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, SmallInt, Text, Timestamp};
+
 /// The columns of `tasks` that `TaskRow` reads, in its order: what a
 /// statement returns of each task it reads whole.
 pub(crate) const COLUMNS: &str = "id, trace_id, task_type, title, description, payload, required_capability, \
@@ -33,17 +36,18 @@ const RUN_OVER_TASK: &str = statement!(
     qualified!(LIVE_COLUMNS, "r.")
 );
 
-/// Queued tasks ready to route, in routing order, at most `$3`: those
-/// requiring no capability when `$1`, and those requiring one of `$2`. The
+/// Queued tasks ready to route, in routing order, at most `limit`: those
+/// requiring no capability when `unconstrained`, and those requiring one of
+/// `capabilities`. The
 /// order is `idx_task_queue_order`'s, so the pick walks the index from its
 /// head and stops after the batch.
 const ROUTABLE: &str = "
 FROM task_queue q
 WHERE (q.routing_lease_until IS NULL OR q.routing_lease_until < (now() AT TIME ZONE 'UTC'))
   AND (q.retry_after IS NULL OR q.retry_after <= (now() AT TIME ZONE 'UTC'))
-  AND ((q.required_capability IS NULL AND $1) OR q.required_capability = ANY($2))
+  AND ((q.required_capability IS NULL AND :unconstrained) OR q.required_capability = ANY(:capabilities))
 ORDER BY q.priority, q.deadline, q.created_at, q.task_id
-LIMIT $3";
+LIMIT :limit";
 
 /// The picked queue rows' tasks, in routing order. A queued task has no
 /// run row: its `tasks` row is its state.
@@ -56,12 +60,17 @@ FROM picked p JOIN tasks t ON t.id = p.task_id
 ORDER BY p.priority, p.deadline, p.created_at, p.task_id"
 );
 
-/// Locks a batch of [`ROUTABLE`] queue rows for the length of one routing
-/// round's transaction and reads their tasks. `SKIP LOCKED` lets other
-/// replicas' rounds pass over them; a cancel or a deadline failure of one
-/// of them waits for the round, whose assignment deletes the row. A lease
-/// still running (set by [`CLAIM_PENDING`]) is respected.
-pub(crate) const LOCK_ROUTABLE: &str = statement!(
+named_statement! {
+    /// Locks a batch of [`ROUTABLE`] queue rows for the length of one routing
+    /// round's transaction and reads their tasks. `SKIP LOCKED` lets other
+    /// replicas' rounds pass over them; a cancel or a deadline failure of one
+    /// of them waits for the round, whose assignment deletes the row. A lease
+    /// still running (set by [`CLAIM_PENDING`]) is respected.
+    pub(crate) LOCK_ROUTABLE: LockRoutable {
+        unconstrained: Bool = bool,
+        capabilities: Array<Text> = Vec<String>,
+        limit: Integer = i32,
+    } = statement!(
     "WITH picked AS (
 SELECT q.task_id, q.priority, q.deadline, q.created_at",
     ROUTABLE,
@@ -70,6 +79,7 @@ FOR UPDATE SKIP LOCKED
 )",
     PICKED_TASKS
 );
+}
 
 /// Run in a round's transaction before [`LOCK_ROUTABLE`]: the pick reads
 /// the queue by its ordering index. Walking it from the head and stopping
@@ -92,14 +102,20 @@ pub(crate) const ROUND_SAVEPOINT: &str = "SAVEPOINT routing_round";
 /// Undoes a round's failed assignments, keeping its tasks locked.
 pub(crate) const BACK_TO_ROUND_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT routing_round";
 
-/// Claims a batch of [`ROUTABLE`] tasks for a lease of `$4` seconds
-/// measured on the database's clock. `SKIP LOCKED` lets concurrent claims
-/// on other replicas pass over rows being claimed here instead of waiting
-/// for them.
-pub(crate) const CLAIM_PENDING: &str = statement!(
+named_statement! {
+    /// Claims a batch of [`ROUTABLE`] tasks for a lease of `lease_seconds`
+    /// measured on the database's clock. `SKIP LOCKED` lets concurrent claims
+    /// on other replicas pass over rows being claimed here instead of waiting
+    /// for them.
+    pub(crate) CLAIM_PENDING: ClaimPending {
+        unconstrained: Bool = bool,
+        capabilities: Array<Text> = Vec<String>,
+        limit: Integer = i32,
+        lease_seconds: Double = f64,
+    } = statement!(
     "\
 WITH picked AS (
-UPDATE task_queue SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => $4)
+UPDATE task_queue SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => :lease_seconds)
 WHERE task_id IN (SELECT q.task_id",
     ROUTABLE,
     "
@@ -108,20 +124,32 @@ RETURNING task_id, priority, deadline, created_at
 )",
     PICKED_TASKS
 );
+}
 
-/// Releases the leases of the tasks in `$1` still queued.
-pub(crate) const RELEASE_CLAIMS: &str =
-    "UPDATE task_queue SET routing_lease_until = NULL WHERE task_id = ANY($1)";
+named_statement! {
+    /// Releases the leases of those of the `tasks` still queued.
+    pub(crate) RELEASE_CLAIMS: ReleaseClaims<'a> {
+        tasks: Array<BigInt> = &'a [i64],
+    } = "UPDATE task_queue SET routing_lease_until = NULL WHERE task_id = ANY(:tasks)";
+}
 
-/// Tasks recovery must move, with the first reason that applies, on the
-/// database's clock: at most `$5`, with ids above `$4`, in id order. `$1`
-/// is the acknowledgement timeout, `$2` the heartbeat timeout after which a
-/// drained droplet's work is taken too, `$3` the default run timeout (0:
-/// none), all in seconds. Each condition is written once (`judged`) and
-/// both picks and names the candidates; tasks recovery cannot move (a
-/// failed task asked to stop, or past its deadline) are never candidates,
-/// so that a pass never stalls on them.
-pub(crate) const TO_RECOVER: &str = statement!(
+named_statement! {
+    /// Tasks recovery must move, with the first reason that applies, on the
+    /// database's clock: at most `limit`, with ids above `after`, in id
+    /// order. `ack_timeout` is the acknowledgement timeout,
+    /// `heartbeat_timeout` the one after which a drained droplet's work is
+    /// taken too, `run_timeout` the default run timeout (0: none), all in
+    /// seconds. Each condition is written once (`judged`) and
+    /// both picks and names the candidates; tasks recovery cannot move (a
+    /// failed task asked to stop, or past its deadline) are never candidates,
+    /// so that a pass never stalls on them.
+    pub(crate) TO_RECOVER: ToRecover {
+        ack_timeout: Double = f64,
+        heartbeat_timeout: Double = f64,
+        run_timeout: Double = f64,
+        after: BigInt = i64,
+        limit: Integer = i32,
+    } = statement!(
     "\
 WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now),
 judged AS (
@@ -131,15 +159,15 @@ SELECT t.id, d.droplet_id AS external_droplet_id,
          WHEN t.status IN ('assigned', 'in_progress') AND (
               d.id IS NULL OR d.status = 'error'
               OR (d.status = 'inactive' AND (NOT d.manually_deactivated OR d.last_heartbeat IS NULL
-                  OR d.last_heartbeat < c.now - make_interval(secs => $2))))
+                  OR d.last_heartbeat < c.now - make_interval(secs => :heartbeat_timeout))))
            THEN 'droplet_inactive'
          WHEN t.status IN ('assigned', 'in_progress') AND t.assigned_at < d.session_started_at
            THEN 'droplet_restarted'
-         WHEN t.status = 'in_progress' AND coalesce(t.timeout_seconds, $3) > 0
+         WHEN t.status = 'in_progress' AND coalesce(t.timeout_seconds, :run_timeout) > 0
               AND greatest(t.started_at, t.progress_at)
-                  < c.now - make_interval(secs => coalesce(t.timeout_seconds, $3))
+                  < c.now - make_interval(secs => coalesce(t.timeout_seconds, :run_timeout))
            THEN 'run_timed_out'
-         WHEN t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => $1) THEN 'not_started'
+         WHEN t.status = 'assigned' AND t.assigned_at < c.now - make_interval(secs => :ack_timeout) THEN 'not_started'
          WHEN t.status = 'failed' AND coalesce(t.retry_count, 0) < coalesce(t.max_retries, 3)
               AND t.cancel_requested_at IS NULL AND (t.deadline IS NULL OR t.deadline >= c.now)
            THEN 'retry_pending'
@@ -148,11 +176,11 @@ FROM task_view t
 LEFT JOIN droplets d ON d.id = t.assigned_droplet_id
 CROSS JOIN clock c
 WHERE t.id IN (
-    SELECT task_id FROM task_runs WHERE task_id > $4
+    SELECT task_id FROM task_runs WHERE task_id > :after
     UNION ALL
-    SELECT id FROM tasks WHERE status = 'failed' AND id > $4
+    SELECT id FROM tasks WHERE status = 'failed' AND id > :after
     UNION ALL
-    SELECT task_id FROM task_queue WHERE deadline < (SELECT now FROM clock) AND task_id > $4
+    SELECT task_id FROM task_queue WHERE deadline < (SELECT now FROM clock) AND task_id > :after
 )
 )
 SELECT ",
@@ -161,20 +189,29 @@ SELECT ",
 FROM judged j JOIN task_view t ON t.id = j.id
 WHERE j.reason IS NOT NULL
 ORDER BY t.id
-LIMIT $5"
+LIMIT :limit"
 );
+}
 
-/// Records a progress report on a running task (`$1`) while it is still on
-/// attempt `$2` of the droplet with external id `$3`: `$4` percent, `$5`
-/// message, at `$6`; returns the task and its droplet's name. No history
-/// row: progress is not a change of state. It is a heap-only update of the
-/// run row.
-pub(crate) const RECORD_PROGRESS: &str = statement!(
+named_statement! {
+    /// Records a progress report (`percent`, `message`, at `at`) on the
+    /// running `task` while it is still on `attempt` of the droplet with
+    /// external id `droplet`; returns the task and its droplet's name. No history
+    /// row: progress is not a change of state. It is a heap-only update of the
+    /// run row.
+    pub(crate) RECORD_PROGRESS: RecordProgress<'a> {
+        task: BigInt = i64,
+        attempt: Integer = i32,
+        droplet: Integer = i32,
+        percent: Nullable<SmallInt> = Option<i16>,
+        message: Nullable<Text> = Option<&'a str>,
+        at: Timestamp = NaiveDateTime,
+    } = statement!(
     "\
 WITH r AS (
-UPDATE task_runs SET progress = $4, progress_message = $5, progress_at = $6, updated_at = $6
-WHERE task_id = $1 AND status = 'in_progress' AND attempt = $2
-  AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)
+UPDATE task_runs SET progress = :percent, progress_message = :message, progress_at = :at, updated_at = :at
+WHERE task_id = :task AND status = 'in_progress' AND attempt = :attempt
+  AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = :droplet)
 RETURNING *
 )
 SELECT ",
@@ -182,12 +219,17 @@ SELECT ",
     ", d.name AS droplet_name
 FROM r JOIN tasks t ON t.id = r.task_id JOIN droplets d ON d.id = r.assigned_droplet_id"
 );
+}
 
-/// Unfinished tasks whose deadline is nearer than `$1` seconds or the p95
-/// run time of their type over the last day, not reported before: marked
-/// and returned, at most `$2`, on the database's clock. An unfinished
-/// task's row says `pending`, whatever holds it.
-pub(crate) const FLAG_DEADLINE_RISKS: &str = statement!(
+named_statement! {
+    /// Unfinished tasks whose deadline is nearer than `floor_seconds` or the
+    /// p95 run time of their type over the last day, not reported before: marked
+    /// and returned, at most `limit`, on the database's clock. An unfinished
+    /// task's row says `pending`, whatever holds it.
+    pub(crate) FLAG_DEADLINE_RISKS: FlagDeadlineRisks {
+        floor_seconds: Double = f64,
+        limit: Integer = i32,
+    } = statement!(
     "\
 WITH clock AS (SELECT now() AT TIME ZONE 'UTC' AS now),
 runs AS (
@@ -203,9 +245,9 @@ due AS (
     LEFT JOIN runs r ON r.task_type = t.task_type
     WHERE t.status = 'pending'
       AND t.deadline IS NOT NULL AND t.deadline_risk_at IS NULL
-      AND t.deadline < c.now + make_interval(secs => greatest($1, coalesce(r.p95, 0)))
+      AND t.deadline < c.now + make_interval(secs => greatest(:floor_seconds, coalesce(r.p95, 0)))
     ORDER BY t.deadline, t.id
-    LIMIT $2
+    LIMIT :limit
     FOR UPDATE OF t SKIP LOCKED
 ), flagged AS (
 UPDATE tasks SET deadline_risk_at = (SELECT now FROM clock)
@@ -220,48 +262,63 @@ SELECT ",
 FROM task_view v
 WHERE v.id IN (SELECT id FROM flagged)"
 );
+}
 
-/// Deletes at most `$2` tasks finished for good (`Task::is_finished`, a
-/// deadline judged by the database's clock) that completed before `$1`,
-/// with their history. It reads finished rows only (the partial index of
-/// migration 15) and skips those another transaction holds, so that live
-/// work never waits on it. The history goes in the same statement, in one
-/// pass, before the cascade of its foreign key would look for it task by task.
-pub(crate) const DELETE_FINISHED: &str = "\
+named_statement! {
+    /// Deletes at most `limit` tasks finished for good (`Task::is_finished`, a
+    /// deadline judged by the database's clock) that completed before `before`,
+    /// with their history. It reads finished rows only (the partial index of
+    /// migration 15) and skips those another transaction holds, so that live
+    /// work never waits on it. The history goes in the same statement, in one
+    /// pass, before the cascade of its foreign key would look for it task by task.
+    pub(crate) DELETE_FINISHED: DeleteFinished {
+        before: Timestamp = NaiveDateTime,
+        limit: Integer = i32,
+    } = "\
 WITH old AS (
     SELECT id FROM tasks
-    WHERE status IN ('completed', 'cancelled', 'failed') AND completed_at < $1
+    WHERE status IN ('completed', 'cancelled', 'failed') AND completed_at < :before
       AND (status <> 'failed'
            OR coalesce(retry_count, 0) >= coalesce(max_retries, 3)
            OR cancel_requested_at IS NOT NULL
            OR deadline < (now() AT TIME ZONE 'UTC'))
-    LIMIT $2
+    LIMIT :limit
     FOR UPDATE SKIP LOCKED
 ), history AS (
     DELETE FROM task_state_history WHERE task_id IN (SELECT id FROM old)
 )
 DELETE FROM tasks WHERE id IN (SELECT id FROM old)";
+}
 
 /// Pending and held tasks: the queue and the run rows, so the read does not
 /// grow with the finished tasks kept.
 pub(crate) const COUNT_LIVE: &str = "\
 SELECT (SELECT count(*) FROM task_queue) AS pending, (SELECT count(*) FROM task_runs) AS held";
 
-/// `$1` task, `$2` time, `$3` the external id of the droplet running it.
-pub(crate) const MARK_CANCEL_REQUESTED: &str = "\
-UPDATE task_runs SET cancel_requested_at = $2, updated_at = $2
-WHERE task_id = $1 AND status = 'in_progress' AND cancel_requested_at IS NULL
-  AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = $3)";
+named_statement! {
+    /// Marks a cancel request, at `at`, on the running `task` of the droplet
+    /// with external id `droplet`.
+    pub(crate) MARK_CANCEL_REQUESTED: MarkCancelRequested {
+        task: BigInt = i64,
+        at: Timestamp = NaiveDateTime,
+        droplet: Nullable<Integer> = Option<i32>,
+    } = "\
+UPDATE task_runs SET cancel_requested_at = :at, updated_at = :at
+WHERE task_id = :task AND status = 'in_progress' AND cancel_requested_at IS NULL
+  AND assigned_droplet_id = (SELECT d.id FROM droplets d WHERE d.droplet_id = :droplet)";
+}
 
-/// The tasks holding a slot of each droplet in `$1` (external ids), by
-/// external id. Sent with [`super::droplets::LOCK_TARGETS`] in one round
-/// trip: being a statement of its own that runs after the locks are held,
-/// it sees the assignments of any transaction that held them before.
-pub(crate) const COUNT_HELD: &str = "\
+named_statement! {
+    /// The tasks holding a slot of each of the `droplets` (external ids), by
+    /// external id. Sent with [`super::droplets::LOCK_TARGETS`] in one round
+    /// trip: being a statement of its own that runs after the locks are held,
+    /// it sees the assignments of any transaction that held them before.
+    pub(crate) COUNT_HELD: CountHeld<'a> { droplets: Array<Integer> = &'a [i32] } = "\
 SELECT d.droplet_id AS droplet, count(*) AS held
 FROM droplets d JOIN task_runs r ON r.assigned_droplet_id = d.id
-WHERE d.droplet_id = ANY($1)
+WHERE d.droplet_id = ANY(:droplets)
 GROUP BY d.droplet_id";
+}
 
 /// The tasks holding a slot of each droplet that holds any, by the
 /// droplet's external id.
@@ -285,29 +342,42 @@ SELECT status::text AS key, sum(n)::int8 AS n FROM (
 GROUP BY status
 HAVING sum(n) > 0";
 
-/// The tasks of the droplet with external id `$1` (those it ended, in
-/// `tasks`, and those it holds, in `task_runs`: a held task's `tasks` row
-/// has no droplet), in status `$2` or any when NULL; each part by its
-/// table's droplet index. `key` is unused.
-pub(crate) const COUNT_OF_DROPLET: &str = "\
-WITH d AS (SELECT id FROM droplets WHERE droplet_id = $1)
+named_statement! {
+    /// The tasks of the droplet with external id `droplet` (those it ended, in
+    /// `tasks`, and those it holds, in `task_runs`: a held task's `tasks` row
+    /// has no droplet), in status `status` or any when NULL; each part by its
+    /// table's droplet index. `key` is unused.
+    pub(crate) COUNT_OF_DROPLET: CountOfDroplet<'a> {
+        droplet: Integer = i32,
+        status: Nullable<Text> = Option<&'a str>,
+    } = "\
+WITH d AS (SELECT id FROM droplets WHERE droplet_id = :droplet)
 SELECT '' AS key,
-       (SELECT count(*) FROM tasks t, d WHERE t.assigned_droplet_id = d.id AND ($2::text IS NULL OR t.status = $2))
-     + (SELECT count(*) FROM task_runs r, d WHERE r.assigned_droplet_id = d.id AND ($2::text IS NULL OR r.status = $2))
+       (SELECT count(*) FROM tasks t, d WHERE t.assigned_droplet_id = d.id AND (:status::text IS NULL OR t.status = :status))
+     + (SELECT count(*) FROM task_runs r, d WHERE r.assigned_droplet_id = d.id AND (:status::text IS NULL OR r.status = :status))
        AS n";
+}
 
-/// Tasks `$1` as a droplet's report reads them: whole, with their
-/// droplet's external id and name.
-pub(crate) const READ_FOR_REPORTS: &str = statement!(
+named_statement! {
+    /// The `tasks` as a droplet's report reads them: whole, with their
+    /// droplet's external id and name.
+    pub(crate) READ_FOR_REPORTS: ReadForReports<'a> {
+        tasks: Array<BigInt> = &'a [i64],
+    } = statement!(
     "SELECT ",
     qualified!(COLUMNS, "v."),
     ", d.droplet_id AS external_droplet_id, d.name AS droplet_name
 FROM task_view v LEFT JOIN droplets d ON d.id = v.assigned_droplet_id
-WHERE v.id = ANY($1)"
+WHERE v.id = ANY(:tasks)"
 );
+}
 
-/// The status of each task in `$1`.
-pub(crate) const STATUSES: &str = "SELECT id, status::text FROM task_view WHERE id = ANY($1)";
+named_statement! {
+    /// The status of each task in `tasks`.
+    pub(crate) STATUSES: Statuses<'a> {
+        tasks: Array<BigInt> = &'a [i64],
+    } = "SELECT id, status::text FROM task_view WHERE id = ANY(:tasks)";
+}
 
 /// The live columns of a changed task, from the transition `i`.
 const SET_LIVE: &str = "
@@ -324,33 +394,60 @@ const EXPECTED_DROPLET: &str = "(SELECT d.id FROM droplets d WHERE d.droplet_id 
 const NEW_DROPLET: &str =
     "coalesce(i.droplet_key, (SELECT d.id FROM droplets d WHERE d.droplet_id = i.droplet))";
 
-/// The compare-and-set of a batch of transitions, one array per column,
-/// and the history rows of those it applied, in one statement. `$3`/`$5`
-/// are external droplet ids, looked up here; `$6` carries the internal id
-/// where the batch already knows it (a locked target).
-///
-/// Each task's compare-and-set is on the row that holds its state, which
-/// is also its lock: a queued task's queue row (deleted when it leaves the
-/// queue), a held task's run row (updated while the droplet keeps it,
-/// deleted when it leaves the droplet), a finished task's `tasks` row.
-/// `tasks` is written only when a task becomes pending again or ends.
-///
-/// Each droplet given work records when it last got some (the least
-/// recently assigned droplet wins ties in routing). Its row is already
-/// locked by [`super::droplets::LOCK_TARGETS`], which every batch with
-/// assignments runs first, so this takes no lock in another order.
-///
-/// It returns the [`LIVE_COLUMNS`] of each task it changed, as written:
-/// the others never change after creation, and the caller has them in the
-/// task it read to make the transition. Returning the whole row read back
-/// every held task's wide `tasks` row, payload included.
-pub(crate) const APPLY_TRANSITIONS: &str = statement!(
+named_statement! {
+    /// The compare-and-set of a batch of transitions, one array per column,
+    /// and the history rows of those it applied, in one statement.
+    /// `expected_droplet` and `droplet` are external droplet ids, looked up
+    /// here; `droplet_key` carries the internal id where the batch already
+    /// knows it (a locked target).
+    ///
+    /// Each task's compare-and-set is on the row that holds its state, which
+    /// is also its lock: a queued task's queue row (deleted when it leaves the
+    /// queue), a held task's run row (updated while the droplet keeps it,
+    /// deleted when it leaves the droplet), a finished task's `tasks` row.
+    /// `tasks` is written only when a task becomes pending again or ends.
+    ///
+    /// Each droplet given work records when it last got some (the least
+    /// recently assigned droplet wins ties in routing). Its row is already
+    /// locked by [`super::droplets::LOCK_TARGETS`], which every batch with
+    /// assignments runs first, so this takes no lock in another order.
+    ///
+    /// It returns the [`LIVE_COLUMNS`] of each task it changed, as written:
+    /// the others never change after creation, and the caller has them in the
+    /// task it read to make the transition. Returning the whole row read back
+    /// every held task's wide `tasks` row, payload included.
+    pub(crate) APPLY_TRANSITIONS: #[derive(Default)] ApplyTransitions {
+        id: Array<BigInt> = Vec<i64>,
+        expected_status: Array<Text> = Vec<String>,
+        expected_droplet: Array<Nullable<Integer>> = Vec<Option<i32>>,
+        status: Array<Text> = Vec<String>,
+        droplet: Array<Nullable<Integer>> = Vec<Option<i32>>,
+        droplet_key: Array<Nullable<BigInt>> = Vec<Option<i64>>,
+        assigned_at: Array<Nullable<Timestamp>> = Vec<Option<NaiveDateTime>>,
+        started_at: Array<Nullable<Timestamp>> = Vec<Option<NaiveDateTime>>,
+        completed_at: Array<Nullable<Timestamp>> = Vec<Option<NaiveDateTime>>,
+        result: Array<Nullable<Jsonb>> = Vec<Option<serde_json::Value>>,
+        error_message: Array<Nullable<Text>> = Vec<Option<String>>,
+        retry_count: Array<Nullable<Integer>> = Vec<Option<i32>>,
+        updated_at: Array<Timestamp> = Vec<NaiveDateTime>,
+        retry_after: Array<Nullable<Timestamp>> = Vec<Option<NaiveDateTime>>,
+        attempt: Array<Integer> = Vec<i32>,
+        changed_by: Array<Nullable<Text>> = Vec<Option<String>>,
+        reason: Array<Nullable<Text>> = Vec<Option<String>>,
+        metadata: Array<Nullable<Jsonb>> = Vec<Option<serde_json::Value>>,
+        expected_attempt: Array<Integer> = Vec<i32>,
+        cancel_requested_at: Array<Nullable<Timestamp>> = Vec<Option<NaiveDateTime>>,
+        requeues: Array<Integer> = Vec<i32>,
+        progress: Array<Nullable<SmallInt>> = Vec<Option<i16>>,
+        progress_message: Array<Nullable<Text>> = Vec<Option<String>>,
+        progress_at: Array<Nullable<Timestamp>> = Vec<Option<NaiveDateTime>>,
+    } = statement!(
     "\
 WITH i AS (
-SELECT * FROM unnest($1::int8[], $2::text[], $3::int4[], $4::text[], $5::int4[], $6::int8[], $7::timestamp[],
-            $8::timestamp[], $9::timestamp[], $10::jsonb[], $11::text[], $12::int4[], $13::timestamp[],
-            $14::timestamp[], $15::int4[], $16::text[], $17::text[], $18::jsonb[], $19::int4[],
-            $20::timestamp[], $21::int4[], $22::int2[], $23::text[], $24::timestamp[])
+SELECT * FROM unnest(:id::int8[], :expected_status::text[], :expected_droplet::int4[], :status::text[], :droplet::int4[], :droplet_key::int8[], :assigned_at::timestamp[],
+            :started_at::timestamp[], :completed_at::timestamp[], :result::jsonb[], :error_message::text[], :retry_count::int4[], :updated_at::timestamp[],
+            :retry_after::timestamp[], :attempt::int4[], :changed_by::text[], :reason::text[], :metadata::jsonb[], :expected_attempt::int4[],
+            :cancel_requested_at::timestamp[], :requeues::int4[], :progress::int2[], :progress_message::text[], :progress_at::timestamp[])
      AS i(id, expected_status, expected_droplet, status, droplet, droplet_key, assigned_at, started_at,
           completed_at, result, error_message, retry_count, updated_at, retry_after, attempt,
           changed_by, reason, metadata, expected_attempt, cancel_requested_at, requeues, progress,
@@ -435,6 +532,7 @@ SELECT id, ",
     "
 FROM changed"
 );
+}
 
 /// Queues tasks just made pending, from the rows `created` returned.
 const QUEUE_CREATED: &str = "
@@ -442,15 +540,31 @@ const QUEUE_CREATED: &str = "
     INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, retry_after)
     SELECT id, priority, deadline, created_at, required_capability, attempt, retry_after FROM created";
 
-/// Creates tasks with their first history rows. The tasks arrive as
-/// parallel arrays, one element per task; the history row of each is
-/// joined back to its task by its unique `trace_id`.
-pub(crate) const INSERT_WITH_HISTORY: &str = statement!(
+named_statement! {
+    /// Creates tasks with their first history rows. The tasks arrive as
+    /// parallel arrays, one element per task; the history row of each is
+    /// joined back to its task by its unique `trace_id`.
+    pub(crate) INSERT_WITH_HISTORY: #[derive(Default)] InsertWithHistory {
+        trace_id: Array<diesel::sql_types::Uuid> = Vec<uuid::Uuid>,
+        task_type: Array<Text> = Vec<String>,
+        title: Array<Text> = Vec<String>,
+        description: Array<Nullable<Text>> = Vec<Option<String>>,
+        payload: Array<Jsonb> = Vec<serde_json::Value>,
+        required_capability: Array<Nullable<Text>> = Vec<Option<String>>,
+        priority: Array<Integer> = Vec<i32>,
+        created_at: Array<Timestamp> = Vec<NaiveDateTime>,
+        deadline: Array<Nullable<Timestamp>> = Vec<Option<NaiveDateTime>>,
+        max_retries: Array<Integer> = Vec<i32>,
+        created_by: Array<Nullable<Text>> = Vec<Option<String>>,
+        reason: Array<Nullable<Text>> = Vec<Option<String>>,
+        metadata: Array<Nullable<Jsonb>> = Vec<Option<serde_json::Value>>,
+        timeout_seconds: Array<Nullable<Integer>> = Vec<Option<i32>>,
+    } = statement!(
     r"
 WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
-                         $7::int4[], $8::timestamp[], $9::timestamp[], $10::int4[], $11::text[],
-                         $12::text[], $13::jsonb[], $14::int4[])
+    SELECT * FROM unnest(:trace_id::uuid[], :task_type::text[], :title::text[], :description::text[], :payload::jsonb[], :required_capability::text[],
+                         :priority::int4[], :created_at::timestamp[], :deadline::timestamp[], :max_retries::int4[], :created_by::text[],
+                         :reason::text[], :metadata::jsonb[], :timeout_seconds::int4[])
         AS i(trace_id, task_type, title, description, payload, required_capability,
              priority, created_at, deadline, max_retries, created_by, reason, metadata, timeout_seconds)
 ), created AS (
@@ -472,6 +586,7 @@ WITH input AS (
 )
 SELECT * FROM created"
 );
+}
 
 /// Queued tasks by priority.
 pub(crate) const PENDING_BY_PRIORITY: &str = "\
@@ -479,16 +594,21 @@ SELECT coalesce(priority, 5)::text AS key, count(*) AS n
 FROM task_queue
 GROUP BY coalesce(priority, 5)";
 
-/// Tasks created and finished in the window `[$1, $2)`; each count by
-/// its own index.
-pub(crate) const THROUGHPUT: &str = "\
-SELECT (SELECT count(*) FROM tasks WHERE created_at >= $1 AND created_at < $2) AS created,
+named_statement! {
+    /// Tasks created and finished in the window `[since, until)`; each count by
+    /// its own index.
+    pub(crate) THROUGHPUT: Throughput {
+        since: Timestamp = NaiveDateTime,
+        until: Timestamp = NaiveDateTime,
+    } = "\
+SELECT (SELECT count(*) FROM tasks WHERE created_at >= :since AND created_at < :until) AS created,
        (SELECT count(*) FROM tasks
-        WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2) AS finished";
+        WHERE status IN ('completed', 'failed') AND completed_at >= :since AND completed_at < :until) AS finished";
+}
 
 /// What the window statements read of each task that may lie in the
-/// window starting at `$1`, as `w`: the finished tasks from the range of
-/// `idx_tasks_finished_completed_at` that starts at `$1`, and the held
+/// window starting at `since`, as `w`: the finished tasks from the range of
+/// `idx_tasks_finished_completed_at` that starts at `since`, and the held
 /// tasks from their run rows.
 ///
 /// A finished task assigned or finished in a window finished at or after
@@ -501,7 +621,7 @@ SELECT (SELECT count(*) FROM tasks WHERE created_at >= $1 AND created_at < $2) A
 const LIFECYCLES_SINCE: &str = "(
 SELECT id, task_type, status, assigned_droplet_id, created_at, assigned_at, started_at, completed_at
 FROM tasks
-WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at >= $1
+WHERE status IN ('completed', 'failed', 'cancelled') AND completed_at >= :since
 UNION ALL
 SELECT t.id, t.task_type, r.status, r.assigned_droplet_id, t.created_at, r.assigned_at, r.started_at,
        r.completed_at
@@ -509,61 +629,81 @@ FROM task_runs r JOIN tasks t ON t.id = r.task_id
 ) w";
 
 /// Outcomes and percentiles of queue wait and run time in the window
-/// `[$1, $2)`, over the lifecycles between its two parts. `$3`: the task
-/// type or NULL; `$4`: the droplet's external id or NULL.
+/// `[:since, :until)`, over the lifecycles between its two parts. `:task_type`: the task
+/// type or NULL; `:droplet`: the droplet's external id or NULL.
 const PERFORMANCE_OF: (&str, &str) = (
     "\
-SELECT count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at >= $1 AND completed_at < $2)
+SELECT count(*) FILTER (WHERE status IN ('completed', 'failed') AND completed_at >= :since AND completed_at < :until)
          AS finished,
-       count(*) FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2) AS completed,
+       count(*) FILTER (WHERE status = 'completed' AND completed_at >= :since AND completed_at < :until) AS completed,
        percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
          WITHIN GROUP (ORDER BY extract(epoch FROM assigned_at - created_at)::float8)
-         FILTER (WHERE assigned_at >= $1 AND assigned_at < $2) AS queue_wait,
+         FILTER (WHERE assigned_at >= :since AND assigned_at < :until) AS queue_wait,
        percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
          WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - started_at)::float8)
-         FILTER (WHERE status = 'completed' AND completed_at >= $1 AND completed_at < $2
+         FILTER (WHERE status = 'completed' AND completed_at >= :since AND completed_at < :until
                  AND started_at IS NOT NULL) AS run_time
 FROM ",
     "
-WHERE ($3::text IS NULL OR task_type = $3)
-  AND ($4::int4 IS NULL OR assigned_droplet_id = (SELECT id FROM droplets WHERE droplet_id = $4))
-  AND ((completed_at >= $1 AND completed_at < $2) OR (assigned_at >= $1 AND assigned_at < $2))",
+WHERE (:task_type::text IS NULL OR task_type = :task_type)
+  AND (:droplet::int4 IS NULL OR assigned_droplet_id = (SELECT id FROM droplets WHERE droplet_id = :droplet))
+  AND ((completed_at >= :since AND completed_at < :until) OR (assigned_at >= :since AND assigned_at < :until))",
 );
 
-pub(crate) const PERFORMANCE: &str = statement!(PERFORMANCE_OF.0, LIFECYCLES_SINCE, PERFORMANCE_OF.1);
+named_statement! {
+    pub(crate) PERFORMANCE: Performance<'a> {
+        since: Timestamp = NaiveDateTime,
+        until: Timestamp = NaiveDateTime,
+        task_type: Nullable<Text> = Option<&'a str>,
+        droplet: Nullable<Integer> = Option<i32>,
+    } = statement!(PERFORMANCE_OF.0, LIFECYCLES_SINCE, PERFORMANCE_OF.1);
+}
 
-/// Tasks created in the window `[$1, $2)`, by type and status.
-pub(crate) const BY_TYPE: &str = "\
+named_statement! {
+    /// Tasks created in the window `[:since, :until)`, by type and status.
+    pub(crate) BY_TYPE: ByType {
+        since: Timestamp = NaiveDateTime,
+        until: Timestamp = NaiveDateTime,
+    } = "\
 SELECT task_type::text, status::text, count(*) AS n
 FROM task_view
-WHERE created_at >= $1 AND created_at < $2
+WHERE created_at >= :since AND created_at < :until
 GROUP BY task_type, status";
+}
 
-/// Percentiles of the wait for a droplet of the tasks assigned in `[$1, $2)`.
+/// Percentiles of the wait for a droplet of the tasks assigned in `[:since, :until)`.
 const TIME_TO_ASSIGN_OF: (&str, &str) = (
     "\
 SELECT percentile_cont(ARRAY[0.5, 0.95, 0.99]::float8[])
          WITHIN GROUP (ORDER BY extract(epoch FROM assigned_at - created_at)::float8) AS wait
 FROM ",
     "
-WHERE assigned_at >= $1 AND assigned_at < $2",
+WHERE assigned_at >= :since AND assigned_at < :until",
 );
 
-pub(crate) const TIME_TO_ASSIGN: &str =
-    statement!(TIME_TO_ASSIGN_OF.0, LIFECYCLES_SINCE, TIME_TO_ASSIGN_OF.1);
+named_statement! {
+    pub(crate) TIME_TO_ASSIGN: TimeToAssign {
+        since: Timestamp = NaiveDateTime,
+        until: Timestamp = NaiveDateTime,
+    } = statement!(TIME_TO_ASSIGN_OF.0, LIFECYCLES_SINCE, TIME_TO_ASSIGN_OF.1);
+}
 
-/// Assignments in `[$1, $2)` by the droplet's external id.
+/// Assignments in `[:since, :until)` by the droplet's external id.
 const ASSIGNMENTS_OF: (&str, &str) = (
     "\
 SELECT d.droplet_id::text AS key, count(*) AS n
 FROM ",
     " JOIN droplets d ON d.id = w.assigned_droplet_id
-WHERE w.assigned_at >= $1 AND w.assigned_at < $2
+WHERE w.assigned_at >= :since AND w.assigned_at < :until
 GROUP BY d.droplet_id",
 );
 
-pub(crate) const ASSIGNMENTS_PER_DROPLET: &str =
-    statement!(ASSIGNMENTS_OF.0, LIFECYCLES_SINCE, ASSIGNMENTS_OF.1);
+named_statement! {
+    pub(crate) ASSIGNMENTS_PER_DROPLET: AssignmentsPerDroplet {
+        since: Timestamp = NaiveDateTime,
+        until: Timestamp = NaiveDateTime,
+    } = statement!(ASSIGNMENTS_OF.0, LIFECYCLES_SINCE, ASSIGNMENTS_OF.1);
+}
 
 /// Pending tasks, by capability, that no active droplet offers.
 pub(crate) const PENDING_WITHOUT_CAPABLE_DROPLET: &str = "\
