@@ -17,11 +17,15 @@ build:
 
 ## Run every test of the workspace (unit, contract and HTTP suites). Tests
 ## that need PostgreSQL use DATABASE_URL, else the server on 127.0.0.1:5432,
-## else a throwaway cluster that scripts/ensure-postgres starts. The HTTP
+## else a throwaway cluster that scripts/ensure-postgres starts. The browser
+## test needs Chromium and ChromeDriver, the Python droplet test Python 3
+## with requests: scripts/ensure-browser and scripts/ensure-python install
+## them when missing (ORCHESTRATOR_NO_INSTALL=1: only check). The HTTP
 ## suite runs twice: on PostgreSQL, then on the in-memory store. nextest
 ## does not run doctests, so they run after it with cargo test --doc.
 test:
-	@export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
+	@scripts/ensure-browser && scripts/ensure-python || exit 1; \
+	export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast && \
 		$(CARGO) test --doc --workspace && \

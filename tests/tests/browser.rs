@@ -1,6 +1,6 @@
 //! The dashboard in a real browser: headless Chromium driven through
-//! ChromeDriver (Debian's `chromium` and `chromium-driver`; `.ci/run`
-//! installs them). A viewer signs in, sees a task appear without a reload,
+//! ChromeDriver (Debian's `chromium` and `chromium-driver`; `make test`
+//! installs them when missing, `scripts/ensure-browser`). A viewer signs in, sees a task appear without a reload,
 //! pauses and resumes the live rows, opens the task's history and cancels
 //! it; a read-only viewer is shown no action and refused one.
 //!
@@ -41,7 +41,7 @@ async fn start_driver() -> Driver {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("cannot start chromedriver ({e}): install Debian's chromium and chromium-driver (.ci/run does)")
+            panic!("cannot start chromedriver ({e}): install Debian's chromium and chromium-driver (scripts/ensure-browser does)")
         });
     let driver = Driver {
         process,

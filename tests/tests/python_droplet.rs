@@ -17,8 +17,8 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python-droplet/droplet.py")
 }
 
-/// `PYTHON`, else `python3`; the test needs it and `requests` (`.ci/run`
-/// installs them).
+/// `PYTHON`, else `python3`; the test needs it and `requests`
+/// (`scripts/ensure-python`, run by `make test`, installs them).
 fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
 }
