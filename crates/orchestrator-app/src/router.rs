@@ -254,10 +254,7 @@ impl Router {
 
 /// The tasks worth fetching: those some droplet with a free slot can take.
 fn routable_query(candidates: &[Candidate]) -> Option<RoutableQuery> {
-    let free: Vec<&Candidate> = candidates
-        .iter()
-        .filter(|c| c.active_tasks < c.capacity)
-        .collect();
+    let free: Vec<&Candidate> = candidates.iter().filter(|c| c.has_room()).collect();
     if free.is_empty() {
         return None;
     }

@@ -24,7 +24,7 @@ pub use priority::Priority;
 pub use recovery::{RecoveryLimits, RecoveryReason};
 pub use retry::RetryPolicy;
 pub use routing::{
-    Candidate, Considered, Explanation, Placement, PlacementRecord, PlacementRule, RoutingPolicy,
+    Candidate, Considered, Explanation, Placement, PlacementRecord, PlacementRule, RoutingPolicy, has_room,
 };
 pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRule};
 pub use task::{

@@ -11,6 +11,14 @@ use uuid::Uuid;
 
 use crate::{Capability, Droplet, DropletId, DropletStatus};
 
+/// Whether a droplet of `capacity` slots that holds `held` tasks (those in
+/// a status that [occupies a slot](crate::TaskStatus::occupies_droplet))
+/// has room for one more: the one definition the router and both stores'
+/// slot checks use.
+pub fn has_room(held: u32, capacity: u32) -> bool {
+    held < capacity
+}
+
 /// A droplet as the router sees it: its state plus how many tasks it holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Candidate {
@@ -39,8 +47,9 @@ impl Candidate {
         self.status == DropletStatus::Active && required.is_none_or(|c| self.capabilities.contains(c))
     }
 
-    fn has_room(&self) -> bool {
-        self.active_tasks < self.capacity
+    /// Whether it can take one more task ([`has_room`]).
+    pub fn has_room(&self) -> bool {
+        has_room(self.active_tasks, self.capacity)
     }
 }
 

@@ -92,7 +92,10 @@ fn sample_due(last: Option<DateTime<Utc>>, at: DateTime<Utc>, every: std::time::
 fn cannot_take(droplet: &Droplet, held: usize) -> Option<String> {
     if droplet.status != DropletStatus::Active {
         Some(format!("it is {}", droplet.status))
-    } else if held >= droplet.max_concurrent_tasks as usize {
+    } else if !orchestrator_domain::has_room(
+        u32::try_from(held).unwrap_or(u32::MAX),
+        droplet.max_concurrent_tasks,
+    ) {
         Some(format!(
             "it already holds {held} of {} tasks",
             droplet.max_concurrent_tasks

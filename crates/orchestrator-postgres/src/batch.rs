@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus};
+use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus, has_room};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
 
 use crate::rows::{LiveRow, naive};
@@ -112,16 +112,19 @@ async fn reserve_slots(
     )
     .await?;
     let held: HashMap<i32, i64> = held.into_iter().map(|r| (r.droplet, r.held)).collect();
-    let mut free: HashMap<DropletId, (i64, Result<i64, String>)> = locked
+    let mut load: HashMap<DropletId, (i64, Load)> = locked
         .into_iter()
         .map(|d| {
             let taken = held.get(&d.droplet_id).copied().unwrap_or(0);
-            let free = if d.status == DropletStatus::Active.as_str() {
-                Ok(i64::from(d.max_concurrent_tasks) - taken)
+            let load = if d.status == DropletStatus::Active.as_str() {
+                Ok((
+                    u32::try_from(taken).unwrap_or(u32::MAX),
+                    u32::try_from(d.max_concurrent_tasks).unwrap_or(0),
+                ))
             } else {
                 Err(format!("it is {}", d.status))
             };
-            (DropletId::from(d.droplet_id), (d.id, free))
+            (DropletId::from(d.droplet_id), (d.id, load))
         })
         .collect();
     for (i, transition) in batch.iter().enumerate() {
@@ -131,24 +134,29 @@ async fn reserve_slots(
         if transition.task.status != TaskStatus::Assigned {
             continue;
         }
-        outcomes[i] = match free.get_mut(&droplet_id) {
+        outcomes[i] = match load.get_mut(&droplet_id) {
             None => Some(Err(StoreError::NotFound {
                 entity: "droplet",
                 id: droplet_id,
             })),
             Some((_, Err(reason))) => Some(Err(unavailable(droplet_id, reason.clone()))),
-            Some((_, Ok(left))) if *left <= 0 => Some(Err(unavailable(droplet_id, "it is full".to_owned()))),
-            Some((_, Ok(left))) => {
-                *left -= 1;
+            Some((_, Ok((held, capacity)))) if !has_room(*held, *capacity) => {
+                Some(Err(unavailable(droplet_id, "it is full".to_owned())))
+            }
+            Some((_, Ok((held, _)))) => {
+                *held += 1;
                 None
             }
         };
     }
-    Ok(free
+    Ok(load
         .into_iter()
         .map(|(external, (internal, _))| (external, internal))
         .collect())
 }
+
+/// A locked droplet's tasks held and capacity, or why it takes none.
+type Load = Result<(u32, u32), String>;
 
 fn unavailable(droplet_id: DropletId, reason: String) -> StoreError {
     StoreError::DropletUnavailable { droplet_id, reason }

@@ -18,6 +18,12 @@ pub(crate) const COLUMNS: &str = "id, trace_id, task_type, title, description, p
     retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at, timeout_seconds, \
     progress, progress_message, progress_at, requeues";
 
+/// The statuses of a task a droplet holds, which occupy its slots, as an
+/// SQL list: `TaskStatus::occupies_droplet`, which a test holds it to.
+/// `task_runs` holds the tasks in these statuses (its `CHECK`, migration
+/// 18, checked by the same test).
+pub(crate) const HELD: &str = "'assigned', 'in_progress'";
+
 /// The columns of [`COLUMNS`] that a transition or a progress report
 /// changes: a task's `task_runs` row holds them, under these names, while a
 /// droplet holds the task.
@@ -156,12 +162,16 @@ judged AS (
 SELECT t.id, d.droplet_id AS external_droplet_id,
        CASE
          WHEN t.deadline < c.now AND t.status IN ('pending', 'assigned', 'in_progress') THEN 'deadline_passed'
-         WHEN t.status IN ('assigned', 'in_progress') AND (
+         WHEN t.status IN (",
+    HELD,
+    ") AND (
               d.id IS NULL OR d.status = 'error'
               OR (d.status = 'inactive' AND (NOT d.manually_deactivated OR d.last_heartbeat IS NULL
                   OR d.last_heartbeat < c.now - make_interval(secs => :heartbeat_timeout))))
            THEN 'droplet_inactive'
-         WHEN t.status IN ('assigned', 'in_progress') AND t.assigned_at < d.session_started_at
+         WHEN t.status IN (",
+    HELD,
+    ") AND t.assigned_at < d.session_started_at
            THEN 'droplet_restarted'
          WHEN t.status = 'in_progress' AND coalesce(t.timeout_seconds, :run_timeout) > 0
               AND greatest(t.started_at, t.progress_at)
@@ -461,14 +471,18 @@ UPDATE task_runs r SET",
     SET_LIVE,
     "
 FROM i
-WHERE r.task_id = i.id AND i.status IN ('assigned', 'in_progress')
+WHERE r.task_id = i.id AND i.status IN (",
+    HELD,
+    ")
   AND r.status = i.expected_status AND r.attempt = i.expected_attempt AND r.assigned_droplet_id = ",
     EXPECTED_DROPLET,
     "
 RETURNING r.*
 ), run_ended AS (
 DELETE FROM task_runs r USING i
-WHERE r.task_id = i.id AND i.status NOT IN ('assigned', 'in_progress')
+WHERE r.task_id = i.id AND i.status NOT IN (",
+    HELD,
+    ")
   AND r.status = i.expected_status AND r.attempt = i.expected_attempt AND r.assigned_droplet_id = ",
     EXPECTED_DROPLET,
     "
@@ -483,7 +497,9 @@ SELECT i.id, ",
     qualified!(LIVE_COLUMNS, "i."),
     "
 FROM i JOIN dequeued USING (id)
-WHERE i.status IN ('assigned', 'in_progress')
+WHERE i.status IN (",
+    HELD,
+    ")
 RETURNING *
 ), touched AS (
 UPDATE droplets d SET last_assigned_at = GREATEST(d.last_assigned_at, s.at)
@@ -497,7 +513,9 @@ UPDATE tasks t SET assigned_droplet_id = ",
     SET_LIVE,
     "
 FROM i
-WHERE t.id = i.id AND i.status NOT IN ('assigned', 'in_progress')
+WHERE t.id = i.id AND i.status NOT IN (",
+    HELD,
+    ")
   AND (t.id IN (SELECT id FROM dequeued) OR t.id IN (SELECT id FROM run_ended)
        OR (i.expected_status IN ('completed', 'failed', 'cancelled') AND t.status = i.expected_status
            AND t.attempt = i.expected_attempt AND t.assigned_droplet_id IS NOT DISTINCT FROM ",
@@ -725,6 +743,55 @@ mod tests {
 
     use crate::run_migrations;
     use crate::sql::plans::explain;
+
+    /// The statuses that occupy a droplet's slot, as the domain defines them.
+    fn held_by_the_domain() -> BTreeSet<&'static str> {
+        orchestrator_domain::TaskStatus::ALL
+            .into_iter()
+            .filter(|s| s.occupies_droplet())
+            .map(|s| s.as_str())
+            .collect()
+    }
+
+    /// The statuses an SQL list like `'a', 'b'` names.
+    fn listed(sql: &str) -> BTreeSet<&str> {
+        sql.split(',').map(|s| s.trim().trim_matches('\'')).collect()
+    }
+
+    #[test]
+    fn the_statements_hold_a_slot_for_the_statuses_the_domain_does() {
+        assert_eq!(listed(super::HELD), held_by_the_domain());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn run_rows_take_the_statuses_the_domain_holds_a_slot_for() {
+        let database = TestDatabase::create().await;
+        run_migrations(&database.url).await.expect("migrations");
+        let mut conn = AsyncPgConnection::establish(&database.url)
+            .await
+            .expect("connect");
+        #[derive(diesel::QueryableByName)]
+        struct Check {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            definition: String,
+        }
+        let check: Check = diesel::sql_query(
+            "SELECT pg_get_constraintdef(c.oid) AS definition FROM pg_constraint c
+             WHERE c.conrelid = 'task_runs'::regclass AND c.contype = 'c'
+               AND pg_get_constraintdef(c.oid) LIKE '%status%'",
+        )
+        .get_result(&mut conn)
+        .await
+        .expect("the CHECK of task_runs.status");
+        // CHECK (((status)::text = ANY ((ARRAY['assigned'::character varying, ...])::text[])))
+        let named: BTreeSet<&str> = check
+            .definition
+            .split('\'')
+            .skip(1)
+            .step_by(2)
+            .collect();
+        assert_eq!(named, held_by_the_domain(), "{}", check.definition);
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_pick_walks_the_queue_index_on_a_queue_never_analysed() {
