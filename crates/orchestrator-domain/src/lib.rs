@@ -21,7 +21,7 @@ pub use error::{ValidationError, storable_json, storable_text};
 pub use event::DomainEvent;
 pub use permission::{Caller, Permission, Permissions};
 pub use priority::Priority;
-pub use recovery::{RecoveryLimits, RecoveryReason};
+pub use recovery::{RecoveryLimits, RecoveryReason, RecoveryTimeouts};
 pub use retry::RetryPolicy;
 pub use routing::{
     Candidate, Considered, Explanation, Placement, PlacementRecord, PlacementRule, RoutingPolicy, has_room,

@@ -6,7 +6,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{Task, TaskStatus, TaskUpdate};
+use crate::{Droplet, DropletStatus, Task, TaskStatus, TaskUpdate};
 
 /// Limits recovery applies when it moves a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +25,18 @@ impl Default for RecoveryLimits {
             run_timeout: std::time::Duration::from_secs(3600),
         }
     }
+}
+
+/// The timeouts recovery judges tasks by (`ACK_TIMEOUT`,
+/// `HEARTBEAT_TIMEOUT`, `TASK_RUN_TIMEOUT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryTimeouts {
+    /// How long an assigned task may wait for its droplet to start it.
+    pub ack: std::time::Duration,
+    /// How long a drained droplet may stay silent and keep its work.
+    pub heartbeat: std::time::Duration,
+    /// The timeout of a run whose task names none (zero: none).
+    pub run: std::time::Duration,
 }
 
 /// Ordered by precedence: a task past its deadline fails even if its
@@ -72,6 +84,38 @@ impl RecoveryReason {
             RecoveryReason::RunTimedOut => "run_timed_out",
             RecoveryReason::NotStarted => "not_started",
             RecoveryReason::RetryPending => "retry_pending",
+        }
+    }
+
+    /// Why recovery must move `task` at `now`, held (or last held) by
+    /// `droplet` (`None`: no such droplet): the first reason that applies,
+    /// in the order of precedence, or `None`. `DropletDeactivated` is never
+    /// judged: an admin's request gives it. The one definition: the memory
+    /// store applies it, and the store contract holds PostgreSQL's read of
+    /// the tasks to recover to it.
+    pub fn judge(
+        task: &Task,
+        droplet: Option<&Droplet>,
+        timeouts: &RecoveryTimeouts,
+        now: DateTime<Utc>,
+    ) -> Option<RecoveryReason> {
+        let ack = chrono::Duration::from_std(timeouts.ack).unwrap_or(chrono::Duration::MAX);
+        let deadline_passed = task.deadline.is_some_and(|d| d < now);
+        let held = task.status.occupies_droplet();
+        if deadline_passed && !task.status.is_terminal() && task.status != TaskStatus::Failed {
+            Some(RecoveryReason::DeadlinePassed)
+        } else if held && droplet.is_none_or(|d| is_gone(d, timeouts.heartbeat, now)) {
+            Some(RecoveryReason::DropletInactive)
+        } else if held && droplet.is_some_and(|d| restarted_since(d, task)) {
+            Some(RecoveryReason::DropletRestarted)
+        } else if task.run_timed_out(timeouts.run, now) {
+            Some(RecoveryReason::RunTimedOut)
+        } else if task.status == TaskStatus::Assigned && task.assigned_at.is_some_and(|a| a < now - ack) {
+            Some(RecoveryReason::NotStarted)
+        } else if task.can_retry() && !deadline_passed {
+            Some(RecoveryReason::RetryPending)
+        } else {
+            None
         }
     }
 
@@ -129,6 +173,25 @@ impl RecoveryReason {
             _ => None,
         }
     }
+}
+
+/// A droplet whose work recovery takes: one that reported `error`, went
+/// silent, or was deactivated by an admin and then went silent too (a
+/// drained droplet that still beats keeps its work).
+fn is_gone(droplet: &Droplet, heartbeat_timeout: std::time::Duration, now: DateTime<Utc>) -> bool {
+    let silent_since = now - chrono::Duration::from_std(heartbeat_timeout).unwrap_or(chrono::Duration::MAX);
+    match droplet.status {
+        DropletStatus::Active => false,
+        DropletStatus::Error => true,
+        DropletStatus::Inactive => {
+            !droplet.manually_deactivated || droplet.last_heartbeat.is_none_or(|beat| beat < silent_since)
+        }
+    }
+}
+
+/// True when `droplet` registered as a new process after `task` was assigned to it.
+fn restarted_since(droplet: &Droplet, task: &Task) -> bool {
+    matches!((task.assigned_at, droplet.session_started_at), (Some(assigned), Some(session)) if assigned < session)
 }
 
 /// Back to pending, or failed once `limits.max_requeues` droplets in a row

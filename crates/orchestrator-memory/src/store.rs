@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
     Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask,
-    RecoveryReason, ServiceRef, Task, TaskId, TaskStatus,
+    RecoveryReason, RecoveryTimeouts, ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
     AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, LiveCounts,
@@ -273,52 +273,19 @@ impl State {
     }
 }
 
-/// The first reason recovery has to move `t` now, as the PostgreSQL
-/// store's `TO_RECOVER` decides it.
 fn recovery_reason(
     state: &State,
     t: &Task,
     query: &RecoveryQuery,
     now: DateTime<Utc>,
 ) -> Option<RecoveryReason> {
-    let ack = chrono::Duration::from_std(query.ack_timeout).unwrap_or(chrono::Duration::MAX);
     let droplet = t.assigned_droplet_id.and_then(|id| state.droplets.get(&id));
-    let deadline_passed = t.deadline.is_some_and(|d| d < now);
-    let held = t.status.occupies_droplet();
-    if deadline_passed && !t.status.is_terminal() && t.status != TaskStatus::Failed {
-        Some(RecoveryReason::DeadlinePassed)
-    } else if held && droplet.is_none_or(|d| is_gone(d, query.heartbeat_timeout, now)) {
-        Some(RecoveryReason::DropletInactive)
-    } else if held && droplet.is_some_and(|d| restarted_since(d, t)) {
-        Some(RecoveryReason::DropletRestarted)
-    } else if t.run_timed_out(query.run_timeout, now) {
-        Some(RecoveryReason::RunTimedOut)
-    } else if t.status == TaskStatus::Assigned && t.assigned_at.is_some_and(|a| a < now - ack) {
-        Some(RecoveryReason::NotStarted)
-    } else if t.can_retry() && !deadline_passed {
-        Some(RecoveryReason::RetryPending)
-    } else {
-        None
-    }
-}
-
-/// A droplet whose work recovery takes: one that reported `error`, went
-/// silent, or was deactivated by an admin and then went silent too (a
-/// drained droplet that still beats keeps its work).
-fn is_gone(droplet: &Droplet, heartbeat_timeout: std::time::Duration, now: DateTime<Utc>) -> bool {
-    let silent_since = now - chrono::Duration::from_std(heartbeat_timeout).unwrap_or(chrono::Duration::MAX);
-    match droplet.status {
-        DropletStatus::Active => false,
-        DropletStatus::Error => true,
-        DropletStatus::Inactive => {
-            !droplet.manually_deactivated || droplet.last_heartbeat.is_none_or(|beat| beat < silent_since)
-        }
-    }
-}
-
-/// True when `droplet` registered as a new process after `task` was assigned to it.
-fn restarted_since(droplet: &Droplet, task: &Task) -> bool {
-    matches!((task.assigned_at, droplet.session_started_at), (Some(assigned), Some(session)) if assigned < session)
+    let timeouts = RecoveryTimeouts {
+        ack: query.ack_timeout,
+        heartbeat: query.heartbeat_timeout,
+        run: query.run_timeout,
+    };
+    RecoveryReason::judge(t, droplet, &timeouts, now)
 }
 
 /// A history row that records something without changing the status.

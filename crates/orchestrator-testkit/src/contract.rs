@@ -7,12 +7,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use orchestrator_domain::{
-    Actor, DropletStatus, HeartbeatReport, RecoveryReason, Role, ServiceRef, Task, TaskId, TaskStatus,
-    TaskUpdate,
+    Actor, DropletStatus, HeartbeatReport, RecoveryReason, RecoveryTimeouts, Role, ServiceRef, Task, TaskId,
+    TaskStatus, TaskUpdate,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, ProgressReport, RecoveryQuery, Report,
-    ReportOutcome, RoutableQuery, StoreError, TaskFilter, Transition,
+    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, ProgressReport, RecoveryCandidate,
+    RecoveryQuery, Report, ReportOutcome, RoutableQuery, StoreError, TaskFilter, Transition,
 };
 use uuid::Uuid;
 
@@ -872,9 +872,18 @@ fn claim_query(caps: &[&str], unconstrained: bool, limit: u32) -> RoutableQuery 
     }
 }
 
+/// The tasks a claim takes, in its order, which every claim must give in
+/// the domain's routing order (`Task::routing_order`).
 async fn claim_ids(stores: &Stores, query: RoutableQuery) -> Vec<TaskId> {
     let claimed = stores.tasks.claim_pending(&query).await.expect("claim");
     let ids: Vec<TaskId> = claimed.iter().map(|t| t.id).collect();
+    let mut in_routing_order = claimed.clone();
+    in_routing_order.sort_by_key(Task::routing_order);
+    assert_eq!(
+        ids,
+        in_routing_order.iter().map(|t| t.id).collect::<Vec<_>>(),
+        "claimed in the domain's routing order"
+    );
     stores.tasks.release_claims(&ids).await.expect("release");
     ids
 }
@@ -1104,6 +1113,36 @@ fn recovery_query(limit: u32) -> RecoveryQuery {
     }
 }
 
+/// Each of `ids` is found by `tasks_to_recover` for the reason, or not
+/// found, as the domain's `RecoveryReason::judge` says of it as the store
+/// holds it now: the store's reading of the rule is held to the rule.
+async fn judged_as_the_domain_judges(
+    stores: &Stores,
+    query: &RecoveryQuery,
+    ids: impl IntoIterator<Item = TaskId>,
+    found: &[RecoveryCandidate],
+) {
+    let timeouts = RecoveryTimeouts {
+        ack: query.ack_timeout,
+        heartbeat: query.heartbeat_timeout,
+        run: query.run_timeout,
+    };
+    for id in ids {
+        let task = stores.tasks.get_task(id).await.expect("task");
+        let droplet = match task.assigned_droplet_id {
+            Some(droplet) => stores.droplets.get_droplet(droplet).await.ok(),
+            None => None,
+        };
+        let judged = RecoveryReason::judge(&task, droplet.as_ref(), &timeouts, chrono::Utc::now());
+        let by_store = found.iter().find(|c| c.task.id == id).map(|c| c.reason);
+        assert_eq!(
+            by_store, judged,
+            "task {id} ({}), as the domain judges it",
+            task.status
+        );
+    }
+}
+
 pub async fn recovery_finds_each_kind_of_stuck_task(stores: &Stores) {
     let now = chrono::Utc::now();
     for id in [8, 9] {
@@ -1177,6 +1216,16 @@ pub async fn recovery_finds_each_kind_of_stuck_task(stores: &Stores) {
     assert_eq!(reason_of(fresh.id), None, "assigned just now");
     assert_eq!(reason_of(spent.id), None, "no retries left");
     assert_eq!(found.len(), 5);
+    let every = [
+        &past_deadline,
+        &on_dead,
+        &running_on_dead,
+        &not_started,
+        &fresh,
+        &failed,
+        &spent,
+    ];
+    judged_as_the_domain_judges(stores, &recovery_query(100), every.map(|t| t.id), &found).await;
     let on_dead_found = found.iter().find(|c| c.task.id == on_dead.id).expect("found");
     assert_eq!(
         on_dead_found.task.assigned_droplet_id,
@@ -1207,8 +1256,11 @@ async fn running_on(stores: &Stores, droplet: i64, secs: i64) -> Task {
     start(stores, &assign(stores, &task, droplet, secs).await, secs).await
 }
 
+/// The reason `tasks_to_recover` finds task `id` for, checked against the
+/// domain's judgement of it.
 async fn reason_found(stores: &Stores, id: TaskId, query: RecoveryQuery) -> Option<RecoveryReason> {
     let found = stores.tasks.tasks_to_recover(&query).await.expect("recover");
+    judged_as_the_domain_judges(stores, &query, [id], &found).await;
     found.iter().find(|c| c.task.id == id).map(|c| c.reason)
 }
 

@@ -784,12 +784,7 @@ mod tests {
         .await
         .expect("the CHECK of task_runs.status");
         // CHECK (((status)::text = ANY ((ARRAY['assigned'::character varying, ...])::text[])))
-        let named: BTreeSet<&str> = check
-            .definition
-            .split('\'')
-            .skip(1)
-            .step_by(2)
-            .collect();
+        let named: BTreeSet<&str> = check.definition.split('\'').skip(1).step_by(2).collect();
         assert_eq!(named, held_by_the_domain(), "{}", check.definition);
     }
 
