@@ -5,7 +5,7 @@ CARGO ?= cargo
 # runs on both stores, found by its file, so a new suite needs no listing.
 POSTGRES_ONLY := replicas outage schema
 STORE_SUITES := $(foreach t,$(filter-out $(POSTGRES_ONLY),$(sort $(basename $(notdir $(wildcard tests/tests/*.rs))))),--test $(t))
-# Crates the pure domain must never depend on (see ARCHITECTURE.md).
+# Crates the pure domain must never depend on (see docs/architecture.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
 .PHONY: run build test fuzz-api fuzz bench bench-http bench-scale bench-ceiling bench-peers soak fmt fmt-check lint clippy purity deny schema-check ci
