@@ -307,7 +307,7 @@ impl Settings {
                 push_delivery: reader.flag("ENABLE_PUSH_DELIVERY", true),
                 send_timeout: reader.seconds("SEND_TIMEOUT_SECONDS", 10),
                 broadcast_rate_limit: reader.positive("BROADCAST_RATE_LIMIT_PER_MINUTE", 10),
-                max_reply_bytes: reader.positive("MAX_REPLY_BYTES", orchestrator_http::MAX_REPLY_BYTES),
+                max_reply_bytes: reader.positive("MAX_REPLY_BYTES", orchestrator_outbound::MAX_REPLY_BYTES),
                 endpoints: EndpointPolicy::allowing_private(reader.flag(
                     "ALLOW_PRIVATE_DROPLET_ENDPOINTS",
                     environment == Environment::Development,

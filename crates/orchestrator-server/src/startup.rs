@@ -16,8 +16,8 @@ use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
     Ports, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, StatusService, TaskService,
 };
-use orchestrator_http::{DispatchLimits, HttpDispatcher, HttpRegistryClient};
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
+use orchestrator_outbound::{DispatchLimits, HttpDispatcher, HttpRegistryClient};
 use orchestrator_ports::{AnalyticsStore, DropletStore, LeaderElection, ServiceRegistration, SystemClock};
 use orchestrator_postgres::{
     PgEventBus, PgEventBusHandle, PgLeaderElection, PgStore, PoolSettings, run_migrations,

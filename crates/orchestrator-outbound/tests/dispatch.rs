@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use orchestrator_domain::{Droplet, DropletStatus, EndpointPolicy, Task};
-use orchestrator_http::{DispatchLimits, HttpDispatcher};
+use orchestrator_outbound::{DispatchLimits, HttpDispatcher};
 use orchestrator_ports::{Dispatcher, OutgoingMessage, SendError, TaskNotice};
 use orchestrator_testkit::fixtures::{at, new_task};
 use serde_json::json;
