@@ -1,23 +1,38 @@
 //! Management use cases (admin only): the scheduler's jobs and the
 //! emergency stop.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator_domain::{Caller, Permission};
 
 use crate::authz::require;
-use crate::scheduler::{HEALTH_MONITOR, HEARTBEAT_CLEANUP, TASK_RETENTION, TASK_ROUTER};
+use crate::jobs::{self, JobSpec};
 use crate::{AppResult, JobStatus, Recovery, RecoverySettings, Scheduler};
 
 /// The settings that take effect without a restart (`reload-config`).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tunables {
-    pub router_interval: Duration,
-    pub heartbeat_check_interval: Duration,
-    pub heartbeat_cleanup_interval: Duration,
-    pub task_retention_interval: Duration,
+    /// The interval of each job a reload re-times ([`JobSpec::reloadable`]),
+    /// by job id; a job missing here runs on its default.
+    pub intervals: BTreeMap<&'static str, Duration>,
     pub recovery: RecoverySettings,
+}
+
+impl Tunables {
+    /// The interval `job` runs on, as these settings give it.
+    pub fn interval(&self, job: &JobSpec) -> Duration {
+        self.intervals
+            .get(job.id)
+            .copied()
+            .unwrap_or_else(|| job.default_interval())
+    }
+}
+
+/// The jobs a reload re-times, in the scheduler's order.
+fn reloadable() -> impl Iterator<Item = &'static JobSpec> {
+    jobs::ALL.iter().map(|d| d.spec).filter(|s| s.reloadable)
 }
 
 #[derive(Debug, Clone)]
@@ -38,7 +53,7 @@ impl ManagementService {
 
     /// The run-time settings in force.
     pub fn tunables(&self) -> Tunables {
-        *self.current.lock().unwrap_or_else(|p| p.into_inner())
+        self.current.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Applies `next`; returns the names of the variables whose value changed.
@@ -46,20 +61,10 @@ impl ManagementService {
         require(caller, Permission::Admin)?;
         let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let (before, after) = (current.recovery, next.recovery);
-        let checks: [(&'static str, bool); 12] = [
-            ("ROUTER_INTERVAL", current.router_interval != next.router_interval),
-            (
-                "HEARTBEAT_CHECK_INTERVAL",
-                current.heartbeat_check_interval != next.heartbeat_check_interval,
-            ),
-            (
-                "HEARTBEAT_CLEANUP_INTERVAL",
-                current.heartbeat_cleanup_interval != next.heartbeat_cleanup_interval,
-            ),
-            (
-                "TASK_RETENTION_INTERVAL",
-                current.task_retention_interval != next.task_retention_interval,
-            ),
+        let mut checks: Vec<(&'static str, bool)> = reloadable()
+            .map(|job| (job.interval_setting, current.interval(job) != next.interval(job)))
+            .collect();
+        checks.extend([
             (
                 "HEARTBEAT_TIMEOUT",
                 before.heartbeat_timeout != after.heartbeat_timeout,
@@ -77,14 +82,10 @@ impl ManagementService {
             ),
             ("TASK_RUN_TIMEOUT", before.run_timeout != after.run_timeout),
             ("MAX_REQUEUES", before.max_requeues != after.max_requeues),
-        ];
-        self.scheduler.set_interval(TASK_ROUTER, next.router_interval);
-        self.scheduler
-            .set_interval(HEALTH_MONITOR, next.heartbeat_check_interval);
-        self.scheduler
-            .set_interval(HEARTBEAT_CLEANUP, next.heartbeat_cleanup_interval);
-        self.scheduler
-            .set_interval(TASK_RETENTION, next.task_retention_interval);
+        ]);
+        for job in reloadable() {
+            self.scheduler.set_interval(job.id, next.interval(job));
+        }
         self.recovery.set_settings(next.recovery);
         *current = next;
         let changed: Vec<&'static str> = checks.into_iter().filter(|(_, c)| *c).map(|(n, _)| n).collect();

@@ -16,16 +16,6 @@ use tokio::sync::Notify;
 
 use crate::{AppError, AppResult, Services};
 
-pub const HEALTH_MONITOR: &str = "health_monitor";
-pub const TASK_ROUTER: &str = "task_router";
-pub const HEARTBEAT_CLEANUP: &str = "heartbeat_cleanup";
-pub const WEBSOCKET_PING: &str = "websocket_ping";
-pub const REGISTRY_SYNC: &str = "registry_sync";
-/// Not one of the spec's five: deletes expired `Idempotency-Key`s.
-pub const IDEMPOTENCY_CLEANUP: &str = "idempotency_cleanup";
-/// Not one of the spec's five: deletes tasks finished long ago.
-pub const TASK_RETENTION: &str = "task_retention";
-
 /// A periodic job.
 #[async_trait]
 pub trait Job: Send + Sync {

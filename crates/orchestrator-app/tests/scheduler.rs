@@ -10,6 +10,7 @@ use std::time::Duration;
 use support::memory_ports;
 
 use async_trait::async_trait;
+use orchestrator_app::jobs::task_router;
 use orchestrator_app::scheduler::Job;
 use orchestrator_app::{AppError, AppResult, Scheduler};
 use orchestrator_ports::{MockLeaderElection, SystemClock};
@@ -137,28 +138,30 @@ async fn reloading_changes_intervals_and_recovery_and_names_what_changed() {
     let router_job = job("task_router", false, false);
     let scheduler = scheduler(true, std::slice::from_ref(&router_job));
     let before = Tunables {
-        router_interval: TICK,
-        heartbeat_check_interval: Duration::from_secs(60),
-        heartbeat_cleanup_interval: Duration::from_secs(3600),
-        task_retention_interval: Duration::from_secs(300),
+        intervals: [(task_router::SPEC.id, TICK)].into_iter().collect(),
         recovery: recovery_settings,
     };
-    let management = ManagementService::new(scheduler.clone(), recovery.clone(), before);
+    let management = ManagementService::new(scheduler.clone(), recovery.clone(), before.clone());
     let admin = Caller {
         subject: "admin".into(),
         permissions: Permissions::new([Permission::Admin]),
         droplet_id: None,
     };
-    let mut after = before;
-    after.router_interval = Duration::from_secs(7);
+    let mut after = before.clone();
+    after
+        .intervals
+        .insert(task_router::SPEC.id, Duration::from_secs(7));
     after.recovery.enabled = false;
-    let changed = management.reload(&admin, after).expect("admin reloads");
+    let changed = management.reload(&admin, after.clone()).expect("admin reloads");
     assert_eq!(changed, vec!["ROUTER_INTERVAL", "ENABLE_AUTO_RECOVERY"]);
     assert_eq!(scheduler.jobs()[0].interval_seconds, 7);
     assert!(!recovery.settings().enabled);
     assert_eq!(management.tunables(), after);
     assert!(
-        management.reload(&admin, after).expect("again").is_empty(),
+        management
+            .reload(&admin, after.clone())
+            .expect("again")
+            .is_empty(),
         "nothing changed"
     );
     let reader = Caller {

@@ -8,6 +8,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 use std::str::FromStr;
 use std::time::Duration;
 
+use orchestrator_app::jobs::{self, JobSpec};
 use orchestrator_app::{RecoverySettings, Tunables};
 use orchestrator_domain::{EndpointPolicy, RetryPolicy};
 use secrecy::SecretString;
@@ -83,6 +84,9 @@ pub struct Settings {
     pub retention: RetentionSettings,
     /// What a reload changes while the server runs.
     pub run: Tunables,
+    /// The intervals of the jobs a reload does not re-time (each job's
+    /// setting, `jobs::JobSpec`), by job id.
+    pub fixed_job_intervals: BTreeMap<&'static str, Duration>,
     /// What these settings were read from, to read them again.
     pub source: VarSource,
     /// A fingerprint of every start-time variable as read (not its value:
@@ -154,9 +158,6 @@ pub struct FeedLimits {
     pub max_per_caller: usize,
     /// `MAX_WS_CONNECTIONS`: feed connections the process holds at most.
     pub max_total: usize,
-    /// `WS_HEARTBEAT_INTERVAL`: how often feed clients are pinged; one
-    /// that has not answered by the next ping is disconnected.
-    pub heartbeat_interval: Duration,
     /// `WS_CLIENT_BUFFER`: events queued for one feed client before it
     /// counts as too slow and is disconnected.
     pub client_buffer: usize,
@@ -185,8 +186,6 @@ pub struct MessagingSettings {
 pub struct RegistrySettings {
     /// `REGISTRY_URL`; without it the orchestrator runs on its own.
     pub url: Option<String>,
-    /// `REGISTRY_SYNC_INTERVAL`: seconds between copies of the Registry's directory.
-    pub sync_interval: Duration,
     /// `REGISTRY_AUDIENCE`: the `aud` a Registry token must name to be
     /// accepted here; unset, any token the Registry signed is.
     pub audience: Option<String>,
@@ -231,6 +230,18 @@ impl std::fmt::Debug for VarSource {
 }
 
 impl Settings {
+    /// The interval `job` runs on: a reloadable job's as the run-time
+    /// settings give it, another's as read at start.
+    pub fn job_interval(&self, job: &JobSpec) -> Duration {
+        if job.reloadable {
+            return self.run.interval(job);
+        }
+        self.fixed_job_intervals
+            .get(job.id)
+            .copied()
+            .unwrap_or_else(|| job.default_interval())
+    }
+
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, Vec<String>> {
         Self::from_vars(std::env::vars())
@@ -300,7 +311,6 @@ impl Settings {
             feeds: FeedLimits {
                 max_per_caller: reader.positive("WS_MAX_PER_DROPLET", 10),
                 max_total: reader.positive("MAX_WS_CONNECTIONS", 10_000),
-                heartbeat_interval: reader.seconds("WS_HEARTBEAT_INTERVAL", 30),
                 client_buffer: reader.positive("WS_CLIENT_BUFFER", 1024),
             },
             messaging: MessagingSettings {
@@ -315,7 +325,6 @@ impl Settings {
             },
             registry: RegistrySettings {
                 url: reader.optional("REGISTRY_URL"),
-                sync_interval: reader.seconds("REGISTRY_SYNC_INTERVAL", 300),
                 audience: reader.optional("REGISTRY_AUDIENCE"),
             },
             features: Features {
@@ -329,6 +338,7 @@ impl Settings {
                 heartbeats: reader.days("HEARTBEAT_RETENTION_DAYS", 7.0),
             },
             run: reader.run_time(Reader::tunables),
+            fixed_job_intervals: reader.job_intervals(false),
             source,
             start_values: BTreeMap::new(),
         };
@@ -418,12 +428,25 @@ impl Reader {
         value
     }
 
+    /// The interval of each job whose `reloadable` is `reloadable`, from
+    /// its setting (`jobs::ALL`).
+    fn job_intervals(&mut self, reloadable: bool) -> BTreeMap<&'static str, Duration> {
+        jobs::ALL
+            .iter()
+            .map(|job| job.spec)
+            .filter(|spec| spec.reloadable == reloadable)
+            .map(|spec| {
+                (
+                    spec.id,
+                    self.seconds(spec.interval_setting, spec.default_interval_seconds),
+                )
+            })
+            .collect()
+    }
+
     fn tunables(&mut self) -> Tunables {
         Tunables {
-            router_interval: self.seconds("ROUTER_INTERVAL", 10),
-            heartbeat_check_interval: self.seconds("HEARTBEAT_CHECK_INTERVAL", 60),
-            heartbeat_cleanup_interval: self.seconds("HEARTBEAT_CLEANUP_INTERVAL", 3600),
-            task_retention_interval: self.seconds("TASK_RETENTION_INTERVAL", 300),
+            intervals: self.job_intervals(true),
             recovery: RecoverySettings {
                 heartbeat_timeout: self.seconds("HEARTBEAT_TIMEOUT", 90),
                 ack_timeout: self.seconds("ASSIGNMENT_ACK_TIMEOUT", 60),
@@ -706,7 +729,7 @@ mod tests {
             (s.http.port, s.http.workers, s.identity.droplet_id),
             (8000, 4, 10)
         );
-        assert_eq!(s.run.router_interval, Duration::from_secs(10));
+        assert_eq!(s.run.interval(&jobs::task_router::SPEC), Duration::from_secs(10));
         assert_eq!(s.run.recovery.heartbeat_timeout, Duration::from_secs(90));
         assert_eq!(s.run.recovery.ack_timeout, Duration::from_secs(60));
         assert!(s.run.recovery.enabled);
@@ -727,7 +750,10 @@ mod tests {
         };
         let default = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &secret)])).expect("valid");
         assert_eq!(default.retention.tasks, Some(Duration::from_secs(30 * 86_400)));
-        assert_eq!(default.run.task_retention_interval, Duration::from_secs(300));
+        assert_eq!(
+            default.run.interval(&jobs::task_retention::SPEC),
+            Duration::from_secs(300)
+        );
         assert_eq!(default.store.heartbeat_sample, Duration::from_secs(60));
         assert_eq!(
             default.retention.heartbeats,
@@ -938,12 +964,19 @@ mod tests {
             ("CONFIG_FILE", &path_text),
         ]);
         let first = Settings::from_vars(base).expect("valid");
-        assert_eq!(first.run.router_interval, Duration::from_secs(7), "the file wins");
+        assert_eq!(
+            first.run.interval(&jobs::task_router::SPEC),
+            Duration::from_secs(7),
+            "the file wins"
+        );
         assert_eq!(first.identity.name, "Orchestrator B");
 
         std::fs::write(&path, "ROUTER_INTERVAL=9\n").expect("rewrite");
         let again = first.reread().expect("valid");
-        assert_eq!(again.run.router_interval, Duration::from_secs(9));
+        assert_eq!(
+            again.run.interval(&jobs::task_router::SPEC),
+            Duration::from_secs(9)
+        );
         assert_eq!(again.identity.name, "Orchestrator", "a line removed falls back");
         assert_eq!(first.restart_needed(&again), ["DROPLET_NAME"]);
 
@@ -987,7 +1020,10 @@ mod tests {
             before.restart_needed(&after),
             ["CORS_ORIGINS", "SEND_TIMEOUT_SECONDS"]
         );
-        assert_eq!(after.run.router_interval, Duration::from_secs(5));
+        assert_eq!(
+            after.run.interval(&jobs::task_router::SPEC),
+            Duration::from_secs(5)
+        );
         let other_secret = "q".repeat(32);
         let rekeyed = Settings::from_vars(vars(&[("JWT_SECRET_KEY", &other_secret)])).expect("valid");
         assert_eq!(read(&[]).restart_needed(&rekeyed), ["JWT_SECRET_KEY"]);

@@ -7,11 +7,7 @@ use std::sync::Arc;
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
-use orchestrator_app::jobs::{
-    HealthMonitorJob, HeartbeatCleanupJob, IdempotencyCleanupJob, IdleJob, RegistrySyncJob, RouterJob,
-    TaskRetentionJob, WebSocketPingJob,
-};
-use orchestrator_app::scheduler::{HEARTBEAT_CLEANUP, Job, REGISTRY_SYNC, TASK_RETENTION};
+use orchestrator_app::jobs::{self, JobContext};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
     Ports, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, StatusService, TaskService,
@@ -161,24 +157,19 @@ impl Application {
         });
         let recovery = Recovery::new(ports.clone(), settings.run.recovery);
         let registry = registry(&settings, &ports)?;
-        let mut scheduler = scheduler(&settings, &ports, leader, &router, &recovery, &feeds);
-        let registry_sync: Arc<dyn Job> = match &registry {
-            Some(registry) => Arc::new(RegistrySyncJob(registry.clone())),
-            None => Arc::new(IdleJob {
-                id: REGISTRY_SYNC,
-                reason: "REGISTRY_URL is not set, so there is no Registry directory to copy".into(),
-            }),
-        };
-        scheduler.add(registry_sync, settings.registry.sync_interval);
-        scheduler.add(
-            Arc::new(IdempotencyCleanupJob(
-                TaskService::new(ports.clone()).with_idempotency_window(settings.store.idempotency_window),
-            )),
-            settings.run.heartbeat_cleanup_interval,
-        );
-        scheduler.add(
-            task_retention(&settings, &ports),
-            settings.run.task_retention_interval,
+        let scheduler = scheduler(
+            &settings,
+            leader,
+            &JobContext {
+                ports: &ports,
+                recovery: &recovery,
+                router: &router,
+                feeds: &feeds,
+                registry: registry.as_ref(),
+                task_retention: settings.retention.tasks,
+                heartbeat_retention: settings.retention.heartbeats,
+                idempotency_window: settings.store.idempotency_window,
+            },
         );
         let scheduler = Arc::new(scheduler);
         let services = Arc::new(Services::default());
@@ -221,7 +212,7 @@ impl Application {
                 .with_endpoint_policy(settings.messaging.endpoints),
             status: StatusService::new(ports.clone()),
             metrics: MetricsService::new(ports.clone(), analytics),
-            management: ManagementService::new(scheduler, recovery, settings.run),
+            management: ManagementService::new(scheduler, recovery, settings.run.clone()),
             feeds,
             registry,
             directory,
@@ -415,51 +406,14 @@ fn registry(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<Arc<Reg
     Ok(Some(RegistrySync::new(ports.clone(), client, me)))
 }
 
-fn scheduler(
-    settings: &Settings,
-    ports: &Ports,
-    leader: Arc<dyn LeaderElection>,
-    router: &Arc<Router>,
-    recovery: &Arc<Recovery>,
-    feeds: &Arc<FeedHub>,
-) -> Scheduler {
-    let mut scheduler = Scheduler::new(leader, ports.clock.clone());
-    scheduler.add(
-        Arc::new(HealthMonitorJob(recovery.clone())),
-        settings.run.heartbeat_check_interval,
-    );
-    scheduler.add(Arc::new(RouterJob(router.clone())), settings.run.router_interval);
-    scheduler.add(
-        heartbeat_cleanup(settings, ports),
-        settings.run.heartbeat_cleanup_interval,
-    );
-    scheduler.add(
-        Arc::new(WebSocketPingJob(feeds.clone())),
-        settings.feeds.heartbeat_interval,
-    );
+/// The periodic jobs (`jobs::ALL`), each built by its own file and timed
+/// by its own setting.
+fn scheduler(settings: &Settings, leader: Arc<dyn LeaderElection>, context: &JobContext<'_>) -> Scheduler {
+    let mut scheduler = Scheduler::new(leader, context.ports.clock.clone());
+    for job in jobs::ALL {
+        scheduler.add((job.build)(context), settings.job_interval(job.spec));
+    }
     scheduler
-}
-
-/// The `heartbeat_cleanup` job, idle when `HEARTBEAT_RETENTION_DAYS` is 0.
-fn heartbeat_cleanup(settings: &Settings, ports: &Ports) -> Arc<dyn Job> {
-    match settings.retention.heartbeats {
-        Some(retention) => Arc::new(HeartbeatCleanupJob::new(ports.droplets.clone(), retention)),
-        None => Arc::new(IdleJob {
-            id: HEARTBEAT_CLEANUP,
-            reason: "HEARTBEAT_RETENTION_DAYS is 0, so heartbeat rows are kept for ever".into(),
-        }),
-    }
-}
-
-/// The `task_retention` job, idle when `TASK_RETENTION_DAYS` is 0.
-fn task_retention(settings: &Settings, ports: &Ports) -> Arc<dyn Job> {
-    match settings.retention.tasks {
-        Some(retention) => Arc::new(TaskRetentionJob::new(ports, retention)),
-        None => Arc::new(IdleJob {
-            id: TASK_RETENTION,
-            reason: "TASK_RETENTION_DAYS is 0, so finished tasks are kept for ever".into(),
-        }),
-    }
 }
 
 /// The adapters the use cases are built over.

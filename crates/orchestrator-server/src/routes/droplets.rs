@@ -83,7 +83,11 @@ pub(crate) async fn register(
         capabilities: d.capabilities,
         max_concurrent_tasks: d.max_concurrent_tasks,
         registered_at: d.registered_at,
-        heartbeat_interval_seconds: app.management.tunables().heartbeat_check_interval.as_secs(),
+        heartbeat_interval_seconds: app
+            .management
+            .tunables()
+            .interval(&orchestrator_app::jobs::health_monitor::SPEC)
+            .as_secs(),
     };
     Ok(if change.previous_status.is_none() {
         Udc::created(body)

@@ -231,7 +231,7 @@ pub(crate) async fn reload_config(
     let next = app.settings.reread().map_err(|lines| {
         ApiError::App(orchestrator_domain::ValidationError::new("configuration", lines.join("; ")).into())
     })?;
-    let changed = app.management.reload(&caller, next.run)?;
+    let changed = app.management.reload(&caller, next.run.clone())?;
     let names = |names: Vec<&str>| names.into_iter().map(str::to_owned).collect();
     Ok(Udc::ok(Reloaded {
         changed: names(changed),

@@ -170,7 +170,10 @@ pub(crate) async fn system_health(
         Err(orchestrator_app::AppError::Unavailable(_)) => (StoreStatus::Down, None),
         Err(other) => return Err(other.into()),
     };
-    let interval = app.management.tunables().heartbeat_check_interval;
+    let interval = app
+        .management
+        .tunables()
+        .interval(&orchestrator_app::jobs::health_monitor::SPEC);
     let droplets = match app.metrics.droplet_health(&caller, interval).await {
         Ok(health) => Some(droplet_health_of(health)),
         Err(orchestrator_app::AppError::Unavailable(_)) => None,
