@@ -1002,6 +1002,46 @@ mod tests {
     }
 
     #[test]
+    fn each_job_is_timed_by_its_own_setting_and_a_fixed_ones_change_needs_a_restart() {
+        let secret = "k".repeat(32);
+        let read = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("JWT_SECRET_KEY", secret.as_str())];
+            all.extend_from_slice(pairs);
+            Settings::from_vars(vars(&all)).expect("valid")
+        };
+        let defaults = read(&[]);
+        for job in jobs::ALL {
+            assert_eq!(
+                defaults.job_interval(job.spec),
+                job.spec.default_interval(),
+                "{}",
+                job.spec.id
+            );
+        }
+        let cleanup = read(&[("HEARTBEAT_CLEANUP_INTERVAL", "60")]);
+        assert_eq!(
+            cleanup.job_interval(&jobs::idempotency_cleanup::SPEC),
+            Duration::from_secs(3600),
+            "the idempotency cleanup has a setting of its own"
+        );
+        let idempotency = read(&[("IDEMPOTENCY_CLEANUP_INTERVAL", "120")]);
+        assert_eq!(
+            idempotency.run.interval(&jobs::idempotency_cleanup::SPEC),
+            Duration::from_secs(120)
+        );
+        assert!(
+            defaults.restart_needed(&idempotency).is_empty(),
+            "re-timed by a reload"
+        );
+        let ping = read(&[("WS_HEARTBEAT_INTERVAL", "5")]);
+        assert_eq!(
+            ping.job_interval(&jobs::websocket_ping::SPEC),
+            Duration::from_secs(5)
+        );
+        assert_eq!(defaults.restart_needed(&ping), ["WS_HEARTBEAT_INTERVAL"]);
+    }
+
+    #[test]
     fn every_start_time_variable_that_changed_needs_a_restart_and_no_run_time_one_does() {
         let secret = "k".repeat(32);
         let read = |pairs: &[(&str, &str)]| {
