@@ -345,3 +345,46 @@ async fn the_background_services_are_listed_by_name() {
     }
     assert_eq!(reply.payload()["running"], names.len(), "all of them run");
 }
+
+/// On PostgreSQL the store's own loops are services too: the event bus's
+/// two connections from the start, the heartbeat writer once a heartbeat
+/// is held. The memory store has no loops of its own.
+#[tokio::test]
+async fn the_stores_loops_are_listed_with_the_services() {
+    let on_postgres = orchestrator_tests::on_postgres();
+    let app = spawn_app().await;
+    let names = |reply: orchestrator_tests::Reply| -> Vec<String> {
+        reply.payload()["services"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    };
+    let before = names(app.get("/management/services", &app.admin()).await);
+    for bus in [
+        "events: notify other replicas",
+        "events: listen to other replicas",
+    ] {
+        assert_eq!(
+            before.iter().any(|n| n == bus),
+            on_postgres,
+            "{bus} in {before:?}"
+        );
+    }
+    assert_eq!(app.register(8, &["echo"], 2).await.status, 201);
+    // The first heartbeat of a droplet is written at once; later ones are
+    // held and written together.
+    for _ in 0..2 {
+        let beat = app
+            .post("/droplets/8/heartbeat", &app.droplet(8), json!({}))
+            .await;
+        assert_eq!(beat.status, 200, "{beat:?}");
+    }
+    let after = names(app.get("/management/services", &app.admin()).await);
+    assert_eq!(
+        after.iter().any(|n| n == "heartbeats: write those held"),
+        on_postgres,
+        "{after:?}"
+    );
+}

@@ -56,6 +56,12 @@ impl Services {
     }
 }
 
+impl orchestrator_ports::Spawner for Services {
+    fn spawn_service(&self, name: String, work: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) {
+        self.spawn(name, work);
+    }
+}
+
 impl Drop for Services {
     fn drop(&mut self) {
         self.token.cancel();

@@ -876,6 +876,15 @@ pub trait EventBus: Send + Sync {
     }
 }
 
+/// Long-running work, as a port so that an adapter's loops (a store's
+/// flusher, an event bus's connections) run as named services of the
+/// process: listed with the others and stopped with them. The app's
+/// `Services` implements it.
+pub trait Spawner: Send + Sync {
+    /// Runs `work` as the service `name` until it ends or the services stop.
+    fn spawn_service(&self, name: String, work: Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+}
+
 /// The time, as a port so that tests can control it.
 #[cfg_attr(feature = "mock", mockall::automock)]
 pub trait Clock: Send + Sync {

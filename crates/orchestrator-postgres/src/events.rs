@@ -17,10 +17,9 @@ use async_trait::async_trait;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use orchestrator_domain::{DomainEvent, Droplet, DropletId, DropletStatus, Task, TaskId};
-use orchestrator_ports::{DropletStore, EventBus, EventStream, TaskStore};
+use orchestrator_ports::{DropletStore, EventBus, EventStream, Spawner, TaskStore};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
 use tokio_stream::wrappers::BroadcastStream;
 use uuid::Uuid;
 
@@ -136,25 +135,13 @@ pub struct PgEventBus {
     outbox: mpsc::UnboundedSender<String>,
 }
 
-/// The connections of a bus; they stop when this is dropped.
-#[derive(Debug)]
-pub struct PgEventBusHandle {
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Drop for PgEventBusHandle {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
 impl PgEventBus {
     /// A bus that notifies and listens over its own two connections to
-    /// `url`. Returns once it listens (or after `LISTEN_WAIT`, when the
-    /// database is slow to answer: it then keeps trying in the background).
-    pub async fn start(url: &str, store: PgStore) -> (PgEventBus, PgEventBusHandle) {
+    /// `url`, each a service of `services` (so they are listed and stop
+    /// with the process's others). Returns once it listens (or after
+    /// `LISTEN_WAIT`, when the database is slow to answer: it then keeps
+    /// trying in the background).
+    pub async fn start(url: &str, store: PgStore, services: &dyn Spawner) -> PgEventBus {
         let (outbox, pending) = mpsc::unbounded_channel();
         let bus = PgEventBus {
             origin: Uuid::new_v4(),
@@ -163,18 +150,19 @@ impl PgEventBus {
             all: broadcast::channel(BUFFERED_EVENTS).0,
             outbox,
         };
-        let notifier = tokio::spawn(notify_forever(url.to_owned(), pending));
+        services.spawn_service(
+            "events: notify other replicas".into(),
+            Box::pin(notify_forever(url.to_owned(), pending)),
+        );
         let (ready, listening) = oneshot::channel();
-        let listener = tokio::spawn(listen_forever(url.to_owned(), bus.clone(), store, ready));
+        services.spawn_service(
+            "events: listen to other replicas".into(),
+            Box::pin(listen_forever(url.to_owned(), bus.clone(), store, ready)),
+        );
         if tokio::time::timeout(LISTEN_WAIT, listening).await.is_err() {
             tracing::warn!("not yet listening for other replicas' events; still trying");
         }
-        (
-            bus,
-            PgEventBusHandle {
-                tasks: vec![notifier, listener],
-            },
-        )
+        bus
     }
 }
 

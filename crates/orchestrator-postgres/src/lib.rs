@@ -20,7 +20,7 @@ mod sql;
 mod store;
 mod views;
 
-pub use events::{PgEventBus, PgEventBusHandle};
+pub use events::PgEventBus;
 pub use leader::PgLeaderElection;
 pub use migrations::{MIGRATIONS, run_migrations, verify_schema};
 pub use store::{PgStore, PoolSettings};

@@ -42,7 +42,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use orchestrator_domain::{Droplet, DropletId, DropletStatus, HeartbeatReport};
-use orchestrator_ports::{DropletChange, HeartbeatBacklog, StoreResult};
+use orchestrator_ports::{DropletChange, HeartbeatBacklog, Spawner, StoreResult};
 use serde_json::Value;
 
 use crate::error::{pool_error, store_error};
@@ -181,17 +181,20 @@ impl Liveness {
         }
     }
 
-    /// Starts the task that flushes every flush interval, once; it ends
-    /// when the store is dropped.
-    pub fn start_flusher(self: &Arc<Self>, pool: &Pool<AsyncPgConnection>) {
+    /// Starts the task that flushes every flush interval, once, as a
+    /// service of `services` when the store was given them (else on its
+    /// own); it ends when the store is dropped or the services stop.
+    pub fn start_flusher(self: &Arc<Self>, pool: &Pool<AsyncPgConnection>, services: Option<&dyn Spawner>) {
         if self.flusher_started.swap(true, Ordering::AcqRel) {
             return;
         }
-        tokio::spawn(flush_periodically(
-            Arc::downgrade(self),
-            pool.clone(),
-            self.flush_every,
-        ));
+        let flusher = flush_periodically(Arc::downgrade(self), pool.clone(), self.flush_every);
+        match services {
+            Some(services) => {
+                services.spawn_service("heartbeats: write those held".into(), Box::pin(flusher))
+            }
+            None => drop(tokio::spawn(flusher)),
+        }
     }
 
     /// Writes every absorbed heartbeat and refreshes the cached state. On

@@ -22,8 +22,8 @@ use orchestrator_domain::{
 use orchestrator_ports::{
     ChangeRecord, DropletChange, DropletFilter, DropletStore, HeartbeatBacklog, IdempotencyKey, LiveCounts,
     OnceCreated, PageCursor, ProgressReport, RecoveryCandidate, RecoveryQuery, Report, ReportOutcome,
-    RoundPlanner, RoutableQuery, RoutedRound, StoreError, StoreResult, TaskFilter, TaskKey, TaskPage,
-    TaskStore, Transition,
+    RoundPlanner, RoutableQuery, RoutedRound, Spawner, StoreError, StoreResult, TaskFilter, TaskKey,
+    TaskPage, TaskStore, Transition,
 };
 use uuid::Uuid;
 
@@ -68,6 +68,8 @@ pub struct PgStore {
     creates: Arc<CreateBatcher>,
     /// Heartbeats absorbed in memory and written once a second.
     liveness: Arc<Liveness>,
+    /// The process's services, which the store's own loops join.
+    services: Option<Arc<dyn Spawner>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -107,7 +109,17 @@ impl PgStore {
             reports: Arc::default(),
             creates: Arc::default(),
             liveness: Arc::default(),
+            services: None,
         })
+    }
+
+    /// Runs the store's long-running loops (the heartbeat flusher) as
+    /// services of `services`, listed and stopped with the process's
+    /// others.
+    #[must_use]
+    pub fn with_services(mut self, services: Arc<dyn Spawner>) -> Self {
+        self.services = Some(services);
+        self
     }
 
     /// Writes held heartbeats every `every` instead of every second: a
@@ -1067,7 +1079,7 @@ impl DropletStore for PgStore {
     ) -> StoreResult<DropletChange> {
         let report = match self.liveness.absorb(id, report, at, sample_every) {
             Ok(change) => {
-                self.liveness.start_flusher(&self.pool);
+                self.liveness.start_flusher(&self.pool, self.services.as_deref());
                 return Ok(change);
             }
             Err(report) => report,

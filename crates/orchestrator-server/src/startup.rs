@@ -15,9 +15,7 @@ use orchestrator_app::{
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
 use orchestrator_outbound::{DispatchLimits, HttpDispatcher, HttpRegistryClient};
 use orchestrator_ports::{AnalyticsStore, DropletStore, LeaderElection, ServiceRegistration, SystemClock};
-use orchestrator_postgres::{
-    PgEventBus, PgEventBusHandle, PgLeaderElection, PgStore, PoolSettings, run_migrations,
-};
+use orchestrator_postgres::{PgEventBus, PgLeaderElection, PgStore, PoolSettings, run_migrations};
 use secrecy::ExposeSecret;
 
 use crate::auth::{JwtKeys, TokenVerifier};
@@ -107,12 +105,11 @@ pub struct Application {
     background: Background,
 }
 
-/// The background work of a running application: the services (stopped
-/// with the server, cancelled when dropped) and the connections that
-/// carry events between replicas (PostgreSQL), closed when dropped.
+/// The background work of a running application: its services, the
+/// adapters' loops among them (stopped with the server, cancelled when
+/// dropped).
 struct Background {
     services: Arc<Services>,
-    _events: Option<PgEventBusHandle>,
 }
 
 impl std::fmt::Debug for Application {
@@ -126,20 +123,15 @@ impl Application {
     /// tests). With PostgreSQL it first applies pending migrations and
     /// refuses to start if the schema it finds does not match.
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
-        let (
-            Adapters {
-                ports,
-                analytics,
-                events,
-            },
-            leader,
-        ): (Adapters, Arc<dyn LeaderElection>) = match &settings.store.kind {
-            StoreKind::Memory => (memory_adapters(), Arc::new(SoleLeader)),
-            StoreKind::Postgres { url } => (
-                postgres_adapters(url.expose_secret(), &settings).await?,
-                Arc::new(PgLeaderElection::new(url.expose_secret())),
-            ),
-        };
+        let services = Arc::new(Services::default());
+        let (Adapters { ports, analytics }, leader): (Adapters, Arc<dyn LeaderElection>) =
+            match &settings.store.kind {
+                StoreKind::Memory => (memory_adapters(), Arc::new(SoleLeader)),
+                StoreKind::Postgres { url } => (
+                    postgres_adapters(url.expose_secret(), &settings, &services).await?,
+                    Arc::new(PgLeaderElection::new(url.expose_secret())),
+                ),
+            };
         let router = Router::new(ports.clone());
         let droplets = ports.droplets.clone();
         let dispatcher = Arc::new(HttpDispatcher::new(
@@ -172,7 +164,6 @@ impl Application {
             },
         );
         let scheduler = Arc::new(scheduler);
-        let services = Arc::new(Services::default());
         start_services(
             &services,
             &settings,
@@ -188,7 +179,6 @@ impl Application {
         );
         let background = Background {
             services: services.clone(),
-            _events: events,
         };
         let keys = web::Data::new(JwtKeys::hs256(
             settings.auth.jwt_secret.expose_secret().as_bytes(),
@@ -420,8 +410,6 @@ fn scheduler(settings: &Settings, leader: Arc<dyn LeaderElection>, context: &Job
 struct Adapters {
     ports: Ports,
     analytics: Arc<dyn AnalyticsStore>,
-    /// The connections that carry events between replicas (PostgreSQL).
-    events: Option<PgEventBusHandle>,
 }
 
 fn memory_adapters() -> Adapters {
@@ -434,7 +422,6 @@ fn memory_adapters() -> Adapters {
             clock: Arc::new(SystemClock),
         },
         analytics: store,
-        events: None,
     }
 }
 
@@ -445,8 +432,13 @@ const SERVICES_STOP_WITHIN: std::time::Duration = std::time::Duration::from_secs
 /// the store is unavailable (503).
 const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// The PostgreSQL store and the event bus that spans the replicas sharing it.
-async fn postgres_adapters(url: &str, settings: &Settings) -> anyhow::Result<Adapters> {
+/// The PostgreSQL store and the event bus that spans the replicas sharing
+/// it; their loops run as `services`.
+async fn postgres_adapters(
+    url: &str,
+    settings: &Settings,
+    services: &Arc<Services>,
+) -> anyhow::Result<Adapters> {
     let pool = settings.store.pool;
     let applied = run_migrations(url).await?;
     for version in &applied {
@@ -457,7 +449,9 @@ async fn postgres_adapters(url: &str, settings: &Settings) -> anyhow::Result<Ada
         timeout: DATABASE_WAIT,
     };
     let store = Arc::new(
-        PgStore::new(url, pool)?.with_heartbeat_flush_every(settings.store.heartbeat_flush_interval),
+        PgStore::new(url, pool)?
+            .with_heartbeat_flush_every(settings.store.heartbeat_flush_interval)
+            .with_services(services.clone()),
     );
     let problems = store.schema_problems().await?;
     if !problems.is_empty() {
@@ -466,7 +460,7 @@ async fn postgres_adapters(url: &str, settings: &Settings) -> anyhow::Result<Ada
             problems.join("; ")
         );
     }
-    let (events, handle) = PgEventBus::start(url, PgStore::clone(&store)).await;
+    let events = PgEventBus::start(url, PgStore::clone(&store), services.as_ref()).await;
     Ok(Adapters {
         ports: Ports {
             tasks: store.clone(),
@@ -475,6 +469,5 @@ async fn postgres_adapters(url: &str, settings: &Settings) -> anyhow::Result<Ada
             clock: Arc::new(SystemClock),
         },
         analytics: store,
-        events: Some(handle),
     })
 }
