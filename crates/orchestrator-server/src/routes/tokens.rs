@@ -2,11 +2,13 @@
 //! `admin` token, except in `development`, where it is open; a token never
 //! carries more permissions than its issuer holds.
 
-use actix_web::{HttpRequest, http::header, middleware::from_fn, web};
+use actix_web::dev::Payload;
+use actix_web::{FromRequest, HttpRequest, http::header, middleware::from_fn, web};
+use futures_util::future::LocalBoxFuture;
 use orchestrator_api::tokens::{Token, TokenBody};
 use orchestrator_app::AppError;
 
-use crate::auth::{JwtKeys, MAX_SUBJECT_CHARS, TokenRequest, authenticate};
+use crate::auth::{Authenticated, JwtKeys, MAX_SUBJECT_CHARS, TokenRequest, authenticate};
 use crate::envelope::{Body, Udc, envelope_errors};
 use crate::error::ApiError;
 use crate::routes::resource;
@@ -18,6 +20,30 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .wrap(from_fn(envelope_errors))
             .route(web::post().to(issue)),
     );
+}
+
+/// Who asks for a token, checked before the body is read (as every other
+/// endpoint checks its caller first): `None` in development without an
+/// `Authorization` header, where the endpoint is open.
+pub(crate) struct Issuer(Option<Authenticated>);
+
+impl FromRequest for Issuer {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let open = req
+                .app_data::<web::Data<AppState>>()
+                .is_some_and(|app| app.settings.is_development())
+                && !req.headers().contains_key(header::AUTHORIZATION);
+            if open {
+                return Ok(Issuer(None));
+            }
+            Ok(Issuer(Some(authenticate(&req).await?)))
+        })
+    }
 }
 
 fn invalid(field: &str, message: &str) -> ApiError {
@@ -47,14 +73,12 @@ fn subject(body: &TokenBody) -> Result<String, ApiError> {
     responses((status = 200, description = "The token", body = Token)),
 )]
 pub(crate) async fn issue(
-    req: HttpRequest,
+    Issuer(issuer): Issuer,
     app: web::Data<AppState>,
     keys: web::Data<JwtKeys>,
     Body(body): Body<TokenBody>,
 ) -> Result<Udc<Token>, ApiError> {
-    let open = app.settings.is_development() && !req.headers().contains_key(header::AUTHORIZATION);
-    if !open {
-        let issuer = authenticate(&req).await?.0;
+    if let Some(Authenticated(issuer)) = issuer {
         if !issuer.is_admin() {
             return Err(ApiError::App(AppError::Forbidden(
                 "issuing tokens needs the 'admin' permission".into(),
