@@ -1,6 +1,6 @@
 //! Every long-running task of a process, in one place: each is started
 //! here under a name, listed (`GET /management/services`), and stopped
-//! with the others (a graceful stop waits for them; dropping the registry
+//! with the others (a graceful stop waits for them; dropping the list
 //! cancels them).
 
 use std::future::Future;
@@ -85,7 +85,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn dropping_the_registry_cancels_what_runs() {
+    async fn dropping_the_services_cancels_what_runs() {
         let services = Services::default();
         let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
         services.spawn("holds a sender", async move {
