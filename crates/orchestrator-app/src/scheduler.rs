@@ -14,14 +14,21 @@ use chrono::{DateTime, Utc};
 use orchestrator_ports::{Clock, LeaderElection};
 use tokio::sync::Notify;
 
+use crate::jobs::JobSpec;
 use crate::{AppError, AppResult, Services};
 
 /// A periodic job.
 #[async_trait]
 pub trait Job: Send + Sync {
-    fn id(&self) -> &'static str;
+    /// What it is: its id, whether only the leader runs it, its setting.
+    fn spec(&self) -> &'static JobSpec;
+    fn id(&self) -> &'static str {
+        self.spec().id
+    }
     /// True when only the leader replica may run it.
-    fn leader_only(&self) -> bool;
+    fn leader_only(&self) -> bool {
+        self.spec().leader_only
+    }
     async fn run(&self) -> AppResult<()>;
     /// Told when the job is paused or resumed, for jobs that also act outside their runs.
     fn set_paused(&self, _paused: bool) {}

@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::memory_ports;
 
 use async_trait::async_trait;
-use orchestrator_app::jobs::task_router;
+use orchestrator_app::jobs::{JobSpec, task_router};
 use orchestrator_app::scheduler::Job;
 use orchestrator_app::{AppError, AppResult, Scheduler};
 use orchestrator_ports::{MockLeaderElection, SystemClock};
@@ -18,19 +18,15 @@ use orchestrator_ports::{MockLeaderElection, SystemClock};
 const TICK: Duration = Duration::from_millis(40);
 
 struct Counting {
-    id: &'static str,
-    leader_only: bool,
+    spec: &'static JobSpec,
     runs: AtomicU32,
     always_fails: bool,
 }
 
 #[async_trait]
 impl Job for Counting {
-    fn id(&self) -> &'static str {
-        self.id
-    }
-    fn leader_only(&self) -> bool {
-        self.leader_only
+    fn spec(&self) -> &'static JobSpec {
+        self.spec
     }
     async fn run(&self) -> AppResult<()> {
         self.runs.fetch_add(1, Ordering::SeqCst);
@@ -43,9 +39,16 @@ impl Job for Counting {
 }
 
 fn job(id: &'static str, leader_only: bool, always_fails: bool) -> Arc<Counting> {
-    Arc::new(Counting {
+    // A job of the test's own, as each job's file declares one.
+    let spec = Box::leak(Box::new(JobSpec {
         id,
         leader_only,
+        interval_setting: "TEST_INTERVAL",
+        default_interval_seconds: 1,
+        reloadable: true,
+    }));
+    Arc::new(Counting {
+        spec,
         runs: AtomicU32::new(0),
         always_fails,
     })

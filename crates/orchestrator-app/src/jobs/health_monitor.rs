@@ -22,11 +22,8 @@ pub struct HealthMonitorJob(pub Arc<Recovery>);
 
 #[async_trait]
 impl Job for HealthMonitorJob {
-    fn id(&self) -> &'static str {
-        SPEC.id
-    }
-    fn leader_only(&self) -> bool {
-        SPEC.leader_only
+    fn spec(&self) -> &'static JobSpec {
+        &SPEC
     }
     async fn run(&self) -> AppResult<()> {
         self.0.run_pass().await.map(|_| ())

@@ -58,11 +58,8 @@ impl HeartbeatCleanupJob {
 
 #[async_trait]
 impl Job for HeartbeatCleanupJob {
-    fn id(&self) -> &'static str {
-        SPEC.id
-    }
-    fn leader_only(&self) -> bool {
-        SPEC.leader_only
+    fn spec(&self) -> &'static JobSpec {
+        &SPEC
     }
     async fn run(&self) -> AppResult<()> {
         let deleted = self
@@ -87,7 +84,7 @@ pub fn build(ctx: &JobContext<'_>) -> Arc<dyn Job> {
     match ctx.heartbeat_retention {
         Some(retention) => Arc::new(HeartbeatCleanupJob::new(ctx.ports.droplets.clone(), retention)),
         None => Arc::new(IdleJob {
-            id: SPEC.id,
+            spec: &SPEC,
             reason: "HEARTBEAT_RETENTION_DAYS is 0, so heartbeat rows are kept for ever".into(),
         }),
     }

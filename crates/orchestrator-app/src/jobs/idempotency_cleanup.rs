@@ -23,11 +23,8 @@ pub struct IdempotencyCleanupJob(pub TaskService);
 
 #[async_trait]
 impl Job for IdempotencyCleanupJob {
-    fn id(&self) -> &'static str {
-        SPEC.id
-    }
-    fn leader_only(&self) -> bool {
-        SPEC.leader_only
+    fn spec(&self) -> &'static JobSpec {
+        &SPEC
     }
     async fn run(&self) -> AppResult<()> {
         let deleted = self.0.forget_expired_keys().await?;

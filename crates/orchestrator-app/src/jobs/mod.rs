@@ -179,15 +179,16 @@ fn cut_off(now: DateTime<Utc>, age: Duration) -> Option<DateTime<Utc>> {
 /// with its reason, never run.
 #[derive(Debug)]
 pub struct IdleJob {
-    pub id: &'static str,
+    pub spec: &'static JobSpec,
     pub reason: String,
 }
 
 #[async_trait]
 impl Job for IdleJob {
-    fn id(&self) -> &'static str {
-        self.id
+    fn spec(&self) -> &'static JobSpec {
+        self.spec
     }
+    /// Never run, so it waits for no leader.
     fn leader_only(&self) -> bool {
         false
     }

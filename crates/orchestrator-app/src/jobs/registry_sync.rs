@@ -22,11 +22,8 @@ pub struct RegistrySyncJob(pub Arc<RegistrySync>);
 
 #[async_trait]
 impl Job for RegistrySyncJob {
-    fn id(&self) -> &'static str {
-        SPEC.id
-    }
-    fn leader_only(&self) -> bool {
-        SPEC.leader_only
+    fn spec(&self) -> &'static JobSpec {
+        &SPEC
     }
     async fn run(&self) -> AppResult<()> {
         self.0.sync_directory().await.map(|_| ())
@@ -38,7 +35,7 @@ pub fn build(ctx: &JobContext<'_>) -> Arc<dyn Job> {
     match ctx.registry {
         Some(registry) => Arc::new(RegistrySyncJob(registry.clone())),
         None => Arc::new(IdleJob {
-            id: SPEC.id,
+            spec: &SPEC,
             reason: "REGISTRY_URL is not set, so there is no Registry directory to copy".into(),
         }),
     }

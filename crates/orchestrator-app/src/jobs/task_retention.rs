@@ -59,11 +59,8 @@ impl TaskRetentionJob {
 
 #[async_trait]
 impl Job for TaskRetentionJob {
-    fn id(&self) -> &'static str {
-        SPEC.id
-    }
-    fn leader_only(&self) -> bool {
-        SPEC.leader_only
+    fn spec(&self) -> &'static JobSpec {
+        &SPEC
     }
     async fn run(&self) -> AppResult<()> {
         let Some(before) = cut_off(self.clock.now(), self.retention) else {
@@ -91,7 +88,7 @@ pub fn build(ctx: &JobContext<'_>) -> Arc<dyn Job> {
     match ctx.task_retention {
         Some(retention) => Arc::new(TaskRetentionJob::new(ctx.ports, retention)),
         None => Arc::new(IdleJob {
-            id: SPEC.id,
+            spec: &SPEC,
             reason: "TASK_RETENTION_DAYS is 0, so finished tasks are kept for ever".into(),
         }),
     }

@@ -21,11 +21,8 @@ pub struct RouterJob(pub Arc<Router>);
 
 #[async_trait]
 impl Job for RouterJob {
-    fn id(&self) -> &'static str {
-        SPEC.id
-    }
-    fn leader_only(&self) -> bool {
-        SPEC.leader_only
+    fn spec(&self) -> &'static JobSpec {
+        &SPEC
     }
     async fn run(&self) -> AppResult<()> {
         self.0.route_pending().await.map(|_| ())

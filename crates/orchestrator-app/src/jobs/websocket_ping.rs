@@ -23,11 +23,8 @@ pub struct WebSocketPingJob(pub Arc<FeedHub>);
 
 #[async_trait]
 impl Job for WebSocketPingJob {
-    fn id(&self) -> &'static str {
-        SPEC.id
-    }
-    fn leader_only(&self) -> bool {
-        SPEC.leader_only
+    fn spec(&self) -> &'static JobSpec {
+        &SPEC
     }
     async fn run(&self) -> AppResult<()> {
         self.0.ping_all();
