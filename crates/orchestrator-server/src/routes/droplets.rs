@@ -18,17 +18,20 @@ use crate::error::ApiError;
 use crate::routes::{not_found, resource};
 use crate::startup::AppState;
 
+/// Where every route of this module lives.
+const SCOPE: &str = "/droplets";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/droplets")
+        web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource("", "GET").route(web::get().to(list)))
-            .service(resource("/register", "POST").route(web::post().to(register)))
-            .service(resource("/{droplet_id}", "GET").route(web::get().to(get)))
-            .service(resource("/{droplet_id}/heartbeat", "POST").route(web::post().to(heartbeat)))
-            .service(resource("/{droplet_id}/activate", "POST").route(web::post().to(activate)))
-            .service(resource("/{droplet_id}/deactivate", "POST").route(web::post().to(deactivate)))
-            .service(resource("/{droplet_id}/capabilities", "GET").route(web::get().to(capabilities)))
+            .service(resource(SCOPE, "", "GET").route(web::get().to(list)))
+            .service(resource(SCOPE, "/register", "POST").route(web::post().to(register)))
+            .service(resource(SCOPE, "/{droplet_id}", "GET").route(web::get().to(get)))
+            .service(resource(SCOPE, "/{droplet_id}/heartbeat", "POST").route(web::post().to(heartbeat)))
+            .service(resource(SCOPE, "/{droplet_id}/activate", "POST").route(web::post().to(activate)))
+            .service(resource(SCOPE, "/{droplet_id}/deactivate", "POST").route(web::post().to(deactivate)))
+            .service(resource(SCOPE, "/{droplet_id}/capabilities", "GET").route(web::get().to(capabilities)))
             .default_service(web::to(not_found)),
     );
 }
@@ -42,7 +45,7 @@ fn next_deadline(last: Option<DateTime<Utc>>, app: &AppState) -> Option<f64> {
 /// `POST /heartbeat`, the mesh's own heartbeat (integration guide, 2.1).
 pub fn configure_mesh(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/heartbeat", "POST")
+        resource("", "/heartbeat", "POST")
             .wrap(from_fn(envelope_errors))
             .route(web::post().to(service_heartbeat)),
     );

@@ -23,13 +23,16 @@ use crate::startup::AppState;
 /// How long a close frame may wait for a client that has stopped reading.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Where every route of this module lives.
+const SCOPE: &str = "/ws";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/ws")
+        web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource("/tasks", "GET").route(web::get().to(tasks_feed)))
-            .service(resource("/droplets", "GET").route(web::get().to(droplets_feed)))
-            .service(resource("/status", "GET").route(web::get().to(status)))
+            .service(resource(SCOPE, "/tasks", "GET").route(web::get().to(tasks_feed)))
+            .service(resource(SCOPE, "/droplets", "GET").route(web::get().to(droplets_feed)))
+            .service(resource(SCOPE, "/status", "GET").route(web::get().to(status)))
             .default_service(web::to(not_found)),
     );
 }

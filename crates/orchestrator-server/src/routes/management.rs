@@ -13,19 +13,22 @@ use crate::error::ApiError;
 use crate::routes::{not_found, resource};
 use crate::startup::AppState;
 
+/// Where every route of this module lives.
+const SCOPE: &str = "/management";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/management")
+        web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource("/version", "GET").route(web::get().to(version)))
-            .service(resource("/scheduler/jobs", "GET").route(web::get().to(jobs)))
-            .service(resource("/services", "GET").route(web::get().to(services)))
-            .service(resource("/scheduler/jobs/{job_id}/pause", "POST").route(web::post().to(pause)))
-            .service(resource("/scheduler/jobs/{job_id}/resume", "POST").route(web::post().to(resume)))
-            .service(resource("/emergency-stop", "POST").route(web::post().to(emergency_stop)))
-            .service(resource("/shutdown", "POST").route(web::post().to(shutdown)))
-            .service(resource("/reload-config", "POST").route(web::post().to(reload_config)))
-            .service(resource("/cache/clear", "POST").route(web::post().to(clear_cache)))
+            .service(resource(SCOPE, "/version", "GET").route(web::get().to(version)))
+            .service(resource(SCOPE, "/scheduler/jobs", "GET").route(web::get().to(jobs)))
+            .service(resource(SCOPE, "/services", "GET").route(web::get().to(services)))
+            .service(resource(SCOPE, "/scheduler/jobs/{job_id}/pause", "POST").route(web::post().to(pause)))
+            .service(resource(SCOPE, "/scheduler/jobs/{job_id}/resume", "POST").route(web::post().to(resume)))
+            .service(resource(SCOPE, "/emergency-stop", "POST").route(web::post().to(emergency_stop)))
+            .service(resource(SCOPE, "/shutdown", "POST").route(web::post().to(shutdown)))
+            .service(resource(SCOPE, "/reload-config", "POST").route(web::post().to(reload_config)))
+            .service(resource(SCOPE, "/cache/clear", "POST").route(web::post().to(clear_cache)))
             .default_service(web::to(not_found)),
     );
 }

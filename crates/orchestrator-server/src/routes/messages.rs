@@ -26,17 +26,17 @@ use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/message", "POST")
+        resource("", "/message", "POST")
             .wrap(from_fn(envelope_errors))
             .route(web::post().to(message)),
     )
     .service(
-        resource("/send", "POST")
+        resource("", "/send", "POST")
             .wrap(from_fn(envelope_errors))
             .route(web::post().to(send)),
     )
     .service(
-        resource("/broadcast", "POST")
+        resource("", "/broadcast", "POST")
             .wrap(from_fn(envelope_errors))
             .route(web::post().to(broadcast)),
     );

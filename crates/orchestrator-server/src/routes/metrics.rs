@@ -20,20 +20,23 @@ use crate::startup::AppState;
 /// endpoint answers them.
 use orchestrator_api::metrics::SystemHealth;
 
+/// Where every route of this module lives.
+const SCOPE: &str = "/metrics";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/metrics")
+        web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource("", "GET").route(web::get().to(prometheus)))
-            .service(resource("/summary", "GET").route(web::get().to(summary)))
-            .service(resource("/tasks/performance", "GET").route(web::get().to(performance)))
-            .service(resource("/tasks/by-type", "GET").route(web::get().to(by_type)))
+            .service(resource(SCOPE, "", "GET").route(web::get().to(prometheus)))
+            .service(resource(SCOPE, "/summary", "GET").route(web::get().to(summary)))
+            .service(resource(SCOPE, "/tasks/performance", "GET").route(web::get().to(performance)))
+            .service(resource(SCOPE, "/tasks/by-type", "GET").route(web::get().to(by_type)))
             .service(
-                resource("/droplets/{droplet_id}/performance", "GET")
+                resource(SCOPE, "/droplets/{droplet_id}/performance", "GET")
                     .route(web::get().to(droplet_performance)),
             )
-            .service(resource("/routing", "GET").route(web::get().to(routing)))
-            .service(resource("/system/health", "GET").route(web::get().to(system_health)))
+            .service(resource(SCOPE, "/routing", "GET").route(web::get().to(routing)))
+            .service(resource(SCOPE, "/system/health", "GET").route(web::get().to(system_health)))
             .default_service(web::to(not_found)),
     );
 }

@@ -11,6 +11,8 @@ pub mod service;
 pub mod tasks;
 pub mod tokens;
 
+use std::collections::BTreeMap;
+
 use actix_web::{HttpResponse, web};
 
 use crate::error::ApiError;
@@ -50,10 +52,27 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
 }
 
-/// `path`, answering 405 with an `Allow` header of `allow` to the methods
-/// it does not take.
-pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+/// `path` within `scope` (`""` at the top), answering 405 with an `Allow`
+/// header of `allow` to the methods it does not take. Every route is
+/// recorded with its methods ([`registered`]), so that a test holds them
+/// to the OpenAPI document.
+pub fn resource(scope: &str, path: &str, allow: &'static str) -> actix_web::Resource {
+    REGISTERED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(format!("{scope}{path}"), allow);
     web::resource(path.to_owned()).default_service(web::to(move || async move {
         Err::<HttpResponse, ApiError>(ApiError::MethodNotAllowed { allow })
     }))
+}
+
+static REGISTERED: std::sync::Mutex<BTreeMap<String, &'static str>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// Every path this process has registered, with the methods it takes (as
+/// its `Allow` header names them).
+pub fn registered() -> BTreeMap<String, &'static str> {
+    REGISTERED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
 }

@@ -19,25 +19,30 @@ use crate::error::ApiError;
 use crate::routes::{not_found, resource};
 use crate::startup::AppState;
 
+/// Where every route of this module lives.
+const SCOPE: &str = "/tasks";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        web::scope("/tasks")
+        web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
             .service(
-                resource("", "GET, POST")
+                resource(SCOPE, "", "GET, POST")
                     .route(web::post().to(create))
                     .route(web::get().to(list)),
             )
-            .service(resource("/batch", "POST").route(web::post().to(create_batch)))
+            .service(resource(SCOPE, "/batch", "POST").route(web::post().to(create_batch)))
             .service(
-                resource("/{task_id}", "GET, PATCH, DELETE")
+                resource(SCOPE, "/{task_id}", "GET, PATCH, DELETE")
                     .route(web::get().to(get))
                     .route(web::patch().to(update_status))
                     .route(web::delete().to(cancel)),
             )
-            .service(resource("/{task_id}/cancel-request", "POST").route(web::post().to(request_cancel)))
-            .service(resource("/{task_id}/retry", "POST").route(web::post().to(retry)))
-            .service(resource("/{task_id}/progress", "POST").route(web::post().to(report_progress)))
+            .service(
+                resource(SCOPE, "/{task_id}/cancel-request", "POST").route(web::post().to(request_cancel)),
+            )
+            .service(resource(SCOPE, "/{task_id}/retry", "POST").route(web::post().to(retry)))
+            .service(resource(SCOPE, "/{task_id}/progress", "POST").route(web::post().to(report_progress)))
             .default_service(web::to(not_found)),
     );
 }

@@ -16,7 +16,7 @@ use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/token", "POST")
+        resource("", "/token", "POST")
             .wrap(from_fn(envelope_errors))
             .route(web::post().to(issue)),
     );
