@@ -142,10 +142,10 @@ pub(crate) async fn document() -> HttpResponse {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("", "/openapi.json", "GET").route(web::get().to(document)))
-        .service(resource("", "/docs", "GET").route(web::get().to(swagger_page)))
-        .service(resource("", "/docs/", "GET").route(web::get().to(swagger_page)))
-        .service(resource("", "/docs/{file}", "GET").route(web::get().to(swagger_asset)));
+    cfg.service(resource("", "/openapi.json").get(document).build())
+        .service(resource("", "/docs").get(swagger_page).build())
+        .service(resource("", "/docs/").get(swagger_page).build())
+        .service(resource("", "/docs/{file}").get(swagger_asset).build());
 }
 
 const SWAGGER_PAGE: &str = include_str!("../../../vendor/swagger-ui/index.html");

@@ -25,13 +25,21 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource(SCOPE, "", "GET").route(web::get().to(list)))
-            .service(resource(SCOPE, "/register", "POST").route(web::post().to(register)))
-            .service(resource(SCOPE, "/{droplet_id}", "GET").route(web::get().to(get)))
-            .service(resource(SCOPE, "/{droplet_id}/heartbeat", "POST").route(web::post().to(heartbeat)))
-            .service(resource(SCOPE, "/{droplet_id}/activate", "POST").route(web::post().to(activate)))
-            .service(resource(SCOPE, "/{droplet_id}/deactivate", "POST").route(web::post().to(deactivate)))
-            .service(resource(SCOPE, "/{droplet_id}/capabilities", "GET").route(web::get().to(capabilities)))
+            .service(resource(SCOPE, "").get(list).build())
+            .service(resource(SCOPE, "/register").post(register).build())
+            .service(resource(SCOPE, "/{droplet_id}").get(get).build())
+            .service(resource(SCOPE, "/{droplet_id}/heartbeat").post(heartbeat).build())
+            .service(resource(SCOPE, "/{droplet_id}/activate").post(activate).build())
+            .service(
+                resource(SCOPE, "/{droplet_id}/deactivate")
+                    .post(deactivate)
+                    .build(),
+            )
+            .service(
+                resource(SCOPE, "/{droplet_id}/capabilities")
+                    .get(capabilities)
+                    .build(),
+            )
             .default_service(web::to(not_found)),
     );
 }
@@ -45,9 +53,10 @@ fn next_deadline(last: Option<DateTime<Utc>>, app: &AppState) -> Option<f64> {
 /// `POST /heartbeat`, the mesh's own heartbeat (integration guide, 2.1).
 pub fn configure_mesh(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("", "/heartbeat", "POST")
-            .wrap(from_fn(envelope_errors))
-            .route(web::post().to(service_heartbeat)),
+        resource("", "/heartbeat")
+            .post(service_heartbeat)
+            .build()
+            .wrap(from_fn(envelope_errors)),
     );
 }
 

@@ -30,9 +30,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource(SCOPE, "/tasks", "GET").route(web::get().to(tasks_feed)))
-            .service(resource(SCOPE, "/droplets", "GET").route(web::get().to(droplets_feed)))
-            .service(resource(SCOPE, "/status", "GET").route(web::get().to(status)))
+            .service(resource(SCOPE, "/tasks").get(tasks_feed).build())
+            .service(resource(SCOPE, "/droplets").get(droplets_feed).build())
+            .service(resource(SCOPE, "/status").get(status).build())
             .default_service(web::to(not_found)),
     );
 }

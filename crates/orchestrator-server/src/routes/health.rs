@@ -33,10 +33,10 @@ pub(crate) fn features() -> Vec<String> {
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("", "/health", "GET").route(web::get().to(health)))
-        .service(resource("", "/capabilities", "GET").route(web::get().to(capabilities)))
-        .service(resource("", "/state", "GET").route(web::get().to(state)))
-        .service(resource("", "/dependencies", "GET").route(web::get().to(dependencies)));
+    cfg.service(resource("", "/health").get(health).build())
+        .service(resource("", "/capabilities").get(capabilities).build())
+        .service(resource("", "/state").get(state).build())
+        .service(resource("", "/dependencies").get(dependencies).build());
 }
 
 /// Whether the orchestrator can serve: `active` while its store answers.

@@ -20,15 +20,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource(SCOPE, "/version", "GET").route(web::get().to(version)))
-            .service(resource(SCOPE, "/scheduler/jobs", "GET").route(web::get().to(jobs)))
-            .service(resource(SCOPE, "/services", "GET").route(web::get().to(services)))
-            .service(resource(SCOPE, "/scheduler/jobs/{job_id}/pause", "POST").route(web::post().to(pause)))
-            .service(resource(SCOPE, "/scheduler/jobs/{job_id}/resume", "POST").route(web::post().to(resume)))
-            .service(resource(SCOPE, "/emergency-stop", "POST").route(web::post().to(emergency_stop)))
-            .service(resource(SCOPE, "/shutdown", "POST").route(web::post().to(shutdown)))
-            .service(resource(SCOPE, "/reload-config", "POST").route(web::post().to(reload_config)))
-            .service(resource(SCOPE, "/cache/clear", "POST").route(web::post().to(clear_cache)))
+            .service(resource(SCOPE, "/version").get(version).build())
+            .service(resource(SCOPE, "/scheduler/jobs").get(jobs).build())
+            .service(resource(SCOPE, "/services").get(services).build())
+            .service(
+                resource(SCOPE, "/scheduler/jobs/{job_id}/pause")
+                    .post(pause)
+                    .build(),
+            )
+            .service(
+                resource(SCOPE, "/scheduler/jobs/{job_id}/resume")
+                    .post(resume)
+                    .build(),
+            )
+            .service(resource(SCOPE, "/emergency-stop").post(emergency_stop).build())
+            .service(resource(SCOPE, "/shutdown").post(shutdown).build())
+            .service(resource(SCOPE, "/reload-config").post(reload_config).build())
+            .service(resource(SCOPE, "/cache/clear").post(clear_cache).build())
             .default_service(web::to(not_found)),
     );
 }

@@ -26,19 +26,22 @@ use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("", "/message", "POST")
-            .wrap(from_fn(envelope_errors))
-            .route(web::post().to(message)),
+        resource("", "/message")
+            .post(message)
+            .build()
+            .wrap(from_fn(envelope_errors)),
     )
     .service(
-        resource("", "/send", "POST")
-            .wrap(from_fn(envelope_errors))
-            .route(web::post().to(send)),
+        resource("", "/send")
+            .post(send)
+            .build()
+            .wrap(from_fn(envelope_errors)),
     )
     .service(
-        resource("", "/broadcast", "POST")
-            .wrap(from_fn(envelope_errors))
-            .route(web::post().to(broadcast)),
+        resource("", "/broadcast")
+            .post(broadcast)
+            .build()
+            .wrap(from_fn(envelope_errors)),
     );
 }
 

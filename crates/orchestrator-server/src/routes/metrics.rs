@@ -27,16 +27,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource(SCOPE, "", "GET").route(web::get().to(prometheus)))
-            .service(resource(SCOPE, "/summary", "GET").route(web::get().to(summary)))
-            .service(resource(SCOPE, "/tasks/performance", "GET").route(web::get().to(performance)))
-            .service(resource(SCOPE, "/tasks/by-type", "GET").route(web::get().to(by_type)))
+            .service(resource(SCOPE, "").get(prometheus).build())
+            .service(resource(SCOPE, "/summary").get(summary).build())
+            .service(resource(SCOPE, "/tasks/performance").get(performance).build())
+            .service(resource(SCOPE, "/tasks/by-type").get(by_type).build())
             .service(
-                resource(SCOPE, "/droplets/{droplet_id}/performance", "GET")
-                    .route(web::get().to(droplet_performance)),
+                resource(SCOPE, "/droplets/{droplet_id}/performance")
+                    .get(droplet_performance)
+                    .build(),
             )
-            .service(resource(SCOPE, "/routing", "GET").route(web::get().to(routing)))
-            .service(resource(SCOPE, "/system/health", "GET").route(web::get().to(system_health)))
+            .service(resource(SCOPE, "/routing").get(routing).build())
+            .service(resource(SCOPE, "/system/health").get(system_health).build())
             .default_service(web::to(not_found)),
     );
 }

@@ -13,7 +13,8 @@ pub mod tokens;
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, HttpResponse, Responder, web};
 
 use crate::error::ApiError;
 
@@ -52,18 +53,114 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
 }
 
-/// `path` within `scope` (`""` at the top), answering 405 with an `Allow`
-/// header of `allow` to the methods it does not take. Every route is
-/// recorded with its methods ([`registered`]), so that a test holds them
-/// to the OpenAPI document.
-pub fn resource(scope: &str, path: &str, allow: &'static str) -> actix_web::Resource {
-    REGISTERED
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(format!("{scope}{path}"), allow);
-    web::resource(path.to_owned()).default_service(web::to(move || async move {
-        Err::<HttpResponse, ApiError>(ApiError::MethodNotAllowed { allow })
-    }))
+/// The route `path` within `scope` (`""` at the top), to which handlers are
+/// added by method ([`Resource::get`] and the like); [`Resource::build`]
+/// makes it answer 405 to any other method, with an `Allow` header made
+/// from the methods added, and records it with them ([`registered`]), so
+/// that a test holds every route to the OpenAPI document.
+pub fn resource(scope: &'static str, path: &'static str) -> Resource {
+    Resource {
+        path: format!("{scope}{path}"),
+        methods: Vec::new(),
+        resource: web::resource(path),
+    }
+}
+
+/// A route being registered; see [`resource`].
+pub struct Resource {
+    path: String,
+    methods: Vec<Method>,
+    resource: actix_web::Resource,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resource")
+            .field("path", &self.path)
+            .field("methods", &self.methods)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The methods a route may take, in the order `Allow` names them.
+const METHOD_ORDER: [Method; 5] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+];
+
+impl Resource {
+    pub fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.to(Method::GET, web::get().to(handler))
+    }
+
+    pub fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.to(Method::POST, web::post().to(handler))
+    }
+
+    pub fn patch<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.to(Method::PATCH, web::patch().to(handler))
+    }
+
+    pub fn delete<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.to(Method::DELETE, web::delete().to(handler))
+    }
+
+    fn to(mut self, method: Method, route: actix_web::Route) -> Self {
+        self.methods.push(method);
+        self.resource = self.resource.route(route);
+        self
+    }
+
+    /// The route, answering 405 naming the methods it takes to any other.
+    pub fn build(self) -> actix_web::Resource {
+        let allow = allow_header(&self.methods);
+        REGISTERED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(self.path, allow);
+        self.resource.default_service(web::to(move || async move {
+            Err::<HttpResponse, ApiError>(ApiError::MethodNotAllowed { allow })
+        }))
+    }
+}
+
+/// `methods` as an `Allow` header names them (`GET, POST`), one string
+/// for each set of methods for the life of the process.
+fn allow_header(methods: &[Method]) -> &'static str {
+    static HEADERS: std::sync::Mutex<BTreeMap<String, &'static str>> = std::sync::Mutex::new(BTreeMap::new());
+    let named = METHOD_ORDER
+        .iter()
+        .filter(|m| methods.contains(m))
+        .map(Method::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut headers = HEADERS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    headers
+        .entry(named.clone())
+        .or_insert_with(|| Box::leak(named.into_boxed_str()))
 }
 
 static REGISTERED: std::sync::Mutex<BTreeMap<String, &'static str>> = std::sync::Mutex::new(BTreeMap::new());

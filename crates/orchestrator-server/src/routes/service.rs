@@ -12,8 +12,8 @@ use crate::routes::resource;
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("", "/readyz", "GET").route(web::get().to(readiness)))
-        .service(resource("", "/v1/metadata", "GET").route(web::get().to(metadata)));
+    cfg.service(resource("", "/readyz").get(readiness).build())
+        .service(resource("", "/v1/metadata").get(metadata).build());
 }
 
 /// Whether this process can take work: its store answers, the database

@@ -26,23 +26,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
+            .service(resource(SCOPE, "").post(create).get(list).build())
+            .service(resource(SCOPE, "/batch").post(create_batch).build())
             .service(
-                resource(SCOPE, "", "GET, POST")
-                    .route(web::post().to(create))
-                    .route(web::get().to(list)),
-            )
-            .service(resource(SCOPE, "/batch", "POST").route(web::post().to(create_batch)))
-            .service(
-                resource(SCOPE, "/{task_id}", "GET, PATCH, DELETE")
-                    .route(web::get().to(get))
-                    .route(web::patch().to(update_status))
-                    .route(web::delete().to(cancel)),
+                resource(SCOPE, "/{task_id}")
+                    .get(get)
+                    .patch(update_status)
+                    .delete(cancel)
+                    .build(),
             )
             .service(
-                resource(SCOPE, "/{task_id}/cancel-request", "POST").route(web::post().to(request_cancel)),
+                resource(SCOPE, "/{task_id}/cancel-request")
+                    .post(request_cancel)
+                    .build(),
             )
-            .service(resource(SCOPE, "/{task_id}/retry", "POST").route(web::post().to(retry)))
-            .service(resource(SCOPE, "/{task_id}/progress", "POST").route(web::post().to(report_progress)))
+            .service(resource(SCOPE, "/{task_id}/retry").post(retry).build())
+            .service(
+                resource(SCOPE, "/{task_id}/progress")
+                    .post(report_progress)
+                    .build(),
+            )
             .default_service(web::to(not_found)),
     );
 }

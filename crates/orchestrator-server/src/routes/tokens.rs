@@ -16,9 +16,10 @@ use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("", "/token", "POST")
-            .wrap(from_fn(envelope_errors))
-            .route(web::post().to(issue)),
+        resource("", "/token")
+            .post(issue)
+            .build()
+            .wrap(from_fn(envelope_errors)),
     );
 }
 
