@@ -375,7 +375,6 @@ fn start_services(services: &Services, settings: &Settings, ports: &Ports, with:
     }
 }
 
-/// The periodic jobs of spec section 6 that this version has.
 /// The Registry client and its use cases, when `REGISTRY_URL` is set.
 fn registry(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<Arc<RegistrySync>>> {
     let Some(url) = &settings.registry.url else {
