@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
     Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask,
-    RecoveryReason, RecoveryTimeouts, ServiceRef, Task, TaskId, TaskStatus,
+    RecoveryReason, ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
     AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, LiveCounts,
@@ -280,12 +280,7 @@ fn recovery_reason(
     now: DateTime<Utc>,
 ) -> Option<RecoveryReason> {
     let droplet = t.assigned_droplet_id.and_then(|id| state.droplets.get(&id));
-    let timeouts = RecoveryTimeouts {
-        ack: query.ack_timeout,
-        heartbeat: query.heartbeat_timeout,
-        run: query.run_timeout,
-    };
-    RecoveryReason::judge(t, droplet, &timeouts, now)
+    RecoveryReason::judge(t, droplet, &query.timeouts(), now)
 }
 
 /// A history row that records something without changing the status.

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use orchestrator_domain::{
     Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
-    HistoryEntry, NewTask, Priority, Progress, RecoveryReason, ServiceRef, Task, TaskId, TaskStatus,
-    TaskUpdate, ValidationError,
+    HistoryEntry, NewTask, Priority, Progress, RecoveryReason, RecoveryTimeouts, ServiceRef, Task, TaskId,
+    TaskStatus, TaskUpdate, ValidationError,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -442,6 +442,17 @@ pub struct RecoveryQuery {
     /// Only tasks with a greater id: a pass walks the candidates in id order.
     pub after: TaskId,
     pub limit: u32,
+}
+
+impl RecoveryQuery {
+    /// The timeouts the tasks are judged by (`RecoveryReason::judge`).
+    pub fn timeouts(&self) -> RecoveryTimeouts {
+        RecoveryTimeouts {
+            ack: self.ack_timeout,
+            heartbeat: self.heartbeat_timeout,
+            run: self.run_timeout,
+        }
+    }
 }
 
 /// See [`TaskStore::count_live_tasks`].

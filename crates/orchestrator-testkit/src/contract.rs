@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use orchestrator_domain::{
-    Actor, DropletStatus, HeartbeatReport, RecoveryReason, RecoveryTimeouts, Role, ServiceRef, Task, TaskId,
-    TaskStatus, TaskUpdate,
+    Actor, DropletStatus, HeartbeatReport, RecoveryReason, Role, ServiceRef, Task, TaskId, TaskStatus,
+    TaskUpdate,
 };
 use orchestrator_ports::{
     ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, ProgressReport, RecoveryCandidate,
@@ -1122,11 +1122,7 @@ async fn judged_as_the_domain_judges(
     ids: impl IntoIterator<Item = TaskId>,
     found: &[RecoveryCandidate],
 ) {
-    let timeouts = RecoveryTimeouts {
-        ack: query.ack_timeout,
-        heartbeat: query.heartbeat_timeout,
-        run: query.run_timeout,
-    };
+    let timeouts = query.timeouts();
     for id in ids {
         let task = stores.tasks.get_task(id).await.expect("task");
         let droplet = match task.assigned_droplet_id {

@@ -66,6 +66,23 @@ pub fn resource(scope: &'static str, path: &'static str) -> Resource {
     }
 }
 
+/// `Resource`'s methods that add a handler for one HTTP method each.
+macro_rules! by_method {
+    ($($name:ident: $method:ident),+ $(,)?) => {
+        $(
+            #[doc = concat!("Serves `", stringify!($method), "` with `handler`.")]
+            pub fn $name<F, Args>(self, handler: F) -> Self
+            where
+                F: Handler<Args>,
+                Args: FromRequest + 'static,
+                F::Output: Responder + 'static,
+            {
+                self.to(Method::$method, web::method(Method::$method).to(handler))
+            }
+        )+
+    };
+}
+
 /// A route being registered; see [`resource`].
 pub struct Resource {
     path: String,
@@ -92,40 +109,11 @@ const METHOD_ORDER: [Method; 5] = [
 ];
 
 impl Resource {
-    pub fn get<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.to(Method::GET, web::get().to(handler))
-    }
-
-    pub fn post<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.to(Method::POST, web::post().to(handler))
-    }
-
-    pub fn patch<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.to(Method::PATCH, web::patch().to(handler))
-    }
-
-    pub fn delete<F, Args>(self, handler: F) -> Self
-    where
-        F: Handler<Args>,
-        Args: FromRequest + 'static,
-        F::Output: Responder + 'static,
-    {
-        self.to(Method::DELETE, web::delete().to(handler))
+    by_method! {
+        get: GET,
+        post: POST,
+        patch: PATCH,
+        delete: DELETE,
     }
 
     fn to(mut self, method: Method, route: actix_web::Route) -> Self {
