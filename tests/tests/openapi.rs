@@ -293,3 +293,29 @@ async fn maps_are_described_with_string_keys_as_json_has_them() {
     let routing = &doc["components"]["schemas"]["RoutingStats"]["properties"]["assignments_per_droplet"];
     assert_eq!(routing["type"], "object", "{routing}");
 }
+
+/// A job's path parameter lists the jobs the scheduler has, and no other.
+#[tokio::test]
+async fn the_job_parameter_names_the_schedulers_jobs() {
+    let app = spawn_app_with(&[]).await;
+    let doc = app.send(Method::GET, "/openapi.json", None, None).await.body;
+    let jobs = app.get("/management/scheduler/jobs", &app.admin()).await;
+    let scheduled: BTreeSet<&str> = jobs.payload()["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|job| job["id"].as_str().expect("id"))
+        .collect();
+    for action in ["pause", "resume"] {
+        let path = format!("/management/scheduler/jobs/{{job_id}}/{action}");
+        let parameter = &doc["paths"][&path]["post"]["parameters"][0];
+        assert_eq!(parameter["name"], "job_id");
+        let named: BTreeSet<&str> = parameter["schema"]["enum"]
+            .as_array()
+            .expect("an enum of job ids")
+            .iter()
+            .map(|id| id.as_str().expect("an id"))
+            .collect();
+        assert_eq!(named, scheduled, "{path}");
+    }
+}

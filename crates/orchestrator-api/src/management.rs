@@ -38,9 +38,8 @@ pub enum Environment {
     Production,
 }
 
-/// A scheduler job: `health_monitor`, `task_router`, `registry_sync`,
-/// `heartbeat_cleanup`, `websocket_ping`, `idempotency_cleanup` or
-/// `task_retention`.
+/// A scheduler job and how its runs went; `id` names it in the
+/// `/management/scheduler/jobs/{job_id}` paths.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct JobStatus {

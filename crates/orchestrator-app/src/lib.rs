@@ -14,10 +14,10 @@ pub mod recovery;
 pub mod registry;
 mod rescues;
 pub use rescues::limit_capability_labels;
+pub mod public;
 pub mod router;
 pub mod scheduler;
 pub mod services;
-pub mod status;
 pub mod tasks;
 
 use std::sync::Arc;
@@ -35,12 +35,12 @@ pub use feeds::{
 pub use management::{ManagementService, Tunables};
 pub use messaging::{BroadcastOutcome, MessageRequest, MessagingService, Reached};
 pub use metrics::{DropletHealth, MetricsService, Performance, SeriesPoint, Summary, TimeRange};
+pub use public::{PeerState, PublicService, Readiness, StatusSnapshot};
 pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use registry::{RegistryHealth, RegistrySync};
 pub use router::Router;
 pub use scheduler::{JobStatus, Scheduler};
 pub use services::Services;
-pub use status::{PeerState, Readiness, StatusService, StatusSnapshot};
 pub use tasks::{TaskDetails, TaskService, TaskView};
 
 /// The adapters every use case is built over.

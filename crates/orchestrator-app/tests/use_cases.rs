@@ -573,7 +573,7 @@ async fn an_idempotency_key_is_remembered_for_the_window_set() {
 
 #[tokio::test]
 async fn the_public_counts_read_live_work_now_and_finished_work_at_most_every_30_seconds() {
-    use orchestrator_app::StatusService;
+    use orchestrator_app::PublicService;
     let clock = MovableClock(Arc::new(std::sync::Mutex::new(at(0))));
     let ports = memory_ports(clock.clone());
     let w = World {
@@ -582,7 +582,7 @@ async fn the_public_counts_read_live_work_now_and_finished_work_at_most_every_30
         router: Router::new(ports.clone()),
         ports: ports.clone(),
     };
-    let status = StatusService::new(ports);
+    let status = PublicService::new(ports);
     let first = w.submit(5, None).await;
     let before = status.public_snapshot().await.expect("counts");
     assert_eq!((before.tasks_pending, before.tasks_completed), (1, 0));

@@ -15,11 +15,10 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{
-    droplets, feeds, health, management, messages, metrics, resource, service, tasks, tokens,
-};
+use crate::routes::{self, documented, resource};
 use crate::startup::AppState;
 use orchestrator_api::error::ErrorCode;
+use orchestrator_app::jobs;
 
 /// Endpoints that answer without the envelope, errors included.
 const BARE: &[&str] = &[
@@ -57,57 +56,7 @@ const ERRORS: &[(&str, &str)] = &[
                        through a strict state machine. Authenticated endpoints answer in the UDC \
                        envelope; request bodies may be bare or wrapped in one.",
     ),
-    paths(
-        health::health,
-        health::capabilities,
-        health::state,
-        health::dependencies,
-        service::readiness,
-        service::metadata,
-        tasks::create,
-        tasks::create_batch,
-        tasks::list,
-        tasks::get,
-        tasks::update_status,
-        tasks::cancel,
-        tasks::request_cancel,
-        tasks::retry,
-        tasks::report_progress,
-        droplets::register,
-        droplets::list,
-        droplets::get,
-        droplets::heartbeat,
-        droplets::service_heartbeat,
-        droplets::activate,
-        droplets::deactivate,
-        droplets::capabilities,
-        management::version,
-        management::jobs,
-        management::services,
-        management::pause,
-        management::resume,
-        management::emergency_stop,
-        management::shutdown,
-        management::reload_config,
-        management::clear_cache,
-        messages::message,
-        messages::send,
-        messages::broadcast,
-        metrics::summary,
-        metrics::performance,
-        metrics::by_type,
-        metrics::droplet_performance,
-        metrics::routing,
-        metrics::system_health,
-        metrics::prometheus,
-        feeds::tasks_feed,
-        feeds::droplets_feed,
-        feeds::status,
-        tokens::issue,
-        document,
-    ),
     components(schemas(orchestrator_domain::PlacementRecord)),
-    modifiers(&Conventions),
     tags(
         (name = "public", description = "UDC endpoints every droplet has; no token"),
         (name = "tasks", description = "Submit, follow and steer tasks"),
@@ -122,10 +71,28 @@ const ERRORS: &[(&str, &str)] = &[
 #[derive(Debug)]
 pub struct ApiDoc;
 
-/// The document, built once.
+/// The document: what [`ApiDoc`] says of the whole API, the operation of
+/// every registered route ([`routes::documented`]) and the schemas they
+/// name, with the shared conventions applied.
+pub fn document() -> Document {
+    let mut document = ApiDoc::openapi();
+    let mut schemas = Vec::new();
+    for entry in routes::documented() {
+        entry.document(&mut document.paths, &mut schemas);
+    }
+    document
+        .components
+        .get_or_insert_with(Default::default)
+        .schemas
+        .extend(schemas);
+    Conventions.modify(&mut document);
+    document
+}
+
+/// The document as JSON, built once.
 pub fn document_json() -> &'static str {
     static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    JSON.get_or_init(|| ApiDoc::openapi().to_json().unwrap_or_else(|_| "{}".to_owned()))
+    JSON.get_or_init(|| document().to_json().unwrap_or_else(|_| "{}".to_owned()))
 }
 
 /// This document.
@@ -133,19 +100,28 @@ pub fn document_json() -> &'static str {
     get,
     path = "/openapi.json",
     tag = "public",
+    operation_id = "document",
     responses((status = 200, description = "The OpenAPI 3.1 document of this API", content_type = "application/json")),
 )]
-pub(crate) async fn document() -> HttpResponse {
+pub(crate) async fn serve_document() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/json")
         .body(document_json())
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("", "/openapi.json").get(document).build())
-        .service(resource("", "/docs").get(swagger_page).build())
-        .service(resource("", "/docs/").get(swagger_page).build())
-        .service(resource("", "/docs/{file}").get(swagger_asset).build());
+    cfg.service(
+        resource("", "/openapi.json")
+            .get(documented!(serve_document))
+            .build(),
+    )
+    .service(resource("", "/docs").get_undocumented(swagger_page).build())
+    .service(resource("", "/docs/").get_undocumented(swagger_page).build())
+    .service(
+        resource("", "/docs/{file}")
+            .get_undocumented(swagger_asset)
+            .build(),
+    );
 }
 
 const SWAGGER_PAGE: &str = include_str!("../../../vendor/swagger-ui/index.html");
@@ -225,6 +201,7 @@ impl Modify for Conventions {
             ];
             for operation in operations.into_iter().flatten() {
                 name_uniquely(operation);
+                list_job_ids(operation);
                 if !open {
                     operation.security = Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new())]);
                 }
@@ -243,6 +220,19 @@ fn name_uniquely(operation: &mut Operation) {
     let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned();
     if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut()) {
         *id = format!("{tag}_{id}");
+    }
+}
+
+/// A `job_id` parameter takes the id of one of [`jobs::ALL`], listed from
+/// there so that the document names every job and no other.
+fn list_job_ids(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if parameter.name == "job_id" {
+            let ids = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(jobs::ALL.iter().map(|job| job.spec.id)));
+            parameter.schema = Some(RefOr::T(ids.into()));
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{self, JobContext};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
-    Ports, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, StatusService, TaskService,
+    Ports, PublicService, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, TaskService,
 };
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
 use orchestrator_outbound::{DispatchLimits, HttpDispatcher, HttpRegistryClient};
@@ -32,7 +32,7 @@ pub struct AppState {
     pub settings: Settings,
     pub tasks: TaskService,
     pub droplets: DropletService,
-    pub status: StatusService,
+    pub public: PublicService,
     pub management: ManagementService,
     /// The live feeds of `/ws/tasks` and `/ws/droplets`.
     pub feeds: Arc<FeedHub>,
@@ -200,7 +200,7 @@ impl Application {
                 .with_recovery(recovery.clone())
                 .with_heartbeat_sample_every(settings.store.heartbeat_sample)
                 .with_endpoint_policy(settings.messaging.endpoints),
-            status: StatusService::new(ports.clone()),
+            public: PublicService::new(ports.clone()),
             metrics: MetricsService::new(ports.clone(), analytics),
             management: ManagementService::new(scheduler, recovery, settings.run.clone()),
             feeds,
@@ -388,7 +388,7 @@ fn registry(settings: &Settings, ports: &Ports) -> anyhow::Result<Option<Arc<Reg
         endpoint: identity.endpoint.clone(),
         port: settings.http.port,
         health_endpoint: "/health".into(),
-        capabilities: routes::health::FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+        capabilities: routes::public::FEATURES.iter().map(|f| (*f).to_owned()).collect(),
         version: env!("CARGO_PKG_VERSION").into(),
         udc_compliant: true,
     };

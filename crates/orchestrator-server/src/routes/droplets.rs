@@ -15,7 +15,7 @@ use orchestrator_ports::{DropletChange, DropletFilter};
 use crate::auth::Authenticated;
 use crate::envelope::{Body, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::{not_found, resource};
+use crate::routes::{documented, not_found, resource};
 use crate::startup::AppState;
 
 /// Where every route of this module lives.
@@ -25,19 +25,27 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource(SCOPE, "").get(list).build())
-            .service(resource(SCOPE, "/register").post(register).build())
-            .service(resource(SCOPE, "/{droplet_id}").get(get).build())
-            .service(resource(SCOPE, "/{droplet_id}/heartbeat").post(heartbeat).build())
-            .service(resource(SCOPE, "/{droplet_id}/activate").post(activate).build())
+            .service(resource(SCOPE, "").get(documented!(list)).build())
+            .service(resource(SCOPE, "/register").post(documented!(register)).build())
+            .service(resource(SCOPE, "/{droplet_id}").get(documented!(get)).build())
+            .service(
+                resource(SCOPE, "/{droplet_id}/heartbeat")
+                    .post(documented!(heartbeat))
+                    .build(),
+            )
+            .service(
+                resource(SCOPE, "/{droplet_id}/activate")
+                    .post(documented!(activate))
+                    .build(),
+            )
             .service(
                 resource(SCOPE, "/{droplet_id}/deactivate")
-                    .post(deactivate)
+                    .post(documented!(deactivate))
                     .build(),
             )
             .service(
                 resource(SCOPE, "/{droplet_id}/capabilities")
-                    .get(capabilities)
+                    .get(documented!(capabilities))
                     .build(),
             )
             .default_service(web::to(not_found)),
@@ -54,7 +62,7 @@ fn next_deadline(last: Option<DateTime<Utc>>, app: &AppState) -> Option<f64> {
 pub fn configure_mesh(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("", "/heartbeat")
-            .post(service_heartbeat)
+            .post(documented!(service_heartbeat))
             .build()
             .wrap(from_fn(envelope_errors)),
     );

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authenticated;
 use crate::envelope::{Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::{not_found, resource};
+use crate::routes::{documented, not_found, resource};
 use crate::startup::AppState;
 
 /// How long a close frame may wait for a client that has stopped reading.
@@ -30,9 +30,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource(SCOPE, "/tasks").get(tasks_feed).build())
-            .service(resource(SCOPE, "/droplets").get(droplets_feed).build())
-            .service(resource(SCOPE, "/status").get(status).build())
+            .service(resource(SCOPE, "/tasks").get(documented!(tasks_feed)).build())
+            .service(
+                resource(SCOPE, "/droplets")
+                    .get(documented!(droplets_feed))
+                    .build(),
+            )
+            .service(resource(SCOPE, "/status").get(documented!(status)).build())
             .default_service(web::to(not_found)),
     );
 }

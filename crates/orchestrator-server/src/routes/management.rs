@@ -10,7 +10,7 @@ use orchestrator_app::AppError;
 use crate::auth::Authenticated;
 use crate::envelope::{Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::{not_found, resource};
+use crate::routes::{documented, not_found, resource};
 use crate::startup::AppState;
 
 /// Where every route of this module lives.
@@ -20,23 +20,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource(SCOPE, "/version").get(version).build())
-            .service(resource(SCOPE, "/scheduler/jobs").get(jobs).build())
-            .service(resource(SCOPE, "/services").get(services).build())
+            .service(resource(SCOPE, "/version").get(documented!(version)).build())
+            .service(resource(SCOPE, "/scheduler/jobs").get(documented!(jobs)).build())
+            .service(resource(SCOPE, "/services").get(documented!(services)).build())
             .service(
                 resource(SCOPE, "/scheduler/jobs/{job_id}/pause")
-                    .post(pause)
+                    .post(documented!(pause))
                     .build(),
             )
             .service(
                 resource(SCOPE, "/scheduler/jobs/{job_id}/resume")
-                    .post(resume)
+                    .post(documented!(resume))
                     .build(),
             )
-            .service(resource(SCOPE, "/emergency-stop").post(emergency_stop).build())
-            .service(resource(SCOPE, "/shutdown").post(shutdown).build())
-            .service(resource(SCOPE, "/reload-config").post(reload_config).build())
-            .service(resource(SCOPE, "/cache/clear").post(clear_cache).build())
+            .service(
+                resource(SCOPE, "/emergency-stop")
+                    .post(documented!(emergency_stop))
+                    .build(),
+            )
+            .service(resource(SCOPE, "/shutdown").post(documented!(shutdown)).build())
+            .service(
+                resource(SCOPE, "/reload-config")
+                    .post(documented!(reload_config))
+                    .build(),
+            )
+            .service(
+                resource(SCOPE, "/cache/clear")
+                    .post(documented!(clear_cache))
+                    .build(),
+            )
             .default_service(web::to(not_found)),
     );
 }
@@ -93,7 +105,7 @@ pub(crate) async fn jobs(
     post,
     path = "/management/scheduler/jobs/{job_id}/pause",
     tag = "management",
-    params(("job_id" = String, Path, description = "health_monitor, task_router, registry_sync, heartbeat_cleanup, websocket_ping, idempotency_cleanup or task_retention")),
+    params(("job_id" = String, Path, description = "The job's id, as `GET /management/scheduler/jobs` lists it")),
     responses((status = 200, description = "The job, paused", body = Job)),
 )]
 pub(crate) async fn pause(
@@ -111,7 +123,7 @@ pub(crate) async fn pause(
     post,
     path = "/management/scheduler/jobs/{job_id}/resume",
     tag = "management",
-    params(("job_id" = String, Path, description = "health_monitor, task_router, registry_sync, heartbeat_cleanup, websocket_ping, idempotency_cleanup or task_retention")),
+    params(("job_id" = String, Path, description = "The job's id, as `GET /management/scheduler/jobs` lists it")),
     responses((status = 200, description = "The job, running", body = Job)),
 )]
 pub(crate) async fn resume(

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::auth::Authenticated;
 use crate::envelope::{Body, RawBody, Source, TraceId, UDC_VERSION, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::resource;
+use crate::routes::{documented, resource};
 use orchestrator_api::droplets::DropletList;
 use orchestrator_api::envelope::Envelope;
 
@@ -27,19 +27,19 @@ use crate::startup::AppState;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("", "/message")
-            .post(message)
+            .post(documented!(message))
             .build()
             .wrap(from_fn(envelope_errors)),
     )
     .service(
         resource("", "/send")
-            .post(send)
+            .post(documented!(send))
             .build()
             .wrap(from_fn(envelope_errors)),
     )
     .service(
         resource("", "/broadcast")
-            .post(broadcast)
+            .post(documented!(broadcast))
             .build()
             .wrap(from_fn(envelope_errors)),
     );
@@ -115,7 +115,7 @@ async fn answer(
 }
 
 async fn system_status(app: &AppState) -> Result<SystemStatus, ApiError> {
-    let counts = app.status.snapshot().await?;
+    let counts = app.public.snapshot().await?;
     Ok(SystemStatus {
         status: "active".into(),
         tasks: TaskCounts {

@@ -13,7 +13,7 @@ use crate::auth::Authenticated;
 use crate::envelope::{Udc, envelope_errors};
 use crate::error::ApiError;
 use crate::process_stats::ProcessStats;
-use crate::routes::{not_found, resource};
+use crate::routes::{documented, not_found, resource};
 use crate::startup::AppState;
 
 /// `GET /metrics/system/health`, with the feeds' figures as the feeds
@@ -27,17 +27,29 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource(SCOPE, "").get(prometheus).build())
-            .service(resource(SCOPE, "/summary").get(summary).build())
-            .service(resource(SCOPE, "/tasks/performance").get(performance).build())
-            .service(resource(SCOPE, "/tasks/by-type").get(by_type).build())
+            .service(resource(SCOPE, "").get(documented!(prometheus)).build())
+            .service(resource(SCOPE, "/summary").get(documented!(summary)).build())
             .service(
-                resource(SCOPE, "/droplets/{droplet_id}/performance")
-                    .get(droplet_performance)
+                resource(SCOPE, "/tasks/performance")
+                    .get(documented!(performance))
                     .build(),
             )
-            .service(resource(SCOPE, "/routing").get(routing).build())
-            .service(resource(SCOPE, "/system/health").get(system_health).build())
+            .service(
+                resource(SCOPE, "/tasks/by-type")
+                    .get(documented!(by_type))
+                    .build(),
+            )
+            .service(
+                resource(SCOPE, "/droplets/{droplet_id}/performance")
+                    .get(documented!(droplet_performance))
+                    .build(),
+            )
+            .service(resource(SCOPE, "/routing").get(documented!(routing)).build())
+            .service(
+                resource(SCOPE, "/system/health")
+                    .get(documented!(system_health))
+                    .build(),
+            )
             .default_service(web::to(not_found)),
     );
 }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::auth::Authenticated;
 use crate::envelope::{Body, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::{not_found, resource};
+use crate::routes::{documented, not_found, resource};
 use crate::startup::AppState;
 
 /// Where every route of this module lives.
@@ -26,24 +26,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope(SCOPE)
             .wrap(from_fn(envelope_errors))
-            .service(resource(SCOPE, "").post(create).get(list).build())
-            .service(resource(SCOPE, "/batch").post(create_batch).build())
+            .service(
+                resource(SCOPE, "")
+                    .post(documented!(create))
+                    .get(documented!(list))
+                    .build(),
+            )
+            .service(resource(SCOPE, "/batch").post(documented!(create_batch)).build())
             .service(
                 resource(SCOPE, "/{task_id}")
-                    .get(get)
-                    .patch(update_status)
-                    .delete(cancel)
+                    .get(documented!(get))
+                    .patch(documented!(update_status))
+                    .delete(documented!(cancel))
                     .build(),
             )
             .service(
                 resource(SCOPE, "/{task_id}/cancel-request")
-                    .post(request_cancel)
+                    .post(documented!(request_cancel))
                     .build(),
             )
-            .service(resource(SCOPE, "/{task_id}/retry").post(retry).build())
+            .service(
+                resource(SCOPE, "/{task_id}/retry")
+                    .post(documented!(retry))
+                    .build(),
+            )
             .service(
                 resource(SCOPE, "/{task_id}/progress")
-                    .post(report_progress)
+                    .post(documented!(report_progress))
                     .build(),
             )
             .default_service(web::to(not_found)),

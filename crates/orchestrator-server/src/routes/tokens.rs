@@ -11,13 +11,13 @@ use orchestrator_app::AppError;
 use crate::auth::{Authenticated, JwtKeys, MAX_SUBJECT_CHARS, TokenRequest, authenticate};
 use crate::envelope::{Body, Udc, envelope_errors};
 use crate::error::ApiError;
-use crate::routes::resource;
+use crate::routes::{documented, resource};
 use crate::startup::AppState;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         resource("", "/token")
-            .post(issue)
+            .post(documented!(issue))
             .build()
             .wrap(from_fn(envelope_errors)),
     );

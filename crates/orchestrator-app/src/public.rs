@@ -1,4 +1,5 @@
-//! What `/state`, `/health` and `/readyz` report about the work and the store.
+//! What the public endpoints (`/state`, `/health`, `/readyz`, `/dependencies`)
+//! report about the work, the store and the droplets this one works with.
 
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{DropletId, DropletStatus, TaskStatus};
@@ -57,13 +58,14 @@ pub const FINISHED_COUNTS_TTL: chrono::TimeDelta = chrono::TimeDelta::seconds(30
 /// Completed and failed tasks, and when they were counted.
 type FinishedCounts = Option<(chrono::DateTime<chrono::Utc>, u64, u64)>;
 
+/// The use cases behind the public endpoints.
 #[derive(Debug, Clone)]
-pub struct StatusService {
+pub struct PublicService {
     ports: Ports,
     finished: std::sync::Arc<tokio::sync::Mutex<FinishedCounts>>,
 }
 
-impl StatusService {
+impl PublicService {
     pub fn new(ports: Ports) -> Self {
         Self {
             ports,
