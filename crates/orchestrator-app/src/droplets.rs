@@ -66,7 +66,7 @@ impl DropletService {
         self
     }
 
-    /// Keeps a heartbeat row per droplet at most once per `every` (and on
+    /// Keeps a heartbeat sample per droplet at most once per `every` (and on
     /// every change of status) instead of once per [`HEARTBEAT_SAMPLE_EVERY`];
     /// zero keeps every heartbeat.
     #[must_use]

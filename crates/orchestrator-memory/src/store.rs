@@ -38,7 +38,7 @@ struct State {
     history: HashMap<TaskId, Vec<HistoryEntry>>,
     droplets: BTreeMap<DropletId, Droplet>,
     heartbeats: HashMap<DropletId, VecDeque<HeartbeatRow>>,
-    /// When each droplet's latest heartbeat row was kept: rows are samples.
+    /// When each droplet's latest heartbeat sample was kept.
     heartbeat_sampled_at: HashMap<DropletId, DateTime<Utc>>,
     /// The name the Registry's directory lists each droplet under.
     listed_names: HashMap<DropletId, String>,
@@ -74,7 +74,7 @@ impl MemoryStore {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// How many heartbeat rows are kept for a droplet (for tests of the cap).
+    /// How many heartbeat samples are kept for a droplet (for tests of the cap).
     pub fn heartbeat_count(&self, id: DropletId) -> usize {
         self.lock().heartbeats.get(&id).map_or(0, VecDeque::len)
     }

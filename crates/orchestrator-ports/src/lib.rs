@@ -648,7 +648,7 @@ pub trait DropletStore: Send + Sync {
 
     /// Moves `last_heartbeat` to `at` and sets the status (see
     /// `Droplet::status_after_heartbeat`). The beat is also kept as a
-    /// heartbeat row when it changes the droplet's status, or when the
+    /// heartbeat sample when it changes the droplet's status, or when the
     /// droplet's last row kept is `sample_every` old or older (every beat
     /// when zero): the rows are samples, `last_heartbeat` is exact. The
     /// decision holds across every process sharing the store.
@@ -675,7 +675,7 @@ pub trait DropletStore: Send + Sync {
     /// than `timeout` by the store's clock, and returns them.
     async fn mark_silent_droplets(&self, timeout: std::time::Duration) -> StoreResult<Vec<DropletChange>>;
 
-    /// Deletes up to `batch` heartbeat rows received more than `age` ago (by
+    /// Deletes up to `batch` heartbeat samples received more than `age` ago (by
     /// the store's clock); returns how many it deleted.
     async fn delete_old_heartbeats(&self, age: std::time::Duration, batch: u32) -> StoreResult<u64>;
 

@@ -1,8 +1,8 @@
 //! Cheap heartbeats: a heartbeat that changes nothing but the time is held
 //! in memory and written with the others once a second; one that changes a
 //! status is written at once; changes made on another replica are seen
-//! within a flush; replicas sharing the database keep heartbeat rows as
-//! samples as one. Most cases keep every heartbeat as a row, to count them.
+//! within a flush; replicas sharing the database sample heartbeats
+//! as one. Most cases keep every heartbeat as a row, to count them.
 
 use std::time::Duration;
 

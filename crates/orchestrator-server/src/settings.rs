@@ -212,7 +212,7 @@ pub struct RetentionSettings {
     /// `TASK_RETENTION_DAYS`: how long after it finished a task finished
     /// for good is kept, with its history.
     pub tasks: Option<Duration>,
-    /// `HEARTBEAT_RETENTION_DAYS`: how long a heartbeat row is kept.
+    /// `HEARTBEAT_RETENTION_DAYS`: how long a heartbeat sample is kept.
     pub heartbeats: Option<Duration>,
 }
 

@@ -1,4 +1,4 @@
-//! `heartbeat_cleanup`: deletes heartbeat rows past their retention
+//! `heartbeat_cleanup`: deletes heartbeat samples past their retention
 //! (leader only).
 
 use std::sync::Arc;
@@ -18,7 +18,7 @@ pub const SPEC: JobSpec = JobSpec {
     reloadable: true,
 };
 
-/// Deletes heartbeat rows older than the retention
+/// Deletes heartbeat samples older than the retention
 /// (`HEARTBEAT_RETENTION_DAYS`), all of them however many batches that
 /// takes (leader only).
 pub struct HeartbeatCleanupJob {
@@ -38,7 +38,7 @@ impl std::fmt::Debug for HeartbeatCleanupJob {
 }
 
 impl HeartbeatCleanupJob {
-    /// Keeps heartbeat rows for `retention` after they were received.
+    /// Keeps heartbeat samples for `retention` after they were received.
     pub fn new(droplets: Arc<dyn DropletStore>, retention: Duration) -> Self {
         HeartbeatCleanupJob {
             droplets,
@@ -68,7 +68,7 @@ impl Job for HeartbeatCleanupJob {
                 self.droplets.delete_old_heartbeats(self.retention, self.batch)
             })
             .await?;
-        tracing::info!(deleted, "heartbeat rows past their retention deleted");
+        tracing::info!(deleted, "heartbeat samples past their retention deleted");
         Ok(())
     }
     fn set_paused(&self, paused: bool) {
@@ -85,7 +85,7 @@ pub fn build(ctx: &JobContext<'_>) -> Arc<dyn Job> {
         Some(retention) => Arc::new(HeartbeatCleanupJob::new(ctx.ports.droplets.clone(), retention)),
         None => Arc::new(IdleJob {
             spec: &SPEC,
-            reason: "HEARTBEAT_RETENTION_DAYS is 0, so heartbeat rows are kept for ever".into(),
+            reason: "HEARTBEAT_RETENTION_DAYS is 0, so heartbeat samples are kept for ever".into(),
         }),
     }
 }

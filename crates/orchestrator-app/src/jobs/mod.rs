@@ -64,7 +64,7 @@ pub struct JobContext<'a> {
     pub registry: Option<&'a Arc<RegistrySync>>,
     /// `TASK_RETENTION_DAYS`; `None` keeps finished tasks for ever.
     pub task_retention: Option<Duration>,
-    /// `HEARTBEAT_RETENTION_DAYS`; `None` keeps heartbeat rows for ever.
+    /// `HEARTBEAT_RETENTION_DAYS`; `None` keeps heartbeat samples for ever.
     pub heartbeat_retention: Option<Duration>,
     /// `IDEMPOTENCY_WINDOW_SECONDS`.
     pub idempotency_window: Duration,

@@ -86,7 +86,7 @@ SELECT id, :status, :metrics, :at FROM due";
 }
 
 named_statement! {
-    /// At most `limit` heartbeat rows older than `age_seconds`, oldest first,
+    /// At most `limit` heartbeat samples older than `age_seconds`, oldest first,
     /// so that one run never holds locks on a large part of the table.
     pub(crate) DELETE_OLD: DeleteOld {
         age_seconds: Double = f64,
