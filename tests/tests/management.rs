@@ -328,6 +328,7 @@ async fn the_background_services_are_listed_by_name() {
         .collect();
     for expected in [
         "router: routing passes",
+        "router: alarm for waiting tasks",
         "job: task_router",
         "job: health_monitor",
         "recovery: retries on failure",

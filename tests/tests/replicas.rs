@@ -140,3 +140,41 @@ async fn events_reach_the_feeds_of_every_replica() {
         .collect();
     assert_eq!(of_small, ["task_created", "task_assigned"], "in commit order");
 }
+
+/// A replica routes a delayed task it never heard of when it becomes due:
+/// its alarm is set from the database at start, not only from its own
+/// events. The replica that took the task has its router paused, and
+/// neither sweeps during the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delayed_task_is_routed_when_due_by_a_replica_started_after_it() {
+    let database = TestDatabase::create().await;
+    let quiet = [("ROUTER_INTERVAL", "3600")];
+    let first = spawn_replica(&database.url, &quiet).await;
+    let paused = first
+        .post(
+            "/management/scheduler/jobs/task_router/pause",
+            &first.admin(),
+            json!({}),
+        )
+        .await;
+    assert_eq!(paused.status, 200, "{paused:?}");
+    first.register(1, &["work"], 1).await;
+    let body = json!({ "task_type": "later", "required_capability": "work", "delay_seconds": 3 });
+    let created = first.post("/tasks", &first.writer("alice"), body).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.payload()["task_id"].as_i64().expect("id");
+
+    let second = spawn_replica(&database.url, &quiet).await;
+    let task = second
+        .wait_for_status(id, "assigned", Duration::from_secs(15))
+        .await;
+    let run_at: chrono::DateTime<chrono::Utc> = task["run_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("run_at");
+    let assigned_at: chrono::DateTime<chrono::Utc> = task["assigned_at"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("assigned_at");
+    assert!(assigned_at >= run_at, "{task}");
+}

@@ -18,8 +18,13 @@ pub struct TaskCreated {
     /// The recent wait, in whole seconds, of tasks needing the same
     /// capability for their first assignment, as the answering replica's
     /// router saw it (0 before it saw one). Routing is event-driven: a task
-    /// is assigned as soon as a capable droplet has a free slot.
+    /// is assigned as soon as a capable droplet has a free slot. A task
+    /// scheduled for later adds the seconds until its `run_at`.
     pub estimated_assignment_seconds: u32,
+    /// When it is to run, if it was submitted for later (`run_at` or
+    /// `delay_seconds`): it waits `pending` until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
 }
 
 /// The body of `POST /tasks/batch`: tasks submitted together.
@@ -162,6 +167,8 @@ impl TaskBody {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum PendingReason {
+    /// It was submitted to run at `at` (`run_at` or `delay_seconds`).
+    Scheduled { at: DateTime<Utc> },
     /// It failed and waits out its retry backoff.
     RetryBackoff { until: DateTime<Utc> },
     /// The `task_router` job is paused (or an emergency stop is in force).

@@ -1,7 +1,10 @@
 //! The router: places pending tasks on droplets as soon as it can.
 //!
-//! It runs when an event may make a task routable (the event bus wakes it)
-//! and on a periodic sweep that catches anything an event did not. One pass
+//! It runs when an event may make a task routable (the event bus wakes it),
+//! when a waiting task becomes due (its alarm: the earliest `run_at` or end
+//! of a backoff, asked of the store after each sweep and each alarm, so
+//! that it survives restarts and hears of other replicas' tasks), and on a
+//! periodic sweep that catches anything else. One pass
 //! repeats until no pending task can be placed. Each round asks the store
 //! only for tasks that a droplet with a free slot could take, places each
 //! with the domain's `RoutingPolicy`, and assigns it with a compare-and-set,
@@ -14,6 +17,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use orchestrator_domain::{
     Actor, Candidate, Capability, DomainEvent, DropletId, DropletStatus, Placement, PlacementRecord,
@@ -37,6 +41,8 @@ pub struct Router {
     /// Names this router in the history, telling replicas' assignments apart.
     instance: uuid::Uuid,
     wake: Notify,
+    /// When the next waiting task becomes due; see [`Alarm`].
+    alarm: Alarm,
     /// One pass at a time within a process: passes would race for the same slots.
     pass: Mutex<()>,
     /// Set while the `task_router` job is paused: no pass assigns anything.
@@ -44,6 +50,10 @@ pub struct Router {
     /// Recent time from creation to first assignment, by required capability.
     waits: std::sync::Mutex<std::collections::HashMap<Option<String>, f64>>,
 }
+
+/// How soon the alarm asks again for a task the store's clock holds back
+/// while this one says it is due.
+const STORE_CLOCK_SLACK: chrono::TimeDelta = chrono::TimeDelta::milliseconds(100);
 
 /// The weight of the newest assignment in the running average of waits.
 const WAIT_WEIGHT: f64 = 0.2;
@@ -54,6 +64,7 @@ impl Router {
             ports,
             instance: uuid::Uuid::new_v4(),
             wake: Notify::new(),
+            alarm: Alarm::default(),
             pass: Mutex::new(()),
             paused: std::sync::atomic::AtomicBool::new(false),
             waits: std::sync::Mutex::default(),
@@ -82,7 +93,11 @@ impl Router {
         let Some(assigned_at) = task.assigned_at.filter(|_| task.attempt == 1) else {
             return;
         };
-        let seconds = (assigned_at - task.created_at).as_seconds_f64().max(0.0);
+        // A scheduled task's wait starts when it was due, not when it came.
+        let since = task
+            .run_at
+            .map_or(task.created_at, |run_at| run_at.max(task.created_at));
+        let seconds = (assigned_at - since).as_seconds_f64().max(0.0);
         let capability = task.required_capability.as_ref().map(|c| c.as_str().to_owned());
         let mut waits = self
             .waits
@@ -115,17 +130,50 @@ impl Router {
         self.wake.notify_one();
     }
 
-    /// Wakes the router when a retried task's backoff ends, so that it is
-    /// routed then rather than on the next sweep.
-    fn wake_at(self: &Arc<Self>, at: Option<chrono::DateTime<chrono::Utc>>) {
-        let Some(wait) = at.and_then(|at| (at - self.ports.clock.now()).to_std().ok()) else {
-            return;
-        };
-        let router = Arc::clone(self);
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            router.wake();
-        });
+    /// Makes a pass at `at` (a task's `run_at`, or the end of a backoff),
+    /// so that a waiting task is routed when it becomes due rather than on
+    /// the next sweep. One alarm is kept, the earliest; a later time is
+    /// found again by [`Router::rearm`] once the alarm has rung.
+    pub fn wake_at(&self, at: Option<DateTime<Utc>>) {
+        if let Some(at) = at.filter(|at| *at > self.ports.clock.now()) {
+            self.alarm.set_if_earlier(at);
+        }
+    }
+
+    /// Sets the alarm for the earliest waiting task the store has: after
+    /// each sweep (the first runs at start) and after the alarm rang, so
+    /// that a task created on another replica or before a restart is still
+    /// routed when due.
+    pub async fn rearm(&self) {
+        match self.ports.tasks.next_due_at().await {
+            // The store judges by its own clock: a task it still holds back
+            // but this clock says is due is asked after again shortly.
+            Ok(Some(at)) => self
+                .alarm
+                .set_if_earlier(at.max(self.ports.clock.now() + STORE_CLOCK_SLACK)),
+            Ok(None) => {}
+            Err(err) => tracing::debug!(error = %err, "next due task unknown; the next sweep asks again"),
+        }
+    }
+
+    /// When the alarm is set, when it rings; it then makes a pass, and is
+    /// set again from the store.
+    async fn ring_when_due(&self) {
+        loop {
+            let Some(at) = self.alarm.next() else {
+                self.alarm.changed.notified().await;
+                continue;
+            };
+            let wait = (at - self.ports.clock.now()).to_std().unwrap_or_default();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {
+                    self.alarm.clear_if(at);
+                    self.wake();
+                    self.rearm().await;
+                }
+                () = self.alarm.changed.notified() => {}
+            }
+        }
     }
 
     /// Places every pending task that can be placed now; returns how many were assigned.
@@ -229,10 +277,14 @@ impl Router {
                 if event.may_unblock_routing() {
                     router.wake();
                 }
-                if let DomainEvent::TaskRetried(task) = &event {
-                    router.wake_at(task.retry_after);
+                if let DomainEvent::TaskCreated(task) | DomainEvent::TaskRetried(task) = &event {
+                    router.wake_at(task.not_before());
                 }
             }
+        });
+        let router = Arc::clone(self);
+        services.spawn("router: alarm for waiting tasks", async move {
+            router.ring_when_due().await
         });
         let router = Arc::clone(self);
         services.spawn("router: routing passes", async move { router.run().await });
@@ -248,6 +300,36 @@ impl Router {
                     tracing::warn!(error = %err, "routing pass failed; the next event or sweep retries")
                 }
             }
+        }
+    }
+}
+
+/// The router's one timer: the earliest time a waiting task becomes due.
+/// Setting it earlier wakes its loop, which then sleeps until the new time.
+#[derive(Debug, Default)]
+struct Alarm {
+    at: std::sync::Mutex<Option<DateTime<Utc>>>,
+    changed: Notify,
+}
+
+impl Alarm {
+    fn next(&self) -> Option<DateTime<Utc>> {
+        *self.at.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn set_if_earlier(&self, at: DateTime<Utc>) {
+        let mut armed = self.at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if armed.is_none_or(|armed| at < armed) {
+            *armed = Some(at);
+            self.changed.notify_one();
+        }
+    }
+
+    /// Clears the alarm that rang at `at`, unless an earlier one replaced it.
+    fn clear_if(&self, at: DateTime<Utc>) {
+        let mut armed = self.at.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *armed == Some(at) {
+            *armed = None;
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
     Actor, Caller, Candidate, DomainEvent, DropletId, HistoryEntry, NewTask, Permission, Placement, Progress,
-    Role, RoutingPolicy, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
+    Role, RoutingPolicy, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError, Wait,
 };
 use orchestrator_ports::{
     ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, ProgressReport, Report, ReportOutcome,
@@ -38,6 +38,8 @@ pub struct TaskDetails {
 /// Why a pending task has not been assigned yet, as of the moment asked.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PendingReason {
+    /// It was submitted to run at `at` (`run_at` or `delay_seconds`).
+    Scheduled { at: DateTime<Utc> },
     /// It failed and waits out its retry backoff.
     RetryBackoff { until: DateTime<Utc> },
     /// The `task_router` job is paused (or an emergency stop is in force).
@@ -156,9 +158,15 @@ impl TaskService {
     /// before one was seen).
     pub fn estimated_assignment_seconds(&self, task: &Task) -> u32 {
         let capability = task.required_capability.as_ref().map(|c| c.as_str());
-        self.router
+        let routing = self
+            .router
             .as_ref()
-            .map_or(0, |router| router.expected_wait_seconds(capability))
+            .map_or(0, |router| router.expected_wait_seconds(capability));
+        let now = self.ports.clock.now();
+        let waiting = task
+            .wait(now)
+            .map_or(0, |wait| (wait.ends_at() - now).num_seconds());
+        routing.saturating_add(u32::try_from(waiting).unwrap_or(u32::MAX))
     }
 
     pub async fn create(&self, caller: &Caller, draft: TaskDraft) -> AppResult<Task> {
@@ -296,8 +304,10 @@ impl TaskService {
     /// Why `task` (pending) is not assigned yet, with the domain's routing
     /// policy over the droplets as they are now.
     async fn why_pending(&self, task: &Task) -> AppResult<PendingReason> {
-        if let Some(until) = task.retry_after.filter(|t| *t > self.ports.clock.now()) {
-            return Ok(PendingReason::RetryBackoff { until });
+        match task.wait(self.ports.clock.now()) {
+            Some(Wait::Scheduled { at }) => return Ok(PendingReason::Scheduled { at }),
+            Some(Wait::Backoff { until }) => return Ok(PendingReason::RetryBackoff { until }),
+            None => {}
         }
         if self.router.as_ref().is_some_and(|r| r.is_paused()) {
             return Ok(PendingReason::RouterPaused);

@@ -29,4 +29,5 @@ pub use routing::{
 pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRule};
 pub use task::{
     CancelRequestError, HistoryEntry, NewTask, Progress, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate,
+    Wait,
 };

@@ -22,6 +22,9 @@ pub const MAX_RETRIES_LIMIT: u32 = 100;
 pub const DEFAULT_MAX_RETRIES: u32 = 3;
 /// Longest run a client may ask for, in seconds (30 days).
 pub const MAX_TIMEOUT_SECONDS: u32 = 30 * 24 * 3600;
+/// Furthest ahead a task may be scheduled (`run_at`, `delay_seconds`), in
+/// seconds (366 days): further is a mistake, or work for a schedule.
+pub const MAX_DELAY_SECONDS: i64 = 366 * 24 * 3600;
 /// Longest progress message a droplet may report.
 pub const MAX_PROGRESS_MESSAGE_CHARS: usize = 1000;
 
@@ -133,6 +136,10 @@ pub struct Task {
     /// The latest progress its droplet reported on the current run.
     #[serde(default)]
     pub progress: Option<Progress>,
+    /// When it was submitted to run: it is not routed before then. `None`
+    /// for at once.
+    #[serde(default)]
+    pub run_at: Option<DateTime<Utc>>,
     /// Times it was taken back from a droplet that did not start it, since
     /// it last started or was retried.
     #[serde(default)]
@@ -216,7 +223,54 @@ impl TaskUpdate {
     }
 }
 
+/// Why a pending task may not be routed yet, whatever the droplets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Submitted to run at `at` (`run_at` or `delay_seconds`).
+    Scheduled { at: DateTime<Utc> },
+    /// It failed and waits out its retry backoff until `until`.
+    Backoff { until: DateTime<Utc> },
+}
+
+impl Wait {
+    /// When the wait ends.
+    pub fn ends_at(self) -> DateTime<Utc> {
+        match self {
+            Wait::Scheduled { at } => at,
+            Wait::Backoff { until } => until,
+        }
+    }
+}
+
 impl Task {
+    /// The earliest time the router may take it: its `run_at` and the end
+    /// of its retry backoff, whichever is later. `None` when neither is set.
+    pub fn not_before(&self) -> Option<DateTime<Utc>> {
+        self.run_at.max(self.retry_after)
+    }
+
+    /// Whether the router may take it at `now` (were it pending).
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        self.not_before().is_none_or(|at| at <= now)
+    }
+
+    /// What it waits for at `now` before it may be routed, if anything;
+    /// the later of the two when both apply.
+    pub fn wait(&self, now: DateTime<Utc>) -> Option<Wait> {
+        let scheduled = self
+            .run_at
+            .filter(|at| *at > now)
+            .map(|at| Wait::Scheduled { at });
+        let backoff = self
+            .retry_after
+            .filter(|until| *until > now)
+            .map(|until| Wait::Backoff { until });
+        match (scheduled, backoff) {
+            (Some(s), Some(b)) => Some(if s.ends_at() >= b.ends_at() { s } else { b }),
+            (s, b) => s.or(b),
+        }
+    }
+
     /// The order the router takes pending tasks in: priority, then the
     /// earlier deadline (a task without one comes after those with one),
     /// then age, then id.
@@ -444,6 +498,15 @@ pub struct TaskDraft {
     pub max_retries: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<DateTime<Utc>>,
+    /// When to run it: it waits `pending` (reason `scheduled`) and is not
+    /// routed before then. A time past or now runs it at once; at most
+    /// 366 days ahead, and before its `deadline`. Not with `delay_seconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<DateTime<Utc>>,
+    /// As `run_at`, counted in seconds from its submission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 31622400))]
+    pub delay_seconds: Option<i64>,
     /// Seconds a run may go without progress before it is failed (and
     /// retried by its budget); `0` for no limit. The server's
     /// `TASK_RUN_TIMEOUT` (3600 by default) when absent.
@@ -469,6 +532,8 @@ pub struct NewTask {
     pub deadline: Option<DateTime<Utc>>,
     /// `None`: the server's default.
     pub timeout_seconds: Option<u32>,
+    /// Not routed before this time; `None` for at once.
+    pub run_at: Option<DateTime<Utc>>,
 }
 
 impl NewTask {
@@ -486,6 +551,7 @@ impl NewTask {
         if draft.deadline.is_some_and(|deadline| deadline <= now) {
             return Err(ValidationError::new("deadline", "deadline must be in the future"));
         }
+        let run_at = parse_run_at(draft.run_at, draft.delay_seconds, now, draft.deadline)?;
         Ok(NewTask {
             task_type: bounded_text("task_type", &draft.task_type, MAX_TASK_TYPE_CHARS)?,
             title: bounded_text(
@@ -506,6 +572,7 @@ impl NewTask {
             max_retries: parse_max_retries(draft.max_retries)?,
             deadline: draft.deadline,
             timeout_seconds: parse_timeout(draft.timeout_seconds)?,
+            run_at,
         })
     }
 
@@ -545,8 +612,52 @@ impl NewTask {
             timeout_seconds: self.timeout_seconds,
             progress: None,
             requeues: 0,
+            run_at: self.run_at,
         }
     }
+}
+
+/// When a submission asks to run: `run_at`, or `delay_seconds` from `now`
+/// (one of the two at most), no further than [`MAX_DELAY_SECONDS`] and
+/// before the deadline. A time already come runs at once (`None`).
+fn parse_run_at(
+    run_at: Option<DateTime<Utc>>,
+    delay_seconds: Option<i64>,
+    now: DateTime<Utc>,
+    deadline: Option<DateTime<Utc>>,
+) -> Result<Option<DateTime<Utc>>, ValidationError> {
+    let at = match (run_at, delay_seconds) {
+        (Some(_), Some(_)) => {
+            return Err(ValidationError::new(
+                "run_at",
+                "give run_at or delay_seconds, not both",
+            ));
+        }
+        (None, Some(delay)) if !(0..=MAX_DELAY_SECONDS).contains(&delay) => {
+            return Err(ValidationError::new(
+                "delay_seconds",
+                format!("delay_seconds must be between 0 and {MAX_DELAY_SECONDS}, got {delay}"),
+            ));
+        }
+        (None, Some(delay)) => now + chrono::TimeDelta::seconds(delay),
+        (Some(at), None) => at,
+        (None, None) => return Ok(None),
+    };
+    if at - now > chrono::TimeDelta::seconds(MAX_DELAY_SECONDS) {
+        return Err(ValidationError::new(
+            "run_at",
+            format!("run_at must be at most {MAX_DELAY_SECONDS} seconds (366 days) ahead"),
+        ));
+    }
+    if deadline.is_some_and(|deadline| deadline <= at) {
+        return Err(ValidationError::new(
+            "run_at",
+            "run_at (or the delay) must come before the deadline",
+        ));
+    }
+    // Microseconds, as every store keeps a time.
+    let at = chrono::SubsecRound::trunc_subsecs(at, 6);
+    Ok(Some(at).filter(|at| *at > now))
 }
 
 fn parse_timeout(value: Option<i64>) -> Result<Option<u32>, ValidationError> {
@@ -634,6 +745,82 @@ mod tests {
         assert_eq!(new.priority, Priority::default());
         assert_eq!(new.max_retries, DEFAULT_MAX_RETRIES);
         assert_eq!(new.payload, serde_json::json!({}));
+    }
+
+    fn scheduled(
+        run_at: Option<DateTime<Utc>>,
+        delay_seconds: Option<i64>,
+    ) -> Result<NewTask, ValidationError> {
+        let draft = TaskDraft {
+            run_at,
+            delay_seconds,
+            deadline: Some(at(1000)),
+            ..draft()
+        };
+        NewTask::parse(draft, at(0))
+    }
+
+    #[test]
+    fn a_task_is_scheduled_by_time_or_by_delay() {
+        assert_eq!(scheduled(Some(at(60)), None).expect("valid").run_at, Some(at(60)));
+        assert_eq!(scheduled(None, Some(60)).expect("valid").run_at, Some(at(60)));
+        assert_eq!(scheduled(None, None).expect("valid").run_at, None);
+        // A time already come runs at once.
+        assert_eq!(scheduled(Some(at(-5)), None).expect("valid").run_at, None);
+        assert_eq!(scheduled(None, Some(0)).expect("valid").run_at, None);
+        let body = r#"{"task_type": "verify", "data": {}, "delay_seconds": 30}"#;
+        let draft: TaskDraft = serde_json::from_str(body).expect("the guide's body with a delay");
+        let new = NewTask::parse(draft, at(0)).expect("valid");
+        assert_eq!(
+            new.clone().into_task(1, Uuid::nil(), None, at(0)).run_at,
+            Some(at(30))
+        );
+    }
+
+    #[test]
+    fn a_schedule_out_of_bounds_is_refused_naming_the_field() {
+        let far = Some(at(MAX_DELAY_SECONDS + 1));
+        let undated = |run_at, delay| {
+            NewTask::parse(
+                TaskDraft {
+                    run_at,
+                    delay_seconds: delay,
+                    ..draft()
+                },
+                at(0),
+            )
+        };
+        for (outcome, field) in [
+            (scheduled(Some(at(60)), Some(60)), "run_at"),
+            (scheduled(None, Some(-1)), "delay_seconds"),
+            (undated(None, Some(MAX_DELAY_SECONDS + 1)), "delay_seconds"),
+            (undated(far, None), "run_at"),
+            (scheduled(Some(at(1000)), None), "run_at"),
+            (scheduled(None, Some(2000)), "run_at"),
+        ] {
+            assert_eq!(outcome.expect_err("refused").field, field);
+        }
+        assert!(
+            undated(None, Some(MAX_DELAY_SECONDS)).is_ok(),
+            "366 days is the limit"
+        );
+    }
+
+    #[test]
+    fn a_task_waits_for_the_later_of_its_run_at_and_its_backoff() {
+        let mut task = task();
+        assert_eq!((task.not_before(), task.wait(at(0))), (None, None));
+        assert!(task.is_due(at(0)));
+        task.run_at = Some(at(10));
+        assert_eq!(task.wait(at(0)), Some(Wait::Scheduled { at: at(10) }));
+        assert!(!task.is_due(at(9)) && task.is_due(at(10)));
+        assert_eq!(task.wait(at(10)), None);
+        task.retry_after = Some(at(20));
+        assert_eq!(task.not_before(), Some(at(20)));
+        assert_eq!(task.wait(at(5)), Some(Wait::Backoff { until: at(20) }));
+        task.retry_after = Some(at(8));
+        assert_eq!(task.wait(at(5)), Some(Wait::Scheduled { at: at(10) }));
+        assert_eq!(task.wait(at(9)).map(Wait::ends_at), Some(at(10)));
     }
 
     #[test]

@@ -511,7 +511,7 @@ impl TaskStore for MemoryStore {
         let mut pending: Vec<&Task> = state
             .tasks
             .values()
-            .filter(|t| query.matches(t) && !leased(&state, t.id) && t.retry_after.is_none_or(|r| r <= now))
+            .filter(|t| query.matches(t) && !leased(&state, t.id) && t.is_due(now))
             .collect();
         pending.sort_by_key(|t| t.routing_order());
         let claimed: Vec<Task> = pending.into_iter().take(query.limit as usize).cloned().collect();
@@ -539,6 +539,18 @@ impl TaskStore for MemoryStore {
             }
         }
         Ok(counts)
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let now = Utc::now();
+        let state = self.lock();
+        Ok(state
+            .tasks
+            .values()
+            .filter(|t| t.status == TaskStatus::Pending)
+            .filter_map(Task::not_before)
+            .filter(|at| *at > now)
+            .min())
     }
 
     async fn tasks_to_recover(&self, query: &RecoveryQuery) -> StoreResult<Vec<RecoveryCandidate>> {

@@ -392,6 +392,11 @@ pub trait TaskStore: Send + Sync {
     /// How many tasks each droplet holds (`assigned` or `in_progress`).
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>>;
 
+    /// When the first pending task that is not due yet becomes due
+    /// (`Task::not_before`, by the store's clock): the router's next
+    /// alarm. `None` when no task waits.
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
+
     async fn count_tasks_by_status(&self) -> StoreResult<HashMap<TaskStatus, u64>>;
 
     /// How many tasks are `pending`, and how many are held by droplets

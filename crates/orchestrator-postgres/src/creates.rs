@@ -210,6 +210,7 @@ fn columns_of(creations: &[Creation]) -> sql::tasks::InsertWithHistory {
         columns
             .timeout_seconds
             .push(task.timeout_seconds.map(|t| i32::try_from(t).unwrap_or(i32::MAX)));
+        columns.run_at.push(task.run_at.map(naive));
     }
     columns
 }

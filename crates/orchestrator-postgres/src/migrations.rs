@@ -133,6 +133,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("progress_message", "text"),
             ("progress_at", "timestamp without time zone"),
             ("requeues", "integer"),
+            ("run_at", "timestamp without time zone"),
         ],
     ),
     (
@@ -144,7 +145,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("created_at", "timestamp without time zone"),
             ("required_capability", "character varying"),
             ("attempt", "integer"),
-            ("retry_after", "timestamp without time zone"),
+            ("not_before", "timestamp without time zone"),
             ("routing_lease_until", "timestamp without time zone"),
         ],
     ),

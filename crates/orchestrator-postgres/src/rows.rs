@@ -59,6 +59,7 @@ pub(crate) struct TaskRow {
     pub progress_message: Option<String>,
     pub progress_at: Option<NaiveDateTime>,
     pub requeues: i32,
+    pub run_at: Option<NaiveDateTime>,
 }
 
 impl TaskRow {
@@ -97,6 +98,7 @@ impl TaskRow {
             attempt: u32::try_from(self.attempt).unwrap_or(0),
             cancel_requested_at: self.cancel_requested_at.map(utc),
             timeout_seconds: self.timeout_seconds.and_then(|t| u32::try_from(t).ok()),
+            run_at: self.run_at.map(utc),
             progress: self.progress_at.map(|at| Progress {
                 percent: self.progress.and_then(|p| u8::try_from(p).ok()),
                 message: self.progress_message,

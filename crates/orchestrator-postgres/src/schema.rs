@@ -66,7 +66,7 @@ diesel::table! {
         #[max_length = 100]
         required_capability -> Nullable<Varchar>,
         attempt -> Int4,
-        retry_after -> Nullable<Timestamp>,
+        not_before -> Nullable<Timestamp>,
         routing_lease_until -> Nullable<Timestamp>,
     }
 }
@@ -147,6 +147,7 @@ diesel::table! {
         progress_message -> Nullable<Text>,
         progress_at -> Nullable<Timestamp>,
         requeues -> Int4,
+        run_at -> Nullable<Timestamp>,
     }
 }
 

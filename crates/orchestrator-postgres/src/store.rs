@@ -11,7 +11,7 @@ use deadpool::managed::{Hook, HookError, Metrics};
 use diesel::dsl::count_star;
 use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text, Timestamp};
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -34,7 +34,9 @@ use crate::idempotency::Keyed;
 use crate::liveness::Liveness;
 use crate::migrations::verify_schema;
 use crate::prepared::Prepare;
-use crate::rows::{DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, TaskWithDropletRow, naive};
+use crate::rows::{
+    DropletRow, HistoryRow, NewHistoryRow, RecoveryRow, TaskRow, TaskWithDropletRow, naive, utc,
+};
 use crate::schema::{droplets, task_state_history, tasks};
 use crate::sql;
 use crate::views::task_view;
@@ -804,6 +806,21 @@ impl TaskStore for PgStore {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn next_due_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        #[derive(QueryableByName)]
+        struct NextDue {
+            #[diesel(sql_type = Nullable<Timestamp>)]
+            at: Option<chrono::NaiveDateTime>,
+        }
+        let mut conn = self.conn().await?;
+        let next: NextDue = diesel::sql_query(sql::tasks::NEXT_DUE)
+            .prepared()
+            .get_result(&mut conn)
+            .await
+            .map_err(store_error)?;
+        Ok(next.at.map(utc))
     }
 
     async fn active_task_counts(&self) -> StoreResult<HashMap<DropletId, u32>> {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use orchestrator_domain::{
-    Actor, DropletStatus, HeartbeatReport, RecoveryReason, Role, ServiceRef, Task, TaskId, TaskStatus,
-    TaskUpdate,
+    Actor, DropletStatus, HeartbeatReport, NewTask, RecoveryReason, Role, ServiceRef, Task, TaskId,
+    TaskStatus, TaskUpdate,
 };
 use orchestrator_ports::{
     ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, ProgressReport, RecoveryCandidate,
@@ -1047,6 +1047,62 @@ pub async fn claims_skip_tasks_waiting_out_a_retry_backoff(stores: &Stores) {
         claim_ids(stores, claim_query(&[], true, 10)).await,
         vec![due.id],
         "the backoff is respected"
+    );
+    let next = stores.tasks.next_due_at().await.expect("next due");
+    assert_eq!(
+        next.map(|t| t.timestamp()),
+        waiting.retry_after.map(|t| t.timestamp()),
+        "the end of the backoff is the next time a task becomes due"
+    );
+}
+
+/// A task submitted to run later is stored with its `run_at`, is not
+/// claimed before then (as `Task::is_due` judges), and its time is the
+/// router's next alarm; one whose time has come is claimed as usual.
+pub async fn claims_wait_for_a_tasks_run_at(stores: &Stores) {
+    register(stores, 8, &[], 0).await;
+    assert_eq!(stores.tasks.next_due_at().await.expect("next due"), None);
+    let now = chrono::Utc::now();
+    let scheduled = |task_type: &str, run_at: chrono::DateTime<chrono::Utc>| {
+        let task = NewTask {
+            run_at: Some(run_at),
+            ..new_task(task_type, 5, None)
+        };
+        async move {
+            stores
+                .tasks
+                .create_task(task, Uuid::new_v4(), by("alice"), at(0))
+                .await
+                .expect("create task")
+        }
+    };
+    let later = scheduled("later", now + chrono::Duration::hours(1)).await;
+    let sooner = scheduled("sooner", now + chrono::Duration::minutes(30)).await;
+    let come = scheduled("come", now - chrono::Duration::seconds(1)).await;
+    let at_once = create(stores, "at-once", 5, 0).await;
+    let stored = stores.tasks.get_task(later.id).await.expect("get");
+    assert_eq!(
+        stored.run_at.map(|t| t.timestamp()),
+        Some((now + chrono::Duration::hours(1)).timestamp())
+    );
+    assert_eq!(stored.status, TaskStatus::Pending);
+    let claimed = claim_ids(stores, claim_query(&[], true, 10)).await;
+    let due: Vec<i64> = [&later, &sooner, &come, &at_once]
+        .into_iter()
+        .filter(|t| t.is_due(chrono::Utc::now()))
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(claimed.len(), 2, "{claimed:?}");
+    assert_eq!(
+        claimed.iter().copied().collect::<std::collections::BTreeSet<_>>(),
+        due.into_iter().collect(),
+        "only the tasks whose time has come"
+    );
+    let next = stores.tasks.next_due_at().await.expect("next due");
+    assert_eq!(
+        next.map(|t| t.timestamp()),
+        sooner.run_at.map(|t| t.timestamp()),
+        "the earliest waiting task is the next alarm"
     );
 }
 

@@ -67,6 +67,7 @@ macro_rules! store_contract_tests {
             claims_leave_out_what_no_free_droplet_can_take,
             claimed_tasks_are_hidden_until_released_or_moved,
             claims_skip_tasks_waiting_out_a_retry_backoff,
+            claims_wait_for_a_tasks_run_at,
             silent_droplets_become_inactive,
             recovery_finds_each_kind_of_stuck_task,
             a_restarted_droplets_work_is_found_and_a_resumed_ones_kept,

@@ -16,6 +16,7 @@ pub const SPEC: JobSpec = JobSpec {
 };
 
 /// The router's safety-net sweep; routing itself is safe on every replica.
+/// Each sweep also sets the router's alarm for the next waiting task.
 #[derive(Debug)]
 pub struct RouterJob(pub Arc<Router>);
 
@@ -25,7 +26,9 @@ impl Job for RouterJob {
         &SPEC
     }
     async fn run(&self) -> AppResult<()> {
-        self.0.route_pending().await.map(|_| ())
+        self.0.route_pending().await?;
+        self.0.rearm().await;
+        Ok(())
     }
     fn set_paused(&self, paused: bool) {
         self.0.set_paused(paused);

@@ -16,7 +16,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, S
 pub(crate) const COLUMNS: &str = "id, trace_id, task_type, title, description, payload, required_capability, \
     status, priority, created_at, assigned_at, started_at, completed_at, deadline, result, error_message, \
     retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at, timeout_seconds, \
-    progress, progress_message, progress_at, requeues";
+    progress, progress_message, progress_at, requeues, run_at";
 
 /// The statuses of a task a droplet holds, which occupy its slots, as an
 /// SQL list: `TaskStatus::occupies_droplet`, which a test holds it to.
@@ -33,7 +33,7 @@ pub(crate) const LIVE_COLUMNS: &str = "status, assigned_at, started_at, complete
 
 /// The columns of [`COLUMNS`] written once, when the task is created.
 pub(crate) const FIXED_COLUMNS: &str = "id, trace_id, task_type, title, description, payload, \
-    required_capability, priority, created_at, deadline, max_retries, created_by, timeout_seconds";
+    required_capability, priority, created_at, deadline, max_retries, created_by, timeout_seconds, run_at";
 
 /// A held task's columns as its run row `r` and its row `t` give them.
 const RUN_OVER_TASK: &str = statement!(
@@ -42,18 +42,47 @@ const RUN_OVER_TASK: &str = statement!(
     qualified!(LIVE_COLUMNS, "r.")
 );
 
-/// Queued tasks ready to route, in routing order, at most `limit`: those
-/// requiring no capability when `unconstrained`, and those requiring one of
-/// `capabilities`. The
-/// order is `idx_task_queue_order`'s, so the pick walks the index from its
-/// head and stops after the batch.
-const ROUTABLE: &str = "
+/// The queue rows a pick may take: no lease running, and requiring no
+/// capability when `unconstrained`, or one of `capabilities`.
+const TAKEABLE: &str = "(q.routing_lease_until IS NULL OR q.routing_lease_until < (now() AT TIME ZONE 'UTC'))
+  AND ((q.required_capability IS NULL AND :unconstrained) OR q.required_capability = ANY(:capabilities))";
+
+/// Locks (`SKIP LOCKED`) the queued tasks ready to route, at most `limit`,
+/// as `picked`, in routing order. Two walks of one index each, so that
+/// neither reads a task still waiting, however many wait:
+/// - `ready`: tasks that wait for nothing, in routing order, down
+///   `idx_task_queue_order` (which holds only them) from its head;
+/// - `come`: tasks whose `not_before` has passed, earliest first, down
+///   `idx_task_queue_waiting`.
+///
+/// Of the two, the first `limit` in routing order are picked; a row
+/// locked but not picked waits for the round's commit, and the next pick.
+/// Among tasks whose wait has ended, those due first are taken first.
+const PICK_ROUTABLE: &str = statement!(
+    "WITH ready AS (
+SELECT q.task_id, q.priority, q.deadline, q.created_at
 FROM task_queue q
-WHERE (q.routing_lease_until IS NULL OR q.routing_lease_until < (now() AT TIME ZONE 'UTC'))
-  AND (q.retry_after IS NULL OR q.retry_after <= (now() AT TIME ZONE 'UTC'))
-  AND ((q.required_capability IS NULL AND :unconstrained) OR q.required_capability = ANY(:capabilities))
+WHERE q.not_before IS NULL AND ",
+    TAKEABLE,
+    "
 ORDER BY q.priority, q.deadline, q.created_at, q.task_id
-LIMIT :limit";
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+), come AS (
+SELECT q.task_id, q.priority, q.deadline, q.created_at
+FROM task_queue q
+WHERE q.not_before <= (now() AT TIME ZONE 'UTC') AND ",
+    TAKEABLE,
+    "
+ORDER BY q.not_before
+LIMIT :limit
+FOR UPDATE SKIP LOCKED
+), picked AS (
+SELECT * FROM ready UNION ALL SELECT * FROM come
+ORDER BY priority, deadline, created_at, task_id
+LIMIT :limit
+)"
+);
 
 /// The picked queue rows' tasks, in routing order. A queued task has no
 /// run row: its `tasks` row is its state.
@@ -67,7 +96,7 @@ ORDER BY p.priority, p.deadline, p.created_at, p.task_id"
 );
 
 named_statement! {
-    /// Locks a batch of [`ROUTABLE`] queue rows for the length of one routing
+    /// Locks a batch of [`PICK_ROUTABLE`] queue rows for the length of one routing
     /// round's transaction and reads their tasks. `SKIP LOCKED` lets other
     /// replicas' rounds pass over them; a cancel or a deadline failure of one
     /// of them waits for the round, whose assignment deletes the row. A lease
@@ -76,15 +105,7 @@ named_statement! {
         unconstrained: Bool = bool,
         capabilities: Array<Text> = Vec<String>,
         limit: Integer = i32,
-    } = statement!(
-    "WITH picked AS (
-SELECT q.task_id, q.priority, q.deadline, q.created_at",
-    ROUTABLE,
-    "
-FOR UPDATE SKIP LOCKED
-)",
-    PICKED_TASKS
-);
+    } = statement!(PICK_ROUTABLE, PICKED_TASKS);
 }
 
 /// Run in a round's transaction before [`LOCK_ROUTABLE`]: the pick reads
@@ -93,11 +114,17 @@ FOR UPDATE SKIP LOCKED
 /// judges it by its estimate of how many rows pass the pick's filter, and
 /// on a queue not yet analysed (a new database, or autovacuum behind) it
 /// reads and sorts the whole queue instead: 16.8 against 0.8 ms for
-/// 20,000 queued tasks, and 306 µs of each task in W1.
-pub(crate) const PICK_BY_QUEUE_ORDER: &str = "SET LOCAL enable_seqscan = off";
+/// 20,000 queued tasks, and 306 µs of each task in W1. Since the index
+/// holds only the tasks that wait for nothing (migration 23), it would
+/// read it whole as a bitmap instead: both are turned off, in one
+/// statement.
+pub(crate) const PICK_BY_QUEUE_ORDER: &str =
+    "SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)";
 
-/// Run after [`LOCK_ROUTABLE`]: the rest of the round is planned as usual.
-pub(crate) const PLAN_AS_USUAL: &str = "SET LOCAL enable_seqscan TO DEFAULT";
+/// Run after [`LOCK_ROUTABLE`]: the rest of the round is planned as usual,
+/// with the settings `RESET` would give (the role's and database's own).
+pub(crate) const PLAN_AS_USUAL: &str = "SELECT set_config(name, reset_val, true) FROM pg_settings
+WHERE name IN ('enable_seqscan', 'enable_bitmapscan')";
 
 /// Set in a round's transaction once its tasks are locked: a round whose
 /// assignments fail together goes back here and makes them one by one.
@@ -109,7 +136,7 @@ pub(crate) const ROUND_SAVEPOINT: &str = "SAVEPOINT routing_round";
 pub(crate) const BACK_TO_ROUND_SAVEPOINT: &str = "ROLLBACK TO SAVEPOINT routing_round";
 
 named_statement! {
-    /// Claims a batch of [`ROUTABLE`] tasks for a lease of `lease_seconds`
+    /// Claims a batch of [`PICK_ROUTABLE`] tasks for a lease of `lease_seconds`
     /// measured on the database's clock. `SKIP LOCKED` lets concurrent claims
     /// on other replicas pass over rows being claimed here instead of waiting
     /// for them.
@@ -119,14 +146,11 @@ named_statement! {
         limit: Integer = i32,
         lease_seconds: Double = f64,
     } = statement!(
-    "\
-WITH picked AS (
+    PICK_ROUTABLE,
+    ", leased AS (
 UPDATE task_queue SET routing_lease_until = (now() AT TIME ZONE 'UTC') + make_interval(secs => :lease_seconds)
-WHERE task_id IN (SELECT q.task_id",
-    ROUTABLE,
-    "
-FOR UPDATE SKIP LOCKED)
-RETURNING task_id, priority, deadline, created_at
+WHERE task_id IN (SELECT task_id FROM picked)
+RETURNING task_id
 )",
     PICKED_TASKS
 );
@@ -521,12 +545,13 @@ WHERE t.id = i.id AND i.status NOT IN (",
            AND t.attempt = i.expected_attempt AND t.assigned_droplet_id IS NOT DISTINCT FROM ",
     EXPECTED_DROPLET,
     "))
-RETURNING t.id, t.priority, t.deadline, t.created_at, t.required_capability, ",
+RETURNING t.id, t.priority, t.deadline, t.created_at, t.required_capability, t.run_at, ",
     qualified!(LIVE_COLUMNS, "t."),
     "
 ), enqueued AS (
-INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, retry_after)
-SELECT id, priority, deadline, coalesce(created_at, updated_at), required_capability, attempt, retry_after
+INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, not_before)
+SELECT id, priority, deadline, coalesce(created_at, updated_at), required_capability, attempt,
+       greatest(run_at, retry_after)
 FROM stored WHERE status = 'pending'
 ), changed AS (
 SELECT id, ",
@@ -552,11 +577,12 @@ FROM changed"
 );
 }
 
-/// Queues tasks just made pending, from the rows `created` returned.
+/// Queues tasks just made pending, from the rows `created` returned; a
+/// new task waits for its `run_at` alone (`Task::not_before`).
 const QUEUE_CREATED: &str = "
 ), queued AS (
-    INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, retry_after)
-    SELECT id, priority, deadline, created_at, required_capability, attempt, retry_after FROM created";
+    INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, not_before)
+    SELECT id, priority, deadline, created_at, required_capability, attempt, run_at FROM created";
 
 named_statement! {
     /// Creates tasks with their first history rows. The tasks arrive as
@@ -577,20 +603,21 @@ named_statement! {
         reason: Array<Nullable<Text>> = Vec<Option<String>>,
         metadata: Array<Nullable<Jsonb>> = Vec<Option<serde_json::Value>>,
         timeout_seconds: Array<Nullable<Integer>> = Vec<Option<i32>>,
+        run_at: Array<Nullable<Timestamp>> = Vec<Option<NaiveDateTime>>,
     } = statement!(
     r"
 WITH input AS (
     SELECT * FROM unnest(:trace_id::uuid[], :task_type::text[], :title::text[], :description::text[], :payload::jsonb[], :required_capability::text[],
                          :priority::int4[], :created_at::timestamp[], :deadline::timestamp[], :max_retries::int4[], :created_by::text[],
-                         :reason::text[], :metadata::jsonb[], :timeout_seconds::int4[])
+                         :reason::text[], :metadata::jsonb[], :timeout_seconds::int4[], :run_at::timestamp[])
         AS i(trace_id, task_type, title, description, payload, required_capability,
-             priority, created_at, deadline, max_retries, created_by, reason, metadata, timeout_seconds)
+             priority, created_at, deadline, max_retries, created_by, reason, metadata, timeout_seconds, run_at)
 ), created AS (
     INSERT INTO tasks (trace_id, task_type, title, description, payload, required_capability, status,
                        priority, created_at, deadline, retry_count, max_retries, created_by, updated_at,
-                       timeout_seconds)
+                       timeout_seconds, run_at)
     SELECT trace_id, task_type, title, description, payload, required_capability, 'pending',
-           priority, created_at, deadline, 0, max_retries, created_by, created_at, timeout_seconds
+           priority, created_at, deadline, 0, max_retries, created_by, created_at, timeout_seconds, run_at
     FROM input
     RETURNING ",
     COLUMNS,
@@ -605,6 +632,12 @@ WITH input AS (
 SELECT * FROM created"
 );
 }
+
+/// When the first queued task not yet due becomes due, by the database's
+/// clock, as `PICK_ROUTABLE` judges it; `idx_task_queue_waiting` holds only the
+/// waiting ones.
+pub(crate) const NEXT_DUE: &str = "\
+SELECT min(not_before) AS at FROM task_queue WHERE not_before > (now() AT TIME ZONE 'UTC')";
 
 /// Queued tasks by priority.
 pub(crate) const PENDING_BY_PRIORITY: &str = "\
@@ -830,6 +863,52 @@ mod tests {
             );
             assert!(!plan.contains("Seq Scan on task_queue"), "{mode}: {plan}");
         }
+    }
+
+    /// However many tasks wait ahead in the routing order, a pick reads
+    /// none of them: each of its walks has an index of its own rows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_pick_reads_no_task_still_waiting() {
+        let database = TestDatabase::create().await;
+        run_migrations(&database.url).await.expect("migrations");
+        let queue = |ids: &str, priority: i32, not_before: &str| {
+            format!(
+                "WITH q AS (INSERT INTO task_queue (task_id, priority, created_at, attempt, not_before)
+                 SELECT g, {priority}, now(), 0, {not_before} FROM generate_series({ids}) g RETURNING 1)
+                 SELECT count(*) FROM q"
+            )
+        };
+        let waiting = queue("1, 20000", 1, "now() + interval '1 hour'");
+        assert_eq!(database.count(&waiting).await, 20_000);
+        assert_eq!(database.count(&queue("20001, 20005", 5, "NULL")).await, 5);
+        assert_eq!(
+            database
+                .count(&queue("20006, 20007", 9, "now() - interval '1 second'"))
+                .await,
+            2
+        );
+        let mut conn = AsyncPgConnection::establish(&database.url)
+            .await
+            .expect("connect");
+        let prepare = format!("PREPARE pick(bool, text[], int4) AS {}", super::LOCK_ROUTABLE);
+        diesel::sql_query(prepare)
+            .execute(&mut conn)
+            .await
+            .expect("prepare");
+        let plan = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                diesel::sql_query(super::PICK_BY_QUEUE_ORDER)
+                    .execute(conn)
+                    .await?;
+                explain(conn, "EXECUTE pick(true, '{}', 100)").await
+            })
+            .await
+            .expect("explain");
+        assert!(
+            plan.contains("Index Scan using idx_task_queue_order")
+                && plan.contains("Index Scan using idx_task_queue_waiting"),
+            "{plan}"
+        );
     }
 
     fn names(list: &str) -> BTreeSet<&str> {

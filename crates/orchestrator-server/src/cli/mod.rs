@@ -79,6 +79,12 @@ pub struct CreateTask {
     /// RFC 3339, such as 2030-01-01T00:00:00Z.
     #[arg(long)]
     deadline: Option<DateTime<Utc>>,
+    /// When to run it (RFC 3339): it waits pending until then.
+    #[arg(long, conflicts_with = "delay_seconds")]
+    run_at: Option<DateTime<Utc>>,
+    /// Run it this many seconds from now, instead of at once.
+    #[arg(long)]
+    delay_seconds: Option<i64>,
     /// Seconds a run may go without progress before it fails; 0 for no
     /// limit; the server's TASK_RUN_TIMEOUT when absent.
     #[arg(long)]
@@ -354,6 +360,8 @@ impl CreateTask {
             priority: self.priority,
             max_retries: self.max_retries,
             deadline: self.deadline,
+            run_at: self.run_at,
+            delay_seconds: self.delay_seconds,
             timeout_seconds: self.timeout_seconds,
             payload: self.payload,
         }

@@ -500,6 +500,7 @@ pub fn task(viewer: &Viewer, details: &TaskDetails, notice: Option<&str>) -> Mar
 
 fn pending_reason(reason: &PendingReason) -> String {
     match reason {
+        PendingReason::Scheduled { at } => format!("it is scheduled to run at {}", time(Some(*at))),
         PendingReason::RetryBackoff { until } => format!("its retry backoff ends at {}", time(Some(*until))),
         PendingReason::RouterPaused => "the task router is paused".into(),
         PendingReason::NoActiveDropletWithCapability { capability } => format!(

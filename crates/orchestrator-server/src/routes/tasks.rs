@@ -78,6 +78,7 @@ fn changed_task_reply(view: TaskView) -> TaskReply {
 /// Why a task waits, as the API shows it.
 fn pending_reason(reason: use_case::PendingReason) -> PendingReason {
     match reason {
+        use_case::PendingReason::Scheduled { at } => PendingReason::Scheduled { at },
         use_case::PendingReason::RetryBackoff { until } => PendingReason::RetryBackoff { until },
         use_case::PendingReason::RouterPaused => PendingReason::RouterPaused,
         use_case::PendingReason::NoActiveDropletWithCapability { capability } => {
@@ -203,6 +204,7 @@ pub(crate) fn created_reply(app: &AppState, task: &Task) -> TaskCreated {
         status: task.status,
         created_at: task.created_at,
         estimated_assignment_seconds: app.tasks.estimated_assignment_seconds(task),
+        run_at: task.run_at,
     }
 }
 
