@@ -163,9 +163,10 @@ impl TaskService {
             .as_ref()
             .map_or(0, |router| router.expected_wait_seconds(capability));
         let now = self.ports.clock.now();
+        // Whole seconds, rounded up: a task due in 29.9 s is not due in 29.
         let waiting = task
             .wait(now)
-            .map_or(0, |wait| (wait.ends_at() - now).num_seconds());
+            .map_or(0, |wait| ((wait.ends_at() - now).num_milliseconds() + 999) / 1000);
         routing.saturating_add(u32::try_from(waiting).unwrap_or(u32::MAX))
     }
 
