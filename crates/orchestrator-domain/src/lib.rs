@@ -9,6 +9,7 @@ pub mod priority;
 pub mod recovery;
 pub mod retry;
 pub mod routing;
+pub mod schedule;
 pub mod state_machine;
 pub mod task;
 
@@ -26,6 +27,7 @@ pub use retry::RetryPolicy;
 pub use routing::{
     Candidate, Considered, Explanation, Placement, PlacementRecord, PlacementRule, RoutingPolicy, has_room,
 };
+pub use schedule::{CronSpec, NEXT_RUNS, NewSchedule, Overlap, Schedule, ScheduleDraft};
 pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRule};
 pub use task::{
     CancelRequestError, HistoryEntry, NewTask, Progress, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate,
