@@ -52,6 +52,7 @@ impl From<StoreError> for AppError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound { entity, id } => AppError::NotFound { entity, id },
+            StoreError::UnknownName { entity, name } => AppError::UnknownName { entity, name },
             StoreError::Conflict(message) => AppError::Conflict(message),
             unavailable @ StoreError::DropletUnavailable { .. } => {
                 AppError::Conflict(unavailable.to_string())

@@ -7,14 +7,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
-    Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewTask,
-    RecoveryReason, ServiceRef, Task, TaskId, TaskStatus,
+    Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, HistoryEntry, NewSchedule,
+    NewTask, RecoveryReason, Schedule, ServiceRef, Task, TaskId, TaskStatus,
 };
 use orchestrator_ports::{
-    AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, IdempotencyKey, LiveCounts,
-    OnceCreated, PageCursor, Percentiles, ProgressReport, RecoveryCandidate, RecoveryQuery, Report,
-    ReportOutcome, RescueCounts, RoutableQuery, RoutingStats, StoreError, StoreResult, TaskFilter, TaskKey,
-    TaskPage, TaskPerformance, TaskStore, Throughput, TimeWindow, Transition, TypeBreakdown,
+    AnalyticsStore, ChangeRecord, DropletChange, DropletFilter, DropletStore, Fire, IdempotencyKey,
+    LiveCounts, OnceCreated, PageCursor, Percentiles, ProgressReport, RecoveryCandidate, RecoveryQuery,
+    Report, ReportOutcome, RescueCounts, RoutableQuery, RoutingStats, ScheduleDefinition, ScheduleStore,
+    StoreError, StoreResult, TaskFilter, TaskKey, TaskPage, TaskPerformance, TaskStore, Throughput,
+    TimeWindow, Transition, TypeBreakdown,
 };
 use uuid::Uuid;
 
@@ -46,6 +47,10 @@ struct State {
     deadline_risks: HashMap<TaskId, DateTime<Utc>>,
     /// Idempotency keys by caller and key.
     idempotency: HashMap<(String, String), RecordedKey>,
+    schedules: BTreeMap<String, Schedule>,
+    /// The fire times of each schedule that made a task: the unique key
+    /// of a fire.
+    fires: HashSet<(String, DateTime<Utc>)>,
 }
 
 #[derive(Debug)]
@@ -1007,6 +1012,129 @@ impl AnalyticsStore for MemoryStore {
             *depth.entry(task.priority.value()).or_default() += 1;
         }
         Ok(depth)
+    }
+}
+
+fn unknown_schedule(name: &str) -> StoreError {
+    StoreError::UnknownName {
+        entity: "schedule",
+        name: name.to_owned(),
+    }
+}
+
+#[async_trait]
+impl ScheduleStore for MemoryStore {
+    async fn create_schedule(
+        &self,
+        schedule: NewSchedule,
+        created_by: Option<String>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Schedule> {
+        let mut state = self.lock();
+        if state.schedules.contains_key(&schedule.name) {
+            return Err(StoreError::Conflict(format!(
+                "a schedule named '{}' exists already",
+                schedule.name
+            )));
+        }
+        let stored = Schedule {
+            name: schedule.name.clone(),
+            cron: schedule.spec.expression().to_owned(),
+            timezone: schedule.spec.timezone().to_owned(),
+            template: schedule.template,
+            overlap: schedule.overlap,
+            paused: false,
+            created_by,
+            created_at: at,
+            updated_at: at,
+            last_fire_at: None,
+            last_task_id: None,
+            fires: 0,
+            skips: 0,
+        };
+        state.schedules.insert(schedule.name, stored.clone());
+        Ok(stored)
+    }
+
+    async fn get_schedule(&self, name: &str) -> StoreResult<Schedule> {
+        let state = self.lock();
+        state
+            .schedules
+            .get(name)
+            .cloned()
+            .ok_or_else(|| unknown_schedule(name))
+    }
+
+    async fn list_schedules(&self) -> StoreResult<Vec<Schedule>> {
+        Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    async fn update_schedule(
+        &self,
+        name: &str,
+        definition: ScheduleDefinition,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Schedule> {
+        let mut state = self.lock();
+        let schedule = state
+            .schedules
+            .get_mut(name)
+            .ok_or_else(|| unknown_schedule(name))?;
+        schedule.cron = definition.cron;
+        schedule.timezone = definition.timezone;
+        schedule.template = definition.template;
+        schedule.overlap = definition.overlap;
+        schedule.paused = definition.paused;
+        schedule.updated_at = at;
+        Ok(schedule.clone())
+    }
+
+    async fn delete_schedule(&self, name: &str) -> StoreResult<()> {
+        let mut state = self.lock();
+        state
+            .schedules
+            .remove(name)
+            .ok_or_else(|| unknown_schedule(name))?;
+        state.fires.retain(|(schedule, _)| schedule != name);
+        Ok(())
+    }
+
+    async fn fire_schedule(&self, fire: Fire) -> StoreResult<Option<Task>> {
+        let mut state = self.lock();
+        let schedule = state
+            .schedules
+            .get(&fire.schedule)
+            .ok_or_else(|| unknown_schedule(&fire.schedule))?;
+        let key = (fire.schedule.clone(), fire.at);
+        if schedule.last_fire_at != fire.expected_last_fire || state.fires.contains(&key) {
+            return Err(StoreError::Conflict(format!(
+                "schedule '{}' has dealt with its fire at {} already",
+                fire.schedule, fire.at
+            )));
+        }
+        let task = match fire.task {
+            Some(fired) => {
+                if !state.trace_ids.insert(fired.trace_id) {
+                    return Err(trace_id_taken(fired.trace_id));
+                }
+                state.fires.insert(key);
+                Some(state.insert_task(fired.task, fired.trace_id, fired.record, fired.created_at))
+            }
+            None => None,
+        };
+        let schedule = state
+            .schedules
+            .get_mut(&fire.schedule)
+            .ok_or_else(|| unknown_schedule(&fire.schedule))?;
+        schedule.last_fire_at = Some(fire.at);
+        match &task {
+            Some(task) => {
+                schedule.fires += 1;
+                schedule.last_task_id = Some(task.id);
+            }
+            None => schedule.skips += 1,
+        }
+        Ok(task)
     }
 }
 

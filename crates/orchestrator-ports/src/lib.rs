@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use orchestrator_domain::{
     Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
-    HistoryEntry, NewTask, Priority, Progress, RecoveryReason, RecoveryTimeouts, ServiceRef, Task, TaskId,
-    TaskStatus, TaskUpdate, ValidationError,
+    HistoryEntry, NewSchedule, NewTask, Priority, Progress, RecoveryReason, RecoveryTimeouts, Schedule,
+    ServiceRef, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -19,6 +19,9 @@ use uuid::Uuid;
 pub enum StoreError {
     #[error("{entity} {id} not found")]
     NotFound { entity: &'static str, id: i64 },
+    /// Something addressed by name, such as a schedule, does not exist.
+    #[error("{entity} '{name}' not found")]
+    UnknownName { entity: &'static str, name: String },
     /// A compare-and-set lost a race: the row is no longer as expected.
     #[error("{0}")]
     Conflict(String),
@@ -35,6 +38,41 @@ pub enum StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A schedule's definition as a change writes it whole (`PATCH`, pause
+/// and resume); its fires are the store's to count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduleDefinition {
+    pub cron: String,
+    pub timezone: String,
+    pub template: TaskDraft,
+    pub overlap: orchestrator_domain::Overlap,
+    pub paused: bool,
+}
+
+/// One fire time of a schedule, dealt with as one change: the schedule's
+/// last fire time moves from `expected_last_fire` to `at` (a
+/// compare-and-set, so that of replicas dealing with the same fire time
+/// one wins) and, unless the fire skips (`task` is `None`), the task is
+/// created with its history row and the fire's unique key (the schedule
+/// and `at`), all in one commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fire {
+    pub schedule: String,
+    pub expected_last_fire: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+    pub task: Option<FiredTask>,
+}
+
+/// The task a fire creates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiredTask {
+    pub task: NewTask,
+    pub trace_id: Uuid,
+    pub record: ChangeRecord,
+    /// When it is created (the fire time, or later when caught up).
+    pub created_at: DateTime<Utc>,
+}
 
 /// Filters of `GET /tasks`. Results are newest first.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -250,6 +288,44 @@ pub enum OnceCreated {
     Replayed(Vec<Task>),
     /// The key was used before for another request.
     KeyReused,
+}
+
+/// Cron schedules and their fires.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
+    /// Stores a new schedule, unpaused and never fired; `Conflict` when
+    /// its name is taken.
+    async fn create_schedule(
+        &self,
+        schedule: NewSchedule,
+        created_by: Option<String>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Schedule>;
+
+    /// `UnknownName` when there is none of that name.
+    async fn get_schedule(&self, name: &str) -> StoreResult<Schedule>;
+
+    /// Every schedule, by name.
+    async fn list_schedules(&self) -> StoreResult<Vec<Schedule>>;
+
+    /// Writes a schedule's definition as `definition` has it, changed at
+    /// `at` (its `updated_at`); its fires are left as they are.
+    async fn update_schedule(
+        &self,
+        name: &str,
+        definition: ScheduleDefinition,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Schedule>;
+
+    /// Deletes a schedule and its fires' keys; the tasks it made stay.
+    async fn delete_schedule(&self, name: &str) -> StoreResult<()>;
+
+    /// Deals with one fire time (see [`Fire`]): the task created, if any.
+    /// `Conflict` when the schedule's last fire time is no longer
+    /// `expected_last_fire` or the fire time has a task already (another
+    /// replica dealt with it), `UnknownName` when the schedule is gone.
+    async fn fire_schedule(&self, fire: Fire) -> StoreResult<Option<Task>>;
 }
 
 /// Where tasks and their audit trail live.

@@ -13,6 +13,7 @@ mod migrations;
 mod prepared;
 mod reports;
 mod rows;
+mod schedules;
 /// The tables as diesel sees them, generated from the migrations by
 /// `diesel print-schema` (`scripts/check-schema --write`; CI checks it).
 mod schema;

@@ -203,6 +203,32 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "schedules",
+        &[
+            ("name", "character varying"),
+            ("cron", "text"),
+            ("timezone", "text"),
+            ("template", "jsonb"),
+            ("overlap", "character varying"),
+            ("paused", "boolean"),
+            ("created_by", "text"),
+            ("created_at", "timestamp without time zone"),
+            ("updated_at", "timestamp without time zone"),
+            ("last_fire_at", "timestamp without time zone"),
+            ("last_task_id", "bigint"),
+            ("fires", "bigint"),
+            ("skips", "bigint"),
+        ],
+    ),
+    (
+        "schedule_fires",
+        &[
+            ("schedule_name", "character varying"),
+            ("fire_at", "timestamp without time zone"),
+            ("task_id", "bigint"),
+        ],
+    ),
+    (
         "heartbeats",
         &[
             ("id", "bigint"),

@@ -49,6 +49,35 @@ diesel::table! {
 }
 
 diesel::table! {
+    schedule_fires (schedule_name, fire_at) {
+        #[max_length = 100]
+        schedule_name -> Varchar,
+        fire_at -> Timestamp,
+        task_id -> Int8,
+    }
+}
+
+diesel::table! {
+    schedules (name) {
+        #[max_length = 100]
+        name -> Varchar,
+        cron -> Text,
+        timezone -> Text,
+        template -> Jsonb,
+        #[max_length = 10]
+        overlap -> Varchar,
+        paused -> Bool,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        last_fire_at -> Nullable<Timestamp>,
+        last_task_id -> Nullable<Int8>,
+        fires -> Int8,
+        skips -> Int8,
+    }
+}
+
+diesel::table! {
     task_counts (status, slot) {
         #[max_length = 20]
         status -> Varchar,
@@ -158,6 +187,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     droplets,
     heartbeats,
     idempotency_keys,
+    schedule_fires,
+    schedules,
     task_counts,
     task_queue,
     task_runs,

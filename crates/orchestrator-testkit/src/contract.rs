@@ -11,8 +11,9 @@ use orchestrator_domain::{
     TaskStatus, TaskUpdate,
 };
 use orchestrator_ports::{
-    ChangeRecord, DropletFilter, IdempotencyKey, OnceCreated, ProgressReport, RecoveryCandidate,
-    RecoveryQuery, Report, ReportOutcome, RoutableQuery, StoreError, TaskFilter, Transition,
+    ChangeRecord, DropletFilter, Fire, FiredTask, IdempotencyKey, OnceCreated, ProgressReport,
+    RecoveryCandidate, RecoveryQuery, Report, ReportOutcome, RoutableQuery, ScheduleDefinition, StoreError,
+    TaskFilter, Transition,
 };
 use uuid::Uuid;
 
@@ -2891,4 +2892,193 @@ pub async fn pages_follow_a_cursor_in_either_direction(stores: &Stores) {
     assert_eq!(top, (newest_first[0..3].to_vec(), true, false, 7));
     let none = page(Some(PageCursor::Before(key(newest_first[0])))).await;
     assert_eq!(none, (Vec::new(), true, false, 7));
+}
+
+/// A valid schedule named `name`, every minute in Paris.
+fn new_schedule(name: &str) -> orchestrator_domain::NewSchedule {
+    let draft = orchestrator_domain::ScheduleDraft {
+        name: name.to_owned(),
+        cron: "* * * * *".into(),
+        timezone: Some("Europe/Paris".into()),
+        task: orchestrator_domain::TaskDraft {
+            task_type: "report".into(),
+            priority: Some(2),
+            payload: Some(serde_json::json!({ "kind": "nightly" })),
+            ..orchestrator_domain::TaskDraft::default()
+        },
+        overlap: Some(orchestrator_domain::Overlap::Skip),
+    };
+    orchestrator_domain::NewSchedule::parse(draft, at(0)).expect("a valid schedule")
+}
+
+fn unknown_schedule<T: std::fmt::Debug>(outcome: &Result<T, StoreError>) -> bool {
+    matches!(
+        outcome,
+        Err(StoreError::UnknownName {
+            entity: "schedule",
+            ..
+        })
+    )
+}
+
+/// Schedules keep their definition whole (the template included), come
+/// listed by name, take a change and a pause, and are gone once deleted.
+pub async fn schedules_are_created_listed_changed_and_deleted(stores: &Stores) {
+    let schedules = &stores.schedules;
+    let made = schedules
+        .create_schedule(new_schedule("nightly"), Some("alice".into()), at(1))
+        .await
+        .expect("create");
+    assert_eq!(
+        (
+            made.cron.as_str(),
+            made.timezone.as_str(),
+            made.overlap,
+            made.paused
+        ),
+        (
+            "* * * * *",
+            "Europe/Paris",
+            orchestrator_domain::Overlap::Skip,
+            false
+        )
+    );
+    assert_eq!(
+        (made.fires, made.skips, made.last_fire_at, made.last_task_id),
+        (0, 0, None, None)
+    );
+    assert_eq!(made.template, new_schedule("x").template);
+    assert_eq!(schedules.get_schedule("nightly").await.expect("get"), made);
+    let taken = schedules
+        .create_schedule(new_schedule("nightly"), None, at(2))
+        .await;
+    assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
+    schedules
+        .create_schedule(new_schedule("hourly"), None, at(2))
+        .await
+        .expect("create");
+    let names: Vec<String> = schedules
+        .list_schedules()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(names, ["hourly", "nightly"]);
+
+    let definition = ScheduleDefinition {
+        cron: "*/10 * * * * *".into(),
+        timezone: "UTC".into(),
+        template: orchestrator_domain::TaskDraft {
+            task_type: "other".into(),
+            ..orchestrator_domain::TaskDraft::default()
+        },
+        overlap: orchestrator_domain::Overlap::Allow,
+        paused: true,
+    };
+    let changed = schedules
+        .update_schedule("nightly", definition.clone(), at(5))
+        .await
+        .expect("update");
+    assert_eq!(
+        (
+            changed.cron.as_str(),
+            changed.timezone.as_str(),
+            changed.paused,
+            changed.updated_at
+        ),
+        ("*/10 * * * * *", "UTC", true, at(5))
+    );
+    assert_eq!(
+        (changed.template.task_type.as_str(), changed.created_at),
+        ("other", at(1))
+    );
+    assert!(unknown_schedule(
+        &schedules.update_schedule("nope", definition, at(5)).await
+    ));
+
+    schedules.delete_schedule("nightly").await.expect("delete");
+    assert!(unknown_schedule(&schedules.get_schedule("nightly").await));
+    assert!(unknown_schedule(&schedules.delete_schedule("nightly").await));
+}
+
+/// A fire time is dealt with once: of fires racing for it one makes the
+/// task (with its history row), the others are conflicts; a stale
+/// expectation is a conflict; a skip makes no task and is counted.
+pub async fn a_fire_time_makes_one_task_whatever_races(stores: &Stores) {
+    stores
+        .schedules
+        .create_schedule(new_schedule("nightly"), Some("alice".into()), at(0))
+        .await
+        .expect("create");
+    let fire = |expected: Option<i64>, secs: i64, with_task: bool| Fire {
+        schedule: "nightly".into(),
+        expected_last_fire: expected.map(at),
+        at: at(secs),
+        task: with_task.then(|| FiredTask {
+            task: NewTask::parse(new_schedule("x").template, at(secs)).expect("a valid task"),
+            trace_id: Uuid::new_v4(),
+            record: by("schedule:nightly"),
+            created_at: at(secs),
+        }),
+    };
+    let racing = (0..6).map(|_| stores.schedules.fire_schedule(fire(None, 60, true)));
+    let outcomes = join_all(racing).await;
+    let made: Vec<&Task> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok().and_then(Option::as_ref))
+        .collect();
+    assert_eq!(made.len(), 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Ok(Some(_)) | Err(StoreError::Conflict(_)))),
+        "{outcomes:?}"
+    );
+    let task = made[0].clone();
+    assert_eq!(
+        (task.status, task.priority.value(), task.task_type.as_str()),
+        (TaskStatus::Pending, 2, "report")
+    );
+    let history = stores.tasks.task_history(task.id).await.expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].changed_by.as_deref(), Some("schedule:nightly"));
+    let all = stores
+        .tasks
+        .list_tasks(&TaskFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(all.total, 1, "one task for the fire time");
+
+    let schedule = stores.schedules.get_schedule("nightly").await.expect("get");
+    assert_eq!(
+        (
+            schedule.last_fire_at,
+            schedule.last_task_id,
+            schedule.fires,
+            schedule.skips
+        ),
+        (Some(at(60)), Some(task.id), 1, 0)
+    );
+    let stale = stores.schedules.fire_schedule(fire(None, 120, true)).await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    let skipped = stores.schedules.fire_schedule(fire(Some(60), 120, false)).await;
+    assert_eq!(skipped, Ok(None));
+    let schedule = stores.schedules.get_schedule("nightly").await.expect("get");
+    assert_eq!(
+        (
+            schedule.last_fire_at,
+            schedule.last_task_id,
+            schedule.fires,
+            schedule.skips
+        ),
+        (Some(at(120)), Some(task.id), 1, 1)
+    );
+    let again = stores.schedules.fire_schedule(fire(Some(120), 180, true)).await;
+    assert!(matches!(again, Ok(Some(_))), "{again:?}");
+    let gone = Fire {
+        schedule: "gone".into(),
+        ..fire(Some(180), 240, true)
+    };
+    assert!(unknown_schedule(&stores.schedules.fire_schedule(gone).await));
 }

@@ -7,7 +7,7 @@ pub mod pg;
 use std::any::Any;
 use std::sync::Arc;
 
-use orchestrator_ports::{AnalyticsStore, DropletStore, TaskStore};
+use orchestrator_ports::{AnalyticsStore, DropletStore, ScheduleStore, TaskStore};
 
 /// The stores under test. `guard` keeps whatever backs them alive (a
 /// throwaway database, say) until the test ends.
@@ -15,6 +15,7 @@ pub struct Stores {
     pub tasks: Arc<dyn TaskStore>,
     pub droplets: Arc<dyn DropletStore>,
     pub analytics: Arc<dyn AnalyticsStore>,
+    pub schedules: Arc<dyn ScheduleStore>,
     pub guard: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -26,12 +27,15 @@ impl std::fmt::Debug for Stores {
 
 impl Stores {
     /// Stores backed by one object that implements both ports.
-    pub fn from_one<S: TaskStore + DropletStore + AnalyticsStore + 'static>(store: S) -> Self {
+    pub fn from_one<S: TaskStore + DropletStore + AnalyticsStore + ScheduleStore + 'static>(
+        store: S,
+    ) -> Self {
         let store = Arc::new(store);
         Stores {
             tasks: store.clone(),
             droplets: store.clone(),
-            analytics: store,
+            analytics: store.clone(),
+            schedules: store,
             guard: None,
         }
     }
@@ -68,6 +72,8 @@ macro_rules! store_contract_tests {
             claimed_tasks_are_hidden_until_released_or_moved,
             claims_skip_tasks_waiting_out_a_retry_backoff,
             claims_wait_for_a_tasks_run_at,
+            schedules_are_created_listed_changed_and_deleted,
+            a_fire_time_makes_one_task_whatever_races,
             silent_droplets_become_inactive,
             recovery_finds_each_kind_of_stuck_task,
             a_restarted_droplets_work_is_found_and_a_resumed_ones_kept,
