@@ -17,6 +17,7 @@ pub use rescues::limit_capability_labels;
 pub mod public;
 pub mod router;
 pub mod scheduler;
+pub mod schedules;
 pub mod services;
 pub mod tasks;
 
@@ -40,6 +41,7 @@ pub use recovery::{Recovery, RecoveryReport, RecoverySettings};
 pub use registry::{RegistryHealth, RegistrySync};
 pub use router::Router;
 pub use scheduler::{JobStatus, Scheduler};
+pub use schedules::{SchedulePatch, ScheduleService, ScheduleView};
 pub use services::Services;
 pub use tasks::{TaskDetails, TaskService, TaskView};
 
