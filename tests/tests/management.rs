@@ -329,6 +329,7 @@ async fn the_background_services_are_listed_by_name() {
     for expected in [
         "router: routing passes",
         "router: alarm for waiting tasks",
+        "schedules: fire when due",
         "job: task_router",
         "job: health_monitor",
         "recovery: retries on failure",

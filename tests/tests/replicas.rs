@@ -178,3 +178,44 @@ async fn a_delayed_task_is_routed_when_due_by_a_replica_started_after_it() {
         .expect("assigned_at");
     assert!(assigned_at >= run_at, "{task}");
 }
+
+/// Two replicas firing one schedule of seconds make one task per fire
+/// time: the fire's compare-and-set and its key (schedule, fire time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_make_one_task_per_fire_time_of_a_schedule() {
+    let database = TestDatabase::create().await;
+    let replicas = [
+        spawn_replica(&database.url, &[]).await,
+        spawn_replica(&database.url, &[]).await,
+    ];
+    let body = json!({ "name": "tick", "cron": "* * * * * *", "task": { "task_type": "tick" } });
+    let created = replicas[0]
+        .post("/schedules", &replicas[0].writer("alice"), body)
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let (client, connection) = tokio_postgres::connect(&database.url, NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let fired = "SELECT count(*) FROM task_state_history WHERE reason LIKE 'fired by schedule tick%'";
+    let started = Instant::now();
+    while scalar(&client, fired).await < 4 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the schedule did not fire"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let deleted = replicas[1]
+        .delete("/schedules/tick", &replicas[1].writer("alice"))
+        .await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    let tasks = scalar(&client, fired).await;
+    let fire_times = scalar(
+        &client,
+        "SELECT count(DISTINCT metadata->>'fire_at') FROM task_state_history \
+         WHERE reason LIKE 'fired by schedule tick%'",
+    )
+    .await;
+    assert_eq!(tasks, fire_times, "one task per fire time");
+}

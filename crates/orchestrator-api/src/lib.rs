@@ -8,6 +8,7 @@ pub mod management;
 pub mod messages;
 pub mod metrics;
 pub mod public;
+pub mod schedules;
 pub mod tasks;
 mod time;
 pub mod tokens;

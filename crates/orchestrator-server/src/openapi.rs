@@ -60,6 +60,7 @@ const ERRORS: &[(&str, &str)] = &[
     tags(
         (name = "public", description = "UDC endpoints every droplet has; no token"),
         (name = "tasks", description = "Submit, follow and steer tasks"),
+        (name = "schedules", description = "Cron schedules that submit tasks at their fire times"),
         (name = "droplets", description = "Registration, heartbeats and the directory"),
         (name = "management", description = "The scheduler's jobs and the process (admin)"),
         (name = "messages", description = "UDC messages to the orchestrator and through it"),

@@ -10,11 +10,14 @@ use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{self, JobContext};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
-    Ports, PublicService, Recovery, RegistrySync, Router, Scheduler, ServiceDirectory, Services, TaskService,
+    Ports, PublicService, Recovery, RegistrySync, Router, ScheduleService, Scheduler, ServiceDirectory,
+    Services, TaskService,
 };
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
 use orchestrator_outbound::{DispatchLimits, HttpDispatcher, HttpRegistryClient};
-use orchestrator_ports::{AnalyticsStore, DropletStore, LeaderElection, ServiceRegistration, SystemClock};
+use orchestrator_ports::{
+    AnalyticsStore, DropletStore, LeaderElection, ScheduleStore, ServiceRegistration, SystemClock,
+};
 use orchestrator_postgres::{PgEventBus, PgLeaderElection, PgStore, PoolSettings, run_migrations};
 use secrecy::ExposeSecret;
 
@@ -34,6 +37,8 @@ pub struct AppState {
     pub droplets: DropletService,
     pub public: PublicService,
     pub management: ManagementService,
+    /// Cron schedules, and the service that fires them.
+    pub schedules: ScheduleService,
     /// The live feeds of `/ws/tasks` and `/ws/droplets`.
     pub feeds: Arc<FeedHub>,
     /// The Registry, when `REGISTRY_URL` is set.
@@ -124,14 +129,20 @@ impl Application {
     /// refuses to start if the schema it finds does not match.
     pub async fn build(settings: Settings, listener: TcpListener) -> anyhow::Result<Self> {
         let services = Arc::new(Services::default());
-        let (Adapters { ports, analytics }, leader): (Adapters, Arc<dyn LeaderElection>) =
-            match &settings.store.kind {
-                StoreKind::Memory => (memory_adapters(), Arc::new(SoleLeader)),
-                StoreKind::Postgres { url } => (
-                    postgres_adapters(url.expose_secret(), &settings, &services).await?,
-                    Arc::new(PgLeaderElection::new(url.expose_secret())),
-                ),
-            };
+        let (
+            Adapters {
+                ports,
+                analytics,
+                schedules,
+            },
+            leader,
+        ): (Adapters, Arc<dyn LeaderElection>) = match &settings.store.kind {
+            StoreKind::Memory => (memory_adapters(), Arc::new(SoleLeader)),
+            StoreKind::Postgres { url } => (
+                postgres_adapters(url.expose_secret(), &settings, &services).await?,
+                Arc::new(PgLeaderElection::new(url.expose_secret())),
+            ),
+        };
         let router = Router::new(ports.clone());
         let droplets = ports.droplets.clone();
         let dispatcher = Arc::new(HttpDispatcher::new(
@@ -164,6 +175,7 @@ impl Application {
             },
         );
         let scheduler = Arc::new(scheduler);
+        let schedules = ScheduleService::new(ports.clone(), schedules);
         start_services(
             &services,
             &settings,
@@ -171,6 +183,7 @@ impl Application {
             &StartedWith {
                 router: &router,
                 scheduler: &scheduler,
+                schedules: &schedules,
                 recovery: &recovery,
                 dispatcher: &dispatcher,
                 feeds: &feeds,
@@ -203,6 +216,7 @@ impl Application {
             public: PublicService::new(ports.clone()),
             metrics: MetricsService::new(ports.clone(), analytics),
             management: ManagementService::new(scheduler, recovery, settings.run.clone()),
+            schedules,
             feeds,
             registry,
             directory,
@@ -349,6 +363,7 @@ fn no_delay(connection: &dyn std::any::Any, _: &mut actix_web::dev::Extensions) 
 struct StartedWith<'a> {
     router: &'a Arc<Router>,
     scheduler: &'a Arc<Scheduler>,
+    schedules: &'a ScheduleService,
     recovery: &'a Arc<Recovery>,
     dispatcher: &'a Arc<HttpDispatcher>,
     feeds: &'a Arc<FeedHub>,
@@ -361,6 +376,7 @@ struct StartedWith<'a> {
 fn start_services(services: &Services, settings: &Settings, ports: &Ports, with: &StartedWith<'_>) {
     with.router.start(services);
     with.scheduler.start(services);
+    with.schedules.start(services);
     with.recovery.start(services);
     with.feeds.start(ports, services, crate::routes::feeds::frame);
     if settings.messaging.push_delivery {
@@ -409,6 +425,7 @@ fn scheduler(settings: &Settings, leader: Arc<dyn LeaderElection>, context: &Job
 struct Adapters {
     ports: Ports,
     analytics: Arc<dyn AnalyticsStore>,
+    schedules: Arc<dyn ScheduleStore>,
 }
 
 fn memory_adapters() -> Adapters {
@@ -420,7 +437,8 @@ fn memory_adapters() -> Adapters {
             events: Arc::new(InProcessEventBus::default()),
             clock: Arc::new(SystemClock),
         },
-        analytics: store,
+        analytics: store.clone(),
+        schedules: store,
     }
 }
 
@@ -467,6 +485,7 @@ async fn postgres_adapters(
             events: Arc::new(events),
             clock: Arc::new(SystemClock),
         },
-        analytics: store,
+        analytics: store.clone(),
+        schedules: store,
     })
 }

@@ -7,6 +7,7 @@ pub mod management;
 pub mod messages;
 pub mod metrics;
 pub mod public;
+pub mod schedules;
 pub mod tasks;
 pub mod tokens;
 
@@ -25,6 +26,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .app_data(query_config())
         .configure(public::configure)
         .configure(tasks::configure)
+        .configure(schedules::configure)
         .configure(droplets::configure)
         .configure(droplets::configure_mesh)
         .configure(management::configure)
