@@ -784,3 +784,54 @@ async fn the_feed_status_counts_open_connections() {
     let nobody = client(&app, app.token("nobody", &[], None));
     assert_api_error(nobody.feed_status().await, 403, "forbidden");
 }
+
+/// Schedules through the client: made, listed, changed, paused, resumed
+/// and deleted, each answer with the schedule as the server keeps it.
+#[tokio::test]
+async fn the_client_manages_schedules() {
+    use orchestrator_client::schedules::{Overlap, ScheduleDraft, SchedulePatchBody};
+    let app = spawn_app_with(&[]).await;
+    let writer = client(&app, app.writer("alice"));
+    let draft = ScheduleDraft {
+        name: "hourly-sync".into(),
+        cron: "0 * * * *".into(),
+        timezone: Some("America/New_York".into()),
+        task: TaskDraft {
+            task_type: "sync".into(),
+            ..TaskDraft::default()
+        },
+        overlap: Some(Overlap::Skip),
+    };
+    let made = writer.create_schedule(&draft).await.expect("created");
+    assert_eq!(
+        (made.timezone.as_str(), made.overlap, made.next_runs.len()),
+        ("America/New_York", Overlap::Skip, 5)
+    );
+    let taken = writer.create_schedule(&draft).await.expect_err("a name taken");
+    assert_eq!((taken.status(), taken.code()), (Some(409), Some("conflict")));
+    assert_eq!(writer.schedules().await.expect("list")[0].name, "hourly-sync");
+    let patch = SchedulePatchBody {
+        cron: Some("*/15 * * * *".into()),
+        ..SchedulePatchBody::default()
+    };
+    let changed = writer
+        .update_schedule("hourly-sync", &patch)
+        .await
+        .expect("changed");
+    assert_eq!(changed.cron, "*/15 * * * *");
+    let read = writer.schedule("hourly-sync").await.expect("get");
+    assert_eq!((read.cron, read.updated_at), (changed.cron, changed.updated_at));
+    let paused = writer.pause_schedule("hourly-sync").await.expect("paused");
+    assert!(paused.paused && paused.next_runs.is_empty());
+    let resumed = writer.resume_schedule("hourly-sync").await.expect("resumed");
+    assert!(!resumed.paused);
+    assert!(
+        writer
+            .delete_schedule("hourly-sync")
+            .await
+            .expect("deleted")
+            .deleted
+    );
+    let gone = writer.schedule("hourly-sync").await.expect_err("gone");
+    assert_eq!(gone.code(), Some("not_found"));
+}

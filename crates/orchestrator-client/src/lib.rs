@@ -6,6 +6,7 @@ pub mod management;
 pub mod messaging;
 pub mod metrics;
 pub mod public;
+pub mod schedules;
 pub mod worker;
 
 pub use droplets::{DropletCapabilities, DropletStatusChange};

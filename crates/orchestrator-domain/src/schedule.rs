@@ -59,8 +59,9 @@ impl std::str::FromStr for Overlap {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleDraft {
-    /// Letters, digits, `-`, `_` and `.`; it names the schedule in paths.
-    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.-]{1,100}$"))]
+    /// Letters, digits, `-`, `_` and `.`, starting with a letter or a
+    /// digit; it names the schedule in paths.
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"))]
     pub name: String,
     /// Five fields (minute hour day-of-month month day-of-week), or six
     /// with seconds first.
@@ -176,16 +177,19 @@ impl NewSchedule {
     }
 }
 
-/// A schedule's name: 1 to 100 letters, digits, `-`, `_` or `.`.
+/// A schedule's name: 1 to 100 letters, digits, `-`, `_` or `.`, the
+/// first a letter or a digit (so that no name is a path's `.` or `..`).
 pub fn schedule_name(name: &str) -> Result<String, ValidationError> {
     let name = bounded_text("name", name, MAX_SCHEDULE_NAME_CHARS)?;
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    let starts_well = name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if !starts_well
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     {
         return Err(ValidationError::new(
             "name",
-            "name must hold only letters, digits, '-', '_' and '.'",
+            "name must start with a letter or a digit and hold only letters, digits, '-', '_' and '.'",
         ));
     }
     Ok(name)
@@ -349,6 +353,7 @@ mod tests {
             ..draft("0 9 * * *", None)
         };
         assert_eq!(refused(named("a/b")), "name");
+        assert_eq!(refused(named("..")), "name", "a path segment of its own");
         assert_eq!(refused(named("")), "name");
         let with_task = |task: TaskDraft| ScheduleDraft {
             task,

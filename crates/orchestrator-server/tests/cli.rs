@@ -319,3 +319,66 @@ async fn a_failed_task_is_retried_from_the_command_line() {
     let shown = stdout(&server.cli(&["tasks", "get", &id.to_string()]));
     assert!(shown.contains("retried by admin: fixed the input"), "{shown}");
 }
+
+#[tokio::test]
+async fn schedules_are_made_listed_paused_and_deleted() {
+    let server = start().await;
+    let made = server.cli(&[
+        "schedules",
+        "create",
+        "--name",
+        "nightly",
+        "--cron",
+        "30 2 * * *",
+        "--timezone",
+        "Asia/Tokyo",
+        "--type",
+        "report",
+        "--overlap",
+        "skip",
+        "--json",
+    ]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let made = json(&made);
+    assert_eq!(
+        (&made["timezone"], &made["overlap"]),
+        (&Value::from("Asia/Tokyo"), &Value::from("skip"))
+    );
+    assert_eq!(made["next_runs"].as_array().map(Vec::len), Some(5));
+    // 02:30 in Tokyo is 17:30 UTC.
+    assert!(
+        made["next_runs"][0]
+            .as_str()
+            .is_some_and(|t| t.contains("T17:30:00")),
+        "{made}"
+    );
+
+    let table = stdout(&server.cli(&["schedules", "list"]));
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(
+        table.contains("nightly") && table.contains("Asia/Tokyo") && table.contains("active"),
+        "{table}"
+    );
+    let paused = stdout(&server.cli(&["schedules", "pause", "nightly"]));
+    assert!(paused.contains("paused:") && paused.contains("true"), "{paused}");
+    let shown = stdout(&server.cli(&["schedules", "get", "nightly"]));
+    assert!(shown.contains("next_runs:") && shown.contains("cron:"), "{shown}");
+    let resumed = json(&server.cli(&["schedules", "resume", "nightly", "--json"]));
+    assert_eq!(resumed["paused"], false);
+    let deleted = stdout(&server.cli(&["schedules", "delete", "nightly"]));
+    assert!(deleted.contains("deleted"), "{deleted}");
+
+    let bad = server.cli(&[
+        "schedules",
+        "create",
+        "--name",
+        "x",
+        "--cron",
+        "whenever",
+        "--type",
+        "t",
+    ]);
+    assert!(!bad.status.success());
+    let message = String::from_utf8_lossy(&bad.stderr);
+    assert!(message.contains("422") && message.contains("cron"), "{message}");
+}

@@ -1,4 +1,4 @@
-//! The operator's commands (`tasks`, `droplets`, `watch`): a client of a
+//! The operator's commands (`tasks`, `droplets`, `schedules`, `watch`): a client of a
 //! running orchestrator, through `orchestrator-client`. Tables for people,
 //! `--json` (one JSON document, or one line per event) for scripts.
 
@@ -9,7 +9,7 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use orchestrator_client::{Client, ClientError, DropletQuery, FeedFilter, FeedKind, TaskQuery};
-use orchestrator_domain::{DropletId, DropletStatus, TaskDraft, TaskId, TaskStatus};
+use orchestrator_domain::{DropletId, DropletStatus, Overlap, ScheduleDraft, TaskDraft, TaskId, TaskStatus};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -125,6 +125,50 @@ pub enum DropletsCommand {
     Get { id: DropletId },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// List the schedules with their next fire time.
+    List,
+    /// Show a schedule with its next five fire times.
+    Get { name: String },
+    /// Make a schedule that submits a task at each fire time.
+    Create(Box<CreateSchedule>),
+    /// Fire nothing until resumed.
+    Pause { name: String },
+    /// Fire again from the next fire time on.
+    Resume { name: String },
+    /// Delete a schedule; the tasks it made stay.
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateSchedule {
+    /// Letters, digits, '-', '_' and '.'.
+    #[arg(long)]
+    name: String,
+    /// Five fields (minute hour day month weekday), or six with seconds first.
+    #[arg(long)]
+    cron: String,
+    /// An IANA time zone such as Europe/Paris; UTC when absent.
+    #[arg(long)]
+    timezone: Option<String>,
+    /// `skip` a fire while the previous task is unfinished, or `allow` it (the default).
+    #[arg(long)]
+    overlap: Option<String>,
+    /// The task each fire submits: its type.
+    #[arg(long = "type")]
+    task_type: String,
+    /// The capability a droplet needs to take it.
+    #[arg(long)]
+    capability: Option<String>,
+    /// 1 (most urgent) to 10 (least); default 5.
+    #[arg(long)]
+    priority: Option<i64>,
+    /// The payload, a JSON document.
+    #[arg(long, value_parser = parse_json)]
+    payload: Option<Value>,
+}
+
 #[derive(Debug, Args)]
 pub struct FeedOptions {
     /// Follow the droplet feed instead of the task feed.
@@ -160,6 +204,13 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: DropletsCommand,
     },
+    /// List, show, make, pause, resume and delete cron schedules.
+    Schedules {
+        #[command(flatten)]
+        connection: Connection,
+        #[command(subcommand)]
+        command: SchedulesCommand,
+    },
     /// Check a running orchestrator: exits 0 when it answers `active`
     /// (a container's HEALTHCHECK needs nothing else).
     Health {
@@ -187,6 +238,7 @@ impl ClientCommand {
         match self {
             ClientCommand::Tasks { connection, .. }
             | ClientCommand::Droplets { connection, .. }
+            | ClientCommand::Schedules { connection, .. }
             | ClientCommand::Health { connection }
             | ClientCommand::Ready { connection }
             | ClientCommand::Watch { connection, .. } => connection,
@@ -207,6 +259,7 @@ pub async fn run(command: ClientCommand, out: &mut impl Write) -> anyhow::Result
     match command {
         ClientCommand::Tasks { command, .. } => tasks(&client, command, output, out).await,
         ClientCommand::Droplets { command, .. } => droplets(&client, command, output, out).await,
+        ClientCommand::Schedules { command, .. } => schedules(&client, command, output, out).await,
         ClientCommand::Health { .. } => health(&client, output, out).await,
         ClientCommand::Ready { .. } => ready(&client, output, out).await,
         ClientCommand::Watch { watch, .. } => follow(&client, watch, output, out).await,
@@ -276,6 +329,53 @@ fn hint_running(err: ClientError) -> anyhow::Error {
             anyhow::anyhow!("{err}\n(to ask the droplet running it to stop, add --running)")
         }
         _ => err.into(),
+    }
+}
+
+async fn schedules(
+    client: &Client,
+    command: SchedulesCommand,
+    output: Output,
+    out: &mut impl Write,
+) -> anyhow::Result<()> {
+    let schedule = match command {
+        SchedulesCommand::List => {
+            let all = client.schedules().await?;
+            return output.show(out, &all, |s| render::schedules(s));
+        }
+        SchedulesCommand::Delete { name } => {
+            let deleted = client.delete_schedule(&name).await?;
+            return output.show(out, &deleted, |d| render::schedule_deleted(&d.name));
+        }
+        SchedulesCommand::Get { name } => client.schedule(&name).await?,
+        SchedulesCommand::Create(create) => client.create_schedule(&create.into_draft()?).await?,
+        SchedulesCommand::Pause { name } => client.pause_schedule(&name).await?,
+        SchedulesCommand::Resume { name } => client.resume_schedule(&name).await?,
+    };
+    output.show(out, &schedule, render::schedule)
+}
+
+impl CreateSchedule {
+    fn into_draft(self) -> anyhow::Result<ScheduleDraft> {
+        let overlap = self
+            .overlap
+            .as_deref()
+            .map(str::parse::<Overlap>)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e.message))?;
+        Ok(ScheduleDraft {
+            name: self.name,
+            cron: self.cron,
+            timezone: self.timezone,
+            task: TaskDraft {
+                task_type: self.task_type,
+                required_capability: self.capability,
+                priority: self.priority,
+                payload: self.payload,
+                ..TaskDraft::default()
+            },
+            overlap,
+        })
     }
 }
 

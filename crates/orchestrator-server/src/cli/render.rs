@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use orchestrator_client::schedules::ScheduleBody;
 use orchestrator_client::{Cancelled, FeedEvent, TaskCreated, TaskPage, TaskRecord};
 use orchestrator_domain::Droplet;
 
@@ -249,6 +250,66 @@ pub fn event_line(event: &FeedEvent) -> String {
         event.data.to_string()
     };
     format!("{at}  {:<24} {subject}", event.event)
+}
+
+pub fn schedules(schedules: &[ScheduleBody]) -> String {
+    let rows: Vec<Vec<String>> = schedules
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                s.cron.clone(),
+                s.timezone.clone(),
+                optional_time(s.next_runs.first().copied()),
+                if s.paused { "paused" } else { "active" }.to_owned(),
+                s.fires.to_string(),
+                s.skips.to_string(),
+                s.task.task_type.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "NAME",
+        "CRON",
+        "TIMEZONE",
+        "NEXT RUN",
+        "STATE",
+        "FIRES",
+        "SKIPS",
+        "TASK TYPE",
+    ];
+    let mut text = table(&header, &rows);
+    let _ = writeln!(text, "{} schedules", schedules.len());
+    text
+}
+
+pub fn schedule(schedule: &ScheduleBody) -> String {
+    let next: Vec<String> = schedule.next_runs.iter().copied().map(time).collect();
+    fields(&[
+        ("schedule", schedule.name.clone()),
+        ("cron", schedule.cron.clone()),
+        ("timezone", schedule.timezone.clone()),
+        ("overlap", schedule.overlap.as_str().to_owned()),
+        ("paused", schedule.paused.to_string()),
+        ("task", json(&schedule.task)),
+        (
+            "next_runs",
+            if next.is_empty() {
+                "-".to_owned()
+            } else {
+                next.join(", ")
+            },
+        ),
+        ("last_fire_at", optional_time(schedule.last_fire_at)),
+        ("last_task_id", or_dash(schedule.last_task_id)),
+        ("fires", schedule.fires.to_string()),
+        ("skips", schedule.skips.to_string()),
+        ("created_by", or_dash(schedule.created_by.as_ref())),
+    ])
+}
+
+pub fn schedule_deleted(name: &str) -> String {
+    format!("schedule {name} deleted; the tasks it made stay\n")
 }
 
 #[cfg(test)]
