@@ -560,3 +560,51 @@ async fn a_read_only_viewer_sees_in_the_dashboard_what_the_api_shows_it() {
     }
     assert_eq!(viewer.get("/ui/jobs").await.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_schedules_page_lists_next_runs_and_a_writer_pauses_and_resumes() {
+    let app = spawn_app().await;
+    let body = json!({
+        "name": "nightly",
+        "cron": "30 2 * * *",
+        "timezone": "Asia/Tokyo",
+        "task": { "task_type": "report" }
+    });
+    let created = app.post("/schedules", &app.writer("alice"), body).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let first_run = created.payload()["schedule"]["next_runs"][0]
+        .as_str()
+        .expect("a next run")
+        .replace(".000", "");
+
+    let viewer = Browser::signed_in(&app, &app.token("viewer", &[Permission::Read], None)).await;
+    let page = viewer.get("/ui/schedules").await;
+    page.assert_shows(r#"data-schedule="nightly""#);
+    page.assert_shows("Asia/Tokyo");
+    page.assert_shows(&first_run);
+    assert!(
+        !page.body.contains("/ui/schedules/nightly/pause"),
+        "a reader is shown no action"
+    );
+    assert_eq!(
+        viewer.form("/ui/schedules/nightly/pause", &[]).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let alice = Browser::signed_in(&app, &app.writer("alice")).await;
+    let paused = alice.form("/ui/schedules/nightly/pause", &[]).await;
+    assert_eq!(
+        (paused.status, paused.location()),
+        (StatusCode::SEE_OTHER, "/ui/schedules")
+    );
+    let schedule = app.get("/schedules/nightly", &app.admin()).await;
+    assert_eq!(schedule.payload()["schedule"]["paused"], true);
+    alice.get("/ui/schedules").await.assert_shows("Resume");
+    alice.form("/ui/schedules/nightly/resume", &[]).await;
+    let schedule = app.get("/schedules/nightly", &app.admin()).await;
+    assert_eq!(schedule.payload()["schedule"]["paused"], false);
+    assert_eq!(
+        alice.form("/ui/schedules/none/pause", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
+}

@@ -52,6 +52,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tasks/{id}/{action}", web::post().to(act_on_task))
             .route("/droplets", web::get().to(droplets))
             .route("/droplets/{id}/{action}", web::post().to(act_on_droplet))
+            .route("/schedules", web::get().to(schedules))
+            .route("/schedules/{name}/{action}", web::post().to(act_on_schedule))
             .route("/jobs", web::get().to(jobs))
             .route("/jobs/{id}/{action}", web::post().to(act_on_job)),
     );
@@ -328,6 +330,32 @@ async fn jobs(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     signed_in(&req, async |viewer| {
         let jobs = app.management.jobs(&viewer.caller)?;
         Ok(page_of(views::jobs(viewer, &jobs)))
+    })
+    .await
+}
+
+async fn schedules(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
+    signed_in(&req, async |viewer| {
+        let schedules = app.schedules.list(&viewer.caller).await?;
+        Ok(page_of(views::schedules(viewer, &schedules)))
+    })
+    .await
+}
+
+async fn act_on_schedule(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> HttpResponse {
+    form_of_signed_in(&req, async |viewer| {
+        let (name, action) = (path.0.as_str(), path.1.as_str());
+        let paused = match action {
+            "pause" => true,
+            "resume" => false,
+            _ => return Err(ApiError::RouteNotFound),
+        };
+        app.schedules.set_paused(&viewer.caller, name, paused).await?;
+        Ok(see_other("/ui/schedules"))
     })
     .await
 }

@@ -4,7 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use orchestrator_app::tasks::{PendingReason, TaskDetails, TaskListing};
-use orchestrator_app::{JobStatus, SeriesPoint, Summary};
+use orchestrator_app::{JobStatus, ScheduleView, SeriesPoint, Summary};
 use orchestrator_domain::{Droplet, DropletStatus, HistoryEntry, Task, TaskStatus};
 use orchestrator_ports::RescueCounts;
 use serde_json::Value;
@@ -18,14 +18,16 @@ pub enum Nav {
     Overview,
     Tasks,
     Droplets,
+    Schedules,
     Jobs,
     None,
 }
 
-const NAV: [(Nav, &str, &str); 4] = [
+const NAV: [(Nav, &str, &str); 5] = [
     (Nav::Overview, "/ui", "Overview"),
     (Nav::Tasks, "/ui/tasks", "Tasks"),
     (Nav::Droplets, "/ui/droplets", "Droplets"),
+    (Nav::Schedules, "/ui/schedules", "Schedules"),
     (Nav::Jobs, "/ui/jobs", "Jobs"),
 ];
 
@@ -639,6 +641,64 @@ pub fn jobs(viewer: &Viewer, jobs: &[JobStatus]) -> Markup {
         }
     };
     layout("Jobs", Some(viewer), Nav::Jobs, content)
+}
+
+/// The schedules with their next fire times; a writer may pause and
+/// resume them.
+pub fn schedules(viewer: &Viewer, schedules: &[ScheduleView]) -> Markup {
+    let content = html! {
+        h1 { "Schedules" }
+        @if schedules.is_empty() {
+            p.muted { "No schedule yet: POST /schedules, or orchestrator schedules create." }
+        } @else {
+            div.scroll {
+                table #schedules {
+                    thead { tr {
+                        th { "Schedule" } th { "Cron" } th { "Time zone" } th { "Task type" } th { "State" }
+                        th { "Next runs" } th.optional { "Fires" } th { "Last task" }
+                        @if viewer.can_write() { th { "Action" } }
+                    } }
+                    tbody {
+                        @for view in schedules {
+                            (schedule_row(viewer, view))
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout("Schedules", Some(viewer), Nav::Schedules, content)
+}
+
+fn schedule_row(viewer: &Viewer, view: &ScheduleView) -> Markup {
+    let schedule = &view.schedule;
+    let action = if schedule.paused { "resume" } else { "pause" };
+    html! {
+        tr data-schedule=(schedule.name) {
+            td { (schedule.name) }
+            td { code { (schedule.cron) } }
+            td { (schedule.timezone) }
+            td { (schedule.template.task_type) }
+            td {
+                @if schedule.paused { span.status.status-pending { "paused" } }
+                @else { span.status.status-active { "active" } }
+            }
+            td.next-runs {
+                @for at in &view.next_runs { (time(Some(*at))) br; }
+            }
+            td.optional { (schedule.fires) " (" (schedule.skips) " skipped)" }
+            td {
+                @if let Some(id) = schedule.last_task_id { a href=(format!("/ui/tasks/{id}")) { "#" (id) } }
+            }
+            @if viewer.can_write() {
+                td {
+                    form.inline method="post" action=(format!("/ui/schedules/{}/{action}", schedule.name)) {
+                        button.secondary type="submit" { (if schedule.paused { "Resume" } else { "Pause" }) }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn job_state(job: &JobStatus) -> Markup {
