@@ -839,35 +839,38 @@ mod tests {
             SELECT id, priority, created_at, required_capability, attempt FROM t RETURNING 1
         ) SELECT count(*) FROM q";
         assert_eq!(database.count(queued).await, 20_000);
-        let mut conn = AsyncPgConnection::establish(&database.url)
-            .await
-            .expect("connect");
-        let prepare = format!("PREPARE pick(bool, text[], int4) AS {}", super::LOCK_ROUTABLE);
-        diesel::sql_query(prepare)
-            .execute(&mut conn)
-            .await
-            .expect("prepare");
         // The plans a prepared statement runs with: its first runs are
         // planned for the values bound, later ones may keep a generic plan.
         for mode in ["force_custom_plan", "force_generic_plan"] {
-            let plan = conn
-                .transaction::<_, diesel::result::Error, _>(async |conn| {
-                    diesel::sql_query(format!("SET LOCAL plan_cache_mode = {mode}"))
-                        .execute(conn)
-                        .await?;
-                    diesel::sql_query(super::PICK_BY_QUEUE_ORDER)
-                        .execute(conn)
-                        .await?;
-                    explain(conn, "EXECUTE pick(true, '{echo}', 100)").await
-                })
-                .await
-                .expect("explain");
+            let plan = plan_of_pick(&database.url, mode, "EXECUTE pick(true, '{echo}', 100)").await;
             assert!(
                 plan.contains("Index Scan using idx_task_queue_order"),
                 "{mode}: {plan}"
             );
             assert!(!plan.contains("Seq Scan on task_queue"), "{mode}: {plan}");
         }
+    }
+
+    /// The plan of `execute`, a call of the prepared pick `pick`, in a
+    /// round's transaction with `plan_cache_mode` set to `mode`.
+    async fn plan_of_pick(url: &str, mode: &str, execute: &str) -> String {
+        let mut conn = AsyncPgConnection::establish(url).await.expect("connect");
+        let prepare = format!("PREPARE pick(bool, text[], int4) AS {}", super::LOCK_ROUTABLE);
+        diesel::sql_query(prepare)
+            .execute(&mut conn)
+            .await
+            .expect("prepare");
+        conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+            diesel::sql_query(format!("SET LOCAL plan_cache_mode = {mode}"))
+                .execute(conn)
+                .await?;
+            diesel::sql_query(super::PICK_BY_QUEUE_ORDER)
+                .execute(conn)
+                .await?;
+            explain(conn, execute).await
+        })
+        .await
+        .expect("explain")
     }
 
     /// However many tasks wait ahead in the routing order, a pick reads
@@ -892,23 +895,7 @@ mod tests {
                 .await,
             2
         );
-        let mut conn = AsyncPgConnection::establish(&database.url)
-            .await
-            .expect("connect");
-        let prepare = format!("PREPARE pick(bool, text[], int4) AS {}", super::LOCK_ROUTABLE);
-        diesel::sql_query(prepare)
-            .execute(&mut conn)
-            .await
-            .expect("prepare");
-        let plan = conn
-            .transaction::<_, diesel::result::Error, _>(async |conn| {
-                diesel::sql_query(super::PICK_BY_QUEUE_ORDER)
-                    .execute(conn)
-                    .await?;
-                explain(conn, "EXECUTE pick(true, '{}', 100)").await
-            })
-            .await
-            .expect("explain");
+        let plan = plan_of_pick(&database.url, "auto", "EXECUTE pick(true, '{}', 100)").await;
         assert!(
             plan.contains("Index Scan using idx_task_queue_order")
                 && plan.contains("Index Scan using idx_task_queue_waiting"),
