@@ -8,6 +8,7 @@ CREATE TABLE schedules (
     timezone     TEXT NOT NULL,
     template     JSONB NOT NULL,
     overlap      VARCHAR(10) NOT NULL CHECK (overlap IN ('skip', 'allow')),
+    catch_up     VARCHAR(10) NOT NULL CHECK (catch_up IN ('last', 'none')),
     paused       BOOLEAN NOT NULL DEFAULT false,
     created_by   TEXT,
     created_at   TIMESTAMP NOT NULL,

@@ -801,6 +801,7 @@ async fn the_client_manages_schedules() {
             ..TaskDraft::default()
         },
         overlap: Some(Overlap::Skip),
+        catch_up: None,
     };
     let made = writer.create_schedule(&draft).await.expect("created");
     assert_eq!(

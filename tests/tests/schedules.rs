@@ -99,6 +99,15 @@ async fn a_schedule_is_created_listed_changed_paused_and_deleted() {
         "report",
         "the task is kept"
     );
+    assert_eq!(patched.payload()["schedule"]["catch_up"], "last", "the default");
+    let none = app
+        .patch(
+            "/schedules/nightly-report",
+            &writer,
+            json!({ "catch_up": "none" }),
+        )
+        .await;
+    assert_eq!(none.payload()["schedule"]["catch_up"], "none", "{none:?}");
 
     let paused = app
         .post("/schedules/nightly-report/pause", &writer, json!({}))

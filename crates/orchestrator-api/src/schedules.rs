@@ -2,7 +2,7 @@
 //! with the domain's `ScheduleDraft`; answers carry its next fire times.
 
 use chrono::{DateTime, Utc};
-use orchestrator_domain::{Overlap, TaskDraft, TaskId};
+use orchestrator_domain::{CatchUp, Overlap, TaskDraft, TaskId};
 use serde::{Deserialize, Serialize};
 
 /// A schedule as the API shows it.
@@ -17,6 +17,8 @@ pub struct ScheduleBody {
     /// The body of `POST /tasks` each fire submits.
     pub task: TaskDraft,
     pub overlap: Overlap,
+    /// What a fire time missed while the orchestrator was down does.
+    pub catch_up: CatchUp,
     /// A paused schedule fires nothing, and on resuming fires none of the
     /// times it missed.
     pub paused: bool,
@@ -30,8 +32,9 @@ pub struct ScheduleBody {
     pub last_task_id: Option<TaskId>,
     /// Fires that made a task.
     pub fires: u64,
-    /// Fires skipped: the previous task was unfinished (`overlap: skip`),
-    /// or the template no longer made a valid task.
+    /// Fire times that made no task: the previous task was unfinished
+    /// (`overlap: skip`), the time was missed (`catch_up: none`), or the
+    /// template no longer made a valid task.
     pub skips: u64,
     /// Its next five fire times; none while paused.
     pub next_runs: Vec<DateTime<Utc>>,
@@ -65,6 +68,8 @@ pub struct SchedulePatchBody {
     pub task: Option<TaskDraft>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<Overlap>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
 }
 
 /// The answer to `DELETE /schedules/{name}`.

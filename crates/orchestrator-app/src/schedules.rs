@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use orchestrator_domain::{
-    Caller, DomainEvent, NEXT_RUNS, NewSchedule, Overlap, Permission, Schedule, ScheduleDraft, TaskDraft,
-    ValidationError, schedule::valid_template,
+    Caller, CatchUp, DomainEvent, NEXT_RUNS, NewSchedule, Overlap, Permission, Schedule, ScheduleDraft,
+    TaskDraft, ValidationError, schedule::valid_template,
 };
 use orchestrator_ports::{ChangeRecord, Fire, FiredTask, ScheduleDefinition, ScheduleStore, StoreError};
 use tokio::sync::Notify;
@@ -36,6 +36,7 @@ pub struct SchedulePatch {
     pub timezone: Option<String>,
     pub task: Option<TaskDraft>,
     pub overlap: Option<Overlap>,
+    pub catch_up: Option<CatchUp>,
 }
 
 /// The use cases of `/schedules`, and the service that fires them.
@@ -117,6 +118,7 @@ impl ScheduleService {
             timezone: spec.timezone().to_owned(),
             template,
             overlap: patch.overlap.unwrap_or(current.overlap),
+            catch_up: patch.catch_up.unwrap_or(current.catch_up),
             paused: current.paused,
         };
         self.write(name, definition, now).await
@@ -132,6 +134,7 @@ impl ScheduleService {
             timezone: current.timezone,
             template: current.template,
             overlap: current.overlap,
+            catch_up: current.catch_up,
             paused,
         };
         self.write(name, definition, self.ports.clock.now()).await
@@ -202,7 +205,10 @@ impl ScheduleService {
             Some(id) => self.ports.tasks.get_task(id).await.ok(),
             None => None,
         };
-        let task = if schedule.skips_for(previous.as_ref(), now) {
+        let task = if schedule.lets_pass(at, now) {
+            tracing::info!(schedule = %schedule.name, %at, "missed fire time let pass (catch_up: none)");
+            None
+        } else if schedule.skips_for(previous.as_ref(), now) {
             None
         } else {
             match self.fired_task(schedule, at, now) {

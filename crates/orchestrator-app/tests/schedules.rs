@@ -8,7 +8,9 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone, Utc};
 use orchestrator_app::Ports;
 use orchestrator_app::{AppError, SchedulePatch, ScheduleService};
-use orchestrator_domain::{Caller, Overlap, Permission, Permissions, ScheduleDraft, TaskDraft, TaskStatus};
+use orchestrator_domain::{
+    Caller, CatchUp, Overlap, Permission, Permissions, ScheduleDraft, TaskDraft, TaskStatus,
+};
 use orchestrator_memory::{InProcessEventBus, MemoryStore};
 use orchestrator_ports::{Clock, TaskFilter, TaskStore};
 
@@ -52,6 +54,7 @@ fn every_minute(overlap: Overlap) -> ScheduleDraft {
             ..TaskDraft::default()
         },
         overlap: Some(overlap),
+        catch_up: None,
     }
 }
 
@@ -244,4 +247,36 @@ async fn a_schedule_is_changed_and_deleted_by_name_and_a_bad_change_is_refused()
     w.schedules.delete(&writer(), "minutely").await.expect("deleted");
     let gone = w.schedules.get(&writer(), "minutely").await;
     assert!(matches!(gone, Err(AppError::UnknownName { .. })), "{gone:?}");
+}
+
+#[tokio::test]
+async fn a_schedule_that_does_not_catch_up_lets_missed_times_pass() {
+    let w = world(at(0, 30));
+    let draft = ScheduleDraft {
+        cron: "*/10 * * * *".into(),
+        catch_up: Some(CatchUp::None),
+        ..every_minute(Overlap::Allow)
+    };
+    w.schedules.create(&writer(), draft).await.expect("created");
+    // 00:10 dealt with 20 s late: on time, it fires.
+    w.clock.set(at(10, 20));
+    w.schedules.fire_due().await;
+    assert_eq!(task_count(&w.store).await, 1);
+    // Down from 00:10:20 to 00:35: 00:30 is five minutes late and passes.
+    w.clock.set(at(35, 0));
+    w.schedules.fire_due().await;
+    assert_eq!(task_count(&w.store).await, 1, "a missed time is let pass");
+    let view = w.schedules.get(&writer(), "minutely").await.expect("get");
+    assert_eq!(
+        (
+            view.schedule.fires,
+            view.schedule.skips,
+            view.schedule.last_fire_at
+        ),
+        (1, 1, Some(at(30, 0)))
+    );
+    assert_eq!(view.next_runs[0], at(40, 0), "the next one on time fires");
+    w.clock.set(at(40, 1));
+    w.schedules.fire_due().await;
+    assert_eq!(task_count(&w.store).await, 2);
 }

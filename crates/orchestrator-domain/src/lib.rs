@@ -27,7 +27,7 @@ pub use retry::RetryPolicy;
 pub use routing::{
     Candidate, Considered, Explanation, Placement, PlacementRecord, PlacementRule, RoutingPolicy, has_room,
 };
-pub use schedule::{CronSpec, NEXT_RUNS, NewSchedule, Overlap, Schedule, ScheduleDraft};
+pub use schedule::{CatchUp, CronSpec, NEXT_RUNS, NewSchedule, Overlap, Schedule, ScheduleDraft};
 pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRule};
 pub use task::{
     CancelRequestError, HistoryEntry, NewTask, Progress, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate,

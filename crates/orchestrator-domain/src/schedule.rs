@@ -54,6 +54,47 @@ impl std::str::FromStr for Overlap {
     }
 }
 
+/// What a schedule does with fire times it missed (the orchestrator was
+/// down): a fire time is missed when it is dealt with more than
+/// [`MISSED_AFTER`] after it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUp {
+    /// The last fire time missed fires, at once; the earlier ones do not.
+    #[default]
+    Last,
+    /// No missed fire time fires; the next one on time does.
+    None,
+}
+
+impl CatchUp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CatchUp::Last => "last",
+            CatchUp::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for CatchUp {
+    type Err = ValidationError;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "last" => Ok(CatchUp::Last),
+            "none" => Ok(CatchUp::None),
+            other => Err(ValidationError::new(
+                "catch_up",
+                format!("catch_up must be last or none, got {other}"),
+            )),
+        }
+    }
+}
+
+/// How late a fire time may be dealt with and still count as on time.
+pub const MISSED_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
+
 /// A schedule as a client sends it (`POST /schedules`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +116,9 @@ pub struct ScheduleDraft {
     /// `allow` (the default) or `skip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<Overlap>,
+    /// `last` (the default) or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
 }
 
 /// A cron expression and the time zone it is read in, both valid.
@@ -159,6 +203,7 @@ pub struct NewSchedule {
     pub spec: CronSpec,
     pub template: TaskDraft,
     pub overlap: Overlap,
+    pub catch_up: CatchUp,
 }
 
 impl NewSchedule {
@@ -173,6 +218,7 @@ impl NewSchedule {
             spec,
             template,
             overlap: draft.overlap.unwrap_or_default(),
+            catch_up: draft.catch_up.unwrap_or_default(),
         })
     }
 }
@@ -217,6 +263,7 @@ pub struct Schedule {
     pub timezone: String,
     pub template: TaskDraft,
     pub overlap: Overlap,
+    pub catch_up: CatchUp,
     pub paused: bool,
     pub created_by: Option<String>,
     pub created_at: DateTime<Utc>,
@@ -258,6 +305,12 @@ impl Schedule {
         spec.next_after(since.max(self.updated_at))
     }
 
+    /// Whether the fire time `at`, dealt with at `now`, was missed and is
+    /// not caught up (`catch_up: none`): it is then dealt with as a skip.
+    pub fn lets_pass(&self, at: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+        self.catch_up == CatchUp::None && now - at > MISSED_AFTER
+    }
+
     /// Whether the fire at hand skips, given the task of the previous fire
     /// as it is now (`None` when there is none, or it is gone).
     pub fn skips_for(&self, previous: Option<&Task>, now: DateTime<Utc>) -> bool {
@@ -293,6 +346,7 @@ mod tests {
                 ..TaskDraft::default()
             },
             overlap: None,
+            catch_up: None,
         }
     }
 
@@ -303,6 +357,7 @@ mod tests {
             timezone: timezone.into(),
             template: draft(cron, None).task,
             overlap: Overlap::Allow,
+            catch_up: CatchUp::Last,
             paused: false,
             created_by: None,
             created_at: made_at,
@@ -410,6 +465,22 @@ mod tests {
             every_minute.due(&spec, utc(2026, 1, 1, 0, 10, 0)),
             Some(utc(2026, 1, 1, 0, 10, 0))
         );
+    }
+
+    #[test]
+    fn a_missed_fire_time_passes_only_when_told_not_to_catch_up() {
+        let mut schedule = schedule("* * * * *", "UTC", at_min(0));
+        assert!(!schedule.lets_pass(at_min(5), at_min(30)), "last: caught up");
+        schedule.catch_up = CatchUp::None;
+        assert!(schedule.lets_pass(at_min(5), at_min(30)), "missed");
+        assert!(
+            !schedule.lets_pass(at_min(5), at_min(6)),
+            "a minute late is on time"
+        );
+    }
+
+    fn at_min(minutes: u32) -> DateTime<Utc> {
+        utc(2026, 1, 1, 0, minutes, 0)
     }
 
     #[test]

@@ -1043,6 +1043,7 @@ impl ScheduleStore for MemoryStore {
             timezone: schedule.spec.timezone().to_owned(),
             template: schedule.template,
             overlap: schedule.overlap,
+            catch_up: schedule.catch_up,
             paused: false,
             created_by,
             created_at: at,
@@ -1084,6 +1085,7 @@ impl ScheduleStore for MemoryStore {
         schedule.timezone = definition.timezone;
         schedule.template = definition.template;
         schedule.overlap = definition.overlap;
+        schedule.catch_up = definition.catch_up;
         schedule.paused = definition.paused;
         schedule.updated_at = at;
         Ok(schedule.clone())

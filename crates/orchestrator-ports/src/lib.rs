@@ -47,6 +47,7 @@ pub struct ScheduleDefinition {
     pub timezone: String,
     pub template: TaskDraft,
     pub overlap: orchestrator_domain::Overlap,
+    pub catch_up: orchestrator_domain::CatchUp,
     pub paused: bool,
 }
 

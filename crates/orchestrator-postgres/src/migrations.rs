@@ -210,6 +210,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("timezone", "text"),
             ("template", "jsonb"),
             ("overlap", "character varying"),
+            ("catch_up", "character varying"),
             ("paused", "boolean"),
             ("created_by", "text"),
             ("created_at", "timestamp without time zone"),

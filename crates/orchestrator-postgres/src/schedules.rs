@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use orchestrator_domain::{NewSchedule, Overlap, Schedule, Task, TaskDraft};
+use orchestrator_domain::{CatchUp, NewSchedule, Overlap, Schedule, Task, TaskDraft};
 use orchestrator_ports::{Fire, ScheduleDefinition, ScheduleStore, StoreError, StoreResult};
 use serde_json::Value;
 
@@ -25,6 +25,7 @@ struct ScheduleRow {
     timezone: String,
     template: Value,
     overlap: String,
+    catch_up: String,
     paused: bool,
     created_by: Option<String>,
     created_at: NaiveDateTime,
@@ -42,12 +43,14 @@ impl ScheduleRow {
         let template: TaskDraft =
             serde_json::from_value(self.template.clone()).map_err(|_| corrupt("template"))?;
         let overlap: Overlap = self.overlap.parse().map_err(|_| corrupt("overlap"))?;
+        let catch_up: CatchUp = self.catch_up.parse().map_err(|_| corrupt("catch_up"))?;
         Ok(Schedule {
             name: self.name,
             cron: self.cron,
             timezone: self.timezone,
             template,
             overlap,
+            catch_up,
             paused: self.paused,
             created_by: self.created_by,
             created_at: utc(self.created_at),
@@ -87,6 +90,7 @@ impl ScheduleStore for PgStore {
                 schedules::timezone.eq(schedule.spec.timezone()),
                 schedules::template.eq(template_json(&schedule.template)?),
                 schedules::overlap.eq(schedule.overlap.as_str()),
+                schedules::catch_up.eq(schedule.catch_up.as_str()),
                 schedules::created_by.eq(created_by),
                 schedules::created_at.eq(naive(at)),
                 schedules::updated_at.eq(naive(at)),
@@ -139,6 +143,7 @@ impl ScheduleStore for PgStore {
                 schedules::timezone.eq(definition.timezone),
                 schedules::template.eq(template_json(&definition.template)?),
                 schedules::overlap.eq(definition.overlap.as_str()),
+                schedules::catch_up.eq(definition.catch_up.as_str()),
                 schedules::paused.eq(definition.paused),
                 schedules::updated_at.eq(naive(at)),
             ))

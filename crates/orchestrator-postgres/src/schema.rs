@@ -66,6 +66,8 @@ diesel::table! {
         template -> Jsonb,
         #[max_length = 10]
         overlap -> Varchar,
+        #[max_length = 10]
+        catch_up -> Varchar,
         paused -> Bool,
         created_by -> Nullable<Text>,
         created_at -> Timestamp,

@@ -2907,6 +2907,7 @@ fn new_schedule(name: &str) -> orchestrator_domain::NewSchedule {
             ..orchestrator_domain::TaskDraft::default()
         },
         overlap: Some(orchestrator_domain::Overlap::Skip),
+        catch_up: Some(orchestrator_domain::CatchUp::None),
     };
     orchestrator_domain::NewSchedule::parse(draft, at(0)).expect("a valid schedule")
 }
@@ -2943,6 +2944,7 @@ pub async fn schedules_are_created_listed_changed_and_deleted(stores: &Stores) {
             false
         )
     );
+    assert_eq!(made.catch_up, orchestrator_domain::CatchUp::None);
     assert_eq!(
         (made.fires, made.skips, made.last_fire_at, made.last_task_id),
         (0, 0, None, None)
@@ -2974,6 +2976,7 @@ pub async fn schedules_are_created_listed_changed_and_deleted(stores: &Stores) {
             ..orchestrator_domain::TaskDraft::default()
         },
         overlap: orchestrator_domain::Overlap::Allow,
+        catch_up: orchestrator_domain::CatchUp::Last,
         paused: true,
     };
     let changed = schedules
@@ -2993,6 +2996,7 @@ pub async fn schedules_are_created_listed_changed_and_deleted(stores: &Stores) {
         (changed.template.task_type.as_str(), changed.created_at),
         ("other", at(1))
     );
+    assert_eq!(changed.catch_up, orchestrator_domain::CatchUp::Last);
     assert!(unknown_schedule(
         &schedules.update_schedule("nope", definition, at(5)).await
     ));

@@ -9,7 +9,9 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use orchestrator_client::{Client, ClientError, DropletQuery, FeedFilter, FeedKind, TaskQuery};
-use orchestrator_domain::{DropletId, DropletStatus, Overlap, ScheduleDraft, TaskDraft, TaskId, TaskStatus};
+use orchestrator_domain::{
+    CatchUp, DropletId, DropletStatus, Overlap, ScheduleDraft, TaskDraft, TaskId, TaskStatus,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -155,6 +157,10 @@ pub struct CreateSchedule {
     /// `skip` a fire while the previous task is unfinished, or `allow` it (the default).
     #[arg(long)]
     overlap: Option<String>,
+    /// What a fire time missed while the orchestrator was down does:
+    /// `last` (the last one fires at once, the default) or `none`.
+    #[arg(long)]
+    catch_up: Option<String>,
     /// The task each fire submits: its type.
     #[arg(long = "type")]
     task_type: String,
@@ -363,6 +369,12 @@ impl CreateSchedule {
             .map(str::parse::<Overlap>)
             .transpose()
             .map_err(|e| anyhow::anyhow!(e.message))?;
+        let catch_up = self
+            .catch_up
+            .as_deref()
+            .map(str::parse::<CatchUp>)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!(e.message))?;
         Ok(ScheduleDraft {
             name: self.name,
             cron: self.cron,
@@ -375,6 +387,7 @@ impl CreateSchedule {
                 ..TaskDraft::default()
             },
             overlap,
+            catch_up,
         })
     }
 }

@@ -51,6 +51,7 @@ fn body(view: ScheduleView) -> ScheduleBody {
         timezone: schedule.timezone,
         task: schedule.template,
         overlap: schedule.overlap,
+        catch_up: schedule.catch_up,
         paused: schedule.paused,
         created_by: schedule.created_by,
         created_at: schedule.created_at,
@@ -140,6 +141,7 @@ pub(crate) async fn update(
         timezone: patch.timezone,
         task: patch.task,
         overlap: patch.overlap,
+        catch_up: patch.catch_up,
     };
     Ok(Udc::ok(reply(app.schedules.update(&caller, &name, patch).await?)))
 }
