@@ -12,6 +12,7 @@ pub mod routing;
 pub mod schedule;
 pub mod state_machine;
 pub mod task;
+pub mod workflow;
 
 pub use droplet::{
     Capability, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, RegistrationDraft,
@@ -32,4 +33,8 @@ pub use state_machine::{Actor, Role, TRANSITIONS, TransitionError, TransitionRul
 pub use task::{
     CancelRequestError, HistoryEntry, NewTask, Progress, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate,
     Wait,
+};
+pub use workflow::{
+    DependencyFailure, MAX_WORKFLOW_TASKS, NewWorkflow, NewWorkflowTask, Readiness, WorkflowDraft,
+    WorkflowTaskDraft,
 };
