@@ -1114,6 +1114,11 @@ impl ScheduleStore for MemoryStore {
                 fire.schedule, fire.at
             )));
         }
+        // As on PostgreSQL: the keys of earlier fire times go, since the
+        // last fire time guards them, so the set stays one key a schedule.
+        state
+            .fires
+            .retain(|(schedule, at)| *schedule != fire.schedule || *at >= fire.at);
         let task = match fire.task {
             Some(fired) => {
                 if !state.trace_ids.insert(fired.trace_id) {
@@ -1151,5 +1156,52 @@ mod analytics_tests {
         assert!((p.p95.unwrap_or(0.0) - 3.85).abs() < 1e-9);
         assert_eq!(percentiles(vec![7.0]).p99, Some(7.0));
         assert_eq!(percentiles(Vec::new()).p50, None);
+    }
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use orchestrator_domain::{NewSchedule, ScheduleDraft, TaskDraft};
+    use orchestrator_ports::{ChangeRecord, Fire, FiredTask, ScheduleStore};
+    use uuid::Uuid;
+
+    use super::MemoryStore;
+
+    /// As on PostgreSQL, a fire drops the keys of earlier fire times.
+    #[tokio::test]
+    async fn a_schedule_keeps_the_key_of_its_last_fire_only() {
+        let store = MemoryStore::new();
+        let now = chrono::Utc::now();
+        let draft = ScheduleDraft {
+            name: "tick".into(),
+            cron: "* * * * *".into(),
+            timezone: None,
+            task: TaskDraft {
+                task_type: "tick".into(),
+                ..TaskDraft::default()
+            },
+            overlap: None,
+            catch_up: None,
+        };
+        let schedule = NewSchedule::parse(draft.clone(), now).expect("valid");
+        store.create_schedule(schedule, None, now).await.expect("created");
+        let mut last = None;
+        for minute in 1..=5 {
+            let at = now + chrono::TimeDelta::minutes(minute);
+            let fire = Fire {
+                schedule: "tick".into(),
+                expected_last_fire: last,
+                at,
+                task: Some(FiredTask {
+                    task: orchestrator_domain::NewTask::parse(draft.task.clone(), at).expect("valid"),
+                    trace_id: Uuid::new_v4(),
+                    record: ChangeRecord::default(),
+                    created_at: at,
+                }),
+            };
+            store.fire_schedule(fire).await.expect("fired");
+            last = Some(at);
+        }
+        assert_eq!(store.lock().fires.len(), 1);
     }
 }
