@@ -147,6 +147,13 @@ async fn bad_schedules_are_refused_with_the_field_named() {
             ),
             "task.run_at",
         ),
+        (
+            with(
+                "task",
+                json!({ "task_type": "t", "deadline": "2030-01-01T00:00:00Z" }),
+            ),
+            "task.deadline",
+        ),
     ] {
         let refused = app.post("/schedules", &writer, body.clone()).await;
         assert_eq!(

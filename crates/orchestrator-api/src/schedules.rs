@@ -33,8 +33,7 @@ pub struct ScheduleBody {
     /// Fires that made a task.
     pub fires: u64,
     /// Fire times that made no task: the previous task was unfinished
-    /// (`overlap: skip`), the time was missed (`catch_up: none`), or the
-    /// template no longer made a valid task.
+    /// (`overlap: skip`), or the time was missed (`catch_up: none`).
     pub skips: u64,
     /// Its next five fire times; none while paused.
     pub next_runs: Vec<DateTime<Utc>>,

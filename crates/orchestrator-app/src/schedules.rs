@@ -213,8 +213,10 @@ impl ScheduleService {
         } else {
             match self.fired_task(schedule, at, now) {
                 Ok(task) => Some(task),
+                // Not expected: a template holds no fixed time, so one valid
+                // when written stays valid (`valid_template`).
                 Err(err) => {
-                    tracing::warn!(schedule = %schedule.name, error = %err, "the schedule's task is no longer valid; this fire skips");
+                    tracing::warn!(schedule = %schedule.name, error = %err, "the schedule's task is not valid; this fire skips");
                     None
                 }
             }

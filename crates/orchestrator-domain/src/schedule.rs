@@ -110,8 +110,9 @@ pub struct ScheduleDraft {
     /// An IANA time zone, such as `Europe/Paris`; UTC when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
-    /// The task each fire creates: the body of `POST /tasks` (without
-    /// `run_at`; `delay_seconds` delays each fire's task).
+    /// The task each fire creates: the body of `POST /tasks` without a
+    /// fixed time (no `run_at` nor `deadline`; `delay_seconds` delays each
+    /// fire's task).
     pub task: TaskDraft,
     /// `allow` (the default) or `skip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -242,12 +243,20 @@ pub fn schedule_name(name: &str) -> Result<String, ValidationError> {
 }
 
 /// A task template a schedule may fire: a valid `POST /tasks` body with no
-/// fixed `run_at` (each fire has its own time).
+/// fixed time, neither `run_at` (each fire has its own time) nor
+/// `deadline` (it would pass, and every later fire would make an invalid
+/// task); so a template valid now stays valid at every fire.
 pub fn valid_template(template: TaskDraft, now: DateTime<Utc>) -> Result<TaskDraft, ValidationError> {
     if template.run_at.is_some() {
         return Err(ValidationError::new(
             "task.run_at",
             "a schedule's task takes no run_at: each fire runs at its own time (delay_seconds delays it)",
+        ));
+    }
+    if template.deadline.is_some() {
+        return Err(ValidationError::new(
+            "task.deadline",
+            "a schedule's task takes no fixed deadline: it would pass, and every later fire would fail",
         ));
     }
     NewTask::parse(template.clone(), now)
@@ -422,6 +431,12 @@ mod tests {
             ..TaskDraft::default()
         };
         assert_eq!(refused(with_task(fixed)), "task.run_at");
+        let due_once = TaskDraft {
+            task_type: "t".into(),
+            deadline: Some(utc(2026, 6, 1, 0, 0, 0)),
+            ..TaskDraft::default()
+        };
+        assert_eq!(refused(with_task(due_once)), "task.deadline");
         let made = NewSchedule::parse(draft("0 9 * * *", Some("Asia/Tokyo")), now).expect("valid");
         assert_eq!(
             (made.spec.timezone(), made.overlap),
