@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt};
 use orchestrator_testkit::pg::TestDatabase;
-use orchestrator_tests::{TestApp, next_event, spawn_replica};
+use orchestrator_tests::{TestApp, eventually, next_event, spawn_replica};
 use serde_json::json;
 use tokio_postgres::NoTls;
 
@@ -198,14 +198,7 @@ async fn replicas_make_one_task_per_fire_time_of_a_schedule() {
         .expect("connect");
     tokio::spawn(connection);
     let fired = "SELECT count(*) FROM task_state_history WHERE reason LIKE 'fired by schedule tick%'";
-    let started = Instant::now();
-    while scalar(&client, fired).await < 4 {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the schedule did not fire"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(20, "four fires", || async { scalar(&client, fired).await >= 4 }).await;
     let deleted = replicas[1]
         .delete("/schedules/tick", &replicas[1].writer("alice"))
         .await;

@@ -2,32 +2,19 @@
 //! the last one only after a stop, never while paused, and not over an
 //! unfinished task when told to skip.
 
-use std::sync::{Arc, Mutex};
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use orchestrator_app::Ports;
 use orchestrator_app::{AppError, SchedulePatch, ScheduleService};
 use orchestrator_domain::{
     Caller, CatchUp, Overlap, Permission, Permissions, ScheduleDraft, TaskDraft, TaskStatus,
 };
-use orchestrator_memory::{InProcessEventBus, MemoryStore};
-use orchestrator_ports::{Clock, TaskFilter, TaskStore};
-
-#[derive(Clone)]
-struct MovableClock(Arc<Mutex<DateTime<Utc>>>);
-
-impl Clock for MovableClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-impl MovableClock {
-    fn set(&self, at: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
-    }
-}
+use orchestrator_memory::MemoryStore;
+use orchestrator_ports::{TaskFilter, TaskStore};
+use support::MovableClock;
 
 /// 1 January 2026 at 00:mm:ss UTC.
 fn at(minutes: u32, seconds: u32) -> DateTime<Utc> {
@@ -65,14 +52,9 @@ struct World {
 }
 
 fn world(start: DateTime<Utc>) -> World {
-    let clock = MovableClock(Arc::new(Mutex::new(start)));
+    let clock = MovableClock::at(start);
     let store = Arc::new(MemoryStore::new());
-    let ports = Ports {
-        tasks: store.clone(),
-        droplets: store.clone(),
-        events: Arc::new(InProcessEventBus::default()),
-        clock: Arc::new(clock.clone()),
-    };
+    let ports = support::memory_ports_over(store.clone(), clock.clone());
     let schedules = ScheduleService::new(ports, store.clone());
     World {
         clock,
@@ -247,6 +229,9 @@ async fn a_schedule_is_changed_and_deleted_by_name_and_a_bad_change_is_refused()
     w.schedules.delete(&writer(), "minutely").await.expect("deleted");
     let gone = w.schedules.get(&writer(), "minutely").await;
     assert!(matches!(gone, Err(AppError::UnknownName { .. })), "{gone:?}");
+    w.clock.set(at(45, 0));
+    w.schedules.fire_due().await;
+    assert_eq!(task_count(&w.store).await, 0, "a deleted schedule fires no more");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
-use support::memory_ports;
+use support::{MovableClock, memory_ports};
 
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
@@ -546,20 +546,10 @@ async fn a_paused_router_assigns_nothing_until_resumed() {
     assert_eq!(w.router.route_pending().await.expect("route"), 1);
 }
 
-/// A clock a test moves by hand.
-#[derive(Clone)]
-struct MovableClock(Arc<std::sync::Mutex<DateTime<Utc>>>);
-
-impl Clock for MovableClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
 #[tokio::test]
 async fn an_idempotency_key_is_remembered_for_the_window_set() {
     use orchestrator_app::tasks::CreationRequest;
-    let clock = MovableClock(Arc::new(std::sync::Mutex::new(at(0))));
+    let clock = MovableClock::at(at(0));
     let tasks =
         TaskService::new(memory_ports(clock.clone())).with_idempotency_window(Duration::from_secs(60));
     let alice = writer("alice");
@@ -574,7 +564,7 @@ async fn an_idempotency_key_is_remembered_for_the_window_set() {
 #[tokio::test]
 async fn the_public_counts_read_live_work_now_and_finished_work_at_most_every_30_seconds() {
     use orchestrator_app::PublicService;
-    let clock = MovableClock(Arc::new(std::sync::Mutex::new(at(0))));
+    let clock = MovableClock::at(at(0));
     let ports = memory_ports(clock.clone());
     let w = World {
         tasks: TaskService::new(ports.clone()),
