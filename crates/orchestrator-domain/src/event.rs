@@ -17,6 +17,9 @@ pub enum DomainEvent {
     TaskRetried(Task),
     /// An assigned task went back to `pending` because its droplet could not run it.
     TaskRequeued(Task),
+    /// A task of a workflow whose dependencies all finished: it is
+    /// routable now, its payload carrying their results.
+    TaskReleased(Task),
     /// An unfinished task's deadline is nearer than its type usually takes
     /// to run (or the configured floor); sent once per task.
     TaskDeadlineAtRisk(Task),
@@ -57,6 +60,7 @@ impl DomainEvent {
             | DomainEvent::TaskCancelled(t)
             | DomainEvent::TaskRetried(t)
             | DomainEvent::TaskRequeued(t)
+            | DomainEvent::TaskReleased(t)
             | DomainEvent::TaskDeadlineAtRisk(t)
             | DomainEvent::TaskCancelRequested(t)
             | DomainEvent::TaskProgress(t) => Some(t),
@@ -86,6 +90,7 @@ impl DomainEvent {
             DomainEvent::TaskCancelled(_) => "task_cancelled",
             DomainEvent::TaskRetried(_) => "task_retried",
             DomainEvent::TaskRequeued(_) => "task_requeued",
+            DomainEvent::TaskReleased(_) => "task_released",
             DomainEvent::TaskDeadlineAtRisk(_) => "task_deadline_at_risk",
             DomainEvent::TaskCancelRequested(_) => "task_cancel_requested",
             DomainEvent::TaskProgress(_) => "task_progress",
@@ -105,6 +110,7 @@ impl DomainEvent {
             | DomainEvent::TaskCancelled(_)
             | DomainEvent::TaskRetried(_)
             | DomainEvent::TaskRequeued(_)
+            | DomainEvent::TaskReleased(_)
             | DomainEvent::DropletRegistered(_) => true,
             DomainEvent::DropletHealthChanged { droplet, .. } => droplet.status == DropletStatus::Active,
             DomainEvent::TaskAssigned(_)

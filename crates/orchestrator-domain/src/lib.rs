@@ -35,6 +35,6 @@ pub use task::{
     Wait,
 };
 pub use workflow::{
-    DependencyFailure, MAX_WORKFLOW_TASKS, NewWorkflow, NewWorkflowTask, Readiness, WorkflowDraft,
-    WorkflowTaskDraft,
+    DependencyFailure, MAX_WORKFLOW_TASKS, NewWorkflow, NewWorkflowTask, Readiness, Settlement,
+    WorkflowDraft, WorkflowId, WorkflowState, WorkflowTaskDraft,
 };

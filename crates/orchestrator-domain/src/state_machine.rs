@@ -89,8 +89,8 @@ pub const TRANSITIONS: &[TransitionRule] = &[
     rule(
         Pending,
         Cancelled,
-        &[Creator, Admin],
-        "cancelled before assignment",
+        &[Creator, Admin, System],
+        "cancelled before assignment; by the system when a task it depends on ended badly",
     ),
     rule(
         Assigned,
@@ -218,6 +218,8 @@ mod tests {
         (Pending, Assigned, System),
         (Pending, Cancelled, Creator),
         (Pending, Cancelled, Admin),
+        // A workflow's dependant whose dependency failed for good or was cancelled.
+        (Pending, Cancelled, System),
         (Assigned, InProgress, AssignedDroplet),
         (Assigned, InProgress, Admin),
         (Assigned, Cancelled, Creator),
@@ -289,7 +291,7 @@ mod tests {
             .expect_err("refused");
         assert_eq!(
             err.to_string(),
-            "moving a task from pending to cancelled is reserved to: creator, admin"
+            "moving a task from pending to cancelled is reserved to: creator, admin, system"
         );
     }
 }

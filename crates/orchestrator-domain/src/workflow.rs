@@ -13,6 +13,9 @@ use serde_json::Value;
 use crate::error::bounded_text;
 use crate::{NewTask, Task, TaskDraft, TaskId, TaskStatus, ValidationError};
 
+/// A workflow's id.
+pub type WorkflowId = i64;
+
 /// Most tasks one workflow may hold.
 pub const MAX_WORKFLOW_TASKS: usize = 100;
 /// Longest key of a task within its workflow.
@@ -277,6 +280,129 @@ pub fn readiness(policy: DependencyFailure, dependencies: &[Task], now: DateTime
     }
 }
 
+/// What becomes of a waiting task, given its dependencies as they are now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settlement {
+    /// It keeps waiting for these dependencies.
+    Wait(Vec<TaskId>),
+    /// It is released: routable now, as this task (its payload carrying
+    /// `parent_results`).
+    Release(Task),
+    /// It is cancelled by the system, as this task, because of the
+    /// dependency `because_of`; `reason` is its history row's.
+    Cancel {
+        task: Task,
+        because_of: TaskId,
+        reason: String,
+    },
+    /// It is no longer pending (cancelled by hand): it stops waiting.
+    Gone,
+}
+
+/// Who the history rows of settling name.
+pub const SETTLED_BY: &str = "system:workflows";
+
+/// Settles `task`, waiting with `policy`, at `at`, given its
+/// `dependencies`: the one rule both stores apply.
+pub fn settle(
+    task: &Task,
+    policy: DependencyFailure,
+    dependencies: &[Task],
+    at: DateTime<Utc>,
+) -> Settlement {
+    if task.status != TaskStatus::Pending {
+        return Settlement::Gone;
+    }
+    match readiness(policy, dependencies, at) {
+        Readiness::WaitingFor(ids) => Settlement::Wait(ids),
+        Readiness::Ready => {
+            let mut released = task.clone();
+            released.payload = with_parent_results(&task.payload, dependencies);
+            released.updated_at = at;
+            Settlement::Release(released)
+        }
+        Readiness::Cancelled { because_of } => {
+            let system = crate::Actor::from_roles(&[crate::Role::System]);
+            match task.apply(crate::TaskUpdate::Cancel, system, at) {
+                Ok(cancelled) => Settlement::Cancel {
+                    task: cancelled,
+                    because_of,
+                    reason: dependencies.iter().find(|d| d.id == because_of).map_or_else(
+                        || format!("cancelled: dependency task {because_of} ended badly"),
+                        cancelled_because,
+                    ),
+                },
+                Err(_) => Settlement::Gone,
+            }
+        }
+    }
+}
+
+/// Where a workflow stands, from its tasks' states.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowState {
+    /// Some task has not finished.
+    Running,
+    /// Every task completed.
+    Completed,
+    /// Every task finished, and one failed for good.
+    Failed,
+    /// Every task finished, none failed for good, and one was cancelled.
+    Cancelled,
+}
+
+impl WorkflowState {
+    /// The state of a workflow made of `tasks`, at `now`.
+    pub fn of<'a>(tasks: impl IntoIterator<Item = &'a Task>, now: DateTime<Utc>) -> Self {
+        let (mut failed, mut cancelled) = (false, false);
+        for task in tasks {
+            match task.status {
+                TaskStatus::Completed => {}
+                TaskStatus::Cancelled => cancelled = true,
+                TaskStatus::Failed if task.is_finished(now) => failed = true,
+                _ => return WorkflowState::Running,
+            }
+        }
+        if failed {
+            WorkflowState::Failed
+        } else if cancelled {
+            WorkflowState::Cancelled
+        } else {
+            WorkflowState::Completed
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkflowState::Running => "running",
+            WorkflowState::Completed => "completed",
+            WorkflowState::Failed => "failed",
+            WorkflowState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// Whether a dependency has ended in a way its dependants act on: it
+/// completed, was cancelled, or failed with nothing left to retry.
+pub fn has_ended(task: &Task, now: DateTime<Utc>) -> bool {
+    task.status == TaskStatus::Completed || ended_badly(task, now)
+}
+
+/// Why a dependant was cancelled, for its history row.
+pub fn cancelled_because(dependency: &Task) -> String {
+    format!(
+        "cancelled: dependency task {} {}",
+        dependency.id,
+        if dependency.status == TaskStatus::Cancelled {
+            "was cancelled"
+        } else {
+            "failed with no retries left"
+        }
+    )
+}
+
 /// The payload a dependant runs with: its own, with `parent_results`, its
 /// dependencies' results keyed by their ids (a failed or cancelled one's
 /// is `null`).
@@ -402,7 +528,7 @@ mod tests {
             Readiness::Cancelled { because_of: 3 }
         );
         assert_eq!(
-            readiness(anyway, &[running, failed.clone()], now()),
+            readiness(anyway, &[running.clone(), failed.clone()], now()),
             Readiness::WaitingFor(vec![2])
         );
         assert_eq!(
@@ -419,10 +545,57 @@ mod tests {
             Readiness::WaitingFor(vec![3])
         );
 
+        assert!(has_ended(&done, now()) && has_ended(&failed, now()));
+        assert!(!has_ended(&running, now()));
+        assert_eq!(
+            cancelled_because(&failed),
+            "cancelled: dependency task 3 failed with no retries left"
+        );
+
+        let waiting = task(9, TaskStatus::Pending, None);
+        let Settlement::Cancel {
+            task: cancelled,
+            because_of,
+            reason,
+        } = settle(&waiting, cancel, &[done.clone(), failed.clone()], now())
+        else {
+            panic!("a failed dependency cancels a dependant with the cancel policy")
+        };
+        assert_eq!((cancelled.status, because_of), (TaskStatus::Cancelled, 3));
+        assert!(reason.contains("task 3 failed"), "{reason}");
+        let Settlement::Release(released) = settle(&waiting, anyway, &[done.clone(), failed.clone()], now())
+        else {
+            panic!("run_anyway releases once every dependency finished")
+        };
+        assert_eq!(released.payload["parent_results"]["1"], json!({ "rows": 3 }));
+        assert_eq!(
+            settle(&waiting, cancel, std::slice::from_ref(&running), now()),
+            Settlement::Wait(vec![2])
+        );
+        assert_eq!(settle(&done, cancel, &[], now()), Settlement::Gone);
+
         let payload = with_parent_results(&json!({ "own": true }), &[done, failed]);
         assert_eq!(
             payload,
             json!({ "own": true, "parent_results": { "1": { "rows": 3 }, "3": null } })
         );
+    }
+
+    #[test]
+    fn a_workflow_is_running_until_every_task_finished_then_takes_the_worst_end() {
+        let of = |statuses: &[TaskStatus]| {
+            let tasks: Vec<Task> = statuses.iter().map(|s| task(1, *s, None)).collect();
+            WorkflowState::of(&tasks, now())
+        };
+        use TaskStatus::*;
+        assert_eq!(of(&[Completed, Pending]), WorkflowState::Running);
+        assert_eq!(of(&[Completed, Completed]), WorkflowState::Completed);
+        assert_eq!(of(&[Completed, Cancelled]), WorkflowState::Cancelled);
+        assert_eq!(of(&[Failed, Cancelled]), WorkflowState::Failed);
+        let retrying = Task {
+            max_retries: 2,
+            ..task(1, Failed, None)
+        };
+        assert_eq!(WorkflowState::of([&retrying], now()), WorkflowState::Running);
     }
 }

@@ -19,6 +19,8 @@ use orchestrator_ports::{
 };
 use uuid::Uuid;
 
+mod workflows;
+
 /// Heartbeat rows kept per droplet; older ones are dropped so that memory
 /// stays bounded.
 const HEARTBEATS_KEPT: usize = 1000;
@@ -51,6 +53,12 @@ struct State {
     /// The fire times of each schedule that made a task: the unique key
     /// of a fire.
     fires: HashSet<(String, DateTime<Utc>)>,
+    last_workflow_id: orchestrator_domain::WorkflowId,
+    workflows: BTreeMap<orchestrator_domain::WorkflowId, workflows::WorkflowRecord>,
+    /// What each task of a workflow is to it.
+    memberships: HashMap<TaskId, workflows::Membership>,
+    /// The tasks of workflows that depend on each task.
+    dependants: HashMap<TaskId, Vec<TaskId>>,
 }
 
 #[derive(Debug)]
@@ -269,6 +277,7 @@ impl State {
         self.history.remove(&id);
         self.leases.remove(&id);
         self.deadline_risks.remove(&id);
+        self.forget_member(id);
     }
 
     fn push_history(&mut self, entry: impl FnOnce(i64) -> HistoryEntry) {
@@ -516,7 +525,7 @@ impl TaskStore for MemoryStore {
         let mut pending: Vec<&Task> = state
             .tasks
             .values()
-            .filter(|t| query.matches(t) && !leased(&state, t.id) && t.is_due(now))
+            .filter(|t| query.matches(t) && !leased(&state, t.id) && t.is_due(now) && !state.is_waiting(t.id))
             .collect();
         pending.sort_by_key(|t| t.routing_order());
         let claimed: Vec<Task> = pending.into_iter().take(query.limit as usize).cloned().collect();
@@ -552,7 +561,7 @@ impl TaskStore for MemoryStore {
         Ok(state
             .tasks
             .values()
-            .filter(|t| t.status == TaskStatus::Pending)
+            .filter(|t| t.status == TaskStatus::Pending && !state.is_waiting(t.id))
             .filter_map(Task::not_before)
             .filter(|at| *at > now)
             .min())

@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_core::Stream;
 use orchestrator_domain::{
-    Capability, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport,
-    HistoryEntry, NewSchedule, NewTask, Priority, Progress, RecoveryReason, RecoveryTimeouts, Schedule,
-    ServiceRef, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
+    Capability, DependencyFailure, DomainEvent, Droplet, DropletId, DropletRegistration, DropletStatus,
+    HeartbeatReport, HistoryEntry, NewSchedule, NewTask, NewWorkflow, Priority, Progress, RecoveryReason,
+    RecoveryTimeouts, Schedule, ServiceRef, Task, TaskDraft, TaskId, TaskStatus, TaskUpdate, ValidationError,
+    WorkflowId,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -327,6 +328,79 @@ pub trait ScheduleStore: Send + Sync {
     /// `expected_last_fire` or the fire time has a task already (another
     /// replica dealt with it), `UnknownName` when the schedule is gone.
     async fn fire_schedule(&self, fire: Fire) -> StoreResult<Option<Task>>;
+}
+
+/// One task of a stored workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkflowMember {
+    /// Its key within the workflow.
+    pub key: String,
+    pub task: Task,
+    /// The tasks it waits for.
+    pub depends_on: Vec<TaskId>,
+    pub on_dependency_failure: DependencyFailure,
+    /// True while it is held out of routing for its dependencies.
+    pub waiting: bool,
+}
+
+/// A workflow as stored: its tasks, each after its dependencies.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredWorkflow {
+    pub id: WorkflowId,
+    pub name: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub members: Vec<WorkflowMember>,
+}
+
+/// What settling a waiting task did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// Its dependencies finished: it was queued, its payload given their
+    /// results.
+    Released(Task),
+    /// A dependency ended badly and its policy is `cancel`: it was
+    /// cancelled, its history row naming the dependency.
+    Cancelled(Task),
+}
+
+/// Workflows: tasks submitted together, some waiting for others.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// Stores the workflow and its tasks, each with its history row, in
+    /// one commit. A task with no dependency is queued; the others wait,
+    /// out of routing, until settled. `trace_ids` has one id per task, in
+    /// the workflow's order.
+    async fn create_workflow(
+        &self,
+        workflow: NewWorkflow,
+        trace_ids: Vec<Uuid>,
+        record: ChangeRecord,
+        at: DateTime<Utc>,
+    ) -> StoreResult<StoredWorkflow>;
+
+    /// `NotFound` when there is none (or retention deleted all its tasks).
+    async fn get_workflow(&self, id: WorkflowId) -> StoreResult<StoredWorkflow>;
+
+    /// The newest `limit` workflows, newest first.
+    async fn list_workflows(&self, limit: u32) -> StoreResult<Vec<StoredWorkflow>>;
+
+    /// The workflow a task belongs to, if any.
+    async fn workflow_of(&self, task: TaskId) -> StoreResult<Option<WorkflowId>>;
+
+    /// Settles, at `at`, the waiting dependants of the tasks in `ended`
+    /// by the domain's [`orchestrator_domain::workflow::readiness`]: each
+    /// ready one is released, each to cancel is cancelled (and its own
+    /// dependants settled in turn), all in one commit. A waiting task in
+    /// `ended` that is no longer pending stops waiting. Settling again
+    /// changes nothing.
+    async fn settle_dependants(&self, ended: &[TaskId], at: DateTime<Utc>) -> StoreResult<Vec<Settled>>;
+
+    /// Up to `limit` tasks whose settling may be due: finished dependencies
+    /// of waiting tasks, and waiting tasks no longer pending. The sweep
+    /// settles them, for ends whose settling was cut short.
+    async fn unsettled(&self, limit: u32) -> StoreResult<Vec<TaskId>>;
 }
 
 /// Where tasks and their audit trail live.

@@ -109,6 +109,7 @@ impl Wire {
             ("task_cancelled", Some(t), _) => DomainEvent::TaskCancelled(t),
             ("task_retried", Some(t), _) => DomainEvent::TaskRetried(t),
             ("task_requeued", Some(t), _) => DomainEvent::TaskRequeued(t),
+            ("task_released", Some(t), _) => DomainEvent::TaskReleased(t),
             ("task_deadline_at_risk", Some(t), _) => DomainEvent::TaskDeadlineAtRisk(t),
             ("task_cancel_requested", Some(t), _) => DomainEvent::TaskCancelRequested(t),
             ("task_progress", Some(t), _) => DomainEvent::TaskProgress(t),

@@ -20,6 +20,7 @@ mod schema;
 mod sql;
 mod store;
 mod views;
+mod workflows;
 
 pub use events::PgEventBus;
 pub use leader::PgLeaderElection;

@@ -230,6 +230,29 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
         ],
     ),
     (
+        "workflows",
+        &[
+            ("id", "bigint"),
+            ("name", "character varying"),
+            ("created_by", "text"),
+            ("created_at", "timestamp without time zone"),
+        ],
+    ),
+    (
+        "workflow_tasks",
+        &[
+            ("task_id", "bigint"),
+            ("workflow_id", "bigint"),
+            ("key", "character varying"),
+            ("position", "integer"),
+            ("on_dependency_failure", "character varying"),
+        ],
+    ),
+    (
+        "task_dependencies",
+        &[("task_id", "bigint"), ("depends_on", "bigint")],
+    ),
+    (
         "heartbeats",
         &[
             ("id", "bigint"),

@@ -89,6 +89,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    task_dependencies (task_id, depends_on) {
+        task_id -> Int8,
+        depends_on -> Int8,
+    }
+}
+
+diesel::table! {
     task_queue (task_id) {
         task_id -> Int8,
         priority -> Nullable<Int4>,
@@ -182,6 +189,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    workflow_tasks (task_id) {
+        task_id -> Int8,
+        workflow_id -> Int8,
+        #[max_length = 100]
+        key -> Varchar,
+        position -> Int4,
+        #[max_length = 10]
+        on_dependency_failure -> Varchar,
+    }
+}
+
+diesel::table! {
+    workflows (id) {
+        id -> Int8,
+        #[max_length = 100]
+        name -> Nullable<Varchar>,
+        created_by -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(heartbeats -> droplets (droplet_id));
 diesel::joinable!(tasks -> droplets (assigned_droplet_id));
 
@@ -192,8 +221,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     schedule_fires,
     schedules,
     task_counts,
+    task_dependencies,
     task_queue,
     task_runs,
     task_state_history,
     tasks,
+    workflow_tasks,
+    workflows,
 );

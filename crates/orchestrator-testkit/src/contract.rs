@@ -20,6 +20,13 @@ use uuid::Uuid;
 use crate::Stores;
 use crate::fixtures::{at, capability, new_task, priority, registration};
 
+mod workflows;
+pub use workflows::{
+    a_dependant_is_released_with_its_dependencies_results,
+    a_failure_cancels_dependants_unless_they_run_anyway, a_workflow_is_stored_whole_and_its_dependants_wait,
+    concurrent_settlings_release_once,
+};
+
 /// A sample interval that keeps every heartbeat as a row.
 const EVERY_BEAT: Duration = Duration::ZERO;
 

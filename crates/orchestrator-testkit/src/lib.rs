@@ -7,7 +7,7 @@ pub mod pg;
 use std::any::Any;
 use std::sync::Arc;
 
-use orchestrator_ports::{AnalyticsStore, DropletStore, ScheduleStore, TaskStore};
+use orchestrator_ports::{AnalyticsStore, DropletStore, ScheduleStore, TaskStore, WorkflowStore};
 
 /// The stores under test. `guard` keeps whatever backs them alive (a
 /// throwaway database, say) until the test ends.
@@ -16,6 +16,7 @@ pub struct Stores {
     pub droplets: Arc<dyn DropletStore>,
     pub analytics: Arc<dyn AnalyticsStore>,
     pub schedules: Arc<dyn ScheduleStore>,
+    pub workflows: Arc<dyn WorkflowStore>,
     pub guard: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -27,7 +28,9 @@ impl std::fmt::Debug for Stores {
 
 impl Stores {
     /// Stores backed by one object that implements both ports.
-    pub fn from_one<S: TaskStore + DropletStore + AnalyticsStore + ScheduleStore + 'static>(
+    pub fn from_one<
+        S: TaskStore + DropletStore + AnalyticsStore + ScheduleStore + WorkflowStore + 'static,
+    >(
         store: S,
     ) -> Self {
         let store = Arc::new(store);
@@ -35,7 +38,8 @@ impl Stores {
             tasks: store.clone(),
             droplets: store.clone(),
             analytics: store.clone(),
-            schedules: store,
+            schedules: store.clone(),
+            workflows: store,
             guard: None,
         }
     }
@@ -74,6 +78,10 @@ macro_rules! store_contract_tests {
             claims_wait_for_a_tasks_run_at,
             schedules_are_created_listed_changed_and_deleted,
             a_fire_time_makes_one_task_whatever_races,
+            a_workflow_is_stored_whole_and_its_dependants_wait,
+            a_dependant_is_released_with_its_dependencies_results,
+            a_failure_cancels_dependants_unless_they_run_anyway,
+            concurrent_settlings_release_once,
             silent_droplets_become_inactive,
             recovery_finds_each_kind_of_stuck_task,
             a_restarted_droplets_work_is_found_and_a_resumed_ones_kept,

@@ -118,6 +118,7 @@ pub(crate) mod idempotency;
 pub(crate) mod locks;
 pub(crate) mod notifications;
 pub(crate) mod tasks;
+pub(crate) mod workflows;
 
 /// A round trip that touches nothing: is the connection alive?
 pub(crate) const PING: &str = "SELECT 1";

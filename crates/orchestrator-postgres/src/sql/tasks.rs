@@ -306,7 +306,8 @@ WHERE v.id IN (SELECT id FROM flagged)"
 named_statement! {
     /// Deletes at most `limit` tasks finished for good (`Task::is_finished`, a
     /// deadline judged by the database's clock) that completed before `before`,
-    /// with their history. It reads finished rows only (the partial index of
+    /// with their history and their rows of workflows (a workflow goes with
+    /// its last task). It reads finished rows only (the partial index of
     /// migration 15) and skips those another transaction holds, so that live
     /// work never waits on it. The history goes in the same statement, in one
     /// pass, before the cascade of its foreign key would look for it task by task.
@@ -325,6 +326,14 @@ WITH old AS (
     FOR UPDATE SKIP LOCKED
 ), history AS (
     DELETE FROM task_state_history WHERE task_id IN (SELECT id FROM old)
+), dependencies AS (
+    DELETE FROM task_dependencies WHERE task_id IN (SELECT id FROM old)
+), members AS (
+    DELETE FROM workflow_tasks WHERE task_id IN (SELECT id FROM old) RETURNING workflow_id
+), emptied AS (
+    DELETE FROM workflows w WHERE w.id IN (SELECT workflow_id FROM members)
+      AND NOT EXISTS (SELECT 1 FROM workflow_tasks m
+                      WHERE m.workflow_id = w.id AND m.task_id NOT IN (SELECT id FROM old))
 )
 DELETE FROM tasks WHERE id IN (SELECT id FROM old)";
 }
@@ -640,9 +649,10 @@ SELECT * FROM created"
 
 /// When the first queued task not yet due becomes due, by the database's
 /// clock, as `PICK_ROUTABLE` judges it; `idx_task_queue_waiting` holds only the
-/// waiting ones.
+/// waiting ones. A task held for its dependencies ('infinity') has no time.
 pub(crate) const NEXT_DUE: &str = "\
-SELECT min(not_before) AS at FROM task_queue WHERE not_before > (now() AT TIME ZONE 'UTC')";
+SELECT min(not_before) AS at FROM task_queue
+WHERE not_before > (now() AT TIME ZONE 'UTC') AND not_before < 'infinity'";
 
 /// Queued tasks by priority.
 pub(crate) const PENDING_BY_PRIORITY: &str = "\
