@@ -12,3 +12,4 @@ pub mod schedules;
 pub mod tasks;
 mod time;
 pub mod tokens;
+pub mod workflows;

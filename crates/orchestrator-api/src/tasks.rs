@@ -182,6 +182,11 @@ pub enum PendingReason {
     },
     /// A droplet can take it now: the router is about to assign it.
     Routable,
+    /// It waits for these tasks of its workflow to finish.
+    WaitingFor {
+        workflow_id: orchestrator_domain::WorkflowId,
+        task_ids: Vec<TaskId>,
+    },
     /// A state this crate does not know, from a newer server: a reader
     /// keeps the task rather than failing on its `routing`. Never written
     /// (and so not in the OpenAPI document).

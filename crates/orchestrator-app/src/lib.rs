@@ -20,6 +20,7 @@ pub mod scheduler;
 pub mod schedules;
 pub mod services;
 pub mod tasks;
+pub mod workflows;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub use scheduler::{JobStatus, Scheduler};
 pub use schedules::{SchedulePatch, ScheduleService, ScheduleView};
 pub use services::Services;
 pub use tasks::{TaskDetails, TaskService, TaskView};
+pub use workflows::{WorkflowService, WorkflowView};
 
 /// The adapters every use case is built over.
 #[derive(Clone)]

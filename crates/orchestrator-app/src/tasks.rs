@@ -53,6 +53,11 @@ pub enum PendingReason {
     },
     /// A droplet can take it now: the router is about to assign it.
     Routable,
+    /// It waits for these tasks of its workflow to finish.
+    WaitingFor {
+        workflow_id: orchestrator_domain::WorkflowId,
+        task_ids: Vec<TaskId>,
+    },
 }
 
 /// One page of `GET /tasks`.
@@ -116,13 +121,24 @@ pub struct StatusChange {
     pub attempt: Option<u32>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TaskService {
     ports: Ports,
     /// Asked whether routing is paused, to explain a pending task.
     router: Option<std::sync::Arc<crate::Router>>,
     /// How long an `Idempotency-Key` counts ([`IDEMPOTENCY_WINDOW`] unless set).
     idempotency_window: std::time::Duration,
+    /// Asked what a task of a workflow waits for, to explain it.
+    workflows: Option<std::sync::Arc<dyn orchestrator_ports::WorkflowStore>>,
+}
+
+impl std::fmt::Debug for TaskService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskService")
+            .field("idempotency_window", &self.idempotency_window)
+            .field("workflows", &self.workflows.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TaskService {
@@ -131,6 +147,7 @@ impl TaskService {
             ports,
             router: None,
             idempotency_window: IDEMPOTENCY_WINDOW,
+            workflows: None,
         }
     }
 
@@ -145,6 +162,15 @@ impl TaskService {
             .ok()
             .and_then(|window| now.checked_sub_signed(window))
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    }
+
+    /// Lets `get` say when a task waits for its workflow's other tasks.
+    pub fn with_workflows(
+        mut self,
+        workflows: std::sync::Arc<dyn orchestrator_ports::WorkflowStore>,
+    ) -> Self {
+        self.workflows = Some(workflows);
+        self
     }
 
     /// Lets `get` say when a task waits because routing is paused.
@@ -305,6 +331,15 @@ impl TaskService {
     /// Why `task` (pending) is not assigned yet, with the domain's routing
     /// policy over the droplets as they are now.
     async fn why_pending(&self, task: &Task) -> AppResult<PendingReason> {
+        if let Some(workflows) = &self.workflows
+            && let Some((workflow_id, task_ids)) =
+                crate::workflows::waiting_for(workflows.as_ref(), task.id, self.ports.clock.now()).await?
+        {
+            return Ok(PendingReason::WaitingFor {
+                workflow_id,
+                task_ids,
+            });
+        }
         match task.wait(self.ports.clock.now()) {
             Some(Wait::Scheduled { at }) => return Ok(PendingReason::Scheduled { at }),
             Some(Wait::Backoff { until }) => return Ok(PendingReason::RetryBackoff { until }),

@@ -11,12 +11,13 @@ use orchestrator_app::jobs::{self, JobContext};
 use orchestrator_app::{
     Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
     Ports, PublicService, Recovery, RegistrySync, Router, ScheduleService, Scheduler, ServiceDirectory,
-    Services, TaskService,
+    Services, TaskService, WorkflowService,
 };
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
 use orchestrator_outbound::{DispatchLimits, HttpDispatcher, HttpRegistryClient};
 use orchestrator_ports::{
     AnalyticsStore, DropletStore, LeaderElection, ScheduleStore, ServiceRegistration, SystemClock,
+    WorkflowStore,
 };
 use orchestrator_postgres::{PgEventBus, PgLeaderElection, PgStore, PoolSettings, run_migrations};
 use secrecy::ExposeSecret;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub management: ManagementService,
     /// Cron schedules, and the service that fires them.
     pub schedules: ScheduleService,
+    /// Workflows, and the service that settles their dependants.
+    pub workflows: WorkflowService,
     /// The live feeds of `/ws/tasks` and `/ws/droplets`.
     pub feeds: Arc<FeedHub>,
     /// The Registry, when `REGISTRY_URL` is set.
@@ -134,6 +137,7 @@ impl Application {
                 ports,
                 analytics,
                 schedules,
+                workflows,
             },
             leader,
         ): (Adapters, Arc<dyn LeaderElection>) = match &settings.store.kind {
@@ -176,6 +180,11 @@ impl Application {
         );
         let scheduler = Arc::new(scheduler);
         let schedules = ScheduleService::new(ports.clone(), schedules);
+        let tasks = TaskService::new(ports.clone())
+            .with_router(router.clone())
+            .with_idempotency_window(settings.store.idempotency_window)
+            .with_workflows(workflows.clone());
+        let workflows = WorkflowService::new(ports.clone(), workflows, tasks.clone());
         start_services(
             &services,
             &settings,
@@ -184,6 +193,7 @@ impl Application {
                 router: &router,
                 scheduler: &scheduler,
                 schedules: &schedules,
+                workflows: &workflows,
                 recovery: &recovery,
                 dispatcher: &dispatcher,
                 feeds: &feeds,
@@ -206,9 +216,7 @@ impl Application {
         let stats = web::Data::new(ProcessStats::default());
         let workers = settings.http.workers;
         let state = web::Data::new(AppState {
-            tasks: TaskService::new(ports.clone())
-                .with_router(router.clone())
-                .with_idempotency_window(settings.store.idempotency_window),
+            tasks,
             droplets: DropletService::with_directory(ports.clone(), directory.clone())
                 .with_recovery(recovery.clone())
                 .with_heartbeat_sample_every(settings.store.heartbeat_sample)
@@ -217,6 +225,7 @@ impl Application {
             metrics: MetricsService::new(ports.clone(), analytics),
             management: ManagementService::new(scheduler, recovery, settings.run.clone()),
             schedules,
+            workflows,
             feeds,
             registry,
             directory,
@@ -364,6 +373,7 @@ struct StartedWith<'a> {
     router: &'a Arc<Router>,
     scheduler: &'a Arc<Scheduler>,
     schedules: &'a ScheduleService,
+    workflows: &'a WorkflowService,
     recovery: &'a Arc<Recovery>,
     dispatcher: &'a Arc<HttpDispatcher>,
     feeds: &'a Arc<FeedHub>,
@@ -377,6 +387,7 @@ fn start_services(services: &Services, settings: &Settings, ports: &Ports, with:
     with.router.start(services);
     with.scheduler.start(services);
     with.schedules.start(services);
+    with.workflows.start(services);
     with.recovery.start(services);
     with.feeds.start(ports, services, crate::routes::feeds::frame);
     if settings.messaging.push_delivery {
@@ -426,6 +437,7 @@ struct Adapters {
     ports: Ports,
     analytics: Arc<dyn AnalyticsStore>,
     schedules: Arc<dyn ScheduleStore>,
+    workflows: Arc<dyn WorkflowStore>,
 }
 
 fn memory_adapters() -> Adapters {
@@ -438,7 +450,8 @@ fn memory_adapters() -> Adapters {
             clock: Arc::new(SystemClock),
         },
         analytics: store.clone(),
-        schedules: store,
+        schedules: store.clone(),
+        workflows: store,
     }
 }
 
@@ -486,6 +499,7 @@ async fn postgres_adapters(
             clock: Arc::new(SystemClock),
         },
         analytics: store.clone(),
-        schedules: store,
+        schedules: store.clone(),
+        workflows: store,
     })
 }

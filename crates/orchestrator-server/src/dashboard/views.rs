@@ -513,6 +513,13 @@ fn pending_reason(reason: &PendingReason) -> String {
             format!("all {droplets} capable droplets are at their capacity")
         }
         PendingReason::Routable => "a droplet can take it: the router is about to assign it".into(),
+        PendingReason::WaitingFor {
+            workflow_id,
+            task_ids,
+        } => {
+            let ids: Vec<String> = task_ids.iter().map(|id| format!("#{id}")).collect();
+            format!("it waits for {} of workflow {workflow_id}", ids.join(", "))
+        }
     }
 }
 

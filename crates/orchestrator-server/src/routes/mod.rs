@@ -10,6 +10,7 @@ pub mod public;
 pub mod schedules;
 pub mod tasks;
 pub mod tokens;
+pub mod workflows;
 
 use std::collections::BTreeMap;
 
@@ -27,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(public::configure)
         .configure(tasks::configure)
         .configure(schedules::configure)
+        .configure(workflows::configure)
         .configure(droplets::configure)
         .configure(droplets::configure_mesh)
         .configure(management::configure)

@@ -88,6 +88,13 @@ fn pending_reason(reason: use_case::PendingReason) -> PendingReason {
             PendingReason::AllCapableDropletsFull { capability, droplets }
         }
         use_case::PendingReason::Routable => PendingReason::Routable,
+        use_case::PendingReason::WaitingFor {
+            workflow_id,
+            task_ids,
+        } => PendingReason::WaitingFor {
+            workflow_id,
+            task_ids,
+        },
     }
 }
 
