@@ -836,3 +836,46 @@ async fn the_client_manages_schedules() {
     let gone = writer.schedule("hourly-sync").await.expect_err("gone");
     assert_eq!(gone.code(), Some("not_found"));
 }
+
+/// Workflows through the client: submitted, read, listed and cancelled,
+/// a bad one refused naming the task.
+#[tokio::test]
+async fn the_client_manages_workflows() {
+    use orchestrator_client::workflows::{WorkflowState, WorkflowSubmission};
+    let app = spawn_app_with(&[]).await;
+    let writer = client(&app, app.writer("alice"));
+    let submission = WorkflowSubmission {
+        name: Some("etl".into()),
+        tasks: vec![
+            serde_json::json!({ "key": "load", "task_type": "load", "depends_on": ["extract"] }),
+            serde_json::json!({ "key": "extract", "task_type": "extract" }),
+        ],
+    };
+    let made = writer.create_workflow(&submission).await.expect("created");
+    let keys: Vec<&str> = made.tasks.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, ["extract", "load"]);
+    let read = writer.workflow(made.workflow_id).await.expect("read");
+    assert_eq!(
+        (read.state, read.name.as_deref()),
+        (WorkflowState::Running, Some("etl"))
+    );
+    assert_eq!(read.tasks[1].depends_on, ["extract"]);
+    assert!(read.tasks[1].waiting);
+    let listed = writer.workflows(10).await.expect("list");
+    assert_eq!(
+        listed.iter().map(|w| w.id).collect::<Vec<_>>(),
+        [made.workflow_id]
+    );
+    let cancelled = writer.cancel_workflow(made.workflow_id).await.expect("cancelled");
+    assert_eq!(cancelled.state, WorkflowState::Cancelled);
+
+    let cycle = WorkflowSubmission {
+        name: None,
+        tasks: vec![serde_json::json!({ "key": "a", "task_type": "t", "depends_on": ["a"] })],
+    };
+    let refused = writer.create_workflow(&cycle).await.expect_err("refused");
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (Some(422), Some("validation_failed"))
+    );
+}

@@ -608,3 +608,52 @@ async fn the_schedules_page_lists_next_runs_and_a_writer_pauses_and_resumes() {
         StatusCode::NOT_FOUND
     );
 }
+
+#[tokio::test]
+async fn a_workflow_is_drawn_in_dependency_order_and_a_writer_cancels_it() {
+    let app = spawn_app().await;
+    let body = json!({
+        "name": "etl",
+        "tasks": [
+            { "key": "load", "task_type": "load", "depends_on": ["transform"] },
+            { "key": "transform", "task_type": "transform", "depends_on": ["extract"], "on_dependency_failure": "run_anyway" },
+            { "key": "extract", "task_type": "extract" }
+        ]
+    });
+    let created = app.post("/workflows", &app.writer("alice"), body).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.payload()["workflow_id"].as_i64().expect("id");
+
+    let viewer = Browser::signed_in(&app, &app.token("viewer", &[Permission::Read], None)).await;
+    let list = viewer.get("/ui/workflows").await;
+    list.assert_shows(&format!(r#"data-workflow="{id}""#));
+    list.assert_shows("3 pending");
+    let page = viewer.get(&format!("/ui/workflows/{id}")).await;
+    let at = |key: &str| {
+        page.body
+            .find(&format!(r#"data-key="{key}""#))
+            .unwrap_or_else(|| panic!("{key} is drawn"))
+    };
+    assert!(
+        at("extract") < at("transform") && at("transform") < at("load"),
+        "in dependency order"
+    );
+    page.assert_shows("pending (waiting)");
+    page.assert_shows("it runs anyway");
+    assert!(!page.body.contains("/cancel"), "a reader is shown no action");
+    let cancel = format!("/ui/workflows/{id}/cancel");
+    assert_eq!(viewer.form(&cancel, &[]).await.status, StatusCode::FORBIDDEN);
+
+    let alice = Browser::signed_in(&app, &app.writer("alice")).await;
+    let done = alice.form(&cancel, &[]).await;
+    assert_eq!(
+        (done.status, done.location()),
+        (StatusCode::SEE_OTHER, format!("/ui/workflows/{id}").as_str())
+    );
+    let workflow = app.get(&format!("/workflows/{id}"), &app.admin()).await;
+    assert_eq!(workflow.payload()["workflow"]["state"], "cancelled");
+    alice
+        .get(&format!("/ui/workflows/{id}"))
+        .await
+        .assert_shows(">cancelled<");
+}

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use orchestrator_app::tasks::StatusChange;
-use orchestrator_app::{DropletService, Ports, Router, TaskService};
+use orchestrator_app::{DropletService, Ports, Router, TaskService, WorkflowService};
 use orchestrator_domain::{
     Caller, DomainEvent, Permission, Permissions, RegistrationDraft, TaskDraft, TaskId, TaskStatus,
 };
@@ -49,6 +49,7 @@ struct Bench {
     ports: Ports,
     tasks: TaskService,
     router: Arc<Router>,
+    workflows: WorkflowService,
     database: TestDatabase,
 }
 
@@ -85,6 +86,12 @@ fn caller(subject: String, permission: Permission, droplet_id: Option<i64>) -> C
 
 /// A fresh, migrated database and the ports over it, as a server has them.
 pub(crate) async fn pg_ports() -> anyhow::Result<(TestDatabase, Ports)> {
+    let (database, store) = pg_store().await?;
+    Ok((database, ports_over(store)))
+}
+
+/// A fresh, migrated database and the store over it.
+async fn pg_store() -> anyhow::Result<(TestDatabase, Arc<PgStore>)> {
     let database = TestDatabase::create().await;
     run_migrations(&database.url).await?;
     let settings = PoolSettings {
@@ -92,17 +99,21 @@ pub(crate) async fn pg_ports() -> anyhow::Result<(TestDatabase, Ports)> {
         timeout: Duration::from_secs(30),
     };
     let store = Arc::new(PgStore::new(&database.url, settings)?);
-    let ports = Ports {
+    Ok((database, store))
+}
+
+fn ports_over(store: Arc<PgStore>) -> Ports {
+    Ports {
         tasks: store.clone(),
         droplets: store,
         events: Arc::new(InProcessEventBus::default()),
         clock: Arc::new(SystemClock),
-    };
-    Ok((database, ports))
+    }
 }
 
 async fn setup() -> anyhow::Result<Bench> {
-    let (database, ports) = pg_ports().await?;
+    let (database, store) = pg_store().await?;
+    let ports = ports_over(store.clone());
     let droplets = DropletService::new(ports.clone());
     for id in 1..=DROPLETS {
         let draft = RegistrationDraft {
@@ -121,8 +132,11 @@ async fn setup() -> anyhow::Result<Bench> {
             )
             .await?;
     }
+    let tasks = TaskService::new(ports.clone());
     Ok(Bench {
-        tasks: TaskService::new(ports.clone()),
+        // As the server runs it: every end is offered to the workflows' settling.
+        workflows: WorkflowService::new(ports.clone(), store, tasks.clone()),
+        tasks,
         router: Router::new(ports.clone()),
         ports,
         database,
@@ -287,6 +301,7 @@ async fn w1(total: usize) -> anyhow::Result<f64> {
     let droplets = start_droplets(&bench);
     let services = orchestrator_app::Services::default();
     bench.router.start(&services);
+    bench.workflows.start(&services);
     let completions = Completions::start(&bench);
     let usage = Usage::start();
     let started = Instant::now();
@@ -342,6 +357,7 @@ async fn w2(rate: u32, seconds: u32) -> anyhow::Result<()> {
     let droplets = start_droplets(&bench);
     let services = orchestrator_app::Services::default();
     bench.router.start(&services);
+    bench.workflows.start(&services);
     let completions = Completions::start(&bench);
     let usage = Usage::start();
     let total = (rate * seconds) as usize;

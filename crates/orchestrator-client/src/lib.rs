@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod public;
 pub mod schedules;
 pub mod worker;
+pub mod workflows;
 
 pub use droplets::{DropletCapabilities, DropletStatusChange};
 pub use feed::{FeedEvent, FeedFilter, FeedKind, FeedStatus, Subscription};

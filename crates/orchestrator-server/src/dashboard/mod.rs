@@ -54,6 +54,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/droplets/{id}/{action}", web::post().to(act_on_droplet))
             .route("/schedules", web::get().to(schedules))
             .route("/schedules/{name}/{action}", web::post().to(act_on_schedule))
+            .route("/workflows", web::get().to(workflows))
+            .route("/workflows/{id}", web::get().to(workflow))
+            .route("/workflows/{id}/cancel", web::post().to(cancel_workflow))
             .route("/jobs", web::get().to(jobs))
             .route("/jobs/{id}/{action}", web::post().to(act_on_job)),
     );
@@ -356,6 +359,30 @@ async fn act_on_schedule(
         };
         app.schedules.set_paused(&viewer.caller, name, paused).await?;
         Ok(see_other("/ui/schedules"))
+    })
+    .await
+}
+
+async fn workflows(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
+    signed_in(&req, async |viewer| {
+        let workflows = app.workflows.list(&viewer.caller, 50).await?;
+        Ok(page_of(views::workflows(viewer, &workflows)))
+    })
+    .await
+}
+
+async fn workflow(req: HttpRequest, app: web::Data<AppState>, id: web::Path<i64>) -> HttpResponse {
+    signed_in(&req, async |viewer| {
+        let view = app.workflows.get(&viewer.caller, *id).await?;
+        Ok(page_of(views::workflow(viewer, &view)))
+    })
+    .await
+}
+
+async fn cancel_workflow(req: HttpRequest, app: web::Data<AppState>, id: web::Path<i64>) -> HttpResponse {
+    form_of_signed_in(&req, async |viewer| {
+        app.workflows.cancel(&viewer.caller, *id).await?;
+        Ok(see_other(&format!("/ui/workflows/{}", *id)))
     })
     .await
 }

@@ -4,8 +4,10 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 use orchestrator_app::tasks::{PendingReason, TaskDetails, TaskListing};
-use orchestrator_app::{JobStatus, ScheduleView, SeriesPoint, Summary};
-use orchestrator_domain::{Droplet, DropletStatus, HistoryEntry, Task, TaskStatus};
+use orchestrator_app::{JobStatus, ScheduleView, SeriesPoint, Summary, WorkflowView};
+use orchestrator_domain::{
+    DependencyFailure, Droplet, DropletStatus, HistoryEntry, Task, TaskId, TaskStatus, WorkflowState,
+};
 use orchestrator_ports::RescueCounts;
 use serde_json::Value;
 
@@ -19,15 +21,17 @@ pub enum Nav {
     Tasks,
     Droplets,
     Schedules,
+    Workflows,
     Jobs,
     None,
 }
 
-const NAV: [(Nav, &str, &str); 5] = [
+const NAV: [(Nav, &str, &str); 6] = [
     (Nav::Overview, "/ui", "Overview"),
     (Nav::Tasks, "/ui/tasks", "Tasks"),
     (Nav::Droplets, "/ui/droplets", "Droplets"),
     (Nav::Schedules, "/ui/schedules", "Schedules"),
+    (Nav::Workflows, "/ui/workflows", "Workflows"),
     (Nav::Jobs, "/ui/jobs", "Jobs"),
 ];
 
@@ -706,6 +710,114 @@ fn schedule_row(viewer: &Viewer, view: &ScheduleView) -> Markup {
             }
         }
     }
+}
+
+/// The newest workflows, each with its state and how its tasks stand.
+pub fn workflows(viewer: &Viewer, workflows: &[WorkflowView]) -> Markup {
+    let content = html! {
+        h1 { "Workflows" }
+        @if workflows.is_empty() {
+            p.muted { "No workflow yet: POST /workflows submits one." }
+        } @else {
+            div.scroll {
+                table #workflows {
+                    thead { tr {
+                        th { "Workflow" } th { "Name" } th { "State" } th { "Tasks" } th.optional { "Created" }
+                    } }
+                    tbody {
+                        @for view in workflows {
+                            @let workflow = &view.workflow;
+                            tr data-workflow=(workflow.id) {
+                                td { a href=(format!("/ui/workflows/{}", workflow.id)) { "#" (workflow.id) } }
+                                td { (workflow.name.as_deref().unwrap_or("")) }
+                                td { (workflow_state(view.state)) }
+                                td { (task_tally(workflow)) }
+                                td.optional { (time(Some(workflow.created_at))) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout("Workflows", Some(viewer), Nav::Workflows, content)
+}
+
+/// One workflow: its tasks in dependency order with their states, and
+/// for a writer a button that cancels what has not finished.
+pub fn workflow(viewer: &Viewer, view: &WorkflowView) -> Markup {
+    let workflow = &view.workflow;
+    let keys: std::collections::HashMap<TaskId, &str> = workflow
+        .members
+        .iter()
+        .map(|m| (m.task.id, m.key.as_str()))
+        .collect();
+    let title = format!("Workflow {}", workflow.id);
+    let content = html! {
+        h1 { (title) @if let Some(name) = &workflow.name { " · " (name) } }
+        p { (workflow_state(view.state)) " · created " (time(Some(workflow.created_at)))
+            @if let Some(by) = &workflow.created_by { " by " (by) } }
+        @if viewer.can_write() && view.state == WorkflowState::Running {
+            form.inline method="post" action=(format!("/ui/workflows/{}/cancel", workflow.id)) {
+                button.secondary type="submit" { "Cancel what has not finished" }
+            }
+        }
+        div.scroll {
+            table #workflow-tasks {
+                thead { tr {
+                    th { "Step" } th { "Task" } th { "Type" } th { "Status" } th { "Waits for" } th.optional { "If one fails" }
+                } }
+                tbody {
+                    @for member in &workflow.members {
+                        tr data-key=(member.key) {
+                            td { (member.key) }
+                            td { a href=(format!("/ui/tasks/{}", member.task.id)) { "#" (member.task.id) } }
+                            td { (member.task.task_type) }
+                            td class=(status_class(member.task.status.as_str())) {
+                                (member.task.status.as_str())
+                                @if member.waiting { " (waiting)" }
+                            }
+                            td {
+                                @for (i, id) in member.depends_on.iter().enumerate() {
+                                    @if i > 0 { ", " }
+                                    (keys.get(id).copied().unwrap_or("?"))
+                                }
+                            }
+                            td.optional { (dependency_policy(member.on_dependency_failure)) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    layout(&title, Some(viewer), Nav::Workflows, content)
+}
+
+fn workflow_state(state: WorkflowState) -> Markup {
+    let shown_as = match state {
+        WorkflowState::Running => "in_progress",
+        WorkflowState::Completed => "completed",
+        WorkflowState::Failed => "failed",
+        WorkflowState::Cancelled => "cancelled",
+    };
+    html! { span class=(status_class(shown_as)) { (state.as_str()) } }
+}
+
+fn dependency_policy(policy: DependencyFailure) -> &'static str {
+    match policy {
+        DependencyFailure::Cancel => "it is cancelled",
+        DependencyFailure::RunAnyway => "it runs anyway",
+    }
+}
+
+/// How many tasks of `workflow` have each status, as `3 completed, 1 pending`.
+fn task_tally(workflow: &orchestrator_ports::StoredWorkflow) -> String {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for member in &workflow.members {
+        *counts.entry(member.task.status.as_str()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts.iter().map(|(status, n)| format!("{n} {status}")).collect();
+    parts.join(", ")
 }
 
 fn job_state(job: &JobStatus) -> Markup {
