@@ -212,3 +212,80 @@ async fn replicas_make_one_task_per_fire_time_of_a_schedule() {
     .await;
     assert_eq!(tasks, fire_times, "one task per fire time");
 }
+
+/// Two replicas routing one key's backlog at once never run more than its
+/// limit: each assignment locks the key's limit and counts its runs in the
+/// same commit. A sampler watches the run rows the whole time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_never_run_more_of_a_key_than_its_limit() {
+    let database = TestDatabase::create().await;
+    let replicas = [
+        spawn_replica(&database.url, &[]).await,
+        spawn_replica(&database.url, &[]).await,
+    ];
+    for (i, replica) in replicas.iter().enumerate() {
+        replica.register(3 + i as i64, &["export"], 20).await;
+    }
+    let set = replicas[0]
+        .put(
+            "/concurrency-limits/tenant-a",
+            &replicas[0].admin(),
+            json!({ "max_running": 3 }),
+        )
+        .await;
+    assert_eq!(set.status, 200, "{set:?}");
+    let (client, connection) = tokio_postgres::connect(&database.url, NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let running = "SELECT count(*) FROM task_runs WHERE concurrency_key = 'tenant-a'";
+    let body =
+        json!({ "task_type": "export", "required_capability": "export", "concurrency_key": "tenant-a" });
+    let mut ids = Vec::new();
+    for n in 0..20 {
+        let replica = &replicas[n % 2];
+        let created = replica
+            .post("/tasks", &replica.writer("alice"), body.clone())
+            .await;
+        assert_eq!(created.status, 201, "{created:?}");
+        ids.push(created.payload()["task_id"].as_i64().expect("id"));
+        assert!(
+            scalar(&client, running).await <= 3,
+            "over the limit while submitting"
+        );
+    }
+    // Each round, finish what runs (on the replica that did not assign it)
+    // and check the key never holds more than its limit.
+    let mut finished = 0;
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while finished < ids.len() {
+        assert!(
+            Instant::now() < give_up,
+            "only {finished} of {} ran in time",
+            ids.len()
+        );
+        let held = scalar(&client, running).await;
+        assert!(held <= 3, "{held} tasks of the key run at once");
+        for id in &ids {
+            let task = replicas[0].task(*id).await;
+            if task["status"] != "assigned" {
+                continue;
+            }
+            let droplet = task["assigned_droplet_id"].as_i64().expect("droplet");
+            let replica = &replicas[finished % 2];
+            replica
+                .set_status(*id, &replica.droplet(droplet), "in_progress")
+                .await;
+            let done = replica
+                .patch(
+                    &format!("/tasks/{id}"),
+                    &replica.droplet(droplet),
+                    json!({ "status": "completed" }),
+                )
+                .await;
+            assert_eq!(done.status, 200, "{done:?}");
+            finished += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -187,6 +187,13 @@ pub enum PendingReason {
         workflow_id: orchestrator_domain::WorkflowId,
         task_ids: Vec<TaskId>,
     },
+    /// Its concurrency key has `running` of `max_running` tasks assigned
+    /// or running: it waits for one of them to end.
+    ConcurrencyLimited {
+        key: String,
+        running: u32,
+        max_running: u32,
+    },
     /// A state this crate does not know, from a newer server: a reader
     /// keeps the task rather than failing on its `routing`. Never written
     /// (and so not in the OpenAPI document).

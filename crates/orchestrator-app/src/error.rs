@@ -54,7 +54,7 @@ impl From<StoreError> for AppError {
             StoreError::NotFound { entity, id } => AppError::NotFound { entity, id },
             StoreError::UnknownName { entity, name } => AppError::UnknownName { entity, name },
             StoreError::Conflict(message) => AppError::Conflict(message),
-            unavailable @ StoreError::DropletUnavailable { .. } => {
+            unavailable @ (StoreError::DropletUnavailable { .. } | StoreError::ConcurrencyLimited { .. }) => {
                 AppError::Conflict(unavailable.to_string())
             }
             StoreError::Invalid(invalid) => AppError::Validation(invalid),

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod authz;
+pub mod concurrency;
 pub mod delivery;
 pub mod directory;
 pub mod droplets;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 
 use orchestrator_ports::{Clock, DropletStore, EventBus, TaskStore};
 
+pub use concurrency::ConcurrencyService;
 pub use delivery::Delivery;
 pub use directory::ServiceDirectory;
 pub use droplets::DropletService;

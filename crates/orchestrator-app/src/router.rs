@@ -240,7 +240,9 @@ impl Router {
                     self.ports.events.publish(DomainEvent::TaskAssigned(saved)).await;
                 }
                 Err(StoreError::DropletUnavailable { .. }) => round.refused.push(droplet_id),
-                Err(StoreError::Conflict(_)) => {}
+                // Its key is at its limit: it waits, queued, and claims
+                // leave it out until a task of the key ends.
+                Err(StoreError::Conflict(_) | StoreError::ConcurrencyLimited { .. }) => {}
                 Err(err) => {
                     round.error.get_or_insert(err.into());
                 }

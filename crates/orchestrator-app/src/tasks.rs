@@ -58,6 +58,13 @@ pub enum PendingReason {
         workflow_id: orchestrator_domain::WorkflowId,
         task_ids: Vec<TaskId>,
     },
+    /// Its concurrency key has `running` of `max_running` tasks assigned or
+    /// running: it waits for one of them to end.
+    ConcurrencyLimited {
+        key: String,
+        running: u32,
+        max_running: u32,
+    },
 }
 
 /// One page of `GET /tasks`.
@@ -130,6 +137,8 @@ pub struct TaskService {
     idempotency_window: std::time::Duration,
     /// Asked what a task of a workflow waits for, to explain it.
     workflows: Option<std::sync::Arc<dyn orchestrator_ports::WorkflowStore>>,
+    /// Asked whether a task's concurrency key is at its limit, to explain it.
+    limits: Option<std::sync::Arc<dyn orchestrator_ports::ConcurrencyStore>>,
 }
 
 impl std::fmt::Debug for TaskService {
@@ -137,6 +146,7 @@ impl std::fmt::Debug for TaskService {
         f.debug_struct("TaskService")
             .field("idempotency_window", &self.idempotency_window)
             .field("workflows", &self.workflows.is_some())
+            .field("limits", &self.limits.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -148,6 +158,7 @@ impl TaskService {
             router: None,
             idempotency_window: IDEMPOTENCY_WINDOW,
             workflows: None,
+            limits: None,
         }
     }
 
@@ -170,6 +181,12 @@ impl TaskService {
         workflows: std::sync::Arc<dyn orchestrator_ports::WorkflowStore>,
     ) -> Self {
         self.workflows = Some(workflows);
+        self
+    }
+
+    /// Lets `get` say when a task waits for a slot of its concurrency key.
+    pub fn with_limits(mut self, limits: std::sync::Arc<dyn orchestrator_ports::ConcurrencyStore>) -> Self {
+        self.limits = Some(limits);
         self
     }
 
@@ -348,6 +365,9 @@ impl TaskService {
         if self.router.as_ref().is_some_and(|r| r.is_paused()) {
             return Ok(PendingReason::RouterPaused);
         }
+        if let Some(reason) = self.key_limited(task).await? {
+            return Ok(reason);
+        }
         let active = DropletFilter {
             status: Some(orchestrator_domain::DropletStatus::Active),
             ..DropletFilter::default()
@@ -369,6 +389,25 @@ impl TaskService {
             },
             Placement::Assign { .. } => PendingReason::Routable,
         })
+    }
+
+    /// `ConcurrencyLimited` when `task`'s key is at its limit.
+    async fn key_limited(&self, task: &Task) -> AppResult<Option<PendingReason>> {
+        let (Some(limits), Some(key)) = (&self.limits, &task.concurrency_key) else {
+            return Ok(None);
+        };
+        let usage = match limits.concurrency_limit(key).await {
+            Ok(usage) => usage,
+            Err(StoreError::UnknownName { .. }) => return Ok(None),
+            Err(err) => return Err(err.into()),
+        };
+        Ok(
+            (!usage.limit.has_room(usage.running)).then(|| PendingReason::ConcurrencyLimited {
+                key: key.clone(),
+                running: usage.running,
+                max_running: usage.limit.max_running,
+            }),
+        )
     }
 
     /// A droplet reports progress on a task it holds (or an admin steps in).

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod concurrency;
 pub mod droplet;
 pub mod endpoint;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod state_machine;
 pub mod task;
 pub mod workflow;
 
+pub use concurrency::ConcurrencyLimit;
 pub use droplet::{
     Capability, Droplet, DropletId, DropletRegistration, DropletStatus, HeartbeatReport, RegistrationDraft,
     ServiceHeartbeat, ServiceRef,

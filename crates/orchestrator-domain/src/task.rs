@@ -144,6 +144,10 @@ pub struct Task {
     /// it last started or was retried.
     #[serde(default)]
     pub requeues: u32,
+    /// At most the key's limit of tasks with this key are assigned or
+    /// running at once ([`crate::concurrency`]).
+    #[serde(default)]
+    pub concurrency_key: Option<String>,
 }
 
 /// What a droplet last said of a run it is making.
@@ -517,6 +521,11 @@ pub struct TaskDraft {
     /// mesh's integration guide writes it.
     #[serde(default, alias = "data", skip_serializing_if = "Option::is_none")]
     pub payload: Option<Value>,
+    /// Tasks sharing a key run at most the key's limit at once
+    /// (`PUT /concurrency-limits/{key}`); no limit set, no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(pattern = r"^[A-Za-z0-9_.:-]{1,100}$"))]
+    pub concurrency_key: Option<String>,
 }
 
 /// A validated task submission: every field is within the schema's bounds.
@@ -534,6 +543,7 @@ pub struct NewTask {
     pub timeout_seconds: Option<u32>,
     /// Not routed before this time; `None` for at once.
     pub run_at: Option<DateTime<Utc>>,
+    pub concurrency_key: Option<String>,
 }
 
 impl NewTask {
@@ -573,6 +583,11 @@ impl NewTask {
             deadline: draft.deadline,
             timeout_seconds: parse_timeout(draft.timeout_seconds)?,
             run_at,
+            concurrency_key: draft
+                .concurrency_key
+                .as_deref()
+                .map(|key| crate::concurrency::parse_key("concurrency_key", key))
+                .transpose()?,
         })
     }
 
@@ -613,6 +628,7 @@ impl NewTask {
             progress: None,
             requeues: 0,
             run_at: self.run_at,
+            concurrency_key: self.concurrency_key,
         }
     }
 }

@@ -19,6 +19,7 @@ use orchestrator_ports::{
 };
 use uuid::Uuid;
 
+mod concurrency;
 mod workflows;
 
 /// Heartbeat rows kept per droplet; older ones are dropped so that memory
@@ -59,6 +60,8 @@ struct State {
     memberships: HashMap<TaskId, workflows::Membership>,
     /// The tasks of workflows that depend on each task.
     dependants: HashMap<TaskId, Vec<TaskId>>,
+    /// Concurrency limits by key.
+    limits: BTreeMap<String, orchestrator_domain::ConcurrencyLimit>,
 }
 
 #[derive(Debug)]
@@ -451,6 +454,11 @@ impl TaskStore for MemoryStore {
             )));
         }
         let task = transition.task.clone();
+        if task.status == TaskStatus::Assigned
+            && let Some(refused) = state.key_refusal(&task)
+        {
+            return Err(refused);
+        }
         if let (TaskStatus::Assigned, Some(droplet_id)) = (task.status, task.assigned_droplet_id) {
             let held = state.held_by(droplet_id);
             let droplet = state.droplet_mut(droplet_id)?;
@@ -526,6 +534,7 @@ impl TaskStore for MemoryStore {
             .tasks
             .values()
             .filter(|t| query.matches(t) && !leased(&state, t.id) && t.is_due(now) && !state.is_waiting(t.id))
+            .filter(|t| state.key_refusal(t).is_none())
             .collect();
         pending.sort_by_key(|t| t.routing_order());
         let claimed: Vec<Task> = pending.into_iter().take(query.limit as usize).cloned().collect();

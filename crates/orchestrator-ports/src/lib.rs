@@ -30,6 +30,14 @@ pub enum StoreError {
     /// active; another droplet may take the task.
     #[error("droplet {droplet_id} cannot take the task: {reason}")]
     DropletUnavailable { droplet_id: DropletId, reason: String },
+    /// An assignment was refused because its task's concurrency key has
+    /// reached its limit; the task waits, queued, for a slot of the key.
+    #[error("concurrency key '{key}' has {running} of {max_running} tasks running")]
+    ConcurrencyLimited {
+        key: String,
+        running: u32,
+        max_running: u32,
+    },
     /// The store refused a value it cannot hold.
     #[error(transparent)]
     Invalid(#[from] ValidationError),
@@ -403,6 +411,39 @@ pub trait WorkflowStore: Send + Sync {
     async fn unsettled(&self, limit: u32) -> StoreResult<Vec<TaskId>>;
 }
 
+/// A key's limit and how many tasks with the key are assigned or running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyUsage {
+    pub limit: orchestrator_domain::ConcurrencyLimit,
+    pub running: u32,
+}
+
+/// Concurrency limits per key. Their enforcement is in `TaskStore`: an
+/// assignment beyond a key's limit is refused, and claims leave out the
+/// tasks of a key at its limit.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ConcurrencyStore: Send + Sync {
+    /// Sets the limit of `key` (made or replaced), changed at `at` by `by`.
+    async fn set_concurrency_limit(
+        &self,
+        key: &str,
+        max_running: u32,
+        by: Option<String>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<KeyUsage>;
+
+    /// `UnknownName` when `key` has no limit.
+    async fn concurrency_limit(&self, key: &str) -> StoreResult<KeyUsage>;
+
+    /// Every limit, by key.
+    async fn concurrency_limits(&self) -> StoreResult<Vec<KeyUsage>>;
+
+    /// Removes the limit of `key`: its tasks run without one. `UnknownName`
+    /// when it has none.
+    async fn delete_concurrency_limit(&self, key: &str) -> StoreResult<()>;
+}
+
 /// Where tasks and their audit trail live.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
@@ -459,7 +500,11 @@ pub trait TaskStore: Send + Sync {
 
     /// Applies a transition as one compare-and-set together with its history
     /// row. An assignment to a droplet that is not active, or that would put
-    /// it above its `max_concurrent_tasks`, is `DropletUnavailable`.
+    /// it above its `max_concurrent_tasks`, is `DropletUnavailable`; one of
+    /// a task whose concurrency key has no room
+    /// ([`orchestrator_domain::ConcurrencyLimit::has_room`], the key's
+    /// limit locked and its runs counted in the same commit) is
+    /// `ConcurrencyLimited`.
     async fn apply_transition(&self, transition: Transition) -> StoreResult<Task>;
 
     /// Applies `report` when it stands ([`Task::apply_report`]) as one

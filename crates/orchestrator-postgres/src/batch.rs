@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use orchestrator_domain::{DropletId, DropletStatus, Task, TaskStatus, has_room};
+use orchestrator_domain::{ConcurrencyLimit, DropletId, DropletStatus, Task, TaskStatus, has_room};
 use orchestrator_ports::{StoreError, StoreResult, Transition};
 
 use crate::rows::{LiveRow, naive};
@@ -26,6 +26,7 @@ pub(crate) async fn apply_batch(
 ) -> Result<Outcomes, diesel::result::Error> {
     let mut outcomes: Vec<Option<StoreResult<Task>>> = vec![None; batch.len()];
     let slots = reserve_slots(conn, batch, &mut outcomes).await?;
+    reserve_keys(conn, batch, &mut outcomes).await?;
     let accepted: Vec<usize> = (0..batch.len()).filter(|i| outcomes[*i].is_none()).collect();
     // The history rows are written by the same statement, for the rows it changed.
     let rows = update_tasks(conn, batch, &accepted, &slots).await?;
@@ -153,6 +154,91 @@ async fn reserve_slots(
         .into_iter()
         .map(|(external, (internal, _))| (external, internal))
         .collect())
+}
+
+#[derive(Debug, QueryableByName)]
+struct LimitRow {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = Integer)]
+    max_running: i32,
+}
+
+#[derive(Debug, QueryableByName)]
+struct RunningRow {
+    #[diesel(sql_type = Text)]
+    key: String,
+    #[diesel(sql_type = BigInt)]
+    running: i64,
+}
+
+/// Refuses the assignments of the batch (not refused already) whose
+/// concurrency key has no room ([`ConcurrencyLimit::has_room`]), counting
+/// the ones it lets through: the keys' limits are locked first, so that
+/// what is counted stays true until the commit.
+async fn reserve_keys(
+    conn: &mut AsyncPgConnection,
+    batch: &[Transition],
+    outcomes: &mut [Option<StoreResult<Task>>],
+) -> Result<(), diesel::result::Error> {
+    // The key of each assignment not refused already.
+    let keyed: Vec<Option<String>> = (0..batch.len())
+        .map(|i| {
+            let task = &batch[i].task;
+            (task.status == TaskStatus::Assigned && outcomes[i].is_none())
+                .then(|| task.concurrency_key.clone())
+                .flatten()
+        })
+        .collect();
+    let mut keys: Vec<String> = keyed.iter().flatten().cloned().collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    // One round trip, as for the droplets: the count runs once the locks are held.
+    let (limits, running) = futures_util::future::try_join(
+        sql::concurrency::LockLimits { keys: &keys }
+            .query()
+            .load::<LimitRow>(&mut &*conn),
+        sql::concurrency::CountRunning { keys: &keys }
+            .query()
+            .load::<RunningRow>(&mut &*conn),
+    )
+    .await?;
+    let running: HashMap<String, u32> = running
+        .into_iter()
+        .map(|r| (r.key, u32::try_from(r.running).unwrap_or(u32::MAX)))
+        .collect();
+    let mut usage: HashMap<String, (ConcurrencyLimit, u32)> = limits
+        .into_iter()
+        .map(|l| {
+            let limit = ConcurrencyLimit {
+                max_running: u32::try_from(l.max_running).unwrap_or(0),
+                key: l.key.clone(),
+                updated_by: None,
+                updated_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+            };
+            let taken = running.get(&l.key).copied().unwrap_or(0);
+            (l.key, (limit, taken))
+        })
+        .collect();
+    for (i, key) in keyed.into_iter().enumerate() {
+        let Some(key) = key else { continue };
+        let Some((limit, taken)) = usage.get_mut(&key) else {
+            continue;
+        };
+        if limit.has_room(*taken) {
+            *taken += 1;
+        } else {
+            outcomes[i] = Some(Err(StoreError::ConcurrencyLimited {
+                key,
+                running: *taken,
+                max_running: limit.max_running,
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// A locked droplet's tasks held and capacity, or why it takes none.

@@ -211,6 +211,7 @@ fn columns_of(creations: &[Creation]) -> sql::tasks::InsertWithHistory {
             .timeout_seconds
             .push(task.timeout_seconds.map(|t| i32::try_from(t).unwrap_or(i32::MAX)));
         columns.run_at.push(task.run_at.map(naive));
+        columns.concurrency_key.push(task.concurrency_key.clone());
     }
     columns
 }

@@ -2,6 +2,7 @@
 
 mod analytics;
 mod batch;
+mod concurrency;
 mod creates;
 mod error;
 mod events;

@@ -134,6 +134,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("progress_at", "timestamp without time zone"),
             ("requeues", "integer"),
             ("run_at", "timestamp without time zone"),
+            ("concurrency_key", "character varying"),
         ],
     ),
     (
@@ -147,6 +148,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("attempt", "integer"),
             ("not_before", "timestamp without time zone"),
             ("routing_lease_until", "timestamp without time zone"),
+            ("concurrency_key", "character varying"),
         ],
     ),
     (
@@ -169,6 +171,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("progress", "smallint"),
             ("progress_message", "text"),
             ("progress_at", "timestamp without time zone"),
+            ("concurrency_key", "character varying"),
         ],
     ),
     (
@@ -200,6 +203,7 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("status", "character varying"),
             ("stored_status", "character varying"),
             ("run_status", "character varying"),
+            ("concurrency_key", "character varying"),
         ],
     ),
     (
@@ -227,6 +231,15 @@ const EXPECTED_COLUMNS: &[(&str, &[(&str, &str)])] = &[
             ("schedule_name", "character varying"),
             ("fire_at", "timestamp without time zone"),
             ("task_id", "bigint"),
+        ],
+    ),
+    (
+        "concurrency_limits",
+        &[
+            ("key", "character varying"),
+            ("max_running", "integer"),
+            ("updated_by", "text"),
+            ("updated_at", "timestamp without time zone"),
         ],
     ),
     (

@@ -60,6 +60,7 @@ pub(crate) struct TaskRow {
     pub progress_at: Option<NaiveDateTime>,
     pub requeues: i32,
     pub run_at: Option<NaiveDateTime>,
+    pub concurrency_key: Option<String>,
 }
 
 impl TaskRow {
@@ -105,6 +106,7 @@ impl TaskRow {
                 at: utc(at),
             }),
             requeues: u32::try_from(self.requeues).unwrap_or(0),
+            concurrency_key: self.concurrency_key,
         })
     }
 }

@@ -1,6 +1,16 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    concurrency_limits (key) {
+        #[max_length = 100]
+        key -> Varchar,
+        max_running -> Int4,
+        updated_by -> Nullable<Text>,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     droplets (id) {
         id -> Int8,
         droplet_id -> Int4,
@@ -106,6 +116,8 @@ diesel::table! {
         attempt -> Int4,
         not_before -> Nullable<Timestamp>,
         routing_lease_until -> Nullable<Timestamp>,
+        #[max_length = 100]
+        concurrency_key -> Nullable<Varchar>,
     }
 }
 
@@ -129,6 +141,8 @@ diesel::table! {
         progress -> Nullable<Int2>,
         progress_message -> Nullable<Text>,
         progress_at -> Nullable<Timestamp>,
+        #[max_length = 100]
+        concurrency_key -> Nullable<Varchar>,
     }
 }
 
@@ -186,6 +200,8 @@ diesel::table! {
         progress_at -> Nullable<Timestamp>,
         requeues -> Int4,
         run_at -> Nullable<Timestamp>,
+        #[max_length = 100]
+        concurrency_key -> Nullable<Varchar>,
     }
 }
 
@@ -215,6 +231,7 @@ diesel::joinable!(heartbeats -> droplets (droplet_id));
 diesel::joinable!(tasks -> droplets (assigned_droplet_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    concurrency_limits,
     droplets,
     heartbeats,
     idempotency_keys,

@@ -8,7 +8,7 @@ diesel::table! {
     /// in `tasks` (`pending` for all unfinished work), `run_status` the one
     /// in `task_runs`: a filter on them uses the index of the table that
     /// holds the status. `deadline_risk_at` is left out: no statement
-    /// reads it through the view, and diesel takes 32 columns at most.
+    /// reads it through the view.
     task_view (id) {
         id -> Int8,
         trace_id -> Uuid,
@@ -42,6 +42,7 @@ diesel::table! {
         stored_status -> Varchar,
         run_status -> Nullable<Varchar>,
         run_at -> Nullable<Timestamp>,
+        concurrency_key -> Nullable<Varchar>,
     }
 }
 

@@ -9,15 +9,15 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use orchestrator_app::jobs::{self, JobContext};
 use orchestrator_app::{
-    Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService, MetricsService,
-    Ports, PublicService, Recovery, RegistrySync, Router, ScheduleService, Scheduler, ServiceDirectory,
-    Services, TaskService, WorkflowService,
+    ConcurrencyService, Delivery, DropletService, FeedHub, FeedSettings, ManagementService, MessagingService,
+    MetricsService, Ports, PublicService, Recovery, RegistrySync, Router, ScheduleService, Scheduler,
+    ServiceDirectory, Services, TaskService, WorkflowService,
 };
 use orchestrator_memory::{InProcessEventBus, MemoryStore, SoleLeader};
 use orchestrator_outbound::{DispatchLimits, HttpDispatcher, HttpRegistryClient};
 use orchestrator_ports::{
-    AnalyticsStore, DropletStore, LeaderElection, ScheduleStore, ServiceRegistration, SystemClock,
-    WorkflowStore,
+    AnalyticsStore, ConcurrencyStore, DropletStore, LeaderElection, ScheduleStore, ServiceRegistration,
+    SystemClock, WorkflowStore,
 };
 use orchestrator_postgres::{PgEventBus, PgLeaderElection, PgStore, PoolSettings, run_migrations};
 use secrecy::ExposeSecret;
@@ -42,6 +42,8 @@ pub struct AppState {
     pub schedules: ScheduleService,
     /// Workflows, and the service that settles their dependants.
     pub workflows: WorkflowService,
+    /// Concurrency limits per key.
+    pub concurrency: ConcurrencyService,
     /// The live feeds of `/ws/tasks` and `/ws/droplets`.
     pub feeds: Arc<FeedHub>,
     /// The Registry, when `REGISTRY_URL` is set.
@@ -138,6 +140,7 @@ impl Application {
                 analytics,
                 schedules,
                 workflows,
+                limits,
             },
             leader,
         ): (Adapters, Arc<dyn LeaderElection>) = match &settings.store.kind {
@@ -183,7 +186,9 @@ impl Application {
         let tasks = TaskService::new(ports.clone())
             .with_router(router.clone())
             .with_idempotency_window(settings.store.idempotency_window)
-            .with_workflows(workflows.clone());
+            .with_workflows(workflows.clone())
+            .with_limits(limits.clone());
+        let concurrency = ConcurrencyService::new(ports.clone(), limits).with_router(router.clone());
         let workflows = WorkflowService::new(ports.clone(), workflows, tasks.clone());
         start_services(
             &services,
@@ -226,6 +231,7 @@ impl Application {
             management: ManagementService::new(scheduler, recovery, settings.run.clone()),
             schedules,
             workflows,
+            concurrency,
             feeds,
             registry,
             directory,
@@ -438,6 +444,7 @@ struct Adapters {
     analytics: Arc<dyn AnalyticsStore>,
     schedules: Arc<dyn ScheduleStore>,
     workflows: Arc<dyn WorkflowStore>,
+    limits: Arc<dyn ConcurrencyStore>,
 }
 
 fn memory_adapters() -> Adapters {
@@ -451,7 +458,8 @@ fn memory_adapters() -> Adapters {
         },
         analytics: store.clone(),
         schedules: store.clone(),
-        workflows: store,
+        workflows: store.clone(),
+        limits: store,
     }
 }
 
@@ -500,6 +508,7 @@ async fn postgres_adapters(
         },
         analytics: store.clone(),
         schedules: store.clone(),
-        workflows: store,
+        workflows: store.clone(),
+        limits: store,
     })
 }

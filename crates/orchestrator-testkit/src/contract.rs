@@ -20,7 +20,12 @@ use uuid::Uuid;
 use crate::Stores;
 use crate::fixtures::{at, capability, new_task, priority, registration};
 
+mod concurrency;
 mod workflows;
+pub use concurrency::{
+    a_key_at_its_limit_holds_its_tasks_back, a_keys_limit_is_set_read_listed_and_removed,
+    concurrent_assignments_never_exceed_a_keys_limit,
+};
 pub use workflows::{
     a_dependant_is_released_with_its_dependencies_results,
     a_failure_cancels_dependants_unless_they_run_anyway, a_workflow_is_stored_whole_and_its_dependants_wait,

@@ -7,7 +7,9 @@ pub mod pg;
 use std::any::Any;
 use std::sync::Arc;
 
-use orchestrator_ports::{AnalyticsStore, DropletStore, ScheduleStore, TaskStore, WorkflowStore};
+use orchestrator_ports::{
+    AnalyticsStore, ConcurrencyStore, DropletStore, ScheduleStore, TaskStore, WorkflowStore,
+};
 
 /// The stores under test. `guard` keeps whatever backs them alive (a
 /// throwaway database, say) until the test ends.
@@ -17,6 +19,7 @@ pub struct Stores {
     pub analytics: Arc<dyn AnalyticsStore>,
     pub schedules: Arc<dyn ScheduleStore>,
     pub workflows: Arc<dyn WorkflowStore>,
+    pub limits: Arc<dyn ConcurrencyStore>,
     pub guard: Option<Box<dyn Any + Send + Sync>>,
 }
 
@@ -29,7 +32,13 @@ impl std::fmt::Debug for Stores {
 impl Stores {
     /// Stores backed by one object that implements both ports.
     pub fn from_one<
-        S: TaskStore + DropletStore + AnalyticsStore + ScheduleStore + WorkflowStore + 'static,
+        S: TaskStore
+            + DropletStore
+            + AnalyticsStore
+            + ScheduleStore
+            + WorkflowStore
+            + ConcurrencyStore
+            + 'static,
     >(
         store: S,
     ) -> Self {
@@ -39,7 +48,8 @@ impl Stores {
             droplets: store.clone(),
             analytics: store.clone(),
             schedules: store.clone(),
-            workflows: store,
+            workflows: store.clone(),
+            limits: store,
             guard: None,
         }
     }
@@ -82,6 +92,9 @@ macro_rules! store_contract_tests {
             a_dependant_is_released_with_its_dependencies_results,
             a_failure_cancels_dependants_unless_they_run_anyway,
             concurrent_settlings_release_once,
+            a_keys_limit_is_set_read_listed_and_removed,
+            a_key_at_its_limit_holds_its_tasks_back,
+            concurrent_assignments_never_exceed_a_keys_limit,
             silent_droplets_become_inactive,
             recovery_finds_each_kind_of_stuck_task,
             a_restarted_droplets_work_is_found_and_a_resumed_ones_kept,

@@ -111,6 +111,7 @@ macro_rules! named_statement {
 }
 
 pub(crate) mod catalog;
+pub(crate) mod concurrency;
 pub(crate) mod droplets;
 pub(crate) mod heartbeats;
 pub(crate) mod history;

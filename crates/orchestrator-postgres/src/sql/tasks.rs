@@ -16,7 +16,7 @@ use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Jsonb, Nullable, S
 pub(crate) const COLUMNS: &str = "id, trace_id, task_type, title, description, payload, required_capability, \
     status, priority, created_at, assigned_at, started_at, completed_at, deadline, result, error_message, \
     retry_count, max_retries, created_by, updated_at, retry_after, attempt, cancel_requested_at, timeout_seconds, \
-    progress, progress_message, progress_at, requeues, run_at";
+    progress, progress_message, progress_at, requeues, run_at, concurrency_key";
 
 /// The statuses of a task a droplet holds, which occupy its slots, as an
 /// SQL list: `TaskStatus::occupies_droplet`, which a test holds it to.
@@ -33,7 +33,8 @@ pub(crate) const LIVE_COLUMNS: &str = "status, assigned_at, started_at, complete
 
 /// The columns of [`COLUMNS`] written once, when the task is created.
 pub(crate) const FIXED_COLUMNS: &str = "id, trace_id, task_type, title, description, payload, \
-    required_capability, priority, created_at, deadline, max_retries, created_by, timeout_seconds, run_at";
+    required_capability, priority, created_at, deadline, max_retries, created_by, timeout_seconds, run_at, \
+    concurrency_key";
 
 /// A held task's columns as its run row `r` and its row `t` give them.
 const RUN_OVER_TASK: &str = statement!(
@@ -42,10 +43,17 @@ const RUN_OVER_TASK: &str = statement!(
     qualified!(LIVE_COLUMNS, "r.")
 );
 
-/// The queue rows a pick may take: no lease running, and requiring no
-/// capability when `unconstrained`, or one of `capabilities`.
+/// The queue rows a pick may take: no lease running, requiring no
+/// capability when `unconstrained`, or one of `capabilities`, and with no
+/// concurrency key whose limit is reached (`ConcurrencyLimit::has_room`:
+/// the key's runs below `max_running`; a task without a key reads nothing
+/// more).
 const TAKEABLE: &str = "(q.routing_lease_until IS NULL OR q.routing_lease_until < (now() AT TIME ZONE 'UTC'))
-  AND ((q.required_capability IS NULL AND :unconstrained) OR q.required_capability = ANY(:capabilities))";
+  AND ((q.required_capability IS NULL AND :unconstrained) OR q.required_capability = ANY(:capabilities))
+  AND (q.concurrency_key IS NULL OR NOT EXISTS (
+        SELECT 1 FROM concurrency_limits l
+        WHERE l.key = q.concurrency_key
+          AND (SELECT count(*) FROM task_runs r WHERE r.concurrency_key = l.key) >= l.max_running))";
 
 /// Locks (`SKIP LOCKED`) the queued tasks ready to route, at most `limit`,
 /// as `picked`, in routing order. Two walks of one index each, so that
@@ -503,7 +511,7 @@ SELECT * FROM unnest(:id::int8[], :expected_status::text[], :expected_droplet::i
 ), dequeued AS (
 DELETE FROM task_queue q USING i
 WHERE q.task_id = i.id AND i.expected_status = 'pending' AND q.attempt = i.expected_attempt
-RETURNING q.task_id AS id
+RETURNING q.task_id AS id, q.concurrency_key
 ), run_kept AS (
 UPDATE task_runs r SET",
     SET_LIVE,
@@ -526,12 +534,12 @@ WHERE r.task_id = i.id AND i.status NOT IN (",
     "
 RETURNING r.task_id AS id
 ), run_started AS (
-INSERT INTO task_runs (task_id, assigned_droplet_id, ",
+INSERT INTO task_runs (task_id, assigned_droplet_id, concurrency_key, ",
     LIVE_COLUMNS,
     ")
 SELECT i.id, ",
     NEW_DROPLET,
-    ", ",
+    ", dequeued.concurrency_key, ",
     qualified!(LIVE_COLUMNS, "i."),
     "
 FROM i JOIN dequeued USING (id)
@@ -559,13 +567,14 @@ WHERE t.id = i.id AND i.status NOT IN (",
            AND t.attempt = i.expected_attempt AND t.assigned_droplet_id IS NOT DISTINCT FROM ",
     EXPECTED_DROPLET,
     "))
-RETURNING t.id, t.priority, t.deadline, t.created_at, t.required_capability, t.run_at, ",
+RETURNING t.id, t.priority, t.deadline, t.created_at, t.required_capability, t.run_at, t.concurrency_key, ",
     qualified!(LIVE_COLUMNS, "t."),
     "
 ), enqueued AS (
-INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, not_before)
+INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, not_before,
+                        concurrency_key)
 SELECT id, priority, deadline, coalesce(created_at, updated_at), required_capability, attempt,
-       greatest(run_at, retry_after)
+       greatest(run_at, retry_after), concurrency_key
 FROM stored WHERE status = 'pending'
 ), changed AS (
 SELECT id, ",
@@ -595,8 +604,9 @@ FROM changed"
 /// new task waits for its `run_at` alone (`Task::not_before`).
 const QUEUE_CREATED: &str = "
 ), queued AS (
-    INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, not_before)
-    SELECT id, priority, deadline, created_at, required_capability, attempt, run_at FROM created";
+    INSERT INTO task_queue (task_id, priority, deadline, created_at, required_capability, attempt, not_before,
+                            concurrency_key)
+    SELECT id, priority, deadline, created_at, required_capability, attempt, run_at, concurrency_key FROM created";
 
 named_statement! {
     /// Creates tasks with their first history rows. The tasks arrive as
@@ -618,20 +628,24 @@ named_statement! {
         metadata: Array<Nullable<Jsonb>> = Vec<Option<serde_json::Value>>,
         timeout_seconds: Array<Nullable<Integer>> = Vec<Option<i32>>,
         run_at: Array<Nullable<Timestamp>> = Vec<Option<NaiveDateTime>>,
+        concurrency_key: Array<Nullable<Text>> = Vec<Option<String>>,
     } = statement!(
     r"
 WITH input AS (
     SELECT * FROM unnest(:trace_id::uuid[], :task_type::text[], :title::text[], :description::text[], :payload::jsonb[], :required_capability::text[],
                          :priority::int4[], :created_at::timestamp[], :deadline::timestamp[], :max_retries::int4[], :created_by::text[],
-                         :reason::text[], :metadata::jsonb[], :timeout_seconds::int4[], :run_at::timestamp[])
+                         :reason::text[], :metadata::jsonb[], :timeout_seconds::int4[], :run_at::timestamp[],
+                         :concurrency_key::text[])
         AS i(trace_id, task_type, title, description, payload, required_capability,
-             priority, created_at, deadline, max_retries, created_by, reason, metadata, timeout_seconds, run_at)
+             priority, created_at, deadline, max_retries, created_by, reason, metadata, timeout_seconds, run_at,
+             concurrency_key)
 ), created AS (
     INSERT INTO tasks (trace_id, task_type, title, description, payload, required_capability, status,
                        priority, created_at, deadline, retry_count, max_retries, created_by, updated_at,
-                       timeout_seconds, run_at)
+                       timeout_seconds, run_at, concurrency_key)
     SELECT trace_id, task_type, title, description, payload, required_capability, 'pending',
-           priority, created_at, deadline, 0, max_retries, created_by, created_at, timeout_seconds, run_at
+           priority, created_at, deadline, 0, max_retries, created_by, created_at, timeout_seconds, run_at,
+           concurrency_key
     FROM input
     RETURNING ",
     COLUMNS,

@@ -91,6 +91,9 @@ pub struct CreateTask {
     /// limit; the server's TASK_RUN_TIMEOUT when absent.
     #[arg(long)]
     timeout_seconds: Option<i64>,
+    /// At most the key's limit of tasks with this key run at once.
+    #[arg(long)]
+    concurrency_key: Option<String>,
     /// The payload, a JSON document.
     #[arg(long, value_parser = parse_json)]
     payload: Option<Value>,
@@ -476,6 +479,7 @@ impl CreateTask {
             run_at: self.run_at,
             delay_seconds: self.delay_seconds,
             timeout_seconds: self.timeout_seconds,
+            concurrency_key: self.concurrency_key,
             payload: self.payload,
         }
     }

@@ -524,6 +524,11 @@ fn pending_reason(reason: &PendingReason) -> String {
             let ids: Vec<String> = task_ids.iter().map(|id| format!("#{id}")).collect();
             format!("it waits for {} of workflow {workflow_id}", ids.join(", "))
         }
+        PendingReason::ConcurrencyLimited {
+            key,
+            running,
+            max_running,
+        } => format!("its concurrency key {key} has {running} of {max_running} tasks running"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per resource, each with `configure`; this module holds what
 //! they share: the error handlers for paths, queries and unknown routes.
 
+pub mod concurrency;
 pub mod droplets;
 pub mod feeds;
 pub mod management;
@@ -29,6 +30,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(tasks::configure)
         .configure(schedules::configure)
         .configure(workflows::configure)
+        .configure(concurrency::configure)
         .configure(droplets::configure)
         .configure(droplets::configure_mesh)
         .configure(management::configure)
@@ -193,6 +195,7 @@ impl Resource {
     by_method! {
         get: GET,
         post: POST,
+        put: PUT,
         patch: PATCH,
         delete: DELETE,
     }

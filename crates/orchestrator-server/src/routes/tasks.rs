@@ -95,6 +95,15 @@ fn pending_reason(reason: use_case::PendingReason) -> PendingReason {
             workflow_id,
             task_ids,
         },
+        use_case::PendingReason::ConcurrencyLimited {
+            key,
+            running,
+            max_running,
+        } => PendingReason::ConcurrencyLimited {
+            key,
+            running,
+            max_running,
+        },
     }
 }
 

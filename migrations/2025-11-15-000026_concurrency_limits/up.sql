@@ -1,0 +1,53 @@
+-- Concurrency limits per key (issue "Time and dependencies"): a task may
+-- name a `concurrency_key`; a limit per key says how many tasks with it may
+-- be assigned or running at once, across replicas.
+--
+-- The key is written once, with the task, and copied where each check
+-- reads it: the queue row (a pick leaves out the tasks of a full key) and
+-- the run row (what counts as running, by the partial index below, which
+-- holds only keyed runs). An assignment locks the limit rows of its keys
+-- and counts their runs in the same transaction, so that replicas
+-- assigning at once wait for each other there.
+ALTER TABLE tasks ADD COLUMN concurrency_key VARCHAR(100);
+ALTER TABLE task_queue ADD COLUMN concurrency_key VARCHAR(100);
+ALTER TABLE task_runs ADD COLUMN concurrency_key VARCHAR(100);
+CREATE INDEX idx_task_runs_concurrency_key ON task_runs (concurrency_key)
+    WHERE concurrency_key IS NOT NULL;
+
+CREATE TABLE concurrency_limits (
+    key         VARCHAR(100) PRIMARY KEY,
+    max_running INTEGER NOT NULL CHECK (max_running >= 0),
+    updated_by  TEXT,
+    updated_at  TIMESTAMP NOT NULL
+);
+
+-- The view shows it; a view gains columns at its end only.
+CREATE OR REPLACE VIEW task_view AS
+SELECT t.id, t.trace_id, t.task_type, t.title, t.description, t.payload, t.required_capability,
+       CASE WHEN r.task_id IS NULL THEN t.assigned_droplet_id ELSE r.assigned_droplet_id END AS assigned_droplet_id,
+       CASE WHEN r.task_id IS NULL THEN t.status ELSE r.status END AS status,
+       t.priority, t.created_at,
+       CASE WHEN r.task_id IS NULL THEN t.assigned_at ELSE r.assigned_at END AS assigned_at,
+       CASE WHEN r.task_id IS NULL THEN t.started_at ELSE r.started_at END AS started_at,
+       CASE WHEN r.task_id IS NULL THEN t.completed_at ELSE r.completed_at END AS completed_at,
+       t.deadline,
+       CASE WHEN r.task_id IS NULL THEN t.result ELSE r.result END AS result,
+       CASE WHEN r.task_id IS NULL THEN t.error_message ELSE r.error_message END AS error_message,
+       CASE WHEN r.task_id IS NULL THEN t.retry_count ELSE r.retry_count END AS retry_count,
+       t.max_retries, t.created_by,
+       CASE WHEN r.task_id IS NULL THEN t.updated_at ELSE r.updated_at END AS updated_at,
+       CASE WHEN r.task_id IS NULL THEN t.retry_after ELSE r.retry_after END AS retry_after,
+       t.deadline_risk_at,
+       CASE WHEN r.task_id IS NULL THEN t.attempt ELSE r.attempt END AS attempt,
+       CASE WHEN r.task_id IS NULL THEN t.cancel_requested_at ELSE r.cancel_requested_at END AS cancel_requested_at,
+       t.timeout_seconds,
+       CASE WHEN r.task_id IS NULL THEN t.progress ELSE r.progress END AS progress,
+       CASE WHEN r.task_id IS NULL THEN t.progress_message ELSE r.progress_message END AS progress_message,
+       CASE WHEN r.task_id IS NULL THEN t.progress_at ELSE r.progress_at END AS progress_at,
+       CASE WHEN r.task_id IS NULL THEN t.requeues ELSE r.requeues END AS requeues,
+       t.status AS stored_status,
+       r.status AS run_status,
+       t.run_at,
+       t.concurrency_key
+FROM tasks t
+LEFT JOIN task_runs r ON r.task_id = t.id;
