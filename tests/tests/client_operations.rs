@@ -879,3 +879,32 @@ async fn the_client_manages_workflows() {
         (Some(422), Some("validation_failed"))
     );
 }
+
+/// Concurrency limits through the client: set, read, listed and removed.
+#[tokio::test]
+async fn the_client_manages_concurrency_limits() {
+    let app = spawn_app_with(&[]).await;
+    let admin = client(&app, app.admin());
+    let set = admin.set_concurrency_limit("tenant-a", 4).await.expect("set");
+    assert_eq!(
+        (set.key.as_str(), set.max_running, set.running),
+        ("tenant-a", 4, 0)
+    );
+    assert_eq!(admin.concurrency_limit("tenant-a").await.expect("get"), set);
+    assert_eq!(admin.concurrency_limits().await.expect("list"), [set]);
+    assert!(
+        admin
+            .delete_concurrency_limit("tenant-a")
+            .await
+            .expect("deleted")
+            .deleted
+    );
+    let gone = admin.concurrency_limit("tenant-a").await.expect_err("gone");
+    assert_eq!(gone.code(), Some("not_found"));
+    let writer = client(&app, app.writer("alice"));
+    let refused = writer
+        .set_concurrency_limit("tenant-a", 1)
+        .await
+        .expect_err("admin only");
+    assert_eq!(refused.status(), Some(403));
+}

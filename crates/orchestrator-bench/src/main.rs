@@ -132,6 +132,7 @@ async fn setup() -> anyhow::Result<Bench> {
             )
             .await?;
     }
+    set_key_limits(&store).await?;
     let tasks = TaskService::new(ports.clone());
     Ok(Bench {
         // As the server runs it: every end is offered to the workflows' settling.
@@ -144,12 +145,36 @@ async fn setup() -> anyhow::Result<Bench> {
 }
 
 fn draft(n: usize) -> TaskDraft {
+    let keys = concurrency_keys();
     TaskDraft {
         task_type: "bench".into(),
         title: Some(format!("task {n}")),
         required_capability: Some(CAPABILITY.into()),
+        concurrency_key: (keys > 0).then(|| format!("tenant-{}", n % keys)),
         ..TaskDraft::default()
     }
+}
+
+/// `BENCH_KEYS`: how many concurrency keys the tasks are spread over, each
+/// with a limit that never binds (every slot of every droplet), so that W1
+/// measures what checking them costs; 0 (the default) for none.
+fn concurrency_keys() -> usize {
+    std::env::var("BENCH_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A limit for each key of [`concurrency_keys`].
+async fn set_key_limits(store: &PgStore) -> anyhow::Result<()> {
+    use orchestrator_ports::ConcurrencyStore;
+    let room = u32::try_from(DROPLETS * CAPACITY)?;
+    for key in 0..concurrency_keys() {
+        store
+            .set_concurrency_limit(&format!("tenant-{key}"), room, None, chrono::Utc::now())
+            .await?;
+    }
+    Ok(())
 }
 
 /// Simulated droplets: each runs its assignments in order, learning of them

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod concurrency;
 pub mod droplets;
 pub mod feed;
 pub mod management;
