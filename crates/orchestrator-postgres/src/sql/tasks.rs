@@ -45,15 +45,25 @@ const RUN_OVER_TASK: &str = statement!(
 
 /// The queue rows a pick may take: no lease running, requiring no
 /// capability when `unconstrained`, or one of `capabilities`, and with no
-/// concurrency key whose limit is reached (`ConcurrencyLimit::has_room`:
-/// the key's runs below `max_running`; a task without a key reads nothing
-/// more).
+/// concurrency key of [`FULL_KEYS`] (a task without a key reads nothing
+/// more). The keys are an array computed once per pick, whatever the
+/// queue holds, rather than a subquery for each keyed row.
 const TAKEABLE: &str = "(q.routing_lease_until IS NULL OR q.routing_lease_until < (now() AT TIME ZONE 'UTC'))
   AND ((q.required_capability IS NULL AND :unconstrained) OR q.required_capability = ANY(:capabilities))
-  AND (q.concurrency_key IS NULL OR NOT EXISTS (
-        SELECT 1 FROM concurrency_limits l
-        WHERE l.key = q.concurrency_key
-          AND (SELECT count(*) FROM task_runs r WHERE r.concurrency_key = l.key) >= l.max_running))";
+  AND (q.concurrency_key IS NULL OR q.concurrency_key <> ALL(ARRAY(SELECT key FROM full_keys)))";
+
+/// The concurrency keys at their limit (`ConcurrencyLimit::has_room`: the
+/// key's runs below `max_running`), as `full_keys`: the limits of 0, and
+/// those of keys whose runs reach theirs, read from the run rows of keyed
+/// tasks (so it costs what runs with a key, not how many keys have limits).
+const FULL_KEYS: &str = "full_keys AS MATERIALIZED (
+SELECT l.key FROM concurrency_limits l WHERE l.max_running = 0
+UNION
+SELECT r.concurrency_key FROM task_runs r JOIN concurrency_limits l ON l.key = r.concurrency_key
+WHERE r.concurrency_key IS NOT NULL
+GROUP BY r.concurrency_key, l.max_running
+HAVING count(*) >= l.max_running
+)";
 
 /// Locks (`SKIP LOCKED`) the queued tasks ready to route, at most `limit`,
 /// as `picked`, in routing order. Two walks of one index each, so that
@@ -67,7 +77,9 @@ const TAKEABLE: &str = "(q.routing_lease_until IS NULL OR q.routing_lease_until 
 /// locked but not picked waits for the round's commit, and the next pick.
 /// Among tasks whose wait has ended, those due first are taken first.
 const PICK_ROUTABLE: &str = statement!(
-    "WITH ready AS (
+    "WITH ",
+    FULL_KEYS,
+    ", ready AS (
 SELECT q.task_id, q.priority, q.deadline, q.created_at
 FROM task_queue q
 WHERE q.not_before IS NULL AND ",
@@ -127,17 +139,25 @@ named_statement! {
 /// read it whole as a bitmap instead: both are turned off, in one
 /// statement, after their values are kept (the subquery runs first: its
 /// volatile calls keep it from being merged into the outer query).
+///
+/// JIT compilation is turned off too: with the sequential scans off, the
+/// one left in the pick (the limits of 0 in [`FULL_KEYS`], a table of a
+/// few rows) is costed at 10^10, far past `jit_above_cost`, and compiling
+/// the pick took 250 ms a round; a pick of one batch never gains from it.
 pub(crate) const PICK_BY_QUEUE_ORDER: &str = "\
-SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)
+SELECT set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true),
+       set_config('jit', 'off', true)
 FROM (SELECT set_config('orchestrator.enable_seqscan', current_setting('enable_seqscan'), true),
-             set_config('orchestrator.enable_bitmapscan', current_setting('enable_bitmapscan'), true)) kept";
+             set_config('orchestrator.enable_bitmapscan', current_setting('enable_bitmapscan'), true),
+             set_config('orchestrator.jit', current_setting('jit'), true)) kept";
 
 /// Run after [`LOCK_ROUTABLE`]: the rest of the round is planned as usual,
 /// with the values [`PICK_BY_QUEUE_ORDER`] kept. (Reading `pg_settings`
 /// for their defaults cost 0.9 ms a round.)
 pub(crate) const PLAN_AS_USUAL: &str = "\
 SELECT set_config('enable_seqscan', current_setting('orchestrator.enable_seqscan'), true),
-       set_config('enable_bitmapscan', current_setting('orchestrator.enable_bitmapscan'), true)";
+       set_config('enable_bitmapscan', current_setting('orchestrator.enable_bitmapscan'), true),
+       set_config('jit', current_setting('orchestrator.jit'), true)";
 
 /// Set in a round's transaction once its tasks are locked: a round whose
 /// assignments fail together goes back here and makes them one by one.
