@@ -57,6 +57,7 @@ fn two_steps() -> WorkflowDraft {
 }
 
 struct World {
+    clock: MovableClock,
     store: Arc<MemoryStore>,
     ports: orchestrator_app::Ports,
     tasks: TaskService,
@@ -65,7 +66,8 @@ struct World {
 
 async fn world() -> World {
     let store = Arc::new(MemoryStore::new());
-    let ports = support::memory_ports_over(store.clone(), MovableClock::at(start()));
+    let clock = MovableClock::at(start());
+    let ports = support::memory_ports_over(store.clone(), clock.clone());
     store
         .register_droplet(registration(8, &[]), start())
         .await
@@ -73,6 +75,7 @@ async fn world() -> World {
     let tasks = TaskService::new(ports.clone()).with_workflows(store.clone());
     let workflows = WorkflowService::new(ports.clone(), store.clone(), tasks.clone());
     World {
+        clock,
         store,
         ports,
         tasks,
@@ -219,4 +222,59 @@ async fn cancelling_a_workflow_stops_what_has_not_finished() {
     assert_eq!(after.state, WorkflowState::Running);
     let missing = w.workflows.get(&writer(), 999).await;
     assert!(matches!(missing, Err(AppError::NotFound { .. })), "{missing:?}");
+}
+
+#[tokio::test]
+async fn a_waiting_task_past_its_deadline_fails_and_its_dependants_follow() {
+    use orchestrator_app::{Recovery, RecoverySettings};
+    use orchestrator_domain::RetryPolicy;
+    let w = world().await;
+    // The stores judge deadlines by their own clock (the database's, or
+    // the real one in memory): a day after this test's clock is long past.
+    let deadline = (start() + chrono::Duration::days(1)).to_rfc3339();
+    let tasks = [
+        json!({ "key": "fetch", "task_type": "fetch" }),
+        json!({ "key": "report", "task_type": "report", "depends_on": ["fetch"], "deadline": deadline }),
+        json!({ "key": "notify", "task_type": "notify", "depends_on": ["report"] }),
+    ];
+    let draft = WorkflowDraft {
+        name: None,
+        tasks: tasks
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| WorkflowTaskDraft::from_json(t, &format!("tasks[{i}]")).expect("a task"))
+            .collect(),
+    };
+    let made = w.workflows.create(&writer(), draft).await.expect("created");
+    let settings = RecoverySettings {
+        heartbeat_timeout: Duration::from_secs(60),
+        ack_timeout: Duration::from_secs(60),
+        retry: RetryPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_millis(200),
+        },
+        enabled: true,
+        deadline_risk_floor: Duration::from_secs(60),
+        run_timeout: Duration::from_secs(3600),
+        max_requeues: 5,
+    };
+    Recovery::new(w.ports.clone(), settings)
+        .run_pass()
+        .await
+        .expect("recovery");
+    let report = made.workflow.members[1].task.id;
+    assert_eq!(
+        w.store.get_task(report).await.expect("get").status,
+        TaskStatus::Failed
+    );
+    // Past its deadline by the use cases' clock too, the failure is final.
+    w.clock.set(start() + chrono::Duration::days(2));
+    assert_eq!(w.workflows.settle(&[report]).await.expect("settled"), 1);
+    let view = w.workflows.get(&writer(), made.workflow.id).await.expect("get");
+    assert_eq!(view.workflow.members[2].task.status, TaskStatus::Cancelled);
+    assert_eq!(
+        view.workflow.members[0].task.status,
+        TaskStatus::Pending,
+        "fetch has no deadline"
+    );
 }
