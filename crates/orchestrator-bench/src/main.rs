@@ -159,10 +159,13 @@ fn draft(n: usize) -> TaskDraft {
 /// with a limit that never binds (every slot of every droplet), so that W1
 /// measures what checking them costs; 0 (the default) for none.
 fn concurrency_keys() -> usize {
-    std::env::var("BENCH_KEYS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    static KEYS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *KEYS.get_or_init(|| {
+        std::env::var("BENCH_KEYS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 /// A limit for each key of [`concurrency_keys`].
