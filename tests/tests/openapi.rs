@@ -319,3 +319,29 @@ async fn the_job_parameter_names_the_schedulers_jobs() {
         assert_eq!(named, scheduled, "{path}");
     }
 }
+
+/// Clients are generated from the document: each operation needs an id of
+/// its own, and a path parameter is one its path template names.
+#[tokio::test]
+async fn operation_ids_are_unique_and_path_parameters_are_in_the_path() {
+    let doc = document().await;
+    let mut ids = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in METHODS {
+            let Some(operation) = item.get(method) else {
+                continue;
+            };
+            let id = operation["operationId"].as_str().expect("an operationId");
+            assert!(ids.insert(id.to_owned()), "{id} is the id of two operations");
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                if parameter["in"] == "path" {
+                    let name = parameter["name"].as_str().expect("a name");
+                    assert!(
+                        path.contains(&format!("{{{name}}}")),
+                        "{method} {path}: path parameter {name} is not in the path"
+                    );
+                }
+            }
+        }
+    }
+}

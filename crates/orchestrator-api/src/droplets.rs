@@ -112,6 +112,7 @@ pub struct StatusChanged {
 
 /// The query of `POST /droplets/{id}/deactivate`.
 #[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+#[cfg_attr(feature = "openapi", into_params(parameter_in = Query))]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeactivateQuery {

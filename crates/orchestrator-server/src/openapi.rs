@@ -62,6 +62,7 @@ const ERRORS: &[(&str, &str)] = &[
         (name = "tasks", description = "Submit, follow and steer tasks"),
         (name = "schedules", description = "Cron schedules that submit tasks at their fire times"),
         (name = "workflows", description = "Tasks submitted together, some waiting for others"),
+        (name = "concurrency", description = "Limits on how many tasks of one concurrency key run at once"),
         (name = "droplets", description = "Registration, heartbeats and the directory"),
         (name = "management", description = "The scheduler's jobs and the process (admin)"),
         (name = "messages", description = "UDC messages to the orchestrator and through it"),

@@ -46,7 +46,7 @@ fn body(usage: KeyUsage) -> ConcurrencyLimitBody {
 #[utoipa::path(
     get,
     path = "/concurrency-limits",
-    tag = "tasks",
+    tag = "concurrency",
     responses((status = 200, description = "The limits", body = ConcurrencyLimitList)),
 )]
 pub(crate) async fn list(
@@ -63,7 +63,7 @@ pub(crate) async fn list(
 #[utoipa::path(
     get,
     path = "/concurrency-limits/{key}",
-    tag = "tasks",
+    tag = "concurrency",
     params(("key" = String, Path, description = "The concurrency key")),
     responses((status = 200, description = "The limit", body = ConcurrencyLimitReply)),
 )]
@@ -83,7 +83,7 @@ pub(crate) async fn get(
 #[utoipa::path(
     put,
     path = "/concurrency-limits/{key}",
-    tag = "tasks",
+    tag = "concurrency",
     params(("key" = String, Path, description = "The concurrency key: letters, digits and _ . : -")),
     request_body = SetConcurrencyLimit,
     responses((status = 200, description = "Set", body = ConcurrencyLimitReply)),
@@ -102,7 +102,7 @@ pub(crate) async fn set(
 #[utoipa::path(
     delete,
     path = "/concurrency-limits/{key}",
-    tag = "tasks",
+    tag = "concurrency",
     params(("key" = String, Path, description = "The concurrency key")),
     responses((status = 200, description = "Removed", body = ConcurrencyLimitDeleted)),
 )]
