@@ -8,7 +8,7 @@ STORE_SUITES := $(foreach t,$(filter-out $(POSTGRES_ONLY),$(sort $(basename $(no
 # Crates the pure domain must never depend on (see docs/architecture.md).
 IMPURE := (actix[-a-z]*|diesel[-a-z]*|reqwest|tokio|sqlx) v
 
-.PHONY: run build test fuzz-api fuzz bench bench-http bench-scale bench-ceiling bench-peers soak fmt fmt-check lint clippy purity deny schema-check ci
+.PHONY: run build test test-python lint-python fuzz-api fuzz bench bench-http bench-scale bench-ceiling bench-peers soak fmt fmt-check lint clippy purity deny schema-check ci
 
 ## Run the server in development mode with the in-memory store.
 run:
@@ -17,16 +17,18 @@ run:
 build:
 	$(CARGO) build --workspace --all-targets
 
-## Run every test of the workspace (unit, contract and HTTP suites). Tests
-## that need PostgreSQL use DATABASE_URL, else the server on 127.0.0.1:5432,
-## else a throwaway cluster that scripts/ensure-postgres starts. The browser
-## test needs Chromium and ChromeDriver, the Python droplet test Python 3
-## with requests: scripts/ensure-browser and scripts/ensure-python install
-## them when missing (ORCHESTRATOR_NO_INSTALL=1: only check). The HTTP
-## suite runs twice: on PostgreSQL, then on the in-memory store. nextest
-## does not run doctests, so they run after it with cargo test --doc.
+## Run every test of the workspace (unit, contract and HTTP suites), then
+## the Python SDK's (test-python). Tests that need PostgreSQL use
+## DATABASE_URL, else the server on 127.0.0.1:5432, else a throwaway
+## cluster that scripts/ensure-postgres starts. The browser test needs
+## Chromium and ChromeDriver, the Python tests a virtual environment with
+## the SDK: scripts/ensure-browser and scripts/ensure-python install them
+## when missing (ORCHESTRATOR_NO_INSTALL=1: only check). The HTTP suite
+## runs twice: on PostgreSQL, then on the in-memory store. nextest does
+## not run doctests, so they run after it with cargo test --doc.
 test:
-	@scripts/ensure-browser && scripts/ensure-python || exit 1; \
+	@scripts/ensure-browser || exit 1; \
+	export PYTHON="$$(scripts/ensure-python)" || exit 1; \
 	export DATABASE_URL="$$(scripts/ensure-postgres)" || exit 1; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast && \
@@ -35,7 +37,12 @@ test:
 	else \
 		$(CARGO) test --workspace --no-fail-fast && \
 		ORCHESTRATOR_TEST_STORE=memory $(CARGO) test -p orchestrator-tests $(STORE_SUITES) --no-fail-fast; \
-	fi
+	fi && scripts/test-python
+
+## The Python SDK's tests (sdk/python/tests) against the release server,
+## on PostgreSQL and on the in-memory store.
+test-python:
+	scripts/test-python
 
 ## Fuzz the HTTP API from its own OpenAPI document (schemathesis, installed
 ## into target/ on first use), on both stores: zero 5xx, zero answers that
@@ -99,7 +106,13 @@ fmt:
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
-lint: clippy purity
+lint: clippy purity lint-python
+
+## The Python SDK: ruff (style, imports) and mypy --strict (its types).
+lint-python:
+	@python="$$(scripts/ensure-python)" || exit 1; venv="$$(dirname "$$python")"; \
+	cd sdk/python && "$$venv/ruff" check src tests scripts && "$$venv/ruff" format --check src tests scripts && \
+	"$$venv/mypy" src/orchestrator_sdk scripts/generate.py
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,9 +1,10 @@
-//! `examples/python-droplet`, a droplet written in Python the way the
-//! mesh's integration guide says, run against the real server and a fake
-//! Registry that signs real RS256 tokens: it registers with the Registry,
-//! beats to `/heartbeat` with its service id, takes work by push to its
-//! `/message` (or by pull), and reports it; its `submit` routes a task with
-//! the guide's body and reads the result.
+//! `examples/python-droplet`, a droplet written in Python on the SDK
+//! (`sdk/python`), a FastAPI service the way the mesh's integration guide
+//! says, run against the real server and a fake Registry that signs real
+//! RS256 tokens: it registers with the Registry, beats to `/heartbeat` with
+//! its service id, takes work by push to its `/message` (or by pull), and
+//! reports it; its `submit` routes a task with the guide's body and reads
+//! the result.
 
 use orchestrator_testkit::pg::free_port;
 use std::path::PathBuf;
@@ -17,10 +18,18 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/python-droplet/droplet.py")
 }
 
-/// `PYTHON`, else `python3`; the test needs it and `requests`
-/// (`scripts/ensure-python`, run by `make test`, installs them).
+/// `PYTHON`, else the environment `scripts/ensure-python` makes (run by
+/// `make test`), with the SDK, FastAPI and uvicorn installed.
 fn python() -> String {
-    std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned())
+    std::env::var("PYTHON").unwrap_or_else(|_| {
+        let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/python-venv/bin/python");
+        assert!(
+            venv.exists(),
+            "no Python environment at {}: run scripts/ensure-python, or set PYTHON",
+            venv.display()
+        );
+        venv.display().to_string()
+    })
 }
 
 fn droplet_command(registry: &FakeRegistry, app: &TestApp, vars: &[(&str, String)]) -> Command {
@@ -52,6 +61,7 @@ fn serve(registry: &FakeRegistry, app: &TestApp, poll_seconds: &str) -> Droplet 
         ("SERVICE_NAME", "echo-py".to_owned()),
         ("SERVICE_PORT", free_port().to_string()),
         ("LISTEN_HOST", "127.0.0.1".to_owned()),
+        ("SERVICE_HOST", "127.0.0.1".to_owned()),
         ("HEARTBEAT_SECONDS", "1".to_owned()),
         ("POLL_SECONDS", poll_seconds.to_owned()),
     ];
