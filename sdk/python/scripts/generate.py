@@ -188,6 +188,9 @@ class Models:
     def object_class(self, name: str, schema: dict[str, Any], base: str) -> None:
         lines = [f"class {name}({base}):"]
         lines += doc_line(schema.get("description"), "    ") or ([] if schema.get("properties") else ['    """"""'])
+        if schema.get("additionalProperties") is False:
+            # The server refuses unknown fields: a misspelt one fails here, not there.
+            lines.append('    model_config = ConfigDict(extra="forbid")')
         required = set(schema.get("required", []))
         for prop, prop_schema in schema.get("properties", {}).items():
             lines.append(self.field(name, prop, prop_schema, prop in required))

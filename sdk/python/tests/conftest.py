@@ -193,6 +193,10 @@ def _database(store: str) -> tuple[str, Callable[[], None]]:
     return database, drop
 
 
+#: The OpenAPI document, read from the first server of the session.
+DOCUMENT: dict[str, Any] | None = None
+
+
 def start_server(registry: FakeRegistry, **settings: str) -> Iterator[Server]:
     """Runs an orchestrator until the generator is closed; `settings`
     override its environment."""
@@ -234,6 +238,8 @@ def start_server(registry: FakeRegistry, **settings: str) -> Iterator[Server]:
 
     try:
         eventually("the orchestrator ready", up, within=60)
+        global DOCUMENT
+        DOCUMENT = DOCUMENT or httpx.get(f"{url}/openapi.json", timeout=10).json()
         yield Server(url, process, env)
     finally:
         if process.poll() is None:
@@ -273,3 +279,55 @@ def droplet_id() -> int:
 def capability(droplet_id: int) -> str:
     """A capability only this test's droplet offers."""
     return f"cap-{droplet_id}"
+
+
+# -- every operation exercised -------------------------------------------------
+
+#: (method, path) of every request the clients made this session.
+CALLED: set[tuple[str, str]] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def record_calls() -> Iterator[None]:
+    """Notes each request the SDK builds, so that the session can tell
+    which operations of the document no test called."""
+    import orchestrator_sdk._caller as caller
+    import orchestrator_sdk.client as client
+
+    build, url = caller.build_request, client.feed_url
+
+    def recording_build(call: Any, token: str | None) -> dict[str, Any]:
+        CALLED.add((call.method, call.path))
+        return build(call, token)
+
+    def recording_url(base_url: str, path: str, filters: Any) -> str:
+        CALLED.add(("GET", path))
+        return url(base_url, path, filters)
+
+    caller.build_request, client.feed_url = recording_build, recording_url  # type: ignore[assignment]
+    yield
+    caller.build_request, client.feed_url = build, url  # type: ignore[assignment]
+
+
+def uncalled(document: dict[str, Any]) -> list[str]:
+    """The operations of `document` no request of the session matched."""
+    import re
+
+    missing = []
+    for path, item in document["paths"].items():
+        pattern = re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$")
+        for method in ("get", "post", "put", "patch", "delete"):
+            if method in item and not any(m == method.upper() and pattern.match(p) for m, p in CALLED):
+                missing.append(f"{method.upper()} {path}")
+    return missing
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With SDK_EVERY_ENDPOINT=1 (scripts/test-python, on a whole run), a
+    session that left an operation of the document uncalled fails."""
+    if os.environ.get("SDK_EVERY_ENDPOINT") != "1" or exitstatus != 0 or not CALLED:
+        return
+    missing = uncalled(DOCUMENT) if DOCUMENT else ["(no server ran to read the document from)"]
+    if missing:
+        print("\nno test called these operations:\n  " + "\n  ".join(missing))
+        session.exitstatus = 1

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Server, eventually, free_port
+from pydantic import ValidationError
 
 from orchestrator_sdk import (
     ApiError,
@@ -94,6 +95,11 @@ def test_a_refused_call_raises_the_api_error_with_its_code(admin: Client) -> Non
     with pytest.raises(ApiError) as conflict:
         admin.cancel_task(pending.task_id)
     assert conflict.value.status == 409
+
+
+def test_a_request_model_refuses_a_field_the_server_would_refuse() -> None:
+    with pytest.raises(ValidationError, match="paylod"):
+        models.TaskDraft(task_type="x", paylod={"typo": True})  # type: ignore[call-arg]
 
 
 def test_no_answer_is_a_transport_error() -> None:

@@ -41,3 +41,4 @@ def test_the_quick_start_works_as_written(own_server: Server) -> None:
         worker.send_signal(signal.SIGTERM)
         _, errors = worker.communicate(timeout=30)
     assert worker.returncode == 0, errors
+    assert "failed" not in errors, errors

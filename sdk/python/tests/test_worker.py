@@ -159,6 +159,8 @@ def test_a_worker_takes_pushed_work_in_a_fastapi_app(server: Server, droplet_id:
         assert httpx.get(f"{served.url}/dependencies").json()["required_services"][0]["status"] == "connected"
         assert httpx.post(f"{served.url}/message", content=b"{").status_code == 400
         assert httpx.post(f"{served.url}/message", json={"payload": {}}).status_code == 422
+        broken = {"message_type": "task_assignment", "payload": {"task": {"id": 1}}}
+        assert httpx.post(f"{served.url}/message", json=broken).status_code == 422
         other = httpx.post(f"{served.url}/message", json={"message_type": "status_update", "payload": {}})
         assert other.json()["accepted"] is False
 
@@ -453,5 +455,132 @@ def test_a_workflow_runs_in_dependency_order(server: Server, droplet_id: int, ca
         assert flow.state == "completed"
         last = next(t for t in flow.tasks if t.key == "three")
         assert last.task.result == {"step": 3, "sum": 6}
+
+    run(scenario)
+
+
+def test_a_run_taken_back_by_the_orchestrator_is_stopped_here(server: Server, droplet_id: int, capability: str) -> None:
+    async def scenario() -> None:
+        worker = Worker(
+            droplet_client(server, droplet_id),
+            droplet_id=droplet_id,
+            name="taken",
+            endpoint=NO_PUSH,
+            progress_interval=0.2,
+        )
+        stopped = asyncio.Event()
+
+        @worker.task(capability)
+        async def handler(job: Job) -> str:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                stopped.set()
+                raise
+            return "never"
+
+        async with AsyncClient(server.url, server.admin) as admin, working(worker):
+            created = await admin.create_task({"task_type": "t", "required_capability": capability})
+            await eventually("running", lambda: _status_is(admin, created.task_id, "in_progress"))
+            # Taken back: the run is failed and retried elsewhere; this worker's
+            # next progress report is refused, and it stops the handler.
+            await admin.deactivate_droplet(droplet_id, requeue=True)
+            await asyncio.wait_for(stopped.wait(), 10)
+            task = await admin.get_task(created.task_id)
+        assert task.status == "pending" and task.attempt == 1
+        assert worker.report == type(worker.report)(), "nothing reported for a run no longer its own"
+
+    run(scenario)
+
+
+def test_a_stopped_sync_handler_keeps_its_slot_until_it_returns(
+    server: Server, droplet_id: int, capability: str
+) -> None:
+    async def scenario() -> None:
+        worker = Worker(
+            droplet_client(server, droplet_id),
+            droplet_id=droplet_id,
+            name="slot",
+            endpoint=NO_PUSH,
+            delivery="feed",
+            concurrency=1,
+        )
+        release = threading.Event()
+
+        @worker.task(capability)
+        def handler(job: Job) -> str:
+            if job.payload.get("blocks"):
+                release.wait(30)  # never looks at job.cancel_requested
+            return "done"
+
+        async with AsyncClient(server.url, server.admin) as admin, working(worker):
+            first = await admin.create_task(
+                {"task_type": "t", "required_capability": capability, "payload": {"blocks": True}}
+            )
+            await eventually("running", lambda: _status_is(admin, first.task_id, "in_progress"))
+            await admin.request_cancel(first.task_id)
+            stopped = await finished(admin, first.task_id)
+            second = await admin.create_task({"task_type": "t", "required_capability": capability, "payload": {}})
+            await eventually("assigned", lambda: _status_is(admin, second.task_id, "assigned"))
+            held = worker.state()["running_tasks"]
+            release.set()
+            done = await finished(admin, second.task_id)
+        assert (stopped.status, stopped.error_message) == ("failed", STOPPED_ON_REQUEST)
+        assert held == [first.task_id], "the thread still runs: its slot is not given to the next task"
+        assert (done.status, done.result) == ("completed", "done")
+
+    run(scenario)
+
+
+def test_keepalives_keep_the_handlers_progress(server: Server, droplet_id: int, capability: str) -> None:
+    async def scenario() -> None:
+        worker = Worker(
+            droplet_client(server, droplet_id),
+            droplet_id=droplet_id,
+            name="alive",
+            endpoint=NO_PUSH,
+            progress_interval=0.2,
+        )
+        release = asyncio.Event()
+
+        @worker.task(capability)
+        async def handler(job: Job) -> str:
+            await job.progress(70, "most of it")
+            await release.wait()
+            return "done"
+
+        async with AsyncClient(server.url, server.admin) as admin, working(worker):
+            created = await admin.create_task({"task_type": "t", "required_capability": capability})
+            first = await eventually("progress", lambda: _progress(admin, created.task_id))
+
+            async def later() -> models.Progress | None:
+                now = await _progress(admin, created.task_id)
+                return now if now is not None and now.at > first.at else None
+
+            kept = await eventually("a keepalive", later)
+            release.set()
+            await finished(admin, created.task_id)
+        assert (kept.percent, kept.message) == (70, "most of it")
+
+    run(scenario)
+
+
+async def _progress(admin: AsyncClient, task_id: int) -> models.Progress | None:
+    return (await admin.get_task(task_id)).progress
+
+
+def test_a_result_the_server_refuses_fails_the_task_with_why(server: Server, droplet_id: int, capability: str) -> None:
+    async def scenario() -> None:
+        worker = Worker(droplet_client(server, droplet_id), droplet_id=droplet_id, name="big", endpoint=NO_PUSH)
+
+        @worker.task(capability)
+        def handler(job: Job) -> str:
+            return "x" * 2_000_000  # past MAX_BODY_BYTES
+
+        async with AsyncClient(server.url, server.admin) as admin, working(worker):
+            created = await admin.create_task({"task_type": "t", "required_capability": capability, "max_retries": 0})
+            task = await finished(admin, created.task_id)
+        assert task.status == "failed"
+        assert task.error_message is not None and "payload_too_large" in task.error_message
 
     run(scenario)

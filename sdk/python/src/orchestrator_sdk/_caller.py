@@ -26,10 +26,12 @@ class _SyncCaller:
         renewed = False
         while True:
             tries += 1
+            token: str | None = None
             try:
-                return self._send(call)
+                token = self._bearer_for(call)
+                return self._send(call, token)
             except ApiError as err:
-                if err.status == 401 and not renewed and self._renewable(call):
+                if err.status == 401 and not renewed and self._renewable(call, token):
                     renewed = True
                     continue
                 if not should_retry(call, err, tries):
@@ -39,16 +41,18 @@ class _SyncCaller:
                     raise
             time.sleep(retry_wait(tries))
 
-    def _send(self, call: Call[T]) -> T:
-        token = self._token.token(self._http) if call.authenticated and self._token else None
+    def _bearer_for(self, call: Call[Any]) -> str | None:
+        return self._token.token(self._http) if call.authenticated and self._token else None
+
+    def _send(self, call: Call[T], token: str | None) -> T:
         try:
             response = self._http.request(**build_request(call, token))
         except httpx.HTTPError as err:
             raise TransportError(_url(self._http, call), str(err) or type(err).__name__) from err
         return read_answer(call, response)
 
-    def _renewable(self, call: Call[Any]) -> bool:
-        return call.authenticated and self._token is not None and self._token.refused()
+    def _renewable(self, call: Call[Any], token: str | None) -> bool:
+        return call.authenticated and self._token is not None and self._token.refused(token)
 
 
 class _AsyncCaller:
@@ -60,10 +64,12 @@ class _AsyncCaller:
         renewed = False
         while True:
             tries += 1
+            token: str | None = None
             try:
-                return await self._send(call)
+                token = await self._bearer_for(call)
+                return await self._send(call, token)
             except ApiError as err:
-                if err.status == 401 and not renewed and self._renewable(call):
+                if err.status == 401 and not renewed and self._renewable(call, token):
                     renewed = True
                     continue
                 if not should_retry(call, err, tries):
@@ -73,16 +79,18 @@ class _AsyncCaller:
                     raise
             await asyncio.sleep(retry_wait(tries))
 
-    async def _send(self, call: Call[T]) -> T:
-        token = await self._token.atoken(self._http) if call.authenticated and self._token else None
+    async def _bearer_for(self, call: Call[Any]) -> str | None:
+        return await self._token.atoken(self._http) if call.authenticated and self._token else None
+
+    async def _send(self, call: Call[T], token: str | None) -> T:
         try:
             response = await self._http.request(**build_request(call, token))
         except httpx.HTTPError as err:
             raise TransportError(_url(self._http, call), str(err) or type(err).__name__) from err
         return read_answer(call, response)
 
-    def _renewable(self, call: Call[Any]) -> bool:
-        return call.authenticated and self._token is not None and self._token.refused()
+    def _renewable(self, call: Call[Any], token: str | None) -> bool:
+        return call.authenticated and self._token is not None and self._token.refused(token)
 
 
 def _url(http: httpx.Client | httpx.AsyncClient, call: Call[Any]) -> str:

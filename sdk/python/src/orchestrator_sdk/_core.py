@@ -3,6 +3,8 @@ request and how its answer is read (the UDC envelope, the error body)."""
 
 from __future__ import annotations
 
+import enum
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -63,12 +65,13 @@ def normalize_base_url(base_url: str) -> str:
 
 
 def to_json(value: Any) -> Any:
-    """A request body or query value as JSON: models without their unset
-    optional fields, so that the server's defaults apply."""
+    """A request body or query value as JSON: a model without the fields
+    left unset, so that the server's defaults apply; what is given, as given
+    (an explicit None is sent as null)."""
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude_none=True, by_alias=True)
+        return value.model_dump(mode="json", exclude_unset=True, by_alias=True)
     if isinstance(value, Mapping):
-        return {k: to_json(v) for k, v in value.items() if v is not None}
+        return {k: to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
     return TypeAdapter(type(value)).dump_python(value, mode="json") if _needs_dump(value) else value
@@ -79,19 +82,19 @@ def _needs_dump(value: Any) -> bool:
 
 
 def query_params(params: Mapping[str, Any] | None) -> dict[str, str]:
-    """Query parameters without the unset ones; booleans as the server spells them."""
-    out: dict[str, str] = {}
-    for name, value in (params or {}).items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            out[name] = "true" if value else "false"
-        elif isinstance(value, (list, tuple)):
-            out[name] = ",".join(str(to_json(v)) for v in value)
-        else:
-            json_value = to_json(value)
-            out[name] = str(json_value)
-    return out
+    """Query parameters without the unset ones, as the server spells them."""
+    return {name: _query_value(value) for name, value in (params or {}).items() if value is not None}
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_query_value(v) for v in value)
+    json_value = to_json(value)
+    return json_value if isinstance(json_value, str) else json.dumps(json_value)
 
 
 def build_request(call: Call[Any], token: str | None) -> dict[str, Any]:

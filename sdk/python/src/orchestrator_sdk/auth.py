@@ -7,6 +7,7 @@ source that can get a new token (the Registry, `/token`) renews it."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Sequence
@@ -15,9 +16,10 @@ from typing import Any
 
 import httpx
 
-from .errors import RegistryError
+from .errors import DecodeError, RegistryError, TransportError
 
-#: A token is renewed this long before it expires.
+#: A token is renewed this long before it expires (or halfway through its
+#: life, when that is shorter).
 RENEW_MARGIN_SECONDS = 60.0
 
 
@@ -28,32 +30,52 @@ class TokenSource:
 
     def __init__(self) -> None:
         self._token: str | None = None
-        self._expires_at: float | None = None
+        self._renew_at: float | None = None
         self._lock = threading.Lock()
+        self._async_lock: asyncio.Lock | None = None
+        self._async_lock_loop: asyncio.AbstractEventLoop | None = None
 
     def token(self, orchestrator: httpx.Client) -> str:
         with self._lock:
             if not self._fresh():
-                self._token, self._expires_at = self._fetch(orchestrator)
+                self._keep(*self._fetch(orchestrator))
             assert self._token is not None
             return self._token
 
     async def atoken(self, orchestrator: httpx.AsyncClient) -> str:
-        if not self._fresh():
-            self._token, self._expires_at = await self._afetch(orchestrator)
-        assert self._token is not None
-        return self._token
+        # One fetch at a time: calls that start together share it.
+        async with self._lock_of_this_loop():
+            if not self._fresh():
+                self._keep(*await self._afetch(orchestrator))
+            assert self._token is not None
+            return self._token
 
-    def refused(self) -> bool:
-        """Forgets a token the orchestrator refused; True when a new one
-        can be fetched (worth trying the call again)."""
-        self._token = None
+    def _lock_of_this_loop(self) -> asyncio.Lock:
+        """An asyncio lock belongs to one event loop; a source may outlive one."""
+        loop = asyncio.get_running_loop()
+        if self._async_lock is None or self._async_lock_loop is not loop:
+            self._async_lock, self._async_lock_loop = asyncio.Lock(), loop
+        return self._async_lock
+
+    def refused(self, token: str | None) -> bool:
+        """Forgets `token`, which the orchestrator refused, unless another
+        call has already replaced it; True when a new one can be fetched
+        (worth trying the call again)."""
+        if self._token == token:
+            self._token = None
         return True
+
+    def _keep(self, token: str, lifetime: float | None) -> None:
+        self._token = token
+        if lifetime is None:
+            self._renew_at = None
+        else:
+            self._renew_at = time.time() + lifetime - min(RENEW_MARGIN_SECONDS, lifetime / 2)
 
     def _fresh(self) -> bool:
         if self._token is None:
             return False
-        return self._expires_at is None or time.time() < self._expires_at - RENEW_MARGIN_SECONDS
+        return self._renew_at is None or time.time() < self._renew_at
 
     def _fetch(self, orchestrator: httpx.Client) -> tuple[str, float | None]:
         raise NotImplementedError
@@ -70,7 +92,7 @@ class StaticToken(TokenSource):
         self._token = token
         self._static = token
 
-    def refused(self) -> bool:
+    def refused(self, token: str | None) -> bool:
         return False
 
     def _fresh(self) -> bool:
@@ -103,20 +125,35 @@ class IssuedToken(TokenSource):
         return {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
 
     def _fetch(self, orchestrator: httpx.Client) -> tuple[str, float | None]:
-        return _issued(orchestrator.post("/token", json=self.body, headers=self._headers()))
+        try:
+            response = orchestrator.post("/token", json=self.body, headers=self._headers())
+        except httpx.HTTPError as err:
+            raise TransportError(f"{orchestrator.base_url}/token", str(err)) from err
+        return _issued(response)
 
     async def _afetch(self, orchestrator: httpx.AsyncClient) -> tuple[str, float | None]:
-        return _issued(await orchestrator.post("/token", json=self.body, headers=self._headers()))
+        try:
+            response = await orchestrator.post("/token", json=self.body, headers=self._headers())
+        except httpx.HTTPError as err:
+            raise TransportError(f"{orchestrator.base_url}/token", str(err)) from err
+        return _issued(response)
 
 
 def _issued(response: httpx.Response) -> tuple[str, float | None]:
+    """The token `POST /token` answered, and its lifetime in seconds."""
     from ._core import api_error, payload_of  # the core imports this module
 
-    body = payload_of(response.json() if response.content else None)
+    try:
+        body = payload_of(response.json() if response.content else None)
+    except ValueError:
+        body = None
     if response.status_code >= 400:
         raise api_error(response.status_code, body)
-    expires_in = body.get("expires_in")
-    return body["access_token"], time.time() + expires_in if isinstance(expires_in, (int, float)) else None
+    token = body.get("access_token") if isinstance(body, dict) else None
+    if not isinstance(token, str):
+        raise DecodeError(str(response.request.url), f"the answer has no access_token: {response.text[:200]}")
+    lifetime = body.get("expires_in")
+    return token, float(lifetime) if isinstance(lifetime, (int, float)) else None
 
 
 @dataclass

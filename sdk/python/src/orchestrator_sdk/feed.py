@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,9 +20,9 @@ from ._core import api_error, payload_of
 from .errors import DecodeError, OrchestratorError, TransportError
 from .models import Droplet, Task
 
-#: Close codes that end a feed as asked: the server's normal close, or its
-#: going away (shutting down).
-NORMAL_CLOSE = (1000, 1001)
+#: Close codes that end a feed as asked: a normal close (1000, or 1005 when
+#: the close frame gives no code), or the server going away (shutting down).
+NORMAL_CLOSE = (1000, 1001, 1005)
 
 
 class FeedFilter(BaseModel):
@@ -99,6 +100,8 @@ def _cut(url: str, err: ConnectionClosed) -> OrchestratorError | None:
     frame = err.rcvd
     if frame is not None and frame.code in NORMAL_CLOSE:
         return None
+    if frame is None and err.sent is not None:
+        return None  # closed from this side (`close`)
     reason = f"({frame.code}): {frame.reason}" if frame is not None else "without a close frame"
     return TransportError(url, f"the feed was closed {reason}")
 
@@ -115,7 +118,7 @@ class Subscription:
             self._socket: ClientConnection = connect(
                 url, additional_headers=_headers(token), open_timeout=open_timeout
             ).__enter__()
-        except (WebSocketException, OSError, TimeoutError) as err:
+        except (WebSocketException, OSError, TimeoutError, asyncio.TimeoutError) as err:
             raise _refusal(url, err) from err
 
     def next(self, timeout: float | None = None) -> FeedEvent | None:
@@ -154,7 +157,7 @@ class AsyncSubscription:
     async def open(cls, url: str, token: str | None, *, open_timeout: float = 10.0) -> AsyncSubscription:
         try:
             socket = await async_connect(url, additional_headers=_headers(token), open_timeout=open_timeout)
-        except (WebSocketException, OSError, TimeoutError) as err:
+        except (WebSocketException, OSError, TimeoutError, asyncio.TimeoutError) as err:
             raise _refusal(url, err) from err
         return cls(url, socket)
 

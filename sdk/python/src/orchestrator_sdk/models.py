@@ -306,6 +306,7 @@ class HeartbeatAck(Model):
 
 class HeartbeatReport(Model):
     """A heartbeat as a droplet sends it."""
+    model_config = ConfigDict(extra="forbid")
     status: DropletStatus | None = Field(default=None)
     metrics: Any = Field(default=None)
 
@@ -354,6 +355,7 @@ class MessageParams(Model):
     required here; a client sends a [`DirectMessage`] or a [`BroadcastMessage`], which
     are this body with the fields their endpoint needs.
     """
+    model_config = ConfigDict(extra="forbid")
     target_droplet_id: I64 | None = Field(default=None)
     message_type: str | None = Field(default=None, description="Such as `status_update`.")
     payload: Any = Field(default=None, description="Absent: `{}`.")
@@ -461,6 +463,7 @@ class ProgressReport(Model):
     """The body of `POST /tasks/{id}/progress`: the droplet running a task says how far it
     is. It restarts the clock of the run's timeout.
     """
+    model_config = ConfigDict(extra="forbid")
     attempt: int = Field(description="The assignment the report is about (the task's `attempt`); another is refused with 409 `stale_attempt`.")
     progress: int | None = Field(default=None, description="Percent done, 0 to 100.")
     message: str | None = Field(default=None, description="What it is doing, at most 1000 characters.")
@@ -494,6 +497,7 @@ class Registered(Model):
 
 class RegistrationDraft(Model):
     """A registration as a droplet sends it, before validation."""
+    model_config = ConfigDict(extra="forbid")
     droplet_id: int
     name: str
     steward: str | None = Field(default=None)
@@ -521,6 +525,7 @@ class RescueCounts(Model):
 
 class RetryRequest(Model):
     """The body of `POST /tasks/{id}/retry`; it may be empty."""
+    model_config = ConfigDict(extra="forbid")
     reason: str | None = Field(default=None, description="Why, for the task's history (at most 500 characters).")
 
 
@@ -561,6 +566,7 @@ class ScheduleDeleted(Model):
 
 class ScheduleDraft(Model):
     """A schedule as a client sends it (`POST /schedules`)."""
+    model_config = ConfigDict(extra="forbid")
     name: str = Field(description="Letters, digits, `-`, `_` and `.`, starting with a letter or a digit; it names the schedule in paths.")
     cron: str = Field(description="Five fields (minute hour day-of-month month day-of-week), or six with seconds first.")
     timezone: str | None = Field(default=None, description="An IANA time zone, such as `Europe/Paris`; UTC when absent.")
@@ -578,6 +584,7 @@ class SchedulePatchBody(Model):
     """The body of `PATCH /schedules/{name}`: what is given replaces what was; fire times
     from then on follow it.
     """
+    model_config = ConfigDict(extra="forbid")
     cron: str | None = Field(default=None)
     timezone: str | None = Field(default=None)
     task: TaskDraft | None = Field(default=None)
@@ -602,6 +609,7 @@ class ServiceHeartbeat(Model):
     droplet is named by the Registry's id for its service (`service_id`) or by its
     `droplet_id`; with neither, the caller's own droplet is meant.
     """
+    model_config = ConfigDict(extra="forbid")
     service_id: int | None = Field(default=None, description="The Registry's id for the service (a number, or a string of digits).")
     droplet_id: I64 | None = Field(default=None)
     status: DropletStatus | None = Field(default=None)
@@ -610,6 +618,7 @@ class ServiceHeartbeat(Model):
 
 class SetConcurrencyLimit(Model):
     """The body of `PUT /concurrency-limits/{key}`."""
+    model_config = ConfigDict(extra="forbid")
     max_running: int
 
 
@@ -640,6 +649,7 @@ class StatusChanged(Model):
 
 class StatusPatch(Model):
     """The body of `PATCH /tasks/{id}`: a droplet's report on its task."""
+    model_config = ConfigDict(extra="forbid")
     status: TaskStatus = Field(description="`in_progress`, then `completed` or `failed` (an admin may also move tasks as the state machine allows).")
     result: Any = Field(default=None)
     error_message: str | None = Field(default=None)
@@ -719,6 +729,7 @@ class Task(Model):
 
 class TaskBatch(Model):
     """The body of `POST /tasks/batch`: tasks submitted together."""
+    model_config = ConfigDict(extra="forbid")
     tasks: list[TaskDraft] = Field(description="From 1 to 1,000 tasks, each as `POST /tasks` takes it.")
 
 
@@ -751,6 +762,7 @@ class TaskCreated(Model):
 
 class TaskDraft(Model):
     """A task submission as a client sends it, before validation."""
+    model_config = ConfigDict(extra="forbid")
     task_type: str
     title: str | None = Field(default=None, description="The task's title; `task_type` when absent.")
     description: str | None = Field(default=None)
@@ -811,6 +823,7 @@ class TokenBody(Model):
     """The body of `POST /token`: the spec's request, plus an optional `subject` for
     callers that are not droplets.
     """
+    model_config = ConfigDict(extra="forbid")
     droplet_id: I64 | None = Field(default=None)
     subject: str | None = Field(default=None, description="A subject for callers that are not droplets (1 to 100 characters).")
     steward: str | None = Field(default=None)
@@ -863,6 +876,7 @@ class WorkflowReply(Model):
 
 class WorkflowSubmission(Model):
     """The body of `POST /workflows`."""
+    model_config = ConfigDict(extra="forbid")
     name: str | None = Field(default=None)
     tasks: list[WorkflowTaskBody] = Field(description="1 to `MAX_WORKFLOW_TASKS` (100) tasks, in any order.")
 

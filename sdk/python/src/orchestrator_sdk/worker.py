@@ -42,14 +42,14 @@ import inspect
 import json
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .auth import RegistryToken
 from .client import AsyncClient
@@ -62,6 +62,9 @@ HANDED_BACK = "the worker shut down before finishing; handed back to be retried"
 STOPPED_ON_REQUEST = "stopped: a cancel was requested while it ran"
 #: The error message of a task whose handler went past its timeout.
 TIMED_OUT = "the run timed out: the handler reported no progress within the task's timeout_seconds"
+#: Why a handler is stopped when the orchestrator took its task back (the
+#: run timed out there, or the droplet was deactivated): nothing is reported.
+TAKEN_BACK = "taken back by the orchestrator"
 
 #: Times a report is sent while its outcome is unknown (about 20 s in all).
 REPORT_TRIES = 8
@@ -95,6 +98,8 @@ class Job:
         self._worker = worker
         self._loop = asyncio.get_running_loop()
         self.last_progress = time.monotonic()
+        self.percent: int | None = None
+        self.message: str | None = None
         self._stop_reason: str | None = None
         self._stopped = asyncio.Event()
 
@@ -129,10 +134,13 @@ class Job:
         """Reports how far the run is (0-100, and what it does); restarts
         the clock of the task's timeout. From an async handler."""
         self.last_progress = time.monotonic()
-        await self._worker._report_progress(self, percent, message)
+        self.percent, self.message = percent, message
+        await self._worker._report_progress(self)
 
     def report_progress(self, percent: int | None = None, message: str | None = None) -> None:
         """`progress` for a sync handler (which runs in a thread of its own)."""
+        if _loop_running_here(self._loop):
+            raise RuntimeError("report_progress waits for the report: in an async handler, await job.progress()")
         future = asyncio.run_coroutine_threadsafe(self.progress(percent, message), self._loop)
         future.result()
 
@@ -197,10 +205,11 @@ class Worker:
         self._runs: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._wake: asyncio.Event | None = None
+        self._stopping: asyncio.Event | None = None
         self._missed = False
+        self._cancel_asked: set[int] = set()
         self._taking = False
         self._started_at = time.time()
-        self._threads: ThreadPoolExecutor | None = None
         self._reachable = False
 
     # -- declaring handlers -------------------------------------------------
@@ -224,7 +233,7 @@ class Worker:
         if not self.handlers:
             raise ValueError("the worker has no handler: add one with @worker.task(capability)")
         self._wake = asyncio.Event()
-        self._threads = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="orchestrator-task")
+        self._stopping = asyncio.Event()
         registered = await self.client.register_droplet(
             {
                 "droplet_id": self.droplet_id,
@@ -247,6 +256,8 @@ class Worker:
         """Takes no more work, lets running handlers finish within `grace`
         (default `shutdown_grace`), hands back the rest, stops the loops."""
         self._taking = False
+        if self._stopping is not None:
+            self._stopping.set()
         grace = self.shutdown_grace if grace is None else grace
         if self._runs:
             _, pending = await asyncio.wait(set(self._runs), timeout=grace)
@@ -258,8 +269,6 @@ class Worker:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
-        if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
         return self.report
 
     async def run(self, stop: asyncio.Event | None = None) -> WorkerReport:
@@ -308,9 +317,10 @@ class Worker:
             return 200, {"received": True, "accepted": False, "message_type": kind}
         payload = envelope.get("payload")
         task = payload.get("task") if isinstance(payload, dict) else None
-        if not isinstance(task, dict) or not isinstance(task.get("id"), int):
-            return 422, _error("validation_failed", "the payload has no task with an id")
-        notice = Task.model_validate(task)
+        try:
+            notice = Task.model_validate(task)
+        except ValidationError as err:
+            return 422, _error("validation_failed", f"the payload is not a pushed task: {err}")
         if kind == "task_assignment":
             accepted = self._start(notice)
         else:
@@ -339,19 +349,25 @@ class Worker:
 
     def _stop_on_request(self, task_id: int) -> bool:
         job = self._jobs.get(task_id)
-        if job is None:
-            return False
-        job.stop(STOPPED_ON_REQUEST)
-        return True
+        if job is not None:
+            job.stop(STOPPED_ON_REQUEST)
+            return True
+        if task_id in self._in_hand:  # still starting: stopped once it has
+            self._cancel_asked.add(task_id)
+            return True
+        return False
 
     # -- one run ------------------------------------------------------------
 
     async def _work(self, notice: Task) -> None:
         try:
             await self._run(notice)
+        except Exception as err:  # logged, never lost in a forgotten task
+            log(f"task {notice.id}: the worker failed: {type(err).__name__}: {err}")
         finally:
             self._jobs.pop(notice.id, None)
             self._in_hand.discard(notice.id)
+            self._cancel_asked.discard(notice.id)
 
     async def _run(self, notice: Task) -> None:
         try:
@@ -363,45 +379,105 @@ class Worker:
             return
         job = Job(task, self)
         self._jobs[task.id] = job
+        if task.id in self._cancel_asked or task.cancel_requested_at is not None:
+            job.stop(STOPPED_ON_REQUEST)
         if not self._taking:
             job.stop(HANDED_BACK)  # the worker began stopping while it started
+        handler = self._handler_for(task)
+        if handler is None:
+            capability = task.required_capability or task.task_type
+            outcome = _Outcome("failed", error=f"this worker has no handler for {capability!r}")
+            await self._report_outcome(job, outcome)
+            return
+        running = self._spawn_handler(handler, job)
         keepalive = asyncio.get_running_loop().create_task(self._keep_alive(job))
         try:
-            outcome = await self._run_handler(job)
+            outcome = await self._outcome_of(running, job)
         finally:
             keepalive.cancel()
         await self._report_outcome(job, outcome)
+        await self._until_ended(running)
 
-    async def _run_handler(self, job: Job) -> _Outcome:
-        capability = job.task.required_capability or job.task.task_type
-        handler = self.handlers.get(capability)
-        if handler is None:
-            return _Outcome("failed", error=f"this worker has no handler for {capability!r}")
-        if inspect.iscoroutinefunction(handler):
-            running: asyncio.Future[Any] = asyncio.get_running_loop().create_task(handler(job))
-        else:
-            running = asyncio.get_running_loop().run_in_executor(self._threads, handler, job)
+    def _handler_for(self, task: Task) -> Handler | None:
+        """The handler of the task's required capability, else of its type;
+        a task that requires nothing may go to any droplet, so a worker of
+        one handler runs it with that one."""
+        for name in (task.required_capability, task.task_type):
+            if name is not None and name in self.handlers:
+                return self.handlers[name]
+        if task.required_capability is None and len(self.handlers) == 1:
+            return next(iter(self.handlers.values()))
+        return None
+
+    def _spawn_handler(self, handler: Handler, job: Job) -> asyncio.Future[Any]:
+        """Runs an async handler on the loop, a sync one in a daemon thread
+        of its own (a thread cannot be stopped, and must not keep the
+        process alive at exit)."""
+        loop = asyncio.get_running_loop()
+        if _is_async(handler):
+            return loop.create_task(handler(job))  # type: ignore[arg-type]
+        future: asyncio.Future[Any] = loop.create_future()
+
+        def settle(value: Any, error: BaseException | None) -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(value)
+
+        def in_thread() -> None:
+            try:
+                value, error = handler(job), None
+            except BaseException as err:  # handed to the loop, raised there
+                value, error = None, err
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(settle, value, error)
+
+        threading.Thread(target=in_thread, name=f"orchestrator-task-{job.id}", daemon=True).start()
+        return future
+
+    async def _until_ended(self, running: asyncio.Future[Any]) -> None:
+        """Holds the run's slot until its handler has really ended (a thread
+        runs on after a stop until it returns), unless the worker stops."""
+        if running.done() or self._stopping is None:
+            return
+        stopping = asyncio.get_running_loop().create_task(self._stopping.wait())
+        try:
+            await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+
+    async def _outcome_of(self, running: asyncio.Future[Any], job: Job) -> _Outcome:
         stopped = asyncio.get_running_loop().create_task(job._stopped.wait())
-        await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        stopped.cancel()
+        try:
+            await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
         if not running.done():
-            running.cancel()  # an async handler gets CancelledError; a thread sees job.cancel_requested
+            if isinstance(running, asyncio.Task):
+                running.cancel()  # an async handler gets CancelledError; a thread sees job.cancel_requested
             reason = job._stop_reason or HANDED_BACK
             return _Outcome("failed", error=reason, reason=reason)
+        # A handler that finished is reported as it ended, even when a stop
+        # was asked meanwhile: its work is done.
         try:
             value = running.result()
+            if inspect.isawaitable(value):  # an async handler that did not look like one
+                value = await value
         except asyncio.CancelledError:
-            return _Outcome("failed", error=job._stop_reason or HANDED_BACK, reason=job._stop_reason)
+            reason = job._stop_reason or HANDED_BACK
+            return _Outcome("failed", error=reason, reason=reason)
         except Exception as err:  # the handler's failure is the task's
             return _Outcome("failed", error=f"{type(err).__name__}: {err}" if str(err) else type(err).__name__)
-        if job._stop_reason is not None:
-            return _Outcome("failed", error=job._stop_reason, reason=job._stop_reason)
         try:
             return _Outcome("completed", result=_json_value(value))
         except (TypeError, ValueError) as err:
             return _Outcome("failed", error=f"the handler's result is not JSON: {err}")
 
     async def _report_outcome(self, job: Job, outcome: _Outcome) -> None:
+        if outcome.reason == TAKEN_BACK:
+            return  # no longer ours to report
         body: dict[str, Any] = {"status": outcome.status, "attempt": job.attempt}
         if outcome.status == "completed":
             body["result"] = outcome.result
@@ -409,10 +485,18 @@ class Worker:
             body["error_message"] = outcome.error
         try:
             await self._report_status(job.id, body)
-        except OrchestratorError as err:
+        except ApiError as err:
             # 409: the task moved on meanwhile (taken back, or cancelled).
-            if not (isinstance(err, ApiError) and err.status == 409):
+            if err.status != 409 and outcome.status == "completed":
+                # The result itself was refused (too large, say): the run fails
+                # with why, rather than staying in progress until it times out.
+                refused = _Outcome("failed", error=f"the result was refused: {err}")
+                await self._report_outcome(job, refused)
+            elif err.status != 409:
                 log(f"could not report task {job.id}: {err}")
+            return
+        except Exception as err:  # no answer, even after the retries
+            log(f"could not report task {job.id}: {err}")
             return
         self._count(outcome)
 
@@ -443,20 +527,36 @@ class Worker:
                 wait = min(wait * 2, 5.0)
         raise AssertionError("unreachable")
 
-    async def _report_progress(self, job: Job, percent: int | None, message: str | None) -> None:
-        body = {"attempt": job.attempt, "progress": percent, "message": message}
+    async def _report_progress(self, job: Job) -> None:
+        """Reports the job's latest progress (the handler's own, resent by
+        the keepalive so as not to erase it)."""
+        body = {"attempt": job.attempt, "progress": job.percent, "message": job.message}
         try:
             task = await self.client.report_progress(job.id, body)
         except ApiError as err:
-            # 409: the task moved on (taken back, or it just finished).
-            if err.status != 409:
+            if err.status in (403, 409) and not await self._still_ours(job):
+                # The task moved on: its run timed out or was taken back (or it
+                # just finished). The handler's work is no longer wanted here.
+                job.stop(TAKEN_BACK)
+            elif err.status != 409:
                 log(f"progress report of task {job.id} failed: {err}")
             return
-        except OrchestratorError as err:
+        except Exception as err:  # the keepalive must outlive any one failure
             log(f"progress report of task {job.id} failed: {err}")
             return
         if task.cancel_requested_at is not None:
             job.stop(STOPPED_ON_REQUEST)
+
+    async def _still_ours(self, job: Job) -> bool:
+        """Whether this droplet still runs the job's attempt of its task (a
+        refused report may also mean a token that is not the droplet's)."""
+        try:
+            task = await self.client.get_task(job.id)
+        except Exception:  # unknown: keep running rather than drop work
+            return True
+        return (
+            task.status == "in_progress" and task.assigned_droplet_id == self.droplet_id and task.attempt == job.attempt
+        )
 
     async def _keep_alive(self, job: Job) -> None:
         """Tells the orchestrator the run is alive, and stops the handler
@@ -469,7 +569,7 @@ class Worker:
             if timeout > 0 and time.monotonic() - job.last_progress > timeout:
                 job.stop(TIMED_OUT)
                 return
-            await self._report_progress(job, None, None)
+            await self._report_progress(job)
 
     # -- the loops ----------------------------------------------------------
 
@@ -494,7 +594,7 @@ class Worker:
             page = await self.client.list_tasks(
                 assigned_droplet_id=self.droplet_id, status="assigned", limit=min(free, 500)
             )
-        except OrchestratorError as err:
+        except Exception as err:  # the loop must outlive any one failure
             log(f"pulling tasks failed: {err}")
             return
         for task in page.tasks:
@@ -512,7 +612,7 @@ class Worker:
                         cut = False
                     async for event in feed:
                         self._on_event(event.event, event.task())
-            except OrchestratorError as err:
+            except Exception as err:  # the loop must outlive any one failure
                 if not cut:
                     log(f"following /ws/tasks failed, retrying every second: {err}")
                 cut = True
@@ -531,7 +631,7 @@ class Worker:
             try:
                 await self.client.service_heartbeat(self._heartbeat())
                 self._reachable = True
-            except OrchestratorError as err:
+            except Exception as err:  # the loop must outlive any one failure
                 self._reachable = False
                 log(f"heartbeat of droplet {self.droplet_id} failed: {err}")
             await asyncio.sleep(every)
@@ -599,12 +699,24 @@ class Worker:
         return {"required_services": [orchestrator], "optional_services": [], "external_apis": []}
 
 
+def _loop_running_here(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+def _is_async(handler: Handler) -> bool:
+    call = getattr(handler, "__call__", None)  # noqa: B004 - an object with an async __call__
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(call)
+
+
 def _json_value(value: Any) -> Any:
     """A handler's value as JSON: a model as its fields, anything else as
-    `json` writes it (which refuses what it cannot)."""
+    strict JSON writes it (which refuses what it cannot, NaN included)."""
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    json.dumps(value)
+        value = value.model_dump(mode="json")
+    json.dumps(value, allow_nan=False)
     return value
 
 
