@@ -63,13 +63,15 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(scenario())
 
 
+def worker_for(server: Server, droplet_id: int, **options: Any) -> Worker:
+    """A worker for droplet `droplet_id` with its own token; it takes no
+    pushes unless `options` name an endpoint."""
+    options = {"name": f"py-{droplet_id}", "endpoint": NO_PUSH, **options}
+    return Worker(droplet_client(server, droplet_id), droplet_id=droplet_id, **options)
+
+
 def echo_worker(server: Server, droplet_id: int, capability: str, **options: Any) -> Worker:
-    worker = Worker(
-        droplet_client(server, droplet_id),
-        droplet_id=droplet_id,
-        name=f"py-{droplet_id}",
-        **{"endpoint": NO_PUSH, **options},
-    )
+    worker = worker_for(server, droplet_id, **options)
 
     @worker.task(capability)
     def echo(job: Job) -> dict[str, Any]:  # a sync handler, run in a thread
@@ -224,9 +226,7 @@ def test_a_stopped_worker_lets_handlers_finish_then_hands_back_the_rest(
     server: Server, droplet_id: int, capability: str
 ) -> None:
     async def scenario() -> None:
-        worker = Worker(
-            droplet_client(server, droplet_id), droplet_id=droplet_id, name="stopping", endpoint=NO_PUSH, concurrency=2
-        )
+        worker = worker_for(server, droplet_id, concurrency=2)
         release = asyncio.Event()
 
         @worker.task(capability)
@@ -263,32 +263,44 @@ async def _status_is(admin: AsyncClient, task_id: int, status: str) -> bool:
     return (await admin.get_task(task_id)).status == status
 
 
+def hangs_until_stopped(worker: Worker, capability: str) -> asyncio.Event:
+    """Gives `worker` a handler that runs until it is stopped; the event is
+    set when it is."""
+    stopped = asyncio.Event()
+
+    @worker.task(capability)
+    async def handler(job: Job) -> str:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return "never"
+
+    return stopped
+
+
+async def running_task(admin: AsyncClient, capability: str) -> models.TaskCreated:
+    """A task for `capability`, once a worker runs it."""
+    created = await admin.create_task({"task_type": "runs", "required_capability": capability})
+    await eventually("running", lambda: _status_is(admin, created.task_id, "in_progress"))
+    return created
+
+
 @pytest.mark.parametrize("delivery", ["pull", "feed"])
 def test_a_cancel_request_stops_the_handler(server: Server, droplet_id: int, capability: str, delivery: str) -> None:
     async def scenario() -> None:
         # By pull, the request is seen in the answer to the next progress report.
-        worker = Worker(
-            droplet_client(server, droplet_id),
-            droplet_id=droplet_id,
-            name="cancelled",
-            endpoint=NO_PUSH,
+        worker = worker_for(
+            server,
+            droplet_id,
             delivery=delivery,
             progress_interval=0.2,
         )
-        stopped = asyncio.Event()
-
-        @worker.task(capability)
-        async def handler(job: Job) -> str:
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                stopped.set()
-                raise
-            return "never"
+        stopped = hangs_until_stopped(worker, capability)
 
         async with AsyncClient(server.url, server.admin) as admin, working(worker):
-            created = await admin.create_task({"task_type": "c", "required_capability": capability})
-            await eventually("running", lambda: _status_is(admin, created.task_id, "in_progress"))
+            created = await running_task(admin, capability)
             await admin.request_cancel(created.task_id)
             task = await finished(admin, created.task_id)
             await asyncio.wait_for(stopped.wait(), 5)
@@ -300,9 +312,7 @@ def test_a_cancel_request_stops_the_handler(server: Server, droplet_id: int, cap
 
 def test_a_sync_handler_sees_the_cancel_request(server: Server, droplet_id: int, capability: str) -> None:
     async def scenario() -> None:
-        worker = Worker(
-            droplet_client(server, droplet_id), droplet_id=droplet_id, name="sync", endpoint=NO_PUSH, delivery="feed"
-        )
+        worker = worker_for(server, droplet_id, delivery="feed")
         noticed = threading.Event()
 
         @worker.task(capability)
@@ -325,9 +335,7 @@ def test_a_sync_handler_sees_the_cancel_request(server: Server, droplet_id: int,
 
 def test_progress_is_reported_and_the_tasks_timeout_honoured(server: Server, droplet_id: int, capability: str) -> None:
     async def scenario() -> None:
-        worker = Worker(
-            droplet_client(server, droplet_id), droplet_id=droplet_id, name="progress", endpoint=NO_PUSH, concurrency=3
-        )
+        worker = worker_for(server, droplet_id, concurrency=3)
         seen = asyncio.Event()
 
         @worker.task(capability)
@@ -420,9 +428,7 @@ async def _true(value: bool) -> bool:
 
 def test_a_workflow_runs_in_dependency_order(server: Server, droplet_id: int, capability: str) -> None:
     async def scenario() -> None:
-        worker = Worker(
-            droplet_client(server, droplet_id), droplet_id=droplet_id, name="flow", endpoint=NO_PUSH, delivery="feed"
-        )
+        worker = worker_for(server, droplet_id, delivery="feed")
 
         @worker.task(capability)
         def step(job: Job) -> dict[str, Any]:
@@ -461,27 +467,15 @@ def test_a_workflow_runs_in_dependency_order(server: Server, droplet_id: int, ca
 
 def test_a_run_taken_back_by_the_orchestrator_is_stopped_here(server: Server, droplet_id: int, capability: str) -> None:
     async def scenario() -> None:
-        worker = Worker(
-            droplet_client(server, droplet_id),
-            droplet_id=droplet_id,
-            name="taken",
-            endpoint=NO_PUSH,
+        worker = worker_for(
+            server,
+            droplet_id,
             progress_interval=0.2,
         )
-        stopped = asyncio.Event()
-
-        @worker.task(capability)
-        async def handler(job: Job) -> str:
-            try:
-                await asyncio.sleep(3600)
-            except asyncio.CancelledError:
-                stopped.set()
-                raise
-            return "never"
+        stopped = hangs_until_stopped(worker, capability)
 
         async with AsyncClient(server.url, server.admin) as admin, working(worker):
-            created = await admin.create_task({"task_type": "t", "required_capability": capability})
-            await eventually("running", lambda: _status_is(admin, created.task_id, "in_progress"))
+            created = await running_task(admin, capability)
             # Taken back: the run is failed and retried elsewhere; this worker's
             # next progress report is refused, and it stops the handler.
             await admin.deactivate_droplet(droplet_id, requeue=True)
@@ -497,11 +491,9 @@ def test_a_stopped_sync_handler_keeps_its_slot_until_it_returns(
     server: Server, droplet_id: int, capability: str
 ) -> None:
     async def scenario() -> None:
-        worker = Worker(
-            droplet_client(server, droplet_id),
-            droplet_id=droplet_id,
-            name="slot",
-            endpoint=NO_PUSH,
+        worker = worker_for(
+            server,
+            droplet_id,
             delivery="feed",
             concurrency=1,
         )
@@ -534,11 +526,9 @@ def test_a_stopped_sync_handler_keeps_its_slot_until_it_returns(
 
 def test_keepalives_keep_the_handlers_progress(server: Server, droplet_id: int, capability: str) -> None:
     async def scenario() -> None:
-        worker = Worker(
-            droplet_client(server, droplet_id),
-            droplet_id=droplet_id,
-            name="alive",
-            endpoint=NO_PUSH,
+        worker = worker_for(
+            server,
+            droplet_id,
             progress_interval=0.2,
         )
         release = asyncio.Event()
@@ -571,7 +561,7 @@ async def _progress(admin: AsyncClient, task_id: int) -> models.Progress | None:
 
 def test_a_result_the_server_refuses_fails_the_task_with_why(server: Server, droplet_id: int, capability: str) -> None:
     async def scenario() -> None:
-        worker = Worker(droplet_client(server, droplet_id), droplet_id=droplet_id, name="big", endpoint=NO_PUSH)
+        worker = worker_for(server, droplet_id)
 
         @worker.task(capability)
         def handler(job: Job) -> str:
