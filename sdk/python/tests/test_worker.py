@@ -21,7 +21,17 @@ import uvicorn
 from conftest import Server, free_port
 from fastapi import FastAPI
 
-from orchestrator_sdk import HANDED_BACK, STOPPED_ON_REQUEST, TIMED_OUT, AsyncClient, Job, Worker, models
+from orchestrator_sdk import (
+    HANDED_BACK,
+    STOPPED_ON_REQUEST,
+    TIMED_OUT,
+    AsyncClient,
+    Job,
+    Registration,
+    RegistryToken,
+    Worker,
+    models,
+)
 
 #: The address of droplets that pull or follow the feed: nothing listens there.
 NO_PUSH = "http://127.0.0.1:9"
@@ -572,5 +582,35 @@ def test_a_result_the_server_refuses_fails_the_task_with_why(server: Server, dro
             task = await finished(admin, created.task_id)
         assert task.status == "failed"
         assert task.error_message is not None and "payload_too_large" in task.error_message
+
+    run(scenario)
+
+
+def test_heartbeats_go_to_the_guides_endpoint_by_service_id(
+    server: Server, registry: Any, droplet_id: int, capability: str
+) -> None:
+    from conftest import CALLED
+
+    async def scenario() -> None:
+        me = Registration(name=f"beats-{droplet_id}", droplet_id=droplet_id, port=9, capabilities=[capability])
+        token = RegistryToken(registry.url, me)
+        worker = Worker(
+            AsyncClient(server.url, token),
+            droplet_id=droplet_id,
+            name=me.name,
+            endpoint=NO_PUSH,
+            heartbeat_interval=0.2,
+        )
+        worker.task(capability)(lambda job: None)
+        async with AsyncClient(server.url, server.admin) as admin, working(worker):
+            first = (await admin.get_droplet(droplet_id)).last_heartbeat
+
+            async def beaten_again() -> models.Droplet | None:
+                droplet = await admin.get_droplet(droplet_id)
+                return droplet if droplet.last_heartbeat and first and droplet.last_heartbeat > first else None
+
+            droplet = await eventually("a later heartbeat", beaten_again)
+        assert droplet.service_id == token.service_id is not None
+        assert ("POST", "/heartbeat") in CALLED
 
     run(scenario)
