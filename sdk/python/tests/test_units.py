@@ -68,6 +68,13 @@ def test_a_task_goes_to_the_handler_of_its_capability_else_its_type_else_the_onl
     assert worker._handler_for(task(task_type="c")) is None, "two handlers: none is the one"
 
 
+def test_a_worker_needs_the_async_client() -> None:
+    from orchestrator_sdk import Client
+
+    with pytest.raises(TypeError, match="AsyncClient"):
+        Worker(Client("http://localhost:1"), droplet_id=1, name="w", endpoint="http://w:1")  # type: ignore[arg-type]
+
+
 class Counting(TokenSource):
     def __init__(self, lifetime: float | None) -> None:
         super().__init__()

@@ -40,8 +40,8 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -75,8 +75,10 @@ Delivery = Literal["pull", "push", "feed"]
 Handler = Callable[["Job"], Any | Awaitable[Any]]
 
 
-def log(message: str) -> None:
-    print(f"orchestrator-sdk: {message}", file=sys.stderr, flush=True)
+#: The worker's log: failures it works around (a heartbeat, a pull, a
+#: report that could not be sent) as warnings. Without a logging set-up,
+#: Python prints warnings to stderr.
+logger = logging.getLogger("orchestrator_sdk.worker")
 
 
 @dataclass
@@ -186,6 +188,8 @@ class Worker:
     ) -> None:
         if delivery not in ("pull", "push", "feed"):
             raise ValueError(f"delivery must be pull, push or feed, not {delivery!r}")
+        if not isinstance(client, AsyncClient):
+            raise TypeError(f"a Worker calls with an AsyncClient, not a {type(client).__name__}")
         self.client = client
         self.droplet_id = droplet_id
         self.name = name
@@ -363,7 +367,7 @@ class Worker:
         try:
             await self._run(notice)
         except Exception as err:  # logged, never lost in a forgotten task
-            log(f"task {notice.id}: the worker failed: {type(err).__name__}: {err}")
+            logger.warning(f"task {notice.id}: the worker failed: {type(err).__name__}: {err}")
         finally:
             self._jobs.pop(notice.id, None)
             self._in_hand.discard(notice.id)
@@ -375,7 +379,7 @@ class Worker:
         except OrchestratorError as err:
             # A notice that arrives after the task moved on is refused with 409: expected.
             if not (isinstance(err, ApiError) and err.status == 409):
-                log(f"could not start task {notice.id}: {err}")
+                logger.warning(f"could not start task {notice.id}: {err}")
             return
         job = Job(task, self)
         self._jobs[task.id] = job
@@ -493,10 +497,10 @@ class Worker:
                 refused = _Outcome("failed", error=f"the result was refused: {err}")
                 await self._report_outcome(job, refused)
             elif err.status != 409:
-                log(f"could not report task {job.id}: {err}")
+                logger.warning(f"could not report task {job.id}: {err}")
             return
         except Exception as err:  # no answer, even after the retries
-            log(f"could not report task {job.id}: {err}")
+            logger.warning(f"could not report task {job.id}: {err}")
             return
         self._count(outcome)
 
@@ -539,10 +543,10 @@ class Worker:
                 # just finished). The handler's work is no longer wanted here.
                 job.stop(TAKEN_BACK)
             elif err.status != 409:
-                log(f"progress report of task {job.id} failed: {err}")
+                logger.warning(f"progress report of task {job.id} failed: {err}")
             return
         except Exception as err:  # the keepalive must outlive any one failure
-            log(f"progress report of task {job.id} failed: {err}")
+            logger.warning(f"progress report of task {job.id} failed: {err}")
             return
         if task.cancel_requested_at is not None:
             job.stop(STOPPED_ON_REQUEST)
@@ -595,7 +599,7 @@ class Worker:
                 assigned_droplet_id=self.droplet_id, status="assigned", limit=min(free, 500)
             )
         except Exception as err:  # the loop must outlive any one failure
-            log(f"pulling tasks failed: {err}")
+            logger.warning(f"pulling tasks failed: {err}")
             return
         for task in page.tasks:
             self._start(task)
@@ -608,13 +612,13 @@ class Worker:
             try:
                 async with await self.client.subscribe_tasks(droplet_id=self.droplet_id) as feed:
                     if cut:
-                        log("following /ws/tasks again")
+                        logger.info("following /ws/tasks again")
                         cut = False
                     async for event in feed:
                         self._on_event(event.event, event.task())
             except Exception as err:  # the loop must outlive any one failure
                 if not cut:
-                    log(f"following /ws/tasks failed, retrying every second: {err}")
+                    logger.warning(f"following /ws/tasks failed, retrying every second: {err}")
                 cut = True
             await asyncio.sleep(FEED_RETRY_SECONDS)
 
@@ -633,7 +637,7 @@ class Worker:
                 self._reachable = True
             except Exception as err:  # the loop must outlive any one failure
                 self._reachable = False
-                log(f"heartbeat of droplet {self.droplet_id} failed: {err}")
+                logger.warning(f"heartbeat of droplet {self.droplet_id} failed: {err}")
             await asyncio.sleep(every)
 
     def _heartbeat(self) -> dict[str, Any]:
