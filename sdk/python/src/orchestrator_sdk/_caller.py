@@ -1,12 +1,13 @@
 """How a call is sent: the sync and async halves of the same steps (ask the
 token source, send, read the answer; once more after a 401 with a renewed
-token; again with the same Idempotency-Key while the outcome is unknown)."""
+token; again with the same Idempotency-Key while the outcome is unknown).
+What to do after a failure is decided once, in `_Attempts`."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 
@@ -17,32 +18,46 @@ from .errors import ApiError, OrchestratorError, TransportError
 T = TypeVar("T")
 
 
+class _Attempts:
+    """The tries of one call, and what follows a failed one."""
+
+    def __init__(self, call: Call[Any], source: TokenSource | None) -> None:
+        self.call = call
+        self.source = source
+        self.tries = 0
+        self.renewed = False
+
+    def after(self, error: OrchestratorError, token: str | None) -> Literal["again", "wait", "raise"]:
+        """`again` at once with a renewed token (after a first 401), `wait`
+        then send again (an outcome unknown, for a call that may be
+        repeated), else `raise`."""
+        if isinstance(error, ApiError) and error.status == 401 and not self.renewed and self._renewable(token):
+            self.renewed = True
+            return "again"
+        return "wait" if should_retry(self.call, error, self.tries) else "raise"
+
+    def _renewable(self, token: str | None) -> bool:
+        return self.call.authenticated and self.source is not None and self.source.refused(token)
+
+
 class _SyncCaller:
     _http: httpx.Client
     _token: TokenSource | None
 
     def _call(self, call: Call[T]) -> T:
-        tries = 0
-        renewed = False
+        attempts = _Attempts(call, self._token)
         while True:
-            tries += 1
+            attempts.tries += 1
             token: str | None = None
             try:
-                token = self._bearer_for(call)
+                token = self._token.token(self._http) if call.authenticated and self._token else None
                 return self._send(call, token)
-            except ApiError as err:
-                if err.status == 401 and not renewed and self._renewable(call, token):
-                    renewed = True
-                    continue
-                if not should_retry(call, err, tries):
-                    raise
             except OrchestratorError as err:
-                if not should_retry(call, err, tries):
+                step = attempts.after(err, token)
+                if step == "raise":
                     raise
-            time.sleep(retry_wait(tries))
-
-    def _bearer_for(self, call: Call[Any]) -> str | None:
-        return self._token.token(self._http) if call.authenticated and self._token else None
+                if step == "wait":
+                    time.sleep(retry_wait(attempts.tries))
 
     def _send(self, call: Call[T], token: str | None) -> T:
         try:
@@ -51,36 +66,25 @@ class _SyncCaller:
             raise TransportError(_url(self._http, call), str(err) or type(err).__name__) from err
         return read_answer(call, response)
 
-    def _renewable(self, call: Call[Any], token: str | None) -> bool:
-        return call.authenticated and self._token is not None and self._token.refused(token)
-
 
 class _AsyncCaller:
     _http: httpx.AsyncClient
     _token: TokenSource | None
 
     async def _call(self, call: Call[T]) -> T:
-        tries = 0
-        renewed = False
+        attempts = _Attempts(call, self._token)
         while True:
-            tries += 1
+            attempts.tries += 1
             token: str | None = None
             try:
-                token = await self._bearer_for(call)
+                token = await self._token.atoken(self._http) if call.authenticated and self._token else None
                 return await self._send(call, token)
-            except ApiError as err:
-                if err.status == 401 and not renewed and self._renewable(call, token):
-                    renewed = True
-                    continue
-                if not should_retry(call, err, tries):
-                    raise
             except OrchestratorError as err:
-                if not should_retry(call, err, tries):
+                step = attempts.after(err, token)
+                if step == "raise":
                     raise
-            await asyncio.sleep(retry_wait(tries))
-
-    async def _bearer_for(self, call: Call[Any]) -> str | None:
-        return await self._token.atoken(self._http) if call.authenticated and self._token else None
+                if step == "wait":
+                    await asyncio.sleep(retry_wait(attempts.tries))
 
     async def _send(self, call: Call[T], token: str | None) -> T:
         try:
@@ -88,9 +92,6 @@ class _AsyncCaller:
         except httpx.HTTPError as err:
             raise TransportError(_url(self._http, call), str(err) or type(err).__name__) from err
         return read_answer(call, response)
-
-    def _renewable(self, call: Call[Any], token: str | None) -> bool:
-        return call.authenticated and self._token is not None and self._token.refused(token)
 
 
 def _url(http: httpx.Client | httpx.AsyncClient, call: Call[Any]) -> str:
