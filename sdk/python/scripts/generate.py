@@ -225,17 +225,34 @@ class Models:
             self.unions += doc_comment(schema.get("description"))
             self.unions.append(f"{name}: TypeAlias = {refs}")
             return
-        # Objects told apart by the one-value enum every variant has.
+        # Objects told apart by the one-value enum every variant has. A value
+        # a newer server adds is read as the `…Other` model, not refused.
         tag = next(iter(p for p, s in variants[0]["properties"].items() if len(s.get("enum", [])) == 1))
         members: list[str] = []
+        values: list[str] = []
         for variant in variants:
             value = variant["properties"][tag]["enum"][0]
             member = f"{name}{camel(value)}"
             self.object_class(member, variant, base="Model")
-            members.append(member)
+            members.append(f'Annotated[{member}, Tag("{value}")]')
+            values.append(value)
             self.names.append(member)
+        other = f"{name}{OTHER}"
+        self.classes[other] = [
+            f"class {other}(Model):",
+            f'    """A {name} this SDK does not know yet (from a newer server): its `{tag}` and every field."""',
+            "",
+            '    model_config = ConfigDict(extra="allow")',
+            f"    {field_name(tag)}: str",
+        ]
+        self.names.append(other)
+        members.append(f'Annotated[{other}, Tag("{OTHER_TAG}")]')
+        known = ", ".join(json.dumps(v) for v in values)
         self.unions += doc_comment(schema.get("description"))
-        self.unions.append(f'{name}: TypeAlias = Annotated[{" | ".join(members)}, Field(discriminator="{tag}")]')
+        self.unions.append(f"{name}: TypeAlias = Annotated[")
+        self.unions += [f"    {m}" + (" |" if i < len(members) - 1 else ",") for i, m in enumerate(members)]
+        self.unions.append(f'    Discriminator(_tag_or_other("{tag}", ({known},))),')
+        self.unions.append("]")
 
     def type_of(self, schema: dict[str, Any]) -> str:
         if "$ref" in schema:
@@ -268,6 +285,10 @@ class Models:
         )
 
 
+#: The model of a variant this SDK does not know, and its tag.
+OTHER = "Other"
+OTHER_TAG = "__other__"
+
 PRIMITIVES = {
     ("string", None): "str",
     ("string", "date-time"): "datetime",
@@ -294,11 +315,12 @@ document.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeAlias
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 
 class Model(BaseModel):
@@ -306,6 +328,17 @@ class Model(BaseModel):
     fields a newer server adds are ignored."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+def _tag_or_other(field: str, known: tuple[str, ...]) -> Callable[[Any], str]:
+    """The variant of a tagged union: the value of `field` when this SDK
+    knows it, else the catch-all one."""
+
+    def tag(value: Any) -> str:
+        found = value.get(field) if isinstance(value, dict) else getattr(value, field, None)
+        return found if found in known else "__other__"
+
+    return tag
 
 '''
 

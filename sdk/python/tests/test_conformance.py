@@ -52,7 +52,9 @@ def expected(schema: dict[str, Any], schemas: dict[str, Any]) -> tuple[Any, ...]
             return ("model", generate.class_name(name))
         if "oneOf" in target and not all("$ref" in v for v in target["oneOf"]):
             tag = "state"
-            return union(*(("model", name + generate.camel(v["properties"][tag]["enum"][0])) for v in target["oneOf"]))
+            variants = [("model", name + generate.camel(v["properties"][tag]["enum"][0])) for v in target["oneOf"]]
+            # and the catch-all of a variant from a newer server
+            return union(*variants, ("model", name + generate.OTHER))
         return expected(target, schemas)
     if "oneOf" in schema:
         return union(*(expected(v, schemas) for v in schema["oneOf"]))

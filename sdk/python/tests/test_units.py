@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from pydantic import TypeAdapter
 
 from orchestrator_sdk import AsyncClient, StaticToken, TokenSource, Worker, models
 from orchestrator_sdk._core import query_params, to_json
@@ -37,6 +38,14 @@ def test_bodies_keep_what_is_given_and_leave_out_what_is_not() -> None:
         "status": "failed",
         "error_message": None,
     }
+
+
+def test_a_pending_reason_from_a_newer_server_is_read_not_refused() -> None:
+    reasons = TypeAdapter(models.PendingReason)
+    assert isinstance(reasons.validate_python({"state": "routable"}), models.PendingReasonRoutable)
+    newer = reasons.validate_python({"state": "quota_exhausted", "quota": "gpu"})
+    assert isinstance(newer, models.PendingReasonOther)
+    assert (newer.state, newer.model_extra) == ("quota_exhausted", {"quota": "gpu"})
 
 
 def test_a_result_must_be_strict_json() -> None:

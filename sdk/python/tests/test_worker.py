@@ -5,6 +5,7 @@ answer is lost, and a workflow."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -614,3 +615,27 @@ def test_heartbeats_go_to_the_guides_endpoint_by_service_id(
         assert ("POST", "/heartbeat") in CALLED
 
     run(scenario)
+
+
+def test_a_token_not_the_droplets_is_warned_of_once(
+    server: Server, droplet_id: int, capability: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario() -> None:
+        # The admin token may register and report, but not keep a run alive.
+        client = AsyncClient(server.url, server.admin)
+        worker = Worker(client, droplet_id=droplet_id, name="admin", endpoint=NO_PUSH, progress_interval=0.1)
+
+        @worker.task(capability)
+        async def handler(job: Job) -> str:
+            await asyncio.sleep(0.6)  # several keepalives
+            return "done"
+
+        async with AsyncClient(server.url, server.admin) as admin, working(worker):
+            created = await admin.create_task({"task_type": "t", "required_capability": capability})
+            task = await finished(admin, created.task_id)
+        assert (task.status, task.result) == ("completed", "done")
+
+    with caplog.at_level(logging.WARNING, logger="orchestrator_sdk.worker"):
+        run(scenario)
+    warnings = [r.getMessage() for r in caplog.records if "not droplet" in r.getMessage()]
+    assert len(warnings) == 1, caplog.records

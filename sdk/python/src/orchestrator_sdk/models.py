@@ -7,11 +7,12 @@ document.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeAlias
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 
 class Model(BaseModel):
@@ -19,6 +20,17 @@ class Model(BaseModel):
     fields a newer server adds are ignored."""
 
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+def _tag_or_other(field: str, known: tuple[str, ...]) -> Callable[[Any], str]:
+    """The variant of a tagged union: the value of `field` when this SDK
+    knows it, else the catch-all one."""
+
+    def tag(value: Any) -> str:
+        found = value.get(field) if isinstance(value, dict) else getattr(value, field, None)
+        return found if found in known else "__other__"
+
+    return tag
 
 
 #: Something a droplet can do, such as `code_verification`: letters, digits and `_ - .
@@ -430,6 +442,13 @@ class PendingReasonConcurrencyLimited(Model):
     running: int
     max_running: int
     state: Literal["concurrency_limited"]
+
+
+class PendingReasonOther(Model):
+    """A PendingReason this SDK does not know yet (from a newer server): its `state` and every field."""
+
+    model_config = ConfigDict(extra="allow")
+    state: str
 
 
 class Percentiles(Model):
@@ -913,7 +932,18 @@ class WorkflowTaskState(Model):
 MessageReply: TypeAlias = TaskCreated | Cancelled | TaskReply | DropletList | SystemStatus
 #: Why a pending task has not been assigned yet, as of the moment asked (`routing` of
 #: `GET /tasks/{id}`).
-PendingReason: TypeAlias = Annotated[PendingReasonScheduled | PendingReasonRetryBackoff | PendingReasonRouterPaused | PendingReasonNoActiveDropletWithCapability | PendingReasonAllCapableDropletsFull | PendingReasonRoutable | PendingReasonWaitingFor | PendingReasonConcurrencyLimited, Field(discriminator="state")]
+PendingReason: TypeAlias = Annotated[
+    Annotated[PendingReasonScheduled, Tag("scheduled")] |
+    Annotated[PendingReasonRetryBackoff, Tag("retry_backoff")] |
+    Annotated[PendingReasonRouterPaused, Tag("router_paused")] |
+    Annotated[PendingReasonNoActiveDropletWithCapability, Tag("no_active_droplet_with_capability")] |
+    Annotated[PendingReasonAllCapableDropletsFull, Tag("all_capable_droplets_full")] |
+    Annotated[PendingReasonRoutable, Tag("routable")] |
+    Annotated[PendingReasonWaitingFor, Tag("waiting_for")] |
+    Annotated[PendingReasonConcurrencyLimited, Tag("concurrency_limited")] |
+    Annotated[PendingReasonOther, Tag("__other__")],
+    Discriminator(_tag_or_other("state", ("scheduled", "retry_backoff", "router_paused", "no_active_droplet_with_capability", "all_capable_droplets_full", "routable", "waiting_for", "concurrency_limited",))),
+]
 
 
 for _model in list(globals().values()):
@@ -972,6 +1002,7 @@ __all__ = [
     "PendingReasonAllCapableDropletsFull",
     "PendingReasonConcurrencyLimited",
     "PendingReasonNoActiveDropletWithCapability",
+    "PendingReasonOther",
     "PendingReasonRetryBackoff",
     "PendingReasonRoutable",
     "PendingReasonRouterPaused",

@@ -212,6 +212,7 @@ class Worker:
         self._stopping: asyncio.Event | None = None
         self._missed = False
         self._cancel_asked: set[int] = set()
+        self._token_warned = False
         self._taking = False
         self._started_at = time.time()
         self._reachable = False
@@ -542,6 +543,8 @@ class Worker:
                 # The task moved on: its run timed out or was taken back (or it
                 # just finished). The handler's work is no longer wanted here.
                 job.stop(TAKEN_BACK)
+            elif err.status == 403:
+                self._warn_token_once(err)
             elif err.status != 409:
                 logger.warning(f"progress report of task {job.id} failed: {err}")
             return
@@ -550,6 +553,17 @@ class Worker:
             return
         if task.cancel_requested_at is not None:
             job.stop(STOPPED_ON_REQUEST)
+
+    def _warn_token_once(self, err: ApiError) -> None:
+        """The task is this droplet's, yet its report is refused: the token
+        is not the droplet's. Said once, not on every keepalive."""
+        if not self._token_warned:
+            self._token_warned = True
+            logger.warning(
+                f"progress reports are refused ({err}): the worker's token is not droplet "
+                f"{self.droplet_id}'s; runs are not kept alive, and cancel requests are seen only "
+                "by push or feed. Use a token made for the droplet (orchestrator token --droplet-id)"
+            )
 
     async def _still_ours(self, job: Job) -> bool:
         """Whether this droplet still runs the job's attempt of its task (a
