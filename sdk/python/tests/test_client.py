@@ -112,6 +112,8 @@ def test_no_answer_is_a_transport_error() -> None:
 def test_a_batch_is_created_in_one_commit(admin: Client) -> None:
     created = admin.create_tasks({"tasks": [{"task_type": "batch-a"}, {"task_type": "batch-b"}]})
     assert len(created) == 2 and created[0].task_id < created[1].task_id
+    listed = admin.create_tasks([models.TaskDraft(task_type="batch-c"), {"task_type": "batch-d"}])
+    assert [admin.get_task(c.task_id).task_type for c in listed] == ["batch-c", "batch-d"]
     with pytest.raises(ApiError) as invalid:
         admin.create_tasks({"tasks": [{"task_type": "ok"}, {"task_type": ""}]})
     assert "tasks[1]" in invalid.value.message

@@ -81,6 +81,11 @@ def _needs_dump(value: Any) -> bool:
     return not isinstance(value, (str, int, float, bool, type(None)))
 
 
+def listed_body(field: str, body: Any) -> Any:
+    """A body of one list field, given as the list or as the body."""
+    return {field: list(body)} if isinstance(body, (list, tuple)) else body
+
+
 def query_params(params: Mapping[str, Any] | None) -> dict[str, str]:
     """Query parameters without the unset ones, as the server spells them."""
     return {name: _query_value(value) for name, value in (params or {}).items() if value is not None}
