@@ -108,11 +108,15 @@ fmt-check:
 
 lint: clippy purity lint-python
 
-## The Python SDK: ruff (style, imports) and mypy --strict (its types).
+## The Python SDK and the Python droplet: ruff (style, imports) and mypy
+## --strict (their types; the droplet shows the SDK types a user's code).
 lint-python:
 	@python="$$(scripts/ensure-python)" || exit 1; venv="$$(dirname "$$python")"; \
-	cd sdk/python && "$$venv/ruff" check src tests scripts && "$$venv/ruff" format --check src tests scripts && \
-	"$$venv/mypy" src/orchestrator_sdk scripts/generate.py
+	(cd sdk/python && "$$venv/ruff" check src tests scripts && "$$venv/ruff" format --check src tests scripts && \
+		"$$venv/mypy" src/orchestrator_sdk scripts/generate.py) && \
+	(cd examples/python-droplet && config=../../sdk/python/pyproject.toml && \
+		"$$venv/ruff" check --config $$config . && "$$venv/ruff" format --check --config $$config . && \
+		"$$venv/mypy" --config-file $$config droplet.py)
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -23,7 +23,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
-
 from orchestrator_sdk import AsyncClient, Client, Job, Registration, RegistryToken, Worker
 
 REGISTRY_URL = os.environ.get("REGISTRY_URL", "http://registry:8000")
