@@ -74,11 +74,9 @@ def to_json(value: Any) -> Any:
         return {k: to_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_json(v) for v in value]
-    return TypeAdapter(type(value)).dump_python(value, mode="json") if _needs_dump(value) else value
-
-
-def _needs_dump(value: Any) -> bool:
-    return not isinstance(value, (str, int, float, bool, type(None)))
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return value
+    return _adapter(type(value)).dump_python(value, mode="json")  # datetime, UUID, enum…
 
 
 def listed_body(field: str, body: Any) -> Any:
@@ -170,16 +168,12 @@ def _json_of(url: str, response: httpx.Response) -> Any:
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
 
 
-def _adapter(answer: Any) -> TypeAdapter[Any]:
-    try:
-        return _ADAPTERS[answer]
-    except (KeyError, TypeError):
-        adapter: TypeAdapter[Any] = TypeAdapter(answer)
-        try:
-            _ADAPTERS[answer] = adapter
-        except TypeError:
-            pass
-        return adapter
+def _adapter(kind: Any) -> TypeAdapter[Any]:
+    """A reader and writer of `kind` (a type), built once: building one is costly."""
+    adapter = _ADAPTERS.get(kind)
+    if adapter is None:
+        adapter = _ADAPTERS[kind] = TypeAdapter(kind)
+    return adapter
 
 
 def _name(answer: Any) -> str:

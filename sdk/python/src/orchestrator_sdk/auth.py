@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from ._core import api_error, payload_of
 from .errors import DecodeError, RegistryError, TransportError
 
 #: A token is renewed this long before it expires (or halfway through its
@@ -90,7 +91,6 @@ class StaticToken(TokenSource):
     def __init__(self, token: str) -> None:
         super().__init__()
         self._token = token
-        self._static = token
 
     def refused(self, token: str | None) -> bool:
         return False
@@ -141,8 +141,6 @@ class IssuedToken(TokenSource):
 
 def _issued(response: httpx.Response) -> tuple[str, float | None]:
     """The token `POST /token` answered, and its lifetime in seconds."""
-    from ._core import api_error, payload_of  # the core imports this module
-
     try:
         body = payload_of(response.json() if response.content else None)
     except ValueError:

@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -19,6 +19,8 @@ from websockets.sync.client import ClientConnection, connect
 from ._core import api_error, payload_of
 from .errors import DecodeError, OrchestratorError, TransportError
 from .models import Droplet, Task
+
+Carried = TypeVar("Carried", bound=BaseModel)
 
 #: Close codes that end a feed as asked: a normal close (1000, or 1005 when
 #: the close frame gives no code), or the server going away (shutting down).
@@ -46,19 +48,17 @@ class FeedEvent(BaseModel):
 
     def task(self) -> Task | None:
         """The task a task event carries, else None."""
-        if not self.event.startswith("task_") or not isinstance(self.data, dict):
-            return None
-        try:
-            return Task.model_validate(self.data)
-        except ValidationError:
-            return None
+        return self._carried("task_", Task)
 
     def droplet(self) -> Droplet | None:
         """The droplet a droplet event carries, else None."""
-        if not self.event.startswith("droplet_") or not isinstance(self.data, dict):
+        return self._carried("droplet_", Droplet)
+
+    def _carried(self, prefix: str, model: type[Carried]) -> Carried | None:
+        if not self.event.startswith(prefix) or not isinstance(self.data, dict):
             return None
         try:
-            return Droplet.model_validate(self.data)
+            return model.model_validate(self.data)
         except ValidationError:
             return None
 
